@@ -1,0 +1,1 @@
+"""Where the heavy sweeps run: local (numpy + numba) or distributed (Spark)."""

@@ -1,0 +1,1 @@
+"""Rater similarity, polarization and coordinated-group detection."""

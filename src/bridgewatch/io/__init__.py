@@ -1,0 +1,1 @@
+"""Reading, validating and writing the public Community Notes data format."""

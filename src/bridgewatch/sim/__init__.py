@@ -1,0 +1,1 @@
+"""A synthetic community with ground truth, written in the public data format."""
