@@ -68,6 +68,7 @@ class RuleConfig:
     firm_reject_threshold: float | None = param(0.3, "RejectLowIntercept (None: off)", "§3.1")
     min_minority_net_helpful: int | None = param(4, "MinMinorityRaters (None: off)", "§3.1")
     min_minority_net_helpful_ratio: float | None = param(0.05, "RaterBalance ratio", "§3.1")
+    rater_balance_lower: int = param(4, "RaterBalance applies from this net-helpful", "§3.1")
     rater_balance_upper: int = param(10, "RaterBalance applies below this net-helpful", "§3.1")
     no_high_vol_threshold: float = param(0.37, "NoHighVolIntercept threshold", "§3.1")
     no_correlated_threshold: float = param(0.37, "NoCorrelatedIntercept threshold", "§3.1")
@@ -133,6 +134,29 @@ class ContributorConfig:
     earn_out_increment: int = param(5, "extra rating impact per earn-out", "§4.6", ge=0)
     top_writer_writing_impact: int = param(10, "topWriterWritingImpact", "§4.6")
     top_writer_hit_rate: float = param(0.04, "topWriterHitRate", "§4.6")
+    emerging_mean_note_score: float = param(0.3, "emergingMeanNoteScore (strictly above)", "§4.6")
+    emerging_rating_count: int = param(10, "emergingRatingCount in the last 28 days", "§4.6", ge=0)
+    recent_stats_days: int = param(14, "window of the *14d contributor stats", "§4.6", ge=1)
+    recent_stats_min_ratings: int = param(10, "14d stats count a no-status note with this many ratings", "§4.6")
+    long_stats_days: int = param(90, "window of the *90d contributor stats", "§4.6", ge=1)
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """Combining the scorers into one final status (§6.4)."""
+
+    group_min_safeguard: float = param(0.3, "group promotion: core/expansion intercept must exceed", "§6.4")
+    group_max_safeguard: float = param(0.40, "group promotion: ... and stay below (CRH threshold)", "§6.4")
+    group14_min_safeguard: float = param(0.25, "group 14 promotion lower band, no upper bound", "§6.4")
+    group33_min_safeguard: float = param(0.25, "group 33 promotion lower band, no upper bound", "§6.4")
+    topic_nmr_intercept: float = param(0.24, "topic demotion: topic intercept below this", "§6.4")
+    topic_nmr_factor: float = param(0.51, "topic demotion: |topic factor| above this", "§6.4")
+    topic_in_dim_two_nmr_intercept: float = param(0.51, "InDimensionTwo topic intercept", "§6.4")
+    topic_in_dim_two_nmr_factor: float = param(1.0, "InDimensionTwo topic |factor|", "§6.4")
+    pop_sampled_min_ratings: int = param(8, "population-sampled veto: min sampled ratings", "§6.4", ge=0)
+    pop_sampled_min_per_sign: int = param(2, "population-sampled veto: min per factor sign", "§6.4", ge=0)
+    pop_sampled_max_intercept: float = param(0.30, "population-sampled intercept below this", "§6.4")
+    pop_sampled_divergence: float = param(0.15, "core minus sampled intercept at least this", "§6.4")
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,7 @@ class ScoringConfig:
     tag_filter: TagFilterConfig = field(default_factory=TagFilterConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     contributor: ContributorConfig = field(default_factory=ContributorConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
 
     def validate(self) -> ScoringConfig:
         """Check every bound; raise ``ConfigError`` naming the first bad field."""
