@@ -1,0 +1,139 @@
+"""The Gaussian scorer (§6.2): kernel math by hand, boundary cases, twins, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bridgewatch.errors import ScoringError
+from bridgewatch.scoring import gaussian as g
+
+
+def test_evaluation_points_match_the_reference_layout():
+    assert g.QUANTILE_RANGE.shape == (50,)
+    assert g.QUANTILE_RANGE[0] == -0.92 and g.QUANTILE_RANGE[-1] == 0.92
+    np.testing.assert_array_equal(g.QUANTILE_RANGE, -g.QUANTILE_RANGE[::-1])
+    assert g.SMOOTHED_RANGE.shape == (26,)
+    # every other point on each side, keeping both ends
+    assert g.SMOOTHED_RANGE[0] == -0.92 and g.SMOOTHED_RANGE[12] == g.QUANTILE_RANGE[24]
+    assert g.SMOOTHED_RANGE[13] == g.QUANTILE_RANGE[25] and g.SMOOTHED_RANGE[-1] == 0.92
+
+
+def test_single_point_value_computed_by_hand():
+    # One evaluation point at 0: normalized kernel weights are exactly 1 per rating.
+    factor = np.array([-0.5, -0.4, -0.3, 0.3, 0.4, 0.5])
+    helpful = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])
+    note = np.zeros(6, dtype=np.int64)
+    vals, nf = g.pass_values(note, 1, factor, helpful, np.array([0.0]), g.CRH_PARAMS)
+    # The only negative rater sits on its own mean: unexpected share ~0, so weight 1.75 exactly.
+    soft = 1.0 / (1.0 + np.exp(-200 * (0.0 - 0.14)))
+    extra = min(1.0 + 3.0 * soft / 6, 2.0) * 1.75
+    prior, prior_weight = 0.35, 0.4  # ln(max(6, 9)) / ln 9 = 1
+    expected = (5.0 + prior * prior_weight) / (5.0 + extra + prior_weight)
+    assert vals[0, 0] == pytest.approx(expected, rel=1e-12)
+    assert vals[0, 0] == pytest.approx(5.14 / 7.15, rel=1e-9)
+    assert nf[0] == pytest.approx((-0.5 - 0.4 - 0.3 + 0.3 + 0.4 - 0.5) / 6)
+    score = g.geometric_mean_score(vals)
+    assert score[0] == pytest.approx(expected)
+
+
+def test_unexpected_negatives_get_more_weight():
+    # Negative raters spread on both sides are "unexpected": their weight grows up to the cap.
+    factor = np.array([-0.6, 0.6, -0.2, 0.2, 0.3, -0.3])
+    helpful = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    note = np.zeros(6, dtype=np.int64)
+    vals, _ = g.pass_values(note, 1, factor, helpful, np.array([0.0]), g.CRH_PARAMS)
+    pct = 2 / 6  # both negatives lie 0.6 from their mean 0 → soft indicator ≈ 1
+    extra = min(1.0 + 3.0 * pct, 2.0) * 1.75
+    expected = (4.0 + 0.35 * 0.4) / (4.0 + 2 * extra + 0.4)
+    assert vals[0, 0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_few_raters_on_one_side_use_flat_prior():
+    factor = np.array([-0.5, -0.4, 0.3, 0.4, 0.5, 0.6])  # only 2 negative-factor raters
+    helpful = np.full(6, 0.5)  # somewhat helpful counts 0.7 in the CRH pass
+    note = np.zeros(6, dtype=np.int64)
+    vals, _ = g.pass_values(note, 1, factor, helpful, np.array([0.0]), g.CRH_PARAMS)
+    assert vals[0, 0] == pytest.approx((6 * 0.7 + 0.1 * 0.4) / (6.0 + 0.4))
+    off = dataclasses.replace(g.CRH_PARAMS, few_sided_prior=False)
+    vals_off, _ = g.pass_values(note, 1, factor, helpful, np.array([0.0]), off)
+    assert vals_off[0, 0] == pytest.approx((6 * 0.7 + 0.35 * 0.4) / (6.0 + 0.4))
+
+
+def test_insufficient_weight_scores_zero():
+    # All raters far on the right: the leftmost point gets almost no kernel weight.
+    factor = np.full(8, 0.9)
+    helpful = np.ones(8)
+    note = np.zeros(8, dtype=np.int64)
+    out = g.gaussian_scores(note, 1, factor, helpful)
+    assert out["crh_score"][0] == 0.0
+    assert out["crnh_score"][0] == 0.0
+    assert out["intercept"][0] == 0.0
+    vals, _ = g.pass_values(note, 1, factor, helpful, g.QUANTILE_RANGE, g.CRH_PARAMS)
+    assert (vals == -1).all()
+
+
+def _random_ratings(seed: int, n_notes: int = 40, per_note: int = 12):
+    rng = np.random.default_rng(seed)
+    note = np.repeat(np.arange(n_notes), per_note)
+    factor = rng.uniform(-0.8, 0.8, note.shape[0])
+    quality = rng.uniform(-1, 1, n_notes)
+    p = 1 / (1 + np.exp(-(3 * quality[note] + 2 * factor * rng.choice([-1, 1], n_notes)[note])))
+    helpful = np.where(rng.uniform(size=note.shape[0]) < p, 1.0, 0.0)
+    helpful[rng.uniform(size=note.shape[0]) < 0.2] = 0.5
+    perm = rng.permutation(note.shape[0])
+    return note[perm], factor[perm], helpful[perm], quality
+
+
+@pytest.mark.parametrize(
+    "params,points", [(g.CRH_PARAMS, g.QUANTILE_RANGE), (g.CRNH_PARAMS, g.SMOOTHED_RANGE)]
+)
+def test_numba_kernel_matches_numpy_twin(params, points):
+    note, factor, helpful, _ = _random_ratings(1)
+    n_notes = int(note.max()) + 2  # one note without ratings
+    a, fa = g.pass_values(note, n_notes, factor, helpful, points, params, use_numba=True)
+    b, fb = g.pass_values(note, n_notes, factor, helpful, points, params, use_numba=False)
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fa, fb, rtol=1e-10, atol=1e-12)
+    assert np.isnan(a[-1]).all()
+
+
+def test_helpful_notes_score_positive_and_unhelpful_negative():
+    note, factor, helpful, quality = _random_ratings(2, n_notes=60, per_note=30)
+    out = g.gaussian_scores(note, 60, factor, helpful)
+    intercept = out["intercept"]
+    assert np.corrcoef(intercept, quality)[0, 1] > 0.6
+    # A note everyone found unhelpful: the CRNH pass wins and the intercept is negative.
+    f = np.linspace(-0.6, 0.6, 20)
+    bad = g.gaussian_scores(np.zeros(20, dtype=np.int64), 1, f, np.zeros(20))
+    assert bad["intercept"][0] < -0.4
+    assert bad["intercept"][0] == -bad["crnh_score"][0]
+    good = g.gaussian_scores(np.zeros(20, dtype=np.int64), 1, f, np.ones(20))
+    assert good["intercept"][0] == good["crh_score"][0] > 0.6
+
+
+def test_author_rating_added_only_where_missing():
+    note = np.array([0, 0, 1, 1, 2])
+    rater = np.array([5, 6, 7, 8, 9])
+    factor = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    helpful = np.zeros(5)
+    author = np.array([5, 3, 4, -1])  # note 0: author rated it; note 3: no ratings
+    author_factor = np.array([0.7, -0.2, np.nan, 0.1])
+    n2, f2, h2 = g.add_author_ratings(note, factor, helpful, rater, author, author_factor)
+    assert n2.tolist() == [0, 0, 1, 1, 2, 1]
+    assert f2[-1] == -0.2 and h2[-1] == 1.0
+
+
+def test_deterministic_and_validates_input():
+    note, factor, helpful, _ = _random_ratings(3)
+    a = g.gaussian_scores(note, 40, factor, helpful)["intercept"]
+    b = g.gaussian_scores(note, 40, factor, helpful)["intercept"]
+    assert a.tobytes() == b.tobytes()
+    bad = factor.copy()
+    bad[0] = np.nan
+    with pytest.raises(ScoringError, match="NaN"):
+        g.gaussian_scores(note, 40, bad, helpful)
+    with pytest.raises(ScoringError, match="out of range"):
+        g.gaussian_scores(note, 3, factor, helpful)
