@@ -1,0 +1,187 @@
+"""Note status history (NSH): the scorer's persistent per-note state between runs (§1.4, §6.6, §6.7).
+
+A run reads the previous NSH, scores, and writes the next one: current status and which scorer
+decided it, the first and latest CRH/CRNH status with their times (they bound which ratings count
+as "valid", §4.1), the 14-day status lock (only for trusted rules; the drift guard then holds the
+note to it) and the stabilization timer of §6.5. Everything here is column arithmetic over aligned
+arrays; one call handles millions of notes in about a second.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.errors import DataFormatError
+from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.meta import LOCKING_ENABLED_RULES, UPDATED_TIMER_COLUMN
+
+NSH_COLUMNS = schema.NOTE_STATUS_HISTORY_COLUMNS
+_STRING_COLUMNS = frozenset(
+    {
+        "noteAuthorParticipantId",
+        "firstNonNMRStatus",
+        "currentStatus",
+        "mostRecentNonNMRStatus",
+        "lockedStatus",
+        "currentCoreStatus",
+        "currentExpansionStatus",
+        "currentGroupStatus",
+        "currentDecidedBy",
+        "currentMultiGroupStatus",
+    }
+)
+# What each "current*" NSH column copies from the scoring output.
+_CURRENT_FROM = {
+    "currentCoreStatus": "coreRatingStatus",
+    "currentExpansionStatus": "expansionRatingStatus",
+    "currentGroupStatus": "groupRatingStatus",
+    "currentDecidedBy": "decidedBy",
+    "currentModelingGroup": "modelingGroup",
+    "currentMultiGroupStatus": "multiGroupRatingStatus",
+    "currentModelingMultiGroup": "modelingMultiGroup",
+}
+
+
+def empty_history() -> pd.DataFrame:
+    """An NSH frame with no rows and the 24 columns in their dtypes."""
+    return _typed(pd.DataFrame({c: [] for c in NSH_COLUMNS}))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for c in NSH_COLUMNS:
+        col = frame[c] if c in frame.columns else pd.Series(np.nan, index=frame.index)
+        if c in ("noteId", "createdAtMillis"):
+            out[c] = col.to_numpy(dtype=np.int64)
+        elif c in _STRING_COLUMNS:
+            out[c] = col.to_numpy(dtype=object)
+        else:
+            out[c] = col.to_numpy(dtype=np.float64)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def merge_notes_into_history(nsh: pd.DataFrame, notes: pd.DataFrame) -> pd.DataFrame:
+    """Outer-join notes into NSH (§1.4): new notes get a row, deleted notes keep theirs.
+
+    ``nsh``: previous history (24 columns, legacy files with fewer columns are filled with NaN);
+    ``notes``: noteId, noteAuthorParticipantId, createdAtMillis. Raises ``DataFormatError`` naming
+    the first note whose creation time or author differs between the two, or a duplicate noteId.
+    Rows come out sorted by noteId (deterministic order).
+    """
+    for frame, what in ((nsh, "note status history"), (notes, "notes")):
+        dup = frame["noteId"].duplicated()
+        if dup.any():
+            note = int(frame["noteId"][dup].iloc[0])
+            raise DataFormatError(f"{what} lists note {note} more than once", field="noteId")
+    hist = _typed(nsh)
+    ids = hist["noteId"].to_numpy()
+    note_ids = notes["noteId"].to_numpy(dtype=np.int64)
+    pos = pd.Index(ids).get_indexer(note_ids)
+    both = pos >= 0
+    n_created = notes["createdAtMillis"].to_numpy(dtype=np.int64)
+    n_author = notes["noteAuthorParticipantId"].astype(str).to_numpy(dtype=object)
+    h_created = hist["createdAtMillis"].to_numpy()[pos[both]]
+    h_author = hist["noteAuthorParticipantId"].astype(str).to_numpy(dtype=object)[pos[both]]
+    for field, ours, theirs in (
+        ("createdAtMillis", n_created[both], h_created),
+        ("noteAuthorParticipantId", n_author[both], h_author),
+    ):
+        bad = np.flatnonzero(ours != theirs)
+        if bad.size:
+            k = bad[0]
+            note = int(note_ids[both][k])
+            raise DataFormatError(
+                f"note {note}: {field} is {ours[k]!r} in notes but {theirs[k]!r} in note status history",
+                field=field,
+            )
+    new = pd.DataFrame(
+        {
+            "noteId": note_ids[~both],
+            "noteAuthorParticipantId": n_author[~both],
+            "createdAtMillis": n_created[~both],
+        }
+    )
+    merged = pd.concat([hist, _typed(new)], ignore_index=True)
+    return _typed(merged.sort_values("noteId", kind="stable"))
+
+
+def update_status_history(
+    nsh_in: pd.DataFrame,
+    notes: pd.DataFrame,
+    final: pd.DataFrame,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig,
+) -> pd.DataFrame:
+    """The next run's NSH from the previous one and this run's final statuses (§6.6).
+
+    ``final``: one row per scored note with noteId, finalRatingStatus, decidedBy, and where they
+    exist coreRatingStatus, expansionRatingStatus, groupRatingStatus, modelingGroup,
+    multiGroupRatingStatus, modelingMultiGroup, ``updatedTimestampMillisOfNmrDueToMinStableCrhTime``
+    (from ``meta_score``) and abovePcrhThresholdTime. Notes in the history but not in ``final``
+    (not rescored this run) pass through unchanged. Returns the 24-column schema, sorted by noteId.
+    """
+    hist = merge_notes_into_history(nsh_in, notes)
+    now = float(epoch_millis)
+    pos = pd.Index(final["noteId"].to_numpy(dtype=np.int64)).get_indexer(hist["noteId"].to_numpy())
+    sel = np.flatnonzero(pos >= 0)
+    p = pos[sel]
+    out = {c: hist[c].to_numpy().copy() for c in NSH_COLUMNS}
+
+    def take(col: str, dtype) -> np.ndarray:
+        if col not in final.columns:
+            return np.full(sel.size, np.nan, dtype=dtype)
+        return final[col].to_numpy(dtype=dtype)[p]
+
+    status = take("finalRatingStatus", object)
+    if pd.isna(status).any():
+        raise DataFormatError(
+            "final statuses contain a note without finalRatingStatus", field="finalRatingStatus"
+        )
+    old_change = out["timestampMillisOfMostRecentStatusChange"][sel]
+    changed = status != out["currentStatus"][sel]
+    out["timestampMillisOfMostRecentStatusChange"][sel] = np.where(
+        changed, now, np.where(np.isnan(old_change), -1.0, old_change)
+    )
+    out["currentStatus"][sel] = status
+    out["timestampMillisOfCurrentStatus"][sel] = now
+    out["timestampMinuteOfFinalScoringOutput"][sel] = np.nan
+    for nsh_col, src in _CURRENT_FROM.items():
+        out[nsh_col][sel] = take(src, object if nsh_col in _STRING_COLUMNS else np.float64)
+
+    decided = take("decidedBy", object)
+    created = out["createdAtMillis"][sel].astype(np.float64)
+    unlocked = pd.isna(out["lockedStatus"][sel])
+    trusted = np.isin(decided, list(LOCKING_ENABLED_RULES))
+    lock = unlocked & (config.history.lock_millis < now - created) & trusted
+    out["lockedStatus"][sel[lock]] = status[lock]
+    out["timestampMillisOfStatusLock"][sel[lock]] = now
+
+    timer = out["timestampMillisOfNmrDueToMinStableCrhTime"]
+    first_timer = out["timestampMillisOfFirstNmrDueToMinStableCrhTime"]
+    is_locked = ~pd.isna(out["lockedStatus"][sel])
+    timer[sel[is_locked]] = -1.0
+    upd = take(UPDATED_TIMER_COLUMN, np.float64)
+    move = ~is_locked & ~np.isnan(upd)
+    timer[sel[move]] = upd[move]
+    first_needed = sel[move][np.isnan(first_timer[sel[move]])]
+    first_timer[first_needed] = timer[first_needed]
+    if "abovePcrhThresholdTime" in final.columns:
+        out["abovePcrhThresholdTime"][sel] = take("abovePcrhThresholdTime", np.float64)
+
+    # First / latest CRH-CRNH status; notes older than the tombstone launch keep their old values.
+    modern = created >= schema.DELETED_NOTE_TOMBSTONES_LAUNCH_MILLIS
+    rated = modern & (status != schema.NMR)
+    first_missing = rated & pd.isna(out["firstNonNMRStatus"][sel])
+    for col, ts in (
+        ("firstNonNMRStatus", "timestampMillisOfFirstNonNMRStatus"),
+        ("mostRecentNonNMRStatus", "timestampMillisOfLatestNonNMRStatus"),
+    ):
+        out[col][sel[first_missing]] = status[first_missing]
+        out[ts][sel[first_missing]] = now
+    flip = rated & (status != out["mostRecentNonNMRStatus"][sel])
+    out["mostRecentNonNMRStatus"][sel[flip]] = status[flip]
+    out["timestampMillisOfLatestNonNMRStatus"][sel[flip]] = now
+    return _typed(pd.DataFrame(out))
