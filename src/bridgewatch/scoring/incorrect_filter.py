@@ -1,0 +1,105 @@
+"""The "incorrect" filter (spec §3.4): many same-side raters calling a note incorrect.
+
+Prescoring counts, per rater, how often their not-helpful-tagged ratings carry "incorrect"
+(their base rate). Final scoring sums, per note, over tagged ratings from raters whose clipped
+factor lies within ±0.3 of the note's: the incorrect tags, the voters, and the voters' base rates;
+tf-idf = incorrect / ln(1 + Σ base rates) rewards "incorrect" from raters who rarely use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
+
+_NH_MASK = np.uint32(sum(1 << TAG_BIT[t] for t in NOT_HELPFUL_TAGS))
+_INCORRECT_BIT = np.uint32(TAG_BIT["notHelpfulIncorrect"])
+FACTOR_CLIP = 0.4
+
+
+def _incorrect(tags: np.ndarray) -> np.ndarray:
+    return ((tags >> _INCORRECT_BIT) & np.uint32(1)).astype(np.int64)
+
+
+def rater_incorrect_totals(
+    rater: np.ndarray, tags: np.ndarray, n_raters: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prescoring per-rater totals over ratings with at least one not-helpful tag.
+
+    ``rater``: int[R] rater index; ``tags``: uint32[R]. Returns (int64[U]
+    ``incorrectTagRatingsMadeByRater``, int64[U] ``totalRatingsMadeByRater``); both 0 for raters
+    without not-helpful-tagged ratings (the reference leaves them NaN; the rate is 0 either way).
+    """
+    tags = np.asarray(tags, dtype=np.uint32)
+    nh = (tags & _NH_MASK) != 0
+    r = np.asarray(rater, dtype=np.intp)[nh]
+    incorrect = np.bincount(r, weights=_incorrect(tags[nh]), minlength=n_raters).astype(np.int64)
+    total = np.bincount(r, minlength=n_raters).astype(np.int64)
+    return incorrect, total
+
+
+@dataclass(frozen=True, eq=False)
+class IncorrectAggregates:
+    """Per-note interval aggregates (length N); NaN where no rating fell in the interval.
+
+    ``incorrect`` (``notHelpfulIncorrect_interval``), ``voters`` (``num_voters_interval``),
+    ``p_incorrect`` (``p_incorrect_user_interval``), ``tf_idf`` (``tf_idf_incorrect_interval``),
+    all float64 so absence is NaN.
+    """
+
+    incorrect: np.ndarray
+    voters: np.ndarray
+    p_incorrect: np.ndarray
+    tf_idf: np.ndarray
+
+
+def incorrect_aggregates(
+    note: np.ndarray,
+    rater: np.ndarray,
+    tags: np.ndarray,
+    note_factor: np.ndarray,
+    rater_factor: np.ndarray,
+    rater_incorrect: np.ndarray,
+    rater_total: np.ndarray,
+    *,
+    interval_half_width: float = 0.3,
+) -> IncorrectAggregates:
+    """Final-scoring aggregates (``get_incorrect_aggregates_final_scoring``) for N notes.
+
+    ``note``/``rater``: int[R] indices into ``note_factor`` (float[N]) and ``rater_factor``,
+    ``rater_incorrect``, ``rater_total`` (length U); NaN factors exclude the rating.
+    """
+    tags = np.asarray(tags, dtype=np.uint32)
+    note = np.asarray(note, dtype=np.intp)
+    rater = np.asarray(rater, dtype=np.intp)
+    n_notes = int(np.shape(note_factor)[0])
+    fn = np.clip(np.asarray(note_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP)[note]
+    fu = np.clip(np.asarray(rater_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP)[rater]
+    with np.errstate(invalid="ignore"):
+        keep = ((tags & _NH_MASK) != 0) & (np.abs(fu - fn) < interval_half_width)
+    nk, rk = note[keep], rater[keep]
+    total = np.asarray(rater_total, dtype=np.float64)[rk]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.asarray(rater_incorrect, dtype=np.float64)[rk] / total
+    rate = np.where(np.isnan(rate), 0.0, rate)
+    voters = np.bincount(nk, minlength=n_notes).astype(np.float64)
+    incorrect = np.bincount(nk, weights=_incorrect(tags[keep]), minlength=n_notes)
+    p = np.bincount(nk, weights=rate, minlength=n_notes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tf_idf = incorrect / np.log(1.0 + p)
+    absent = voters == 0
+    for arr in (voters, incorrect, p, tf_idf):
+        arr[absent] = np.nan
+    return IncorrectAggregates(incorrect=incorrect, voters=voters, p_incorrect=p, tf_idf=tf_idf)
+
+
+def incorrect_filter_flags(
+    agg: IncorrectAggregates, *, min_incorrect: int = 2, min_voters: int = 3, tf_idf_threshold: float = 2.5
+) -> np.ndarray:
+    """bool[N]: incorrect ≥ 2 and voters ≥ 3 and tf-idf ≥ 2.5 (NaN never trips)."""
+    with np.errstate(invalid="ignore"):
+        return (
+            (agg.incorrect >= min_incorrect) & (agg.voters >= min_voters) & (agg.tf_idf >= tf_idf_threshold)
+        )

@@ -1,0 +1,136 @@
+"""Tag-outlier filter (spec §3.3): is one not-helpful tag unusually common among nearby raters?
+
+Each rating is weighted by how close the rater sits to the note on the (z-normalized) factor
+axis, so a tag counts mostly when raters who otherwise agree with the note's audience use it.
+Per note and not-helpful tag we sum the weighted tags (``<tag>Adjusted``), the weights
+(``ratingWeight``) and their ratio (``<tag>AdjustedRatio``). Prescoring learns, per tag, the 95th
+percentile of that ratio over provisionally-CRH notes; final scoring flags notes above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
+
+EXEMPT_TAGS = frozenset({"notHelpfulHardToUnderstand"})  # never triggers the filter (§3.3)
+_NH_BITS = np.array([TAG_BIT[t] for t in NOT_HELPFUL_TAGS], dtype=np.uint32)
+
+
+@dataclass(frozen=True, eq=False)
+class TagAggregates:
+    """Per-note weighted not-helpful tag totals; columns in ``schema.NOT_HELPFUL_TAGS`` order.
+
+    - ``adjusted``: float64[N, 13], Σ w·tag (``<tag>Adjusted``).
+    - ``rating_weight``: float64[N], Σ w (``ratingWeight``).
+    - ``adjusted_ratio``: float64[N, 13], adjusted / rating_weight (``<tag>AdjustedRatio``).
+    - ``present``: bool[N], the note had at least one rating with both factors. Rows where it is
+      False hold NaN (the reference has no aggregate row for them).
+    """
+
+    adjusted: np.ndarray
+    rating_weight: np.ndarray
+    adjusted_ratio: np.ndarray
+    present: np.ndarray
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    """(x − mean)/std over the non-NaN entries, population std (ddof 0); NaN stays NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[~np.isnan(values)]
+    if finite.size == 0:
+        return values.copy()
+    return (values - finite.mean()) / finite.std()
+
+
+def distance_weights(distance: np.ndarray, percentile: float = 40.0) -> np.ndarray:
+    """w = 1 / (1 + (d / P)^5), P the ``percentile`` of the non-NaN distances (float64[R])."""
+    distance = np.asarray(distance, dtype=np.float64)
+    scale = np.nanpercentile(distance, percentile) if distance.size else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 / (1.0 + (distance / scale) ** 5)
+
+
+def note_tag_aggregates(
+    note: np.ndarray,
+    rater: np.ndarray,
+    tags: np.ndarray,
+    note_factor: np.ndarray,
+    rater_factor: np.ndarray,
+    *,
+    normalization_percentile: float = 40.0,
+) -> TagAggregates:
+    """Weighted tag aggregates for N notes (``get_note_tag_aggregates``).
+
+    ``note``: int[R] note index into ``note_factor`` (float[N], NaN = note not fitted);
+    ``rater``: int[R] rater index into ``rater_factor`` (float[U], NaN = no parameters);
+    ``tags``: uint32[R] tag bits (``schema.TAG_BIT``). Factors are z-normalized over the
+    non-NaN notes / raters given, so pass exactly the scorer's fitted notes and raters.
+    """
+    note = np.asarray(note, dtype=np.intp)
+    rater = np.asarray(rater, dtype=np.intp)
+    n_notes = int(np.shape(note_factor)[0])
+    fn = zscore(note_factor)[note]
+    fu = zscore(rater_factor)[rater]
+    keep = ~(np.isnan(fn) | np.isnan(fu))
+    note_k = note[keep]
+    w = distance_weights(np.abs(fu[keep] - fn[keep]), normalization_percentile)
+    tags_k = np.asarray(tags, dtype=np.uint32)[keep]
+    weight = np.bincount(note_k, weights=w, minlength=n_notes)
+    present = np.bincount(note_k, minlength=n_notes) > 0
+    adjusted = np.empty((n_notes, _NH_BITS.shape[0]), dtype=np.float64)
+    for j, bit in enumerate(_NH_BITS):
+        has = ((tags_k >> bit) & np.uint32(1)).astype(bool)
+        adjusted[:, j] = np.bincount(note_k[has], weights=w[has], minlength=n_notes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = adjusted / weight[:, None]
+    adjusted[~present] = np.nan
+    weight[~present] = np.nan
+    ratio[~present] = np.nan
+    return TagAggregates(adjusted=adjusted, rating_weight=weight, adjusted_ratio=ratio, present=present)
+
+
+def tag_thresholds(adjusted_ratio_crh: np.ndarray, percentile: int = 95) -> np.ndarray:
+    """float64[13]: per-tag threshold from the ratios of provisionally-CRH notes (float[M, 13]).
+
+    Computed exactly as the reference (``np.quantile(v, arange(0, 1, 0.01))[percentile]``), so a
+    NaN among the values propagates and disables that tag; no notes gives 0.0.
+    """
+    adjusted_ratio_crh = np.asarray(adjusted_ratio_crh, dtype=np.float64)
+    out = np.zeros(adjusted_ratio_crh.shape[1] if adjusted_ratio_crh.ndim == 2 else len(NOT_HELPFUL_TAGS))
+    if adjusted_ratio_crh.shape[0] == 0:
+        return out
+    qs = np.arange(0, 1, 0.01)
+    for j in range(out.shape[0]):
+        out[j] = np.quantile(adjusted_ratio_crh[:, j], qs)[percentile]
+    return out
+
+
+def tag_filter_flags(
+    aggregates: TagAggregates, thresholds: np.ndarray, *, min_adjusted_total: float = 2.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which notes trip the tag filter, and on which tags.
+
+    A tag trips when ``Adjusted > min_adjusted_total`` and ``AdjustedRatio > threshold``;
+    ``notHelpfulHardToUnderstand`` never does. Returns (bool[N] flags, object[N] tag names
+    comma-joined in TSV order, "" where none) — the reference's ``activeFilterTags`` text.
+    """
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    n = aggregates.adjusted.shape[0]
+    hits = (aggregates.adjusted > min_adjusted_total) & (aggregates.adjusted_ratio > thresholds[None, :])
+    for j, tag in enumerate(NOT_HELPFUL_TAGS):
+        if tag in EXEMPT_TAGS:
+            hits[:, j] = False
+    flags = hits.any(axis=1)
+    names = np.full(n, "", dtype=object)
+    if flags.any():
+        codes = np.packbits(hits[flags], axis=1, bitorder="little")
+        keys = codes.view(np.uint8).astype(np.uint32) @ (256 ** np.arange(codes.shape[1], dtype=np.uint32))
+        uniq, inv = np.unique(keys, return_inverse=True)
+        texts = np.empty(uniq.shape[0], dtype=object)
+        for i, key in enumerate(uniq):
+            texts[i] = ",".join(t for j, t in enumerate(NOT_HELPFUL_TAGS) if int(key) >> j & 1)
+        names[flags] = texts[inv.reshape(-1)]
+    return flags, names

@@ -1,0 +1,63 @@
+"""Explanation tags (§3.6): qualification, count order, priority tie-breaks, demotion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridgewatch.schema import HELPFUL_TAG_PRIORITY, HELPFUL_TAGS, NOT_HELPFUL_TAGS, TAG_BIT, Status
+from bridgewatch.scoring.explanation import apply_explanation, tag_counts, top_two_tags
+
+
+def counts_of(tag_names, **kw):
+    row = np.zeros(len(tag_names), dtype=np.int64)
+    for k, v in kw.items():
+        row[tag_names.index(k)] = v
+    return row
+
+
+def test_top_two_by_count():
+    c = counts_of(HELPFUL_TAGS, helpfulOther=9, helpfulClear=3, helpfulEmpathetic=5)
+    f, s = top_two_tags(c[None], HELPFUL_TAGS, HELPFUL_TAG_PRIORITY)
+    assert (f[0], s[0]) == ("helpfulOther", "helpfulEmpathetic")
+
+
+def test_ties_go_to_higher_priority():
+    # All at 4: Informative (8) and Clear (7) win over GoodSources (4) and Other (0).
+    c = counts_of(HELPFUL_TAGS, helpfulOther=4, helpfulGoodSources=4, helpfulClear=4, helpfulInformative=4)
+    f, s = top_two_tags(c[None], HELPFUL_TAGS, HELPFUL_TAG_PRIORITY)
+    assert (f[0], s[0]) == ("helpfulInformative", "helpfulClear")
+
+
+def test_needs_two_qualifying_tags():
+    c = counts_of(HELPFUL_TAGS, helpfulClear=10, helpfulOther=1)
+    f, s = top_two_tags(c[None], HELPFUL_TAGS, HELPFUL_TAG_PRIORITY)
+    assert (f[0], s[0]) == ("", "")
+    c = counts_of(HELPFUL_TAGS, helpfulClear=2, helpfulOther=2)
+    f, s = top_two_tags(c[None], HELPFUL_TAGS, HELPFUL_TAG_PRIORITY)
+    assert (f[0], s[0]) == ("helpfulClear", "helpfulOther")
+
+
+def test_apply_explanation_demotes_and_uses_matching_tag_family():
+    status = np.array([Status.CRH, Status.CRNH, Status.CRH, Status.NMR, Status.CRNH], dtype=np.int8)
+    h = np.zeros((5, 9), dtype=np.int64)
+    nh = np.zeros((5, 13), dtype=np.int64)
+    h[0] = counts_of(HELPFUL_TAGS, helpfulClear=3, helpfulGoodSources=2)
+    nh[0] = counts_of(NOT_HELPFUL_TAGS, notHelpfulIncorrect=50, notHelpfulOther=50)  # ignored for CRH
+    nh[1] = counts_of(
+        NOT_HELPFUL_TAGS, notHelpfulOutdated=2, notHelpfulSpamHarassmentOrAbuse=2, notHelpfulOther=2
+    )
+    h[2] = counts_of(HELPFUL_TAGS, helpfulClear=3)  # one qualifying tag → NMR
+    h[3] = counts_of(HELPFUL_TAGS, helpfulClear=3, helpfulOther=3)  # NMR notes get no tags
+    res = apply_explanation(status, h, nh)
+    assert list(res.status) == [Status.CRH, Status.CRNH, Status.NMR, Status.NMR, Status.NMR]
+    assert list(res.first_tag) == ["helpfulClear", "notHelpfulOutdated", "", "", ""]
+    assert list(res.second_tag) == ["helpfulGoodSources", "notHelpfulSpamHarassmentOrAbuse", "", "", ""]
+    assert list(res.demoted) == [False, False, True, False, True]
+
+
+def test_tag_counts_from_bits():
+    note = np.array([0, 0, 1])
+    tags = np.array([1 << TAG_BIT["helpfulClear"], (1 << TAG_BIT["helpfulClear"]) | 1, 1], dtype=np.uint32)
+    c = tag_counts(note, tags, 3, HELPFUL_TAGS)
+    assert c[0, HELPFUL_TAGS.index("helpfulClear")] == 2
+    assert c[0, 0] == 1 and c[1, 0] == 1 and c[2].sum() == 0

@@ -1,0 +1,71 @@
+"""Incorrect-filter math (§3.4) on a hand-computed example."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bridgewatch.schema import TAG_BIT
+from bridgewatch.scoring.incorrect_filter import (
+    IncorrectAggregates,
+    incorrect_aggregates,
+    incorrect_filter_flags,
+    rater_incorrect_totals,
+)
+
+INC = 1 << TAG_BIT["notHelpfulIncorrect"]
+OTHER = 1 << TAG_BIT["notHelpfulOther"]
+HELP = 1 << TAG_BIT["helpfulClear"]
+
+
+def test_rater_totals_count_only_nh_tagged_ratings():
+    rater = np.array([0, 0, 0, 1, 1, 2])
+    tags = np.array([INC, INC | OTHER, HELP, OTHER, 0, HELP], dtype=np.uint32)
+    incorrect, total = rater_incorrect_totals(rater, tags, 4)
+    assert list(incorrect) == [2, 0, 0, 0]
+    assert list(total) == [2, 1, 0, 0]
+
+
+def test_interval_aggregates_by_hand():
+    # Note 0 factor 0.9 (clipped to 0.4). Raters: 0.5→0.4 (in), 0.2 (in, |0.2-0.4|=0.2),
+    # 0.1 (out: 0.3 is not < 0.3), -0.5 (out), NaN (out).
+    note = np.zeros(6, dtype=int)
+    rater = np.array([0, 1, 2, 3, 4, 1])
+    tags = np.array([INC, INC | OTHER, INC, INC, INC, 0], dtype=np.uint32)
+    fu = np.array([0.5, 0.2, 0.1, -0.5, np.nan])
+    r_inc = np.array([1, 2, 5, 1, 1])
+    r_tot = np.array([4, 8, 5, 1, 1])
+    agg = incorrect_aggregates(note, rater, tags, np.array([0.9, 0.0]), fu, r_inc, r_tot)
+    p = 1 / 4 + 2 / 8
+    assert agg.incorrect[0] == 2 and agg.voters[0] == 2
+    np.testing.assert_allclose(agg.p_incorrect[0], p)
+    np.testing.assert_allclose(agg.tf_idf[0], 2 / math.log(1 + p))
+    assert np.isnan(agg.voters[1]) and np.isnan(agg.tf_idf[1])
+
+
+def test_zero_total_rater_counts_rate_zero():
+    agg = incorrect_aggregates(
+        np.array([0, 0]),
+        np.array([0, 1]),
+        np.array([OTHER, INC], dtype=np.uint32),
+        np.array([0.0]),
+        np.array([0.0, 0.0]),
+        np.array([0, 1]),
+        np.array([0, 2]),
+    )
+    np.testing.assert_allclose(agg.p_incorrect[0], 0.5)
+    assert agg.voters[0] == 2 and agg.incorrect[0] == 1
+
+
+def test_flags_boundaries():
+    def one(inc, voters, tf):
+        a = IncorrectAggregates(np.array([inc]), np.array([voters]), np.array([1.0]), np.array([tf]))
+        return bool(incorrect_filter_flags(a)[0])
+
+    assert one(2, 3, 2.5)
+    assert not one(1, 3, 9.0)
+    assert not one(2, 2, 9.0)
+    assert not one(2, 3, 2.4999)
+    assert not one(np.nan, np.nan, np.nan)
+    assert one(2, 3, np.inf)
