@@ -1,0 +1,127 @@
+"""Sorting parsed ratings into a ``RatingMatrix`` while resolving duplicate (rater, note) pairs.
+
+Same result as ``matrix.build_rating_matrix`` (stable sort by (note, rater), CSR indexes both
+ways) but it permutes one array at a time and frees inputs as it goes, so the peak stays near the
+final size; and it drops duplicate ratings first (rules in ``dataset``'s module docstring).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.ratings import RawRatings
+
+
+def build_deduplicated(
+    raw: RawRatings,
+    note: np.ndarray,
+    rater: np.ndarray,
+    note_ids: np.ndarray,
+    rater_ids: np.ndarray,
+    warnings: list[str],
+) -> RatingMatrix:
+    """``note``/``rater``: int32[R] dense indices in file order; ``raw`` holds the other columns.
+
+    The value arrays of ``raw`` are released (replaced by empty arrays) as they are permuted.
+    """
+    n_notes = int(note_ids.shape[0])
+    n_raters = int(rater_ids.shape[0])
+    key = note.astype(np.int64) * max(n_raters, 1) + rater
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    same = key[1:] == key[:-1]
+    del key
+    if same.any():
+        order = _drop_duplicates(raw, order, same, warnings)
+    del same
+    note = note[order]
+    rater = rater[order]
+    cols = {}
+    for name in ("value", "created_at", "tags", "population_sampled"):
+        arr = getattr(raw, name)
+        setattr(raw, name, arr[:0])
+        cols[name] = arr[order]
+        del arr
+    del order
+    note_indptr = np.zeros(n_notes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(note, minlength=n_notes), out=note_indptr[1:])
+    rater_indptr = np.zeros(n_raters + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rater, minlength=n_raters), out=rater_indptr[1:])
+    rkey = rater.astype(np.int64) * max(n_notes, 1) + note
+    by_rater = np.argsort(rkey, kind="stable").astype(np.int64, copy=False)
+    del rkey
+    return RatingMatrix(
+        note=note,
+        rater=rater,
+        value=cols["value"],
+        created_at=cols["created_at"],
+        tags=cols["tags"],
+        population_sampled=cols["population_sampled"],
+        note_ids=np.asarray(note_ids, dtype=np.int64),
+        rater_ids=np.asarray(rater_ids, dtype=object),
+        note_indptr=note_indptr,
+        by_rater=by_rater,
+        rater_indptr=rater_indptr,
+    )
+
+
+def _drop_duplicates(raw: RawRatings, order: np.ndarray, same: np.ndarray, warnings: list[str]) -> np.ndarray:
+    """Remove duplicate ratings from ``order`` (positions sorted by key, file order within a key).
+
+    ``same[i]``: sorted positions i and i+1 share (note, rater). Exact duplicates (same value,
+    time, tags, source) keep the first row; pairs left with different values keep the latest by
+    createdAtMillis, the later row in file order on ties.
+    """
+    starts = np.concatenate([[True], ~same])
+    member = np.concatenate([same, [False]]) | np.concatenate([[False], same])
+    pos = np.flatnonzero(member)
+    gid = (np.cumsum(starts) - 1)[pos]
+    orig = order[pos]
+    value, created = raw.value[orig], raw.created_at[orig]
+    tags, pop = raw.tags[orig], raw.population_sampled[orig]
+    # Exact duplicates: equal on every parsed field to an earlier row of the same pair.
+    srt = np.lexsort((orig, pop, tags, created, value, gid))
+    eq = np.zeros(srt.shape[0], dtype=bool)
+    eq[1:] = (
+        (gid[srt][1:] == gid[srt][:-1])
+        & (value[srt][1:] == value[srt][:-1])
+        & (created[srt][1:] == created[srt][:-1])
+        & (tags[srt][1:] == tags[srt][:-1])
+        & (pop[srt][1:] == pop[srt][:-1])
+    )
+    exact = np.zeros(pos.shape[0], dtype=bool)
+    exact[srt[eq]] = True
+    drop = exact.copy()
+    # Conflicts: pairs with more than one distinct rating left.
+    left = ~exact
+    counts = np.bincount(gid[left], minlength=int(gid[-1]) + 1)
+    conflict = left & (counts[gid] > 1)
+    n_pairs = int((counts > 1).sum())
+    if conflict.any():
+        idx = np.flatnonzero(conflict)
+        srt2 = idx[np.lexsort((orig[idx], created[idx], gid[idx]))]
+        last = np.ones(srt2.shape[0], dtype=bool)
+        last[:-1] = gid[srt2][1:] != gid[srt2][:-1]
+        drop[srt2[~last]] = True
+    if exact.any():
+        first = int(orig[exact].min())
+        warnings.append(
+            f"dropped {int(exact.sum())} exact duplicate rating row(s); first at "
+            f"{raw.where(raw.record_of(first))}"
+        )
+    if n_pairs:
+        # Name the first row that repeats a pair already seen (second occurrence in file order).
+        c_orig = orig[conflict]
+        c_gid = gid[conflict]
+        first_in_group = np.full(int(gid[-1]) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_in_group, c_gid, c_orig)
+        repeats = c_orig[c_orig != first_in_group[c_gid]]
+        first = int(repeats.min())
+        warnings.append(
+            f"{n_pairs} (rater, note) pair(s) rated more than once with different values; kept the latest "
+            f"by createdAtMillis (later row on ties); first repeat at {raw.where(raw.record_of(first))}"
+        )
+    keep = np.ones(order.shape[0], dtype=bool)
+    keep[pos[drop]] = False
+    return order[keep]

@@ -1,0 +1,206 @@
+"""``read_dataset``: the four public input files -> one ``Dataset`` (frames + ``RatingMatrix``).
+
+What is fatal and what is a warning (every message names the file and the 1-based line, header =
+line 1, and the field):
+
+Fatal (``DataFormatError``, nothing is returned):
+  - a file that cannot be read (not UTF-8, bad gzip, broken quoting, ragged rows);
+  - a required column missing from the header (notes: noteId, noteAuthorParticipantId or
+    participantId, createdAtMillis, classification; ratings: noteId, raterParticipantId or
+    participantId, createdAtMillis and at least one of helpfulnessLevel/helpful/notHelpful; NSH:
+    noteId, noteAuthorParticipantId, createdAtMillis; enrollment: participantId, enrollmentState),
+    or a column named twice;
+  - a value that is not a number where one is expected, a tag that is not 0/1, an empty note id,
+    participant id or creation time;
+  - an unknown enum value (helpfulnessLevel, classification, ratingSourceBucketed, enrollmentState);
+  - a timestamp outside ``schema.MIN_PLAUSIBLE_MILLIS..MAX_PLAUSIBLE_MILLIS`` (seconds or
+    microseconds instead of milliseconds); NSH timestamps may also be empty or <= 0 (sentinels);
+  - the same noteId (notes, NSH) or participantId (enrollment) twice with different values.
+
+Warnings (counted, the first offending line named, the data kept or dropped as said):
+  - unknown extra columns (ignored; one warning per file); optional columns missing (defaults);
+  - exact duplicate rows (dropped); a (rater, note) pair rated twice with different values (the
+    latest by createdAtMillis is kept, ties broken by file order: the later row wins);
+  - ratings with no helpfulness value (dropped, as the reference does);
+  - ratings on notes absent from the notes file (kept; the scoring layer applies §1.7 step 6).
+
+Line numbers count physical lines, so they stay right when quoted text spans several lines.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.errors import DataFormatError
+from bridgewatch.io import formats
+from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.ratings import Progress, RawRatings, read_ratings
+from bridgewatch.io.tables import empty_frame, read_enrollment, read_notes, read_status_history
+
+PathLike = str | os.PathLike[str]
+_SUFFIXES = (".tsv", ".tsv.gz", ".parquet")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """The public input files, read and checked.
+
+    - ``notes``: one row per note, ``schema.NOTE_COLUMNS``; noteId/createdAtMillis/tweetId int64
+      (tweetId -1 when missing), participant ids and text as str, classification str or NA.
+    - ``ratings``: ``RatingMatrix``; note index space = sorted union of noteIds in notes, NSH and
+      ratings; ``rater_ids`` = sorted ids of participants who rated.
+    - ``status_history``: the 24 ``schema.NOTE_STATUS_HISTORY_COLUMNS``; timestamps float64 (NaN
+      when empty), statuses str or NA.
+    - ``enrollment``: the 8 ``schema.ENROLLMENT_COLUMNS``; modelingGroup float64 (NaN missing).
+    - ``warnings``: human-readable, each naming its file.
+    """
+
+    notes: pd.DataFrame
+    ratings: RatingMatrix
+    status_history: pd.DataFrame
+    enrollment: pd.DataFrame
+    warnings: tuple[str, ...]
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for suffix in _SUFFIXES:
+        p = directory / f"{stem}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def _ratings_paths(source: Path) -> list[Path]:
+    if source.is_file():
+        return [source]
+    found: list[Path] = []
+    if source.is_dir():
+        found = [p for p in sorted(source.iterdir()) if p.is_file() and p.name.endswith(_SUFFIXES)]
+    return found
+
+
+def find_input_files(source: PathLike) -> dict[str, object]:
+    """Locate the input files in a data directory (keys notes, ratings, status, enrollment)."""
+    d = Path(source)
+    if not d.is_dir():
+        raise DataFormatError("not a directory of public data files", path=str(d))
+    ratings = _ratings_paths(d / "ratings")
+    if not ratings:
+        ratings = sorted(
+            p
+            for p in d.iterdir()
+            if p.is_file() and p.name.startswith("ratings-") and p.name.endswith(_SUFFIXES)
+        )
+        # A directory may hold both foo.tsv and foo.tsv.gz (or .parquet): read each stem once.
+        by_stem: dict[str, Path] = {}
+        for p in ratings:
+            stem = p.name.split(".")[0]
+            by_stem.setdefault(stem, p)
+        ratings = [by_stem[s] for s in sorted(by_stem)]
+    return {
+        "notes": _find(d, "notes-00000"),
+        "ratings": ratings,
+        "status": _find(d, "noteStatusHistory-00000"),
+        "enrollment": _find(d, "userEnrollment-00000"),
+    }
+
+
+def read_dataset(
+    source: PathLike | None,
+    *,
+    notes: PathLike | None = None,
+    ratings: PathLike | list[PathLike] | None = None,
+    status: PathLike | None = None,
+    enrollment: PathLike | None = None,
+    progress: Progress | None = None,
+) -> Dataset:
+    """Read a data directory (or explicit files; explicit paths override the directory's).
+
+    ``ratings`` may be a file, a list of files or a directory of ``*.tsv``/``.tsv.gz``/``.parquet``.
+    ``progress(stage, done, total)`` is called as the ratings stream in (bytes of input).
+    Raises ``DataFormatError`` on a bad file (see the module docstring for what is fatal).
+    """
+    found: dict[str, object] = find_input_files(source) if source is not None else {}
+    notes_path = notes if notes is not None else found.get("notes")
+    status_path = status if status is not None else found.get("status")
+    enroll_path = enrollment if enrollment is not None else found.get("enrollment")
+    if ratings is None:
+        rating_paths = [Path(p) for p in found.get("ratings", [])]  # type: ignore[union-attr]
+    elif isinstance(ratings, list | tuple):
+        rating_paths = [Path(p) for p in ratings]
+    else:
+        rating_paths = _ratings_paths(Path(ratings))
+        if not rating_paths:
+            raise DataFormatError("no ratings files found", path=str(ratings))
+    for label, p in (
+        ("notes", notes_path),
+        *(("ratings", r) for r in rating_paths),
+        ("NSH", status_path),
+        ("enrollment", enroll_path),
+    ):
+        if p is not None and not Path(p).is_file():  # type: ignore[arg-type]
+            raise DataFormatError(f"{label} file not found", path=str(p))
+    if notes_path is None:
+        raise DataFormatError(f"no notes file ({schema.NOTES_FILE}) found", path=str(source))
+    if not rating_paths:
+        raise DataFormatError(f"no ratings file ({schema.RATINGS_FILE} or ratings/) found", path=str(source))
+
+    warnings: list[str] = []
+    notes_frame = read_notes(notes_path, warnings)  # type: ignore[arg-type]
+    nsh = (
+        read_status_history(status_path, warnings)  # type: ignore[arg-type]
+        if status_path is not None
+        else empty_frame(formats.STATUS_HISTORY)
+    )
+    enroll = (
+        read_enrollment(enroll_path, warnings)  # type: ignore[arg-type]
+        if enroll_path is not None
+        else empty_frame(formats.ENROLLMENT)
+    )
+    raw = read_ratings([str(p) for p in rating_paths], warnings, progress)
+    matrix = assemble_matrix(
+        raw,
+        notes_frame["noteId"].to_numpy(np.int64),
+        nsh["noteId"].to_numpy(np.int64),
+        warnings,
+        notes_label=str(notes_path),
+    )
+    return Dataset(notes_frame, matrix, nsh, enroll, tuple(warnings))
+
+
+def assemble_matrix(
+    raw: RawRatings,
+    notes_ids: np.ndarray,
+    nsh_ids: np.ndarray,
+    warnings: list[str],
+    notes_label: str = "notes",
+) -> RatingMatrix:
+    """Map codes to the sorted id spaces, resolve duplicates, sort and index the ratings."""
+    from bridgewatch.io.build import build_deduplicated
+
+    note_ids = np.union1d(np.union1d(notes_ids, nsh_ids), raw.note_ids)
+    known = np.isin(raw.note_ids, notes_ids)
+    if not known.all():
+        unknown = ~known[raw.note_code]
+        n_unknown = int(unknown.sum())
+        first = int(np.argmax(unknown))
+        warnings.append(
+            f"{n_unknown} rating(s) on {int((~known).sum())} note(s) absent from {notes_label} (kept; "
+            f"first at {raw.where(raw.record_of(first))}, noteId {raw.note_ids[raw.note_code[first]]})"
+        )
+    note_map = np.searchsorted(note_ids, raw.note_ids).astype(np.int32)
+    order = np.argsort(raw.rater_ids, kind="stable") if raw.rater_ids.shape[0] else np.empty(0, np.int64)
+    rater_ids = raw.rater_ids[order]
+    rater_map = np.empty(order.shape[0], dtype=np.int32)
+    rater_map[order] = np.arange(order.shape[0], dtype=np.int32)
+    note = note_map[raw.note_code]
+    raw.note_code = np.empty(0, np.int32)
+    rater = rater_map[raw.rater_code]
+    raw.rater_code = np.empty(0, np.int32)
+    return build_deduplicated(raw, note, rater, note_ids, rater_ids, warnings)
