@@ -1,0 +1,254 @@
+"""Output frames in the reference's schemas and text formats (spec §1.8).
+
+The reference writes float32 model columns with float32's shortest repr ("-0.012446634"),
+float64 columns with Python's repr ("1795305600000.0", integral counts as "13.0"), nullable
+integers without ".0", booleans as True/False and missing values as empty cells. Each column's
+kind below was read off the reference's own output files, so a byte-level diff of our files
+against theirs shows only model differences. Rows are sorted (noteId / participant id) and
+columns fixed, so the same results always give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.io.atomic import atomic_path
+from bridgewatch.io.tsv import write_tsv
+from bridgewatch.scoring.rules import RuleResult, active_rule_strings
+
+F32, F64, INT, BOOL, STR = "f32", "f64", "int", "bool", "str"
+
+_F64_SCORER_PREFIXES = ("group", "topic", "multiGroup")  # coalesced columns: float64 in the reference
+
+
+def _scored_notes_kind(col: str) -> str:
+    if col in ("noteId", "createdAtMillis", "numRatings"):
+        return INT
+    if col == "topicNoteConfident":
+        return BOOL
+    if (
+        col.endswith(("RatingStatus", "ActiveRules", "Tag"))
+        or col
+        in (
+            "activeFilterTags",
+            "classification",
+            "decidedBy",
+            "noteTopic",
+            "finalRatingStatus",
+        )
+        or col in schema.SCORED_NOTES_EXTRA_COLUMNS
+    ):
+        return STR
+    if (
+        col.startswith(("timestamp", "abovePcrh", "modeling", "pflip"))
+        or col.endswith("NumFinalRoundRatings")
+        or col.startswith(_F64_SCORER_PREFIXES)
+    ):
+        return F64
+    return F32
+
+
+def _helpfulness_kind(col: str) -> str:
+    if col in ("raterParticipantId", "authorTopNotHelpfulTagValues"):
+        return STR
+    if col in ("aboveHelpfulnessThreshold", "isEmergingWriter"):
+        return BOOL
+    if col.endswith(("14d", "90d")):
+        return INT
+    if col.endswith(("RaterIntercept", "RaterFactor1")) or col == "raterHelpfulnessReputation":
+        return F32
+    return F64  # counts, ratios, enrollment codes and timestamps are float64 there
+
+
+def _nsh_kind(col: str) -> str:
+    if col in ("noteId", "createdAtMillis"):
+        return INT
+    if col.startswith(("timestamp", "abovePcrh")) or col.startswith("currentModeling"):
+        return F64
+    return STR
+
+
+_AUX_INT = {
+    "noteId",
+    "createdAtMillis",
+    "numRatingsLast28",
+    "numPopulationSampledRatings",
+    "notHelpfulIncorrect_interval",
+    "coreNegFactor_populationSampledRatingCount",
+    "corePosFactor_populationSampledRatingCount",
+    *schema.RATING_TAGS,
+}
+
+
+def _aux_kind(col: str) -> str:
+    if col in _AUX_INT:
+        return INT
+    if col in ("awaitingBool", "crhBool", "crnhBool", "pcrhRevoked", "pcrhFinalPred"):
+        return BOOL
+    if col in (
+        "noteAuthorParticipantId",
+        "currentStatus",
+        "unlockedRatingStatus",
+        "preStabilizationRatingStatus",
+    ):
+        return STR
+    if col == "tf_idf_incorrect_interval":
+        return STR  # the reference writes "nan" for 0/0 here (see ``format_tf_idf``)
+    if col.endswith(("Adjusted", "AdjustedRatio")) or col in ("ratingWeight", "lowDiligenceIntercept"):
+        return F32
+    return F64
+
+
+SCORED_NOTES_ALL_COLUMNS = schema.SCORED_NOTES_COLUMNS + schema.SCORED_NOTES_EXTRA_COLUMNS
+KINDS: dict[str, dict[str, str]] = {
+    schema.SCORED_NOTES_FILE: {c: _scored_notes_kind(c) for c in SCORED_NOTES_ALL_COLUMNS},
+    schema.HELPFULNESS_SCORES_FILE: {c: _helpfulness_kind(c) for c in schema.HELPFULNESS_SCORES_COLUMNS},
+    schema.NOTE_STATUS_HISTORY_FILE: {c: _nsh_kind(c) for c in schema.NOTE_STATUS_HISTORY_COLUMNS},
+    schema.AUX_NOTE_INFO_FILE: {c: _aux_kind(c) for c in schema.AUX_NOTE_INFO_COLUMNS},
+}
+COLUMNS: dict[str, tuple[str, ...]] = {
+    schema.SCORED_NOTES_FILE: SCORED_NOTES_ALL_COLUMNS,
+    schema.HELPFULNESS_SCORES_FILE: schema.HELPFULNESS_SCORES_COLUMNS,
+    schema.NOTE_STATUS_HISTORY_FILE: schema.NOTE_STATUS_HISTORY_COLUMNS,
+    schema.AUX_NOTE_INFO_FILE: schema.AUX_NOTE_INFO_COLUMNS,
+}
+SORT_KEY = {
+    schema.SCORED_NOTES_FILE: "noteId",
+    schema.HELPFULNESS_SCORES_FILE: "raterParticipantId",
+    schema.NOTE_STATUS_HISTORY_FILE: "noteId",
+    schema.AUX_NOTE_INFO_FILE: "noteId",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Value conversions
+
+
+def status_strings(codes: np.ndarray, *, firm_reject_as_nmr: bool = False) -> np.ndarray:
+    """object[N] status names for int8 ``Status`` codes; codes < 0 (not scored) become None.
+
+    Per-scorer columns (``coreRatingStatus``...) keep FIRM_REJECT and NEEDS_YOUR_HELP as the
+    reference does; pass ``firm_reject_as_nmr`` for columns it exports as NMR.
+    """
+    codes = np.asarray(codes)
+    table = np.array([schema.STATUS_NAMES[schema.Status(i)] for i in range(len(schema.Status))], dtype=object)
+    if firm_reject_as_nmr:
+        table[schema.Status.FIRM_REJECT] = schema.NMR
+    out = np.full(codes.shape[0], None, dtype=object)
+    ok = codes >= 0
+    out[ok] = table[codes[ok].astype(np.intp)]
+    return out
+
+
+def format_tf_idf(tf_idf: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """object[N]: repr of float64 values, "nan" for a present 0/0, None where absent."""
+    out = np.full(np.shape(tf_idf)[0], None, dtype=object)
+    for i in np.flatnonzero(np.asarray(present, dtype=bool)):
+        out[i] = repr(float(tf_idf[i]))
+    return out
+
+
+def scatter(n: int, index: np.ndarray, values: np.ndarray, fill=np.nan) -> np.ndarray:
+    """Values of a scorer's notes (``index`` into the N output rows) spread over N rows."""
+    values = np.asarray(values)
+    dtype = (
+        object if values.dtype == object or fill is None else np.result_type(values.dtype, np.asarray(fill))
+    )
+    out = np.full(n, fill, dtype=dtype)
+    out[np.asarray(index, dtype=np.intp)] = values
+    return out
+
+
+def scorer_columns(
+    prefix: str,
+    n: int,
+    index: np.ndarray,
+    result: RuleResult,
+    intercept: np.ndarray,
+    factor: np.ndarray,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Scored-notes columns of one scorer (``core``, ``expansion``...) over the N output rows.
+
+    ``index``: int[M] output rows of the scorer's M notes; ``result``/``intercept``/``factor``
+    are over those M notes. ``extra`` maps column suffixes (e.g. ``NoteInterceptMin``,
+    ``NumFinalRoundRatings``) to float[M] arrays.
+    """
+    cols = {
+        f"{prefix}NoteIntercept": scatter(n, index, intercept),
+        f"{prefix}NoteFactor1": scatter(n, index, factor),
+        f"{prefix}RatingStatus": scatter(n, index, status_strings(result.status), fill=None),
+        f"{prefix}ActiveRules": scatter(n, index, active_rule_strings(result.rule_mask), fill=None),
+    }
+    for suffix, values in (extra or {}).items():
+        cols[f"{prefix}{suffix}"] = scatter(n, index, values)
+    return cols
+
+
+def _convert(values, kind: str) -> pd.Series | np.ndarray:
+    if kind == F32:
+        return pd.to_numeric(pd.Series(values), errors="raise").astype(np.float32)
+    if kind == F64:
+        return pd.to_numeric(pd.Series(values), errors="raise").astype(np.float64)
+    if kind == INT:
+        s = pd.Series(values)
+        if s.dtype.kind == "f":
+            s = s.round()
+        return s.astype("Int64")
+    if kind == BOOL:
+        s = pd.Series(values, dtype=object)
+        return s.where(s.notna(), None).astype("boolean")
+    s = pd.Series(values, dtype=object)
+    return s.where(s.notna() & (s != ""), None)
+
+
+def build_frame(name: str, columns: Mapping[str, np.ndarray], n: int | None = None) -> pd.DataFrame:
+    """A frame of output file ``name`` (e.g. ``schema.SCORED_NOTES_FILE``) in its schema.
+
+    ``columns`` maps column names to length-N arrays; missing schema columns are empty, unknown
+    names raise ``KeyError``. Values are converted to the reference's kinds and rows sorted by the
+    file's key (stable), so the result is deterministic.
+    """
+    kinds, order = KINDS[name], COLUMNS[name]
+    unknown = set(columns) - set(order)
+    if unknown:
+        raise KeyError(f"{name}: unknown columns {sorted(unknown)}")
+    if n is None:
+        n = len(next(iter(columns.values()))) if columns else 0
+    data = {}
+    for col in order:
+        values = columns.get(col)
+        if values is None:
+            values = np.full(n, None, dtype=object)
+        elif len(values) != n:
+            raise ValueError(f"{name}: column {col} has {len(values)} rows, expected {n}")
+        data[col] = _convert(values, kinds[col]).reset_index(drop=True)
+    frame = pd.DataFrame(data, columns=list(order))
+    key = SORT_KEY[name]
+    if n:
+        frame = frame.sort_values(key, kind="stable").reset_index(drop=True)
+    return frame
+
+
+def write_outputs(
+    out_dir: str | os.PathLike[str], frames: Mapping[str, pd.DataFrame], *, parquet: bool = True
+) -> list[Path]:
+    """Write each frame as ``<name>`` TSV (and ``.parquet`` beside it) atomically; returns paths."""
+    out = Path(out_dir)
+    written = []
+    for name, frame in frames.items():
+        path = out / name
+        write_tsv(path, frame, COLUMNS.get(name, tuple(frame.columns)))
+        written.append(path)
+        if parquet:
+            pq_path = path.with_suffix(".parquet")
+            with atomic_path(pq_path) as tmp:
+                frame.to_parquet(tmp, index=False, engine="pyarrow", compression="snappy")
+            written.append(pq_path)
+    return written

@@ -1,0 +1,140 @@
+"""Output frames: reference text formats (checked against rows of the reference's own files),
+status strings, sorting and byte-identical reruns."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.io.tsv import write_frame
+from bridgewatch.schema import Status
+from bridgewatch.scoring import outputs as O
+from bridgewatch.scoring.config import RuleConfig
+from bridgewatch.scoring.rules import RuleInputs, compute_statuses
+
+SLICE = Path(__file__).parent / "fixtures" / "reference_slice"
+FILES = {
+    schema.SCORED_NOTES_FILE: ("scored_notes.tsv", schema.SCORED_NOTES_COLUMNS),
+    schema.HELPFULNESS_SCORES_FILE: ("helpfulness_scores.tsv", schema.HELPFULNESS_SCORES_COLUMNS),
+    schema.NOTE_STATUS_HISTORY_FILE: ("note_status_history.tsv", schema.NOTE_STATUS_HISTORY_COLUMNS),
+    schema.AUX_NOTE_INFO_FILE: ("aux_note_info.tsv", schema.AUX_NOTE_INFO_COLUMNS),
+}
+
+
+def parse_typed(name: str, text: str) -> dict[str, np.ndarray]:
+    """Parse reference text into typed arrays (floats as float64, as a pipeline would hold them)."""
+    d = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
+    cols = {}
+    for c in d.columns:
+        v = d[c].replace("", None)
+        kind = O.KINDS[name][c]
+        if kind in (O.F32, O.F64):
+            v = pd.to_numeric(v)
+        elif kind == O.INT:
+            v = pd.to_numeric(v).astype("Int64")
+        elif kind == O.BOOL:
+            v = v.map({"True": True, "False": False, None: None})
+        cols[c] = v.to_numpy()
+    return cols
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_reference_rows_round_trip_byte_identical(name):
+    fname, columns = FILES[name]
+    text = (SLICE / fname).read_text()
+    frame = O.build_frame(name, parse_typed(name, text))
+    buf = io.StringIO()
+    write_frame(buf, frame, columns, header=True)
+    ours, theirs = buf.getvalue().splitlines(), text.splitlines()
+    assert ours[0] == theirs[0]
+    assert sorted(ours[1:]) == sorted(theirs[1:])
+
+
+def test_kinds_cover_every_column():
+    for name, cols in O.COLUMNS.items():
+        assert set(O.KINDS[name]) == set(cols)
+    assert O.KINDS[schema.SCORED_NOTES_FILE]["coreNoteIntercept"] == O.F32
+    assert O.KINDS[schema.SCORED_NOTES_FILE]["groupNoteIntercept"] == O.F64
+    assert O.KINDS[schema.SCORED_NOTES_FILE]["numRatings"] == O.INT
+
+
+def test_status_strings_keep_or_map_firm_reject():
+    codes = np.array([Status.CRH, Status.FIRM_REJECT, Status.NEEDS_YOUR_HELP, -1], dtype=np.int8)
+    assert list(O.status_strings(codes)) == [schema.CRH, schema.FIRM_REJECT, schema.NEEDS_YOUR_HELP, None]
+    assert O.status_strings(codes, firm_reject_as_nmr=True)[1] == schema.NMR
+
+
+def test_tf_idf_nan_vs_absent():
+    out = O.format_tf_idf(np.array([7.006631306648147, np.nan, np.nan, np.inf]), np.array([1, 1, 0, 1]))
+    assert list(out) == ["7.006631306648147", "nan", None, "inf"]
+
+
+def scored_frame():
+    res = compute_statuses(
+        RuleInputs(
+            intercept=np.array([0.5, -0.5, 0.1]),
+            factor=np.array([0.1, 0.0, 0.2]),
+            num_ratings=np.array([9, 9, 9]),
+            is_not_misleading=np.zeros(3, dtype=bool),
+        ),
+        RuleConfig(),
+        final_round=True,
+    )
+    n = 4
+    note_ids = np.array([30, 10, 20, 5], dtype=np.int64)
+    cols = O.scorer_columns(
+        "core",
+        n,
+        np.array([0, 1, 2]),
+        res,
+        np.array([0.5, -0.5, 0.1], dtype=np.float32),
+        np.array([0.1, 0.0, 0.2], dtype=np.float32),
+        extra={"NumFinalRoundRatings": np.array([9.0, 9.0, 9.0])},
+    )
+    cols["noteId"] = note_ids
+    cols["numRatings"] = np.array([9, 9, 9, 0])
+    cols["finalRatingStatus"] = O.status_strings(np.array([*res.status.tolist(), 0]), firm_reject_as_nmr=True)
+    return O.build_frame(schema.SCORED_NOTES_FILE, cols)
+
+
+def test_scorer_columns_and_sorting():
+    f = scored_frame()
+    assert list(f["noteId"]) == [5, 10, 20, 30]
+    assert list(f["coreRatingStatus"].fillna("")) == ["", schema.CRNH, schema.FIRM_REJECT, schema.CRH]
+    assert list(f["finalRatingStatus"]) == [schema.NMR, schema.CRNH, schema.NMR, schema.CRH]
+    assert f.loc[3, "coreActiveRules"] == "InitialNMR (v1.0),GeneralCRH (v1.0)"
+    assert f["coreNoteIntercept"].dtype == np.float32
+    buf = io.StringIO()
+    write_frame(buf, f, O.COLUMNS[schema.SCORED_NOTES_FILE], header=True)
+    row = buf.getvalue().splitlines()[4].split("\t")
+    hdr = list(O.COLUMNS[schema.SCORED_NOTES_FILE])
+    assert row[hdr.index("coreNoteIntercept")] == "0.5"
+    assert row[hdr.index("coreNumFinalRoundRatings")] == "9.0"
+    assert row[hdr.index("numRatings")] == "9"
+
+
+def test_unknown_column_and_bad_length_raise():
+    with pytest.raises(KeyError):
+        O.build_frame(schema.AUX_NOTE_INFO_FILE, {"noteId": np.array([1]), "bogus": np.array([1])})
+    with pytest.raises(ValueError, match="ratingWeight"):
+        O.build_frame(
+            schema.AUX_NOTE_INFO_FILE, {"noteId": np.array([1, 2]), "ratingWeight": np.array([1.0])}
+        )
+
+
+def test_write_outputs_is_byte_identical_across_runs(tmp_path):
+    frames = {schema.SCORED_NOTES_FILE: scored_frame()}
+    a = O.write_outputs(tmp_path / "a", frames)
+    b = O.write_outputs(tmp_path / "b", {schema.SCORED_NOTES_FILE: scored_frame()})
+    assert [p.name for p in a] == ["scored_notes.tsv", "scored_notes.parquet"]
+    for pa, pb in zip(a, b, strict=True):
+        assert pa.read_bytes() == pb.read_bytes()
+    back = pd.read_parquet(a[1])
+    assert list(back["noteId"]) == [5, 10, 20, 30]
+    header = a[0].read_text().splitlines()[0].split("\t")
+    assert header == list(schema.SCORED_NOTES_COLUMNS + schema.SCORED_NOTES_EXTRA_COLUMNS)
