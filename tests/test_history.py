@@ -1,0 +1,205 @@
+"""Note status history (§1.4, §6.6): merge, locking, timers, first/latest status, multi-run chains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.errors import DataFormatError
+from bridgewatch.scoring import history, meta
+from bridgewatch.scoring.config import ScoringConfig
+
+CRH, CRNH, NMR = schema.CRH, schema.CRNH, schema.NMR
+DAY = 86_400_000
+T0 = 1_780_000_000_000
+CFG = ScoringConfig()
+
+
+def notes_frame(ids, created=None, authors=None) -> pd.DataFrame:
+    ids = np.asarray(ids, dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "noteId": ids,
+            "noteAuthorParticipantId": authors or [f"A{i}" for i in ids],
+            "createdAtMillis": created if created is not None else np.full(ids.size, T0),
+        }
+    )
+
+
+def final_frame(ids, status, decided="CoreModel (v1.1)", timer=np.nan) -> pd.DataFrame:
+    ids = np.asarray(ids, dtype=np.int64)
+    n = ids.size
+    return pd.DataFrame(
+        {
+            "noteId": ids,
+            "finalRatingStatus": status if isinstance(status, list) else [status] * n,
+            "decidedBy": decided if isinstance(decided, list) else [decided] * n,
+            "coreRatingStatus": status if isinstance(status, list) else [status] * n,
+            meta.UPDATED_TIMER_COLUMN: timer if isinstance(timer, list) else [timer] * n,
+        }
+    )
+
+
+def test_merge_adds_new_notes_keeps_deleted_and_sorts():
+    nsh = history.update_status_history(
+        history.empty_history(),
+        notes_frame([5, 3]),
+        final_frame([5, 3], NMR),
+        epoch_millis=T0 + DAY,
+        config=CFG,
+    )
+    merged = history.merge_notes_into_history(nsh, notes_frame([3, 9]))
+    assert merged.noteId.tolist() == [3, 5, 9]
+    assert merged.columns.tolist() == list(schema.NOTE_STATUS_HISTORY_COLUMNS)
+    assert merged.loc[2, "noteAuthorParticipantId"] == "A9"
+    assert pd.isna(merged.loc[2, "currentStatus"])
+
+
+@pytest.mark.parametrize("field", ["createdAtMillis", "noteAuthorParticipantId"])
+def test_merge_mismatch_names_the_note(field):
+    nsh = history.merge_notes_into_history(history.empty_history(), notes_frame([42]))
+    other = notes_frame(
+        [42],
+        created=[T0 + 1] if field == "createdAtMillis" else None,
+        authors=["B"] if field == "noteAuthorParticipantId" else None,
+    )
+    with pytest.raises(DataFormatError, match="note 42") as err:
+        history.merge_notes_into_history(nsh, other)
+    assert err.value.field == field
+
+
+def test_duplicate_note_is_an_error():
+    with pytest.raises(DataFormatError, match="more than once"):
+        history.merge_notes_into_history(history.empty_history(), notes_frame([1, 1]))
+
+
+def step(nsh, ids, status, now, decided="CoreModel (v1.1)", timer=np.nan, created=None):
+    return history.update_status_history(
+        nsh,
+        notes_frame(ids, created=created),
+        final_frame(ids, status, decided, timer),
+        epoch_millis=now,
+        config=CFG,
+    )
+
+
+def test_first_and_latest_non_nmr_bookkeeping():
+    t1, t2, t3, t4 = (T0 + k * DAY for k in (1, 2, 3, 4))
+    nsh = step(history.empty_history(), [1], NMR, t1)
+    row = nsh.iloc[0]
+    assert pd.isna(row.firstNonNMRStatus) and row.timestampMillisOfMostRecentStatusChange == t1
+    nsh = step(nsh, [1], CRH, t2)
+    row = nsh.iloc[0]
+    assert (row.firstNonNMRStatus, row.timestampMillisOfFirstNonNMRStatus) == (CRH, t2)
+    assert (row.mostRecentNonNMRStatus, row.timestampMillisOfLatestNonNMRStatus) == (CRH, t2)
+    nsh = step(nsh, [1], NMR, t3)  # NMR touches neither first nor latest
+    row = nsh.iloc[0]
+    assert (row.mostRecentNonNMRStatus, row.timestampMillisOfLatestNonNMRStatus) == (CRH, t2)
+    assert (row.currentStatus, row.timestampMillisOfMostRecentStatusChange) == (NMR, t3)
+    nsh = step(nsh, [1], CRNH, t4)  # a flip moves latest only
+    row = nsh.iloc[0]
+    assert (row.firstNonNMRStatus, row.timestampMillisOfFirstNonNMRStatus) == (CRH, t2)
+    assert (row.mostRecentNonNMRStatus, row.timestampMillisOfLatestNonNMRStatus) == (CRNH, t4)
+
+
+def test_unchanged_status_keeps_change_time_and_defaults_to_minus_one():
+    legacy = history.merge_notes_into_history(history.empty_history(), notes_frame([1]))
+    legacy["currentStatus"] = NMR  # a legacy row without a change timestamp
+    nsh = step(legacy, [1], NMR, T0 + DAY)
+    assert nsh.timestampMillisOfMostRecentStatusChange[0] == -1
+    assert nsh.timestampMillisOfCurrentStatus[0] == T0 + DAY
+
+
+def test_pre_tombstone_notes_keep_old_first_status():
+    old = schema.DELETED_NOTE_TOMBSTONES_LAUNCH_MILLIS - DAY
+    nsh = step(history.empty_history(), [1], CRH, T0, created=[old])
+    assert pd.isna(nsh.firstNonNMRStatus[0]) and nsh.currentStatus[0] == CRH
+
+
+@pytest.mark.parametrize(
+    "age_days, decided, locks",
+    [
+        (14.01, "CoreModel (v1.1)", True),
+        (14.0, "CoreModel (v1.1)", False),  # must be strictly older than 14 days
+        (20, "ExpansionPlusModel (v1.1)", False),
+        (20, "TopicModel02 (v1.0)", False),
+        (20, "NmrDueToMinStableCrhTime (v1.0)", False),
+        (20, "ScoringDriftGuard (v1.0)", False),
+        (20, "MetaInitialNMR (v1.0)", False),
+        (20, "GroupModel15NMR (v1.1)", True),
+        (20, "InsufficientExplanation (v1.0)", True),
+        (20, "GaussianCoreWithTopicsModel (v1.0)", True),
+    ],
+)
+def test_locking_only_for_trusted_rules_after_14_days(age_days, decided, locks):
+    now = int(T0 + age_days * DAY)
+    nsh = step(history.empty_history(), [1], CRH, now, decided=decided, timer=now - 1)
+    row = nsh.iloc[0]
+    assert bool(row.lockedStatus == CRH) == locks
+    assert bool(row.timestampMillisOfStatusLock == now) == locks
+    # A locked note has its stabilization timer cleared; an unlocked one copies the new timer.
+    assert row.timestampMillisOfNmrDueToMinStableCrhTime == (-1 if locks else now - 1)
+
+
+def test_locked_status_never_changes_and_drift_guard_holds_it():
+    now = T0 + 15 * DAY
+    nsh = step(history.empty_history(), [1], CRH, now)
+    scored = pd.DataFrame({"noteId": [1], "coreRatingStatus": [NMR]})
+    out = meta.meta_score(scored, nsh, epoch_millis=now + DAY, config=CFG)
+    assert (out.finalRatingStatus[0], out.decidedBy[0]) == (CRH, "ScoringDriftGuard (v1.0)")
+    nsh2 = step(nsh, [1], NMR, now + 2 * DAY, decided="CoreModel (v1.1)")
+    assert (nsh2.lockedStatus[0], nsh2.timestampMillisOfStatusLock[0]) == (CRH, now)
+
+
+def test_first_timer_set_once():
+    nsh = step(history.empty_history(), [1], NMR, T0 + DAY, timer=T0 + DAY)
+    nsh = step(nsh, [1], CRH, T0 + DAY + 3_600_000, timer=-1.0)
+    row = nsh.iloc[0]
+    assert row.timestampMillisOfFirstNmrDueToMinStableCrhTime == T0 + DAY
+    assert row.timestampMillisOfNmrDueToMinStableCrhTime == -1
+
+
+def test_notes_not_rescored_pass_through():
+    nsh = step(history.empty_history(), [1, 2], [CRH, CRNH], T0 + DAY)
+    later = history.update_status_history(
+        nsh, notes_frame([1, 2]), final_frame([1], NMR), epoch_millis=T0 + 2 * DAY, config=CFG
+    )
+    pd.testing.assert_series_equal(later.iloc[1], nsh.iloc[1], check_names=False)
+    assert later.currentStatus[0] == NMR
+
+
+def test_chain_of_runs_stabilizes_then_locks():
+    """Run N+1 reads run N's output: a note scored CRH every 20 minutes becomes CRH after the delay."""
+    created = T0
+    nsh = history.empty_history()
+    statuses, timers = [], []
+    now = created + DAY
+    for _ in range(6):
+        scored = pd.DataFrame({"noteId": [1], "coreRatingStatus": [CRH], "pflipLabel": ["CRH"]})
+        out = meta.meta_score(scored, nsh, epoch_millis=now, config=CFG)
+        final = out.assign(coreRatingStatus=CRH)
+        nsh = history.update_status_history(nsh, notes_frame([1]), final, epoch_millis=now, config=CFG)
+        statuses.append(out.finalRatingStatus[0])
+        timers.append(nsh.timestampMillisOfNmrDueToMinStableCrhTime[0])
+        now += 20 * 60_000
+    # t=0 enter, 20 min wait, 40 min ≥ 30 → CRH and exit; later runs keep CRH without delay.
+    assert statuses == [NMR, NMR, CRH, CRH, CRH, CRH]
+    assert timers[:3] == [created + DAY, created + DAY, -1]
+    assert nsh.firstNonNMRStatus[0] == CRH
+    assert nsh.timestampMillisOfFirstNonNMRStatus[0] == created + DAY + 40 * 60_000
+    assert pd.isna(nsh.lockedStatus[0])
+    # Two weeks later the trusted CoreModel decision locks it.
+    now = created + 15 * DAY
+    scored = pd.DataFrame({"noteId": [1], "coreRatingStatus": [CRH]})
+    out = meta.meta_score(scored, nsh, epoch_millis=now, config=CFG)
+    nsh = history.update_status_history(nsh, notes_frame([1]), out, epoch_millis=now, config=CFG)
+    assert (nsh.lockedStatus[0], out.decidedBy[0]) == (CRH, "CoreModel (v1.1)")
+
+
+def test_output_is_deterministic():
+    a = step(history.empty_history(), [3, 1, 2], [CRH, NMR, CRNH], T0 + DAY)
+    b = step(history.empty_history(), [3, 1, 2], [CRH, NMR, CRNH], T0 + DAY)
+    assert a.to_csv(sep="\t") == b.to_csv(sep="\t")
+    assert a.noteId.tolist() == [1, 2, 3]
