@@ -1,0 +1,248 @@
+"""Low-diligence reputation model (§3.5): which notes draw "incorrect / bad sources" tags.
+
+A rating's target is 1 when it carries any of ``notHelpfulIncorrect``, ``notHelpfulIrrelevantSources``
+or ``notHelpfulSourcesMissingOrUnreliable`` (helpful ratings included, as 0). A logistic factor model
+with a learned rater reputation (``logistic_mf``) separates "this note draws such tags from raters
+of every viewpoint" (a high note intercept) from viewpoint-driven tagging (the factor term) and from
+raters who tag everything (rater intercept, low reputation). The final note intercept feeds the
+``FilterLowDiligence`` rule (> 0.263).
+
+Prescoring fits three rounds on the round-2 (reputation-filtered) ratings:
+  1. reputation frozen at 1, everything else learned;
+  2. reputation learned too, note intercepts frozen (round-2 intercepts are kept);
+  3. factors and reputation frozen; intercepts refit with weights favouring positives, reputable
+     raters and (via total^-0.5) notes with few ratings.
+Final scoring starts from prescoring: learn note factors (round-2 weighting, round-2 intercepts),
+then note intercepts only (round-3 weighting, final rater intercepts and global intercept).
+
+Indices: ``note``/``rater`` are dense indices into the dataset's note and rater id maps (the same
+for prescoring and final, as ``RatingMatrix.subset`` keeps them); per-note / per-rater outputs are
+float64 arrays over the whole map, NaN where a note or rater had no ratings in the fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bridgewatch import schema
+from bridgewatch.errors import ScoringError
+from bridgewatch.scoring.logistic_mf import AdamSettings, LogisticMFParams, fit_adam, penalty
+
+DILIGENCE_TAGS = (
+    "notHelpfulIncorrect",
+    "notHelpfulIrrelevantSources",
+    "notHelpfulSourcesMissingOrUnreliable",
+)
+
+
+@dataclass(frozen=True)
+class DiligenceConfig:
+    """Reference hyperparameters of the diligence model (``diligence_model.py``, §3.5)."""
+
+    l2_lambda: float = 0.03
+    note_bias_multiplier: float = 1.0
+    rater_bias_multiplier: float = 10.0
+    global_bias_multiplier: float = 0.0
+    reputation_multiplier: float = 50.0
+    pos_weight: float = 100.0
+    third_round_pos_multiplier: float = 5.0
+    third_round_note_norm_exp: float = -0.5
+    reputation_exp: float = 0.5
+    alpha: float = 0.1
+    threshold: float = 0.263  # FilterLowDiligence: intercept above this
+    adam: AdamSettings = field(
+        default_factory=lambda: AdamSettings(learning_rate=0.2, max_epochs=300, tolerance=1e-5, check_every=5)
+    )
+
+
+@dataclass
+class DiligencePrescoring:
+    """What final scoring needs from prescoring (arrays over the full note / rater maps)."""
+
+    note_intercept: np.ndarray  # float64[N], round 3
+    note_factor: np.ndarray  # float64[N]
+    note_intercept_round2: np.ndarray  # float64[N]
+    rater_intercept: np.ndarray  # float64[U], round 3
+    rater_intercept_round2: np.ndarray  # float64[U]
+    rater_factor: np.ndarray  # float64[U]
+    rater_reputation: np.ndarray  # float64[U]
+    global_intercepts: tuple[float, float, float]  # after rounds 1, 2, 3
+    n_ratings: int
+    n_notes: int
+    n_raters: int
+
+
+def diligence_targets(tags: np.ndarray) -> np.ndarray:
+    """float64[R]: 1.0 where a rating's tag bits (``RatingMatrix.tags``) include a diligence tag."""
+    mask = 0
+    for tag in DILIGENCE_TAGS:
+        mask |= 1 << schema.TAG_BIT[tag]
+    return ((np.asarray(tags, dtype=np.uint32) & np.uint32(mask)) != 0).astype(np.float64)
+
+
+def rating_weights(
+    note: np.ndarray,
+    target: np.ndarray,
+    pos_weight: float,
+    *,
+    reputation: np.ndarray | None = None,
+    reputation_exp: float = 1.0,
+    alpha: float = 0.0,
+    note_norm_exp: float = 0.0,
+    n_notes: int | None = None,
+) -> np.ndarray:
+    """float64[R] loss weights: class weight, then reputation, then note normalization.
+
+    ``reputation`` is per rating (the rater's reputation, clipped at 0 by the caller); the note
+    normalization multiplies by (note's total weight + 2^-20)^exp.
+    """
+    w = np.where(target == 1.0, float(pos_weight), 1.0)
+    if reputation is not None:
+        w = w * (alpha + reputation**reputation_exp) / (1.0 + alpha)
+    if note_norm_exp != 0.0:
+        totals = np.bincount(note, weights=w, minlength=n_notes or 0) + 2.0**-20
+        w = w * totals[note] ** note_norm_exp
+    return w
+
+
+def _compact(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    present, local = np.unique(idx, return_inverse=True)
+    return present, local.astype(np.int64)
+
+
+def _scatter(size: int, present: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.full(size, np.nan)
+    out[present] = values
+    return out
+
+
+def _check(note, rater, target, n_notes, n_raters) -> None:
+    if not (note.shape == rater.shape == target.shape):
+        raise ScoringError("diligence: note, rater and target must have the same length")
+    if note.size == 0:
+        raise ScoringError("diligence: no ratings to fit")
+    if note.min() < 0 or note.max() >= n_notes or rater.min() < 0 or rater.max() >= n_raters:
+        raise ScoringError("diligence: note or rater index out of range")
+
+
+def fit_prescoring(
+    note: np.ndarray,
+    rater: np.ndarray,
+    target: np.ndarray,
+    n_notes: int,
+    n_raters: int,
+    rater_factor_init: np.ndarray,
+    config: DiligenceConfig | None = None,
+) -> DiligencePrescoring:
+    """The three prescoring rounds on round-2 ratings.
+
+    ``rater_factor_init``: float[U], the helpfulness model's round-2 rater factors (NaN → 0).
+    Notes start at 0 (the reference draws them at random; a fixed start keeps us deterministic).
+    """
+    note = np.asarray(note, dtype=np.int64)
+    rater = np.asarray(rater, dtype=np.int64)
+    target = np.asarray(target, dtype=np.float64)
+    _check(note, rater, target, n_notes, n_raters)
+    notes, ln = _compact(note)
+    raters, lr = _compact(rater)
+    c = config or DiligenceConfig()
+    r, nn, nu = note.shape[0], notes.shape[0], raters.shape[0]
+    pen = penalty(
+        n_ratings=r, n_notes=nn, n_raters=nu,
+        note_factor=c.l2_lambda, note_intercept=c.l2_lambda * c.note_bias_multiplier,
+        rater_factor=c.l2_lambda, rater_intercept=c.l2_lambda * c.rater_bias_multiplier,
+        rater_reputation=c.l2_lambda * c.reputation_multiplier,
+        global_intercept=c.l2_lambda * c.global_bias_multiplier,
+    )  # fmt: skip
+    p = LogisticMFParams.zeros(nn, nu, reputation=1.0)
+    p.rater_factor = np.nan_to_num(np.asarray(rater_factor_init, dtype=np.float64)[raters], nan=0.0)
+
+    w12 = rating_weights(ln, target, c.pos_weight)
+    round1 = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
+    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round1, c.adam)
+    g1 = float(p.global_intercept[0])
+    round2 = ("note_factor", "rater_factor", "rater_intercept", "rater_reputation", "global_intercept")
+    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round2, c.adam)
+    g2 = float(p.global_intercept[0])
+    ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
+    w3 = rating_weights(
+        ln, target, c.pos_weight * c.third_round_pos_multiplier,
+        reputation=np.maximum(p.rater_reputation, 0.0)[lr], reputation_exp=c.reputation_exp,
+        alpha=c.alpha, note_norm_exp=c.third_round_note_norm_exp, n_notes=nn,
+    )  # fmt: skip
+    p, _, _ = fit_adam(
+        ln, lr, target, w3, p, pen, ("note_intercept", "rater_intercept", "global_intercept"), c.adam
+    )
+    g3 = float(p.global_intercept[0])
+    return DiligencePrescoring(
+        note_intercept=_scatter(n_notes, notes, p.note_intercept),
+        note_factor=_scatter(n_notes, notes, p.note_factor),
+        note_intercept_round2=_scatter(n_notes, notes, ni2),
+        rater_intercept=_scatter(n_raters, raters, p.rater_intercept),
+        rater_intercept_round2=_scatter(n_raters, raters, ri2),
+        rater_factor=_scatter(n_raters, raters, p.rater_factor),
+        rater_reputation=_scatter(n_raters, raters, p.rater_reputation),
+        global_intercepts=(g1, g2, g3),
+        n_ratings=r,
+        n_notes=nn,
+        n_raters=nu,
+    )
+
+
+def fit_final(
+    note: np.ndarray,
+    rater: np.ndarray,
+    target: np.ndarray,
+    n_notes: int,
+    n_raters: int,
+    pre: DiligencePrescoring,
+    config: DiligenceConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Final-scoring diligence fit; returns (note intercept, note factor), float64[N] each.
+
+    Rater parameters come from ``pre`` and stay frozen; raters absent from prescoring get
+    reputation 0 (their ratings then carry only the ``alpha`` share of weight in the last step).
+    Penalties use the loss-ratio form with prescoring's ratings per note and per rater.
+    """
+    note = np.asarray(note, dtype=np.int64)
+    rater = np.asarray(rater, dtype=np.int64)
+    target = np.asarray(target, dtype=np.float64)
+    _check(note, rater, target, n_notes, n_raters)
+    notes, ln = _compact(note)
+    raters, lr = _compact(rater)
+    c = config or DiligenceConfig()
+    r, nn, nu = note.shape[0], notes.shape[0], raters.shape[0]
+    pen = penalty(
+        n_ratings=r, n_notes=nn, n_raters=nu,
+        note_factor=c.l2_lambda, note_intercept=c.l2_lambda * c.note_bias_multiplier,
+        rater_factor=c.l2_lambda, rater_intercept=c.l2_lambda * c.rater_bias_multiplier,
+        rater_reputation=c.l2_lambda * c.reputation_multiplier,
+        global_intercept=c.l2_lambda * c.global_bias_multiplier,
+        note_loss_ratio=pre.n_ratings / max(pre.n_notes, 1),
+        rater_loss_ratio=pre.n_ratings / max(pre.n_raters, 1),
+    )  # fmt: skip
+
+    def take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(a[idx], nan=0.0)
+
+    p = LogisticMFParams(
+        note_factor=take(pre.note_factor, notes),
+        note_intercept=take(pre.note_intercept_round2, notes),
+        rater_factor=take(pre.rater_factor, raters),
+        rater_intercept=take(pre.rater_intercept_round2, raters),
+        rater_reputation=take(pre.rater_reputation, raters),
+        global_intercept=np.array([pre.global_intercepts[1]]),
+    )
+    w2 = rating_weights(ln, target, c.pos_weight)
+    p, _, _ = fit_adam(ln, lr, target, w2, p, pen, ("note_factor",), c.adam)
+    p.global_intercept = np.array([pre.global_intercepts[2]])
+    p.rater_intercept = take(pre.rater_intercept, raters)
+    w3 = rating_weights(
+        ln, target, c.pos_weight * c.third_round_pos_multiplier,
+        reputation=np.maximum(p.rater_reputation, 0.0)[lr], reputation_exp=c.reputation_exp,
+        alpha=c.alpha, note_norm_exp=c.third_round_note_norm_exp, n_notes=nn,
+    )  # fmt: skip
+    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, ("note_intercept",), c.adam)
+    return _scatter(n_notes, notes, p.note_intercept), _scatter(n_notes, notes, p.note_factor)

@@ -1,0 +1,263 @@
+"""A weighted logistic factor model over rating arrays, shared by the auxiliary scorers.
+
+Model (one factor dimension, as everywhere in the reference):
+
+    logit_r = f_n·f_u + i_n·rep_u + i_u + mu          (n = note of rating r, u = its rater)
+    L = (1/R) Σ_r w_r · BCE(logit_r, y_r) + Σ_blocks c_block · Σ param²
+
+``rep_u`` is a rater "reputation" that scales the note intercept; it stays at 1.0 (and frozen) for a
+plain biased factorization such as the harassment tag-consensus model (§4.5) and is learned by the
+low-diligence model (§3.5). ``w_r`` folds in the positive-class weight. The penalty coefficients
+``c`` are in sum form: the reference's mean-form regularization ``λ·mean(p²)`` is ``λ/N · Σ p²``,
+and its "loss ratio" form is ``λ·ρ/R · Σ p²`` (see ``penalty``).
+
+The optimizer is full-batch Adam in plain numpy (the reference's torch Adam, same update and
+stopping rules), with a fixed summation order (``np.bincount``), so reruns are bit-identical.
+Blocks can be frozen per call, which is how the multi-round fits of §3.5 are expressed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+BLOCKS = (
+    "note_factor",
+    "note_intercept",
+    "rater_factor",
+    "rater_intercept",
+    "rater_reputation",
+    "global_intercept",
+)
+
+
+@dataclass
+class LogisticMFParams:
+    """Model parameters: float64 arrays of length N (notes) or U (raters), plus ``mu``."""
+
+    note_factor: np.ndarray
+    note_intercept: np.ndarray
+    rater_factor: np.ndarray
+    rater_intercept: np.ndarray
+    rater_reputation: np.ndarray
+    global_intercept: np.ndarray = field(default_factory=lambda: np.zeros(1))
+
+    @classmethod
+    def zeros(cls, n_notes: int, n_raters: int, reputation: float = 1.0) -> LogisticMFParams:
+        return cls(
+            note_factor=np.zeros(n_notes),
+            note_intercept=np.zeros(n_notes),
+            rater_factor=np.zeros(n_raters),
+            rater_intercept=np.zeros(n_raters),
+            rater_reputation=np.full(n_raters, float(reputation)),
+            global_intercept=np.zeros(1),
+        )
+
+    def copy(self) -> LogisticMFParams:
+        return LogisticMFParams(**{b: np.array(getattr(self, b), dtype=np.float64) for b in BLOCKS})
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """Sum-form L2 coefficients per block (loss term ``c · Σ p²``)."""
+
+    note_factor: float = 0.0
+    note_intercept: float = 0.0
+    rater_factor: float = 0.0
+    rater_intercept: float = 0.0
+    rater_reputation: float = 0.0
+    global_intercept: float = 0.0
+
+
+def penalty(
+    *,
+    n_ratings: int,
+    n_notes: int,
+    n_raters: int,
+    note_factor: float,
+    note_intercept: float,
+    rater_factor: float,
+    rater_intercept: float,
+    rater_reputation: float = 0.0,
+    global_intercept: float = 0.0,
+    note_loss_ratio: float | None = None,
+    rater_loss_ratio: float | None = None,
+) -> Penalty:
+    """Sum-form coefficients from the reference's λs (mean form, or loss-ratio form when given).
+
+    Mean form divides a block's λ by its row count; the loss-ratio form divides by ``R / ρ`` so the
+    effective per-parameter penalty does not depend on how many notes this fit happens to contain.
+    The global term is never averaged.
+    """
+    note_div = max(n_notes, 1) if note_loss_ratio is None else n_ratings / note_loss_ratio
+    rater_div = max(n_raters, 1) if rater_loss_ratio is None else n_ratings / rater_loss_ratio
+    return Penalty(
+        note_factor=note_factor / note_div,
+        note_intercept=note_intercept / note_div,
+        rater_factor=rater_factor / rater_div,
+        rater_intercept=rater_intercept / rater_div,
+        rater_reputation=rater_reputation / rater_div,
+        global_intercept=global_intercept,
+    )
+
+
+@dataclass(frozen=True)
+class AdamSettings:
+    """Optimizer and stopping rule.
+
+    ``stop="periodic"`` (reputation models): at most ``max_epochs + 1`` steps, every
+    ``check_every`` epochs stop when the loss moved less than ``tolerance`` since the last check.
+    ``stop="mf"`` (the helpfulness solver's rule, §2.3): continue while the loss moves more than
+    ``tolerance`` and it has not risen after epoch 100; ``max_epochs`` is a safety cap.
+    """
+
+    learning_rate: float = 0.2
+    max_epochs: int = 300
+    tolerance: float = 1e-5
+    check_every: int = 5
+    stop: str = "periodic"
+    clip_norm: float | None = None
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def logits(note: np.ndarray, rater: np.ndarray, p: LogisticMFParams) -> np.ndarray:
+    """float64[R]: the model's logit for every rating."""
+    return (
+        p.note_factor[note] * p.rater_factor[rater]
+        + p.note_intercept[note] * p.rater_reputation[rater]
+        + p.rater_intercept[rater]
+        + p.global_intercept[0]
+    )
+
+
+def objective(
+    note: np.ndarray,
+    rater: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray,
+    p: LogisticMFParams,
+    pen: Penalty,
+) -> float:
+    """The loss L (weighted mean BCE plus penalties) at ``p``."""
+    x = logits(note, rater, p)
+    data = float(np.sum(weight * (_softplus(x) - target * x))) / max(note.shape[0], 1)
+    reg = sum(getattr(pen, b) * float(np.dot(getattr(p, b), getattr(p, b))) for b in BLOCKS)
+    return data + reg
+
+
+def gradient(
+    note: np.ndarray,
+    rater: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray,
+    p: LogisticMFParams,
+    pen: Penalty,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss and its gradient per block (same shapes as the blocks)."""
+    n_notes, n_raters = p.note_factor.shape[0], p.rater_factor.shape[0]
+    x = logits(note, rater, p)
+    r = max(note.shape[0], 1)
+    loss = float(np.sum(weight * (_softplus(x) - target * x))) / r
+    d = weight * (_sigmoid(x) - target) / r
+    grads = {
+        "note_factor": np.bincount(note, d * p.rater_factor[rater], n_notes),
+        "note_intercept": np.bincount(note, d * p.rater_reputation[rater], n_notes),
+        "rater_factor": np.bincount(rater, d * p.note_factor[note], n_raters),
+        "rater_intercept": np.bincount(rater, d, n_raters),
+        "rater_reputation": np.bincount(rater, d * p.note_intercept[note], n_raters),
+        "global_intercept": np.array([d.sum()]),
+    }
+    for b in BLOCKS:
+        c = getattr(pen, b)
+        value = getattr(p, b)
+        loss += c * float(np.dot(value, value))
+        grads[b] = grads[b] + 2.0 * c * value
+    return loss, grads
+
+
+def fit_adam(
+    note: np.ndarray,
+    rater: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray,
+    init: LogisticMFParams,
+    pen: Penalty,
+    trainable: tuple[str, ...],
+    settings: AdamSettings = AdamSettings(),
+) -> tuple[LogisticMFParams, float, int]:
+    """Full-batch Adam on the ``trainable`` blocks, starting from ``init`` (not modified).
+
+    Inputs per rating (length R): ``note``/``rater`` int indices, ``target`` 0/1, ``weight`` ≥ 0.
+    Returns (fitted params, final loss, epochs run).
+    """
+    unknown = set(trainable) - set(BLOCKS)
+    if unknown:
+        raise ValueError(f"unknown parameter blocks: {sorted(unknown)}")
+    p = init.copy()
+    note = np.asarray(note, dtype=np.int64)
+    rater = np.asarray(rater, dtype=np.int64)
+    target = np.asarray(target, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    s = settings
+    m = {b: np.zeros_like(getattr(p, b)) for b in trainable}
+    v = {b: np.zeros_like(getattr(p, b)) for b in trainable}
+    step = 0
+
+    def adam_step(grads: dict[str, np.ndarray]) -> None:
+        nonlocal step
+        step += 1
+        if s.clip_norm is not None:
+            total = np.sqrt(sum(float(np.dot(grads[b], grads[b])) for b in trainable))
+            if total > s.clip_norm:
+                scale = s.clip_norm / (total + 1e-6)
+                grads = {b: grads[b] * scale for b in trainable}
+        bc1 = 1.0 - s.beta1**step
+        bc2 = 1.0 - s.beta2**step
+        for b in trainable:
+            g = grads[b]
+            m[b] = s.beta1 * m[b] + (1.0 - s.beta1) * g
+            v[b] = s.beta2 * v[b] + (1.0 - s.beta2) * g * g
+            denom = np.sqrt(v[b]) / np.sqrt(bc2) + s.eps
+            setattr(p, b, getattr(p, b) - (s.learning_rate / bc1) * m[b] / denom)
+
+    if s.stop == "periodic":
+        prior = None
+        epoch = 0
+        loss = float("nan")
+        while epoch <= s.max_epochs:
+            loss, grads = gradient(note, rater, target, weight, p, pen)
+            if s.tolerance > 0 and epoch % s.check_every == 0:
+                if prior is not None and abs(prior - loss) < s.tolerance:
+                    break
+                prior = loss
+            adam_step(grads)
+            epoch += 1
+        return p, loss, epoch
+    if s.stop == "mf":
+        prev = 1e10
+        loss, grads = gradient(note, rater, target, weight, p, pen)
+        epoch = 0
+        while abs(loss - prev) > s.tolerance and not (epoch > 100 and loss > prev) and epoch < s.max_epochs:
+            prev = loss
+            adam_step(grads)
+            loss, grads = gradient(note, rater, target, weight, p, pen)
+            epoch += 1
+        return p, loss, epoch
+    raise ValueError(f"unknown stopping rule {s.stop!r}")
+
+
+def with_blocks(p: LogisticMFParams, **blocks: np.ndarray) -> LogisticMFParams:
+    """A copy of ``p`` with some blocks replaced (float64 copies)."""
+    return replace(p.copy(), **{k: np.array(v, dtype=np.float64) for k, v in blocks.items()})
