@@ -1,0 +1,309 @@
+"""The biased matrix factorization r̂ = μ + i_u + i_n + f_u·f_n, fit by alternating ridge solves.
+
+The objective is the reference's *as implemented* (``reference-algorithm.md`` §2.2): mean squared
+error over ratings plus λ·mean-over-rows penalties, which in sum form is
+
+    J = Σ (r − r̂)² + λ_iu·ρ_u·Σ i_u² + λ_fu·ρ_u·Σ f_u² + λ_in·ρ_n·Σ i_n² + λ_fn·ρ_n·Σ f_n² + λ_μ·R·μ²
+
+with ρ_u = R/U and ρ_n = R/N (ratings per rater / per note of this fit) unless a loss ratio is given.
+The reference minimizes the mean form with full-batch Adam; we minimize the same function by
+alternating closed-form ridge solves (all notes given raters, all raters given notes, μ given both),
+which is deterministic and converges to the same optimum. Parameters live in the *full* index space
+of a ``RatingMatrix`` (NaN for notes/raters not in the fit), so fits on different subsets of one
+dataset can warm-start each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.scoring import mf_kernels as K
+from bridgewatch.scoring.config import MFConfig
+
+
+@dataclass(frozen=True, eq=False)
+class MFProblem:
+    """One fit's ratings in compact CSR form (only notes/raters with ratings in the fit).
+
+    Shapes: R ratings, N notes and U raters present in the fit; ``n_notes_full``/``n_raters_full``
+    are the sizes of the dataset's id spaces.
+
+    - ``note``/``rater``: int32[R] compact indices, ratings ordered by (note, rater);
+    - ``value``: float64[R]; ``note_indptr``: int64[N+1]; ``identity``: int64[R] = arange(R);
+    - ``by_rater``: int64[R] positions ordered by (rater, note); ``rater_indptr``: int64[U+1];
+    - ``note_full``: int64[N], ``rater_full``: int64[U], compact → full index;
+    - ``rating_full``: int64[R], position of each rating in the source matrix.
+    """
+
+    note: np.ndarray
+    rater: np.ndarray
+    value: np.ndarray
+    note_indptr: np.ndarray
+    identity: np.ndarray
+    by_rater: np.ndarray
+    rater_indptr: np.ndarray
+    note_full: np.ndarray
+    rater_full: np.ndarray
+    rating_full: np.ndarray
+    n_notes_full: int
+    n_raters_full: int
+
+    @property
+    def n_ratings(self) -> int:
+        return int(self.value.shape[0])
+
+    @property
+    def n_notes(self) -> int:
+        return int(self.note_full.shape[0])
+
+    @property
+    def n_raters(self) -> int:
+        return int(self.rater_full.shape[0])
+
+
+def build_problem(matrix: RatingMatrix, keep: np.ndarray | None = None) -> MFProblem:
+    """Compact CSR views of the ratings where ``keep`` (bool[R_full]) is true; O(R), no sort.
+
+    The matrix is already sorted by (note, rater) and ``by_rater`` by (rater, note); both orders
+    survive subsetting, so compact indices come from cumulative counts.
+    """
+    keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    rating_full = np.flatnonzero(keep).astype(np.int64)
+    note_f = matrix.note[rating_full]
+    rater_f = matrix.rater[rating_full]
+    note_present = np.bincount(note_f, minlength=matrix.n_notes) > 0
+    rater_present = np.bincount(rater_f, minlength=matrix.n_raters) > 0
+    note_full = np.flatnonzero(note_present).astype(np.int64)
+    rater_full = np.flatnonzero(rater_present).astype(np.int64)
+    note_map = np.cumsum(note_present) - 1
+    rater_map = np.cumsum(rater_present) - 1
+    note = note_map[note_f].astype(np.int32)
+    rater = rater_map[rater_f].astype(np.int32)
+    new_pos = np.cumsum(keep) - 1
+    by_rater_full = matrix.by_rater[keep[matrix.by_rater]]
+    by_rater = new_pos[by_rater_full].astype(np.int64)
+    note_indptr = np.zeros(note_full.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(note, minlength=note_full.shape[0]), out=note_indptr[1:])
+    rater_indptr = np.zeros(rater_full.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rater, minlength=rater_full.shape[0]), out=rater_indptr[1:])
+    return MFProblem(
+        note=note,
+        rater=rater,
+        value=matrix.value[rating_full].astype(np.float64),
+        note_indptr=note_indptr,
+        identity=np.arange(rating_full.shape[0], dtype=np.int64),
+        by_rater=by_rater,
+        rater_indptr=rater_indptr,
+        note_full=note_full,
+        rater_full=rater_full,
+        rating_full=rating_full,
+        n_notes_full=matrix.n_notes,
+        n_raters_full=matrix.n_raters,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class MFParams:
+    """Fitted parameters in the full index space; NaN where a note/rater was not in the fit.
+
+    ``note_intercept`` float64[N_full], ``note_factor`` float64[N_full, k], ``rater_intercept``
+    float64[U_full], ``rater_factor`` float64[U_full, k], ``mu`` float.
+    """
+
+    mu: float
+    note_intercept: np.ndarray
+    note_factor: np.ndarray
+    rater_intercept: np.ndarray
+    rater_factor: np.ndarray
+
+
+@dataclass(frozen=True)
+class MFFit:
+    """A fit's parameters and diagnostics (``loss`` is the mean-form objective, ``mse`` the train error)."""
+
+    params: MFParams
+    loss: float
+    mse: float
+    iterations: int
+    converged: bool
+
+
+@dataclass(frozen=True)
+class Penalties:
+    """Sum-form penalty weights of one fit (see the module docstring)."""
+
+    note_int: float
+    note_fac: float
+    rater_int: float
+    rater_fac: float
+    mu: float
+
+
+def penalties(
+    problem: MFProblem, config: MFConfig, rho_note: float | None = None, rho_rater: float | None = None
+) -> Penalties:
+    """Sum-form weights λ·ρ; ρ defaults to ratings per note/rater of this fit (mean regularization)."""
+    r = max(problem.n_ratings, 1)
+    rn = r / max(problem.n_notes, 1) if rho_note is None else float(rho_note)
+    ru = r / max(problem.n_raters, 1) if rho_rater is None else float(rho_rater)
+    return Penalties(
+        note_int=config.note_intercept_lambda * rn,
+        note_fac=config.note_factor_lambda * rn,
+        rater_int=config.user_intercept_lambda * ru,
+        rater_fac=config.user_factor_lambda * ru,
+        mu=config.global_intercept_lambda * r,
+    )
+
+
+def objective(problem: MFProblem, pen: Penalties, mu, ni, nf, ri, rf) -> float:
+    """Mean-form objective (the reference's loss value) for compact parameter arrays."""
+    sse = K.squared_error_nb(problem.note, problem.rater, problem.value, mu, ni, nf, ri, rf)
+    total = (
+        sse
+        + pen.note_int * float(ni @ ni)
+        + pen.note_fac * float(np.sum(nf * nf))
+        + pen.rater_int * float(ri @ ri)
+        + pen.rater_fac * float(np.sum(rf * rf))
+        + pen.mu * mu * mu
+    )
+    return total / max(problem.n_ratings, 1)
+
+
+def initial_params(problem: MFProblem, num_factors: int, seed: int | None, init: MFParams | None):
+    """Compact starting arrays: warm start from ``init`` (missing/NaN → 0) or seeded xavier factors.
+
+    Cold start mirrors the reference: intercepts and μ zero, factors uniform in ±sqrt(6/(n+k)).
+    """
+    n, u, k = problem.n_notes, problem.n_raters, num_factors
+    if init is not None:
+        ni = np.nan_to_num(init.note_intercept[problem.note_full].astype(np.float64), nan=0.0)
+        nf = np.nan_to_num(init.note_factor[problem.note_full].astype(np.float64), nan=0.0)
+        ri = np.nan_to_num(init.rater_intercept[problem.rater_full].astype(np.float64), nan=0.0)
+        rf = np.nan_to_num(init.rater_factor[problem.rater_full].astype(np.float64), nan=0.0)
+        mu = 0.0 if not np.isfinite(init.mu) else float(init.mu)
+        return mu, ni, nf.reshape(n, k), ri, rf.reshape(u, k)
+    rng = np.random.default_rng(seed)
+    nf = rng.uniform(-1.0, 1.0, size=(n, k)) * np.sqrt(6.0 / (n + k))
+    rf = rng.uniform(-1.0, 1.0, size=(u, k)) * np.sqrt(6.0 / (u + k))
+    return 0.0, np.zeros(n), nf, np.zeros(u), rf
+
+
+def fit_mf(
+    problem: MFProblem,
+    config: MFConfig,
+    *,
+    seed: int | None = 0,
+    init: MFParams | None = None,
+    rho_note: float | None = None,
+    rho_rater: float | None = None,
+    freeze_raters: bool = False,
+    freeze_mu: bool = False,
+    use_global_intercept: bool = True,
+    flip: bool = True,
+    kernels: str = "numba",
+    num_threads: int | None = None,
+) -> MFFit:
+    """Minimize the reference objective by alternating ridge solves; return full-space params.
+
+    One sweep solves every note (given raters and μ), then every rater (given notes and μ), then
+    μ in closed form. Stops when no parameter moves by more than ``config.tolerance`` or after
+    ``config.max_iterations`` sweeps. With ``freeze_raters`` (and ``freeze_mu``) one note sweep is
+    the exact optimum (final scoring, §2.8). ``flip`` applies the sign convention of §2.4.
+    ``kernels="numpy"`` runs the numpy twins (tests). Deterministic for any ``num_threads``.
+    """
+    k = config.num_factors
+    pen = penalties(problem, config, rho_note, rho_rater)
+    mu, ni, nf, ri, rf = initial_params(problem, k, seed, init)
+    if not use_global_intercept:
+        mu = 0.0
+    solve = K.solve_rows_nb if kernels == "numba" else K.solve_rows_np
+    resid = K.residual_sum_nb if kernels == "numba" else K.residual_sum_np
+    old_threads = numba.get_num_threads()
+    if num_threads is not None:
+        numba.set_num_threads(max(1, min(num_threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        converged = False
+        it = 0
+        max_it = 1 if (freeze_raters and (freeze_mu or not use_global_intercept)) else config.max_iterations
+        for it in range(1, max_it + 1):  # noqa: B007
+            prev = (mu, ni.copy(), nf.copy(), ri.copy(), rf.copy())
+            p = problem
+            solve(p.note_indptr, p.identity, p.rater, p.value, mu, ri, rf, pen.note_int, pen.note_fac, ni, nf)
+            if not freeze_raters:
+                solve(
+                    p.rater_indptr,
+                    p.by_rater,
+                    p.note,
+                    p.value,
+                    mu,
+                    ni,
+                    nf,
+                    pen.rater_int,
+                    pen.rater_fac,
+                    ri,
+                    rf,
+                )
+            if use_global_intercept and not freeze_mu:
+                mu = resid(p.note, p.rater, p.value, ni, nf, ri, rf) / (p.n_ratings + pen.mu)
+            delta = max(
+                abs(mu - prev[0]),
+                _maxabs(ni - prev[1]),
+                _maxabs(nf - prev[2]),
+                _maxabs(ri - prev[3]),
+                _maxabs(rf - prev[4]),
+            )
+            if delta <= config.tolerance:
+                converged = True
+                break
+        if max_it == 1:
+            converged = True
+    finally:
+        numba.set_num_threads(old_threads)
+    if flip:
+        nf, rf = flip_factors(nf, rf)
+    loss = objective(problem, pen, mu, ni, nf, ri, rf)
+    sse = K.squared_error_nb(problem.note, problem.rater, problem.value, mu, ni, nf, ri, rf)
+    params = to_full(problem, mu, ni, nf, ri, rf, init if freeze_raters else None)
+    return MFFit(params, loss, sse / max(problem.n_ratings, 1), it, converged)
+
+
+def _maxabs(a: np.ndarray) -> float:
+    return float(np.max(np.abs(a))) if a.size else 0.0
+
+
+def flip_factors(note_factor: np.ndarray, rater_factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sign convention (§2.4): per factor, if fewer than half of raters with nonzero factor are
+    negative, negate that factor for all notes and raters."""
+    note_factor = note_factor.copy()
+    rater_factor = rater_factor.copy()
+    for f in range(rater_factor.shape[1]):
+        col = rater_factor[:, f]
+        nonzero = int(np.count_nonzero(col))
+        if nonzero and np.count_nonzero(col < 0) / nonzero < 0.5:
+            note_factor[:, f] *= -1.0
+            rater_factor[:, f] *= -1.0
+    return note_factor, rater_factor
+
+
+def to_full(problem: MFProblem, mu, ni, nf, ri, rf, rater_source: MFParams | None = None) -> MFParams:
+    """Scatter compact arrays into the full id space (NaN elsewhere).
+
+    With ``rater_source`` (frozen-rater fits) rater parameters are copied whole from it.
+    """
+    k = nf.shape[1]
+    note_int = np.full(problem.n_notes_full, np.nan)
+    note_fac = np.full((problem.n_notes_full, k), np.nan)
+    note_int[problem.note_full] = ni
+    note_fac[problem.note_full] = nf
+    if rater_source is not None:
+        rater_int, rater_fac = rater_source.rater_intercept, rater_source.rater_factor
+    else:
+        rater_int = np.full(problem.n_raters_full, np.nan)
+        rater_fac = np.full((problem.n_raters_full, k), np.nan)
+        rater_int[problem.rater_full] = ri
+        rater_fac[problem.rater_full] = rf
+    return MFParams(float(mu), note_int, note_fac, rater_int, rater_fac)

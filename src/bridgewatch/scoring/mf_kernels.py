@@ -1,0 +1,149 @@
+"""Hot loops of the factorization solver: per-row ridge solves over CSR rating views.
+
+Every numba kernel here has a plain-numpy twin (``*_np``) that computes the same thing with
+vectorized numpy; ``tests/test_mf_kernels.py`` checks that they agree. Kernels take plain arrays:
+
+- ``indptr``: int64[M+1], the ratings of row m (a note or a rater) are positions
+  ``perm[indptr[m]:indptr[m+1]]`` of the rating arrays;
+- ``perm``: int64[R], a permutation of rating positions (identity for notes, ``by_rater`` for raters);
+- ``other``: int32[R], for each rating the index of the *other* side (the rater of a note's rating);
+- ``value``: float64[R], the rating value; ``weight`` is not supported (the reference's MSE is unweighted).
+
+A row solve is the ridge regression of ``value − mu − other_int[o]`` on ``[1, other_fac[o, :]]`` with
+sum-form penalties ``pen_int`` (intercept) and ``pen_fac`` (each factor). Rows are independent, so the
+parallel loop writes disjoint outputs and the result does not depend on the thread count; sums over
+all ratings (global intercept, objective) run serially in a fixed order.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, inline="always")
+def _chol_solve(a: np.ndarray, b: np.ndarray) -> None:
+    """Solve a·x = b in place (x into b) for a small SPD matrix; a is overwritten by its factor."""
+    d = a.shape[0]
+    for j in range(d):
+        s = a[j, j]
+        for k in range(j):
+            s -= a[j, k] * a[j, k]
+        if s <= 0.0:
+            s = 1e-300
+        a[j, j] = np.sqrt(s)
+        for i in range(j + 1, d):
+            t = a[i, j]
+            for k in range(j):
+                t -= a[i, k] * a[j, k]
+            a[i, j] = t / a[j, j]
+    for i in range(d):
+        t = b[i]
+        for k in range(i):
+            t -= a[i, k] * b[k]
+        b[i] = t / a[i, i]
+    for i in range(d - 1, -1, -1):
+        t = b[i]
+        for k in range(i + 1, d):
+            t -= a[k, i] * b[k]
+        b[i] = t / a[i, i]
+
+
+@numba.njit(cache=True, parallel=True)
+def solve_rows_nb(indptr, perm, other, value, mu, other_int, other_fac, pen_int, pen_fac, out_int, out_fac):
+    """Ridge-solve every row; write intercepts into out_int[M] and factors into out_fac[M, k].
+
+    Rows without ratings get 0 (the ridge optimum of an empty row).
+    """
+    n_rows = indptr.shape[0] - 1
+    k = other_fac.shape[1]
+    for row in numba.prange(n_rows):
+        d = k + 1
+        a = np.zeros((d, d))
+        b = np.zeros(d)
+        for p in range(indptr[row], indptr[row + 1]):
+            j = perm[p]
+            o = other[j]
+            t = value[j] - mu - other_int[o]
+            a[0, 0] += 1.0
+            b[0] += t
+            for f in range(k):
+                x = other_fac[o, f]
+                a[f + 1, 0] += x
+                b[f + 1] += x * t
+                for g in range(f + 1):
+                    a[f + 1, g + 1] += x * other_fac[o, g]
+        a[0, 0] += pen_int
+        for f in range(k):
+            a[f + 1, f + 1] += pen_fac
+        _chol_solve(a, b)
+        out_int[row] = b[0]
+        for f in range(k):
+            out_fac[row, f] = b[f + 1]
+
+
+def solve_rows_np(indptr, perm, other, value, mu, other_int, other_fac, pen_int, pen_fac, out_int, out_fac):
+    """Numpy twin of ``solve_rows_nb`` (same arguments, same outputs)."""
+    n_rows = indptr.shape[0] - 1
+    k = other_fac.shape[1]
+    counts = np.diff(indptr)
+    row_of = np.repeat(np.arange(n_rows), counts)
+    o = other[perm]
+    t = value[perm] - mu - other_int[o]
+    x = np.concatenate([np.ones((o.shape[0], 1)), other_fac[o]], axis=1)  # [R, k+1]
+    d = k + 1
+    a = np.zeros((n_rows, d, d))
+    b = np.zeros((n_rows, d))
+    for f in range(d):
+        b[:, f] = np.bincount(row_of, weights=x[:, f] * t, minlength=n_rows)
+        for g in range(d):
+            a[:, f, g] = np.bincount(row_of, weights=x[:, f] * x[:, g], minlength=n_rows)
+    a[:, 0, 0] += pen_int
+    for f in range(1, d):
+        a[:, f, f] += pen_fac
+    sol = np.linalg.solve(a, b[:, :, None])[:, :, 0]
+    out_int[:] = sol[:, 0]
+    out_fac[:, :] = sol[:, 1:]
+
+
+@numba.njit(cache=True)
+def residual_sum_nb(note, rater, value, note_int, note_fac, rater_int, rater_fac):
+    """Σ over ratings of value − i_n − i_u − f_n·f_u (no global intercept), serial fixed order."""
+    k = note_fac.shape[1]
+    s = 0.0
+    for j in range(value.shape[0]):
+        n = note[j]
+        u = rater[j]
+        pred = note_int[n] + rater_int[u]
+        for f in range(k):
+            pred += note_fac[n, f] * rater_fac[u, f]
+        s += value[j] - pred
+    return s
+
+
+def residual_sum_np(note, rater, value, note_int, note_fac, rater_int, rater_fac):
+    """Numpy twin of ``residual_sum_nb``."""
+    pred = note_int[note] + rater_int[rater] + np.einsum("rk,rk->r", note_fac[note], rater_fac[rater])
+    return float(np.sum(value - pred))
+
+
+@numba.njit(cache=True)
+def squared_error_nb(note, rater, value, mu, note_int, note_fac, rater_int, rater_fac):
+    """Σ over ratings of (value − r̂)², serial fixed order."""
+    k = note_fac.shape[1]
+    s = 0.0
+    for j in range(value.shape[0]):
+        n = note[j]
+        u = rater[j]
+        pred = mu + note_int[n] + rater_int[u]
+        for f in range(k):
+            pred += note_fac[n, f] * rater_fac[u, f]
+        e = value[j] - pred
+        s += e * e
+    return s
+
+
+def squared_error_np(note, rater, value, mu, note_int, note_fac, rater_int, rater_fac):
+    """Numpy twin of ``squared_error_nb``."""
+    pred = mu + note_int[note] + rater_int[rater] + np.einsum("rk,rk->r", note_fac[note], rater_fac[rater])
+    return float(np.sum((value - pred) ** 2))

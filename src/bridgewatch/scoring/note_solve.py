@@ -1,0 +1,115 @@
+"""Final scoring of notes with frozen rater parameters: a closed-form ridge solve per note (§2.8).
+
+With raters and μ frozen, the reference's note-only refit decouples per note into the ridge
+regression of ``r − μ − i_u`` on ``[1, f_u]`` with sum-form penalties ``λ_in·ρ_n`` (intercept) and
+``λ_fn·ρ_n`` (each factor), ρ_n = finalRoundNumRatings / finalRoundNumNotes from prescoring. The
+live scorer calls ``score_note`` on one note's ratings; batch scoring calls ``score_notes``, which
+runs the same math through the solver's row kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridgewatch.scoring import mf_kernels as K
+from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf import MFProblem
+
+
+def score_note(
+    ratings_values: np.ndarray,
+    rater_intercepts: np.ndarray,
+    rater_factors: np.ndarray,
+    mu: float,
+    rho_n: float,
+    config: MFConfig,
+) -> tuple[float, np.ndarray]:
+    """(intercept, factor[k]) of one note from its ratings.
+
+    ``ratings_values``: float[m] helpfulness of the note's m ratings; ``rater_intercepts``: float[m]
+    and ``rater_factors``: float[m] or float[m, k], the frozen parameters of each rating's rater.
+    With no ratings the answer is (0, zeros): the ridge optimum of an empty note.
+    """
+    y = np.asarray(ratings_values, dtype=np.float64)
+    f = np.asarray(rater_factors, dtype=np.float64).reshape(y.shape[0], -1)
+    k = f.shape[1] if f.size else config.num_factors
+    x = np.concatenate([np.ones((y.shape[0], 1)), f.reshape(y.shape[0], k)], axis=1)
+    t = y - mu - np.asarray(rater_intercepts, dtype=np.float64)
+    a = x.T @ x
+    a[0, 0] += config.note_intercept_lambda * rho_n
+    a[np.arange(1, k + 1), np.arange(1, k + 1)] += config.note_factor_lambda * rho_n
+    sol = np.linalg.solve(a, x.T @ t)
+    return float(sol[0]), sol[1:]
+
+
+def score_notes(
+    problem: MFProblem,
+    rater_intercept: np.ndarray,
+    rater_factor: np.ndarray,
+    mu: float,
+    rho_n: float,
+    config: MFConfig,
+    kernels: str = "numba",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorized ``score_note`` over every note of ``problem``.
+
+    ``rater_intercept``: float[U_full], ``rater_factor``: float[U_full, k] frozen parameters in the
+    full rater space (every rater of the problem must have finite values). Returns full-space
+    ``(intercept float64[N_full], factor float64[N_full, k])``, NaN for notes outside the problem.
+    """
+    ri = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full]
+    rf = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)[problem.rater_full]
+    k = rf.shape[1]
+    ni = np.zeros(problem.n_notes)
+    nf = np.zeros((problem.n_notes, k))
+    solve = K.solve_rows_nb if kernels == "numba" else K.solve_rows_np
+    solve(
+        problem.note_indptr,
+        problem.identity,
+        problem.rater,
+        problem.value,
+        float(mu),
+        ri,
+        rf,
+        config.note_intercept_lambda * rho_n,
+        config.note_factor_lambda * rho_n,
+        ni,
+        nf,
+    )
+    out_i = np.full(problem.n_notes_full, np.nan)
+    out_f = np.full((problem.n_notes_full, k), np.nan)
+    out_i[problem.note_full] = ni
+    out_f[problem.note_full] = nf
+    return out_i, out_f
+
+
+def normal_equations(
+    problem: MFProblem, rater_intercept: np.ndarray, rater_factor: np.ndarray, mu: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-note sufficient statistics (A float[N, d, d], b float[N, d]), d = k + 1, without penalty.
+
+    Pseudo-rater refits (§5) add one rating to every note; adding its outer product to A is
+    cheaper than rebuilding the problem.
+    """
+    ri = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full][problem.rater]
+    rf = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)[problem.rater_full]
+    rf = rf[problem.rater]
+    x = np.concatenate([np.ones((rf.shape[0], 1)), rf], axis=1)
+    t = problem.value - mu - ri
+    n, d = problem.n_notes, x.shape[1]
+    a = np.zeros((n, d, d))
+    b = np.zeros((n, d))
+    for f in range(d):
+        b[:, f] = np.bincount(problem.note, weights=x[:, f] * t, minlength=n)
+        for g in range(d):
+            a[:, f, g] = np.bincount(problem.note, weights=x[:, f] * x[:, g], minlength=n)
+    return a, b
+
+
+def solve_normal(a: np.ndarray, b: np.ndarray, pen_int: float, pen_fac: float) -> np.ndarray:
+    """Batched ridge solve: (A + diag(pen_int, pen_fac, ...))⁻¹ b → float[N, d]."""
+    a = a.copy()
+    a[:, 0, 0] += pen_int
+    for f in range(1, a.shape[1]):
+        a[:, f, f] += pen_fac
+    return np.linalg.solve(a, b[:, :, None])[:, :, 0]

@@ -1,0 +1,164 @@
+"""Which ratings enter the fits: the reference's preprocessing and per-scorer scoping.
+
+Every function returns a boolean mask over the ratings of a ``RatingMatrix`` (or over its raters),
+so filters compose with ``&`` and the matrix itself is never copied. Sections of
+``reference-algorithm.md``: §1.7 (note-classification filter, high-volume raters), §2.5 (count
+filters), §6.1 (scorer scope: modeling groups, topics, capture threshold).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.io.matrix import RatingMatrix
+
+DAY_MILLIS = 86_400_000
+UNASSIGNED = -1  # modeling group of raters absent from enrollment (or with an empty group)
+
+
+def note_table(matrix: RatingMatrix, notes: pd.DataFrame, status_history: pd.DataFrame) -> pd.DataFrame:
+    """Per note of ``matrix.note_ids`` (N rows, same order): what the filters and rules need.
+
+    Columns: ``classification`` (NaN for deleted notes: rated, but not in the notes file),
+    ``createdAtMillis`` (from notes, else from NSH), ``inStatusHistory`` (bool: the note has an
+    NSH row or a notes row — the reference merges notes into NSH before filtering, §1.4),
+    ``noteAuthorParticipantId`` and ``timestampMillisOfLatestNonNMRStatus`` (NaN if none).
+    """
+    ids = pd.Index(matrix.note_ids)
+    n = notes.drop_duplicates(subset=["noteId"]).set_index("noteId")
+    h = status_history.drop_duplicates(subset=["noteId"]).set_index("noteId")
+    out = pd.DataFrame(index=ids)
+    out["classification"] = n["classification"].reindex(ids)
+    created = n["createdAtMillis"].reindex(ids).astype("float64")
+    created = created.fillna(h["createdAtMillis"].reindex(ids).astype("float64"))
+    out["createdAtMillis"] = created
+    out["inStatusHistory"] = ids.isin(h.index) | ids.isin(n.index)
+    author = n["noteAuthorParticipantId"].reindex(ids)
+    out["noteAuthorParticipantId"] = author.fillna(h["noteAuthorParticipantId"].reindex(ids))
+    col = "timestampMillisOfLatestNonNMRStatus"
+    latest = h[col].reindex(ids) if col in h.columns else pd.Series(np.nan, index=ids)
+    out[col] = pd.to_numeric(latest, errors="coerce").astype("float64")
+    return out.reset_index(drop=True)
+
+
+def classification_mask(matrix: RatingMatrix, table: pd.DataFrame) -> np.ndarray:
+    """bool[R]: §1.7 step 6 — keep ratings on misleading notes, on deleted notes that still have a
+    status-history row, and on not-misleading notes created after 2022-10-03 (strictly)."""
+    cls = table["classification"].to_numpy(dtype=object)
+    created = table["createdAtMillis"].to_numpy(dtype=np.float64)
+    deleted = pd.isna(table["classification"]).to_numpy()
+    keep_note = (
+        (cls == schema.MISLEADING)
+        | (deleted & table["inStatusHistory"].to_numpy(dtype=bool))
+        | ((cls == schema.NOT_MISLEADING) & (created > schema.NOT_MISLEADING_UI_LAUNCH_MILLIS))
+    )
+    return keep_note[matrix.note]
+
+
+def high_volume_raters(
+    matrix: RatingMatrix,
+    keep: np.ndarray | None = None,
+    quantile: float = 0.999,
+    windows_days: tuple[int, ...] = (7, 28),
+    min_notes: int = 200,
+) -> np.ndarray:
+    """bool[U]: raters whose rating count in a window ending at the newest rating is strictly above
+    that window's ``quantile`` over raters active in it (union over windows; §1.7 step 3).
+
+    Off (all False) when fewer than ``min_notes`` distinct notes are rated (§9.7).
+    """
+    keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else keep
+    flagged = np.zeros(matrix.n_raters, dtype=bool)
+    if keep.sum() == 0 or np.unique(matrix.note[keep]).shape[0] < min_notes:
+        return flagged
+    created = matrix.created_at[keep]
+    rater = matrix.rater[keep]
+    newest = created.max()
+    for days in windows_days:
+        in_window = created > newest - days * DAY_MILLIS
+        counts = np.bincount(rater[in_window], minlength=matrix.n_raters)
+        active = counts > 0
+        if not active.any():
+            continue
+        threshold = np.quantile(counts[active].astype(np.float64), quantile)
+        flagged |= active & (counts > threshold)
+    return flagged
+
+
+def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_per_rater: int) -> np.ndarray:
+    """bool[R]: notes with ≥ ``min_per_note`` ratings, then raters with ≥ ``min_per_rater``, then
+    notes once more — no iteration to a fixed point, exactly as the reference (§2.5)."""
+    keep = np.asarray(keep, dtype=bool).copy()
+
+    def notes_pass(k: np.ndarray) -> np.ndarray:
+        counts = np.bincount(matrix.note[k], minlength=matrix.n_notes)
+        return k & (counts >= min_per_note)[matrix.note]
+
+    keep = notes_pass(keep)
+    if min_per_rater > 0:
+        counts = np.bincount(matrix.rater[keep], minlength=matrix.n_raters)
+        keep &= (counts >= min_per_rater)[matrix.rater]
+        keep = notes_pass(keep)
+    return keep
+
+
+def rater_groups(matrix: RatingMatrix, enrollment: pd.DataFrame | None) -> np.ndarray:
+    """int32[U]: each rater's ``modelingGroup`` from enrollment, ``UNASSIGNED`` when absent/empty."""
+    groups = np.full(matrix.n_raters, UNASSIGNED, dtype=np.int32)
+    if enrollment is None or len(enrollment) == 0:
+        return groups
+    e = enrollment.drop_duplicates(subset=["participantId"], keep="last")
+    idx = matrix.rater_index(e["participantId"].astype(str).to_numpy(dtype=object))
+    g = pd.to_numeric(e["modelingGroup"], errors="coerce").to_numpy(dtype=np.float64)
+    ok = (idx >= 0) & np.isfinite(g)
+    groups[idx[ok]] = g[ok].astype(np.int32)
+    return groups
+
+
+def group_mask(groups: np.ndarray, included: frozenset[int] | None, include_unassigned: bool) -> np.ndarray:
+    """bool[U]: raters in scope of a scorer (``included=None`` means every group)."""
+    if included is None:
+        in_group = groups != UNASSIGNED
+    else:
+        in_group = np.isin(groups, np.fromiter(included, dtype=np.int32, count=len(included)))
+    return in_group | ((groups == UNASSIGNED) & include_unassigned)
+
+
+def topic_mask(
+    matrix: RatingMatrix, note_topic: np.ndarray | None, *, topic: int | None, exclude_topics: bool
+) -> np.ndarray:
+    """bool[R]: topic scoping (§6.1). ``note_topic``: int[N], -1 = no topic. A topic scorer keeps
+    only ratings on notes of ``topic``; ``exclude_topics`` drops ratings on any topic note. With no
+    topic assignment given, topic scorers get nothing and exclusion drops nothing."""
+    if note_topic is None:
+        return np.full(matrix.n_ratings, topic is None, dtype=bool)
+    nt = np.asarray(note_topic)[matrix.note]
+    if topic is not None:
+        return nt == topic
+    if exclude_topics:
+        return nt < 0
+    return np.ones(matrix.n_ratings, dtype=bool)
+
+
+def capture_share(matrix: RatingMatrix, keep: np.ndarray, in_scope_rating: np.ndarray) -> np.ndarray:
+    """float64[N]: share of each note's ratings (among ``keep``) that come from in-scope raters; NaN
+    for notes without ratings. Compared with a scorer's ``captureThreshold`` (§6.1)."""
+    total = np.bincount(matrix.note[keep], minlength=matrix.n_notes).astype(np.float64)
+    inside = np.bincount(matrix.note[keep & in_scope_rating], minlength=matrix.n_notes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inside / total, np.nan)
+
+
+def stable_init_mask(
+    matrix: RatingMatrix, keep: np.ndarray, groups: np.ndarray, group: int, min_share: float, min_ratings: int
+) -> np.ndarray:
+    """bool[R]: §2.6 subset — ratings by raters of ``group`` on notes with ≥ ``min_ratings`` ratings
+    (in ``keep``) of which at least ``min_share`` come from that group."""
+    from_group = (groups == group)[matrix.rater]
+    total = np.bincount(matrix.note[keep], minlength=matrix.n_notes)
+    inside = np.bincount(matrix.note[keep & from_group], minlength=matrix.n_notes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok_note = (total >= min_ratings) & (inside >= min_share * np.maximum(total, 1))
+    return keep & from_group & ok_note[matrix.note]

@@ -1,0 +1,283 @@
+"""Prescoring and final scoring of one MF scorer (§2.6–2.8), for any ``ScorerSpec``.
+
+``prescore`` runs round 1 (with stable initialization), provisional statuses, contributor
+helpfulness and round 2; ``score_final`` scores every note with the prescoring rater parameters
+frozen, plus the NoHighVol / NoCorrelated / PopulationSampled refits and pseudo-rater bounds. Both
+take a ``ScoringInputs`` built once per run by ``prepare_inputs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.scoring import helpfulness as H
+from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring.config import MFConfig, ScoringConfig
+from bridgewatch.scoring.mf import MFParams, build_problem, fit_mf
+from bridgewatch.scoring.note_solve import score_notes
+from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
+from bridgewatch.scoring.scorer_specs import ScorerSpec
+from bridgewatch.scoring.uncertainty import pseudo_rater_bounds
+
+
+@dataclass(frozen=True, eq=False)
+class ScoringInputs:
+    """What every scorer reads, built once per run (arrays indexed like ``matrix``).
+
+    - ``notes``: N-row frame from ``preprocess.note_table``; ``base_keep``: bool[R] after the
+      classification filter (§1.7); ``rater_group``: int32[U] (``preprocess.UNASSIGNED`` = none);
+    - ``high_volume``: bool[U]; ``correlated``: bool[U] or None (quasi-clique raters);
+    - ``note_topic``: int[N] topic id, -1 = none, or None when no topic model ran;
+    - ``harassment_intercept``: float[N] or None (the §4.5 model's note intercepts).
+    """
+
+    matrix: RatingMatrix
+    notes: pd.DataFrame
+    base_keep: np.ndarray
+    rater_group: np.ndarray
+    high_volume: np.ndarray
+    correlated: np.ndarray | None = None
+    note_topic: np.ndarray | None = None
+    harassment_intercept: np.ndarray | None = None
+
+    @property
+    def is_not_misleading(self) -> np.ndarray:
+        return (self.notes["classification"] == schema.NOT_MISLEADING).to_numpy(dtype=bool)
+
+
+def prepare_inputs(
+    matrix: RatingMatrix,
+    notes: pd.DataFrame,
+    status_history: pd.DataFrame,
+    enrollment: pd.DataFrame | None,
+    config: ScoringConfig,
+    *,
+    note_topic: np.ndarray | None = None,
+    correlated: np.ndarray | None = None,
+    harassment_intercept: np.ndarray | None = None,
+) -> ScoringInputs:
+    """Preprocess once (§1.7): note table, classification filter, groups, high-volume raters."""
+    table = P.note_table(matrix, notes, status_history)
+    keep = P.classification_mask(matrix, table)
+    f = config.filters
+    high = P.high_volume_raters(
+        matrix, keep, f.high_volume_quantile, f.high_volume_windows_days, f.min_notes_for_prod_data
+    )
+    groups = P.rater_groups(matrix, enrollment)
+    return ScoringInputs(matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept)
+
+
+def scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(bool[R] ratings this scorer sees, bool[R] of those made by in-group raters) — §6.1."""
+    m = inputs.matrix
+    in_group = P.group_mask(inputs.rater_group, spec.included_groups, spec.include_unassigned)[m.rater]
+    topic = P.topic_mask(m, inputs.note_topic, topic=spec.topic, exclude_topics=spec.exclude_topics)
+    scope = inputs.base_keep & topic
+    if spec.topic is None:
+        scope = scope & in_group
+    if spec.strict_inclusion and spec.capture_threshold is not None:
+        share = P.capture_share(m, inputs.base_keep & topic, in_group)
+        scope = scope & (share >= spec.capture_threshold)[m.note]
+    return scope, in_group
+
+
+@dataclass(frozen=True, eq=False)
+class PrescoreResult:
+    """Prescoring output of one scorer.
+
+    ``params``: round-2 ("final round") parameters; ``first_round``: round-1 parameters;
+    ``helpfulness``: per-participant table (``helpfulness.helpfulness_scores``) or None for
+    scorers without reputation; ``helpful_raters``: bool[U] raters allowed in final scoring;
+    ``provisional_status``: int8[N] round-1 labels; ``final_round_num_ratings/notes/users``:
+    sizes of the round-2 fit (ρ_n for final scoring); ``round1_mse``: train error of round 1.
+    """
+
+    spec: ScorerSpec
+    params: MFParams
+    first_round: MFParams
+    helpfulness: pd.DataFrame | None
+    helpful_raters: np.ndarray
+    provisional_status: np.ndarray
+    final_round_num_ratings: int
+    final_round_num_notes: int
+    final_round_num_users: int
+    round1_mse: float
+
+    @property
+    def global_intercept(self) -> float:
+        return self.params.mu
+
+    @property
+    def rho_note(self) -> float:
+        return self.final_round_num_ratings / max(self.final_round_num_notes, 1)
+
+
+def _mf(spec: ScorerSpec, config: ScoringConfig) -> MFConfig:
+    return spec.mf if spec.mf is not None else config.mf
+
+
+def fit_round1(inputs: ScoringInputs, spec: ScorerSpec, train: np.ndarray, config: ScoringConfig, seed: int):
+    """Round-1 fit with stable initialization (§2.6) when the spec asks for it and group data exists.
+
+    Without ratings from the stable-init group (a self-hosted system without modeling groups) the
+    fit simply starts from scratch instead of failing.
+    """
+    mfc = _mf(spec, config)
+    init = None
+    if spec.stable_init and mfc.use_stable_init:
+        f = config.filters
+        sub = P.stable_init_mask(
+            inputs.matrix,
+            train,
+            inputs.rater_group,
+            mfc.stable_init_group,
+            mfc.stable_init_min_share,
+            f.min_ratings_per_note,
+        )
+        if sub.any():
+            init = fit_mf(build_problem(inputs.matrix, sub), mfc, seed=seed).params
+    return fit_mf(build_problem(inputs.matrix, train), mfc, seed=seed, init=init)
+
+
+def prescore(
+    inputs: ScoringInputs, spec: ScorerSpec, config: ScoringConfig, seed: int = 42
+) -> PrescoreResult:
+    """§2.7 steps 1–4, 6–7 for one scorer (harassment via ``inputs.harassment_intercept``)."""
+    m = inputs.matrix
+    scope, _ = scope_mask(inputs, spec)
+    f = config.filters
+    train = P.count_filter(m, scope, f.min_ratings_per_note, f.min_ratings_per_rater)
+    if not train.any():
+        from bridgewatch.errors import ScoringError
+
+        raise ScoringError(f"{spec.name}: no ratings left after the 5-per-note / 10-per-rater filters")
+    round1 = fit_round1(inputs, spec, train, config, seed)
+    p1 = round1.params
+    num_ratings = np.bincount(m.note[scope], minlength=m.n_notes)
+    prov = compute_statuses(
+        RuleInputs(p1.note_intercept, p1.note_factor[:, 0], num_ratings, inputs.is_not_misleading),
+        spec.rules,
+        final_round=False,
+    ).status
+    if not spec.use_reputation:
+        n_r = int(train.sum())
+        return PrescoreResult(
+            spec,
+            p1,
+            p1,
+            None,
+            ~np.isnan(p1.rater_intercept),
+            prov,
+            n_r,
+            int(np.count_nonzero(~np.isnan(p1.note_intercept))),
+            int(np.count_nonzero(~np.isnan(p1.rater_intercept))),
+            round1.mse,
+        )
+    hc = spec.helpfulness if spec.helpfulness is not None else config.helpfulness
+    notes = inputs.notes
+    valid = H.valid_ratings(
+        m,
+        scope,
+        notes["createdAtMillis"].to_numpy(np.float64),
+        notes["timestampMillisOfLatestNonNMRStatus"].to_numpy(np.float64),
+        prov,
+        hc,
+    )
+    penalty = H.harassment_penalty(m, train, inputs.harassment_intercept, hc)
+    author = notes["noteAuthorParticipantId"].to_numpy(dtype=object)
+    table = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc, penalty)
+    helpful = H.helpful_rater_mask(m, table)
+    final_keep = train & helpful[m.rater]
+    round2 = fit_mf(build_problem(m, final_keep), _mf(spec, config), seed=seed, init=p1)
+    p2 = round2.params
+    return PrescoreResult(
+        spec,
+        p2,
+        p1,
+        table,
+        helpful & ~np.isnan(p2.rater_intercept),
+        prov,
+        int(final_keep.sum()),
+        int(np.count_nonzero(~np.isnan(p2.note_intercept))),
+        int(np.count_nonzero(~np.isnan(p2.rater_intercept))),
+        round1.mse,
+    )
+
+
+def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, config: ScoringConfig):
+    """(bool[R] final-round ratings, bool[R] scope): notes with ≥ 5 in-scope ratings, raters with
+    prescoring parameters (and above the helpfulness threshold where the scorer uses it) — §2.8."""
+    m = inputs.matrix
+    scope, _ = scope_mask(inputs, spec)
+    notes_ok = P.count_filter(m, scope, config.filters.min_ratings_per_note, 0)
+    return notes_ok & pre.helpful_raters[m.rater], scope
+
+
+def score_final(
+    inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, config: ScoringConfig
+) -> pd.DataFrame:
+    """Final scoring (§2.8, §5): one row per note of the matrix (N rows, ``noteId`` order).
+
+    Columns (prefix = ``spec.prefix``): ``noteId``, ``{p}NoteIntercept``, ``{p}NoteFactor1``,
+    ``{p}NumFinalRoundRatings``, ``{p}NoteInterceptNoHighVol``, ``{p}NoteInterceptNoCorrelated``,
+    ``{p}NoteInterceptPopulationSampled``, ``{p}NoteInterceptMin/Max`` (pseudo-raters, NaN if off),
+    ``numRatings`` (in-scope ratings, the minRatingsNeeded count), and the side counts the rules
+    need: ``minSignCount``, ``negMeanHelpful``, ``posMeanHelpful``, ``netMinHelpful``,
+    ``netMinHelpfulRatio``. Notes below the capture threshold get NaN parameters.
+    """
+    m = inputs.matrix
+    mfc = _mf(spec, config)
+    keep, scope = final_rating_mask(inputs, spec, pre, config)
+    rho = pre.rho_note
+    ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
+    problem = build_problem(m, keep)
+    intercept, factor = score_notes(problem, ri, rf, mu, rho, mfc)
+
+    def refit(mask: np.ndarray, rho_n: float) -> np.ndarray:
+        if not mask.any():
+            return np.full(m.n_notes, np.nan)
+        return score_notes(build_problem(m, mask), ri, rf, mu, rho_n, mfc)[0]
+
+    no_high = refit(keep & ~inputs.high_volume[m.rater], rho)
+    no_corr = (
+        refit(keep & ~inputs.correlated[m.rater], rho) if inputs.correlated is not None else intercept.copy()
+    )
+    pop = refit(keep & m.population_sampled, 10.0)
+    lo = hi = np.full(m.n_notes, np.nan)
+    if spec.pseudoraters and problem.n_ratings:
+        bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc)
+        lo, hi = bounds.intercept_min, bounds.intercept_max
+    sides = note_counts_by_rater_sign(m.note[keep], rf[m.rater[keep], 0], m.value[keep], m.n_notes)
+    _, in_group = scope_mask(inputs, spec)
+    if spec.capture_threshold is not None:
+        share = P.capture_share(m, inputs.base_keep, in_group)
+        drop = ~(share >= spec.capture_threshold)
+        for arr in (intercept, no_high, no_corr, pop, lo, hi):
+            arr[drop] = np.nan
+        factor = factor.copy()
+        factor[drop] = np.nan
+    p = spec.prefix
+    return pd.DataFrame(
+        {
+            "noteId": m.note_ids,
+            f"{p}NoteIntercept": intercept,
+            f"{p}NoteFactor1": factor[:, 0],
+            f"{p}NumFinalRoundRatings": np.bincount(m.note[keep], minlength=m.n_notes),
+            f"{p}NoteInterceptNoHighVol": no_high,
+            f"{p}NoteInterceptNoCorrelated": no_corr,
+            f"{p}NoteInterceptPopulationSampled": pop,
+            f"{p}NoteInterceptMin": lo,
+            f"{p}NoteInterceptMax": hi,
+            "numRatings": np.bincount(m.note[scope], minlength=m.n_notes),
+            "minSignCount": sides.min_sign_count,
+            "negMeanHelpful": sides.neg_mean_helpful,
+            "posMeanHelpful": sides.pos_mean_helpful,
+            "netMinHelpful": sides.net_min_helpful,
+            "netMinHelpfulRatio": sides.net_min_helpful_ratio,
+        }
+    )

@@ -1,0 +1,164 @@
+"""The MF scorers as data (§6.1, §3.2): one pipeline, many configurations.
+
+A ``ScorerSpec`` says which raters and notes a scorer sees, which status thresholds it uses and
+which optional steps (stable initialization, reputation filter, pseudo-raters) it runs. The same
+``prescore``/``score_final`` functions run every spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from bridgewatch.scoring.config import HelpfulnessConfig, MFConfig, RuleConfig
+
+CORE_GROUPS = frozenset({1, 2, 3, 6, 8, 9, 10, 11, 13, 14, 19, 21, 25})
+COVERAGE_GROUPS = CORE_GROUPS - {21}
+EXPANSION_GROUPS = frozenset({0, 4, 5, 7, 12, 15, 16, 20, 22, 23, 24, 26, 27, 28, 29, 33})
+EXPANSION_PLUS_GROUPS = frozenset({17, 18, 30, 31, 32})
+MULTI_GROUP_1 = frozenset({4, 5, 7, 12, 26})
+TOPICS = ("UkraineConflict", "GazaConflict", "MessiRonaldo", "Scams")  # topic ids 1..4 (0 = Unassigned)
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """One MF scorer.
+
+    - ``name``: the reference's scorer name; ``prefix``: output column prefix ("core" →
+      ``coreNoteIntercept``); ``included_groups``: rater modeling groups in scope (None = all);
+      ``include_unassigned``: raters without a group count as in scope;
+    - ``topic``: topic id a topic scorer scores (None for others); ``exclude_topics``: drop
+      ratings on topic-assigned notes (Core); ``capture_threshold``: min share of a note's ratings
+      from in-scope raters to keep this scorer's result (None = keep all); ``strict_inclusion``:
+      apply that share before training too;
+    - ``stable_init``: group-13 first fit (§2.6); ``use_reputation``: the two-round helpfulness
+      filter (§2.7; topic scorers skip it); ``pseudoraters``: §5 bounds (Core, CoreWithTopics);
+    - ``rules``: status thresholds; ``mf``/``helpfulness``: per-scorer overrides (None = global).
+    """
+
+    name: str
+    prefix: str
+    included_groups: frozenset[int] | None
+    include_unassigned: bool = True
+    topic: int | None = None
+    exclude_topics: bool = False
+    capture_threshold: float | None = 0.5
+    strict_inclusion: bool = False
+    stable_init: bool = False
+    use_reputation: bool = True
+    pseudoraters: bool = False
+    rules: RuleConfig = field(default_factory=RuleConfig)
+    mf: MFConfig | None = None
+    helpfulness: HelpfulnessConfig | None = None
+
+
+_NO_FIRM = dataclasses.replace(RuleConfig(), firm_reject_threshold=None)
+
+
+def core() -> ScorerSpec:
+    return ScorerSpec(
+        "MFCoreScorer", "core", CORE_GROUPS, exclude_topics=True, stable_init=True, pseudoraters=True
+    )
+
+
+def core_with_topics() -> ScorerSpec:
+    return ScorerSpec(
+        "MFCoreWithTopicsScorer",
+        "coreWithTopics",
+        CORE_GROUPS,
+        stable_init=True,
+        pseudoraters=True,
+        rules=_NO_FIRM,
+    )
+
+
+def expansion() -> ScorerSpec:
+    return ScorerSpec("MFExpansionScorer", "expansion", CORE_GROUPS | EXPANSION_GROUPS, stable_init=True)
+
+
+def expansion_plus() -> ScorerSpec:
+    groups = CORE_GROUPS | EXPANSION_GROUPS | EXPANSION_PLUS_GROUPS
+    return ScorerSpec(
+        "MFExpansionPlusScorer",
+        "expansionPlus",
+        groups,
+        capture_threshold=None,
+        stable_init=True,
+        rules=_NO_FIRM,
+    )
+
+
+def group(i: int) -> ScorerSpec:
+    """Group scorers 1–14, 18, 33 (§3.2 overrides for 14, 18, 33; group 14's normalized loss §2.9
+    is not implemented — it runs the plain objective with its thresholds)."""
+    rules, mf, helpful, capture = _NO_FIRM, None, None, 0.8
+    if i == 14:
+        capture = 0.51
+        rules = dataclasses.replace(
+            _NO_FIRM,
+            crh_threshold=0.15,
+            crnh_threshold_intercept=-0.01,
+            crnh_threshold_factor_multiplier=0.0,
+            crnh_threshold_nm_intercept=-0.02,
+            factor_threshold=0.4,
+            no_high_vol_threshold=0.12,
+            no_correlated_threshold=0.12,
+            low_diligence_threshold=1000.0,
+        )
+        mf = dataclasses.replace(MFConfig(), note_intercept_lambda=0.9)
+        helpful = dataclasses.replace(
+            HelpfulnessConfig(),
+            min_mean_note_score=-0.01,
+            harassment_min_score=2.5,
+            multiply_penalty_by_score=False,
+        )
+    elif i == 18:
+        capture = 0.51
+        rules = dataclasses.replace(
+            _NO_FIRM, crh_threshold=0.2, no_high_vol_threshold=0.18, no_correlated_threshold=0.18
+        )
+        mf = dataclasses.replace(MFConfig(), user_intercept_lambda=0.03, global_intercept_lambda=0.0)
+    return ScorerSpec(
+        f"MFGroupScorer_{i}",
+        "group",
+        frozenset({i}),
+        include_unassigned=False,
+        capture_threshold=capture,
+        strict_inclusion=(i == 33),
+        rules=rules,
+        mf=mf,
+        helpfulness=helpful,
+    )
+
+
+def multi_group_1() -> ScorerSpec:
+    return ScorerSpec(
+        "MFMultiGroupScorer_1",
+        "multiGroup",
+        MULTI_GROUP_1,
+        include_unassigned=False,
+        capture_threshold=0.8,
+        rules=_NO_FIRM,
+    )
+
+
+def topic(topic_id: int, name: str) -> ScorerSpec:
+    rules = dataclasses.replace(_NO_FIRM, min_minority_net_helpful=None, min_minority_net_helpful_ratio=None)
+    return ScorerSpec(
+        f"MFTopicScorer_{name}",
+        "topic",
+        None,
+        topic=topic_id,
+        capture_threshold=None,
+        use_reputation=False,
+        rules=rules,
+    )
+
+
+def default_scorers() -> list[ScorerSpec]:
+    """The production MF scorer inventory (§6.1), in the reference's order."""
+    specs = [core(), core_with_topics(), expansion(), expansion_plus()]
+    specs += [group(i) for i in (*range(1, 15), 18, 33)]
+    specs += [multi_group_1()]
+    specs += [topic(i + 1, name) for i, name in enumerate(TOPICS)]
+    return specs
