@@ -1,0 +1,196 @@
+"""Tables derived from the latent truth: prior status history, enrollment, and the truth file.
+
+The prior status history stands in for an earlier scoring run (``SimConfig.prior_run_millis``):
+a note's status follows how helpful each camp would find it (``expHelpfulLeft/Right``) with noise,
+notes with few planned ratings stay NMR, and notes older than 14 days are locked, as X's history
+would be (§6.6).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch.schema import CRH, CRNH, NMR, NOTE_LOCK_MILLIS
+from bridgewatch.sim.community import CORE_GROUPS, ENROLLMENT, ROLES, Community
+from bridgewatch.sim.config import SimConfig
+from bridgewatch.sim.ratings import expected_helpfulness
+from bridgewatch.sim.text import TOPIC_NAMES
+
+STATUS_NAMES = (NMR, CRH, CRNH)  # int8 codes 0, 1, 2
+CORE_DECIDER = "CoreModel (v1.1)"
+INITIAL_DECIDER = "MetaInitialNMR (v1.0)"
+HOUR = 3_600_000
+
+TRUTH_COLUMNS = (
+    "kind",
+    "id",
+    "quality",
+    "slant",
+    "expHelpfulLeft",
+    "expHelpfulRight",
+    "classification",
+    "tweetId",
+    "topic",
+    "homeGroup",
+    "isAttackTarget",
+    "attackRole",
+    "priorStatus",
+    "viewpoint",
+    "leniency",
+    "activity",
+    "modelingGroup",
+    "isBadActor",
+    "isLowDiligence",
+    "buddyOf",
+    "numRatings",
+    "slant2",
+    "viewpoint2",
+    "attackDirection",
+)
+
+
+def camp_helpfulness(comm: Community, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Expected helpfulNum of each note (N,) for a neutral rater at viewpoint -1 and at +1 on axis 1."""
+    out = []
+    for v in (-1.0, 1.0):
+        z = comm.quality + cfg.slant_weight * v * comm.slant[:, 0]
+        out.append(expected_helpfulness(z, cfg))
+    return out[0], out[1]
+
+
+def prior_status(comm: Community, cfg: SimConfig, rng: np.random.Generator) -> np.ndarray:
+    """(N,) int8 status code of the simulated prior run (index into STATUS_NAMES)."""
+    left, right = camp_helpfulness(comm, cfg)
+    noise = 0.05 * rng.standard_normal((2, comm.n_notes))
+    crh = np.minimum(left, right) + noise[0] > 0.62
+    crnh = np.maximum(left, right) + noise[1] < 0.32
+    status = np.where(crh, 1, np.where(crnh, 2, 0)).astype(np.int8)
+    status[comm.planned < 5] = 0
+    return status
+
+
+def status_history(
+    comm: Community, cfg: SimConfig, status: np.ndarray, rng: np.random.Generator
+) -> pd.DataFrame:
+    """NSH rows (one per note created before the prior run) in the reference's columns (§1.4)."""
+    run = cfg.prior_run_millis
+    idx = np.flatnonzero(comm.note_millis < run)
+    created = comm.note_millis[idx]
+    st = status[idx]
+    age = run - created
+    fresh = age < 12 * HOUR
+    st = np.where(fresh, 0, st)
+    decided = np.where(
+        st > 0, created + (rng.random(idx.size) * np.minimum(age, 48 * HOUR)).astype(np.int64), 0
+    )
+    locked = age > NOTE_LOCK_MILLIS
+    lock_at = (
+        created
+        + NOTE_LOCK_MILLIS
+        + (rng.random(idx.size) * np.minimum(age - NOTE_LOCK_MILLIS, 6 * HOUR)).astype(np.int64)
+    )
+    names = np.array(STATUS_NAMES, dtype=object)[st]
+    non_nmr = st > 0
+    is_crh = st == 1
+
+    def ts(mask: np.ndarray, values: np.ndarray) -> pd.Series:
+        return pd.Series(np.where(mask, values, 0), dtype="Int64").mask(~mask)
+
+    def text(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return np.where(mask, values, None)
+
+    stab = np.where(
+        is_crh, decided - (rng.random(idx.size) * np.minimum(decided - created, HOUR)).astype(np.int64), 0
+    )
+    return pd.DataFrame(
+        {
+            "noteId": comm.note_id[idx],
+            "noteAuthorParticipantId": comm.rater_id_bytes[comm.author[idx]].view("S64").ravel().astype(str),
+            "createdAtMillis": created,
+            "timestampMillisOfFirstNonNMRStatus": ts(non_nmr, decided),
+            "firstNonNMRStatus": text(non_nmr, names),
+            "timestampMillisOfCurrentStatus": np.full(idx.size, run, dtype=np.int64),
+            "currentStatus": names,
+            "timestampMillisOfLatestNonNMRStatus": ts(non_nmr, decided),
+            "mostRecentNonNMRStatus": text(non_nmr, names),
+            "timestampMillisOfStatusLock": ts(locked, lock_at),
+            "lockedStatus": text(locked, names),
+            "currentCoreStatus": names,
+            "currentExpansionStatus": names,
+            "currentDecidedBy": np.where(fresh, INITIAL_DECIDER, CORE_DECIDER),
+            "currentModelingGroup": np.maximum(comm.home_group[idx], 0),
+            "timestampMillisOfMostRecentStatusChange": np.where(non_nmr, decided, -1),
+            "timestampMillisOfNmrDueToMinStableCrhTime": ts(is_crh, np.full(idx.size, -1)),
+            "timestampMinuteOfFinalScoringOutput": pd.Series([pd.NA] * idx.size, dtype="Int64"),
+            "timestampMillisOfFirstNmrDueToMinStableCrhTime": ts(is_crh, stab),
+        }
+    )
+
+
+def enrollment(comm: Community, cfg: SimConfig) -> pd.DataFrame:
+    """One enrollment row per rater (§1.5): state, group, population, earn-out bookkeeping."""
+    state = np.array(ENROLLMENT, dtype=object)[comm.enrollment]
+    earned_out = comm.enrollment == ENROLLMENT.index("earnedOutNoAcknowledge")
+    core = np.isin(comm.group, CORE_GROUPS)
+    return pd.DataFrame(
+        {
+            "participantId": comm.rater_id_bytes.view("S64").ravel().astype(str),
+            "enrollmentState": state,
+            "successfulRatingNeededToEarnIn": np.where(earned_out, 10, 5),
+            "timestampOfLastStateChange": comm.joined_millis,
+            "timestampOfLastEarnOut": np.where(earned_out, comm.joined_millis, 1),
+            "modelingPopulation": np.where(core, "CORE", "EXPANSION"),
+            "modelingGroup": comm.group.astype(np.int64),
+            "numberOfTimesEarnedOut": earned_out.astype(np.int64),
+        }
+    )
+
+
+def _fmt(values: np.ndarray, digits: int) -> np.ndarray:
+    """Fixed-precision text for floats (byte-stable across platforms)."""
+    return np.char.mod(f"%.{digits}f", np.round(values.astype(np.float64), digits) + 0.0)
+
+
+def truth(
+    comm: Community, cfg: SimConfig, status: np.ndarray, note_ratings: np.ndarray, rater_ratings: np.ndarray
+) -> pd.DataFrame:
+    """The latent truth: one row per note then one per rater, columns ``TRUTH_COLUMNS`` (all text)."""
+    N, R = comm.n_notes, comm.n_raters
+    left, right = camp_helpfulness(comm, cfg)
+    topic = comm.post_topic[comm.note_post]
+    notes = {
+        "kind": np.full(N, "note", dtype=object),
+        "id": comm.note_id.astype(str),
+        "quality": _fmt(comm.quality, 5),
+        "slant": _fmt(comm.slant[:, 0], 5),
+        "expHelpfulLeft": _fmt(left, 4),
+        "expHelpfulRight": _fmt(right, 4),
+        "classification": np.where(
+            comm.misleading, "MISINFORMED_OR_POTENTIALLY_MISLEADING", "NOT_MISLEADING"
+        ),
+        "tweetId": comm.post_id[comm.note_post].astype(str),
+        "topic": np.where(topic >= 0, np.array(("", *TOPIC_NAMES), dtype=object)[topic + 1], ""),
+        "homeGroup": comm.home_group.astype(str),
+        "isAttackTarget": comm.target.astype(np.int8).astype(str),
+        "attackRole": np.where(comm.target, cfg.attack or "", ""),
+        "priorStatus": np.array(STATUS_NAMES, dtype=object)[status],
+        "numRatings": note_ratings.astype(str),
+        "slant2": _fmt(comm.slant[:, 1], 5) if cfg.dims == 2 else np.full(N, ""),
+        "attackDirection": np.select([comm.target_sign > 0, comm.target_sign < 0], ["up", "down"], ""),
+    }
+    raters = {
+        "kind": np.full(R, "rater", dtype=object),
+        "id": comm.rater_id_bytes.view("S64").ravel().astype(str),
+        "viewpoint": _fmt(comm.viewpoint[:, 0], 5),
+        "leniency": _fmt(comm.leniency, 5),
+        "activity": _fmt(comm.activity / max(comm.activity.sum(), 1e-300) * R, 5),
+        "modelingGroup": comm.group.astype(str),
+        "isBadActor": (comm.role > 0).astype(np.int8).astype(str),
+        "isLowDiligence": comm.low_diligence.astype(np.int8).astype(str),
+        "attackRole": np.array(ROLES, dtype=object)[comm.role],
+        "numRatings": rater_ratings.astype(str),
+        "viewpoint2": _fmt(comm.viewpoint[:, 1], 5) if cfg.dims == 2 else np.full(R, ""),
+    }
+    frames = [pd.DataFrame(notes), pd.DataFrame(raters)]
+    return pd.concat(frames, ignore_index=True).reindex(columns=list(TRUTH_COLUMNS)).fillna("")
