@@ -205,10 +205,7 @@ def _emit_pairs(
                     rj = np.int64(raters[j])
                     if rj == ri:
                         continue
-                    if ri < rj:
-                        key = (ri << 32) | rj
-                    else:
-                        key = (rj << 32) | ri
+                    key = (min(ri, rj) << 32) | max(ri, rj)
                     if part_bits > 0:
                         h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> shift
                         if np.int64(h) != part:
