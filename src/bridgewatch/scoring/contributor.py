@@ -1,0 +1,267 @@
+"""Contributor state: rating impact, writing record and the enrollment state machine (§4.6).
+
+Runs after final scoring. Inputs are per-rating arrays (``RatingMatrix``), the final status of every
+note, the valid-rating success/failure counts of the helpfulness module and the previous enrollment
+file; the output is the contributor columns of ``helpfulness_scores.tsv``. The state machine is a
+pure function over int arrays (``enrollment_transitions``) so each transition and its boundary is
+tested directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.scoring.config import ScoringConfig
+
+ES = schema.ENROLLMENT_STATES
+EARNED_IN, AT_RISK, EARNED_OUT_NO_ACK = ES["earnedIn"], ES["atRisk"], ES["earnedOutNoAcknowledge"]
+EARNED_OUT_ACK, NEW_USER, REMOVED = ES["earnedOutAcknowledged"], ES["newUser"], ES["removed"]
+API = (ES["apiTestUser"], ES["apiEarnedIn"], ES["apiEarnedOut"])
+DAY_MILLIS = 86_400_000
+COUNT_COLUMNS = (
+    "successfulRatingHelpfulCount",
+    "successfulRatingNotHelpfulCount",
+    "successfulRatingTotal",
+    "unsuccessfulRatingHelpfulCount",
+    "unsuccessfulRatingNotHelpfulCount",
+    "unsuccessfulRatingTotal",
+)
+
+
+def rating_impact(counts: pd.DataFrame) -> np.ndarray:
+    """float64[U]: successes − failures − helpful-on-CRNH failures (those cost 2)."""
+    c = counts.fillna(0)
+    return (
+        c["successfulRatingTotal"].to_numpy(np.float64)
+        - c["unsuccessfulRatingTotal"].to_numpy(np.float64)
+        - c["unsuccessfulRatingNotHelpfulCount"].to_numpy(np.float64)
+    )
+
+
+def last_notes_counts(
+    author: np.ndarray,
+    note_id: np.ndarray,
+    created: np.ndarray,
+    status: np.ndarray,
+    last_earn_out: np.ndarray,
+    n_authors: int,
+    max_history: int,
+) -> np.ndarray:
+    """int64[n_authors, 3] CRH / CRNH / NMR counts over each author's last notes since earn-out.
+
+    Per note: ``author`` int index, ``note_id`` int64, ``created`` ms, ``status`` final status
+    string; ``last_earn_out`` float64[n_authors]. Notes created after the author's last earn-out are
+    ordered CRH/CRNH before NMR, then newest noteId first; the first ``max_history`` count.
+    """
+    keep = created > last_earn_out[author]
+    a, nid, st = author[keep], note_id[keep], status[keep]
+    is_nmr = (st != schema.CRH) & (st != schema.CRNH)
+    order = np.lexsort((-nid, is_nmr, a))
+    a, st = a[order], st[order]
+    start = np.searchsorted(a, a, side="left")
+    rank = np.arange(a.size) - start
+    take = rank < max_history
+    out = np.zeros((n_authors, 3), dtype=np.int64)
+    for k, s in enumerate((schema.CRH, schema.CRNH)):
+        out[:, k] = np.bincount(a[take & (st == s)], minlength=n_authors)
+    out[:, 2] = np.bincount(a[take & (st != schema.CRH) & (st != schema.CRNH)], minlength=n_authors)
+    return out
+
+
+def enrollment_transitions(
+    state: np.ndarray,
+    impact: np.ndarray,
+    needed: np.ndarray,
+    crnh_recent: np.ndarray,
+    crh_all: np.ndarray,
+    crnh_all: np.ndarray,
+    notes_all: np.ndarray,
+    times_out: np.ndarray,
+    last_change: np.ndarray,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the §4.6 transitions in order; arrays of U contributors.
+
+    ``state`` int codes (``schema.ENROLLMENT_STATES``), ``impact`` rating impact, ``needed``
+    successfulRatingNeededToEarnIn, ``crnh_recent`` CRNH among the last notes since earn-out,
+    ``crh_all``/``crnh_all``/``notes_all`` all-time authored counts, ``times_out``
+    numberOfTimesEarnedOut, ``last_change`` timestampOfLastStateChange.
+    Returns new (state, needed, times_out, last_change).
+    """
+    cc = config.contributor
+    state, needed = state.copy(), needed.astype(np.float64).copy()
+    times_out, last_change = times_out.copy(), last_change.astype(np.float64).copy()
+    api = np.isin(state, API)
+
+    def move(mask: np.ndarray, to: int) -> None:
+        state[mask] = to
+        last_change[mask] = epoch_millis
+
+    move(~np.isin(state, (REMOVED, EARNED_IN, AT_RISK)) & ~api & (impact >= needed), EARNED_IN)
+    excluded = (REMOVED, NEW_USER, EARNED_OUT_NO_ACK, EARNED_OUT_ACK, AT_RISK)
+    move(~np.isin(state, excluded) & ~api & (crnh_recent == cc.at_risk_crnh_count), AT_RISK)
+    out = ~np.isin(state, (REMOVED, NEW_USER, EARNED_OUT_ACK)) & ~api & (crnh_recent > cc.at_risk_crnh_count)
+    times_out[out] += 1
+    move(out, EARNED_OUT_NO_ACK)
+    move((state == AT_RISK) & (crnh_recent < cc.at_risk_crnh_count), EARNED_IN)
+    single = (
+        (crnh_all > crh_all)
+        & (crnh_recent > 0)
+        & ~np.isin(state, (EARNED_OUT_NO_ACK, EARNED_OUT_ACK, NEW_USER, REMOVED))
+    )
+    times_out[single] += 1
+    move(single, EARNED_OUT_NO_ACK)
+
+    earned_out = state == EARNED_OUT_NO_ACK
+    base = cc.rating_impact_for_earn_in + np.maximum(np.nan_to_num(impact), 0)
+    escalated = base + cc.earn_out_increment * np.maximum(times_out - 1, 0)
+    writing = crh_all - crnh_all
+    top = (writing >= cc.top_writer_writing_impact) & (
+        writing / np.maximum(notes_all, 1) >= cc.top_writer_hit_rate
+    )
+    needed[earned_out] = np.where(top, base, escalated)[earned_out]
+    state[earned_out] = EARNED_OUT_ACK
+    return state, needed, times_out, last_change
+
+
+def contributor_scores(
+    ratings: RatingMatrix,
+    notes: pd.DataFrame,
+    nsh: pd.DataFrame,
+    rating_counts: pd.DataFrame,
+    enrollment: pd.DataFrame,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig,
+) -> pd.DataFrame:
+    """Contributor columns of helpfulness_scores, one row per participant (sorted by id).
+
+    ``ratings``: all ratings; ``notes``: one row per note with noteId, noteAuthorParticipantId,
+    createdAtMillis, finalRatingStatus, and coreNoteIntercept where scored; ``nsh``: the updated
+    status history (timestampMillisOfLatestNonNMRStatus); ``rating_counts``: raterParticipantId and
+    the six valid-rating success/failure counts; ``enrollment``: the previous enrollment file.
+    Participants = raters ∪ authors ∪ enrolled.
+    """
+    cc = config.contributor
+    now = float(epoch_millis)
+    enr = enrollment.copy()
+    states = enr["enrollmentState"]
+    if states.dtype == object or str(states.dtype) in ("str", "string"):
+        enr["enrollmentState"] = states.map(ES)
+    ids = np.unique(
+        np.concatenate(
+            [
+                np.asarray(ratings.rater_ids, dtype=object),
+                notes["noteAuthorParticipantId"].astype(str).to_numpy(dtype=object),
+                enr["participantId"].astype(str).to_numpy(dtype=object),
+                rating_counts["raterParticipantId"].astype(str).to_numpy(dtype=object),
+            ]
+        ).astype(str)
+    )
+    idx = pd.Index(ids)
+    n = ids.size
+
+    # Per note: author index, status, rating counts (all time and last 28 days).
+    note_ids = notes["noteId"].to_numpy(np.int64)
+    author = idx.get_indexer(notes["noteAuthorParticipantId"].astype(str))
+    status = notes["finalRatingStatus"].to_numpy(dtype=object)
+    created = notes["createdAtMillis"].to_numpy(np.float64)
+    rpos = ratings.note_index(note_ids)
+    per_note = np.diff(ratings.note_indptr)
+    num_ratings = np.where(rpos >= 0, per_note[np.maximum(rpos, 0)], 0)
+    recent = ratings.created_at > now - 28 * DAY_MILLIS
+    last28 = np.bincount(ratings.note[recent], minlength=ratings.n_notes)
+    num_last28 = np.where(rpos >= 0, last28[np.maximum(rpos, 0)], 0)
+
+    # Per rating: the rated note's final status and latest non-NMR time.
+    status_of_rnote = np.full(ratings.n_notes, schema.NMR, dtype=object)
+    known = rpos >= 0
+    status_of_rnote[rpos[known]] = status[known]
+    latest = np.full(ratings.n_notes, np.nan)
+    hpos = ratings.note_index(nsh["noteId"].to_numpy(np.int64))
+    hk = hpos >= 0
+    latest[hpos[hk]] = nsh["timestampMillisOfLatestNonNMRStatus"].to_numpy(np.float64)[hk]
+    rater = idx.get_indexer(np.asarray(ratings.rater_ids, dtype=object).astype(str))[ratings.rater]
+    note_created = np.full(ratings.n_notes, np.nan)
+    note_created[rpos[known]] = created[known]
+    lat = latest[ratings.note]
+    candidate = (ratings.created_at - note_created[ratings.note] < schema.PUBLIC_TSV_TIME_DELAY_MILLIS) & (
+        np.isnan(lat) | (ratings.created_at < lat)
+    )
+    awaiting = candidate & (status_of_rnote[ratings.note] == schema.NMR)
+    after = ratings.created_at > latest[ratings.note]
+    out = pd.DataFrame({"raterParticipantId": ids})
+    out["ratingsAwaitingMoreRatings"] = np.bincount(rater[awaiting], minlength=n).astype(np.float64)
+    out["ratedAfterDecision"] = np.bincount(rater[after], minlength=n).astype(np.float64)
+
+    counts = rating_counts.assign(raterParticipantId=rating_counts["raterParticipantId"].astype(str))
+    counts = counts.set_index("raterParticipantId").reindex(ids)[list(COUNT_COLUMNS)].fillna(0.0)
+    for c in COUNT_COLUMNS:
+        out[c] = counts[c].to_numpy(np.float64)
+    impact = rating_impact(counts.reset_index())
+
+    # Authored notes: all time, and the last notes since earn-out (state transitions).
+    e = enr.assign(participantId=enr["participantId"].astype(str)).set_index("participantId").reindex(ids)
+    state = e["enrollmentState"].fillna(NEW_USER).to_numpy(np.int64)
+    last_earn_out = e["timestampOfLastEarnOut"].fillna(1.0).to_numpy(np.float64)
+    last_earn_out[state == EARNED_OUT_ACK] = now
+    has = author >= 0
+    a = author[has]
+    crh_all = np.bincount(a[status[has] == schema.CRH], minlength=n)
+    crnh_all = np.bincount(a[status[has] == schema.CRNH], minlength=n)
+    notes_all = np.bincount(a, minlength=n)
+    last = last_notes_counts(
+        a, note_ids[has], created[has], status[has], last_earn_out, n, cc.max_history_earn_out
+    )
+    out["notesCurrentlyRatedHelpful"] = crh_all.astype(np.float64)
+    out["notesCurrentlyRatedNotHelpful"] = crnh_all.astype(np.float64)
+    out["notesAwaitingMoreRatings"] = (notes_all - crh_all - crnh_all).astype(np.float64)
+    out["aggregateRatingReceivedTotal"] = np.bincount(a, weights=num_ratings[has], minlength=n)
+
+    new_state, needed, times_out, last_change = enrollment_transitions(
+        state,
+        impact,
+        e["successfulRatingNeededToEarnIn"].fillna(cc.rating_impact_for_earn_in).to_numpy(),
+        last[:, 1],
+        crh_all,
+        crnh_all,
+        notes_all,
+        e["numberOfTimesEarnedOut"].fillna(0).to_numpy(np.int64),
+        e["timestampOfLastStateChange"].to_numpy(np.float64),
+        epoch_millis=epoch_millis,
+        config=config,
+    )
+    out["enrollmentState"] = new_state
+    out["successfulRatingNeededToEarnIn"] = needed
+    out["timestampOfLastStateChange"] = last_change
+    out["timestampOfLastEarnOut"] = last_earn_out
+    out["numberOfTimesEarnedOut"] = times_out
+
+    core_i = (
+        notes["coreNoteIntercept"].to_numpy(np.float64)
+        if "coreNoteIntercept" in notes
+        else np.full(len(notes), np.nan)
+    )
+    scored = has & ~np.isnan(core_i)
+    n_scored = np.bincount(author[scored], minlength=n)
+    mean_i = np.bincount(author[scored], weights=core_i[scored], minlength=n) / np.maximum(n_scored, 1)
+    ratings28 = np.bincount(a, weights=num_last28[has], minlength=n)
+    out["isEmergingWriter"] = (
+        (n_scored > 0) & (mean_i > cc.emerging_mean_note_score) & (ratings28 >= cc.emerging_rating_count)
+    )
+
+    age = now - created[has]
+    st = status[has]
+    rated14 = (st != schema.NMR) | (num_ratings[has] >= cc.recent_stats_min_ratings)
+    for days, window in (
+        ("14d", (age <= cc.recent_stats_days * DAY_MILLIS) & rated14),
+        ("90d", age <= cc.long_stats_days * DAY_MILLIS),
+    ):
+        for label, s in (("crh", schema.CRH), ("crnh", schema.CRNH), ("nmr", schema.NMR)):
+            out[f"{label}Total{days}"] = np.bincount(a[window & (st == s)], minlength=n)
+    return out
