@@ -55,6 +55,7 @@ def rating_row(note_id: int, rater: str, level: str = schema.HELPFUL, **kw: obje
 
 def write_basic(d: Path) -> Path:
     """Two notes, three ratings (one on a note missing from notes), one NSH row, one enrollment."""
+    d.mkdir(parents=True, exist_ok=True)
     tsv(d / schema.NOTES_FILE, schema.NOTE_COLUMNS, [note_row(10), note_row(20, cls=schema.NOT_MISLEADING)])
     tsv(
         d / schema.RATINGS_FILE,
@@ -94,3 +95,7 @@ def write_basic(d: Path) -> Path:
         ],
     )
     return d
+
+
+def rows_tsv(header: list[str] | tuple[str, ...], rows: list[list[object]]) -> str:
+    return "\n".join(["\t".join(header)] + ["\t".join(str(v) for v in r) for r in rows]) + "\n"

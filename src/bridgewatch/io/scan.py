@@ -49,9 +49,12 @@ def is_parquet(path: str | os.PathLike[str]) -> bool:
 
 
 def open_text(path: str | os.PathLike[str]) -> io.TextIOBase:
-    """A text stream over a TSV (``.gz`` decompressed); strict UTF-8, newlines untranslated."""
+    """A text stream over a TSV (``.gz`` decompressed), newlines untranslated.
+
+    Bytes that are not UTF-8 become lone surrogates, so a scan can name the line holding them.
+    """
     raw = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
 
 
 def _reader(fh: io.TextIOBase) -> Iterator[list[str]]:
@@ -65,10 +68,12 @@ def read_header(path: str | os.PathLike[str]) -> list[str]:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)
-        with open_text(path) as fh:
-            for row in _reader(fh):
-                if row:
-                    return [c.strip() for c in row]
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rb") as fb:
+            first = fb.readline(1 << 20).decode("utf-8").rstrip("\r\n")
+        for row in _reader(io.StringIO(first)):
+            if row:
+                return [c.strip() for c in row]
     except (*PARSE_ERRORS, OSError) as exc:
         raise DataFormatError(f"cannot read the header: {exc}", path=str(path), line=1) from exc
     raise DataFormatError("the file is empty; expected a header row", path=str(path), line=1)
@@ -189,6 +194,7 @@ def locate_error(layout: Layout, spec: FileSpec) -> DataFormatError | None:
     pos = {name: i for i, name in enumerate(layout.header)}
     checks = [(spec.column(c), pos[h]) for c, h in layout.present.items()]
     width = len(layout.header)
+    line = 1
     try:
         with open_text(path) as fh:
             reader = _reader(fh)
@@ -204,6 +210,13 @@ def locate_error(layout: Layout, spec: FileSpec) -> DataFormatError | None:
                         path=path,
                         line=start,
                     )
+                try:
+                    "\t".join(row).encode("utf-8")
+                except UnicodeEncodeError:
+                    bad = next(i for i, cell in enumerate(row) if not _is_utf8(cell))
+                    return DataFormatError(
+                        "text is not valid UTF-8", path=path, line=start, field=layout.header[bad]
+                    )
                 for col, i in checks:
                     msg = check_text(col, row[i])
                     if msg is not None:
@@ -211,6 +224,14 @@ def locate_error(layout: Layout, spec: FileSpec) -> DataFormatError | None:
     except (csv.Error, UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         return DataFormatError(f"unreadable text ({exc})", path=path, line=line)
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_batch(batch: pa.RecordBatch | pa.Table, spec: FileSpec) -> tuple[int, str, str] | None:
