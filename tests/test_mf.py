@@ -1,0 +1,197 @@
+"""The factorization solver: objective, optimum, kernels' twins, final solve, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.scoring import mf_kernels as K
+from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf import build_problem, fit_mf, flip_factors, objective, penalties
+from bridgewatch.scoring.note_solve import score_note, score_notes
+from bridgewatch.scoring.uncertainty import pseudo_rater_bounds
+
+
+def planted(n_notes=120, n_raters=300, n_ratings=6000, noise=0.1, seed=3):
+    rng = np.random.default_rng(seed)
+    key = np.unique(rng.integers(0, n_notes, n_ratings) * n_raters + rng.integers(0, n_raters, n_ratings))
+    note, rater = (key // n_raters).astype(np.int32), (key % n_raters).astype(np.int32)
+    ni, nf = rng.normal(0, 0.3, n_notes), rng.normal(0, 0.7, n_notes)
+    ri, rf = rng.normal(0, 0.2, n_raters), rng.normal(0, 0.7, n_raters)
+    y = 0.1 + ni[note] + ri[rater] + nf[note] * rf[rater] + rng.normal(0, noise, key.shape[0])
+    r = key.shape[0]
+    m = build_rating_matrix(
+        note=note,
+        rater=rater,
+        value=y,
+        created_at=np.zeros(r, np.int64),
+        tags=np.zeros(r, np.uint32),
+        population_sampled=rng.random(r) < 0.2,
+        note_ids=np.arange(n_notes, dtype=np.int64),
+        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
+    )
+    return m, (ni, nf, ri, rf)
+
+
+def compact(fit, p):
+    q = fit.params
+    return (
+        q.mu,
+        q.note_intercept[p.note_full],
+        q.note_factor[p.note_full],
+        q.rater_intercept[p.rater_full],
+        (q.rater_factor[p.rater_full]),
+    )
+
+
+def test_optimum_has_zero_gradient_by_finite_differences():
+    m, _ = planted()
+    p = build_problem(m)
+    cfg = MFConfig()
+    fit = fit_mf(p, dataclasses.replace(cfg, tolerance=1e-12, max_iterations=5000), seed=1)
+    pen = penalties(p, cfg)
+    mu, ni, nf, ri, rf = compact(fit, p)
+    base = objective(p, pen, mu, ni, nf, ri, rf)
+    assert base == pytest.approx(fit.loss)
+    h = 1e-5
+    rng = np.random.default_rng(0)
+    for arr in (ni, nf, ri, rf):
+        flat = arr.reshape(-1)
+        for j in rng.choice(flat.shape[0], 5, replace=False):
+            old = flat[j]
+            flat[j] = old + h
+            up = objective(p, pen, mu, ni, nf, ri, rf)
+            flat[j] = old - h
+            down = objective(p, pen, mu, ni, nf, ri, rf)
+            flat[j] = old
+            assert abs((up - down) / (2 * h)) < 1e-7
+    g_mu = (objective(p, pen, mu + h, ni, nf, ri, rf) - objective(p, pen, mu - h, ni, nf, ri, rf)) / (2 * h)
+    assert abs(g_mu) < 1e-7
+
+
+def test_objective_is_the_mean_form_of_the_reference():
+    m, _ = planted(n_notes=20, n_raters=40, n_ratings=300)
+    p = build_problem(m)
+    cfg = MFConfig()
+    rng = np.random.default_rng(1)
+    ni, nf = rng.normal(size=p.n_notes), rng.normal(size=(p.n_notes, 1))
+    ri, rf = rng.normal(size=p.n_raters), rng.normal(size=(p.n_raters, 1))
+    mu = 0.3
+    pred = mu + ni[p.note] + ri[p.rater] + nf[p.note, 0] * rf[p.rater, 0]
+    expected = (
+        np.mean((p.value - pred) ** 2)
+        + cfg.user_factor_lambda * np.mean(rf**2)
+        + cfg.user_intercept_lambda * np.mean(ri**2)
+        + cfg.note_factor_lambda * np.mean(nf**2)
+        + cfg.note_intercept_lambda * np.mean(ni**2)
+        + cfg.global_intercept_lambda * mu**2
+    )
+    assert objective(p, penalties(p, cfg), mu, ni, nf, ri, rf) == pytest.approx(expected, rel=1e-12)
+
+
+def test_recovers_planted_parameters():
+    m, (ni, nf, ri, rf) = planted(n_notes=150, n_raters=400, n_ratings=20000, noise=0.05)
+    fit = fit_mf(build_problem(m), MFConfig(), seed=7)
+    assert fit.converged
+    assert np.corrcoef(fit.params.note_intercept, ni)[0, 1] > 0.97
+    assert abs(np.corrcoef(fit.params.note_factor[:, 0], nf)[0, 1]) > 0.97
+    assert abs(np.corrcoef(fit.params.rater_factor[:, 0], rf)[0, 1]) > 0.95
+
+
+def test_sign_convention_majority_of_raters_negative():
+    m, _ = planted()
+    fit = fit_mf(build_problem(m), MFConfig(), seed=2)
+    f = fit.params.rater_factor[:, 0]
+    assert np.mean(f[f != 0] < 0) >= 0.5
+    nf, rf = flip_factors(np.array([[1.0]]), np.array([[1.0], [2.0], [-1.0]]))
+    assert nf[0, 0] == -1.0 and list(rf[:, 0]) == [-1.0, -2.0, 1.0]
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_numba_and_numpy_row_solves_agree(k):
+    m, _ = planted()
+    p = build_problem(m)
+    rng = np.random.default_rng(5)
+    oi, of = rng.normal(size=p.n_raters), rng.normal(size=(p.n_raters, k))
+    outs = []
+    for solve in (K.solve_rows_nb, K.solve_rows_np):
+        a, b = np.zeros(p.n_notes), np.zeros((p.n_notes, k))
+        solve(p.note_indptr, p.identity, p.rater, p.value, 0.2, oi, of, 3.0, 1.5, a, b)
+        outs.append((a, b))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], atol=1e-10)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], atol=1e-10)
+    ni, nf = outs[0]
+    args = (p.note, p.rater, p.value)
+    assert K.residual_sum_nb(*args, ni, nf, oi, of) == pytest.approx(K.residual_sum_np(*args, ni, nf, oi, of))
+    assert K.squared_error_nb(*args, 0.1, ni, nf, oi, of) == pytest.approx(
+        K.squared_error_np(*args, 0.1, ni, nf, oi, of)
+    )
+
+
+def test_full_fit_numba_equals_numpy_twin():
+    m, _ = planted(n_notes=40, n_raters=80, n_ratings=1500)
+    p = build_problem(m)
+    a = fit_mf(p, MFConfig(), seed=4, kernels="numba")
+    b = fit_mf(p, MFConfig(), seed=4, kernels="numpy")
+    np.testing.assert_allclose(a.params.note_intercept, b.params.note_intercept, atol=1e-8)
+    np.testing.assert_allclose(a.params.rater_factor, b.params.rater_factor, atol=1e-8)
+
+
+def test_closed_form_note_solve_equals_frozen_rater_update():
+    m, _ = planted()
+    cfg = MFConfig()
+    p = build_problem(m)
+    pre = fit_mf(p, cfg, seed=1).params
+    rho = 17.5
+    frozen = fit_mf(p, cfg, init=pre, rho_note=rho, freeze_raters=True, freeze_mu=True, flip=False).params
+    vec_i, vec_f = score_notes(p, pre.rater_intercept, pre.rater_factor, pre.mu, rho, cfg)
+    np.testing.assert_allclose(vec_i, frozen.note_intercept, atol=1e-12)
+    for n in (0, 7, 33):
+        sl = slice(m.note_indptr[n], m.note_indptr[n + 1])
+        raters = m.rater[sl]
+        i, f = score_note(
+            m.value[sl], pre.rater_intercept[raters], pre.rater_factor[raters], pre.mu, rho, cfg
+        )
+        assert i == pytest.approx(vec_i[n], abs=1e-10)
+        assert f[0] == pytest.approx(vec_f[n, 0], abs=1e-10)
+
+
+def test_pseudo_rater_bounds_bracket_the_refit_and_move_up():
+    m, _ = planted()
+    cfg = MFConfig()
+    p = build_problem(m)
+    pre = fit_mf(p, cfg, seed=1).params
+    b = pseudo_rater_bounds(p, pre.rater_intercept, pre.rater_factor, pre.mu, cfg)
+    assert np.all(b.intercept_min <= b.intercept_refit + 1e-12)
+    assert np.all(b.intercept_max >= b.intercept_refit - 1e-12)
+    assert np.all(b.intercept_max > b.intercept_refit)  # a helpful pseudo-rating raises the intercept
+    i, _ = score_notes(p, pre.rater_intercept, pre.rater_factor, pre.mu, p.n_ratings / p.n_notes, cfg)
+    np.testing.assert_allclose(b.intercept_refit, i, atol=1e-10)  # plain mean regularization
+
+
+def test_deterministic_and_thread_independent():
+    m, _ = planted()
+    p = build_problem(m)
+    a = fit_mf(p, MFConfig(), seed=9, num_threads=1).params
+    b = fit_mf(p, MFConfig(), seed=9, num_threads=2).params
+    c = fit_mf(p, MFConfig(), seed=9).params
+    for x, y in ((a, b), (a, c)):
+        assert x.note_intercept.tobytes() == y.note_intercept.tobytes()
+        assert x.rater_factor.tobytes() == y.rater_factor.tobytes()
+        assert x.mu == y.mu
+
+
+def test_warm_start_missing_ids_start_at_zero_and_subset_problem_is_compact():
+    m, _ = planted()
+    keep = m.note < 60
+    p = build_problem(m, keep)
+    assert p.n_notes == 60 and p.n_ratings == int(keep.sum())
+    assert np.all(m.note[p.rating_full] == p.note_full[p.note])
+    assert np.all(m.rater[p.rating_full[p.by_rater]] == p.rater_full[p.rater[p.by_rater]])
+    fit = fit_mf(p, MFConfig(), seed=1)
+    assert np.isnan(fit.params.note_intercept[60:]).all()
+    full = fit_mf(build_problem(m), MFConfig(), init=fit.params)
+    assert np.isfinite(full.params.note_intercept).all()

@@ -1,0 +1,121 @@
+"""One MF scorer end to end on a small synthetic community: prescore, final scoring, specs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.scorer import prepare_inputs, prescore, score_final
+from bridgewatch.scoring.scorer_specs import core, default_scorers, group
+
+T0 = 1_750_000_000_000
+
+
+def community(seed=0, n_notes=80, n_raters=160, enrollment=True):
+    rng = np.random.default_rng(seed)
+    side = np.where(np.arange(n_raters) % 2 == 0, -1.0, 1.0)
+    quality = rng.normal(0, 1, n_notes)
+    slant = rng.normal(0, 1, n_notes)
+    note, rater = np.meshgrid(np.arange(n_notes), np.arange(n_raters), indexing="ij")
+    pick = rng.random(note.shape) < 0.25
+    note, rater = note[pick], rater[pick]
+    p = 1 / (1 + np.exp(-(1.5 * quality[note] + 1.2 * slant[note] * side[rater])))
+    u = rng.random(note.shape[0])
+    value = np.where(u < p * 0.8, 1.0, np.where(u < p, 0.5, 0.0))
+    r = note.shape[0]
+    m = build_rating_matrix(
+        note=note,
+        rater=rater,
+        value=value,
+        created_at=T0 + rng.integers(0, 40 * 3_600_000, r),
+        tags=np.zeros(r, np.uint32),
+        population_sampled=rng.random(r) < 0.3,
+        note_ids=np.arange(n_notes, dtype=np.int64) + 1000,
+        rater_ids=np.array([f"u{i:04d}" for i in range(n_raters)], dtype=object),
+    )
+    notes = pd.DataFrame(
+        {
+            "noteId": m.note_ids,
+            "classification": schema.MISLEADING,
+            "createdAtMillis": T0,
+            "noteAuthorParticipantId": [f"u{i % n_raters:04d}" for i in range(n_notes)],
+        }
+    )
+    nsh = pd.DataFrame(
+        {
+            "noteId": m.note_ids[:0],
+            "createdAtMillis": [],
+            "noteAuthorParticipantId": [],
+            "timestampMillisOfLatestNonNMRStatus": [],
+        }
+    )
+    enroll = None
+    if enrollment:
+        enroll = pd.DataFrame({"participantId": m.rater_ids, "modelingGroup": np.where(side < 0, 13.0, 2.0)})
+    return m, notes, nsh, enroll
+
+
+@pytest.fixture(scope="module")
+def run():
+    m, notes, nsh, enroll = community()
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    pre = prescore(inputs, core(), cfg, seed=42)
+    return m, inputs, cfg, pre, score_final(inputs, core(), pre, cfg)
+
+
+def test_prescore_two_rounds_and_helpfulness(run):
+    m, _, _, pre, _ = run
+    assert pre.helpfulness is not None and pre.helpfulness["aboveHelpfulnessThreshold"].any()
+    assert pre.final_round_num_users == int(pre.helpful_raters.sum())
+    assert pre.final_round_num_users < np.count_nonzero(~np.isnan(pre.first_round.rater_intercept))
+    f = pre.params.rater_factor[:, 0]
+    assert np.mean(f[np.isfinite(f) & (f != 0)] < 0) >= 0.5
+
+
+def test_final_scores_track_round2_and_have_bounds(run):
+    m, _, _, pre, fin = run
+    assert list(fin["noteId"]) == list(m.note_ids)
+    i = fin["coreNoteIntercept"].to_numpy()
+    ok = np.isfinite(i)
+    assert ok.sum() > 60
+    assert np.corrcoef(i[ok], pre.params.note_intercept[ok])[0, 1] > 0.99
+    lo, hi = fin["coreNoteInterceptMin"].to_numpy(), fin["coreNoteInterceptMax"].to_numpy()
+    assert np.all(lo[ok] <= hi[ok]) and np.all(hi[ok] > i[ok] - 1e-9)
+    assert (fin["coreNumFinalRoundRatings"] <= fin["numRatings"]).all()
+
+
+def test_deterministic_rerun(run):
+    m, inputs, cfg, pre, fin = run
+    again = score_final(inputs, core(), prescore(inputs, core(), cfg, seed=42), cfg)
+    assert fin["coreNoteIntercept"].to_numpy().tobytes() == again["coreNoteIntercept"].to_numpy().tobytes()
+
+
+def test_without_modeling_groups_stable_init_falls_back():
+    m, notes, nsh, _ = community(enrollment=False)
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, None, cfg)
+    pre = prescore(inputs, core(), cfg)
+    assert np.isfinite(pre.params.note_intercept).sum() > 60
+
+
+def test_group_scorer_scope_and_inventory():
+    m, notes, nsh, enroll = community()
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    pre = prescore(inputs, group(13), cfg)
+    in_13 = inputs.rater_group == 13
+    fitted = np.isfinite(pre.first_round.rater_intercept)
+    assert fitted.any() and not (fitted & ~in_13).any()
+    names = [s.name for s in default_scorers()]
+    assert names[:4] == [
+        "MFCoreScorer",
+        "MFCoreWithTopicsScorer",
+        "MFExpansionScorer",
+        "MFExpansionPlusScorer",
+    ]
+    assert "MFGroupScorer_33" in names and len(names) == len(set(names))
