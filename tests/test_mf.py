@@ -93,7 +93,7 @@ def test_objective_is_the_mean_form_of_the_reference():
 
 
 def test_recovers_planted_parameters():
-    m, (ni, nf, ri, rf) = planted(n_notes=150, n_raters=400, n_ratings=20000, noise=0.05)
+    m, (ni, nf, _, rf) = planted(n_notes=150, n_raters=400, n_ratings=20000, noise=0.05)
     fit = fit_mf(build_problem(m), MFConfig(), seed=7)
     assert fit.converged
     assert np.corrcoef(fit.params.note_intercept, ni)[0, 1] > 0.97

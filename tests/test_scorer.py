@@ -69,7 +69,7 @@ def run():
 
 
 def test_prescore_two_rounds_and_helpfulness(run):
-    m, _, _, pre, _ = run
+    _, _, _, pre, _ = run
     assert pre.helpfulness is not None and pre.helpfulness["aboveHelpfulnessThreshold"].any()
     assert pre.final_round_num_users == int(pre.helpful_raters.sum())
     assert pre.final_round_num_users < np.count_nonzero(~np.isnan(pre.first_round.rater_intercept))
@@ -90,7 +90,7 @@ def test_final_scores_track_round2_and_have_bounds(run):
 
 
 def test_deterministic_rerun(run):
-    m, inputs, cfg, pre, fin = run
+    _, inputs, cfg, _, fin = run
     again = score_final(inputs, core(), prescore(inputs, core(), cfg, seed=42), cfg)
     assert fin["coreNoteIntercept"].to_numpy().tobytes() == again["coreNoteIntercept"].to_numpy().tobytes()
 
