@@ -139,6 +139,7 @@ class ContributorConfig:
     recent_stats_days: int = param(14, "window of the *14d contributor stats", "§4.6", ge=1)
     recent_stats_min_ratings: int = param(10, "14d stats count a no-status note with this many ratings", "§4.6")
     long_stats_days: int = param(90, "window of the *90d contributor stats", "§4.6", ge=1)
+    single_trigger_earn_out: bool = param(False, "earn out on any CRNH when CRNH > CRH (reference: off)", "§4.6")
 
 
 @dataclass(frozen=True)

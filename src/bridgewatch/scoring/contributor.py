@@ -110,7 +110,8 @@ def enrollment_transitions(
     move(out, EARNED_OUT_NO_ACK)
     move((state == AT_RISK) & (crnh_recent < cc.at_risk_crnh_count), EARNED_IN)
     single = (
-        (crnh_all > crh_all)
+        cc.single_trigger_earn_out
+        & (crnh_all > crh_all)
         & (crnh_recent > 0)
         & ~np.isin(state, (EARNED_OUT_NO_ACK, EARNED_OUT_ACK, NEW_USER, REMOVED))
     )
@@ -208,7 +209,7 @@ def contributor_scores(
     # Authored notes: all time, and the last notes since earn-out (state transitions).
     e = enr.assign(participantId=enr["participantId"].astype(str)).set_index("participantId").reindex(ids)
     state = e["enrollmentState"].fillna(NEW_USER).to_numpy(np.int64)
-    last_earn_out = e["timestampOfLastEarnOut"].fillna(1.0).to_numpy(np.float64)
+    last_earn_out = e["timestampOfLastEarnOut"].fillna(1.0).to_numpy(np.float64, copy=True)
     last_earn_out[state == EARNED_OUT_ACK] = now
     has = author >= 0
     a = author[has]

@@ -1,0 +1,179 @@
+"""Contributor state (§4.6): each enrollment transition at its boundary, counts and impact."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.scoring import contributor as ct
+from bridgewatch.scoring.config import ScoringConfig
+
+CFG = ScoringConfig()
+NOW = 1_795_305_600_000
+ES = schema.ENROLLMENT_STATES
+
+
+def transition(
+    state, impact=0.0, needed=5, crnh_recent=0, crh_all=0, crnh_all=0, notes_all=0, times=0, cfg=CFG
+):
+    arr = lambda x, t=np.float64: np.array([x], dtype=t)  # noqa: E731
+    s, nd, tm, lc = ct.enrollment_transitions(
+        arr(ES[state], np.int64),
+        arr(impact),
+        arr(needed),
+        arr(crnh_recent, np.int64),
+        arr(crh_all, np.int64),
+        arr(crnh_all, np.int64),
+        arr(notes_all, np.int64),
+        arr(times, np.int64),
+        arr(0.0),
+        epoch_millis=NOW,
+        config=cfg,
+    )
+    return int(s[0]), float(nd[0]), int(tm[0]), float(lc[0])
+
+
+@pytest.mark.parametrize(
+    "kw, state, needed, times, changed",
+    [
+        (dict(state="newUser", impact=5), "earnedIn", 5, 0, True),  # earn-in at exactly 5
+        (dict(state="newUser", impact=4.9), "newUser", 5, 0, False),
+        (dict(state="earnedOutAcknowledged", impact=9, needed=10), "earnedOutAcknowledged", 10, 0, False),
+        (dict(state="earnedOutAcknowledged", impact=10, needed=10), "earnedIn", 10, 0, True),
+        (dict(state="removed", impact=50), "removed", 5, 0, False),
+        (dict(state="apiEarnedIn", impact=50, crnh_recent=4), "apiEarnedIn", 5, 0, False),
+        (dict(state="earnedIn", crnh_recent=2), "atRisk", 5, 0, True),  # exactly 2 of last 5
+        (dict(state="earnedIn", crnh_recent=1), "earnedIn", 5, 0, False),
+        (dict(state="newUser", crnh_recent=2), "newUser", 5, 0, False),
+        (dict(state="earnedIn", crnh_recent=3, impact=4), "earnedOutAcknowledged", 5 + 4, 1, True),  # > 2
+        (dict(state="atRisk", crnh_recent=3, times=2), "earnedOutAcknowledged", 5 + 5 * 2, 3, True),
+        (dict(state="atRisk", crnh_recent=1), "earnedIn", 5, 0, True),  # recover below 2
+        (dict(state="atRisk", crnh_recent=2), "atRisk", 5, 0, False),
+        # A new user who earns in and has 2 CRNH in the same run goes on to at risk.
+        (dict(state="newUser", impact=6, crnh_recent=2), "atRisk", 5, 0, True),
+        # Top writer: writing impact ≥ 10 and hit rate ≥ 4% → no escalation.
+        (
+            dict(state="earnedIn", crnh_recent=3, times=3, crh_all=13, crnh_all=3, notes_all=20),
+            "earnedOutAcknowledged",
+            5,
+            4,
+            True,
+        ),
+        (
+            dict(state="earnedIn", crnh_recent=3, times=3, crh_all=12, crnh_all=3, notes_all=20),
+            "earnedOutAcknowledged",
+            20,
+            4,
+            True,
+        ),
+    ],
+)
+def test_enrollment_transitions(kw, state, needed, times, changed):
+    s, nd, tm, lc = transition(**kw)
+    assert (s, nd, tm) == (ES[state], needed, times)
+    assert (lc == NOW) is changed
+
+
+def test_earned_out_no_ack_is_written_acknowledged_with_recomputed_target():
+    s, nd, tm, lc = transition("earnedOutNoAcknowledge", impact=3, times=2)
+    assert (s, nd, tm, lc) == (ES["earnedOutAcknowledged"], 5 + 3 + 5, 2, 0.0)
+
+
+def test_single_trigger_earn_out_is_optional():
+    on = ScoringConfig(contributor=dataclasses.replace(CFG.contributor, single_trigger_earn_out=True))
+    assert transition("earnedIn", crnh_recent=1, crh_all=0, crnh_all=1)[0] == ES["earnedIn"]
+    assert (
+        transition("earnedIn", crnh_recent=1, crh_all=0, crnh_all=1, cfg=on)[0] == ES["earnedOutAcknowledged"]
+    )
+    assert transition("earnedIn", crnh_recent=1, crh_all=1, crnh_all=1, cfg=on)[0] == ES["earnedIn"]
+
+
+def test_last_notes_counts_orders_status_first_then_newest_and_respects_earn_out():
+    author = np.zeros(8, dtype=np.int64)
+    note_id = np.arange(1, 9, dtype=np.int64)
+    created = np.array([10, 20, 30, 40, 50, 60, 70, 80], dtype=np.float64)
+    status = np.array(
+        [schema.CRNH, schema.CRNH, schema.CRH, schema.NMR, schema.NMR, schema.NMR, schema.NMR, schema.NMR],
+        dtype=object,
+    )
+    counts = ct.last_notes_counts(author, note_id, created, status, np.array([0.0]), 1, 5)
+    assert counts.tolist() == [[1, 2, 2]]  # 3 rated notes first, then the 2 newest NMR
+    counts = ct.last_notes_counts(author, note_id, created, status, np.array([15.0]), 1, 5)
+    assert counts.tolist() == [[1, 1, 3]]  # note 1 predates the last earn-out
+
+
+def test_rating_impact_counts_helpful_on_crnh_twice():
+    counts = pd.DataFrame(
+        {
+            "successfulRatingTotal": [6],
+            "unsuccessfulRatingTotal": [2],
+            "unsuccessfulRatingNotHelpfulCount": [1],
+        }
+    )
+    assert ct.rating_impact(counts).tolist() == [3.0]
+
+
+def test_contributor_scores_end_to_end():
+    day = 86_400_000
+    note_ids = np.array([1, 2, 3], dtype=np.int64)
+    raters = np.array(["a", "r1", "r2"], dtype=object)
+    m = build_rating_matrix(
+        note=np.array([0, 0, 1, 2]),
+        rater=np.array([1, 2, 1, 2]),
+        value=np.ones(4),
+        created_at=np.array([NOW - 5 * day, NOW - 5 * day + 1, NOW - 3 * day, NOW - 1 * day]),
+        tags=np.zeros(4),
+        population_sampled=np.zeros(4, bool),
+        note_ids=note_ids,
+        rater_ids=raters,
+    )
+    notes = pd.DataFrame(
+        {
+            "noteId": note_ids,
+            "noteAuthorParticipantId": ["a", "a", "a"],
+            "createdAtMillis": [NOW - 6 * day, NOW - 4 * day, NOW - 2 * day],
+            "finalRatingStatus": [schema.CRH, schema.NMR, schema.NMR],
+            "coreNoteIntercept": [0.45, 0.2, np.nan],
+        }
+    )
+    nsh = pd.DataFrame(
+        {"noteId": note_ids, "timestampMillisOfLatestNonNMRStatus": [NOW - 5 * day, np.nan, np.nan]}
+    )
+    counts = pd.DataFrame({"raterParticipantId": ["r1"], **{c: [0.0] for c in ct.COUNT_COLUMNS}})
+    counts.loc[0, ["successfulRatingHelpfulCount", "successfulRatingTotal"]] = 5
+    enr = pd.DataFrame(
+        {
+            "participantId": ["r1"],
+            "enrollmentState": ["newUser"],
+            "successfulRatingNeededToEarnIn": [5],
+            "timestampOfLastStateChange": [1.0],
+            "timestampOfLastEarnOut": [1.0],
+            "modelingPopulation": ["CORE"],
+            "modelingGroup": [13.0],
+            "numberOfTimesEarnedOut": [0],
+        }
+    )
+    out = ct.contributor_scores(m, notes, nsh, counts, enr, epoch_millis=NOW, config=CFG).set_index(
+        "raterParticipantId"
+    )
+    assert out.index.tolist() == ["a", "r1", "r2"]
+    assert (
+        out.loc["r1", "enrollmentState"] == ES["earnedIn"]
+        and out.loc["r1", "timestampOfLastStateChange"] == NOW
+    )
+    assert out.loc["r2", "enrollmentState"] == ES["newUser"]
+    assert out.loc["r2", "ratedAfterDecision"] == 1  # rated note 1 after its status time
+    assert out.loc["r1", "ratingsAwaitingMoreRatings"] == 1  # note 2 is NMR; note 1 is CRH
+    a = out.loc["a"]
+    assert (a.notesCurrentlyRatedHelpful, a.notesAwaitingMoreRatings, a.aggregateRatingReceivedTotal) == (
+        1,
+        2,
+        4,
+    )
+    assert (a.crhTotal14d, a.nmrTotal14d, a.nmrTotal90d) == (1, 0, 2)  # NMR notes need 10 ratings for 14d
+    assert not a.isEmergingWriter  # mean intercept 0.325 > 0.3 but only 4 ratings in 28 days
