@@ -137,9 +137,9 @@ class ContributorConfig:
     emerging_mean_note_score: float = param(0.3, "emergingMeanNoteScore (strictly above)", "§4.6")
     emerging_rating_count: int = param(10, "emergingRatingCount in the last 28 days", "§4.6", ge=0)
     recent_stats_days: int = param(14, "window of the *14d contributor stats", "§4.6", ge=1)
-    recent_stats_min_ratings: int = param(10, "14d stats count a no-status note with this many ratings", "§4.6")
+    recent_stats_min_ratings: int = param(10, "14d stats: no-status notes need this many ratings", "§4.6")
     long_stats_days: int = param(90, "window of the *90d contributor stats", "§4.6", ge=1)
-    single_trigger_earn_out: bool = param(False, "earn out on any CRNH when CRNH > CRH (reference: off)", "§4.6")
+    single_trigger_earn_out: bool = param(False, "earn out on a CRNH if CRNH > CRH (reference: off)", "§4.6")
 
 
 @dataclass(frozen=True)
