@@ -193,4 +193,4 @@ def truth(
         "viewpoint2": _fmt(comm.viewpoint[:, 1], 5) if cfg.dims == 2 else np.full(R, ""),
     }
     frames = [pd.DataFrame(notes), pd.DataFrame(raters)]
-    return pd.concat(frames, ignore_index=True).reindex(columns=list(TRUTH_COLUMNS)).fillna("")
+    return pd.concat(frames, ignore_index=True).reindex(columns=list(TRUTH_COLUMNS), fill_value="").fillna("")

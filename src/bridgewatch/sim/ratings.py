@@ -245,4 +245,6 @@ def honest_block(
             break
         rater[bad] = sampler.draw(rng, int(bad.sum()))
     keep = ~invalid_pairs(note, rater, comm.author, comm.n_raters)
+    # an attacker's vote on a target is the attack's, never an honest one (sim.attacks adds those)
+    keep &= ~(comm.target[note] & (comm.role[rater] > 0))
     return rate(rng, comm, cfg, note[keep], rater[keep])

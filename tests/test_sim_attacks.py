@@ -1,0 +1,143 @@
+"""Each attack scenario marks its attackers and targets in the truth and writes the intended ratings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.errors import ConfigError
+from bridgewatch.sim.attacks import SCENARIOS
+from bridgewatch.sim.config import DAY_MILLIS, config_for_scale
+from bridgewatch.sim.simulate import simulate
+
+ROLE = {
+    "sybil_brigade": "sybil",
+    "coordinated_bloc": "bloc",
+    "slow_infiltration": "infiltrator",
+    "author_ring": "ring_author",
+    "timing_attack": "timing",
+}
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def _run(tmp_path: Path, name: str, **kw) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, object]:
+    summary = simulate(config_for_scale("tiny", seed=11, attack=name, **kw), tmp_path)
+    return (
+        _read(tmp_path / schema.RATINGS_FILE),
+        _read(tmp_path / schema.NOTES_FILE),
+        _read(tmp_path / "truth.tsv"),
+        summary,
+    )
+
+
+def test_registry_covers_the_issue_scenarios() -> None:
+    assert set(SCENARIOS) == set(ROLE)
+    for s in SCENARIOS.values():
+        assert s.description and s.params and set(s.directions) <= {"up", "down"}
+
+
+@pytest.mark.parametrize("name", sorted(ROLE))
+def test_attack_marks_truth_and_rates_targets_as_intended(tmp_path: Path, name: str) -> None:
+    direction = "up" if name == "author_ring" else "down" if name == "timing_attack" else "up"
+    ratings, notes, truth, summary = _run(tmp_path, name, attack_targets=4, attack_direction=direction)
+    raters = truth[truth["kind"] == "rater"]
+    note_truth = truth[truth["kind"] == "note"]
+    attackers = raters[raters["isBadActor"] == "1"]
+    assert len(attackers) == summary.attackers > 0
+    assert set(attackers["attackRole"]) == {ROLE[name]}
+    assert (raters.loc[raters["isBadActor"] == "0", "attackRole"] == "").all()
+    targets = note_truth[note_truth["isAttackTarget"] == "1"]
+    assert len(targets) == 4 and set(targets["attackRole"]) == {name}
+    assert set(targets["attackDirection"]) == {direction}
+
+    on_targets = ratings[ratings["noteId"].isin(targets["id"])]
+    by_attackers = on_targets[on_targets["raterParticipantId"].isin(attackers["id"])]
+    want = schema.HELPFUL if direction == "up" else schema.NOT_HELPFUL
+    assert len(by_attackers) > 0 and (by_attackers["helpfulnessLevel"] == want).all()
+    # attackers' share of helpful votes on targets beats the honest raters' share
+    honest = on_targets[~on_targets["raterParticipantId"].isin(attackers["id"])]
+    share = (honest["helpfulnessLevel"] == want).mean() if len(honest) else 0.0
+    assert share < 1.0
+
+    created = notes.set_index("noteId")["createdAtMillis"].astype(np.int64)
+    delay = (
+        by_attackers["createdAtMillis"].astype(np.int64).to_numpy()
+        - created.loc[by_attackers["noteId"]].to_numpy()
+    )
+    assert (delay > 0).all()
+    if name == "timing_attack":
+        assert delay.max() <= 5 * 60_000
+    if name == "author_ring":
+        authors = notes.set_index("noteId").loc[targets["id"], "noteAuthorParticipantId"]
+        assert set(authors) <= set(attackers["id"])
+        assert delay.max() <= 15 * 60_000
+        # every target is rated by all ring members except its author
+        assert (by_attackers.groupby("noteId").size() == len(attackers) - 1).all()
+
+
+def test_slow_infiltration_rates_honestly_before_attacking(tmp_path: Path) -> None:
+    ratings, notes, truth, _ = _run(tmp_path, "slow_infiltration", attack_targets=3)
+    cfg = config_for_scale("tiny", seed=11, attack="slow_infiltration")
+    switch = cfg.start_millis + 0.6 * cfg.days * DAY_MILLIS
+    infiltrators = set(truth.loc[truth["attackRole"] == "infiltrator", "id"])
+    targets = set(truth.loc[truth["isAttackTarget"] == "1", "id"])
+    theirs = ratings[ratings["raterParticipantId"].isin(infiltrators)]
+    created = notes.set_index("noteId")["createdAtMillis"].astype(np.int64)
+    early = theirs[~theirs["noteId"].isin(targets)]
+    assert len(early) >= 20 * len(infiltrators)
+    assert (created.loc[early["noteId"]] < switch).all()
+    assert early["helpfulnessLevel"].nunique() == 3  # honest phase: mixed opinions
+    assert (created.loc[list(targets)] >= switch).all()
+
+
+def test_strength_scales_the_attack_and_zero_marks_targets_only(tmp_path: Path) -> None:
+    sizes = []
+    for strength in (0.0, 0.5, 1.0):
+        s = simulate(
+            config_for_scale("tiny", seed=5, attack="sybil_brigade", attack_strength=strength),
+            tmp_path / str(strength),
+        )
+        sizes.append((s.attackers, s.attack_targets))
+    assert sizes == [(0, 5), (15, 5), (30, 5)]
+
+
+def test_coordinated_bloc_rates_against_viewpoint(tmp_path: Path) -> None:
+    ratings, _, truth, _ = _run(tmp_path, "coordinated_bloc", attack_targets=3, attack_strength=2.0)
+    bloc = truth[truth["attackRole"] == "bloc"]
+    assert (bloc["viewpoint"].astype(float) > 0).all()  # recruited from the +1 camp
+    targets = truth[truth["isAttackTarget"] == "1"]
+    assert (targets["slant"].astype(float) < 0).all()  # up: notes slanted against the bloc
+    votes = ratings[ratings["noteId"].isin(targets["id"]) & ratings["raterParticipantId"].isin(bloc["id"])]
+    assert (votes["helpfulnessLevel"] == schema.HELPFUL).all()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"attack": "nope"},
+        {"attack": "author_ring", "attack_direction": "down"},
+        {"attack": "sybil_brigade", "attack_params": {"unknown_knob": 1.0}},
+        {"attack": "sybil_brigade", "attack_strength": -1.0},
+        {"attack": "timing_attack", "attack_targets": 0},
+    ],
+)
+def test_bad_attack_settings_raise(kw: dict) -> None:
+    with pytest.raises(ConfigError):
+        config_for_scale("tiny", **kw)
+
+
+def test_attack_params_override_defaults(tmp_path: Path) -> None:
+    s = simulate(
+        config_for_scale(
+            "tiny", seed=4, attack="timing_attack", attack_params={"accounts": 7, "camouflage": 0}
+        ),
+        tmp_path,
+    )
+    assert s.attackers == 7 and s.attack_ratings == 7 * 5
