@@ -1,0 +1,187 @@
+"""Which raters rate alike: top-k similar raters and Polis-style opinion groups.
+
+Both are for reports and moderators, not for scoring. Neither builds a dense rater × rater matrix:
+top-k similarity counts co-rated pairs with the pair counter of ``pairs.py`` (cost Σ_notes n², so
+very popular notes can be skipped with ``max_raters_per_note``); opinion groups embed raters with
+a truncated SVD of the sparse, note-centred rating matrix and cluster the embedding with k-means.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+
+from bridgewatch.integrity import pairs as _pairs
+
+
+def top_k_similar(
+    rating_note: np.ndarray,
+    rating_rater: np.ndarray,
+    rating_value: np.ndarray,
+    n_raters: int,
+    *,
+    k: int = 10,
+    shrinkage: float = 5.0,
+    min_co_rated: int = 3,
+    max_raters_per_note: int | None = None,
+) -> pd.DataFrame:
+    """The ``k`` raters most similar to each rater, by agreement on co-rated notes.
+
+    ``rating_note`` int[R], ``rating_rater`` int[R], ``rating_value`` float[R] in {0, 0.5, 1}.
+    For a pair: ``coRated`` notes both rated, ``agreed`` of those with the same value; similarity =
+    agreed / (coRated + ``shrinkage``), an agreement share shrunk toward 0 so that 3/3 ranks below
+    40/42. Pairs with fewer than ``min_co_rated`` co-rated notes are ignored.
+
+    Returns a frame with columns rater, neighbor, rank (1..k), coRated, agreed, similarity, sorted
+    by (rater, rank); ties are broken by the neighbor index.
+    """
+    note = np.asarray(rating_note, dtype=np.int64)
+    rater = np.asarray(rating_rater, dtype=np.int32)
+    hnum = np.rint(np.asarray(rating_value, dtype=np.float64) * 2).astype(np.int64)
+    select = None
+    if max_raters_per_note is not None:
+        select = np.bincount(note)[note] <= max_raters_per_note
+    zero = np.zeros(note.shape[0], dtype=np.int64)
+
+    def count(group: np.ndarray, min_count: int):
+        perm, gptr, tptr = _pairs.order_by_tweet(note, group, zero, select)
+        return _pairs.count_pairs(rater[perm], zero[perm], gptr, tptr, _pairs.NO_WINDOW, min_count=min_count)
+
+    co_keys, co_counts = count(note, min_co_rated)
+    ag_keys, ag_counts = count(note * 3 + hnum, 1)
+    agreed = np.zeros_like(co_counts)
+    if ag_keys.size and co_keys.size:
+        pos = np.minimum(np.searchsorted(ag_keys, co_keys), ag_keys.size - 1)
+        hit = ag_keys[pos] == co_keys
+        agreed[hit] = ag_counts[pos[hit]]
+    lo, hi = _pairs.unpack_pairs(co_keys)
+    sim = agreed / (co_counts + shrinkage)
+    src = np.concatenate([lo, hi])
+    dst = np.concatenate([hi, lo])
+    co2, ag2, sim2 = (np.concatenate([x, x]) for x in (co_counts, agreed, sim))
+    order = np.lexsort((dst, -sim2, src))
+    src, dst, co2, ag2, sim2 = src[order], dst[order], co2[order], ag2[order], sim2[order]
+    first = np.r_[0, np.flatnonzero(src[1:] != src[:-1]) + 1] if src.size else np.zeros(0, dtype=np.int64)
+    start = np.repeat(first, np.diff(np.r_[first, src.shape[0]]))
+    rank = np.arange(src.shape[0]) - start + 1
+    keep = rank <= k
+    return pd.DataFrame(
+        {
+            "rater": src[keep].astype(np.int32),
+            "neighbor": dst[keep].astype(np.int32),
+            "rank": rank[keep].astype(np.int32),
+            "coRated": co2[keep].astype(np.int64),
+            "agreed": ag2[keep].astype(np.int64),
+            "similarity": sim2[keep].astype(np.float64),
+        }
+    )
+
+
+def rating_embedding(
+    rating_note: np.ndarray,
+    rating_rater: np.ndarray,
+    rating_value: np.ndarray,
+    n_notes: int,
+    n_raters: int,
+    *,
+    dims: int = 2,
+    seed: int = 0,
+) -> np.ndarray:
+    """A ``dims``-D embedding of raters: float64[U, dims] (rows of U·S of a truncated SVD).
+
+    Ratings map to +1 / 0 / −1 (helpful / somewhat / not), each note's observed mean is removed
+    (missing stays 0), and ``svds`` runs with a start vector drawn from ``seed``. Each axis's sign is
+    fixed so that its largest-magnitude rater coordinate is positive: same input, same picture.
+    """
+    note = np.asarray(rating_note, dtype=np.int64)
+    rater = np.asarray(rating_rater, dtype=np.int64)
+    x = np.asarray(rating_value, dtype=np.float64) * 2 - 1
+    sums = np.bincount(note, weights=x, minlength=n_notes)
+    cnt = np.bincount(note, minlength=n_notes)
+    x = x - (sums / np.maximum(cnt, 1))[note]
+    m = sp.csr_matrix((x, (rater, note)), shape=(n_raters, n_notes))
+    dims = min(dims, min(m.shape) - 1)
+    v0 = np.random.default_rng(seed).standard_normal(min(m.shape))
+    u, s, _ = svds(m, k=dims, v0=v0, solver="arpack")
+    order = np.argsort(-s, kind="stable")
+    emb = u[:, order] * s[order]
+    for j in range(emb.shape[1]):
+        if emb[np.argmax(np.abs(emb[:, j])), j] < 0:
+            emb[:, j] = -emb[:, j]
+    return emb
+
+
+def kmeans(points: np.ndarray, n_clusters: int, *, seed: int = 0, iterations: int = 100) -> np.ndarray:
+    """Lloyd's k-means with k-means++ seeding from ``seed``: labels int32[n] for points float[n, d].
+
+    Labels are renumbered by cluster size (largest first, ties by smallest member) so they do not
+    depend on the seeding order.
+    """
+    rng = np.random.default_rng(seed)
+    n = points.shape[0]
+    centers = [points[rng.integers(n)]]
+    for _ in range(1, n_clusters):
+        d2 = np.min(((points[:, None, :] - np.array(centers)[None]) ** 2).sum(-1), axis=1)
+        total = d2.sum()
+        pick = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+        centers.append(points[pick])
+    c = np.array(centers)
+    labels = np.zeros(n, dtype=np.int64)
+    for _ in range(iterations):
+        labels_new = np.argmin(((points[:, None, :] - c[None]) ** 2).sum(-1), axis=1)
+        if _ > 0 and np.array_equal(labels_new, labels):
+            break
+        labels = labels_new
+        for j in range(n_clusters):
+            if np.any(labels == j):
+                c[j] = points[labels == j].mean(axis=0)
+    sizes = np.bincount(labels, minlength=n_clusters)
+    first = np.array([np.flatnonzero(labels == j)[0] if sizes[j] else n for j in range(n_clusters)])
+    rank = np.lexsort((first, -sizes))
+    relabel = np.empty(n_clusters, dtype=np.int32)
+    relabel[rank] = np.arange(n_clusters, dtype=np.int32)
+    return relabel[labels]
+
+
+def opinion_groups(
+    rating_note: np.ndarray,
+    rating_rater: np.ndarray,
+    rating_value: np.ndarray,
+    n_notes: int,
+    n_raters: int,
+    *,
+    n_groups: int = 2,
+    min_ratings: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Opinion groups as Polis shows them: a 2-D map of raters and a k-means grouping of it.
+
+    Raters with fewer than ``min_ratings`` ratings get NaN coordinates and group −1 (too little to
+    place). Returns a frame with one row per rater: rater, ratings, x, y, group.
+    """
+    note = np.asarray(rating_note, dtype=np.int64)
+    rater = np.asarray(rating_rater, dtype=np.int64)
+    counts = np.bincount(rater, minlength=n_raters)
+    placed = counts >= min_ratings
+    keep = placed[rater]
+    xy = np.full((n_raters, 2), np.nan)
+    group = np.full(n_raters, -1, dtype=np.int32)
+    if placed.sum() > n_groups and keep.any():
+        emb = rating_embedding(
+            note[keep], rater[keep], np.asarray(rating_value)[keep], n_notes, n_raters, dims=2, seed=seed
+        )
+        if emb.shape[1] == 1:
+            emb = np.c_[emb, np.zeros(emb.shape[0])]
+        xy[placed] = emb[placed]
+        group[placed] = kmeans(emb[placed], n_groups, seed=seed)
+    return pd.DataFrame(
+        {
+            "rater": np.arange(n_raters, dtype=np.int32),
+            "ratings": counts,
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "group": group,
+        }
+    )

@@ -1,0 +1,109 @@
+"""Similarity, opinion groups, diversity and polarization on planted two-camp data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridgewatch.integrity.polarization import note_rater_diversity, rater_polarization
+from bridgewatch.integrity.similarity import kmeans, opinion_groups, rating_embedding, top_k_similar
+
+N_CAMP, N_CENTRIST = 30, 4
+
+
+def _two_camps(seed=0):
+    """Raters 0..29 camp A (factor > 0), 30..59 camp B (< 0), 60..63 centrists who always say
+    'somewhat'. Notes 0..39 favour A, 40..79 favour B, 80..99 bridge (both sides find helpful)."""
+    rng = np.random.default_rng(seed)
+    n_raters = 2 * N_CAMP + N_CENTRIST
+    camp = np.r_[np.ones(N_CAMP), -np.ones(N_CAMP), np.zeros(N_CENTRIST)]
+    factor = camp * rng.uniform(0.5, 1.5, n_raters)
+    factor[2 * N_CAMP :] = rng.choice([-0.05, 0.05], N_CENTRIST)
+    lean = np.r_[np.ones(40), -np.ones(40), np.zeros(20)]
+    note, rater, value = [], [], []
+    for n in range(100):
+        for u in range(n_raters):
+            if rng.random() > 0.6:
+                continue
+            if camp[u] == 0:
+                v = 0.5
+            elif lean[n] == 0:
+                v = 1.0
+            else:
+                v = 1.0 if lean[n] == camp[u] else 0.0
+            if camp[u] != 0 and rng.random() < 0.1:
+                v = 1.0 - v
+            note.append(n)
+            rater.append(u)
+            value.append(v)
+    return np.array(note), np.array(rater), np.array(value), factor, camp, n_raters
+
+
+def test_top_k_neighbours_come_from_own_camp():
+    note, rater, value, _, camp, n_raters = _two_camps()
+    top = top_k_similar(note, rater, value, n_raters, k=5)
+    camp_rows = top[top.rater < 2 * N_CAMP]
+    same = camp[camp_rows.rater.to_numpy()] == camp[camp_rows.neighbor.to_numpy()]
+    assert same.mean() > 0.95
+    assert top.groupby("rater").size().max() == 5
+    assert (top["rank"].to_numpy() >= 1).all() and (top.similarity <= 1).all()
+    # ranks are ordered by similarity within each rater
+    for _, g in top.groupby("rater"):
+        assert np.all(np.diff(g.similarity.to_numpy()) <= 0)
+
+
+def test_top_k_counts_match_brute_force():
+    note, rater, value, _, _, n_raters = _two_camps(seed=1)
+    top = top_k_similar(note, rater, value, n_raters, k=3, shrinkage=0.0, min_co_rated=1)
+    v = np.full((n_raters, 100), np.nan)
+    v[rater, note] = value
+    for row in top.head(20).itertuples():
+        both = ~np.isnan(v[row.rater]) & ~np.isnan(v[row.neighbor])
+        assert row.coRated == both.sum()
+        assert row.agreed == (v[row.rater][both] == v[row.neighbor][both]).sum()
+
+
+def test_opinion_groups_recover_camps_deterministically():
+    note, rater, value, _, camp, n_raters = _two_camps()
+    g = opinion_groups(note, rater, value, 100, n_raters, n_groups=2, seed=3)
+    labels = g.group.to_numpy()[: 2 * N_CAMP]
+    a, b = labels[:N_CAMP], labels[N_CAMP:]
+    assert len(set(a)) == 1 and len(set(b)) == 1 and a[0] != b[0]
+    again = opinion_groups(note, rater, value, 100, n_raters, n_groups=2, seed=3)
+    assert g.equals(again)
+    emb = rating_embedding(note, rater, value, 100, n_raters)
+    assert np.sign(emb[:N_CAMP, 0]).tolist().count(np.sign(emb[0, 0])) == N_CAMP
+
+
+def test_opinion_groups_leave_sparse_raters_unplaced():
+    note, rater, value, _, _, n_raters = _two_camps()
+    keep = ~((rater == 5) & (note > 2))  # rater 5 keeps at most 3 ratings
+    g = opinion_groups(note[keep], rater[keep], value[keep], 100, n_raters, min_ratings=5)
+    assert g.group[5] == -1 and np.isnan(g.x[5])
+
+
+def test_kmeans_labels_ordered_by_size():
+    pts = np.r_[np.zeros((5, 2)), np.ones((9, 2)) * 10]
+    assert kmeans(pts, 2, seed=1).tolist() == [1] * 5 + [0] * 9
+
+
+def test_diversity_separates_bridging_from_partisan_notes():
+    note, rater, value, factor, _, n_raters = _two_camps()
+    d = note_rater_diversity(note, rater, value, factor, 100)
+    bridging, partisan = d.iloc[80:], d.iloc[:80]
+    assert bridging.sideBalance.mean() > 0.7 and partisan.sideBalance.mean() < 0.25
+    assert bridging.factorStd.mean() > 1.4 * partisan.factorStd.mean()  # 10% noise widens partisan notes
+    assert (d.helpfulPositive + d.helpfulNegative == d.helpfulRaters).all()  # no zero factors here
+    f = factor.copy()
+    f[0] = np.nan
+    d2 = note_rater_diversity(note, rater, value, f, 100)
+    assert d2.helpfulRaters.sum() == d.helpfulRaters.sum() - ((rater == 0) & (value == 1.0)).sum()
+
+
+def test_polarization_high_for_camps_near_zero_for_centrists():
+    note, rater, value, factor, _, n_raters = _two_camps()
+    p = rater_polarization(note, rater, value, factor, 100)
+    camps = p.iloc[: 2 * N_CAMP]
+    centrists = p.iloc[2 * N_CAMP :]
+    assert camps.polarization.min() > 0.3
+    assert centrists.polarization.abs().max() < 0.1
+    assert np.allclose(p.weightedPolarization, np.abs(factor) * p.polarization)
