@@ -1,0 +1,153 @@
+"""Low-diligence model (§3.5) and the shared logistic factor kernel: gradients, recovery, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.errors import ScoringError
+from bridgewatch.scoring import diligence as dl
+from bridgewatch.scoring import logistic_mf as lm
+
+
+def _tiny(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n_notes, n_raters, r = 5, 7, 30
+    note = rng.integers(0, n_notes, r)
+    rater = rng.integers(0, n_raters, r)
+    target = (rng.uniform(size=r) < 0.3).astype(float)
+    weight = rng.uniform(0.5, 3.0, r)
+    p = lm.LogisticMFParams(
+        note_factor=rng.normal(size=n_notes),
+        note_intercept=rng.normal(size=n_notes),
+        rater_factor=rng.normal(size=n_raters),
+        rater_intercept=rng.normal(size=n_raters),
+        rater_reputation=rng.uniform(0.5, 1.5, n_raters),
+        global_intercept=np.array([0.3]),
+    )
+    pen = lm.Penalty(0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+    return note, rater, target, weight, p, pen
+
+
+def test_gradient_matches_finite_differences():
+    note, rater, target, weight, p, pen = _tiny()
+    loss, grads = lm.gradient(note, rater, target, weight, p, pen)
+    assert loss == pytest.approx(lm.objective(note, rater, target, weight, p, pen), rel=1e-12)
+    h = 1e-6
+    for block in lm.BLOCKS:
+        values = getattr(p, block)
+        for i in range(values.shape[0]):
+            up, down = p.copy(), p.copy()
+            getattr(up, block)[i] += h
+            getattr(down, block)[i] -= h
+            f_up = lm.objective(note, rater, target, weight, up, pen)
+            f_down = lm.objective(note, rater, target, weight, down, pen)
+            fd = (f_up - f_down) / (2 * h)
+            assert grads[block][i] == pytest.approx(fd, abs=1e-7), (block, i)
+
+
+def test_objective_is_stable_for_extreme_logits():
+    note, rater, target, weight, p, pen = _tiny()
+    p.global_intercept = np.array([800.0])
+    loss, grads = lm.gradient(note, rater, target, weight, p, pen)
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+
+
+def test_adam_decreases_loss_and_respects_frozen_blocks():
+    note, rater, target, weight, p, pen = _tiny(1)
+    before = lm.objective(note, rater, target, weight, p, pen)
+    fit, loss, epochs = lm.fit_adam(
+        note, rater, target, weight, p, pen, ("note_intercept", "global_intercept")
+    )
+    assert loss < before
+    assert 0 < epochs <= 301
+    np.testing.assert_array_equal(fit.rater_factor, p.rater_factor)
+    np.testing.assert_array_equal(fit.rater_reputation, p.rater_reputation)
+    assert not np.array_equal(fit.note_intercept, p.note_intercept)
+    with pytest.raises(ValueError):
+        lm.fit_adam(note, rater, target, weight, p, pen, ("bogus",))
+
+
+def test_penalty_forms():
+    mean = lm.penalty(n_ratings=100, n_notes=10, n_raters=20, note_factor=0.03, note_intercept=0.15,
+                      rater_factor=0.03, rater_intercept=0.3)  # fmt: skip
+    assert mean.note_intercept == pytest.approx(0.015) and mean.rater_intercept == pytest.approx(0.015)
+    ratio = lm.penalty(n_ratings=100, n_notes=10, n_raters=20, note_factor=0.03, note_intercept=0.15,
+                       rater_factor=0.03, rater_intercept=0.3, note_loss_ratio=5.0)  # fmt: skip
+    assert ratio.note_intercept == pytest.approx(0.15 * 5 / 100)
+
+
+def test_targets_from_tag_bits():
+    tags = np.array(
+        [
+            0,
+            1 << schema.TAG_BIT["notHelpfulIncorrect"],
+            1 << schema.TAG_BIT["notHelpfulIrrelevantSources"],
+            1 << schema.TAG_BIT["notHelpfulSourcesMissingOrUnreliable"],
+            1 << schema.TAG_BIT["notHelpfulOther"],
+        ],
+        dtype=np.uint32,
+    )
+    assert dl.diligence_targets(tags).tolist() == [0, 1, 1, 1, 0]
+
+
+def test_third_round_weights():
+    note = np.array([0, 0, 1])
+    target = np.array([1.0, 0.0, 0.0])
+    rep = np.array([4.0, 0.0, 1.0])
+    w = dl.rating_weights(note, target, 500.0, reputation=rep, reputation_exp=0.5, alpha=0.1,
+                          note_norm_exp=-0.5, n_notes=2)  # fmt: skip
+    raw = np.array([500 * 2.1 / 1.1, 0.1 / 1.1, 1.0])
+    totals = np.array([raw[0] + raw[1], raw[2]]) + 2.0**-20
+    np.testing.assert_allclose(w, raw * totals[note] ** -0.5)
+
+
+def _planted(seed: int = 0):
+    """Notes 0-4 draw 'incorrect' tags from raters of both viewpoints; the rest rarely do."""
+    rng = np.random.default_rng(seed)
+    n_notes, n_raters = 40, 120
+    viewpoint = np.where(np.arange(n_raters) % 2 == 0, -0.5, 0.5)
+    notes, raters = [], []
+    for n in range(n_notes):
+        rs = rng.choice(n_raters, 25, replace=False)
+        notes += [n] * 25
+        raters += rs.tolist()
+    note, rater = np.array(notes), np.array(raters)
+    p = np.where(note < 5, 0.6, 0.02)
+    # one tag-happy rater flags everything
+    p = np.where(rater == 7, 0.9, p)
+    target = (rng.uniform(size=note.shape[0]) < p).astype(float)
+    return note, rater, target, n_notes, n_raters, viewpoint
+
+
+def test_planted_low_diligence_notes_get_high_intercepts():
+    note, rater, target, n_notes, n_raters, viewpoint = _planted()
+    pre = dl.fit_prescoring(note, rater, target, n_notes, n_raters, viewpoint)
+    assert np.nanmean(pre.note_intercept[:5]) > np.nanmean(pre.note_intercept[5:]) + 0.2
+    assert np.isfinite(pre.global_intercepts).all()
+    # the tag-happy rater gets a higher intercept than the median rater
+    assert pre.rater_intercept[7] > np.nanmedian(pre.rater_intercept)
+    ni, nf = dl.fit_final(note, rater, target, n_notes, n_raters, pre)
+    assert ni[:5].min() > ni[5:].max()
+    assert np.isfinite(nf).all()
+    # reruns are bit-identical
+    pre2 = dl.fit_prescoring(note, rater, target, n_notes, n_raters, viewpoint)
+    ni2, _ = dl.fit_final(note, rater, target, n_notes, n_raters, pre2)
+    assert ni.tobytes() == ni2.tobytes()
+
+
+def test_final_handles_new_notes_and_raters():
+    note, rater, target, n_notes, n_raters, viewpoint = _planted(1)
+    old = note < 35
+    pre = dl.fit_prescoring(note[old], rater[old], target[old], n_notes, n_raters, viewpoint)
+    assert np.isnan(pre.note_intercept[35:]).all()
+    ni, _ = dl.fit_final(note, rater, target, n_notes, n_raters, pre)
+    assert np.isfinite(ni).all()
+
+
+def test_bad_input_raises():
+    with pytest.raises(ScoringError, match="no ratings"):
+        dl.fit_prescoring(np.array([], dtype=int), np.array([], dtype=int), np.array([]), 1, 1, np.zeros(1))
+    with pytest.raises(ScoringError, match="out of range"):
+        dl.fit_prescoring(np.array([3]), np.array([0]), np.array([1.0]), 2, 1, np.zeros(1))
