@@ -58,6 +58,10 @@ def tag_field(tags: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rendered(values: np.ndarray) -> np.ndarray:
+    return values if values.ndim == 2 else int_field(values)
+
+
 def join_fields(fields: Sequence[np.ndarray]) -> bytes:
     """Rows from (n, w_i) uint8 field blocks: tab-joined, newline-ended, NUL padding dropped."""
     n = fields[0].shape[0]
@@ -82,27 +86,29 @@ def write_ratings_rows(
     tags: np.ndarray,
     tweet_id: np.ndarray,
     sampled: np.ndarray,
-    chunk: int = 200_000,
+    chunk: int = 250_000,
 ) -> None:
     """Append rating rows in ``schema.RATING_COLUMNS`` order (no header) to a binary stream.
 
-    Shapes: ``note_id``, ``millis``, ``tweet_id`` (n,) int64; ``rater_id_bytes`` (n, 64) uint8
-    ASCII; ``level`` (n,) int8 index of ``LEVEL_NAMES``; ``tags`` (n,) uint32; ``sampled`` (n,) bool.
-    version is 2; agree/disagree/helpful/notHelpful are 0; suggestion columns are empty.
+    Shapes: ``note_id`` and ``tweet_id`` (n,) int64 or already rendered by ``int_field`` as
+    (n, w) uint8 (a caller writing many ratings per note renders each note once and gathers);
+    ``rater_id_bytes`` (n, 64) uint8 ASCII; ``millis`` (n,) int64; ``level`` (n,) int8 index of
+    ``LEVEL_NAMES``; ``tags`` (n,) uint32; ``sampled`` (n,) bool. version is 2;
+    agree/disagree/helpful/notHelpful are 0; suggestion columns are empty.
     """
-    n = note_id.size
+    n = millis.size
     fixed = np.frombuffer(b"2\t0\t0\t0\t0", dtype=np.uint8)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         m = hi - lo
         fields = [
-            int_field(note_id[lo:hi]),
+            _rendered(note_id[lo:hi]),
             rater_id_bytes[lo:hi],
             int_field(millis[lo:hi]),
             np.broadcast_to(fixed, (m, fixed.size)),
             table_field(level[lo:hi], LEVEL_NAMES),
             tag_field(tags[lo:hi]),
-            int_field(tweet_id[lo:hi]),
+            _rendered(tweet_id[lo:hi]),
             table_field(sampled[lo:hi].astype(np.int8), _SOURCES),
             np.zeros((m, 0), dtype=np.uint8),
             np.zeros((m, 0), dtype=np.uint8),

@@ -8,10 +8,12 @@ would be (§6.6).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
-from bridgewatch.schema import CRH, CRNH, NMR, NOTE_LOCK_MILLIS
+from bridgewatch.schema import CRH, CRNH, MISLEADING, NMR, NOT_MISLEADING, NOTE_LOCK_MILLIS
 from bridgewatch.sim.community import CORE_GROUPS, ENROLLMENT, ROLES, Community
 from bridgewatch.sim.config import SimConfig
 from bridgewatch.sim.ratings import expected_helpfulness
@@ -71,9 +73,13 @@ def prior_status(comm: Community, cfg: SimConfig, rng: np.random.Generator) -> n
 
 
 def status_history(
-    comm: Community, cfg: SimConfig, status: np.ndarray, rng: np.random.Generator
-) -> pd.DataFrame:
-    """NSH rows (one per note created before the prior run) in the reference's columns (§1.4)."""
+    comm: Community, cfg: SimConfig, status: np.ndarray, rng: np.random.Generator, chunk: int = 250_000
+) -> Iterator[pd.DataFrame]:
+    """NSH rows (one per note created before the prior run) in the reference's columns (§1.4).
+
+    Yielded in chunks of ``chunk`` rows so that the text columns of a public-scale history are
+    never all in memory at once.
+    """
     run = cfg.prior_run_millis
     idx = np.flatnonzero(comm.note_millis < run)
     created = comm.note_millis[idx]
@@ -103,10 +109,9 @@ def status_history(
     stab = np.where(
         is_crh, decided - (rng.random(idx.size) * np.minimum(decided - created, HOUR)).astype(np.int64), 0
     )
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "noteId": comm.note_id[idx],
-            "noteAuthorParticipantId": comm.rater_id_bytes[comm.author[idx]].view("S64").ravel().astype(str),
             "createdAtMillis": created,
             "timestampMillisOfFirstNonNMRStatus": ts(non_nmr, decided),
             "firstNonNMRStatus": text(non_nmr, names),
@@ -126,6 +131,11 @@ def status_history(
             "timestampMillisOfFirstNmrDueToMinStableCrhTime": ts(is_crh, stab),
         }
     )
+    for lo in range(0, max(idx.size, 1), chunk):
+        part = frame.iloc[lo : lo + chunk].copy()
+        authors = comm.rater_id_bytes[comm.author[idx[lo : lo + chunk]]]
+        part.insert(1, "noteAuthorParticipantId", authors.view("S64").ravel().astype(str))
+        yield part
 
 
 def enrollment(comm: Community, cfg: SimConfig) -> pd.DataFrame:
@@ -153,44 +163,57 @@ def _fmt(values: np.ndarray, digits: int) -> np.ndarray:
 
 
 def truth(
-    comm: Community, cfg: SimConfig, status: np.ndarray, note_ratings: np.ndarray, rater_ratings: np.ndarray
-) -> pd.DataFrame:
-    """The latent truth: one row per note then one per rater, columns ``TRUTH_COLUMNS`` (all text)."""
+    comm: Community,
+    cfg: SimConfig,
+    status: np.ndarray,
+    note_ratings: np.ndarray,
+    rater_ratings: np.ndarray,
+    chunk: int = 250_000,
+) -> Iterator[pd.DataFrame]:
+    """The latent truth, notes then raters, in chunks of text columns ``TRUTH_COLUMNS``."""
     N, R = comm.n_notes, comm.n_raters
     left, right = camp_helpfulness(comm, cfg)
     topic = comm.post_topic[comm.note_post]
-    notes = {
-        "kind": np.full(N, "note", dtype=object),
-        "id": comm.note_id.astype(str),
-        "quality": _fmt(comm.quality, 5),
-        "slant": _fmt(comm.slant[:, 0], 5),
-        "expHelpfulLeft": _fmt(left, 4),
-        "expHelpfulRight": _fmt(right, 4),
-        "classification": np.where(
-            comm.misleading, "MISINFORMED_OR_POTENTIALLY_MISLEADING", "NOT_MISLEADING"
-        ),
-        "tweetId": comm.post_id[comm.note_post].astype(str),
-        "topic": np.where(topic >= 0, np.array(("", *TOPIC_NAMES), dtype=object)[topic + 1], ""),
-        "homeGroup": comm.home_group.astype(str),
-        "isAttackTarget": comm.target.astype(np.int8).astype(str),
-        "attackRole": np.where(comm.target, cfg.attack or "", ""),
-        "priorStatus": np.array(STATUS_NAMES, dtype=object)[status],
-        "numRatings": note_ratings.astype(str),
-        "slant2": _fmt(comm.slant[:, 1], 5) if cfg.dims == 2 else np.full(N, ""),
-        "attackDirection": np.select([comm.target_sign > 0, comm.target_sign < 0], ["up", "down"], ""),
-    }
-    raters = {
-        "kind": np.full(R, "rater", dtype=object),
-        "id": comm.rater_id_bytes.view("S64").ravel().astype(str),
-        "viewpoint": _fmt(comm.viewpoint[:, 0], 5),
-        "leniency": _fmt(comm.leniency, 5),
-        "activity": _fmt(comm.activity / max(comm.activity.sum(), 1e-300) * R, 5),
-        "modelingGroup": comm.group.astype(str),
-        "isBadActor": (comm.role > 0).astype(np.int8).astype(str),
-        "isLowDiligence": comm.low_diligence.astype(np.int8).astype(str),
-        "attackRole": np.array(ROLES, dtype=object)[comm.role],
-        "numRatings": rater_ratings.astype(str),
-        "viewpoint2": _fmt(comm.viewpoint[:, 1], 5) if cfg.dims == 2 else np.full(R, ""),
-    }
-    frames = [pd.DataFrame(notes), pd.DataFrame(raters)]
-    return pd.concat(frames, ignore_index=True).reindex(columns=list(TRUTH_COLUMNS), fill_value="").fillna("")
+    topics = np.array(("", *TOPIC_NAMES), dtype=object)
+    activity = comm.activity / max(comm.activity.sum(), 1e-300) * R
+    for lo in range(0, N, chunk):
+        s = slice(lo, min(N, lo + chunk))
+        n = s.stop - s.start
+        notes = {
+            "kind": np.full(n, "note", dtype=object),
+            "id": comm.note_id[s].astype(str),
+            "quality": _fmt(comm.quality[s], 5),
+            "slant": _fmt(comm.slant[s, 0], 5),
+            "expHelpfulLeft": _fmt(left[s], 4),
+            "expHelpfulRight": _fmt(right[s], 4),
+            "classification": np.where(comm.misleading[s], MISLEADING, NOT_MISLEADING),
+            "tweetId": comm.post_id[comm.note_post[s]].astype(str),
+            "topic": topics[topic[s] + 1],
+            "homeGroup": comm.home_group[s].astype(str),
+            "isAttackTarget": comm.target[s].astype(np.int8).astype(str),
+            "attackRole": np.where(comm.target[s], cfg.attack or "", ""),
+            "priorStatus": np.array(STATUS_NAMES, dtype=object)[status[s]],
+            "numRatings": note_ratings[s].astype(str),
+            "slant2": _fmt(comm.slant[s, 1], 5) if cfg.dims == 2 else np.full(n, ""),
+            "attackDirection": np.select(
+                [comm.target_sign[s] > 0, comm.target_sign[s] < 0], ["up", "down"], ""
+            ),
+        }
+        yield pd.DataFrame(notes).reindex(columns=list(TRUTH_COLUMNS), fill_value="")
+    for lo in range(0, R, chunk):
+        s = slice(lo, min(R, lo + chunk))
+        n = s.stop - s.start
+        raters = {
+            "kind": np.full(n, "rater", dtype=object),
+            "id": comm.rater_id_bytes[s].view("S64").ravel().astype(str),
+            "viewpoint": _fmt(comm.viewpoint[s, 0], 5),
+            "leniency": _fmt(comm.leniency[s], 5),
+            "activity": _fmt(activity[s], 5),
+            "modelingGroup": comm.group[s].astype(str),
+            "isBadActor": (comm.role[s] > 0).astype(np.int8).astype(str),
+            "isLowDiligence": comm.low_diligence[s].astype(np.int8).astype(str),
+            "attackRole": np.array(ROLES, dtype=object)[comm.role[s]],
+            "numRatings": rater_ratings[s].astype(str),
+            "viewpoint2": _fmt(comm.viewpoint[s, 1], 5) if cfg.dims == 2 else np.full(n, ""),
+        }
+        yield pd.DataFrame(raters).reindex(columns=list(TRUTH_COLUMNS), fill_value="")

@@ -133,7 +133,7 @@ def draw_tags(
     ph[:, 4] *= np.where(has_url, 1.3, 0.3)
     ph[:, 8] *= 1.0 - 0.6 * disagree
     ph *= helpful_scale[:, None]
-    hbits = rng.random((n, ph.shape[1])) < ph
+    hbits = rng.random((n, ph.shape[1]), dtype=np.float32) < ph
     nh_scale = np.select([level == 0, level == 1], [1.0, 0.3], 0.0)
     pn = np.empty((n, len(_NH_TAGS)))
     pn[:, 0] = 0.05
@@ -150,7 +150,7 @@ def draw_tags(
     pn[:, 11] = 0.06
     pn[:, 12] = np.where(misleading, 0.04, 0.45)
     pn *= nh_scale[:, None]
-    nbits = rng.random(pn.shape) < pn
+    nbits = rng.random(pn.shape, dtype=np.float32) < pn
     # a HELPFUL or NOT_HELPFUL rating names at least one reason: the likeliest one, drawn by weight
     for bits, probs, want in ((hbits, ph, level == 2), (nbits, pn, level == 0)):
         fix = want & ~bits.any(axis=1)

@@ -38,8 +38,15 @@ from bridgewatch.schema import (
 from bridgewatch.sim.attacks import apply_attack
 from bridgewatch.sim.community import Community, build_community
 from bridgewatch.sim.config import SimConfig, validate
-from bridgewatch.sim.fastwrite import write_ratings_rows
-from bridgewatch.sim.history import STATUS_NAMES, enrollment, prior_status, status_history, truth
+from bridgewatch.sim.fastwrite import int_field, write_ratings_rows
+from bridgewatch.sim.history import (
+    STATUS_NAMES,
+    TRUTH_COLUMNS,
+    enrollment,
+    prior_status,
+    status_history,
+    truth,
+)
 from bridgewatch.sim.ratings import LEVEL_NAMES, RaterSampler, RatingBlock, honest_block, invalid_pairs
 from bridgewatch.sim.text import make_vocabulary, summaries
 
@@ -172,6 +179,8 @@ def _write_ratings(
     levels = np.zeros(len(LEVEL_NAMES), dtype=np.int64)
     total = int(comm.planned.sum()) + attack.size
     done = 0
+    note_digits = int_field(comm.note_id)  # (N, 19): each note rendered once, gathered per rating
+    tweet_digits = int_field(comm.post_id[comm.note_post])
     writer = _ShardWriter(out, cfg.ratings_per_shard)
     try:
         for b in range(edges.size - 1):
@@ -185,12 +194,12 @@ def _write_ratings(
             block = block.take(np.lexsort((block.millis, block.note)))
             write_ratings_rows(
                 writer.stream(),
-                comm.note_id[block.note],
+                note_digits[block.note],
                 comm.rater_id_bytes[block.rater],
                 block.millis,
                 block.level,
                 block.tags,
-                comm.post_id[comm.note_post[block.note]],
+                tweet_digits[block.note],
                 block.sampled,
             )
             writer.rows += block.size
@@ -236,11 +245,20 @@ def simulate(
     t_r = time.perf_counter()
     files, note_counts, rater_counts, levels = _write_ratings(comm, cfg, attack, out, progress)
     rating_seconds = time.perf_counter() - t_r
-    nsh = status_history(comm, cfg, status, _rng(cfg, _HISTORY, 1))
-    write_tsv(out / STATUS_FILE, nsh, NOTE_STATUS_HISTORY_COLUMNS)
+    prior_counts = dict.fromkeys(STATUS_NAMES, 0)
+    locked = 0
+
+    def nsh_chunks() -> Iterator[pd.DataFrame]:
+        nonlocal locked
+        for part in status_history(comm, cfg, status, _rng(cfg, _HISTORY, 1)):
+            for name, count in part["currentStatus"].value_counts().items():
+                prior_counts[str(name)] += int(count)
+            locked += int(part["lockedStatus"].notna().sum())
+            yield part
+
+    write_tsv(out / STATUS_FILE, nsh_chunks(), NOTE_STATUS_HISTORY_COLUMNS)
     write_tsv(out / ENROLLMENT_FILE, enrollment(comm, cfg), ENROLLMENT_COLUMNS)
-    truth_frame = truth(comm, cfg, status, note_counts, rater_counts)
-    write_tsv(out / TRUTH_FILE, truth_frame, list(truth_frame.columns))
+    write_tsv(out / TRUTH_FILE, truth(comm, cfg, status, note_counts, rater_counts), TRUTH_COLUMNS)
     n_ratings = int(levels.sum())
     summary = SimulationSummary(
         out_dir=str(out),
@@ -252,8 +270,8 @@ def simulate(
         ratings=n_ratings,
         ratings_files=tuple(files),
         level_counts={name: int(c) for name, c in zip(LEVEL_NAMES, levels, strict=True)},
-        prior_status={name: int((nsh["currentStatus"] == name).sum()) for name in STATUS_NAMES},
-        locked_notes=int(nsh["lockedStatus"].notna().sum()),
+        prior_status=prior_counts,
+        locked_notes=locked,
         attack=cfg.attack,
         attackers=int((comm.role > 0).sum()),
         attack_targets=int(comm.target.sum()),
