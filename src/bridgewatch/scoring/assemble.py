@@ -1,0 +1,302 @@
+"""Turn scorer runs and meta results into the reference's four output frames.
+
+Everything here is bookkeeping over per-note and per-rater arrays: scattering each scorer's
+results into its column family, coalescing the group / multi-group / topic scorers into one set
+of columns (a note has at most one result of each family, §6.1), and the explanation text that
+says which scorer and which rule decided each note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.scoring.helpfulness import ValidRatings
+from bridgewatch.scoring.outputs import build_frame, scatter, scorer_columns
+from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
+from bridgewatch.scoring.scorer import ScoringInputs
+from bridgewatch.scoring.scorer_run import ScorerRun
+from bridgewatch.scoring.scorer_specs import TOPICS
+from bridgewatch.scoring.topics import topic_note_confident
+
+_SCORED = set(schema.SCORED_NOTES_COLUMNS)
+_EXTRA = (
+    "NumFinalRoundRatings",
+    "NoteInterceptNoHighVol",
+    "NoteInterceptNoCorrelated",
+    "NoteInterceptPopulationSampled",
+    "NoteInterceptMin",
+    "NoteInterceptMax",
+)
+# Meta rule → column prefix of the scorer whose result it copied (for the explanation text).
+_DECIDER_PREFIX = {
+    "CoreModel (v1.1)": "core",
+    "CoreWithTopicsModel (v1.1)": "coreWithTopics",
+    "ExpansionModel (v1.1)": "expansion",
+    "ExpansionPlusModel (v1.1)": "expansionPlus",
+    "MultiGroupModel01 (v1.0)": "multiGroup",
+}
+_RULE_TABLE = np.array([RULE_NAMES[r] for r in sorted(Rule)], dtype=object)
+POP_COUNT_COLUMNS = (
+    "coreNegFactor_populationSampledRatingCount",
+    "corePosFactor_populationSampledRatingCount",
+)
+
+
+def _sub(result: RuleResult, idx: np.ndarray) -> RuleResult:
+    return RuleResult(
+        result.status[idx], result.rule_mask[idx], result.deciding_rule[idx], result.active_filter_tags[idx]
+    )
+
+
+def _family(prefix: str, n: int, runs: list[ScorerRun]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Columns of one family; each note takes the first run in ``runs`` that scored it.
+
+    Returns the columns and int[N] position in ``runs`` of the run used (-1 none).
+    """
+    owner = np.full(n, -1, dtype=np.int64)
+    for k, run in enumerate(runs):
+        owner[(owner < 0) & run.scored] = k
+    cols: dict[str, np.ndarray] = {}
+    for k, run in enumerate(runs):
+        idx = np.flatnonzero(owner == k)
+        if idx.size == 0 and cols:
+            continue
+        p = run.spec.prefix
+        extra = {
+            s: run.final[f"{p}{s}"].to_numpy(np.float64)[idx] for s in _EXTRA if f"{prefix}{s}" in _SCORED
+        }
+        part = scorer_columns(
+            prefix, n, idx, _sub(run.result, idx),
+            run.final[f"{p}NoteIntercept"].to_numpy(np.float64)[idx],
+            run.final[f"{p}NoteFactor1"].to_numpy(np.float64)[idx],
+            extra,
+        )  # fmt: skip
+        for name, values in part.items():
+            if name not in cols:
+                cols[name] = values
+            else:
+                cols[name][idx] = values[idx]
+    return {k: v for k, v in cols.items() if k in _SCORED}, owner
+
+
+def scored_columns(
+    inputs: ScoringInputs, runs: Mapping[str, ScorerRun], topic_ids: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Per-scorer scored_notes columns over the N matrix notes (missing scorers → no columns)."""
+    m = inputs.matrix
+    n = m.n_notes
+    by_prefix: dict[str, list[ScorerRun]] = {}
+    for run in runs.values():
+        by_prefix.setdefault(run.spec.prefix, []).append(run)
+    cols: dict[str, np.ndarray] = {}
+    for prefix, family in by_prefix.items():
+        part, owner = _family(prefix, n, family)
+        cols.update(part)
+        if prefix == "group":
+            groups = np.array([min(r.spec.included_groups or {0}) for r in family], dtype=np.float64)
+            cols["modelingGroup"] = np.where(owner >= 0, groups[np.maximum(owner, 0)], np.nan)
+        elif prefix == "multiGroup":
+            cols["modelingMultiGroup"] = np.where(owner >= 0, 1.0, np.nan)
+        elif prefix == "topic":
+            names = np.array([TOPICS[r.spec.topic - 1] for r in family], dtype=object)
+            cols["noteTopic"] = np.where(owner >= 0, names[np.maximum(owner, 0)], None)
+            confident = np.zeros(n, dtype=bool)
+            for k, run in enumerate(family):
+                rf = run.pre.params.rater_factor[:, 0].astype(np.float64)[m.rater]
+                ok = topic_note_confident(m.note, rf, n)
+                confident[owner == k] = ok[owner == k]
+            cols["topicNoteConfident"] = np.where(owner >= 0, confident, None).astype(object)
+    core = runs.get("MFCoreScorer")
+    if core is not None:
+        cols["activeFilterTags"] = scatter(
+            n, np.flatnonzero(core.scored), core.result.active_filter_tags[core.scored], fill=None
+        )
+        helpful = core.pre.helpful_raters[m.rater] & m.population_sampled
+        rf = core.pre.params.rater_factor[:, 0][m.rater]
+        for name, side in zip(POP_COUNT_COLUMNS, (rf < 0, rf >= 0), strict=True):
+            cols[name] = np.bincount(m.note[helpful & side], minlength=n).astype(np.float64)
+    if topic_ids is not None and "noteTopic" not in cols:
+        cols["noteTopic"] = np.where(topic_ids > 0, np.array((None, *TOPICS), dtype=object)[topic_ids], None)
+    return cols
+
+
+def meta_frame(inputs: ScoringInputs, scored: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The frame ``meta_score`` reads: noteId plus every per-scorer column."""
+    frame = pd.DataFrame({"noteId": inputs.matrix.note_ids})
+    for name, values in scored.items():
+        frame[name] = values
+    return frame
+
+
+def rating_counts(matrix: RatingMatrix, valid: ValidRatings) -> pd.DataFrame:
+    """Per rater: the six valid-rating success / failure counts of helpfulness_scores (§4.1)."""
+    u = matrix.n_raters
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(matrix.rater[mask], minlength=u).astype(np.int64)
+
+    sh, sn = count(valid.success_helpful), count(valid.success_not_helpful)
+    fh, fn = count(valid.fail_helpful), count(valid.fail_not_helpful)
+    return pd.DataFrame(
+        {
+            "raterParticipantId": matrix.rater_ids,
+            "successfulRatingHelpfulCount": sh,
+            "successfulRatingNotHelpfulCount": sn,
+            "successfulRatingTotal": sh + sn,
+            "unsuccessfulRatingHelpfulCount": fh,
+            "unsuccessfulRatingNotHelpfulCount": fn,
+            "unsuccessfulRatingTotal": fh + fn,
+        }
+    )
+
+
+def helpfulness_frame(
+    matrix: RatingMatrix, contrib: pd.DataFrame, counts: pd.DataFrame, runs: Mapping[str, ScorerRun]
+) -> pd.DataFrame:
+    """helpfulness_scores.tsv: contributor state + valid-rating counts + each scorer's rater params."""
+    frame = contrib.merge(counts, on="raterParticipantId", how="left", suffixes=("", "_counts"))
+    frame = frame[[c for c in frame.columns if not c.endswith("_counts")]]
+    pos = pd.Index(matrix.rater_ids).get_indexer(frame["raterParticipantId"].to_numpy(dtype=object))
+    ok = pos >= 0
+
+    def per_rater(values: np.ndarray) -> np.ndarray:
+        out = np.full(len(frame), np.nan)
+        out[ok] = np.asarray(values, dtype=np.float64)[pos[ok]]
+        return out
+
+    cols = {c: frame[c].to_numpy() for c in frame.columns}
+    for run in runs.values():
+        p = run.spec.prefix
+        if p in ("topic", "group") or f"{p}RaterIntercept" not in schema.HELPFULNESS_SCORES_COLUMNS:
+            continue
+        if f"{p}RaterIntercept" in cols and p != "core":
+            continue
+        params = run.pre.params
+        cols[f"{p}RaterIntercept"] = per_rater(params.rater_intercept)
+        cols[f"{p}RaterFactor1"] = per_rater(params.rater_factor[:, 0])
+        if p == "multiGroup":
+            cols["modelingMultiGroup"] = np.where(np.isnan(cols["multiGroupRaterIntercept"]), np.nan, 1.0)
+    core = runs.get("MFCoreScorer")
+    if core is not None:
+        first = core.pre.first_round
+        cols["coreFirstRoundRaterIntercept"] = per_rater(first.rater_intercept)
+        cols["coreFirstRoundRaterFactor1"] = per_rater(first.rater_factor[:, 0])
+        if core.pre.helpfulness is not None:
+            h = core.pre.helpfulness.set_index("raterParticipantId")
+            ids = frame["raterParticipantId"]
+            for c in (
+                "crhCrnhRatioDifference",
+                "meanNoteScore",
+                "raterAgreeRatio",
+                "aboveHelpfulnessThreshold",
+            ):
+                cols[c] = h[c].reindex(ids).to_numpy()
+    keep = {k: v for k, v in cols.items() if k in schema.HELPFULNESS_SCORES_COLUMNS}
+    return build_frame(schema.HELPFULNESS_SCORES_FILE, keep, len(frame))
+
+
+def _explanation_text(scored: Mapping[str, np.ndarray], decided_by: np.ndarray, runs, n: int):
+    """(decidedByRule, statusExplanation) per note: the deciding scorer's rule and its numbers."""
+    rule = np.full(n, None, dtype=object)
+    text = np.array([f"{d}" for d in decided_by], dtype=object)
+    by_prefix = {run.spec.prefix: run for run in runs.values() if run.spec.prefix not in ("group", "topic")}
+    for meta_rule, prefix in _DECIDER_PREFIX.items():
+        run = by_prefix.get(prefix)
+        if run is None:
+            continue
+        sel = np.flatnonzero((decided_by == meta_rule) & run.scored)
+        names = _RULE_TABLE[run.result.deciding_rule[sel].astype(np.intp)]
+        rule[sel] = names
+        i = scored[f"{prefix}NoteIntercept"][sel]
+        f = scored[f"{prefix}NoteFactor1"][sel]
+        lo = scored.get(f"{prefix}NoteInterceptMin", np.full(n, np.nan))[sel]
+        hi = scored.get(f"{prefix}NoteInterceptMax", np.full(n, np.nan))[sel]
+        for j, k in enumerate(sel):
+            interval = "" if np.isnan(lo[j]) else f" in [{lo[j]:.3f}, {hi[j]:.3f}]"
+            text[k] = f"{meta_rule} via {names[j]}: intercept {i[j]:.3f}{interval}, factor {f[j]:.3f}"
+    return rule, text
+
+
+def scored_notes_frame(
+    inputs: ScoringInputs,
+    scored: Mapping[str, np.ndarray],
+    meta: pd.DataFrame,
+    tags,
+    new_nsh: pd.DataFrame,
+    keep_rows: np.ndarray,
+    runs: Mapping[str, ScorerRun],
+) -> pd.DataFrame:
+    """scored_notes.tsv over the notes that have a notes or status-history row."""
+    m = inputs.matrix
+    n = m.n_notes
+    cols = {k: v for k, v in scored.items() if k in _SCORED}
+    nsh = new_nsh.set_index("noteId").reindex(m.note_ids)
+    decided = meta["decidedBy"].to_numpy(dtype=object)
+    rule, text = _explanation_text(scored, decided, runs, n)
+    cols.update(
+        {
+            "noteId": m.note_ids,
+            "finalRatingStatus": meta["finalRatingStatus"].to_numpy(dtype=object),
+            "decidedBy": decided,
+            "metaScorerActiveRules": meta["metaScorerActiveRules"].to_numpy(dtype=object),
+            "firstTag": np.where(tags.first_tag == "", None, tags.first_tag),
+            "secondTag": np.where(tags.second_tag == "", None, tags.second_tag),
+            "classification": inputs.notes["classification"].to_numpy(dtype=object),
+            "createdAtMillis": inputs.notes["createdAtMillis"].to_numpy(np.float64),
+            "numRatings": np.bincount(m.note, minlength=n),
+            "timestampMillisOfCurrentStatus": nsh["timestampMillisOfCurrentStatus"].to_numpy(np.float64),
+            "timestampMillisOfNmrDueToMinStableCrhTime": nsh[
+                "timestampMillisOfNmrDueToMinStableCrhTime"
+            ].to_numpy(np.float64),
+            "decidedByRule": rule,
+            "statusExplanation": text,
+        }
+    )
+    rows = np.flatnonzero(keep_rows)
+    return build_frame(schema.SCORED_NOTES_FILE, {k: np.asarray(v)[rows] for k, v in cols.items()}, rows.size)
+
+
+def aux_frame(
+    inputs: ScoringInputs,
+    runs: Mapping[str, ScorerRun],
+    meta: pd.DataFrame,
+    counts: np.ndarray,
+    new_nsh: pd.DataFrame,
+    keep_rows: np.ndarray,
+) -> pd.DataFrame:
+    """aux_note_info.tsv: tag counts, Core's filter inputs, and meta's intermediate statuses."""
+    m = inputs.matrix
+    n = m.n_notes
+    cols: dict[str, np.ndarray] = {"noteId": m.note_ids}
+    for j, tag in enumerate(schema.RATING_TAGS):
+        cols[tag] = counts[:, j]
+    for c in ("unlockedRatingStatus", "preStabilizationRatingStatus", "crhBool", "crnhBool", "awaitingBool"):
+        cols[c] = meta[c].to_numpy(dtype=object)
+    cols["createdAtMillis"] = inputs.notes["createdAtMillis"].to_numpy(np.float64)
+    cols["noteAuthorParticipantId"] = inputs.notes["noteAuthorParticipantId"].to_numpy(dtype=object)
+    cols["currentStatus"] = new_nsh.set_index("noteId")["currentStatus"].reindex(m.note_ids).to_numpy(object)
+    cols["numPopulationSampledRatings"] = np.bincount(m.note[m.population_sampled], minlength=n)
+    if m.n_ratings:
+        recent = m.created_at >= m.created_at.max() - 28 * 86_400_000
+        cols["numRatingsLast28"] = np.bincount(m.note[recent], minlength=n)
+    core = runs.get("MFCoreScorer")
+    if core is not None:
+        agg, inc = core.tags, core.incorrect
+        cols["ratingWeight"] = agg.rating_weight
+        for j, tag in enumerate(schema.NOT_HELPFUL_TAGS):
+            cols[f"{tag}Adjusted"] = agg.adjusted[:, j]
+            cols[f"{tag}AdjustedRatio"] = agg.adjusted_ratio[:, j]
+        cols["notHelpfulIncorrect_interval"] = inc.incorrect
+        cols["p_incorrect_user_interval"] = inc.p_incorrect
+        cols["num_voters_interval"] = inc.voters
+        cols["tf_idf_incorrect_interval"] = inc.tf_idf
+        cols["lowDiligenceIntercept"] = core.low_diligence
+    rows = np.flatnonzero(keep_rows)
+    return build_frame(
+        schema.AUX_NOTE_INFO_FILE, {k: np.asarray(v)[rows] for k, v in cols.items()}, rows.size
+    )

@@ -1,0 +1,168 @@
+"""One MF scorer end to end: prescoring, final scoring, the filters, and the status rule chain.
+
+Every scorer of the inventory (§6.1) runs through ``run_scorer``: a scorer is a ``ScorerSpec``,
+never a subclass. The filters read the scorer's own parameters: tag-outlier thresholds and
+per-rater incorrect-tag rates from prescoring (§2.7 step 9, §3.4), low-diligence intercepts from
+the reputation model fitted on the round-2 ratings (§3.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch.schema import Status
+from bridgewatch.scoring import diligence as D
+from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.incorrect_filter import (
+    IncorrectAggregates,
+    incorrect_aggregates,
+    incorrect_filter_flags,
+    rater_incorrect_totals,
+)
+from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
+from bridgewatch.scoring.scorer import (
+    PrescoreResult,
+    ScoringInputs,
+    final_rating_mask,
+    prescore,
+    scope_mask,
+    score_final,
+)
+from bridgewatch.scoring.scorer_specs import ScorerSpec
+from bridgewatch.scoring.tag_filter import (
+    TagAggregates,
+    note_tag_aggregates,
+    tag_filter_flags,
+    tag_thresholds,
+)
+
+# A threshold this high switches the low-diligence filter off (group 14); skip the model then.
+_DILIGENCE_OFF = 100.0
+
+
+@dataclass(frozen=True, eq=False)
+class ScorerRun:
+    """What one scorer produced, over the N notes of the matrix.
+
+    ``final``: the ``score_final`` frame; ``result``: the final-round rule chain; ``scored``:
+    bool[N], notes this scorer gives a result for (an intercept after the capture test);
+    ``tags``/``incorrect``/``low_diligence``: filter inputs (aux_note_info columns for Core).
+    """
+
+    spec: ScorerSpec
+    pre: PrescoreResult
+    final: pd.DataFrame
+    result: RuleResult
+    scored: np.ndarray
+    tags: TagAggregates
+    incorrect: IncorrectAggregates
+    low_diligence: np.ndarray
+    tag_thresholds: np.ndarray
+
+
+def _rater_factor(pre: PrescoreResult) -> np.ndarray:
+    """float[U] round-2 rater factors of raters allowed in final scoring, NaN elsewhere."""
+    rf = pre.params.rater_factor[:, 0].astype(np.float64)
+    return np.where(pre.helpful_raters, rf, np.nan)
+
+
+def _low_diligence(
+    inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, final_keep: np.ndarray, train: np.ndarray
+) -> np.ndarray:
+    m = inputs.matrix
+    if not spec.use_reputation or spec.rules.low_diligence_threshold >= _DILIGENCE_OFF:
+        return np.full(m.n_notes, np.nan)
+    target = D.diligence_targets(m.tags)
+    if not train.any() or not final_keep.any():
+        return np.full(m.n_notes, np.nan)
+    dil_pre = D.fit_prescoring(
+        m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, _rater_factor(pre)
+    )
+    intercept, _ = D.fit_final(
+        m.note[final_keep], m.rater[final_keep], target[final_keep], m.n_notes, m.n_raters, dil_pre
+    )
+    return intercept
+
+
+def run_scorer(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    config: ScoringConfig,
+    previous_status: np.ndarray,
+    *,
+    seed: int = 42,
+) -> ScorerRun:
+    """Prescore and final-score one scorer, then apply its rule chain (§2.7, §2.8, §3.1).
+
+    ``previous_status``: int8[N] published status per note (``rules.NO_STATUS`` where none), for
+    CRH inertia.
+    """
+    m = inputs.matrix
+    tf = config.tag_filter
+    pre = prescore(inputs, spec, config, seed)
+    scope, _ = scope_mask(inputs, spec)
+    rf = _rater_factor(pre)
+    round2 = scope & pre.helpful_raters[m.rater]
+
+    # Prescoring side of the filters: tag thresholds over provisionally-CRH notes (§2.7 step 9)
+    # and each rater's habit of tagging "incorrect" (§3.4).
+    pre_nf = pre.params.note_factor[:, 0].astype(np.float64)
+    pre_agg = note_tag_aggregates(
+        m.note[scope], m.rater[scope], m.tags[scope], pre_nf, pre.params.rater_factor[:, 0],
+        normalization_percentile=tf.normalization_percentile,
+    )  # fmt: skip
+    crh = (pre.provisional_status == Status.CRH) & pre_agg.present
+    thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
+    inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
+
+    final = score_final(inputs, spec, pre, config)
+    keep, _ = final_rating_mask(inputs, spec, pre, config)
+    p = spec.prefix
+    intercept = final[f"{p}NoteIntercept"].to_numpy(np.float64)
+    factor = final[f"{p}NoteFactor1"].to_numpy(np.float64)
+    fitted = ~np.isnan(intercept)
+
+    agg = note_tag_aggregates(
+        m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
+        normalization_percentile=tf.normalization_percentile,
+    )  # fmt: skip
+    tag_flags, tag_names = tag_filter_flags(agg, thresholds, min_adjusted_total=tf.min_adjusted_total)
+    inc = incorrect_aggregates(
+        m.note[keep], m.rater[keep], m.tags[keep], factor, rf, inc_num, inc_total,
+        interval_half_width=tf.incorrect_interval_half_width,
+    )  # fmt: skip
+    inc_flags = incorrect_filter_flags(
+        inc,
+        min_incorrect=tf.incorrect_min_count,
+        min_voters=tf.incorrect_min_voters,
+        tf_idf_threshold=tf.incorrect_tf_idf_threshold,
+    )
+    low_dil = _low_diligence(inputs, spec, pre, keep, round2)
+
+    def col(name: str) -> np.ndarray:
+        return final[name].to_numpy(np.float64)
+
+    rule_inputs = RuleInputs(
+        intercept=intercept,
+        factor=factor,
+        num_ratings=final["numRatings"].to_numpy(),
+        is_not_misleading=inputs.is_not_misleading,
+        intercept_max=col(f"{p}NoteInterceptMax") if spec.pseudoraters else None,
+        previous_status=previous_status,
+        min_sign_count=col("minSignCount"),
+        neg_mean_helpful=col("negMeanHelpful"),
+        pos_mean_helpful=col("posMeanHelpful"),
+        net_min_helpful=col("netMinHelpful"),
+        net_min_helpful_ratio=col("netMinHelpfulRatio"),
+        tag_filtered=tag_flags,
+        filter_tags=tag_names,
+        incorrect_filtered=inc_flags,
+        low_diligence_intercept=low_dil if spec.use_reputation else None,
+        intercept_no_high_vol=col(f"{p}NoteInterceptNoHighVol"),
+        intercept_no_correlated=col(f"{p}NoteInterceptNoCorrelated"),
+    )
+    result = compute_statuses(rule_inputs, spec.rules, final_round=True)
+    return ScorerRun(spec, pre, final, result, fitted, agg, inc, low_dil, thresholds)
