@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO
 
+import numba
 import numpy as np
 
 from bridgewatch.schema import (
@@ -26,6 +27,7 @@ from bridgewatch.sim.ratings import LEVEL_NAMES
 _TAB, _NL, _ZERO = ord("\t"), ord("\n"), ord("0")
 _TAG_ORDER = np.array([TAG_BIT[t] for t in HELPFUL_TAGS + NOT_HELPFUL_TAGS], dtype=np.uint32)
 _SOURCES = (RATING_SOURCE_DEFAULT, RATING_SOURCE_POPULATION_SAMPLED)
+_FIXED = np.frombuffer(b"2\t0\t0\t0\t0", dtype=np.uint8)  # version, agree, disagree, helpful, notHelpful
 
 
 def int_field(values: np.ndarray, width: int = 19) -> np.ndarray:
@@ -62,6 +64,24 @@ def _rendered(values: np.ndarray) -> np.ndarray:
     return values if values.ndim == 2 else int_field(values)
 
 
+def drop_padding_numpy(flat: np.ndarray) -> np.ndarray:
+    """The bytes of ``flat`` (m,) uint8 without its NULs (numpy twin of ``drop_padding``)."""
+    return flat[flat != 0]
+
+
+@numba.njit(cache=True, nogil=True)
+def drop_padding(flat: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """The bytes of ``flat`` (m,) uint8 without its NULs, in one pass (the writer's hot loop)."""
+    out = np.empty_like(flat)
+    k = 0
+    for i in range(flat.size):
+        b = flat[i]
+        if b != 0:
+            out[k] = b
+            k += 1
+    return out[:k]
+
+
 def join_fields(fields: Sequence[np.ndarray]) -> bytes:
     """Rows from (n, w_i) uint8 field blocks: tab-joined, newline-ended, NUL padding dropped."""
     n = fields[0].shape[0]
@@ -73,8 +93,7 @@ def join_fields(fields: Sequence[np.ndarray]) -> bytes:
         pos += f.shape[1]
         mat[:, pos] = _NL if i == len(fields) - 1 else _TAB
         pos += 1
-    flat = mat.ravel()
-    return flat[flat != 0].tobytes()
+    return drop_padding(mat.ravel()).tobytes()
 
 
 def write_ratings_rows(
@@ -97,7 +116,7 @@ def write_ratings_rows(
     agree/disagree/helpful/notHelpful are 0; suggestion columns are empty.
     """
     n = millis.size
-    fixed = np.frombuffer(b"2\t0\t0\t0\t0", dtype=np.uint8)
+    fixed = _FIXED
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         m = hi - lo
@@ -114,3 +133,107 @@ def write_ratings_rows(
             np.zeros((m, 0), dtype=np.uint8),
         ]
         fh.write(join_fields(fields))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(out: np.ndarray, k: int, src: np.ndarray, end: int) -> int:  # pragma: no cover - compiled
+    for j in range(src.size):
+        if src[j] != 0:
+            out[k] = src[j]
+            k += 1
+    out[k] = end
+    return k + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def format_rating_rows(
+    note_digits: np.ndarray,
+    note: np.ndarray,
+    rater_bytes: np.ndarray,
+    rater: np.ndarray,
+    millis: np.ndarray,
+    level: np.ndarray,
+    level_lut: np.ndarray,
+    tags: np.ndarray,
+    tag_order: np.ndarray,
+    tweet_digits: np.ndarray,
+    sampled: np.ndarray,
+    source_lut: np.ndarray,
+    fixed: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Rating rows as bytes in one pass, gathering per-note/per-rater renderings by index.
+
+    Same output as ``join_fields`` over the gathered fields (the numpy twin, ``write_ratings_rows``).
+    ``note_digits`` (N, w) and ``tweet_digits`` (N, w) from ``int_field``; ``rater_bytes`` (R, 64);
+    ``note``/``rater`` (n,) indices; the luts are ``table_field`` tables.
+    """
+    n = millis.size
+    width = note_digits.shape[1] + rater_bytes.shape[1] + 20 + fixed.size + level_lut.shape[1]
+    width += 2 * tag_order.size + tweet_digits.shape[1] + source_lut.shape[1] + 8
+    out = np.empty(n * width, dtype=np.uint8)
+    digits = np.empty(20, dtype=np.uint8)
+    k = 0
+    for i in range(n):
+        k = _put(out, k, note_digits[note[i]], _TAB)
+        k = _put(out, k, rater_bytes[rater[i]], _TAB)
+        v = millis[i]
+        d = 0
+        while True:
+            digits[d] = _ZERO + v % 10
+            v //= 10
+            d += 1
+            if v == 0:
+                break
+        for j in range(d - 1, -1, -1):
+            out[k] = digits[j]
+            k += 1
+        out[k] = _TAB
+        k = _put(out, k + 1, fixed, _TAB)
+        k = _put(out, k, level_lut[level[i]], _TAB)
+        t = tags[i]
+        for j in range(tag_order.size):
+            out[k] = _ZERO + ((t >> tag_order[j]) & 1)
+            out[k + 1] = _TAB
+            k += 2
+        k = _put(out, k, tweet_digits[note[i]], _TAB)
+        k = _put(out, k, source_lut[1 if sampled[i] else 0], _TAB)
+        out[k] = _TAB
+        out[k + 1] = _NL
+        k += 2
+    return out[:k]
+
+
+def write_ratings_indexed(
+    fh: IO[bytes],
+    note_digits: np.ndarray,
+    note: np.ndarray,
+    rater_bytes: np.ndarray,
+    rater: np.ndarray,
+    millis: np.ndarray,
+    level: np.ndarray,
+    tags: np.ndarray,
+    tweet_digits: np.ndarray,
+    sampled: np.ndarray,
+) -> None:
+    """``write_ratings_rows`` for indexed inputs, via the compiled one-pass kernel.
+
+    ``note_digits``/``tweet_digits`` (N, w) uint8 per note (``int_field``), ``rater_bytes`` (R, 64);
+    ``note``/``rater`` (n,) int32 indices; the rest as in ``write_ratings_rows``.
+    """
+    fh.write(
+        format_rating_rows(
+            note_digits,
+            note,
+            rater_bytes,
+            rater,
+            millis.astype(np.int64),
+            level,
+            table_field(np.arange(len(LEVEL_NAMES)), LEVEL_NAMES),
+            tags,
+            _TAG_ORDER,
+            tweet_digits,
+            sampled,
+            table_field(np.arange(2), _SOURCES),
+            _FIXED,
+        ).tobytes()
+    )

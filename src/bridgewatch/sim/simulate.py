@@ -38,7 +38,7 @@ from bridgewatch.schema import (
 from bridgewatch.sim.attacks import apply_attack
 from bridgewatch.sim.community import Community, build_community
 from bridgewatch.sim.config import SimConfig, validate
-from bridgewatch.sim.fastwrite import int_field, write_ratings_rows
+from bridgewatch.sim.fastwrite import int_field, write_ratings_indexed
 from bridgewatch.sim.history import (
     STATUS_NAMES,
     TRUTH_COLUMNS,
@@ -192,14 +192,16 @@ def _write_ratings(
                 np.flatnonzero(~invalid_pairs(block.note, block.rater, comm.author, comm.n_raters))
             )
             block = block.take(np.lexsort((block.millis, block.note)))
-            write_ratings_rows(
+            write_ratings_indexed(
                 writer.stream(),
-                note_digits[block.note],
-                comm.rater_id_bytes[block.rater],
+                note_digits,
+                block.note,
+                comm.rater_id_bytes,
+                block.rater,
                 block.millis,
                 block.level,
                 block.tags,
-                tweet_digits[block.note],
+                tweet_digits,
                 block.sampled,
             )
             writer.rows += block.size
