@@ -54,6 +54,9 @@ def synth(
     created = note_created[note] + rng.exponential(delay_hours * 3_600_000, r).astype(np.int64)
     order = np.lexsort((rater, note))
     note, rater, created = note[order], rater[order], created[order]
+    first = np.r_[True, (note[1:] != note[:-1]) | (rater[1:] != rater[:-1])]  # one rating per (note, rater)
+    note, rater, created = note[first], rater[first], created[first]
+    r = int(note.shape[0])
     helpful = rng.random(r) < 0.4
     indptr = np.r_[0, np.cumsum(np.bincount(note, minlength=n_notes))].astype(np.int64)
     return dict(
@@ -132,7 +135,8 @@ def main() -> None:
     for k, v in timings.items():
         print(f"{k:>18}: {v:7.1f}s")
     print(
-        f"total: {sum(timings.values()):.1f}s; suspect pairs A={a_lo.shape[0]:,} B={co['raterA'].shape[0]:,}; "
+        f"total: {sum(timings.values()):.1f}s; suspect pairs A={a_lo.shape[0]:,} "
+        f"B={co['raterA'].shape[0]:,}; "
         f"cliques={int(clique.max())}; kept {keep.mean():.4f} of ratings"
     )
 

@@ -64,8 +64,10 @@ def test_numba_emitter_agrees_with_numpy_twin_and_partitioning_is_exact():
     t = rng.integers(0, 6 * 3600_000, n)
     r, tt, gptr, tptr = _layout(tweet, note, rater, t)
     twin_keys, twin_counts = pairs._run_length(pairs.emit_pairs_numpy(r, tt, gptr, tptr, W))
-    for chunk, threads in ((1 << 26, 1), (5000, 1), (5000, 2)):
-        keys, counts = pairs.count_pairs(r, tt, gptr, tptr, W, chunk_keys=chunk, num_threads=threads)
+    for chunk, threads, bits in ((1 << 26, 1, 22), (5000, 1, 22), (5000, 2, 22), (1 << 26, 1, 3)):
+        keys, counts = pairs.count_pairs(
+            r, tt, gptr, tptr, W, chunk_keys=chunk, num_threads=threads, dedupe_table_bits=bits
+        )
         np.testing.assert_array_equal(keys, twin_keys)
         np.testing.assert_array_equal(counts, twin_counts)
     keys, counts = pairs.count_pairs(r, tt, gptr, tptr, W, min_count=3)
@@ -238,3 +240,18 @@ def test_participant_space_puts_raters_first():
     ids, author_index = participant_space(np.array(["a", "c"], dtype=object), np.array(["c", "b", "z", "b"]))
     assert ids.tolist() == ["a", "c", "b", "z"]
     assert author_index.tolist() == [1, 2, 3, 2]
+
+
+def test_radix_sort_and_run_length_agree_with_numpy():
+    rng = np.random.default_rng(7)
+    for id_bits in (1, 5, 11, 12, 23, 31):
+        lo = rng.integers(0, 2**id_bits, 5000)
+        hi = rng.integers(0, 2**id_bits, 5000)
+        keys = pairs.pack_pairs(lo, hi)
+        np.testing.assert_array_equal(pairs.radix_sort_keys(keys, id_bits), np.sort(keys))
+    keys = np.sort(rng.integers(0, 50, 2000).astype(np.int64))
+    k1, c1 = pairs._run_length(keys)
+    for m in (1, 30, 45):
+        k2, c2 = pairs._run_length_filtered(keys, m)
+        np.testing.assert_array_equal(k2, k1[c1 >= m])
+        np.testing.assert_array_equal(c2, c1[c1 >= m])

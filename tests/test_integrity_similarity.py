@@ -63,7 +63,7 @@ def test_top_k_counts_match_brute_force():
 
 
 def test_opinion_groups_recover_camps_deterministically():
-    note, rater, value, _, camp, n_raters = _two_camps()
+    note, rater, value, _, _, n_raters = _two_camps()
     g = opinion_groups(note, rater, value, 100, n_raters, n_groups=2, seed=3)
     labels = g.group.to_numpy()[: 2 * N_CAMP]
     a, b = labels[:N_CAMP], labels[N_CAMP:]
@@ -87,7 +87,7 @@ def test_kmeans_labels_ordered_by_size():
 
 
 def test_diversity_separates_bridging_from_partisan_notes():
-    note, rater, value, factor, _, n_raters = _two_camps()
+    note, rater, value, factor, _, _ = _two_camps()
     d = note_rater_diversity(note, rater, value, factor, 100)
     bridging, partisan = d.iloc[80:], d.iloc[:80]
     assert bridging.sideBalance.mean() > 0.7 and partisan.sideBalance.mean() < 0.25
@@ -100,7 +100,7 @@ def test_diversity_separates_bridging_from_partisan_notes():
 
 
 def test_polarization_high_for_camps_near_zero_for_centrists():
-    note, rater, value, factor, _, n_raters = _two_camps()
+    note, rater, value, factor, _, _ = _two_camps()
     p = rater_polarization(note, rater, value, factor, 100)
     camps = p.iloc[: 2 * N_CAMP]
     centrists = p.iloc[2 * N_CAMP :]

@@ -33,7 +33,19 @@ from concurrent.futures import ThreadPoolExecutor
 import numba as nb
 import numpy as np
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+from bridgewatch.integrity.layout import distinct_per_tweet, order_by_tweet, order_notes_by_tweet
+
+__all__ = [
+    "NO_WINDOW",
+    "count_pairs",
+    "distinct_per_tweet",
+    "order_by_tweet",
+    "order_notes_by_tweet",
+    "pack_pairs",
+    "unpack_pairs",
+    "window_pair_bounds",
+]
+
 _LO_SHIFT = np.int64(32)
 _HI_MASK = np.int64(0xFFFFFFFF)
 NO_WINDOW = np.int64(2**62)  # a window larger than any time difference: "same group, any time"
@@ -48,113 +60,6 @@ def unpack_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of ``pack_pairs``: (lo int32[P], hi int32[P])."""
     keys = np.asarray(keys, dtype=np.int64)
     return (keys >> _LO_SHIFT).astype(np.int32), (keys & _HI_MASK).astype(np.int32)
-
-
-def order_by_tweet(
-    tweet: np.ndarray, group: np.ndarray, created: np.ndarray, select: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lay ratings out by (tweet, group, time), with CSR pointers for groups and tweets.
-
-    ``tweet``: int64[R] post of each rating; ``group``: int64[R] the co-occurrence cell (e.g. note
-    index, or note·3 + helpfulNum); ``created``: int64[R] ms; ``select``: bool[R] which ratings take
-    part (all if None). Ties keep input order (stable sort), so the layout is deterministic.
-
-    Returns ``perm`` int64[M] (selected ratings in layout order), ``group_ptr`` int64[G+1] (group g
-    is ``perm[group_ptr[g]:group_ptr[g+1]]``) and ``tweet_ptr`` int64[T+1] (tweet k holds groups
-    ``tweet_ptr[k]:tweet_ptr[k+1]``).
-    """
-    idx = np.arange(tweet.shape[0], dtype=np.int64)
-    if select is not None:
-        idx = idx[np.asarray(select, dtype=bool)]
-    tw, gr = tweet[idx], group[idx]
-    perm = idx[np.lexsort((created[idx], gr, tw))]
-    tw, gr = tweet[perm], group[perm]
-    m = perm.shape[0]
-    new_group = np.ones(m, dtype=bool)
-    new_tweet = np.ones(m, dtype=bool)
-    if m > 1:
-        new_tweet[1:] = tw[1:] != tw[:-1]
-        new_group[1:] = new_tweet[1:] | (gr[1:] != gr[:-1])
-    group_starts = np.flatnonzero(new_group)
-    group_ptr = np.append(group_starts, m).astype(np.int64)
-    tweet_ptr = np.append(np.flatnonzero(new_tweet[group_starts]), group_starts.shape[0]).astype(np.int64)
-    return perm, group_ptr, tweet_ptr
-
-
-def order_notes_by_tweet(
-    note_indptr: np.ndarray, note_tweet: np.ndarray, created: np.ndarray, select: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fast ``order_by_tweet`` for ratings already grouped by note (``RatingMatrix`` order).
-
-    ``note_indptr`` int64[N+1] CSR over ratings; ``note_tweet`` int64[N] (groups with tweet −1 are
-    skipped); ``created`` int64[R]; ``select`` bool[R]. Groups are notes, ordered by (tweet, note);
-    inside a note ratings are sorted by time, ties in input order. Avoids a global sort of R keys:
-    O(R log g) with g the ratings of a note. Returns (perm int64[M], group_ptr, tweet_ptr).
-    """
-    note_tweet = np.asarray(note_tweet, dtype=np.int64)
-    notes = np.flatnonzero(note_tweet != -1)
-    notes = notes[np.argsort(note_tweet[notes], kind="stable")].astype(np.int64)
-    perm = np.empty(int(np.count_nonzero(select)), dtype=np.int64)
-    group_ptr = np.empty(notes.shape[0] + 1, dtype=np.int64)
-    group_note = np.empty(notes.shape[0], dtype=np.int64)
-    m, g = _csr_layout(
-        np.asarray(note_indptr, dtype=np.int64),
-        notes,
-        np.asarray(created, dtype=np.int64),
-        np.asarray(select, dtype=np.bool_),
-        perm,
-        group_ptr,
-        group_note,
-    )
-    perm, group_ptr, group_note = perm[:m], group_ptr[: g + 1], group_note[:g]
-    tw = note_tweet[group_note]
-    new_tweet = np.r_[True, tw[1:] != tw[:-1]] if g else np.zeros(0, dtype=bool)
-    tweet_ptr = np.append(np.flatnonzero(new_tweet), g).astype(np.int64)
-    return perm, group_ptr, tweet_ptr
-
-
-@nb.njit(cache=True)
-def _csr_layout(note_indptr, notes, created, select, perm, group_ptr, group_note):
-    pos = 0
-    g = 0
-    for n in notes:
-        a, b = note_indptr[n], note_indptr[n + 1]
-        cnt = 0
-        for i in range(a, b):
-            if select[i]:
-                cnt += 1
-        if cnt == 0:
-            continue
-        idx = np.empty(cnt, dtype=np.int64)
-        c = 0
-        for i in range(a, b):
-            if select[i]:
-                idx[c] = i
-                c += 1
-        order = np.argsort(created[idx], kind="mergesort")
-        for q in range(cnt):
-            perm[pos + q] = idx[order[q]]
-        group_ptr[g] = pos
-        group_note[g] = n
-        g += 1
-        pos += cnt
-    group_ptr[g] = pos
-    return pos, g
-
-
-@nb.njit(nogil=True, cache=True)
-def distinct_per_tweet(raters, group_ptr, tweet_ptr, n_raters):
-    """Per rater, the number of distinct tweets rated (int64[U]); and N, the distinct (tweet, rater) pairs."""
-    totals = np.zeros(n_raters, dtype=np.int64)
-    n_pairs = 0
-    for k in range(tweet_ptr.shape[0] - 1):
-        a, b = group_ptr[tweet_ptr[k]], group_ptr[tweet_ptr[k + 1]]
-        seg = np.sort(raters[a:b])
-        for q in range(seg.shape[0]):
-            if q == 0 or seg[q] != seg[q - 1]:
-                totals[seg[q]] += 1
-                n_pairs += 1
-    return totals, n_pairs
 
 
 @nb.njit(nogil=True, cache=True)
@@ -178,9 +83,49 @@ def window_pair_bounds(times: np.ndarray, group_ptr: np.ndarray, tweet_ptr: np.n
     return out
 
 
+_GATHER_MAX_GROUPS = 8
+_NONE = -(2**62)
+
+
+@nb.njit(nogil=True, cache=True)
+def dedupe_modes(raters, group_ptr, tweet_ptr, bounds, table_bits):
+    """How each tweet's keys are made unique: int8[T].
+
+    0: nothing to do (one group with ≥ 2 ratings, distinct raters: the usual tweet with one note).
+    3: "look back": 2..8 such groups, distinct raters in each; a pair met in group q is skipped when
+       the same two raters were already within the window in an earlier group (exact, O(1) a pair
+       after gathering each rating's times in the earlier groups).
+    1: a hash set (a rater repeats in a group, or many groups); 2: sort, when the hash set would
+       need more than 2^``table_bits`` slots.
+    """
+    n_tweets = tweet_ptr.shape[0] - 1
+    mode = np.zeros(n_tweets, dtype=np.int8)
+    for k in range(n_tweets):
+        if bounds[k] < 2:
+            continue
+        busy = 0
+        dup = False
+        for g in range(tweet_ptr[k], tweet_ptr[k + 1]):
+            if group_ptr[g + 1] - group_ptr[g] < 2:
+                continue
+            busy += 1
+            seg = np.sort(raters[group_ptr[g] : group_ptr[g + 1]])
+            for q in range(1, seg.shape[0]):
+                if seg[q] == seg[q - 1]:
+                    dup = True
+                    break
+        if not dup and busy <= 1:
+            continue
+        if not dup and busy <= _GATHER_MAX_GROUPS:
+            mode[k] = 3
+        else:
+            mode[k] = 1 if 2 * bounds[k] <= (1 << table_bits) else 2
+    return mode
+
+
 @nb.njit(nogil=True, cache=True)
 def _emit_pairs(
-    raters, times, group_ptr, tweet_ptr, window, tweet_lo, tweet_hi, bounds, part_bits, part, out
+    raters, times, group_ptr, tweet_ptr, window, tweet_lo, tweet_hi, bounds, modes, part_bits, part, out
 ):
     """Write once-per-tweet pair keys of tweets [tweet_lo, tweet_hi) in partition ``part`` to ``out``.
 
@@ -188,13 +133,43 @@ def _emit_pairs(
     """
     pos = 0
     shift = np.uint64(64 - part_bits) if part_bits > 0 else np.uint64(0)
+    tbits = 1
+    for k in range(tweet_lo, tweet_hi):
+        if modes[k] == 1:
+            while (1 << tbits) < 2 * bounds[k]:
+                tbits += 1
+    table = np.zeros(1 << tbits, dtype=np.int64)  # 0 = empty: a key is never 0 (lo < hi)
+    tmask = (1 << tbits) - 1
+    tshift = np.uint64(64 - tbits)
+    n_raters = 0
+    for i in range(raters.shape[0]):
+        n_raters = max(n_raters, np.int64(raters[i]) + 1)
+    seen_at = np.full(n_raters, _NONE, dtype=np.int64)  # rater -> time in the group being scattered
+    busy = np.empty(_GATHER_MAX_GROUPS, dtype=np.int64)
     cap = out.shape[0]
     for k in range(tweet_lo, tweet_hi):
         if pos + bounds[k] > cap:
             return pos, k
         start = pos
+        mode = modes[k]
+        n_busy = 0
         for g in range(tweet_ptr[k], tweet_ptr[k + 1]):
             a, b = group_ptr[g], group_ptr[g + 1]
+            if b - a < 2:
+                continue
+            n_prev = n_busy if mode == 3 else 0
+            prior = np.empty((n_prev, b - a), dtype=np.int64)
+            for pq in range(n_prev):  # times of this group's raters in each earlier group
+                a2, b2 = group_ptr[busy[pq]], group_ptr[busy[pq] + 1]
+                for i in range(a2, b2):
+                    seen_at[raters[i]] = times[i]
+                for i in range(a, b):
+                    prior[pq, i - a] = seen_at[raters[i]]
+                for i in range(a2, b2):
+                    seen_at[raters[i]] = _NONE
+            if mode == 3:
+                busy[n_busy] = g
+                n_busy += 1
             ws = a
             for i in range(a, b):
                 ti = times[i]
@@ -210,9 +185,31 @@ def _emit_pairs(
                         h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> shift
                         if np.int64(h) != part:
                             continue
+                    if n_prev > 0:
+                        again = False
+                        for pq in range(n_prev):
+                            pi, pj = prior[pq, i - a], prior[pq, j - a]
+                            if pi != _NONE and pj != _NONE and abs(pi - pj) <= window:
+                                again = True
+                                break
+                        if again:
+                            continue
+                    elif mode == 1:
+                        slot = np.int64((np.uint64(key) * np.uint64(0xC2B2AE3D27D4EB4F)) >> tshift)
+                        while table[slot] != 0 and table[slot] != key:
+                            slot = (slot + 1) & tmask
+                        if table[slot] == key:
+                            continue
+                        table[slot] = key
                     out[pos] = key
                     pos += 1
-        if pos - start > 1:
+        if mode == 1:  # empty the table again; every key of the tweet goes, so no tombstones
+            for q in range(start, pos):
+                slot = np.int64((np.uint64(out[q]) * np.uint64(0xC2B2AE3D27D4EB4F)) >> tshift)
+                while table[slot] != out[q]:
+                    slot = (slot + 1) & tmask
+                table[slot] = 0
+        elif mode == 2 and pos - start > 1:
             seg = np.sort(out[start:pos])
             w = start
             out[w] = seg[0]
@@ -244,6 +241,57 @@ def emit_pairs_numpy(raters, times, group_ptr, tweet_ptr, window) -> np.ndarray:
     return np.sort(np.array(keys, dtype=np.int64))
 
 
+@nb.njit(nogil=True, cache=True)
+def radix_sort_keys(keys: np.ndarray, id_bits: int) -> np.ndarray:
+    """Sort pair keys (``lo << 32 | hi``, both < 2^``id_bits``) by LSD radix: a sorted copy.
+
+    Only the 2·``id_bits`` bits in use are visited, in 11-bit digits (2048 buckets: the histogram
+    stays in L1), so a million raters cost 4 passes of one read and one scatter each.
+    """
+    n = keys.shape[0]
+    src = keys.copy()
+    dst = np.empty_like(src)
+    digit_bits = 11
+    shifts = []
+    for base in (0, 32):
+        off = 0
+        while off < id_bits:
+            shifts.append(base + off)
+            off += digit_bits
+    mask = (1 << digit_bits) - 1
+    for sh in shifts:
+        count = np.zeros(mask + 2, dtype=np.int64)
+        for i in range(n):
+            count[((src[i] >> sh) & mask) + 1] += 1
+        for d in range(mask + 1):
+            count[d + 1] += count[d]
+        for i in range(n):
+            d = (src[i] >> sh) & mask
+            dst[count[d]] = src[i]
+            count[d] += 1
+        src, dst = dst, src
+    return src
+
+
+@nb.njit(nogil=True, cache=True)
+def _run_length_filtered(sorted_keys, min_count):
+    n = sorted_keys.shape[0]
+    keys = np.empty(n, dtype=np.int64)
+    counts = np.empty(n, dtype=np.int64)
+    m = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and sorted_keys[j] == sorted_keys[i]:
+            j += 1
+        if j - i >= min_count:
+            keys[m] = sorted_keys[i]
+            counts[m] = j - i
+            m += 1
+        i = j
+    return keys[:m].copy(), counts[:m].copy()
+
+
 def _run_length(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if sorted_keys.shape[0] == 0:
         return sorted_keys[:0].copy(), np.zeros(0, dtype=np.int64)
@@ -264,7 +312,18 @@ def _merge_runs(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
 
 
 def _count_partition(
-    raters, times, group_ptr, tweet_ptr, window, bounds, part_bits, part, chunk_keys, min_count
+    raters,
+    times,
+    group_ptr,
+    tweet_ptr,
+    window,
+    bounds,
+    modes,
+    part_bits,
+    part,
+    chunk_keys,
+    min_count,
+    id_bits,
 ):
     n_tweets = tweet_ptr.shape[0] - 1
     buf = np.empty(max(chunk_keys, 1), dtype=np.int64)
@@ -274,15 +333,16 @@ def _count_partition(
         if bounds[k] > buf.shape[0]:  # one huge tweet: give it a buffer of its own
             big = np.empty(int(bounds[k]), dtype=np.int64)
             pos, nxt = _emit_pairs(
-                raters, times, group_ptr, tweet_ptr, window, k, k + 1, bounds, part_bits, part, big
+                raters, times, group_ptr, tweet_ptr, window, k, k + 1, bounds, modes, part_bits, part, big
             )
             chunk = big[:pos]
         else:
             pos, nxt = _emit_pairs(
-                raters, times, group_ptr, tweet_ptr, window, k, n_tweets, bounds, part_bits, part, buf
+                raters, times, group_ptr, tweet_ptr, window, k, n_tweets, bounds, modes, part_bits, part, buf
             )
             chunk = buf[:pos]
-        runs.append(_run_length(np.sort(chunk)))
+        only_run = k == 0 and nxt == n_tweets  # counts are final: drop small ones at once
+        runs.append(_run_length_filtered(radix_sort_keys(chunk, id_bits), min_count if only_run else 1))
         k = nxt
     if not runs:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -301,6 +361,7 @@ def count_pairs(
     min_count: int = 1,
     chunk_keys: int = 1 << 26,
     num_threads: int = 1,
+    dedupe_table_bits: int = 22,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Count, per rater pair, the tweets on which the two co-occur within ``window`` ms.
@@ -309,6 +370,8 @@ def count_pairs(
     ``group_ptr`` int64[G+1], ``tweet_ptr`` int64[T+1] as returned there. Pairs with fewer than
     ``min_count`` tweets are dropped as soon as their count is final (a pair that cannot pass a
     threshold need not be stored). ``chunk_keys`` bounds the keys held per worker (see module doc).
+    A tweet's keys are de-duplicated with a hash set of up to 2^``dedupe_table_bits`` slots, or by
+    sorting them when it emits more than half that.
 
     Returns ``keys`` int64[P] sorted ascending (``unpack_pairs`` gives the raters) and ``counts``
     int64[P]. The result does not depend on ``chunk_keys`` or ``num_threads``.
@@ -319,6 +382,8 @@ def count_pairs(
     tweet_ptr = np.ascontiguousarray(tweet_ptr, dtype=np.int64)
     window = int(window)
     bounds = window_pair_bounds(times, group_ptr, tweet_ptr, window)
+    modes = dedupe_modes(raters, group_ptr, tweet_ptr, bounds, dedupe_table_bits)
+    id_bits = max(1, int(raters.max()).bit_length()) if raters.shape[0] else 1
     total = int(bounds.sum())
     n_parts = max(1, math.ceil(total / max(chunk_keys, 1)))
     if num_threads > 1 and total > 4 * 1_000_000:
@@ -331,7 +396,18 @@ def count_pairs(
 
     def one(p: int):
         return _count_partition(
-            raters, times, group_ptr, tweet_ptr, window, bounds, part_bits, p, chunk, min_count
+            raters,
+            times,
+            group_ptr,
+            tweet_ptr,
+            window,
+            bounds,
+            modes,
+            part_bits,
+            p,
+            chunk,
+            min_count,
+            id_bits,
         )
 
     if num_threads > 1 and n_parts > 1:
