@@ -1,14 +1,16 @@
 """Sorting parsed ratings into a ``RatingMatrix`` while resolving duplicate (rater, note) pairs.
 
 Same result as ``matrix.build_rating_matrix`` (stable sort by (note, rater), CSR indexes both
-ways) but it permutes one array at a time and frees inputs as it goes, so the peak stays near the
-final size; and it drops duplicate ratings first (rules in ``dataset``'s module docstring).
+ways) but it sorts with O(R) counting passes (``kernels``), permutes one array at a time and
+frees inputs as it goes, so the peak stays near the final size; and it drops duplicate ratings
+(rules in ``dataset``'s module docstring).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from bridgewatch.io.kernels import pair_order, stable_order
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.ratings import RawRatings
 
@@ -27,16 +29,14 @@ def build_deduplicated(
     """
     n_notes = int(note_ids.shape[0])
     n_raters = int(rater_ids.shape[0])
-    key = note.astype(np.int64) * max(n_raters, 1) + rater
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    same = key[1:] == key[:-1]
-    del key
-    if same.any():
-        order = _drop_duplicates(raw, order, same, warnings)
-    del same
+    order = pair_order(note, rater, n_notes, n_raters)
     note = note[order]
     rater = rater[order]
+    same = (note[1:] == note[:-1]) & (rater[1:] == rater[:-1])
+    if same.any():
+        keep = _drop_duplicates(raw, order, same, warnings)
+        order, note, rater = order[keep], note[keep], rater[keep]
+    del same
     cols = {}
     for name in ("value", "created_at", "tags", "population_sampled"):
         arr = getattr(raw, name)
@@ -48,9 +48,8 @@ def build_deduplicated(
     np.cumsum(np.bincount(note, minlength=n_notes), out=note_indptr[1:])
     rater_indptr = np.zeros(n_raters + 1, dtype=np.int64)
     np.cumsum(np.bincount(rater, minlength=n_raters), out=rater_indptr[1:])
-    rkey = rater.astype(np.int64) * max(n_notes, 1) + note
-    by_rater = np.argsort(rkey, kind="stable").astype(np.int64, copy=False)
-    del rkey
+    # Ratings are sorted by (note, rater): a stable sort by rater gives (rater, note) order.
+    by_rater = stable_order(rater, n_raters)
     return RatingMatrix(
         note=note,
         rater=rater,
@@ -67,7 +66,7 @@ def build_deduplicated(
 
 
 def _drop_duplicates(raw: RawRatings, order: np.ndarray, same: np.ndarray, warnings: list[str]) -> np.ndarray:
-    """Remove duplicate ratings from ``order`` (positions sorted by key, file order within a key).
+    """bool[R] mask over ``order`` (sorted by key, file order within a key) of ratings to keep.
 
     ``same[i]``: sorted positions i and i+1 share (note, rater). Exact duplicates (same value,
     time, tags, source) keep the first row; pairs left with different values keep the latest by
@@ -124,4 +123,4 @@ def _drop_duplicates(raw: RawRatings, order: np.ndarray, same: np.ndarray, warni
         )
     keep = np.ones(order.shape[0], dtype=bool)
     keep[pos[drop]] = False
-    return order[keep]
+    return keep

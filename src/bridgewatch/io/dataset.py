@@ -204,3 +204,24 @@ def assemble_matrix(
     rater = rater_map[raw.rater_code]
     raw.rater_code = np.empty(0, np.int32)
     return build_deduplicated(raw, note, rater, note_ids, rater_ids, warnings)
+
+
+def read_rating_matrix(
+    ratings: PathLike | list[PathLike],
+    *,
+    note_ids: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> tuple[RatingMatrix, tuple[str, ...]]:
+    """Read ratings files alone into a ``RatingMatrix`` (and the warnings).
+
+    ``note_ids`` (int64[K]) are added to the note index space and count as known notes; without
+    them no unknown-note warning is given.
+    """
+    paths = [Path(p) for p in ratings] if isinstance(ratings, list | tuple) else _ratings_paths(Path(ratings))
+    if not paths:
+        raise DataFormatError("no ratings files found", path=str(ratings))
+    warnings: list[str] = []
+    raw = read_ratings([str(p) for p in paths], warnings, progress)
+    known = raw.note_ids if note_ids is None else np.asarray(note_ids, dtype=np.int64)
+    matrix = assemble_matrix(raw, known, np.empty(0, np.int64), warnings)
+    return matrix, tuple(warnings)
