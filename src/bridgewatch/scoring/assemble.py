@@ -41,6 +41,7 @@ _DECIDER_PREFIX = {
     "MultiGroupModel01 (v1.0)": "multiGroup",
 }
 _RULE_TABLE = np.array([RULE_NAMES[r] for r in sorted(Rule)], dtype=object)
+_AUTHOR_COLUMNS = ("crhCrnhRatioDifference", "meanNoteScore", "raterAgreeRatio", "aboveHelpfulnessThreshold")
 POP_COUNT_COLUMNS = (
     "coreNegFactor_populationSampledRatingCount",
     "corePosFactor_populationSampledRatingCount",

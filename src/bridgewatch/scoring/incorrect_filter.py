@@ -85,8 +85,8 @@ def incorrect_aggregates(
         rate = np.asarray(rater_incorrect, dtype=np.float64)[rk] / total
     rate = np.where(np.isnan(rate), 0.0, rate)
     voters = np.bincount(nk, minlength=n_notes).astype(np.float64)
-    incorrect = np.bincount(nk, weights=_incorrect(tags[keep]), minlength=n_notes)
-    p = np.bincount(nk, weights=rate, minlength=n_notes)
+    incorrect = np.bincount(nk, weights=_incorrect(tags[keep]), minlength=n_notes).astype(np.float64)
+    p = np.bincount(nk, weights=rate, minlength=n_notes).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         tf_idf = incorrect / np.log(1.0 + p)
     absent = voters == 0

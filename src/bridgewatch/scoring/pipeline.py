@@ -142,13 +142,16 @@ def score_dataset(
     )
     prev = previous_status(nsh, matrix.note_ids)
     runs: dict[str, ScorerRun] = {}
+    skipped: list[str] = []
     for spec in scorers if scorers is not None else default_scorers():
         try:
             runs[spec.name] = clock.phase(
                 f"scorer {spec.name}", lambda spec=spec: run_scorer(inputs, spec, config, prev, seed=seed)
             )
-        except ScoringError as exc:
-            warnings.append(f"{spec.name} skipped: {exc}")
+        except ScoringError:
+            skipped.append(spec.name)
+    if skipped:
+        warnings.append(f"scorers without enough data (skipped): {', '.join(skipped)}")
 
     scored = A.scored_columns(inputs, runs, topic_ids)
     counts = tag_counts(matrix.note, matrix.tags, matrix.n_notes, schema.RATING_TAGS)

@@ -22,6 +22,7 @@ from bridgewatch.scoring.incorrect_filter import (
     incorrect_filter_flags,
     rater_incorrect_totals,
 )
+from bridgewatch.scoring.preprocess import capture_share
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
 from bridgewatch.scoring.scorer import (
     PrescoreResult,
@@ -123,7 +124,13 @@ def run_scorer(
     p = spec.prefix
     intercept = final[f"{p}NoteIntercept"].to_numpy(np.float64)
     factor = final[f"{p}NoteFactor1"].to_numpy(np.float64)
-    fitted = ~np.isnan(intercept)
+    # A note gets this scorer's status when it has in-scope ratings and passes the capture test,
+    # even without an intercept (fewer than 5 ratings → InitialNMR), as the reference does.
+    scored = final["numRatings"].to_numpy() > 0
+    if spec.capture_threshold is not None:
+        _, in_group = scope_mask(inputs, spec)
+        share = capture_share(m, inputs.base_keep, in_group)
+        scored &= share >= spec.capture_threshold
 
     agg = note_tag_aggregates(
         m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
@@ -165,4 +172,4 @@ def run_scorer(
         intercept_no_correlated=col(f"{p}NoteInterceptNoCorrelated"),
     )
     result = compute_statuses(rule_inputs, spec.rules, final_round=True)
-    return ScorerRun(spec, pre, final, result, fitted, agg, inc, low_dil, thresholds)
+    return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds)

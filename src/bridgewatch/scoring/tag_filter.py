@@ -42,7 +42,8 @@ def zscore(values: np.ndarray) -> np.ndarray:
     finite = values[~np.isnan(values)]
     if finite.size == 0:
         return values.copy()
-    return (values - finite.mean()) / finite.std()
+    with np.errstate(invalid="ignore", divide="ignore"):  # one value: std 0 → NaN, as pandas
+        return (values - finite.mean()) / finite.std()
 
 
 def distance_weights(distance: np.ndarray, percentile: float = 40.0) -> np.ndarray:
@@ -78,7 +79,7 @@ def note_tag_aggregates(
     note_k = note[keep]
     w = distance_weights(np.abs(fu[keep] - fn[keep]), normalization_percentile)
     tags_k = np.asarray(tags, dtype=np.uint32)[keep]
-    weight = np.bincount(note_k, weights=w, minlength=n_notes)
+    weight = np.bincount(note_k, weights=w, minlength=n_notes).astype(np.float64)
     present = np.bincount(note_k, minlength=n_notes) > 0
     adjusted = np.empty((n_notes, _NH_BITS.shape[0]), dtype=np.float64)
     for j, bit in enumerate(_NH_BITS):

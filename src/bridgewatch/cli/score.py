@@ -1,0 +1,115 @@
+"""``bridgewatch score``: the reference's flags, X's public files in, the four outputs out."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bridgewatch import schema
+from bridgewatch.errors import DataFormatError
+from bridgewatch.runner import score_directory
+from bridgewatch.scoring.config import load_config
+from bridgewatch.scoring.pipeline import PipelineResult
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _stage_inputs(data_dir: str | None, files: dict[str, str | None], staging: Path) -> Path:
+    """A data directory: the given one, or a folder of links to the four explicit file flags."""
+    if data_dir is not None:
+        return Path(data_dir)
+    if files["notes"] is None or files["ratings"] is None:
+        raise click.UsageError("give a data directory, or at least --notes and --ratings")
+    staging.mkdir(parents=True, exist_ok=True)
+    names = {
+        "notes": schema.NOTES_FILE,
+        "ratings": "ratings",
+        "status": schema.STATUS_FILE,
+        "enrollment": schema.ENROLLMENT_FILE,
+    }
+    for key, target in names.items():
+        src = files[key]
+        if src is None:
+            continue
+        path = Path(src).resolve()
+        if not path.exists():
+            raise DataFormatError("no such file or directory", path=str(path), field=f"--{key}")
+        link = staging / (target if path.is_dir() or key != "ratings" else schema.RATINGS_FILE)
+        if path.suffix == ".gz" and not link.name.endswith(".gz"):
+            link = link.with_name(link.name + ".gz")
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        link.symlink_to(path)
+    return staging
+
+
+def print_summary(result: PipelineResult, console: Console, wall: float) -> None:
+    """Counts per status, then time per phase and the peak memory of the process."""
+    counts = result.scored_notes["finalRatingStatus"].value_counts()
+    table = Table(title="finalRatingStatus")
+    table.add_column("status")
+    table.add_column("notes", justify="right")
+    for status in (schema.CRH, schema.CRNH, schema.NMR):
+        table.add_row(status, str(int(counts.get(status, 0))))
+    console.print(table)
+    phases = Table(title="time per phase")
+    phases.add_column("phase")
+    phases.add_column("seconds", justify="right")
+    for name, seconds in result.timings.items():
+        phases.add_row(name, f"{seconds:.2f}")
+    phases.add_row("total (wall)", f"{wall:.2f}")
+    console.print(phases)
+    console.print(f"peak RSS {_peak_rss_mib():.0f} MiB")
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+@click.command("score")
+@click.argument("data_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("-n", "--notes", type=click.Path(), help="notes-00000.tsv")
+@click.option("-r", "--ratings", type=click.Path(), help="ratings file or directory")
+@click.option("-s", "--status", type=click.Path(), help="noteStatusHistory-00000.tsv")
+@click.option("-e", "--enrollment", type=click.Path(), help="userEnrollment-00000.tsv")
+@click.option("-o", "--outdir", type=click.Path(file_okay=False), required=True, help="output directory")
+@click.option("--seed", type=int, default=42, show_default=True, help="random seed")
+@click.option("--epoch-millis", type=int, help="scoring time 'now' in ms (default: the wall clock)")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config overrides")
+@click.option("--no-parquet", is_flag=True, help="write TSV only")
+@click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
+@click.option("--quiet", is_flag=True, help="no progress or summary")
+def command(
+    data_dir: str | None,
+    notes: str | None,
+    ratings: str | None,
+    status: str | None,
+    enrollment: str | None,
+    outdir: str,
+    seed: int,
+    epoch_millis: int | None,
+    config_path: str | None,
+    no_parquet: bool,
+    no_integrity: bool,
+    quiet: bool,
+) -> None:
+    """Score notes and contributors the way X's open-source scorer does, deterministically."""
+    console = Console(stderr=True, quiet=quiet)
+    config = load_config(config_path)
+    files = {"notes": notes, "ratings": ratings, "status": status, "enrollment": enrollment}
+    source = _stage_inputs(data_dir, files, Path(outdir) / "_inputs")
+    start = time.perf_counter()
+    with console.status("scoring…") as spinner:
+        result = score_directory(
+            source, outdir, seed=seed, epoch_millis=epoch_millis, config=config,
+            integrity=not no_integrity, parquet=not no_parquet,
+            progress=lambda phase: spinner.update(f"scoring: {phase}"),
+        )  # fmt: skip
+    print_summary(result, console, time.perf_counter() - start)
+    if not quiet:
+        click.echo(f"wrote {len(result.scored_notes)} notes to {Path(outdir) / schema.SCORED_NOTES_FILE}")

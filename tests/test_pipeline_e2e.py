@@ -1,0 +1,93 @@
+"""End to end: simulate a tiny community, score it through the CLI, check outputs and truth."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from bridgewatch import schema
+from bridgewatch.cli import cli
+from bridgewatch.sim.config import config_for_scale
+from bridgewatch.sim.simulate import simulate
+
+EPOCH = "1795305600000"
+
+
+@pytest.fixture(scope="module")
+def community(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("community")
+    simulate(config_for_scale("tiny", seed=3), data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def scored(community, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scored")
+    result = CliRunner().invoke(
+        cli, ["score", str(community), "--outdir", str(out), "--epoch-millis", EPOCH, "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.tsv"))}
+
+
+def test_outputs_have_the_reference_schemas(scored: Path) -> None:
+    expected = {
+        schema.SCORED_NOTES_FILE: schema.SCORED_NOTES_COLUMNS,
+        schema.HELPFULNESS_SCORES_FILE: schema.HELPFULNESS_SCORES_COLUMNS,
+        schema.NOTE_STATUS_HISTORY_FILE: schema.NOTE_STATUS_HISTORY_COLUMNS,
+        schema.AUX_NOTE_INFO_FILE: schema.AUX_NOTE_INFO_COLUMNS,
+    }
+    for name, columns in expected.items():
+        header = (scored / name).read_text().split("\n", 1)[0].split("\t")
+        assert tuple(header[: len(columns)]) == columns, name
+        assert (scored / name).with_suffix(".parquet").exists()
+
+
+def test_every_note_gets_a_public_status_and_an_explanation(community: Path, scored: Path) -> None:
+    notes = pd.read_csv(community / schema.NOTES_FILE, sep="\t")
+    out = pd.read_csv(scored / schema.SCORED_NOTES_FILE, sep="\t")
+    assert set(notes["noteId"]) <= set(out["noteId"])
+    assert set(out["finalRatingStatus"]) <= set(schema.STATUSES)
+    assert out["decidedBy"].notna().all()
+    assert out["statusExplanation"].notna().all()
+    rated = out[out["finalRatingStatus"] != schema.NMR]
+    assert rated["firstTag"].notna().all() and rated["secondTag"].notna().all()
+
+
+def test_helpful_status_agrees_with_the_simulated_truth(community: Path, scored: Path) -> None:
+    truth = pd.read_csv(community / "truth.tsv", sep="\t")
+    truth = truth[truth["kind"] == "note"].astype({"id": "int64"}).set_index("id")
+    out = pd.read_csv(scored / schema.SCORED_NOTES_FILE, sep="\t").set_index("noteId")
+    core = out[out["coreRatingStatus"] == schema.CRH]
+    assert len(core) >= 5
+    quality = truth.loc[core.index, "quality"]
+    # Notes the core model calls helpful are of above-median latent quality, nearly all of them.
+    precision = float((quality > truth["quality"].median()).mean())
+    assert precision >= 0.9, precision
+    crnh = out[out["coreRatingStatus"] == schema.CRNH]
+    assert truth.loc[crnh.index, "quality"].mean() < truth.loc[core.index, "quality"].mean()
+
+
+def test_scoring_is_byte_identical_across_runs(community: Path, scored: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["score", str(community), "--outdir", str(tmp_path), "--epoch-millis", EPOCH, "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert _digest(tmp_path) == _digest(scored)
+
+
+def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["score", "--notes", str(tmp_path / "nope.tsv"), "--ratings", str(tmp_path / "r.tsv"),
+              "--outdir", str(tmp_path / "out")],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "nope.tsv" in result.output and "no such file" in result.output
