@@ -55,6 +55,10 @@ def test_block_size_is_part_of_identity_but_output_is_complete(tmp_path: Path) -
     # Small blocks stream the ratings in many appends; the files stay well-formed and complete.
     s = simulate(config_for_scale("tiny", seed=3, block_ratings=1_000, ratings_per_shard=4_000), tmp_path)
     assert len(s.ratings_files) >= 2
+    assert s.ratings_files == tuple(sorted(p.name for p in tmp_path.glob("ratings-*.tsv")))
+    # shards roll over only between blocks: none is empty, none far past the limit
+    sizes = [len(_read(tmp_path / f)) for f in s.ratings_files]
+    assert all(0 < n < 4_000 + 2_000 for n in sizes)
     total = sum(len(_read(tmp_path / f)) for f in s.ratings_files)
     assert total == s.ratings
 

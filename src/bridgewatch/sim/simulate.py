@@ -211,7 +211,8 @@ def _write_ratings(
             done += int(comm.planned[lo:hi].sum()) + int(a_hi - a_lo)
             if progress is not None:
                 progress("ratings", done, total)
-        writer.stream()  # a run with no ratings still writes the header-only file
+        if not writer.names:
+            writer.stream()  # a run with no ratings still writes the header-only file
         writer.close()
     except BaseException:
         writer.abort()
