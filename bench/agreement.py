@@ -176,7 +176,7 @@ def reference_args(case_dir: Path) -> tuple[int, int]:
 
 def run_case(case: str, out_dir: Path) -> tuple[Path, Path, float]:
     """Score a golden case with our pipeline; returns (ours, reference, seconds)."""
-    from bridgewatch.scoring.pipeline import score_directory  # lazy: heavy, and written elsewhere
+    from bridgewatch.runner import score_directory  # lazy: heavy
 
     case_dir = GOLDEN / case
     seed, epoch = reference_args(case_dir)
