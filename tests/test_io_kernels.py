@@ -12,7 +12,7 @@ def test_pair_order_matches_numpy_twin() -> None:
     rng = np.random.default_rng(7)
     note = rng.integers(0, 50, 5000).astype(np.int32)
     rater = rng.integers(0, 80, 5000).astype(np.int32)
-    got = kernels.pair_order(note, rater, 50, 80)
+    got = kernels.pair_order(note, rater, 50, 80, np.empty(5000, np.int32))
     assert np.array_equal(got, kernels.pair_order_numpy(note, rater, 50, 80))
     # Stable: duplicated pairs keep input order.
     assert np.array_equal(np.sort(got), np.arange(5000))

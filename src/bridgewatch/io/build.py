@@ -17,21 +17,25 @@ from bridgewatch.io.ratings import RawRatings
 
 def build_deduplicated(
     raw: RawRatings,
-    note: np.ndarray,
-    rater: np.ndarray,
     note_ids: np.ndarray,
     rater_ids: np.ndarray,
     warnings: list[str],
 ) -> RatingMatrix:
-    """``note``/``rater``: int32[R] dense indices in file order; ``raw`` holds the other columns.
+    """``raw.note_code``/``raw.rater_code`` must hold int32[R] dense indices into ``note_ids``
+    (int64[N], sorted) and ``rater_ids`` (object[U], sorted), in file order.
 
-    The value arrays of ``raw`` are released (replaced by empty arrays) as they are permuted.
+    The arrays of ``raw`` are released (replaced by empty arrays) as they are permuted.
     """
     n_notes = int(note_ids.shape[0])
     n_raters = int(rater_ids.shape[0])
-    order = pair_order(note, rater, n_notes, n_raters)
-    note = note[order]
-    rater = rater[order]
+    r = raw.note_code.shape[0]
+    temp = np.empty(r, dtype=np.int32 if r < 2**31 - 1 else np.int64)
+    order = pair_order(raw.note_code, raw.rater_code, n_notes, n_raters, temp)
+    del temp
+    note = raw.note_code[order]
+    raw.note_code = note[:0]
+    rater = raw.rater_code[order]
+    raw.rater_code = rater[:0]
     same = (note[1:] == note[:-1]) & (rater[1:] == rater[:-1])
     if same.any():
         keep = _drop_duplicates(raw, order, same, warnings)

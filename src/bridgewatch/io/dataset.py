@@ -199,11 +199,10 @@ def assemble_matrix(
     rater_ids = raw.rater_ids[order]
     rater_map = np.empty(order.shape[0], dtype=np.int32)
     rater_map[order] = np.arange(order.shape[0], dtype=np.int32)
-    note = note_map[raw.note_code]
-    raw.note_code = np.empty(0, np.int32)
-    rater = rater_map[raw.rater_code]
-    raw.rater_code = np.empty(0, np.int32)
-    return build_deduplicated(raw, note, rater, note_ids, rater_ids, warnings)
+    # Codes become dense indices in place of the codes (the old arrays are freed at once).
+    raw.note_code = note_map[raw.note_code]
+    raw.rater_code = rater_map[raw.rater_code]
+    return build_deduplicated(raw, note_ids, rater_ids, warnings)
 
 
 def read_rating_matrix(

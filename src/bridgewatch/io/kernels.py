@@ -12,10 +12,12 @@ import numpy as np
 
 
 @nb.njit(cache=True)
-def pair_order(note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int) -> np.ndarray:
+def pair_order(
+    note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int, temp: np.ndarray
+) -> np.ndarray:
     """int64[R] permutation sorting by (note, rater), stable (equal pairs keep input order).
 
-    ``note``/``rater``: int32[R] dense indices.
+    ``note``/``rater``: int32[R] dense indices; ``temp``: scratch int32[R] (int64 if R >= 2**31).
     """
     r = note.shape[0]
     start = np.zeros(n_raters + 1, dtype=np.int64)
@@ -23,7 +25,7 @@ def pair_order(note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int)
         start[rater[i] + 1] += 1
     for u in range(n_raters):
         start[u + 1] += start[u]
-    by_rater = np.empty(r, dtype=np.int64)
+    by_rater = temp
     for i in range(r):
         u = rater[i]
         by_rater[start[u]] = i
@@ -42,7 +44,9 @@ def pair_order(note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int)
     return out
 
 
-def pair_order_numpy(note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int) -> np.ndarray:
+def pair_order_numpy(
+    note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int, temp: np.ndarray | None = None
+) -> np.ndarray:
     """Twin of ``pair_order``."""
     return np.lexsort((rater, note)).astype(np.int64)
 
