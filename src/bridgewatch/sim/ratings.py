@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridgewatch.schema import HELPFUL, NOT_HELPFUL, SOMEWHAT_HELPFUL, TAG_BIT
+from bridgewatch.schema import HELPFUL, NOT_HELPFUL, NOT_HELPFUL_TAGS, SOMEWHAT_HELPFUL, TAG_BIT
 from bridgewatch.sim.community import Community
 from bridgewatch.sim.config import SimConfig
 
@@ -34,21 +34,7 @@ _HELPFUL_TAG_BASE = (
     ("helpfulImportantContext", 0.40),
     ("helpfulUnbiasedLanguage", 0.15),
 )
-_NH_TAGS = (
-    "notHelpfulOther",
-    "notHelpfulIncorrect",
-    "notHelpfulSourcesMissingOrUnreliable",
-    "notHelpfulOpinionSpeculationOrBias",
-    "notHelpfulMissingKeyPoints",
-    "notHelpfulOutdated",
-    "notHelpfulHardToUnderstand",
-    "notHelpfulArgumentativeOrBiased",
-    "notHelpfulOffTopic",
-    "notHelpfulSpamHarassmentOrAbuse",
-    "notHelpfulIrrelevantSources",
-    "notHelpfulOpinionSpeculation",
-    "notHelpfulNoteNotNeeded",
-)
+_NH_TAGS = NOT_HELPFUL_TAGS
 _H_WEIGHTS = np.array([1 << TAG_BIT[t] for t, _ in _HELPFUL_TAG_BASE], dtype=np.uint32)
 _NH_WEIGHTS = np.array([1 << TAG_BIT[t] for t in _NH_TAGS], dtype=np.uint32)
 
