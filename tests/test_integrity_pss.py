@@ -70,8 +70,13 @@ def test_numba_emitter_agrees_with_numpy_twin_and_partitioning_is_exact():
         )
         np.testing.assert_array_equal(keys, twin_keys)
         np.testing.assert_array_equal(counts, twin_counts)
-    keys, counts = pairs.count_pairs(r, tt, gptr, tptr, W, min_count=3)
-    np.testing.assert_array_equal(keys, twin_keys[twin_counts >= 3])
+    for chunk, threads, bits in ((1 << 26, 1, 30), (5000, 1, 30), (5000, 2, 30), (5000, 2, 4), (500, 1, 8)):
+        # small chunks switch to the pre-filter; tiny filter tables are saturated but stay exact
+        keys, counts = pairs.count_pairs(
+            r, tt, gptr, tptr, W, min_count=3, chunk_keys=chunk, num_threads=threads, filter_table_bits=bits
+        )
+        np.testing.assert_array_equal(keys, twin_keys[twin_counts >= 3])
+        np.testing.assert_array_equal(counts, twin_counts[twin_counts >= 3])
 
 
 def test_fast_note_layout_matches_lexsort_layout():
@@ -248,7 +253,9 @@ def test_radix_sort_and_run_length_agree_with_numpy():
         lo = rng.integers(0, 2**id_bits, 5000)
         hi = rng.integers(0, 2**id_bits, 5000)
         keys = pairs.pack_pairs(lo, hi)
-        np.testing.assert_array_equal(pairs.radix_sort_keys(keys, id_bits), np.sort(keys))
+        want = np.sort(keys)
+        np.testing.assert_array_equal(pairs.radix_sort_keys(keys, np.empty(6000, np.int64), id_bits), want)
+        np.testing.assert_array_equal(keys, want)  # sorted in place
     keys = np.sort(rng.integers(0, 50, 2000).astype(np.int64))
     k1, c1 = pairs._run_length(keys)
     for m in (1, 30, 45):

@@ -125,12 +125,32 @@ def dedupe_modes(raters, group_ptr, tweet_ptr, bounds, table_bits):
 
 @nb.njit(nogil=True, cache=True)
 def _emit_pairs(
-    raters, times, group_ptr, tweet_ptr, window, tweet_lo, tweet_hi, bounds, modes, part_bits, part, out
+    raters,
+    times,
+    group_ptr,
+    tweet_ptr,
+    window,
+    tweet_lo,
+    tweet_hi,
+    bounds,
+    modes,
+    part_bits,
+    part,
+    out,
+    sink,
+    counters,
+    counter_bits,
+    min_count,
 ):
-    """Write once-per-tweet pair keys of tweets [tweet_lo, tweet_hi) in partition ``part`` to ``out``.
+    """Once-per-tweet pair keys of tweets [tweet_lo, tweet_hi) in partition ``part``.
 
+    ``sink`` 0: write them to ``out``; 1: only add one to the saturating uint8 ``counters`` slot of
+    each key (``out`` is scratch for one tweet); 2: write only keys whose slot reached ``min_count``.
+    Partition and slot are the top bits of one hash, so partitions own disjoint counter ranges.
     Stops before a tweet whose bound no longer fits; returns (keys written, next tweet).
     """
+    cshift = np.uint64(64 - counter_bits)
+    floor = min(min_count, 255)
     pos = 0
     shift = np.uint64(64 - part_bits) if part_bits > 0 else np.uint64(0)
     tbits = 1
@@ -218,6 +238,20 @@ def _emit_pairs(
                     w += 1
                     out[w] = seg[q]
             pos = w + 1
+        if sink == 1:
+            for q in range(start, pos):
+                slot = (np.uint64(out[q]) * np.uint64(0x9E3779B97F4A7C15)) >> cshift
+                if counters[slot] < 255:
+                    counters[slot] += 1
+            pos = start
+        elif sink == 2:
+            w = start
+            for q in range(start, pos):
+                slot = (np.uint64(out[q]) * np.uint64(0x9E3779B97F4A7C15)) >> cshift
+                if counters[slot] >= floor:
+                    out[w] = out[q]
+                    w += 1
+            pos = w
     return pos, tweet_hi
 
 
@@ -242,24 +276,27 @@ def emit_pairs_numpy(raters, times, group_ptr, tweet_ptr, window) -> np.ndarray:
 
 
 @nb.njit(nogil=True, cache=True)
-def radix_sort_keys(keys: np.ndarray, id_bits: int) -> np.ndarray:
-    """Sort pair keys (``lo << 32 | hi``, both < 2^``id_bits``) by LSD radix: a sorted copy.
+def radix_sort_keys(keys: np.ndarray, scratch: np.ndarray, id_bits: int) -> np.ndarray:
+    """Sort pair keys (``lo << 32 | hi``, both < 2^``id_bits``) by LSD radix, in place.
 
-    Only the 2·``id_bits`` bits in use are visited, in 11-bit digits (2048 buckets: the histogram
-    stays in L1), so a million raters cost 4 passes of one read and one scatter each.
+    Only the 2·``id_bits`` bits in use are visited, in digits of at most 11 bits (≤ 2048 buckets:
+    the histogram stays in L1); a million raters cost 4 passes of one read and one scatter each.
+    ``scratch`` (int64, at least as long) is clobbered. Returns ``keys``, now sorted.
     """
     n = keys.shape[0]
-    src = keys.copy()
-    dst = np.empty_like(src)
-    digit_bits = 11
     shifts = []
+    widths = []
     for base in (0, 32):
-        off = 0
-        while off < id_bits:
-            shifts.append(base + off)
-            off += digit_bits
-    mask = (1 << digit_bits) - 1
-    for sh in shifts:
+        n_digits = (id_bits + 10) // 11
+        width = (id_bits + n_digits - 1) // n_digits
+        for q in range(n_digits):
+            shifts.append(base + q * width)
+            widths.append(width)
+    src = keys
+    dst = scratch[:n]
+    for p in range(len(shifts)):
+        sh = shifts[p]
+        mask = (1 << widths[p]) - 1
         count = np.zeros(mask + 2, dtype=np.int64)
         for i in range(n):
             count[((src[i] >> sh) & mask) + 1] += 1
@@ -270,14 +307,26 @@ def radix_sort_keys(keys: np.ndarray, id_bits: int) -> np.ndarray:
             dst[count[d]] = src[i]
             count[d] += 1
         src, dst = dst, src
-    return src
+    if len(shifts) % 2 == 1:
+        keys[:] = src
+    return keys
 
 
 @nb.njit(nogil=True, cache=True)
 def _run_length_filtered(sorted_keys, min_count):
+    """(keys, counts) of runs of at least ``min_count`` in ``sorted_keys`` (fresh arrays, exact size)."""
     n = sorted_keys.shape[0]
-    keys = np.empty(n, dtype=np.int64)
-    counts = np.empty(n, dtype=np.int64)
+    m = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and sorted_keys[j] == sorted_keys[i]:
+            j += 1
+        if j - i >= min_count:
+            m += 1
+        i = j
+    keys = np.empty(m, dtype=np.int64)
+    counts = np.empty(m, dtype=np.int64)
     m = 0
     i = 0
     while i < n:
@@ -289,7 +338,7 @@ def _run_length_filtered(sorted_keys, min_count):
             counts[m] = j - i
             m += 1
         i = j
-    return keys[:m].copy(), counts[:m].copy()
+    return keys, counts
 
 
 def _run_length(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -324,31 +373,61 @@ def _count_partition(
     chunk_keys,
     min_count,
     id_bits,
+    sink=0,
+    counters=None,
+    counter_bits=1,
 ):
     n_tweets = tweet_ptr.shape[0] - 1
+    if counters is None:
+        counters = np.zeros(1, dtype=np.uint8)
     buf = np.empty(max(chunk_keys, 1), dtype=np.int64)
+    scratch = np.empty_like(buf)
     runs: list[tuple[np.ndarray, np.ndarray]] = []
     k = 0
     while k < n_tweets:
+        args = (raters, times, group_ptr, tweet_ptr, window)
+        tail = (bounds, modes, part_bits, part)
         if bounds[k] > buf.shape[0]:  # one huge tweet: give it a buffer of its own
             big = np.empty(int(bounds[k]), dtype=np.int64)
-            pos, nxt = _emit_pairs(
-                raters, times, group_ptr, tweet_ptr, window, k, k + 1, bounds, modes, part_bits, part, big
-            )
-            chunk = big[:pos]
+            pos, nxt = _emit_pairs(*args, k, k + 1, *tail, big, sink, counters, counter_bits, min_count)
+            chunk, scratch_now = big[:pos], np.empty(pos, dtype=np.int64)
         else:
-            pos, nxt = _emit_pairs(
-                raters, times, group_ptr, tweet_ptr, window, k, n_tweets, bounds, modes, part_bits, part, buf
-            )
-            chunk = buf[:pos]
+            pos, nxt = _emit_pairs(*args, k, n_tweets, *tail, buf, sink, counters, counter_bits, min_count)
+            chunk, scratch_now = buf[:pos], scratch
         only_run = k == 0 and nxt == n_tweets  # counts are final: drop small ones at once
-        runs.append(_run_length_filtered(radix_sort_keys(chunk, id_bits), min_count if only_run else 1))
+        sorted_chunk = radix_sort_keys(chunk, scratch_now, id_bits)
+        runs.append(_run_length_filtered(sorted_chunk, min_count if only_run else 1))
         k = nxt
     if not runs:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     keys, counts = _merge_runs(runs)
     keep = counts >= min_count
     return keys[keep], counts[keep]
+
+
+def _prefilter(
+    raters, times, group_ptr, tweet_ptr, window, bounds, modes, part_bits, part, counters, counter_bits
+):
+    n_tweets = tweet_ptr.shape[0] - 1
+    scratch = np.empty(int(bounds.max()) if n_tweets else 1, dtype=np.int64)
+    _emit_pairs(
+        raters,
+        times,
+        group_ptr,
+        tweet_ptr,
+        window,
+        0,
+        n_tweets,
+        bounds,
+        modes,
+        part_bits,
+        part,
+        scratch,
+        1,
+        counters,
+        counter_bits,
+        1,
+    )
 
 
 def count_pairs(
@@ -362,19 +441,28 @@ def count_pairs(
     chunk_keys: int = 1 << 26,
     num_threads: int = 1,
     dedupe_table_bits: int = 22,
+    filter_table_bits: int = 30,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Count, per rater pair, the tweets on which the two co-occur within ``window`` ms.
 
     ``raters``: int32[M] and ``times``: int64[M] in layout order (``x[perm]`` of ``order_by_tweet``);
     ``group_ptr`` int64[G+1], ``tweet_ptr`` int64[T+1] as returned there. Pairs with fewer than
-    ``min_count`` tweets are dropped as soon as their count is final (a pair that cannot pass a
-    threshold need not be stored). ``chunk_keys`` bounds the keys held per worker (see module doc).
+    ``min_count`` tweets are dropped (a pair that cannot pass a threshold need not be stored).
     A tweet's keys are de-duplicated with a hash set of up to 2^``dedupe_table_bits`` slots, or by
     sorting them when it emits more than half that.
 
+    Two strategies, chosen by size, both exact:
+    - *partitioned*: when ``min_count`` ≤ 1 or all window pairs fit in ``chunk_keys``: K hash
+      partitions, each emitted, radix-sorted and run-length counted in its own pass.
+    - *pre-filtered* (large inputs with ``min_count`` ≥ 2): a first pass adds every key to a
+      saturating uint8 counter of 2^b slots (b ≤ ``filter_table_bits``; a slot holds at least the
+      count of each key hashed there), a second pass keeps only keys whose slot reached
+      ``min_count``, which are then counted exactly. Two emission passes instead of K, and memory
+      2^b bytes plus the survivors; the survivors grow with the table's load (E / 2^b).
+
     Returns ``keys`` int64[P] sorted ascending (``unpack_pairs`` gives the raters) and ``counts``
-    int64[P]. The result does not depend on ``chunk_keys`` or ``num_threads``.
+    int64[P]. The result does not depend on ``chunk_keys``, ``num_threads`` or the strategy.
     """
     raters = np.ascontiguousarray(raters, dtype=np.int32)
     times = np.ascontiguousarray(times, dtype=np.int64)
@@ -385,36 +473,35 @@ def count_pairs(
     modes = dedupe_modes(raters, group_ptr, tweet_ptr, bounds, dedupe_table_bits)
     id_bits = max(1, int(raters.max()).bit_length()) if raters.shape[0] else 1
     total = int(bounds.sum())
-    n_parts = max(1, math.ceil(total / max(chunk_keys, 1)))
-    if num_threads > 1 and total > 4 * 1_000_000:
-        n_parts = max(n_parts, num_threads)
+    threads = max(1, num_threads)
+    prefilter = min_count >= 2 and total > chunk_keys
+    n_parts = threads if prefilter else max(threads, math.ceil(total / max(chunk_keys, 1)))
     part_bits = max(0, math.ceil(math.log2(n_parts))) if n_parts > 1 else 0
     n_parts = 1 << part_bits
-    chunk = int(min(chunk_keys, max(1, math.ceil(1.25 * total / n_parts) + 1024)))
-    if progress is not None:
-        progress(f"pair counting: {total:,} window pairs, {n_parts} partition(s)")
-
-    def one(p: int):
-        return _count_partition(
-            raters,
-            times,
-            group_ptr,
-            tweet_ptr,
-            window,
-            bounds,
-            modes,
-            part_bits,
-            p,
-            chunk,
-            min_count,
-            id_bits,
-        )
-
-    if num_threads > 1 and n_parts > 1:
-        with ThreadPoolExecutor(max_workers=num_threads) as pool:
-            results = list(pool.map(one, range(n_parts)))
+    counter_bits = 1
+    counters = np.zeros(1, dtype=np.uint8)
+    if prefilter:
+        counter_bits = max(part_bits + 1, min(filter_table_bits, math.ceil(math.log2(2 * total))))
+        counters = np.zeros(1 << counter_bits, dtype=np.uint8)
+        chunk = int(min(chunk_keys, 1 << 22))
     else:
-        results = [one(p) for p in range(n_parts)]
+        chunk = int(min(chunk_keys, max(1, math.ceil(1.25 * total / n_parts) + 1024)))
+    if progress is not None:
+        how = f"pre-filter 2^{counter_bits} slots" if prefilter else "partitioned"
+        progress(f"pair counting: {total:,} window pairs, {n_parts} partition(s), {how}")
+    args = (raters, times, group_ptr, tweet_ptr, window, bounds, modes, part_bits)
+
+    def first(p: int):
+        _prefilter(*args, p, counters, counter_bits)
+
+    def second(p: int):
+        sink = 2 if prefilter else 0
+        return _count_partition(*args, p, chunk, min_count, id_bits, sink, counters, counter_bits)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        if prefilter:
+            list(pool.map(first, range(n_parts)))
+        results = list(pool.map(second, range(n_parts)))
     keys = np.concatenate([r[0] for r in results])
     counts = np.concatenate([r[1] for r in results])
     order = np.argsort(keys, kind="stable")

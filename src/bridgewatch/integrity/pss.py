@@ -169,10 +169,14 @@ def co_selection_pairs(
     created = np.asarray(rating_created, dtype=np.int64)
     everyone = np.ones(rater.shape[0], dtype=bool)
     perm, gptr, tptr = _pairs.order_notes_by_tweet(note_indptr, note_tweet, created, everyone)
+    if progress is not None:
+        progress(f"co-selection: {perm.shape[0]:,} ratings on real tweets laid out")
     totals, n_pairs = _pairs.distinct_per_tweet(rater[perm], gptr, tptr, n_raters)
     active = totals >= params.min_unique_posts
-    keep = active[rater]
-    perm, gptr, tptr = _pairs.order_notes_by_tweet(note_indptr, note_tweet, created, keep)
+    keep = active[rater[perm]]  # drop inactive raters from the layout; groups and tweets stay
+    group_of = np.repeat(np.arange(gptr.shape[0] - 1), np.diff(gptr))
+    gptr = np.r_[0, np.cumsum(np.bincount(group_of[keep], minlength=gptr.shape[0] - 1))].astype(np.int64)
+    perm = perm[keep]
     min_count = min_count_to_pass(n_pairs, params)
     keys, counts = _pairs.count_pairs(
         rater[perm],
