@@ -262,3 +262,43 @@ def test_radix_sort_and_run_length_agree_with_numpy():
         k2, c2 = pairs._run_length_filtered(keys, m)
         np.testing.assert_array_equal(k2, k1[c1 >= m])
         np.testing.assert_array_equal(c2, c1[c1 >= m])
+
+
+def test_distinct_per_tweet_and_window_bounds_agree_with_numpy():
+    rng = np.random.default_rng(8)
+    n = 2000
+    tweet = rng.integers(0, 30, n)
+    note = tweet * 2 + rng.integers(0, 2, n)
+    rater = rng.integers(0, 90, n).astype(np.int32)
+    t = rng.integers(0, 3 * 3600_000, n)
+    r, tt, gptr, tptr = _layout(tweet, note, rater, t)
+    totals, n_pairs = pairs.distinct_per_tweet(r, gptr, tptr, 90)
+    uniq = np.unique(np.c_[tweet, rater], axis=0)
+    assert n_pairs == uniq.shape[0]
+    np.testing.assert_array_equal(totals, np.bincount(uniq[:, 1], minlength=90))
+    bounds = pairs.window_pair_bounds(tt, gptr, tptr, W)
+    note_sorted = note[pairs.order_by_tweet(tweet, note, t)[0]]
+    for k in range(tptr.shape[0] - 1):
+        a, b = gptr[tptr[k]], gptr[tptr[k + 1]]
+        same = note_sorted[a:b, None] == note_sorted[None, a:b]
+        close = np.abs(tt[a:b, None] - tt[None, a:b]) <= W
+        assert bounds[k] == np.triu(same & close, 1).sum()
+
+
+def test_pss_rerun_is_byte_identical():
+    note, rater, t, note_time, _, n_part = _ring_world(seed=4)
+    n_notes = note_time.shape[0]
+    indptr = np.r_[0, np.cumsum(np.bincount(note, minlength=n_notes))]
+    args = (
+        indptr,
+        rater,
+        t,
+        np.ones(rater.shape[0], dtype=bool),
+        np.zeros(n_notes, dtype=np.int32),
+        note_time,
+        np.arange(n_notes),
+        n_part,
+    )
+    a = post_selection_similarity(*args)
+    b = post_selection_similarity(*args, chunk_keys=1000, num_threads=2)
+    assert a.tobytes() == b.tobytes()

@@ -7,21 +7,29 @@ answers it with a Python dict of pairs that reaches ~10^9 entries and takes hour
 1. Ratings are laid out as *groups* (a note, or a (note, helpfulNum) cell) inside *tweets*, each group
    sorted by time (``order_by_tweet``). Two ratings co-occur when they are in the same group and their
    times differ by at most ``window`` ms (pass a huge window for "same group at any time").
-2. A numba kernel slides the window over each group and writes each co-occurring pair as one int64
-   key ``lo << 32 | hi`` (lo < hi, rater ids < 2^31). Keys of one tweet are sorted and de-duplicated
-   in place before moving on, so a pair counts at most once per tweet.
-3. Keys are counted by sorting (``np.sort``, vectorised) and run-length encoding, in chunks of at
-   most ``chunk_keys`` keys. When the emitted pairs do not fit one chunk, pair keys are split into K
-   hash partitions (top bits of ``key * golden``); partition p is produced by its own pass over the
-   ratings, so memory stays bounded and partitions run on parallel threads (kernels release the GIL,
-   so does ``np.sort``). Partitions are disjoint in keys, so results are exact and concatenated in key
-   order: the output is the same for any K and any thread count.
+2. A numba kernel slides the window over each group and produces each co-occurring pair as one
+   int64 key ``lo << 32 | hi`` (lo < hi, rater ids < 2^31). A pair counts at most once per tweet:
+   tweets with one busy note need nothing; with 2-8 notes a pair is skipped when the two raters were
+   already within the window on an earlier note (looked up in O(1)); otherwise a per-tweet hash set.
+3. Keys are counted by an in-place LSD radix sort (only the bits rater ids use) and run-length
+   encoding, in chunks of at most ``chunk_keys`` keys; pairs below ``min_count`` are dropped.
+   Memory stays bounded in one of two ways (``count_pairs``): K hash partitions (top bits of
+   ``key * golden``), one emission pass each; or, for large inputs with ``min_count`` ≥ 2, a
+   pre-filter pass into saturating uint8 counters (PCY-style) so that the counting pass keeps only
+   keys that can reach ``min_count``. Partitions are disjoint in keys and run on parallel threads
+   (kernels release the GIL); results are exact and in key order, the same for any chunk size,
+   thread count or strategy.
 
-Complexity: with R ratings, E = Σ_ratings (ratings of the same group in the window before it)
-emitted pairs ("window occupancy" summed), and K = ceil(E / chunk_keys) partitions:
-time O(R log g + K·(R + E) + E log(E/K)) where g is a group's size (the per-group time sort);
-memory O(R) for the layout plus O(chunk_keys) per worker thread (8 bytes a key, twice while sorting)
-plus O(P) for the pairs kept (P distinct pairs with count ≥ ``min_count``, 12 bytes each).
+Complexity, with R ratings, g a group's size, E = Σ_ratings (ratings of the same group within the
+window before it) — the summed window occupancy, i.e. the emitted pairs — and S the emitted keys
+that survive the pre-filter:
+- layout: O(R log g) time, O(R) memory (sorts only inside each note);
+- partitioned: O(K·(R + E) + E·d) time with K = ceil(E / chunk_keys) and d radix passes (4 up to
+  2^22 raters), O(chunk_keys) memory per thread (16 bytes a key while sorting);
+- pre-filtered: O(2·(R + E) + S·d) time, one random counter update per emitted key (the cost that
+  dominates at scale), 2^b bytes for the counters (b ≤ 30 by default) + O(S) for survivors;
+  S ≈ (true pairs with count ≥ min_count) + E·P[Poisson(E/2^b) ≥ min_count − 1].
+Never O(U²) in raters U: only pairs that actually co-occur are ever produced.
 """
 
 from __future__ import annotations
