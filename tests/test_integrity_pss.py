@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bridgewatch.errors import ScoringError
-from bridgewatch.integrity import pairs
+from bridgewatch.integrity import keycount, pairs
 from bridgewatch.integrity.components import connected_components, connected_components_numpy
 from bridgewatch.integrity.pss import (
     MINUTE_MS,
@@ -63,7 +63,7 @@ def test_numba_emitter_agrees_with_numpy_twin_and_partitioning_is_exact():
     rater = rng.integers(0, 120, n).astype(np.int32)
     t = rng.integers(0, 6 * 3600_000, n)
     r, tt, gptr, tptr = _layout(tweet, note, rater, t)
-    twin_keys, twin_counts = pairs._run_length(pairs.emit_pairs_numpy(r, tt, gptr, tptr, W))
+    twin_keys, twin_counts = keycount.run_length_numpy(pairs.emit_pairs_numpy(r, tt, gptr, tptr, W))
     for chunk, threads, bits in ((1 << 26, 1, 22), (5000, 1, 22), (5000, 2, 22), (1 << 26, 1, 3)):
         keys, counts = pairs.count_pairs(
             r, tt, gptr, tptr, W, chunk_keys=chunk, num_threads=threads, dedupe_table_bits=bits
@@ -254,12 +254,12 @@ def test_radix_sort_and_run_length_agree_with_numpy():
         hi = rng.integers(0, 2**id_bits, 5000)
         keys = pairs.pack_pairs(lo, hi)
         want = np.sort(keys)
-        np.testing.assert_array_equal(pairs.radix_sort_keys(keys, np.empty(6000, np.int64), id_bits), want)
+        np.testing.assert_array_equal(keycount.radix_sort_keys(keys, np.empty(6000, np.int64), id_bits), want)
         np.testing.assert_array_equal(keys, want)  # sorted in place
     keys = np.sort(rng.integers(0, 50, 2000).astype(np.int64))
-    k1, c1 = pairs._run_length(keys)
+    k1, c1 = keycount.run_length_numpy(keys)
     for m in (1, 30, 45):
-        k2, c2 = pairs._run_length_filtered(keys, m)
+        k2, c2 = keycount.run_length_counts(keys, m)
         np.testing.assert_array_equal(k2, k1[c1 >= m])
         np.testing.assert_array_equal(c2, c1[c1 >= m])
 

@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba as nb
 import numpy as np
 
+from bridgewatch.integrity.keycount import merge_runs, radix_sort_keys, run_length_counts
 from bridgewatch.integrity.layout import distinct_per_tweet, order_by_tweet, order_notes_by_tweet
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "order_by_tweet",
     "order_notes_by_tweet",
     "pack_pairs",
+    "radix_sort_keys",
     "unpack_pairs",
     "window_pair_bounds",
 ]
@@ -283,91 +285,6 @@ def emit_pairs_numpy(raters, times, group_ptr, tweet_ptr, window) -> np.ndarray:
     return np.sort(np.array(keys, dtype=np.int64))
 
 
-@nb.njit(nogil=True, cache=True)
-def radix_sort_keys(keys: np.ndarray, scratch: np.ndarray, id_bits: int) -> np.ndarray:
-    """Sort pair keys (``lo << 32 | hi``, both < 2^``id_bits``) by LSD radix, in place.
-
-    Only the 2·``id_bits`` bits in use are visited, in digits of at most 11 bits (≤ 2048 buckets:
-    the histogram stays in L1); a million raters cost 4 passes of one read and one scatter each.
-    ``scratch`` (int64, at least as long) is clobbered. Returns ``keys``, now sorted.
-    """
-    n = keys.shape[0]
-    shifts = []
-    widths = []
-    for base in (0, 32):
-        n_digits = (id_bits + 10) // 11
-        width = (id_bits + n_digits - 1) // n_digits
-        for q in range(n_digits):
-            shifts.append(base + q * width)
-            widths.append(width)
-    src = keys
-    dst = scratch[:n]
-    for p in range(len(shifts)):
-        sh = shifts[p]
-        mask = (1 << widths[p]) - 1
-        count = np.zeros(mask + 2, dtype=np.int64)
-        for i in range(n):
-            count[((src[i] >> sh) & mask) + 1] += 1
-        for d in range(mask + 1):
-            count[d + 1] += count[d]
-        for i in range(n):
-            d = (src[i] >> sh) & mask
-            dst[count[d]] = src[i]
-            count[d] += 1
-        src, dst = dst, src
-    if len(shifts) % 2 == 1:
-        keys[:] = src
-    return keys
-
-
-@nb.njit(nogil=True, cache=True)
-def _run_length_filtered(sorted_keys, min_count):
-    """(keys, counts) of runs of at least ``min_count`` in ``sorted_keys`` (fresh arrays, exact size)."""
-    n = sorted_keys.shape[0]
-    m = 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and sorted_keys[j] == sorted_keys[i]:
-            j += 1
-        if j - i >= min_count:
-            m += 1
-        i = j
-    keys = np.empty(m, dtype=np.int64)
-    counts = np.empty(m, dtype=np.int64)
-    m = 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and sorted_keys[j] == sorted_keys[i]:
-            j += 1
-        if j - i >= min_count:
-            keys[m] = sorted_keys[i]
-            counts[m] = j - i
-            m += 1
-        i = j
-    return keys, counts
-
-
-def _run_length(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if sorted_keys.shape[0] == 0:
-        return sorted_keys[:0].copy(), np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    counts = np.diff(np.r_[starts, sorted_keys.shape[0]]).astype(np.int64)
-    return sorted_keys[starts], counts
-
-
-def _merge_runs(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    if len(runs) == 1:
-        return runs[0]
-    keys = np.concatenate([r[0] for r in runs])
-    counts = np.concatenate([r[1] for r in runs])
-    order = np.argsort(keys, kind="stable")
-    keys, counts = keys[order], counts[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return keys[starts], np.add.reduceat(counts, starts) if keys.shape[0] else counts
-
-
 def _count_partition(
     raters,
     times,
@@ -404,11 +321,11 @@ def _count_partition(
             chunk, scratch_now = buf[:pos], scratch
         only_run = k == 0 and nxt == n_tweets  # counts are final: drop small ones at once
         sorted_chunk = radix_sort_keys(chunk, scratch_now, id_bits)
-        runs.append(_run_length_filtered(sorted_chunk, min_count if only_run else 1))
+        runs.append(run_length_counts(sorted_chunk, min_count if only_run else 1))
         k = nxt
     if not runs:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    keys, counts = _merge_runs(runs)
+    keys, counts = merge_runs(runs)
     keep = counts >= min_count
     return keys[keep], counts[keep]
 
