@@ -133,6 +133,7 @@ class _Actions:
                 (tweet[1:] != tweet[:-1]) | (note[1:] != note[:-1]) | (helpful_num[1:] != helpful_num[:-1])
             )
         self.action = np.cumsum(new) - 1  # per rating, ids increase with tweet
+        self.tweet_ids, tweet = np.unique(tweet, return_inverse=True)  # dense: tweet ids are ~2^60
         self.action_tweet = tweet[new]
         self.rater = rater
         self.tweet = tweet
@@ -164,8 +165,9 @@ def _grow(acts: _Actions, seed: list[int], p: QuasiCliqueParams) -> tuple[np.nda
         hit = group[acts.action] & ~is_member[acts.rater]
         if not hit.any():
             break
-        rt = np.unique(acts.rater[hit] * (acts.tweet.max() + 1) + acts.tweet[hit])  # distinct (rater, tweet)
-        score = np.bincount(rt // (acts.tweet.max() + 1), minlength=acts.n_raters)
+        n_tw = acts.tweet_ids.shape[0]
+        rt = np.unique(acts.rater[hit] * n_tw + acts.tweet[hit])  # distinct (rater, tweet)
+        score = np.bincount(rt // n_tw, minlength=acts.n_raters)
         candidate = int(np.argmax(score))  # first maximum: lowest index wins ties
         new_counts = counts.copy()
         np.add.at(new_counts, acts.action[acts.ratings_of(candidate)], 1)
@@ -185,7 +187,7 @@ def _grow(acts: _Actions, seed: list[int], p: QuasiCliqueParams) -> tuple[np.nda
         members.append(candidate)
         is_member[candidate] = True
         counts = new_counts
-    return np.sort(np.array(members, dtype=np.int32)), tweets
+    return np.sort(np.array(members, dtype=np.int32)), acts.tweet_ids[tweets]
 
 
 def correlated_rater(rating_rater: np.ndarray, quasi_clique_value: np.ndarray) -> np.ndarray:
