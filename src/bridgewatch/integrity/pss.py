@@ -76,22 +76,26 @@ def author_rater_pairs(
     rating_helpful: np.ndarray,
     n_participants: int,
     params: PSSParams = PSSParams(),
+    writer_total: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Suspect (author, rater) pairs from fast helpful ratings (§7.1 A).
 
     ``note_author`` int32[N] participant index of each note's author; ``note_created`` int64[N];
     ``rating_note`` int32[R] (−1 = note unknown, ignored); ``rating_rater`` int32[R] participant index;
     ``rating_created`` int64[R]; ``rating_helpful`` bool[R]. Latency = rating time − note time, with no
-    lower bound (as in the reference). writerTotal counts all of the author's notes.
+    lower bound (as in the reference). writerTotal counts all of the author's notes: pass
+    ``writer_total`` int[P] when the note arrays hold only rated notes (default: counted from them).
 
     Returns the pairs as (lo int32[S], hi int32[S]) with lo < hi, unique and sorted; self-pairs are
     ignored.
     """
     note_author = np.asarray(note_author, dtype=np.int64)
     rating_note = np.asarray(rating_note, dtype=np.int64)
-    writer_total = np.bincount(note_author, minlength=n_participants)
+    if writer_total is None:
+        writer_total = np.bincount(note_author[note_author >= 0], minlength=n_participants)
     ok = np.asarray(rating_helpful, dtype=bool) & (rating_note >= 0)
     idx = np.flatnonzero(ok)
+    idx = idx[note_author[rating_note[idx]] >= 0]  # notes without a known author cannot pair
     latency = np.asarray(rating_created, dtype=np.int64)[idx] - np.asarray(note_created)[rating_note[idx]]
     longest = max(params.latency_minutes) * MINUTE_MS
     fast = latency <= longest
@@ -218,6 +222,7 @@ def post_selection_similarity(
     n_participants: int,
     params: PSSParams = PSSParams(),
     *,
+    writer_total: np.ndarray | None = None,
     chunk_keys: int = 1 << 26,
     num_threads: int = 1,
     progress: Callable[[str], None] | None = None,
@@ -239,6 +244,7 @@ def post_selection_similarity(
         rating_helpful,
         n_participants,
         params,
+        writer_total,
     )
     co = co_selection_pairs(
         note_indptr,

@@ -1,0 +1,100 @@
+"""Run the integrity detectors on a ``RatingMatrix`` and a notes table.
+
+The detectors take plain arrays; this module is the one place that maps the matrix's dense ids and
+the notes columns (noteId, noteAuthorParticipantId, createdAtMillis, tweetId, classification) onto
+them, so the scoring pipeline and the reports call one function each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.integrity.pss import PSSParams, apply_pss, participant_space, post_selection_similarity
+from bridgewatch.integrity.quasi_clique import QuasiCliqueParams, correlated_rater, quasi_cliques
+from bridgewatch.io.matrix import RatingMatrix
+
+
+@dataclass(frozen=True)
+class IntegrityResult:
+    """Per-participant values and per-rating flags for one dataset.
+
+    ``participant_ids`` object[P] (the matrix's raters first, then authors who never rated);
+    ``post_selection_value`` int32[P] and ``quasi_clique_value`` int32[P] (0 = none; the latter is 0
+    for authors who never rated); ``keep`` bool[R] and ``correlated_rater`` bool[R] in matrix order.
+    """
+
+    participant_ids: np.ndarray
+    post_selection_value: np.ndarray
+    quasi_clique_value: np.ndarray
+    keep: np.ndarray
+    correlated_rater: np.ndarray
+
+    def values_frame(self) -> pd.DataFrame:
+        """Participants in any clique: raterParticipantId, postSelectionValue, quasiCliqueValue."""
+        qc = np.zeros(self.participant_ids.shape[0], dtype=np.int32)
+        qc[: self.quasi_clique_value.shape[0]] = self.quasi_clique_value
+        m = (self.post_selection_value > 0) | (qc > 0)
+        return pd.DataFrame(
+            {
+                "raterParticipantId": self.participant_ids[m],
+                "postSelectionValue": self.post_selection_value[m],
+                "quasiCliqueValue": qc[m],
+            }
+        )
+
+
+def detect_integrity(
+    matrix: RatingMatrix,
+    notes: pd.DataFrame,
+    *,
+    pss: PSSParams | None = None,
+    quasi: QuasiCliqueParams | None = None,
+    num_threads: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> IntegrityResult:
+    """PSS cliques (§7.1), quasi-cliques (§7.2), the PSS keep mask and correlatedRater flags.
+
+    ``notes`` needs noteId, noteAuthorParticipantId, createdAtMillis, tweetId, classification; notes
+    of the matrix missing from it have no author, no tweet and are not misleading. The PSS filter is
+    skipped (all kept) when ``notes`` has fewer than ``pss.min_notes_for_filter`` rows (§9.7).
+    """
+    pss = pss if pss is not None else PSSParams()
+    quasi = quasi if quasi is not None else QuasiCliqueParams()
+    note_ids = notes["noteId"].to_numpy(np.int64)
+    row = matrix.note_index(note_ids)
+    ids, author_all = participant_space(matrix.rater_ids, notes["noteAuthorParticipantId"].to_numpy(object))
+    n_p, n_n = ids.shape[0], matrix.n_notes
+    author = np.full(n_n, -1, dtype=np.int32)
+    created = np.zeros(n_n, dtype=np.int64)
+    tweet = np.full(n_n, -1, dtype=np.int64)
+    misleading = np.zeros(n_n, dtype=bool)
+    hit = row >= 0
+    author[row[hit]] = author_all[hit]
+    created[row[hit]] = notes["createdAtMillis"].to_numpy(np.int64)[hit]
+    tweet[row[hit]] = pd.to_numeric(notes["tweetId"], errors="coerce").fillna(-1).to_numpy(np.int64)[hit]
+    misleading[row[hit]] = (notes["classification"] == schema.MISLEADING).to_numpy()[hit]
+    writer_total = np.bincount(author_all, minlength=n_p)
+    clique = post_selection_similarity(
+        matrix.note_indptr,
+        matrix.rater,
+        matrix.created_at,
+        matrix.value == 1.0,
+        author,
+        created,
+        tweet,
+        n_p,
+        pss,
+        writer_total=writer_total,
+        num_threads=num_threads,
+        progress=progress,
+    )
+    keep = apply_pss(matrix.note, matrix.rater, matrix.created_at, author, clique, len(notes), pss)
+    qc, _ = quasi_cliques(
+        matrix.note, matrix.rater, matrix.value, tweet, created, misleading, matrix.n_raters, quasi
+    )
+    return IntegrityResult(ids, clique, qc, keep, correlated_rater(matrix.rater, qc))

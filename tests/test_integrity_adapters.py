@@ -1,0 +1,68 @@
+"""detect_integrity on a RatingMatrix: id mapping, PSS keep mask and correlatedRater flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.integrity.adapters import detect_integrity
+from bridgewatch.io.matrix import build_rating_matrix
+
+MIN = 60_000
+
+
+def _dataset(n_notes=240, seed=0):
+    """Author 'w' writes 20 notes; buddies 'b1', 'b2' rate 12 of them helpful within 30 s. Honest
+    raters rate every note an hour later. 240 notes so the PSS filter is on (§9.7)."""
+    rng = np.random.default_rng(seed)
+    note_ids = np.arange(1000, 1000 + n_notes, dtype=np.int64)
+    authors = np.array(["w"] * 20 + [f"a{i % 30}" for i in range(n_notes - 20)], dtype=object)
+    created = rng.integers(0, 10**10, n_notes)
+    notes = pd.DataFrame(
+        {
+            "noteId": note_ids,
+            "noteAuthorParticipantId": authors,
+            "createdAtMillis": created,
+            "tweetId": note_ids * 10,
+            "classification": schema.MISLEADING,
+        }
+    )
+    rows = []
+    for n in range(12):
+        rows += [(n, "b1", created[n] + 30_000), (n, "b2", created[n] + 30_000)]
+    for n in range(n_notes):
+        for r in rng.choice(80, 6, replace=False):
+            rows.append((n, f"h{r:02d}", created[n] + 60 * MIN + int(rng.integers(0, 10**6))))
+    rater_ids = np.array(sorted({r for _, r, _ in rows}), dtype=object)
+    note = np.array([n for n, _, _ in rows])
+    rater = np.searchsorted(rater_ids, np.array([r for _, r, _ in rows], dtype=object))
+    m = len(rows)
+    matrix = build_rating_matrix(
+        note=note,
+        rater=rater,
+        value=np.ones(m, np.float32),
+        created_at=np.array([t for *_, t in rows]),
+        tags=np.zeros(m, np.uint32),
+        population_sampled=np.zeros(m, bool),
+        note_ids=note_ids,
+        rater_ids=rater_ids,
+    )
+    return matrix, notes
+
+
+def test_buddies_and_writer_form_one_clique_and_their_ratings_go():
+    matrix, notes = _dataset()
+    res = detect_integrity(matrix, notes)
+    vals = res.values_frame()
+    assert sorted(vals.raterParticipantId) == ["b1", "b2", "w"]
+    assert vals.postSelectionValue.nunique() == 1
+    buddy = np.isin(matrix.rater_ids[matrix.rater], ["b1", "b2"])
+    # every buddy rating is on a note by the writer in their own clique: all dropped
+    assert not res.keep[buddy].any() and res.keep[~buddy].all()
+    assert not res.correlated_rater.any()
+
+
+def test_small_notes_table_keeps_everything():
+    matrix, notes = _dataset(n_notes=150)
+    assert detect_integrity(matrix, notes).keep.all()
