@@ -3,14 +3,14 @@
 Every function takes plain arrays (ids as ints, times in ms) and returns arrays or frames; nothing
 here imports the scorer. Entry points:
 
-- ``detect_integrity(matrix, notes)`` → everything below for a ``RatingMatrix`` in one call.
+- ``adapters.detect_integrity(matrix, notes)`` → everything below for a ``RatingMatrix`` in one call
+  (imported from its module, so the array core does not pull in ``bridgewatch.io``).
 - ``post_selection_similarity`` → PSS clique per participant; ``apply_pss`` → keep mask (§7.1).
 - ``quasi_cliques`` → ``quasiCliqueValue`` per rater; ``correlated_rater`` → flag per rating (§7.2).
 - ``top_k_similar``, ``opinion_groups`` (similarity), ``note_rater_diversity``,
   ``rater_polarization`` (polarization): report views.
 """
 
-from bridgewatch.integrity.adapters import IntegrityResult, detect_integrity
 from bridgewatch.integrity.polarization import note_rater_diversity, rater_polarization
 from bridgewatch.integrity.pss import (
     PSSParams,
@@ -22,12 +22,10 @@ from bridgewatch.integrity.quasi_clique import QuasiCliqueParams, correlated_rat
 from bridgewatch.integrity.similarity import opinion_groups, top_k_similar
 
 __all__ = [
-    "IntegrityResult",
     "PSSParams",
     "QuasiCliqueParams",
     "apply_pss",
     "correlated_rater",
-    "detect_integrity",
     "note_rater_diversity",
     "opinion_groups",
     "participant_space",
