@@ -220,6 +220,18 @@ NOTE_STATUS_HISTORY_COLUMNS = (
     "timestampMillisOfFirstNmrDueToMinStableCrhTime",
     "abovePcrhThresholdTime",
 )
+# NSH columns holding text (statuses and the deciding rule); the rest are numbers.
+NSH_TEXT_COLUMNS = (
+    "firstNonNMRStatus",
+    "currentStatus",
+    "mostRecentNonNMRStatus",
+    "lockedStatus",
+    "currentCoreStatus",
+    "currentExpansionStatus",
+    "currentGroupStatus",
+    "currentDecidedBy",
+    "currentMultiGroupStatus",
+)
 # The legacy 23-column layout lacks these two; 22-column files (older still) lack the last three.
 NSH_LATE_COLUMNS = ("timestampMillisOfFirstNmrDueToMinStableCrhTime", "abovePcrhThresholdTime")
 # The public docs call mostRecentNonNMRStatus by this name (same position).

@@ -109,17 +109,7 @@ RATINGS = FileSpec(
 # Columns of the public ratings file that we know but do not read.
 RATINGS_UNUSED = ("version", "agree", "disagree", "ratedOnTweetId", "suggestion", "suggestionId")
 
-_NSH_STATUS = (
-    "firstNonNMRStatus",
-    "currentStatus",
-    "mostRecentNonNMRStatus",
-    "lockedStatus",
-    "currentCoreStatus",
-    "currentExpansionStatus",
-    "currentGroupStatus",
-    "currentDecidedBy",
-    "currentMultiGroupStatus",
-)
+_NSH_STATUS = schema.NSH_TEXT_COLUMNS
 _NSH_FLOAT = ("currentModelingGroup", "currentModelingMultiGroup", "timestampMinuteOfFinalScoringOutput")
 
 

@@ -127,6 +127,18 @@ def _check(note, rater, target, n_notes, n_raters) -> None:
         raise ScoringError("diligence: note or rater index out of range")
 
 
+def _penalty(c: DiligenceConfig, r: int, nn: int, nu: int, **loss_ratios: float):
+    """The model's λ multipliers (§3.5) as one penalty table; prescoring and final share it."""
+    return penalty(
+        n_ratings=r, n_notes=nn, n_raters=nu,
+        note_factor=c.l2_lambda, note_intercept=c.l2_lambda * c.note_bias_multiplier,
+        rater_factor=c.l2_lambda, rater_intercept=c.l2_lambda * c.rater_bias_multiplier,
+        rater_reputation=c.l2_lambda * c.reputation_multiplier,
+        global_intercept=c.l2_lambda * c.global_bias_multiplier,
+        **loss_ratios,
+    )  # fmt: skip
+
+
 def fit_prescoring(
     note: np.ndarray,
     rater: np.ndarray,
@@ -149,13 +161,7 @@ def fit_prescoring(
     raters, lr = _compact(rater)
     c = config or DiligenceConfig()
     r, nn, nu = note.shape[0], notes.shape[0], raters.shape[0]
-    pen = penalty(
-        n_ratings=r, n_notes=nn, n_raters=nu,
-        note_factor=c.l2_lambda, note_intercept=c.l2_lambda * c.note_bias_multiplier,
-        rater_factor=c.l2_lambda, rater_intercept=c.l2_lambda * c.rater_bias_multiplier,
-        rater_reputation=c.l2_lambda * c.reputation_multiplier,
-        global_intercept=c.l2_lambda * c.global_bias_multiplier,
-    )  # fmt: skip
+    pen = _penalty(c, r, nn, nu)
     p = LogisticMFParams.zeros(nn, nu, reputation=1.0)
     p.rater_factor = np.nan_to_num(np.asarray(rater_factor_init, dtype=np.float64)[raters], nan=0.0)
 
@@ -214,12 +220,8 @@ def fit_final(
     raters, lr = _compact(rater)
     c = config or DiligenceConfig()
     r, nn, nu = note.shape[0], notes.shape[0], raters.shape[0]
-    pen = penalty(
-        n_ratings=r, n_notes=nn, n_raters=nu,
-        note_factor=c.l2_lambda, note_intercept=c.l2_lambda * c.note_bias_multiplier,
-        rater_factor=c.l2_lambda, rater_intercept=c.l2_lambda * c.rater_bias_multiplier,
-        rater_reputation=c.l2_lambda * c.reputation_multiplier,
-        global_intercept=c.l2_lambda * c.global_bias_multiplier,
+    pen = _penalty(
+        c, r, nn, nu,
         note_loss_ratio=pre.n_ratings / max(pre.n_notes, 1),
         rater_loss_ratio=pre.n_ratings / max(pre.n_raters, 1),
     )  # fmt: skip

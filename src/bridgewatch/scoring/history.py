@@ -18,20 +18,7 @@ from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.meta import LOCKING_ENABLED_RULES, UPDATED_TIMER_COLUMN
 
 NSH_COLUMNS = schema.NOTE_STATUS_HISTORY_COLUMNS
-_STRING_COLUMNS = frozenset(
-    {
-        "noteAuthorParticipantId",
-        "firstNonNMRStatus",
-        "currentStatus",
-        "mostRecentNonNMRStatus",
-        "lockedStatus",
-        "currentCoreStatus",
-        "currentExpansionStatus",
-        "currentGroupStatus",
-        "currentDecidedBy",
-        "currentMultiGroupStatus",
-    }
-)
+_STRING_COLUMNS = frozenset({"noteAuthorParticipantId", *schema.NSH_TEXT_COLUMNS})
 # What each "current*" NSH column copies from the scoring output.
 _CURRENT_FROM = {
     "currentCoreStatus": "coreRatingStatus",
