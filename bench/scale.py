@@ -1,0 +1,264 @@
+"""Scale benchmark: every phase of the batch job at medium, large and public scale.
+
+    python bench/scale.py [--scales medium,large,public] [--root /tmp/bw-scale] [--threads 2]
+
+For each scale, in a fresh subprocess (so that peak RSS is that scale's own):
+
+1. simulate the community once into ``ROOT/SCALE`` (reused when present; reported, not scored);
+2. read the TSV files (``read``), then the same files again from the columnar cache when the
+   reader offers one (``read (cache)``);
+3. run the batch job phase by phase (integrity, topics, preprocess, every scorer, meta, status
+   history, contributor scoring), recording each phase's wall time and the peak RSS reached
+   during it (a sampling thread reads ``/proc/self/statm`` every 20 ms);
+4. the bandwidth floor: the time of one factorization sweep (every note, then every rater) over
+   all ratings, against the time of one streaming pass that reads the same arrays once in the
+   same order. Their ratio says how far the solver is from the memory-bandwidth floor.
+
+Prints one table per scale and writes ``ROOT/scale.md`` (Markdown) with all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler:
+    """Peak resident memory between two ``mark`` calls, sampled from /proc every ``interval`` s."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self._peak = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * PAGE
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            now = self.rss()
+            with self._lock:
+                self._peak = max(self._peak, now)
+
+    def mark(self) -> float:
+        """Peak RSS (GiB) since the previous mark; starts a new window."""
+        with self._lock:
+            peak = max(self._peak, self.rss())
+            self._peak = self.rss()
+        return peak / 2**30
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _stream_pass_kernel():
+    """A numba pass that reads the sweep's arrays in the sweep's order and does nothing else."""
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def stream_pass(indptr, perm, other, value):
+        n_rows = indptr.shape[0] - 1
+        acc = 0.0
+        for row in numba.prange(n_rows):
+            s = 0.0
+            for p in range(indptr[row], indptr[row + 1]):
+                j = perm[p]
+                s += value[j] + other[j]
+            acc += s
+        return acc
+
+    return stream_pass
+
+
+def sweep_floor(matrix, threads: int) -> dict[str, float]:
+    """Seconds of one ALS sweep vs one streaming pass over the same arrays (best of 3 each)."""
+    import numba
+
+    from bridgewatch.scoring import mf_kernels as K
+    from bridgewatch.scoring.config import MFConfig
+    from bridgewatch.scoring.mf import build_problem, initial_params, penalties
+
+    numba.set_num_threads(threads)
+    stream_pass = _stream_pass_kernel()
+    p = build_problem(matrix)
+    cfg = MFConfig()
+    pen = penalties(p, cfg, None, None)
+    mu, ni, nf, ri, rf = initial_params(p, cfg.num_factors, 0, None)
+
+    def sweep() -> None:
+        K.solve_rows_nb(
+            p.note_indptr, p.identity, p.rater, p.value, mu, ri, rf, pen.note_int, pen.note_fac, ni, nf
+        )
+        K.solve_rows_nb(
+            p.rater_indptr, p.by_rater, p.note, p.value, mu, ni, nf, pen.rater_int, pen.rater_fac, ri, rf
+        )
+
+    def floor() -> float:
+        a = stream_pass(p.note_indptr, p.identity, p.rater, p.value)
+        b = stream_pass(p.rater_indptr, p.by_rater, p.note, p.value)
+        return a + b
+
+    def best(fn) -> float:
+        fn()  # compile / warm the caches
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    s, f = best(sweep), best(floor)
+    bytes_read = 2 * (p.identity.nbytes + p.rater.nbytes + p.value.nbytes)
+    return {"sweep_s": s, "floor_s": f, "ratio": s / f, "floor_gbps": bytes_read / f / 1e9}
+
+
+def run_scale(scale: str, root: Path, threads: int) -> dict:
+    """The whole measurement for one scale, in this process."""
+    import numba
+
+    from bridgewatch.runner import run_integrity
+    from bridgewatch.scoring.config import ScoringConfig
+    from bridgewatch.scoring.pipeline import score_dataset
+    from bridgewatch.sim.config import config_for_scale
+    from bridgewatch.sim.simulate import simulate
+
+    numba.set_num_threads(threads)
+    data = root / scale
+    rows: list[tuple[str, float, float]] = []
+    if not (data / "notes-00000.tsv").exists():
+        t = time.perf_counter()
+        simulate(config_for_scale(scale, seed=0), data)
+        rows.append(("simulate (not scored)", time.perf_counter() - t, float("nan")))
+    sampler = RssSampler()
+    from bridgewatch.io import read_dataset
+
+    t = time.perf_counter()
+    dataset = read_dataset(data)
+    rows.append(("read TSV", time.perf_counter() - t, sampler.mark()))
+    cache = _cache_read(data)
+    if cache is not None:
+        dataset, secs = cache
+        rows.append(("read (columnar cache)", secs, sampler.mark()))
+    m = dataset.ratings
+    config = ScoringConfig()
+    t = time.perf_counter()
+    found = run_integrity(dataset, config)
+    rows.append(("integrity (PSS + quasi-cliques)", time.perf_counter() - t, sampler.mark()))
+
+    marks: list[tuple[str, float]] = []
+
+    def progress(name: str) -> None:
+        marks.append((name, time.perf_counter()))
+        if len(marks) > 1:
+            rows.append((marks[-2][0], marks[-1][1] - marks[-2][1], sampler.mark()))
+
+    t0 = time.perf_counter()
+    result = score_dataset(
+        dataset, epoch_millis=int(m.created_at.max()) + 86_400_000, config=config, seed=42,
+        rating_keep=found.keep, correlated=found.correlated, progress=progress,
+    )  # fmt: skip
+    scoring_s = time.perf_counter() - t0
+    progress("end")
+    rows.append(("scoring total (all phases)", scoring_s, max(r[2] for r in rows[-len(marks) :])))
+    floor = sweep_floor(m, threads)
+    sampler.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    counts = {"ratings": m.n_ratings, "notes": m.n_notes, "raters": m.n_raters}
+    statuses = result.scored_notes["finalRatingStatus"].value_counts().to_dict()
+    return {
+        "scale": scale,
+        "rows": rows,
+        "floor": floor,
+        "peak_gib": peak,
+        "counts": counts,
+        "statuses": statuses,
+    }
+
+
+def _cache_read(data: Path):
+    """(dataset, seconds) read back through the columnar cache, or None when the reader has none."""
+    import inspect
+
+    from bridgewatch.io import read_dataset
+
+    if "cache_dir" not in inspect.signature(read_dataset).parameters:
+        return None
+    cache = data / ".bwcache"
+    read_dataset(data, cache_dir=cache)  # builds it (first time) or refreshes it
+    t = time.perf_counter()
+    dataset = read_dataset(data, cache_dir=cache)
+    return dataset, time.perf_counter() - t
+
+
+def markdown(res: dict) -> str:
+    c = res["counts"]
+    out = [
+        f"### {res['scale']}: {c['ratings']:,} ratings, {c['notes']:,} notes, {c['raters']:,} raters",
+        "",
+        "| phase | wall s | peak RSS GiB |",
+        "|---|---:|---:|",
+    ]
+    out += [f"| {name} | {secs:.2f} | {peak:.2f} |" for name, secs, peak in res["rows"]]
+    f = res["floor"]
+    out += [
+        "",
+        f"Process peak RSS {res['peak_gib']:.2f} GiB. One factorization sweep {f['sweep_s']:.3f} s vs one "
+        f"streaming pass over the same arrays {f['floor_s']:.3f} s ({f['floor_gbps']:.1f} GB/s): "
+        f"ratio {f['ratio']:.2f}.",
+        f"Final statuses: {res['statuses']}",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scales", default="medium,large,public")
+    ap.add_argument("--root", default="/tmp/bw-scale")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    if args.worker:
+        print("RESULT " + json.dumps(run_scale(args.worker, root, args.threads)), flush=True)
+        return
+    parts = []
+    for scale in args.scales.split(","):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            scale,
+            "--root",
+            str(root),
+            "--threads",
+            str(args.threads),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            print(f"{scale}: failed (exit {proc.returncode})\n{proc.stderr[-3000:]}")
+            continue
+        text = markdown(json.loads(lines[-1][7:]))
+        print(text, flush=True)
+        parts.append(text)
+    (root / "scale.md").write_text("\n".join(parts), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
