@@ -36,7 +36,7 @@ class ViewParams:
     top_k: int = 10
     similarity_shrinkage: float = 5.0
     min_co_rated: int = 3
-    max_raters_per_note: int | None = 500
+    max_raters_per_note: int | None = 200
     n_groups: int = 2
     min_group_ratings: int = 5
     min_side_raters: int = 2
