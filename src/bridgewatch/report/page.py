@@ -31,8 +31,8 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bo
 .muted { color: #666; } .cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 16px 0; }
 .card { border: 1px solid #ddd; border-radius: 8px; padding: 10px 16px; min-width: 120px; }
 .card .n { font-size: 1.5em; font-weight: 600; } .card .l { color: #666; font-size: 0.85em; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; }
-th, td { border-bottom: 1px solid #e5e5e5; padding: 4px 10px; text-align: right; }
+.wide { overflow-x: auto; } table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
+th, td { border-bottom: 1px solid #e5e5e5; padding: 3px 8px; text-align: right; white-space: nowrap; }
 th { background: #f6f6f6; } td.t, th.t { text-align: left; font-family: ui-monospace, monospace; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 @media (max-width: 900px) { .grid { grid-template-columns: 1fr; } }
@@ -121,7 +121,7 @@ def html_table(frame: pd.DataFrame, text_columns: tuple[str, ...] = ()) -> str:
         for row in frame.itertuples(index=False)
     )
     body = "".join(f"<tr>{r}</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _plot(fig: go.Figure, div_id: str) -> str:
