@@ -107,3 +107,12 @@ def test_polarization_high_for_camps_near_zero_for_centrists():
     assert camps.polarization.min() > 0.3
     assert centrists.polarization.abs().max() < 0.1
     assert np.allclose(p.weightedPolarization, np.abs(factor) * p.polarization)
+
+
+def test_embedding_of_unanimous_ratings_is_zero_not_an_arpack_error():
+    note = np.repeat(np.arange(6), 4)
+    rater = np.tile(np.arange(4), 6)
+    emb = rating_embedding(note, rater, np.ones(24), 6, 4)
+    assert emb.shape == (4, 2) and not emb.any()
+    g = opinion_groups(note, rater, np.ones(24), 6, 4, n_groups=2)
+    assert (g.group >= 0).all()

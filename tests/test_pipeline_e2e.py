@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +13,8 @@ from click.testing import CliRunner
 
 from bridgewatch import schema
 from bridgewatch.cli import cli
+from bridgewatch.integrity.views import NOTE_INTEGRITY_FILE, RATER_INTEGRITY_FILE
+from bridgewatch.report import REPORT_FILE
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 
@@ -74,6 +78,23 @@ def test_helpful_status_agrees_with_the_simulated_truth(community: Path, scored:
     assert precision >= 0.9, precision
     crnh = out[out["coreRatingStatus"] == schema.CRNH]
     assert truth.loc[crnh.index, "quality"].mean() < truth.loc[core.index, "quality"].mean()
+
+
+def test_integrity_views_and_report_cover_every_note_and_rater(community: Path, scored: Path) -> None:
+    notes = pd.read_csv(scored / NOTE_INTEGRITY_FILE, sep="\t")
+    raters = pd.read_csv(scored / RATER_INTEGRITY_FILE, sep="\t")
+    ratings = pd.read_csv(community / schema.RATINGS_FILE, sep="\t", usecols=["raterParticipantId"])
+    assert raters["ratings"].sum() == len(ratings) == notes["numRatings"].sum()
+    assert raters["raterParticipantId"].nunique() == ratings["raterParticipantId"].nunique()
+    helpful = notes["helpfulPositive"] + notes["helpfulNegative"]
+    assert (helpful <= notes["helpfulRaters"]).all() and notes["helpfulRaters"].sum() > 0
+    result = CliRunner().invoke(cli, ["report", str(scored)])
+    assert result.exit_code == 0, result.output
+    page = (scored / REPORT_FILE).read_text()
+    core = pd.read_csv(scored / schema.SCORED_NOTES_FILE, sep="\t")["coreNoteIntercept"].notna().sum()
+    start = re.search(r'Plotly\.newPlot\(\s*"fig-notes",\s*', page).end()
+    traces, _ = json.JSONDecoder().raw_decode(page, start)
+    assert sum(len(t["x"]) for t in traces) == core > 0
 
 
 def test_scoring_is_byte_identical_across_runs(community: Path, scored: Path, tmp_path: Path) -> None:

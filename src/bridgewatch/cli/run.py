@@ -1,4 +1,4 @@
-"""``bridgewatch run``: the main job on the embedded default — simulate, validate, score."""
+"""``bridgewatch run``: the main job on the embedded default — simulate, validate, score, report."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from bridgewatch.cli.score import print_summary
 from bridgewatch.io import read_dataset
 from bridgewatch.io.summary import summarize
+from bridgewatch.report import write_report
 from bridgewatch.runner import score_directory
 from bridgewatch.sim.config import SCALES, config_for_scale
 from bridgewatch.sim.simulate import simulate
@@ -21,7 +22,7 @@ from bridgewatch.sim.simulate import simulate
 @click.option("--dir", "run_dir", type=click.Path(file_okay=False), default="runs/demo", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def command(scale: str, run_dir: str, seed: int) -> None:
-    """Simulate a community, validate it, score it, and print the summary."""
+    """Simulate a community, validate it, score it, print the summary and write the HTML report."""
     console = Console(stderr=True)
     data, out = Path(run_dir) / "data", Path(run_dir) / "scored"
     with console.status(f"simulating a {scale} community…"):
@@ -41,3 +42,4 @@ def command(scale: str, run_dir: str, seed: int) -> None:
         )
     print_summary(result, console, time.perf_counter() - start)
     click.echo(f"outputs in {out}")
+    click.echo(f"report in {write_report(out)}")

@@ -8,7 +8,9 @@ here imports the scorer. Entry points:
 - ``post_selection_similarity`` → PSS clique per participant; ``apply_pss`` → keep mask (§7.1).
 - ``quasi_cliques`` → ``quasiCliqueValue`` per rater; ``correlated_rater`` → flag per rating (§7.2).
 - ``top_k_similar``, ``opinion_groups`` (similarity), ``note_rater_diversity``,
-  ``rater_polarization`` (polarization): report views.
+  ``rater_polarization`` (polarization): report views, assembled per note and per rater by
+  ``views.note_view`` / ``views.rater_view`` and written by the batch job via
+  ``adapters.integrity_tables``.
 """
 
 from bridgewatch.integrity.polarization import note_rater_diversity, rater_polarization

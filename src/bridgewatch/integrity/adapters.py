@@ -2,7 +2,8 @@
 
 The detectors take plain arrays; this module is the one place that maps the matrix's dense ids and
 the notes columns (noteId, noteAuthorParticipantId, createdAtMillis, tweetId, classification) onto
-them, so the scoring pipeline and the reports call one function each.
+them, so the scoring pipeline and the reports call one function each (``detect_integrity``,
+``integrity_tables``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ import pandas as pd
 from bridgewatch import schema
 from bridgewatch.integrity.pss import PSSParams, apply_pss, participant_space, post_selection_similarity
 from bridgewatch.integrity.quasi_clique import QuasiCliqueParams, correlated_rater, quasi_cliques
+from bridgewatch.integrity.views import (
+    GROUP_ACTIVITY_FILE,
+    GROUP_KINDS,
+    NOTE_INTEGRITY_FILE,
+    RATER_INTEGRITY_FILE,
+    RATER_SIMILARITY_FILE,
+    ViewParams,
+    group_activity,
+    note_view,
+    rater_view,
+)
 from bridgewatch.io.matrix import RatingMatrix
 
 
@@ -98,3 +110,47 @@ def detect_integrity(
         matrix.note, matrix.rater, matrix.value, tweet, created, misleading, matrix.n_raters, quasi
     )
     return IntegrityResult(ids, clique, qc, keep, correlated_rater(matrix.rater, qc))
+
+
+def integrity_tables(
+    matrix: RatingMatrix,
+    found: IntegrityResult,
+    rater_factor: np.ndarray,
+    params: ViewParams | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The four view files (``views.py``) keyed by file name, with public note and participant ids.
+
+    ``rater_factor`` float[U] in matrix rater order: the core scorer's rater factors (NaN where a
+    rater has none). Views cover every rating of the matrix, before the PSS filter. Rows
+    follow the matrix's sorted ids, so the same input gives the same files.
+    """
+    params = params if params is not None else ViewParams()
+    n_raters = matrix.n_raters
+    qc, pss = found.quasi_clique_value[:n_raters], found.post_selection_value[:n_raters]
+    raters, top = rater_view(
+        matrix.note, matrix.rater, matrix.value, rater_factor, pss, qc, matrix.n_notes, params
+    )
+    notes = note_view(
+        matrix.note, matrix.rater, matrix.value, rater_factor, raters["polarization"].to_numpy(),
+        raters["opinionGroup"].to_numpy(), (pss > 0) | (qc > 0), matrix.n_notes, params,
+    )  # fmt: skip
+    ids = matrix.rater_ids
+    notes.insert(0, "noteId", matrix.note_ids)
+    raters.insert(0, "raterParticipantId", ids)
+    near = raters.pop("nearestRater").to_numpy()
+    at = raters.columns.get_loc("nearestSimilarity")
+    raters.insert(at, "nearestRater", np.where(near >= 0, ids[np.maximum(near, 0)], None))
+    similar = top.drop(columns=["rater", "neighbor"])
+    similar.insert(0, "raterParticipantId", ids[top.rater.to_numpy()])
+    similar.insert(1, "neighborParticipantId", ids[top.neighbor.to_numpy()])
+    activity = []
+    for kind, groups in zip(GROUP_KINDS, (pss, qc), strict=True):
+        act = group_activity(matrix.rater, matrix.created_at, groups)
+        act.insert(0, "kind", kind)
+        activity.append(act)
+    return {
+        NOTE_INTEGRITY_FILE: notes.drop(columns="note"),
+        RATER_INTEGRITY_FILE: raters.drop(columns="rater"),
+        RATER_SIMILARITY_FILE: similar.reset_index(drop=True),
+        GROUP_ACTIVITY_FILE: pd.concat(activity, ignore_index=True),
+    }

@@ -119,3 +119,33 @@ def rater_polarization(
             "weightedPolarization": np.abs(factor) * pol,
         }
     )
+
+
+def note_side_ratings(
+    rating_note: np.ndarray,
+    rating_rater: np.ndarray,
+    rating_value: np.ndarray,
+    rater_factor: np.ndarray,
+    n_notes: int,
+) -> pd.DataFrame:
+    """How each side of the factor axis rated each note: the note's own polarization.
+
+    Over all ratings (not only Helpful ones) of raters with a non-zero factor. Returns one row per
+    note: note, positiveRaters, negativeRaters, positiveMeanRating, negativeMeanRating (NaN where a
+    side did not rate), sideGap = positive − negative mean (in [−1, 1]; near 0 when both sides
+    agree, whatever they think; ±1 when they split completely).
+    """
+    note = np.asarray(rating_note, dtype=np.int64)
+    f = np.asarray(rater_factor, dtype=np.float64)[np.asarray(rating_rater, dtype=np.int64)]
+    r = np.asarray(rating_value, dtype=np.float64)
+    cols: dict[str, np.ndarray] = {"note": np.arange(n_notes, dtype=np.int32)}
+    means = {}
+    for name, side in (("positive", f > 0), ("negative", f < 0)):
+        n = np.bincount(note[side], minlength=n_notes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[name] = np.bincount(note[side], weights=r[side], minlength=n_notes) / n
+        cols[f"{name}Raters"] = n
+    cols["positiveMeanRating"] = means["positive"]
+    cols["negativeMeanRating"] = means["negative"]
+    cols["sideGap"] = means["positive"] - means["negative"]
+    return pd.DataFrame(cols)

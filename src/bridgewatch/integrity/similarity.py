@@ -94,6 +94,7 @@ def rating_embedding(
     Ratings map to +1 / 0 / −1 (helpful / somewhat / not), each note's observed mean is removed
     (missing stays 0), and ``svds`` runs with a start vector drawn from ``seed``. Each axis's sign is
     fixed so that its largest-magnitude rater coordinate is positive: same input, same picture.
+    All zeros when every note was rated unanimously.
     """
     note = np.asarray(rating_note, dtype=np.int64)
     rater = np.asarray(rating_rater, dtype=np.int64)
@@ -103,6 +104,8 @@ def rating_embedding(
     x = x - (sums / np.maximum(cnt, 1))[note]
     m = sp.csr_matrix((x, (rater, note)), shape=(n_raters, n_notes))
     dims = min(dims, min(m.shape) - 1)
+    if not np.any(x):  # every note rated unanimously: nothing to tell raters apart (ARPACK would fail)
+        return np.zeros((n_raters, max(dims, 1)))
     v0 = np.random.default_rng(seed).standard_normal(min(m.shape))
     u, s, _ = svds(m, k=dims, v0=v0, solver="arpack")
     order = np.argsort(-s, kind="stable")
