@@ -47,6 +47,16 @@ def test_gradient_matches_finite_differences():
             assert grads[block][i] == pytest.approx(fd, abs=1e-7), (block, i)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fused_gradient_agrees_with_numpy_twin(seed):
+    note, rater, target, weight, p, pen = _tiny(seed)
+    loss, grads = lm.gradient(note, rater, target, weight, p, pen)
+    loss_np, grads_np = lm.gradient_np(note, rater, target, weight, p, pen)
+    assert loss == pytest.approx(loss_np, rel=1e-12)
+    for block in lm.BLOCKS:
+        np.testing.assert_allclose(grads[block], grads_np[block], rtol=1e-12, atol=1e-15, err_msg=block)
+
+
 def test_objective_is_stable_for_extreme_logits():
     note, rater, target, weight, p, pen = _tiny()
     p.global_intercept = np.array([800.0])

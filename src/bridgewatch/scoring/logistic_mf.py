@@ -11,8 +11,10 @@ low-diligence model (§3.5). ``w_r`` folds in the positive-class weight. The pen
 ``c`` are in sum form: the reference's mean-form regularization ``λ·mean(p²)`` is ``λ/N · Σ p²``,
 and its "loss ratio" form is ``λ·ρ/R · Σ p²`` (see ``penalty``).
 
-The optimizer is full-batch Adam in plain numpy (the reference's torch Adam, same update and
-stopping rules), with a fixed summation order (``np.bincount``), so reruns are bit-identical.
+The optimizer is full-batch Adam (the reference's torch Adam, same update and stopping rules). Its
+gradient is a few numba passes over the ratings (the numpy twin ``gradient_np`` takes some fifteen
+and dominated whole-pipeline time); sums run in a fixed order, so reruns are bit-identical for any
+thread count.
 Blocks can be frozen per call, which is how the multi-round fits of §3.5 are expressed.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numba
 import numpy as np
 
 BLOCKS = (
@@ -157,7 +160,7 @@ def objective(
     return data + reg
 
 
-def gradient(
+def gradient_np(
     note: np.ndarray,
     rater: np.ndarray,
     target: np.ndarray,
@@ -165,7 +168,7 @@ def gradient(
     p: LogisticMFParams,
     pen: Penalty,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss and its gradient per block (same shapes as the blocks)."""
+    """The loss and its gradient per block in vectorized numpy: the reference twin of ``gradient``."""
     n_notes, n_raters = p.note_factor.shape[0], p.rater_factor.shape[0]
     x = logits(note, rater, p)
     r = max(note.shape[0], 1)
@@ -179,6 +182,92 @@ def gradient(
         "rater_reputation": np.bincount(rater, d * p.note_intercept[note], n_raters),
         "global_intercept": np.array([d.sum()]),
     }
+    return _add_penalty(loss, grads, p, pen)
+
+
+_CHUNKS = 16  # fixed partial-sum count: the loss adds up the same way for any thread count
+
+
+@numba.njit(cache=True, parallel=True)
+def _residuals_nb(note, rater, target, weight, nf, ni, rf, ri, rep, mu, d):
+    """d[j] ← the loss derivative of rating j; returns the mean weighted BCE.
+
+    Gathering the parameters and evaluating exp/log1p in separate loops runs three times faster
+    than one fused loop (LLVM keeps the gather loop free of calls).
+    """
+    n_r = note.shape[0]
+    r = max(n_r, 1)
+    for j in numba.prange(n_r):
+        d[j] = nf[note[j]] * rf[rater[j]] + ni[note[j]] * rep[rater[j]] + ri[rater[j]] + mu
+    step = (n_r + _CHUNKS - 1) // _CHUNKS
+    part = np.zeros(_CHUNKS)
+    for c in numba.prange(_CHUNKS):
+        s = 0.0
+        for j in range(c * step, min(n_r, (c + 1) * step)):
+            x = d[j]
+            e = np.exp(-abs(x))
+            s += weight[j] * ((max(x, 0.0) + np.log1p(e)) - target[j] * x)
+            inv = 1.0 / (1.0 + e)
+            sig = inv if x >= 0 else e * inv  # a select, not a branch: signs are random
+            d[j] = weight[j] * (sig - target[j]) / r
+        part[c] = s
+    loss = 0.0
+    for c in range(_CHUNKS):
+        loss += part[c]
+    return loss / r
+
+
+@numba.njit(cache=True)
+def _scatter_nb(note, rater, d, nf, ni, rf, rep, g_nf, g_ni, g_rf, g_ri, g_rep):
+    """Add every rating's derivative into the gradient blocks, in rating order; returns Σ d."""
+    dsum = 0.0
+    for j in range(note.shape[0]):
+        n = note[j]
+        u = rater[j]
+        g_nf[n] += d[j] * rf[u]
+        g_ni[n] += d[j] * rep[u]
+        g_rf[u] += d[j] * nf[n]
+        g_ri[u] += d[j]
+        g_rep[u] += d[j] * ni[n]
+        dsum += d[j]
+    return dsum
+
+
+def gradient(
+    note: np.ndarray,
+    rater: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray,
+    p: LogisticMFParams,
+    pen: Penalty,
+    work: np.ndarray | None = None,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss and its gradient per block (same shapes as the blocks).
+
+    ``work``: an optional float64[R] scratch buffer reused across calls. Ratings ordered by rater
+    (as ``fit_adam`` orders them) make the rater-side scatter sequential: five times faster.
+    """
+    n_notes, n_raters = p.note_factor.shape[0], p.rater_factor.shape[0]
+    grads = {b: np.zeros(n_notes) for b in ("note_factor", "note_intercept")}
+    grads |= {b: np.zeros(n_raters) for b in ("rater_factor", "rater_intercept", "rater_reputation")}
+    d = np.empty(note.shape[0]) if work is None else work
+    loss = _residuals_nb(
+        note, rater, target, weight,
+        p.note_factor, p.note_intercept, p.rater_factor, p.rater_intercept, p.rater_reputation,
+        float(p.global_intercept[0]), d,
+    )  # fmt: skip
+    dsum = _scatter_nb(
+        note, rater, d, p.note_factor, p.note_intercept, p.rater_factor, p.rater_reputation,
+        grads["note_factor"], grads["note_intercept"],
+        grads["rater_factor"], grads["rater_intercept"], grads["rater_reputation"],
+    )  # fmt: skip
+    grads["global_intercept"] = np.array([dsum])
+    return _add_penalty(loss, grads, p, pen)
+
+
+def _add_penalty(
+    loss: float, grads: dict[str, np.ndarray], p: LogisticMFParams, pen: Penalty
+) -> tuple[float, dict[str, np.ndarray]]:
     for b in BLOCKS:
         c = getattr(pen, b)
         value = getattr(p, b)
@@ -210,6 +299,9 @@ def fit_adam(
     rater = np.asarray(rater, dtype=np.int64)
     target = np.asarray(target, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
+    order = np.argsort(rater, kind="stable")  # once per fit: sequential rater-side sums every epoch
+    note, rater, target, weight = note[order], rater[order], target[order], weight[order]
+    work = np.empty(note.shape[0])
     s = settings
     m = {b: np.zeros_like(getattr(p, b)) for b in trainable}
     v = {b: np.zeros_like(getattr(p, b)) for b in trainable}
@@ -237,7 +329,7 @@ def fit_adam(
         epoch = 0
         loss = float("nan")
         while epoch <= s.max_epochs:
-            loss, grads = gradient(note, rater, target, weight, p, pen)
+            loss, grads = gradient(note, rater, target, weight, p, pen, work)
             if s.tolerance > 0 and epoch % s.check_every == 0:
                 if prior is not None and abs(prior - loss) < s.tolerance:
                     break
@@ -247,12 +339,12 @@ def fit_adam(
         return p, loss, epoch
     if s.stop == "mf":
         prev = 1e10
-        loss, grads = gradient(note, rater, target, weight, p, pen)
+        loss, grads = gradient(note, rater, target, weight, p, pen, work)
         epoch = 0
         while abs(loss - prev) > s.tolerance and not (epoch > 100 and loss > prev) and epoch < s.max_epochs:
             prev = loss
             adam_step(grads)
-            loss, grads = gradient(note, rater, target, weight, p, pen)
+            loss, grads = gradient(note, rater, target, weight, p, pen, work)
             epoch += 1
         return p, loss, epoch
     raise ValueError(f"unknown stopping rule {s.stop!r}")
