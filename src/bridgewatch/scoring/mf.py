@@ -23,6 +23,7 @@ import numpy as np
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +207,7 @@ def fit_mf(
     flip: bool = True,
     kernels: str = "numba",
     num_threads: int | None = None,
+    engine: SweepEngine | None = None,
 ) -> MFFit:
     """Minimize the reference objective by alternating ridge solves; return full-space params.
 
@@ -214,14 +216,14 @@ def fit_mf(
     ``config.max_iterations`` sweeps. With ``freeze_raters`` (and ``freeze_mu``) one note sweep is
     the exact optimum (final scoring, §2.8). ``flip`` applies the sign convention of §2.4.
     ``kernels="numpy"`` runs the numpy twins (tests). Deterministic for any ``num_threads``.
+    ``engine`` runs the sweeps elsewhere (``bridgewatch.engines``); default: in process.
     """
     k = config.num_factors
     pen = penalties(problem, config, rho_note, rho_rater)
     mu, ni, nf, ri, rf = initial_params(problem, k, seed, init)
     if not use_global_intercept:
         mu = 0.0
-    solve = K.solve_rows_nb if kernels == "numba" else K.solve_rows_np
-    resid = K.residual_sum_nb if kernels == "numba" else K.residual_sum_np
+    sweeps = (engine or LocalEngine(kernels)).bind(problem)
     old_threads = numba.get_num_threads()
     if num_threads is not None:
         numba.set_num_threads(max(1, min(num_threads, numba.config.NUMBA_NUM_THREADS)))
@@ -230,25 +232,12 @@ def fit_mf(
         it = 0
         max_it = 1 if (freeze_raters and (freeze_mu or not use_global_intercept)) else config.max_iterations
         for it in range(1, max_it + 1):  # noqa: B007
-            prev = (mu, ni.copy(), nf.copy(), ri.copy(), rf.copy())
-            p = problem
-            solve(p.note_indptr, p.identity, p.rater, p.value, mu, ri, rf, pen.note_int, pen.note_fac, ni, nf)
+            prev = (mu, ni, nf, ri, rf)
+            ni, nf = sweeps.solve_notes(mu, ri, rf, pen.note_int, pen.note_fac)
             if not freeze_raters:
-                solve(
-                    p.rater_indptr,
-                    p.by_rater,
-                    p.note,
-                    p.value,
-                    mu,
-                    ni,
-                    nf,
-                    pen.rater_int,
-                    pen.rater_fac,
-                    ri,
-                    rf,
-                )
+                ri, rf = sweeps.solve_raters(mu, ni, nf, pen.rater_int, pen.rater_fac)
             if use_global_intercept and not freeze_mu:
-                mu = resid(p.note, p.rater, p.value, ni, nf, ri, rf) / (p.n_ratings + pen.mu)
+                mu = sweeps.residual_sum(ni, nf, ri, rf) / (problem.n_ratings + pen.mu)
             delta = max(
                 abs(mu - prev[0]),
                 _maxabs(ni - prev[1]),
@@ -262,6 +251,7 @@ def fit_mf(
         if max_it == 1:
             converged = True
     finally:
+        sweeps.close()
         numba.set_num_threads(old_threads)
     if flip:
         nf, rf = flip_factors(nf, rf)

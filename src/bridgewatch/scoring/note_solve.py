@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import MFProblem
+from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
 
 
 def score_note(
@@ -50,8 +50,9 @@ def score_notes(
     rho_n: float,
     config: MFConfig,
     kernels: str = "numba",
+    engine: SweepEngine | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorized ``score_note`` over every note of ``problem``.
+    """Vectorized ``score_note`` over every note of ``problem`` (one note half-sweep of ``engine``).
 
     ``rater_intercept``: float[U_full], ``rater_factor``: float[U_full, k] frozen parameters in the
     full rater space (every rater of the problem must have finite values). Returns full-space
@@ -60,22 +61,12 @@ def score_notes(
     ri = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full]
     rf = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)[problem.rater_full]
     k = rf.shape[1]
-    ni = np.zeros(problem.n_notes)
-    nf = np.zeros((problem.n_notes, k))
-    solve = K.solve_rows_nb if kernels == "numba" else K.solve_rows_np
-    solve(
-        problem.note_indptr,
-        problem.identity,
-        problem.rater,
-        problem.value,
-        float(mu),
-        ri,
-        rf,
-        config.note_intercept_lambda * rho_n,
-        config.note_factor_lambda * rho_n,
-        ni,
-        nf,
-    )
+    sweeps = (engine or LocalEngine(kernels)).bind(problem)
+    try:
+        pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
+        ni, nf = sweeps.solve_notes(float(mu), ri, rf, pen_int, pen_fac)
+    finally:
+        sweeps.close()
     out_i = np.full(problem.n_notes_full, np.nan)
     out_f = np.full((problem.n_notes_full, k), np.nan)
     out_i[problem.note_full] = ni

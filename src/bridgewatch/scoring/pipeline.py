@@ -30,6 +30,7 @@ from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, prepare_inputs
 from bridgewatch.scoring.scorer_run import ScorerRun, run_scorer
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec, default_scorers
+from bridgewatch.scoring.sweeps import SweepEngine
 
 Progress = Callable[[str], None]
 
@@ -117,12 +118,14 @@ def score_dataset(
     rating_keep: np.ndarray | None = None,
     correlated: np.ndarray | None = None,
     progress: Progress | None = None,
+    engine: SweepEngine | None = None,
 ) -> PipelineResult:
     """Score a dataset end to end (``--phase all``).
 
     ``epoch_millis``: the scoring time "now" (rules, locks, history timestamps).
     ``rating_keep``: bool[R] ratings that survive post-selection similarity (None = all);
-    ``correlated``: bool[U] quasi-clique raters for the NoCorrelated refits (None = none known).
+    ``correlated``: bool[U] quasi-clique raters for the NoCorrelated refits (None = none known);
+    ``engine``: where the MF scorers' sweeps run (``bridgewatch.engines``; None = in process).
     """
     config = (config or ScoringConfig()).validate()
     clock = _Clock(progress)
@@ -146,7 +149,8 @@ def score_dataset(
     for spec in scorers if scorers is not None else default_scorers():
         try:
             runs[spec.name] = clock.phase(
-                f"scorer {spec.name}", lambda spec=spec: run_scorer(inputs, spec, config, prev, seed=seed)
+                f"scorer {spec.name}",
+                lambda spec=spec: run_scorer(inputs, spec, config, prev, seed=seed, engine=engine),
             )
         except ScoringError:
             skipped.append(spec.name)

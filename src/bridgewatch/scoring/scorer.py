@@ -22,6 +22,7 @@ from bridgewatch.scoring.mf import MFParams, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
 from bridgewatch.scoring.scorer_specs import ScorerSpec
+from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.uncertainty import pseudo_rater_bounds
 
 
@@ -121,7 +122,14 @@ def _mf(spec: ScorerSpec, config: ScoringConfig) -> MFConfig:
     return spec.mf if spec.mf is not None else config.mf
 
 
-def fit_round1(inputs: ScoringInputs, spec: ScorerSpec, train: np.ndarray, config: ScoringConfig, seed: int):
+def fit_round1(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    train: np.ndarray,
+    config: ScoringConfig,
+    seed: int,
+    engine: SweepEngine | None = None,
+):
     """Round-1 fit with stable initialization (§2.6) when the spec asks for it and group data exists.
 
     Without ratings from the stable-init group (a self-hosted system without modeling groups) the
@@ -140,14 +148,19 @@ def fit_round1(inputs: ScoringInputs, spec: ScorerSpec, train: np.ndarray, confi
             f.min_ratings_per_note,
         )
         if sub.any():
-            init = fit_mf(build_problem(inputs.matrix, sub), mfc, seed=seed).params
-    return fit_mf(build_problem(inputs.matrix, train), mfc, seed=seed, init=init)
+            init = fit_mf(build_problem(inputs.matrix, sub), mfc, seed=seed, engine=engine).params
+    return fit_mf(build_problem(inputs.matrix, train), mfc, seed=seed, init=init, engine=engine)
 
 
 def prescore(
-    inputs: ScoringInputs, spec: ScorerSpec, config: ScoringConfig, seed: int = 42
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    config: ScoringConfig,
+    seed: int = 42,
+    engine: SweepEngine | None = None,
 ) -> PrescoreResult:
-    """§2.7 steps 1–4, 6–7 for one scorer (harassment via ``inputs.harassment_intercept``)."""
+    """§2.7 steps 1–4, 6–7 for one scorer (harassment via ``inputs.harassment_intercept``);
+    ``engine`` runs the factorization's sweeps (default: in process)."""
     m = inputs.matrix
     scope, _ = scope_mask(inputs, spec)
     f = config.filters
@@ -156,7 +169,7 @@ def prescore(
         from bridgewatch.errors import ScoringError
 
         raise ScoringError(f"{spec.name}: no ratings left after the 5-per-note / 10-per-rater filters")
-    round1 = fit_round1(inputs, spec, train, config, seed)
+    round1 = fit_round1(inputs, spec, train, config, seed, engine)
     p1 = round1.params
     num_ratings = np.bincount(m.note[scope], minlength=m.n_notes)
     prov = compute_statuses(
@@ -193,7 +206,7 @@ def prescore(
     table = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc, penalty)
     helpful = H.helpful_rater_mask(m, table)
     final_keep = train & helpful[m.rater]
-    round2 = fit_mf(build_problem(m, final_keep), _mf(spec, config), seed=seed, init=p1)
+    round2 = fit_mf(build_problem(m, final_keep), _mf(spec, config), seed=seed, init=p1, engine=engine)
     p2 = round2.params
     return PrescoreResult(
         spec,
@@ -219,7 +232,11 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
 
 
 def score_final(
-    inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, config: ScoringConfig
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    pre: PrescoreResult,
+    config: ScoringConfig,
+    engine: SweepEngine | None = None,
 ) -> pd.DataFrame:
     """Final scoring (§2.8, §5): one row per note of the matrix (N rows, ``noteId`` order).
 
@@ -236,12 +253,12 @@ def score_final(
     rho = pre.rho_note
     ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
     problem = build_problem(m, keep)
-    intercept, factor = score_notes(problem, ri, rf, mu, rho, mfc)
+    intercept, factor = score_notes(problem, ri, rf, mu, rho, mfc, engine=engine)
 
     def refit(mask: np.ndarray, rho_n: float) -> np.ndarray:
         if not mask.any():
             return np.full(m.n_notes, np.nan)
-        return score_notes(build_problem(m, mask), ri, rf, mu, rho_n, mfc)[0]
+        return score_notes(build_problem(m, mask), ri, rf, mu, rho_n, mfc, engine=engine)[0]
 
     no_high = refit(keep & ~inputs.high_volume[m.rater], rho)
     no_corr = (

@@ -33,6 +33,7 @@ from bridgewatch.scoring.scorer import (
     score_final,
 )
 from bridgewatch.scoring.scorer_specs import ScorerSpec
+from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.tag_filter import (
     TagAggregates,
     note_tag_aggregates,
@@ -95,15 +96,16 @@ def run_scorer(
     previous_status: np.ndarray,
     *,
     seed: int = 42,
+    engine: SweepEngine | None = None,
 ) -> ScorerRun:
     """Prescore and final-score one scorer, then apply its rule chain (§2.7, §2.8, §3.1).
 
     ``previous_status``: int8[N] published status per note (``rules.NO_STATUS`` where none), for
-    CRH inertia.
+    CRH inertia. ``engine`` runs the factorization's sweeps (default: in process).
     """
     m = inputs.matrix
     tf = config.tag_filter
-    pre = prescore(inputs, spec, config, seed)
+    pre = prescore(inputs, spec, config, seed, engine)
     scope, _ = scope_mask(inputs, spec)
     rf = _rater_factor(pre)
     round2 = scope & pre.helpful_raters[m.rater]
@@ -119,7 +121,7 @@ def run_scorer(
     thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
     inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
 
-    final = score_final(inputs, spec, pre, config)
+    final = score_final(inputs, spec, pre, config, engine)
     keep, _ = final_rating_mask(inputs, spec, pre, config)
     p = spec.prefix
     intercept = final[f"{p}NoteIntercept"].to_numpy(np.float64)
