@@ -20,6 +20,7 @@ from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.outputs import write_outputs
 from bridgewatch.scoring.pipeline import PipelineResult, score_dataset
+from bridgewatch.scoring.sweeps import SweepEngine
 
 Progress = Callable[[str], None]
 
@@ -46,13 +47,15 @@ def score_directory(
     integrity: bool = True,
     parquet: bool = True,
     progress: Progress | None = None,
+    engine: SweepEngine | None = None,
 ) -> PipelineResult:
     """Score the public files in ``source`` and write the four outputs to ``out_dir``.
 
     With ``integrity`` on, the integrity views (``integrity/views.py``: note and rater integrity,
     top-k similar raters, flagged-group activity) are written beside them.
 
-    ``epoch_millis`` is the scoring time "now" (defaults to the wall clock, as the reference).
+    ``epoch_millis`` is the scoring time "now" (defaults to the wall clock, as the reference);
+    ``engine`` runs the MF sweeps (``bridgewatch.engines``; None = in process).
     """
     config = (config or ScoringConfig()).validate()
     now = int(time.time() * 1000) if epoch_millis is None else int(epoch_millis)
@@ -68,7 +71,7 @@ def score_directory(
         integrity_s = time.perf_counter() - t0
     result = score_dataset(
         dataset, epoch_millis=now, config=config, seed=seed, rating_keep=keep, correlated=correlated,
-        progress=progress,
+        progress=progress, engine=engine,
     )  # fmt: skip
     timings = {"read": read_s, "integrity": integrity_s, **result.timings}
     if out_dir is not None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bridgewatch import schema
+from bridgewatch.engines import ENGINES, close_engine, make_engine
 from bridgewatch.errors import DataFormatError
 from bridgewatch.runner import score_directory
 from bridgewatch.scoring.config import load_config
@@ -84,6 +85,10 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--no-parquet", is_flag=True, help="write TSV only")
 @click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
 @click.option("--quiet", is_flag=True, help="no progress or summary")
+@click.option(
+    "--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="where the MF sweeps run"
+)
+@click.option("--spark-master", help="master URL for --engine spark: local[4], spark://host:7077, yarn")
 def command(
     data_dir: str | None,
     notes: str | None,
@@ -97,19 +102,27 @@ def command(
     no_parquet: bool,
     no_integrity: bool,
     quiet: bool,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Score notes and contributors the way X's open-source scorer does, deterministically."""
     console = Console(stderr=True, quiet=quiet)
     config = load_config(config_path)
     files = {"notes": notes, "ratings": ratings, "status": status, "enrollment": enrollment}
     source = _stage_inputs(data_dir, files, Path(outdir) / "_inputs")
+    if spark_master is not None and engine != "spark":
+        raise click.UsageError("--spark-master needs --engine spark")
     start = time.perf_counter()
-    with console.status("scoring…") as spinner:
-        result = score_directory(
-            source, outdir, seed=seed, epoch_millis=epoch_millis, config=config,
-            integrity=not no_integrity, parquet=not no_parquet,
-            progress=lambda phase: spinner.update(f"scoring: {phase}"),
-        )  # fmt: skip
+    sweeps = make_engine(engine, spark_master=spark_master)
+    try:
+        with console.status("scoring…") as spinner:
+            result = score_directory(
+                source, outdir, seed=seed, epoch_millis=epoch_millis, config=config,
+                integrity=not no_integrity, parquet=not no_parquet,
+                progress=lambda phase: spinner.update(f"scoring: {phase}"), engine=sweeps,
+            )  # fmt: skip
+    finally:
+        close_engine(sweeps)
     print_summary(result, console, time.perf_counter() - start)
     if not quiet:
         click.echo(f"wrote {len(result.scored_notes)} notes to {Path(outdir) / schema.SCORED_NOTES_FILE}")

@@ -33,11 +33,11 @@ from bridgewatch.scoring.note_solve import solve_normal
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-# Conf for sessions this module starts itself (a spark-submit's own conf is left as it is).
+# Conf for the sessions this module starts or joins. The sweeps' plans have no shuffle to adapt,
+# so adaptive execution only adds planning time per sweep (and could re-plan the aggregation).
 SESSION_DEFAULTS: dict[str, str] = {
-    "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "false",
 }
 
 
