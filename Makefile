@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SPARK_STAMP := $(VENV)/.installed-spark
 SCALE ?= tiny
 RUN_DIR ?= runs/demo
 
@@ -14,6 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The tests also exercise the Spark engine (pyspark; Java 17+ must be on the machine).
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,spark]'
+	touch $(SPARK_STAMP)
+
 install: $(STAMP)
 
 ## Simulate a community, then run the main job on it (embedded default).
@@ -21,7 +27,7 @@ run: $(STAMP)
 	$(BIN)/bridgewatch run --scale $(SCALE) --dir $(RUN_DIR)
 
 ## Lint and run the whole test suite.
-test: $(STAMP)
+test: $(SPARK_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 
