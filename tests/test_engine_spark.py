@@ -9,10 +9,15 @@ same sweeps, and each Spark sweep costs two small jobs.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from bridgewatch.cli import cli
 from bridgewatch.engines import close_engine, make_engine
 from bridgewatch.engines.spark import SparkEngine, _residual_from_stats
 from bridgewatch.errors import ConfigError
@@ -130,3 +135,24 @@ def test_make_engine_names():
     close_engine(make_engine("local"))  # nothing to stop
     with pytest.raises(ConfigError, match="unknown engine"):
         make_engine("dask")
+
+
+def test_missing_java_is_a_clear_error(tmp_path):
+    """Without a usable Java the engine says what to install instead of a py4j traceback."""
+    code = (
+        "from bridgewatch.engines.spark import start_session\n"
+        "from bridgewatch.errors import ConfigError\n"
+        "try:\n    start_session('local[1]')\nexcept ConfigError as exc:\n    print('CONFIG-ERROR', exc)\n"
+    )
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java"), "SPARK_LOCAL_DIRS": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "CONFIG-ERROR" in out.stdout, out.stderr[-2000:]
+    assert "Java 17+" in out.stdout
+
+
+def test_cli_spark_master_needs_spark_engine(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["score", str(tmp_path), "--outdir", str(tmp_path / "out"), "--spark-master", "local[2]"]
+    )
+    assert result.exit_code == 2
+    assert "--spark-master needs --engine spark" in result.output
