@@ -116,7 +116,7 @@ def _param_table(n: int, intercept: np.ndarray, factor: np.ndarray, key: str, mu
 
 
 def _stat_columns(k: int) -> list[Column]:
-    """Sum expressions of one row's normal equations, in the order ``_unpack`` reads them."""
+    """Sum expressions of one row's normal equations, named as ``_unpack`` reads them."""
     from pyspark.sql import functions as F
 
     t = F.col("value") - F.col("mu") - F.col("i")
