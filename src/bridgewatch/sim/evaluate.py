@@ -181,14 +181,15 @@ def evaluate_level(
     rows = []
     for defences in (True, False):
         base, att = outcomes(base_dir, defences), outcomes(attack_dir, defences)
-        shift = M.attack_shift(base.status.reindex(targets).to_numpy(), att.status.reindex(targets).to_numpy(),
-                               sign)  # fmt: skip
+        before, after = base.status.reindex(targets), att.status.reindex(targets)
+        shift = M.attack_shift(before.to_numpy(), after.to_numpy(), sign)
         flags = att.flags.reindex(raters.index, fill_value=False)
         truth_bad = raters.index.isin(active)
         union = flags.any(axis=1).to_numpy()
         det = M.detection(union, truth_bad)
         acc = M.honest_accuracy(att.status.reindex(honest.index).to_numpy(), helpful, not_helpful, scorable)
         on = defences and len(active) > 0
+        # fmt: off
         rows.append(
             Row(
                 scenario, direction, strength, _fmt_label(defences), len(active), len(targets),
@@ -200,9 +201,42 @@ def evaluate_level(
                   for c in ("pss", "quasiClique", "helpfulness")),
                 acc.helpful, acc.helpful_precision, acc.helpful_recall,
                 acc.not_helpful_precision, acc.not_helpful_recall,
-            )  # fmt: skip
+            )
         )
+        # fmt: on
     return rows
+
+
+class _Scores:
+    """Scored outcomes keyed by the content of the public files and the defence setting."""
+
+    def __init__(self, scorers: str, progress: Progress | None) -> None:
+        self.scorers, self.progress = scorers, progress
+        self.cache: dict[tuple[str, bool], Outcome] = {}
+
+    def get(self, path: Path, defences: bool, now: int) -> Outcome:
+        key = (_digest(path), defences)
+        if key not in self.cache:
+            if self.progress is not None:
+                self.progress(f"score {path.parent.name} {path.name} defences {_fmt_label(defences)}")
+            self.cache[key] = score_outcome(
+                path, defences=defences, scorers=self.scorers, epoch_millis=now, seed=42
+            )
+        return self.cache[key]
+
+
+def _simulate(
+    root: Path, scale: str, seed: int, name: str, value: float, attacked: bool, targets: int
+) -> tuple[Path, int]:
+    """Simulate ``name`` at ``value`` (or its no-attack twin); return the directory and "now"."""
+    knob, _, _, direction = SWEEP[name]
+    cfg = config_for_scale(
+        scale, seed=seed, attack=name, attack_strength=1.0 if attacked else 0.0, attack_targets=targets,
+        attack_direction=direction, attack_params={knob: value},
+    )  # fmt: skip
+    out = root / name / (f"{value:g}" if attacked else "base")
+    simulate(cfg, out)
+    return out, cfg.end_millis + HOUR
 
 
 def run_evaluation(
@@ -228,37 +262,17 @@ def run_evaluation(
     if scorers not in ("core", "all"):
         raise ConfigError(f"scorers must be 'core' or 'all' (got {scorers!r})")
     n_targets = targets if targets is not None else TARGETS.get(scale, 100)
-    cache: dict[tuple[str, bool], Outcome] = {}
+    scores = _Scores(scorers, progress)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bw-evaluate-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         for name in names:
-            knob, _, default, direction = SWEEP[name]
-            levels = list(strengths) if strengths else list(default)
-
-            def sim(value: float, strength: float, name: str = name) -> tuple[Path, int]:
-                cfg = config_for_scale(
-                    scale, seed=seed, attack=name, attack_strength=strength, attack_targets=n_targets,
-                    attack_direction=direction, attack_params={SWEEP[name][0]: value},
-                )  # fmt: skip
-                out = root / name / (f"{value:g}" if strength else "base")
-                if progress is not None:
-                    progress(f"simulate {name} {out.name}")
-                simulate(cfg, out)
-                return out, cfg.end_millis + HOUR
-
-            def outcome(path: Path, defences: bool, now: int, name: str = name) -> Outcome:
-                key = (_digest(path), defences)
-                if key not in cache:
-                    if progress is not None:
-                        progress(f"score {name} {path.name} defences {_fmt_label(defences)}")
-                    cache[key] = score_outcome(path, defences=defences, scorers=scorers,
-                                               epoch_millis=now, seed=42)  # fmt: skip
-                return cache[key]
-
-            base, now = sim(levels[0], 0.0)
+            levels = list(strengths) if strengths else list(SWEEP[name][2])
+            if progress is not None:
+                progress(f"simulate {name}")
+            base, now = _simulate(root, scale, seed, name, levels[0], False, n_targets)
             for value in levels:
-                path, _ = sim(value, 1.0)
-                rows += evaluate_level(base, path, name, strength_label(name, value),
-                                       lambda p, d, now=now: outcome(p, d, now))  # fmt: skip
+                path, _ = _simulate(root, scale, seed, name, value, True, n_targets)
+                label = strength_label(name, value)
+                rows += evaluate_level(base, path, name, label, lambda p, d, now=now: scores.get(p, d, now))
     return pd.DataFrame([asdict(r) for r in rows])
