@@ -81,7 +81,8 @@ class Row:
     detect_recall: float
     recall_pss: float
     recall_quasi_clique: float
-    recall_helpfulness: float
+    help_precision: float
+    help_recall: float
     helpful_scored: int
     helpful_precision: float
     helpful_recall: float
@@ -185,8 +186,10 @@ def evaluate_level(
         shift = M.attack_shift(before.to_numpy(), after.to_numpy(), sign)
         flags = att.flags.reindex(raters.index, fill_value=False)
         truth_bad = raters.index.isin(active)
-        union = flags.any(axis=1).to_numpy()
-        det = M.detection(union, truth_bad)
+        # Detection: the integrity flags. The helpfulness filter drops many honest raters with few
+        # or unusual ratings too, so it is reported on its own, not folded into detection.
+        det = M.detection((flags["pss"] | flags["quasiClique"]).to_numpy(), truth_bad)
+        helpfulness = M.detection(flags["helpfulness"].to_numpy(), truth_bad)
         acc = M.honest_accuracy(att.status.reindex(honest.index).to_numpy(), helpful, not_helpful, scorable)
         on = defences and len(active) > 0
         # fmt: off
@@ -198,7 +201,8 @@ def evaluate_level(
                 det.flagged if defences else 0,
                 det.precision if on else math.nan, det.recall if on else math.nan,
                 *(M.detection(flags[c].to_numpy(), truth_bad).recall if on else math.nan
-                  for c in ("pss", "quasiClique", "helpfulness")),
+                  for c in ("pss", "quasiClique")),
+                helpfulness.precision if on else math.nan, helpfulness.recall if on else math.nan,
                 acc.helpful, acc.helpful_precision, acc.helpful_recall,
                 acc.not_helpful_precision, acc.not_helpful_recall,
             )
