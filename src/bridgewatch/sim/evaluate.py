@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -230,14 +231,27 @@ class _Scores:
 
 
 def _simulate(
-    root: Path, scale: str, seed: int, name: str, value: float, attacked: bool, targets: int
+    root: Path,
+    scale: str,
+    seed: int,
+    name: str,
+    value: float,
+    attacked: bool,
+    targets: int,
+    overrides: Mapping[str, Any],
 ) -> tuple[Path, int]:
     """Simulate ``name`` at ``value`` (or its no-attack twin); return the directory and "now"."""
     knob, _, _, direction = SWEEP[name]
     cfg = config_for_scale(
-        scale, seed=seed, attack=name, attack_strength=1.0 if attacked else 0.0, attack_targets=targets,
-        attack_direction=direction, attack_params={knob: value},
-    )  # fmt: skip
+        scale,
+        seed=seed,
+        attack=name,
+        attack_strength=1.0 if attacked else 0.0,
+        attack_targets=targets,
+        attack_direction=direction,
+        attack_params={knob: value},
+        **overrides,
+    )
     out = root / name / (f"{value:g}" if attacked else "base")
     simulate(cfg, out)
     return out, cfg.end_millis + HOUR
@@ -252,12 +266,14 @@ def run_evaluation(
     targets: int | None = None,
     scorers: str = "core",
     workdir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The evaluation table (one row per scenario, strength and defence setting).
 
     ``strengths`` overrides every scenario's default sweep (``SWEEP``) with the same values;
-    ``workdir`` keeps the simulated communities (else a temporary directory is used).
+    ``workdir`` keeps the simulated communities (else a temporary directory is used);
+    ``overrides``: other ``SimConfig`` fields for every community (e.g. a smaller ``notes``).
     """
     names = list(scenarios) if scenarios else list(SWEEP)
     unknown = sorted(set(names) - set(SCENARIOS))
@@ -274,9 +290,9 @@ def run_evaluation(
             levels = list(strengths) if strengths else list(SWEEP[name][2])
             if progress is not None:
                 progress(f"simulate {name}")
-            base, now = _simulate(root, scale, seed, name, levels[0], False, n_targets)
+            base, now = _simulate(root, scale, seed, name, levels[0], False, n_targets, overrides or {})
             for value in levels:
-                path, _ = _simulate(root, scale, seed, name, value, True, n_targets)
+                path, _ = _simulate(root, scale, seed, name, value, True, n_targets, overrides or {})
                 label = strength_label(name, value)
                 rows += evaluate_level(base, path, name, label, lambda p, d, now=now: scores.get(p, d, now))
     return pd.DataFrame([asdict(r) for r in rows])
