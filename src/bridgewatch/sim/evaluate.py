@@ -118,9 +118,10 @@ def score_outcome(data_dir: Path, *, defences: bool, scorers: str, epoch_millis:
     keep = correlated = None
     if defences:
         found = run_integrity(dataset, config)
-        keep, correlated = found.keep, found.correlated
-        flags["pss"] = found.pss_clique > 0
-        flags["quasiClique"] = found.correlated
+        keep, correlated = found.keep, found.quasi_clique_value > 0
+        # participant arrays hold the matrix's raters first
+        flags["pss"] = found.post_selection_value[: m.n_raters] > 0
+        flags["quasiClique"] = found.quasi_clique_value[: m.n_raters] > 0
     else:
         specs = [replace(s, use_reputation=False) for s in specs]
     result = score_dataset(
