@@ -28,7 +28,7 @@ from bridgewatch.scoring.history import update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, prepare_inputs
-from bridgewatch.scoring.scorer_run import ScorerRun, run_scorer
+from bridgewatch.scoring.scorer_run import ScorerRun, run_spec
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec, default_scorers
 from bridgewatch.scoring.sweeps import SweepEngine
 
@@ -150,7 +150,7 @@ def score_dataset(
         try:
             runs[spec.name] = clock.phase(
                 f"scorer {spec.name}",
-                lambda spec=spec: run_scorer(inputs, spec, config, prev, seed=seed, engine=engine),
+                lambda spec=spec: run_spec(inputs, spec, config, prev, runs, seed=seed, engine=engine),
             )
         except ScoringError:
             skipped.append(spec.name)
