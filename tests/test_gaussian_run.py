@@ -12,9 +12,9 @@ from bridgewatch.schema import Status
 from bridgewatch.scoring import gaussian as G
 from bridgewatch.scoring.assemble import scored_columns
 from bridgewatch.scoring.config import ScoringConfig
-from bridgewatch.scoring.gaussian_run import gaussian_intercepts, note_authors, scored_raters
+from bridgewatch.scoring.gaussian_run import gaussian_intercepts, note_authors
 from bridgewatch.scoring.rules import NO_STATUS, Rule, RuleInputs, compute_statuses
-from bridgewatch.scoring.scorer import prepare_inputs, scope_mask
+from bridgewatch.scoring.scorer import prepare_inputs, scope_mask, scored_raters
 from bridgewatch.scoring.scorer_run import rater_factor, run_spec
 from bridgewatch.scoring.scorer_specs import (
     COVERAGE_GROUPS,

@@ -27,7 +27,7 @@ from bridgewatch.scoring.incorrect_filter import (
 from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
-from bridgewatch.scoring.scorer import ScoringInputs, scope_mask
+from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, scope_mask
 from bridgewatch.scoring.scorer_run import ScorerRun, low_diligence, rater_factor
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
@@ -42,22 +42,6 @@ def note_authors(inputs: ScoringInputs) -> np.ndarray:
     if known.any():
         out[known] = inputs.matrix.rater_index(authors[known])
     return out
-
-
-def scored_raters(m, pre) -> np.ndarray:
-    """bool[U]: raters the prescoring's helpfulness table scored (above the threshold or not).
-
-    The reference counts a note's ``NumFinalRoundRatings`` over its in-scope ratings by these
-    raters — not over the ratings the kernel used (golden cases agree exactly with this rule).
-    """
-    mask = np.zeros(m.n_raters, dtype=bool)
-    if pre.helpfulness is None:
-        return ~np.isnan(pre.params.rater_intercept)
-    table = pre.helpfulness
-    ids = table.loc[table["aboveHelpfulnessThreshold"].notna(), "raterParticipantId"]
-    idx = m.rater_index(ids.to_numpy(dtype=object))
-    mask[idx[idx >= 0]] = True
-    return mask
 
 
 def gaussian_intercepts(
@@ -123,9 +107,7 @@ def run_gaussian(
     no_corr = intercept.copy() if corr is None else intercept_of(scope & ~corr[m.rater])
     pop_scope = scope & m.population_sampled
     pop = intercept_of(pop_scope) if pop_scope.any() else np.full(m.n_notes, np.nan)
-    known = scored_raters(m, pre)
-    num_final = np.bincount(m.note[scope & known[m.rater]], minlength=m.n_notes).astype(np.float64)
-    num_final[num_final == 0] = np.nan
+    num_final = final_round_counts(m, pre, scope, keep)
     num_ratings = np.bincount(m.note[scope], minlength=m.n_notes)
     scored = num_ratings > 0
     if spec.capture_threshold is not None:
