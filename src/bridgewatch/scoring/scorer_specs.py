@@ -1,8 +1,9 @@
-"""The MF scorers as data (§6.1, §3.2): one pipeline, many configurations.
+"""The scorers as data (§6.1, §3.2): one pipeline, many configurations.
 
 A ``ScorerSpec`` says which raters and notes a scorer sees, which status thresholds it uses and
 which optional steps (stable initialization, reputation filter, pseudo-raters) it runs. The same
-``prescore``/``score_final`` functions run every spec.
+``prescore``/``score_final`` functions run every MF spec; a Gaussian spec reuses another scorer's
+prescoring and only swaps the final note model (``scorer_run.run_spec`` dispatches).
 """
 
 from __future__ import annotations
