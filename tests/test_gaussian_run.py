@@ -150,3 +150,30 @@ def test_gaussian_run_is_deterministic(runs):
     again = run_spec(inputs, gaussian(), cfg, prev, done)
     a = done["GaussianScorer"].final.to_numpy(np.float64).tobytes()
     assert again.final.to_numpy(np.float64).tobytes() == a
+
+
+def test_aux_frame_follows_the_reference(runs):
+    import pandas as pd
+
+    from bridgewatch import schema
+    from bridgewatch.scoring import assemble as A
+
+    inputs, _, done = runs
+    m = inputs.matrix
+    n = m.n_notes
+    meta = pd.DataFrame(
+        {c: [None] * n for c in ("unlockedRatingStatus", "preStabilizationRatingStatus")}
+        | {c: [False] * n for c in ("crhBool", "crnhBool", "awaitingBool")}
+    )
+    before = pd.DataFrame({"noteId": m.note_ids[:1], "currentStatus": [schema.CRH]})
+    counts = np.zeros((n, len(schema.RATING_TAGS)), dtype=np.int64)
+    aux = A.aux_frame(inputs, done, meta, counts, before, np.ones(n, dtype=bool)).set_index("noteId")
+    # currentStatus is the status before this run; notes new to the history have none.
+    assert aux["currentStatus"].iloc[0] == schema.CRH and aux["currentStatus"].iloc[1:].isna().all()
+    core = done["MFCoreScorer"]
+    no_fit = np.isnan(core.final["coreNoteIntercept"].to_numpy())
+    low = aux["lowDiligenceIntercept"].to_numpy()
+    assert np.isnan(low[no_fit]).all()
+    side = A.population_sampled_counts(m, core)
+    for name, values in side.items():
+        np.testing.assert_array_equal(aux[name].to_numpy(np.float64), values)

@@ -310,7 +310,9 @@ def aux_frame(
         cols["p_incorrect_user_interval"] = inc.p_incorrect
         cols["num_voters_interval"] = inc.voters
         cols["tf_idf_incorrect_interval"] = inc.tf_idf
-        cols["lowDiligenceIntercept"] = core.low_diligence
+        # Only notes Core gives an intercept to carry it (the reference merges it into them).
+        no_fit = np.isnan(core.final["coreNoteIntercept"].to_numpy(np.float64))
+        cols["lowDiligenceIntercept"] = np.where(no_fit, np.nan, core.low_diligence)
         cols.update(population_sampled_counts(m, core))
     rows = np.flatnonzero(keep_rows)
     return build_frame(
