@@ -177,3 +177,31 @@ def test_contributor_scores_end_to_end():
     )
     assert (a.crhTotal14d, a.nmrTotal14d, a.nmrTotal90d) == (1, 0, 2)  # NMR notes need 10 ratings for 14d
     assert not a.isEmergingWriter  # mean intercept 0.325 > 0.3 but only 4 ratings in 28 days
+
+
+def test_writing_record_is_empty_for_participants_without_notes():
+    # Same community as above, seen from the raters r1/r2 who wrote nothing.
+    note_ids = np.array([1], dtype=np.int64)
+    m = build_rating_matrix(
+        note=np.array([0, 0]), rater=np.array([0, 1]), value=np.ones(2),
+        created_at=np.array([NOW - 10, NOW - 5]), tags=np.zeros(2), population_sampled=np.zeros(2, bool),
+        note_ids=note_ids, rater_ids=np.array(["r1", "r2"], dtype=object),
+    )  # fmt: skip
+    notes = pd.DataFrame(
+        {"noteId": note_ids, "noteAuthorParticipantId": ["a"], "createdAtMillis": [NOW - 20],
+         "finalRatingStatus": [schema.NMR], "coreNoteIntercept": [np.nan]}
+    )  # fmt: skip
+    nsh = pd.DataFrame({"noteId": note_ids, "timestampMillisOfLatestNonNMRStatus": [np.nan]})
+    counts = pd.DataFrame({"raterParticipantId": ["r1"], **{c: [0.0] for c in ct.COUNT_COLUMNS}})
+    enr = pd.DataFrame(
+        columns=["participantId", "enrollmentState", "successfulRatingNeededToEarnIn",
+                 "timestampOfLastStateChange", "timestampOfLastEarnOut", "numberOfTimesEarnedOut"]
+    )  # fmt: skip
+    out = ct.contributor_scores(m, notes, nsh, counts, enr, epoch_millis=NOW, config=CFG)
+    out = out.set_index("raterParticipantId")
+    for col in ("notesCurrentlyRatedHelpful", "notesAwaitingMoreRatings", "aggregateRatingReceivedTotal"):
+        assert np.isnan(out.loc["r1", col]) and np.isnan(out.loc["r2", col])
+    assert out.loc["a", "notesAwaitingMoreRatings"] == 1 and out.loc["a", "aggregateRatingReceivedTotal"] == 2
+    # No tag on the author's note: no top tags, but the column is present.
+    assert out.loc["a", "authorTopNotHelpfulTagValues"] in ("", None)
+    assert pd.isna(out.loc["r1", "authorTopNotHelpfulTagValues"])

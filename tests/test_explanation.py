@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bridgewatch.schema import HELPFUL_TAG_PRIORITY, HELPFUL_TAGS, NOT_HELPFUL_TAGS, TAG_BIT, Status
-from bridgewatch.scoring.explanation import apply_explanation, tag_counts, top_two_tags
+from bridgewatch.scoring.explanation import (
+    apply_explanation,
+    author_top_not_helpful_tags,
+    tag_counts,
+    top_two_tags,
+)
 
 
 def counts_of(tag_names, **kw):
@@ -61,3 +67,31 @@ def test_tag_counts_from_bits():
     c = tag_counts(note, tags, 3, HELPFUL_TAGS)
     assert c[0, HELPFUL_TAGS.index("helpfulClear")] == 2
     assert c[0, 0] == 1 and c[1, 0] == 1 and c[2].sum() == 0
+
+
+def _nh(**kw):
+    return counts_of(NOT_HELPFUL_TAGS, **kw)
+
+
+@pytest.mark.parametrize(
+    ("notes", "expected"),
+    [
+        # One note: its top two each count once for the author, so priority orders them
+        # (Outdated 12 > Incorrect 8); values are TSV-order indices.
+        ([_nh(notHelpfulIncorrect=5, notHelpfulOutdated=3)], "5,1"),
+        # A tag needs 2 ratings on a note and a note needs two such tags to count at all.
+        ([_nh(notHelpfulIncorrect=5, notHelpfulOutdated=1)], ""),
+        # Across notes: Incorrect is in the top two of both notes, so it leads.
+        (
+            [_nh(notHelpfulIncorrect=2, notHelpfulOther=4), _nh(notHelpfulIncorrect=3, notHelpfulOffTopic=9)],
+            "1,8",
+        ),
+        # Equal note counts: the higher-priority tag wins (OffTopic 9 > Other 0).
+        ([_nh(notHelpfulOther=4, notHelpfulOffTopic=4)], "8,0"),
+    ],
+)
+def test_author_top_not_helpful_tags(notes, expected):
+    counts = np.stack(notes)
+    author = np.zeros(len(notes), dtype=np.int64)
+    out = author_top_not_helpful_tags(author, counts, 2)
+    assert out[0] == expected and out[1] == ""

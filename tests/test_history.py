@@ -203,3 +203,27 @@ def test_output_is_deterministic():
     b = step(history.empty_history(), [3, 1, 2], [CRH, NMR, CRNH], T0 + DAY)
     assert a.to_csv(sep="\t") == b.to_csv(sep="\t")
     assert a.noteId.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("age_days", "status_age_days", "expected"),
+    [
+        (20.0, 5.0, "ALL_NOTES"),
+        (13.0, 2.0, "ALL_NOTES,NOTES_CREATED_SOMEWHAT_RECENTLY,NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH"),
+        (12.0, 0.5, "ALL_NOTES,NOTES_CREATED_SOMEWHAT_RECENTLY"),  # rescored within the last day
+        (3.01, 2.0, "ALL_NOTES,NOTES_CREATED_SOMEWHAT_RECENTLY,NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH"),
+        (3.0, 2.0, "ALL_NOTES,NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH"),  # needs more than 3 days
+        (13.5, 2.0, "ALL_NOTES,NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH"),  # over 13, under 14 days
+        (14.0, 2.0, "ALL_NOTES"),
+        (5.0, None, "ALL_NOTES,NOTES_CREATED_SOMEWHAT_RECENTLY"),  # new note: no previous status
+    ],
+)
+def test_rescoring_rules_of_a_full_run(age_days, status_age_days, expected):
+    day, now = 86_400_000, 1_795_305_600_000
+    nsh = pd.DataFrame({"noteId": [7], "timestampMillisOfCurrentStatus": [np.nan]})
+    if status_age_days is not None:
+        nsh.loc[0, "timestampMillisOfCurrentStatus"] = now - status_age_days * day
+    else:
+        nsh = nsh.iloc[:0]
+    out = history.rescoring_rules(np.array([7]), np.array([now - age_days * day]), nsh, epoch_millis=now)
+    assert out.tolist() == [expected]

@@ -39,6 +39,8 @@ _DECIDER_PREFIX = {
     "ExpansionModel (v1.1)": "expansion",
     "ExpansionPlusModel (v1.1)": "expansionPlus",
     "MultiGroupModel01 (v1.0)": "multiGroup",
+    "GaussianModel (v1.0)": "gaussian",
+    "GaussianCoreWithTopicsModel (v1.0)": "gaussianCoreWithTopics",
 }
 _RULE_TABLE = np.array([RULE_NAMES[r] for r in sorted(Rule)], dtype=object)
 _AUTHOR_COLUMNS = ("crhCrnhRatioDifference", "meanNoteScore", "raterAgreeRatio", "aboveHelpfulnessThreshold")
@@ -117,13 +119,20 @@ def scored_columns(
         cols["activeFilterTags"] = scatter(
             n, np.flatnonzero(core.scored), core.result.active_filter_tags[core.scored], fill=None
         )
-        helpful = core.pre.helpful_raters[m.rater] & m.population_sampled
-        rf = core.pre.params.rater_factor[:, 0][m.rater]
-        for name, side in zip(POP_COUNT_COLUMNS, (rf < 0, rf >= 0), strict=True):
-            cols[name] = np.bincount(m.note[helpful & side], minlength=n).astype(np.float64)
+        cols.update(population_sampled_counts(m, core))
     if topic_ids is not None and "noteTopic" not in cols:
         cols["noteTopic"] = np.where(topic_ids > 0, np.array((None, *TOPICS), dtype=object)[topic_ids], None)
     return cols
+
+
+def population_sampled_counts(m: RatingMatrix, core: ScorerRun) -> dict[str, np.ndarray]:
+    """Per note: population-sampled ratings by Core's rep-filtered raters on each factor sign."""
+    helpful = core.pre.helpful_raters[m.rater] & m.population_sampled
+    rf = core.pre.params.rater_factor[:, 0][m.rater]
+    return {
+        name: np.bincount(m.note[helpful & side], minlength=m.n_notes).astype(np.float64)
+        for name, side in zip(POP_COUNT_COLUMNS, (rf < 0, rf >= 0), strict=True)
+    }
 
 
 def meta_frame(inputs: ScoringInputs, scored: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -173,15 +182,15 @@ def helpfulness_frame(
     cols = {c: frame[c].to_numpy() for c in frame.columns}
     for run in runs.values():
         p = run.spec.prefix
-        if p in ("topic", "group") or f"{p}RaterIntercept" not in schema.HELPFULNESS_SCORES_COLUMNS:
+        # The reference leaves the group, topic and multi-group rater columns empty.
+        empty_in_reference = p in ("topic", "group", "multiGroup")
+        if empty_in_reference or f"{p}RaterIntercept" not in schema.HELPFULNESS_SCORES_COLUMNS:
             continue
         if f"{p}RaterIntercept" in cols and p != "core":
             continue
         params = run.pre.params
         cols[f"{p}RaterIntercept"] = per_rater(params.rater_intercept)
         cols[f"{p}RaterFactor1"] = per_rater(params.rater_factor[:, 0])
-        if p == "multiGroup":
-            cols["modelingMultiGroup"] = np.where(np.isnan(cols["multiGroupRaterIntercept"]), np.nan, 1.0)
     core = runs.get("MFCoreScorer")
     if core is not None:
         first = core.pre.first_round
@@ -267,10 +276,14 @@ def aux_frame(
     runs: Mapping[str, ScorerRun],
     meta: pd.DataFrame,
     counts: np.ndarray,
-    new_nsh: pd.DataFrame,
+    previous_nsh: pd.DataFrame,
     keep_rows: np.ndarray,
 ) -> pd.DataFrame:
-    """aux_note_info.tsv: tag counts, Core's filter inputs, and meta's intermediate statuses."""
+    """aux_note_info.tsv: tag counts, Core's filter inputs, and meta's intermediate statuses.
+
+    Its ``currentStatus`` is the status the note had *before* this run (``previous_nsh``, the
+    input status history), as the reference writes it.
+    """
     m = inputs.matrix
     n = m.n_notes
     cols: dict[str, np.ndarray] = {"noteId": m.note_ids}
@@ -280,7 +293,8 @@ def aux_frame(
         cols[c] = meta[c].to_numpy(dtype=object)
     cols["createdAtMillis"] = inputs.notes["createdAtMillis"].to_numpy(np.float64)
     cols["noteAuthorParticipantId"] = inputs.notes["noteAuthorParticipantId"].to_numpy(dtype=object)
-    cols["currentStatus"] = new_nsh.set_index("noteId")["currentStatus"].reindex(m.note_ids).to_numpy(object)
+    before = previous_nsh.drop_duplicates(subset=["noteId"]).set_index("noteId")["currentStatus"]
+    cols["currentStatus"] = before.reindex(m.note_ids).to_numpy(object)
     cols["numPopulationSampledRatings"] = np.bincount(m.note[m.population_sampled], minlength=n)
     if m.n_ratings:
         recent = m.created_at >= m.created_at.max() - 28 * 86_400_000
@@ -296,7 +310,10 @@ def aux_frame(
         cols["p_incorrect_user_interval"] = inc.p_incorrect
         cols["num_voters_interval"] = inc.voters
         cols["tf_idf_incorrect_interval"] = inc.tf_idf
-        cols["lowDiligenceIntercept"] = core.low_diligence
+        # Only notes Core gives an intercept to carry it (the reference merges it into them).
+        no_fit = np.isnan(core.final["coreNoteIntercept"].to_numpy(np.float64))
+        cols["lowDiligenceIntercept"] = np.where(no_fit, np.nan, core.low_diligence)
+        cols.update(population_sampled_counts(m, core))
     rows = np.flatnonzero(keep_rows)
     return build_frame(
         schema.AUX_NOTE_INFO_FILE, {k: np.asarray(v)[rows] for k, v in cols.items()}, rows.size

@@ -15,6 +15,7 @@ import pandas as pd
 from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.explanation import author_top_not_helpful_tags, tag_counts
 
 ES = schema.ENROLLMENT_STATES
 EARNED_IN, AT_RISK, EARNED_OUT_NO_ACK = ES["earnedIn"], ES["atRisk"], ES["earnedOutNoAcknowledge"]
@@ -219,10 +220,19 @@ def contributor_scores(
     last = last_notes_counts(
         a, note_ids[has], created[has], status[has], last_earn_out, n, cc.max_history_earn_out
     )
-    out["notesCurrentlyRatedHelpful"] = crh_all.astype(np.float64)
-    out["notesCurrentlyRatedNotHelpful"] = crnh_all.astype(np.float64)
-    out["notesAwaitingMoreRatings"] = (notes_all - crh_all - crnh_all).astype(np.float64)
-    out["aggregateRatingReceivedTotal"] = np.bincount(a, weights=num_ratings[has], minlength=n)
+    # Writing record: empty (not 0) for participants who wrote no note, as the reference.
+    wrote = notes_all > 0
+    out["notesCurrentlyRatedHelpful"] = np.where(wrote, crh_all, np.nan)
+    out["notesCurrentlyRatedNotHelpful"] = np.where(wrote, crnh_all, np.nan)
+    out["notesAwaitingMoreRatings"] = np.where(wrote, notes_all - crh_all - crnh_all, np.nan)
+    received = np.bincount(a, weights=num_ratings[has], minlength=n)
+    out["aggregateRatingReceivedTotal"] = np.where(wrote, received, np.nan)
+    nh = tag_counts(ratings.note, ratings.tags, ratings.n_notes, schema.NOT_HELPFUL_TAGS)
+    note_nh = np.zeros((len(notes), nh.shape[1]), dtype=np.int64)
+    note_nh[known] = nh[rpos[known]]
+    min_tag = config.explanation.min_ratings_to_get_tag
+    top = author_top_not_helpful_tags(author, note_nh, n, min_ratings=min_tag)
+    out["authorTopNotHelpfulTagValues"] = np.where(wrote, top, None)
 
     new_state, needed, times_out, last_change = enrollment_transitions(
         state,

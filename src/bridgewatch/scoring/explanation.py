@@ -106,3 +106,32 @@ def apply_explanation(
     new_status = status.copy()
     new_status[demoted] = Status.NMR
     return ExplanationResult(status=new_status, first_tag=first, second_tag=second, demoted=demoted)
+
+
+def author_top_not_helpful_tags(
+    author: np.ndarray, not_helpful_counts: np.ndarray, n_authors: int, *, min_ratings: int = 2
+) -> np.ndarray:
+    """``authorTopNotHelpfulTagValues`` (§4.6): each author's two most frequent top-two
+    not-helpful tags over their notes, as TSV-order indices ("1,4"), "" for no tagged note.
+
+    ``author``: int[M] author index per note (< 0 = unknown); ``not_helpful_counts``: int[M, 13]
+    tag counts per note in ``NOT_HELPFUL_TAGS`` order. Every note, whatever its status, gets its
+    top two tags as CRNH notes do; an author's tags are ordered by how many of their notes carry
+    them (first or second), then by tag priority. Returns object[n_authors].
+    """
+    first, second = top_two_tags(not_helpful_counts, NOT_HELPFUL_TAGS, NOT_HELPFUL_TAG_PRIORITY,
+                                 min_ratings=min_ratings)  # fmt: skip
+    column = {t: j for j, t in enumerate(NOT_HELPFUL_TAGS)}
+    per_author = np.zeros((n_authors, len(NOT_HELPFUL_TAGS)), dtype=np.int64)
+    author = np.asarray(author)
+    for picked in (first, second):
+        ok = (picked != "") & (author >= 0)
+        cols = np.array([column[t] for t in picked[ok]], dtype=np.intp)
+        np.add.at(per_author, (author[ok], cols), 1)
+    prio = np.array([NOT_HELPFUL_TAG_PRIORITY[t] for t in NOT_HELPFUL_TAGS], dtype=np.int64)
+    key = np.where(per_author > 0, per_author * 64 + prio, -1)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :2]
+    out = np.full(n_authors, "", dtype=object)
+    for i in np.flatnonzero(per_author.any(axis=1)):
+        out[i] = ",".join(str(j) for j in order[i] if per_author[i, j] > 0)
+    return out

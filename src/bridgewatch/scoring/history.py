@@ -172,3 +172,43 @@ def update_status_history(
     out["mostRecentNonNMRStatus"][sel[flip]] = status[flip]
     out["timestampMillisOfLatestNonNMRStatus"][sel[flip]] = now
     return _typed(pd.DataFrame(out))
+
+
+# Rescoring subsets a full run reports (§6.7), in the reference's order.
+ALL_NOTES = "ALL_NOTES"
+NOTES_CREATED_SOMEWHAT_RECENTLY = "NOTES_CREATED_SOMEWHAT_RECENTLY"
+NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH = "NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH"
+_DAY = 86_400_000
+
+
+def rescoring_rules(
+    note_ids: np.ndarray, created: np.ndarray, nsh: pd.DataFrame, *, epoch_millis: int
+) -> np.ndarray:
+    """``rescoringActiveRules`` of a full run (§6.7): which churn-checked subsets hold each note.
+
+    Every note is in ALL_NOTES; notes created 3–13 days ago are "somewhat recent"; notes created
+    in the last 14 days whose previous status (NSH ``timestampMillisOfCurrentStatus``, NaN for a
+    new note) is over a day old were "not rescored recently enough". The reference reads the wall
+    clock here; we use the run's ``epoch_millis`` so a rerun gives the same text.
+    ``note_ids``: int[N]; ``created``: float[N] creation times; ``nsh``: the previous status
+    history. Returns object[N].
+    """
+    now = float(epoch_millis)
+    created = np.asarray(created, dtype=np.float64)
+    col = "timestampMillisOfCurrentStatus"
+    prev = np.full(created.shape[0], np.nan)
+    if col in nsh.columns and len(nsh):
+        h = nsh.drop_duplicates(subset=["noteId"]).set_index("noteId")[col]
+        prev = pd.to_numeric(h.reindex(np.asarray(note_ids)), errors="coerce").to_numpy(np.float64)
+    somewhat = (created >= now - 13 * _DAY) & (created < now - 3 * _DAY)
+    stale = (created > now - 14 * _DAY) & (prev < now - _DAY)
+    texts = np.array(
+        [
+            ALL_NOTES,
+            f"{ALL_NOTES},{NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH}",
+            f"{ALL_NOTES},{NOTES_CREATED_SOMEWHAT_RECENTLY}",
+            f"{ALL_NOTES},{NOTES_CREATED_SOMEWHAT_RECENTLY},{NEW_NOTES_NOT_RESCORED_RECENTLY_ENOUGH}",
+        ],
+        dtype=object,
+    )
+    return texts[somewhat.astype(np.intp) * 2 + stale.astype(np.intp)]

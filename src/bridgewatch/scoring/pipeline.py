@@ -24,11 +24,11 @@ from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.contributor import contributor_scores
 from bridgewatch.scoring.explanation import apply_explanation, tag_counts
-from bridgewatch.scoring.history import update_status_history
+from bridgewatch.scoring.history import rescoring_rules, update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, prepare_inputs
-from bridgewatch.scoring.scorer_run import ScorerRun, run_scorer
+from bridgewatch.scoring.scorer_run import ScorerRun, run_spec
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec, default_scorers
 from bridgewatch.scoring.sweeps import SweepEngine
 
@@ -150,7 +150,7 @@ def score_dataset(
         try:
             runs[spec.name] = clock.phase(
                 f"scorer {spec.name}",
-                lambda spec=spec: run_scorer(inputs, spec, config, prev, seed=seed, engine=engine),
+                lambda spec=spec: run_spec(inputs, spec, config, prev, runs, seed=seed, engine=engine),
             )
         except ScoringError:
             skipped.append(spec.name)
@@ -158,6 +158,8 @@ def score_dataset(
         warnings.append(f"scorers without enough data (skipped): {', '.join(skipped)}")
 
     scored = A.scored_columns(inputs, runs, topic_ids)
+    created = inputs.notes["createdAtMillis"]
+    scored["rescoringActiveRules"] = rescoring_rules(matrix.note_ids, created, nsh, epoch_millis=epoch_millis)
     counts = tag_counts(matrix.note, matrix.tags, matrix.n_notes, schema.RATING_TAGS)
     counts_frame = pd.DataFrame(counts, columns=list(schema.RATING_TAGS))
     counts_frame.insert(0, "noteId", matrix.note_ids)
@@ -212,7 +214,7 @@ def score_dataset(
     helpfulness = clock.phase("contributor scoring", contributors)
     keep_rows = inputs.notes["inStatusHistory"].to_numpy(bool)
     scored_frame = A.scored_notes_frame(inputs, scored, meta, tags, new_nsh, keep_rows, runs)
-    aux = A.aux_frame(inputs, runs, meta, counts, new_nsh, keep_rows)
+    aux = A.aux_frame(inputs, runs, meta, counts, nsh, keep_rows)
     return PipelineResult(
         scored_notes=scored_frame,
         helpfulness_scores=helpfulness,

@@ -231,6 +231,31 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
     return notes_ok & pre.helpful_raters[m.rater], scope
 
 
+def scored_raters(m: RatingMatrix, pre: PrescoreResult) -> np.ndarray:
+    """bool[U]: raters the prescoring's helpfulness table scored (above the threshold or not);
+    raters with parameters for a scorer without reputation."""
+    if pre.helpfulness is None:
+        return ~np.isnan(pre.params.rater_intercept)
+    table = pre.helpfulness
+    ids = table.loc[table["aboveHelpfulnessThreshold"].notna(), "raterParticipantId"]
+    idx = m.rater_index(ids.to_numpy(dtype=object))
+    mask = np.zeros(m.n_raters, dtype=bool)
+    mask[idx[idx >= 0]] = True
+    return mask
+
+
+def final_round_counts(
+    m: RatingMatrix, pre: PrescoreResult, scope: np.ndarray, keep: np.ndarray
+) -> np.ndarray:
+    """float[N] ``NumFinalRoundRatings``: the reference counts a note's in-scope ratings by every
+    rater its prescoring scored — not only the ratings the final fit used (golden cases agree
+    exactly); NaN for notes without any. Scorers without reputation count the fitted ratings."""
+    used = keep if pre.helpfulness is None else scope & scored_raters(m, pre)[m.rater]
+    counts = np.bincount(m.note[used], minlength=m.n_notes).astype(np.float64)
+    counts[counts == 0] = np.nan
+    return counts
+
+
 def score_final(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -255,16 +280,18 @@ def score_final(
     problem = build_problem(m, keep)
     intercept, factor = score_notes(problem, ri, rf, mu, rho, mfc, engine=engine)
 
-    def refit(mask: np.ndarray, rho_n: float) -> np.ndarray:
+    def refit(subset: np.ndarray, rho_n: float) -> np.ndarray:
+        # Each variant re-applies the ≥ 5 ratings per note filter to its own subset, as the
+        # reference scores it from scratch: a note with 4 population-sampled ratings gets none.
+        notes_ok = P.count_filter(m, scope & subset, config.filters.min_ratings_per_note, 0)
+        mask = notes_ok & pre.helpful_raters[m.rater]
         if not mask.any():
             return np.full(m.n_notes, np.nan)
         return score_notes(build_problem(m, mask), ri, rf, mu, rho_n, mfc, engine=engine)[0]
 
-    no_high = refit(keep & ~inputs.high_volume[m.rater], rho)
-    no_corr = (
-        refit(keep & ~inputs.correlated[m.rater], rho) if inputs.correlated is not None else intercept.copy()
-    )
-    pop = refit(keep & m.population_sampled, 10.0)
+    no_high = refit(~inputs.high_volume[m.rater], rho)
+    no_corr = refit(~inputs.correlated[m.rater], rho) if inputs.correlated is not None else intercept.copy()
+    pop = refit(m.population_sampled, 10.0)
     lo = hi = np.full(m.n_notes, np.nan)
     if spec.pseudoraters and problem.n_ratings:
         bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc)
@@ -284,7 +311,7 @@ def score_final(
             "noteId": m.note_ids,
             f"{p}NoteIntercept": intercept,
             f"{p}NoteFactor1": factor[:, 0],
-            f"{p}NumFinalRoundRatings": np.bincount(m.note[keep], minlength=m.n_notes),
+            f"{p}NumFinalRoundRatings": final_round_counts(m, pre, scope, keep),
             f"{p}NoteInterceptNoHighVol": no_high,
             f"{p}NoteInterceptNoCorrelated": no_corr,
             f"{p}NoteInterceptPopulationSampled": pop,

@@ -8,11 +8,13 @@ the reputation model fitted on the round-2 ratings (§3.5).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from bridgewatch.errors import ScoringError
 from bridgewatch.schema import Status
 from bridgewatch.scoring import diligence as D
 from bridgewatch.scoring.config import ScoringConfig
@@ -65,13 +67,13 @@ class ScorerRun:
     tag_thresholds: np.ndarray
 
 
-def _rater_factor(pre: PrescoreResult) -> np.ndarray:
+def rater_factor(pre: PrescoreResult) -> np.ndarray:
     """float[U] round-2 rater factors of raters allowed in final scoring, NaN elsewhere."""
     rf = pre.params.rater_factor[:, 0].astype(np.float64)
     return np.where(pre.helpful_raters, rf, np.nan)
 
 
-def _low_diligence(
+def low_diligence(
     inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, final_keep: np.ndarray, train: np.ndarray
 ) -> np.ndarray:
     m = inputs.matrix
@@ -81,7 +83,7 @@ def _low_diligence(
     if not train.any() or not final_keep.any():
         return np.full(m.n_notes, np.nan)
     dil_pre = D.fit_prescoring(
-        m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, _rater_factor(pre)
+        m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, rater_factor(pre)
     )
     intercept, _ = D.fit_final(
         m.note[final_keep], m.rater[final_keep], target[final_keep], m.n_notes, m.n_raters, dil_pre
@@ -107,7 +109,7 @@ def run_scorer(
     tf = config.tag_filter
     pre = prescore(inputs, spec, config, seed, engine)
     scope, _ = scope_mask(inputs, spec)
-    rf = _rater_factor(pre)
+    rf = rater_factor(pre)
     round2 = scope & pre.helpful_raters[m.rater]
 
     # Prescoring side of the filters: tag thresholds over provisionally-CRH notes (§2.7 step 9)
@@ -149,7 +151,7 @@ def run_scorer(
         min_voters=tf.incorrect_min_voters,
         tf_idf_threshold=tf.incorrect_tf_idf_threshold,
     )
-    low_dil = _low_diligence(inputs, spec, pre, keep, round2)
+    low_dil = low_diligence(inputs, spec, pre, keep, round2)
 
     def col(name: str) -> np.ndarray:
         return final[name].to_numpy(np.float64)
@@ -175,3 +177,27 @@ def run_scorer(
     )
     result = compute_statuses(rule_inputs, spec.rules, final_round=True)
     return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds)
+
+
+def run_spec(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    config: ScoringConfig,
+    previous_status: np.ndarray,
+    done: Mapping[str, ScorerRun],
+    *,
+    seed: int = 42,
+    engine: SweepEngine | None = None,
+) -> ScorerRun:
+    """Run any scorer of the inventory: MF specs through ``run_scorer``; a spec that reuses
+    another's prescoring (``spec.prescoring``) on top of that scorer's run in ``done``."""
+    if spec.kernel == "mf" and spec.prescoring is None:
+        return run_scorer(inputs, spec, config, previous_status, seed=seed, engine=engine)
+    base = done.get(spec.prescoring or "")
+    if base is None:
+        raise ScoringError(f"{spec.name}: needs the prescoring of {spec.prescoring}, which did not run")
+    if spec.kernel != "gaussian":
+        raise ScoringError(f"{spec.name}: unknown scorer kernel {spec.kernel!r}")
+    from bridgewatch.scoring.gaussian_run import run_gaussian  # it builds on this module
+
+    return run_gaussian(inputs, spec, config, previous_status, base, engine=engine)

@@ -1,8 +1,9 @@
-"""The MF scorers as data (§6.1, §3.2): one pipeline, many configurations.
+"""The scorers as data (§6.1, §3.2): one pipeline, many configurations.
 
 A ``ScorerSpec`` says which raters and notes a scorer sees, which status thresholds it uses and
 which optional steps (stable initialization, reputation filter, pseudo-raters) it runs. The same
-``prescore``/``score_final`` functions run every spec.
+``prescore``/``score_final`` functions run every MF spec; a Gaussian spec reuses another scorer's
+prescoring and only swaps the final note model (``scorer_run.run_spec`` dispatches).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class ScorerSpec:
       apply that share before training too;
     - ``stable_init``: group-13 first fit (§2.6); ``use_reputation``: the two-round helpfulness
       filter (§2.7; topic scorers skip it); ``pseudoraters``: §5 bounds (Core, CoreWithTopics);
-    - ``rules``: status thresholds; ``mf``/``helpfulness``: per-scorer overrides (None = global).
+    - ``rules``: status thresholds; ``mf``/``helpfulness``: per-scorer overrides (None = global);
+    - ``kernel``: "mf" (fit by matrix factorization) or "gaussian" (kernel-smoothed curve, §6.2);
+      ``prescoring``: name of the scorer whose prescoring this one reuses (None = its own).
     """
 
     name: str
@@ -50,6 +53,8 @@ class ScorerSpec:
     rules: RuleConfig = field(default_factory=RuleConfig)
     mf: MFConfig | None = None
     helpfulness: HelpfulnessConfig | None = None
+    kernel: str = "mf"
+    prescoring: str | None = None
 
 
 _NO_FIRM = dataclasses.replace(RuleConfig(), firm_reject_threshold=None)
@@ -155,10 +160,43 @@ def topic(topic_id: int, name: str) -> ScorerSpec:
     )
 
 
+# Gaussian thresholds (§3.2): CRH from 0.51, CRNH only below -0.5 whatever the factor, no firm
+# reject and no net-helpful minimum; the tilted kernel already demands support along the axis.
+GAUSSIAN_RULES = dataclasses.replace(
+    _NO_FIRM,
+    crh_threshold=0.51,
+    crnh_threshold_intercept=-0.5,
+    crnh_threshold_factor_multiplier=0.0,
+    crnh_threshold_nm_intercept=-0.6,
+    crnh_threshold_ucb_intercept=-0.5,
+    factor_threshold=1.0,
+    min_minority_net_helpful=None,
+    min_minority_net_helpful_ratio=None,
+    no_high_vol_threshold=0.45,
+    no_correlated_threshold=0.45,
+)
+
+
+def gaussian(*, with_topics: bool = False) -> ScorerSpec:
+    """GaussianScorer / GaussianCoreWithTopicsScorer (§6.1, §6.2): Core's prescoring rater
+    factors, coverage groups (core minus 21); the plain one leaves topic notes out."""
+    return ScorerSpec(
+        "GaussianCoreWithTopicsScorer" if with_topics else "GaussianScorer",
+        "gaussianCoreWithTopics" if with_topics else "gaussian",
+        COVERAGE_GROUPS,
+        exclude_topics=not with_topics,
+        rules=GAUSSIAN_RULES,
+        kernel="gaussian",
+        prescoring="MFCoreScorer",
+    )
+
+
 def default_scorers() -> list[ScorerSpec]:
-    """The production MF scorer inventory (§6.1), in the reference's order."""
+    """The production scorer inventory (§6.1), in the reference's order; a scorer that reuses
+    another's prescoring comes after it."""
     specs = [core(), core_with_topics(), expansion(), expansion_plus()]
     specs += [group(i) for i in (*range(1, 15), 18, 33)]
     specs += [multi_group_1()]
     specs += [topic(i + 1, name) for i, name in enumerate(TOPICS)]
+    specs += [gaussian(), gaussian(with_topics=True)]
     return specs

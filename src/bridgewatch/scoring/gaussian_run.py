@@ -1,0 +1,180 @@
+"""A Gaussian scorer end to end (§6.2): Core's prescoring, the kernel intercepts, the rule chain.
+
+The Gaussian scorers fit nothing of their own for raters: they take the prescoring of the scorer
+named in ``spec.prescoring`` (MFCoreScorer) and only replace the final-round note model by the
+kernel-smoothed curve of ``gaussian.gaussian_scores``. Everything around it — scope, capture
+test, filters, rule chain, output columns — is the ``ScorerRun`` machinery every MF scorer uses,
+so a Gaussian run slots into assembly and meta scoring like any other.
+
+As in the reference, each robustness variant (without high-volume raters, without correlated
+raters, population-sampled ratings only) re-applies the ≥ 5 ratings per note filter to its own
+subset before scoring, and only the full run gets the frozen-rater MF note factor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch.scoring import gaussian as G
+from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.incorrect_filter import (
+    incorrect_aggregates,
+    incorrect_filter_flags,
+    rater_incorrect_totals,
+)
+from bridgewatch.scoring.mf import build_problem
+from bridgewatch.scoring.note_solve import score_notes
+from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
+from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, scope_mask
+from bridgewatch.scoring.scorer_run import ScorerRun, low_diligence, rater_factor
+from bridgewatch.scoring.scorer_specs import ScorerSpec
+from bridgewatch.scoring.sweeps import SweepEngine
+from bridgewatch.scoring.tag_filter import note_tag_aggregates, tag_filter_flags
+
+
+def note_authors(inputs: ScoringInputs) -> np.ndarray:
+    """int[N]: each note's author as a rater index of the matrix, -1 when the author never rated."""
+    authors = inputs.notes["noteAuthorParticipantId"].to_numpy(dtype=object)
+    known = np.array([isinstance(a, str) for a in authors], dtype=bool)
+    out = np.full(authors.shape[0], -1, dtype=np.int64)
+    if known.any():
+        out[known] = inputs.matrix.rater_index(authors[known])
+    return out
+
+
+def gaussian_intercepts(
+    inputs: ScoringInputs, subset: np.ndarray, helpful_raters: np.ndarray, factor: np.ndarray, config
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kernel intercepts over one rating subset (bool[R], already in scope).
+
+    Notes need ≥ ``min_ratings_per_note`` ratings within ``subset``; then only ratings of
+    ``helpful_raters`` (bool[U]) count, each at its rater's prescoring ``factor`` (float[U]), and
+    every note's author adds an implicit HELPFUL rating to the CRH pass. Returns (intercept
+    float64[N], kernel note factor float64[N], bool[R] the ratings used).
+    """
+    m = inputs.matrix
+    used = P.count_filter(m, subset, config.filters.min_ratings_per_note, 0) & helpful_raters[m.rater]
+    note, rater = m.note[used].astype(np.int64), m.rater[used].astype(np.int64)
+    f = factor[rater]
+    helpful = m.value[used].astype(np.float64)
+    author = note_authors(inputs)
+    author_factor = np.where(author >= 0, factor[np.maximum(author, 0)], np.nan)
+    extended = G.add_author_ratings(note, f, helpful, rater, author, author_factor)
+    out = G.gaussian_scores(note, m.n_notes, f, helpful, author_ratings=extended)
+    return out["intercept"], out["note_factor"], used
+
+
+def run_gaussian(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    config: ScoringConfig,
+    previous_status: np.ndarray,
+    base: ScorerRun,
+    *,
+    engine: SweepEngine | None = None,
+) -> ScorerRun:
+    """Final scoring of a Gaussian ``spec`` on top of ``base``, the run whose prescoring it reuses.
+
+    The tag thresholds, per-rater incorrect-tag rates and low-diligence prescoring are ``base``'s,
+    as the reference passes MFCoreScorer's prescoring output to the Gaussian scorers. ``engine``
+    runs the frozen-rater MF refit that gives the note factor (default: in process).
+    """
+    m = inputs.matrix
+    pre = base.pre
+    tf = config.tag_filter
+    scope, in_group = scope_mask(inputs, spec)
+    rf = rater_factor(pre)
+    helpful = pre.helpful_raters
+
+    def intercept_of(subset: np.ndarray) -> np.ndarray:
+        if not subset.any():
+            return np.full(m.n_notes, np.nan)
+        return gaussian_intercepts(inputs, subset, helpful, rf, config)[0]
+
+    intercept, kernel_factor, keep = gaussian_intercepts(inputs, scope, helpful, rf, config)
+    # The displayed factor comes from a frozen-rater MF refit; the kernel's factor fills the gaps.
+    mf_cfg = base.spec.mf if base.spec.mf is not None else config.mf
+    problem = build_problem(m, keep)
+    mf_factor = np.full(m.n_notes, np.nan)
+    if problem.n_ratings:
+        ri, rfs = pre.params.rater_intercept, pre.params.rater_factor
+        mf_factor = score_notes(problem, ri, rfs, pre.params.mu, pre.rho_note, mf_cfg, engine=engine)[1][:, 0]
+    factor = np.where(np.isnan(mf_factor), kernel_factor, mf_factor)
+    no_high = intercept_of(scope & ~inputs.high_volume[m.rater])
+    corr = inputs.correlated
+    no_corr = intercept.copy() if corr is None else intercept_of(scope & ~corr[m.rater])
+    pop_scope = scope & m.population_sampled
+    pop = intercept_of(pop_scope) if pop_scope.any() else np.full(m.n_notes, np.nan)
+    num_final = final_round_counts(m, pre, scope, keep)
+    num_ratings = np.bincount(m.note[scope], minlength=m.n_notes)
+    scored = num_ratings > 0
+    if spec.capture_threshold is not None:
+        share = P.capture_share(m, inputs.base_keep, in_group)
+        scored &= share >= spec.capture_threshold
+        for arr in (intercept, factor, no_high, no_corr, pop):
+            arr[~scored] = np.nan
+
+    # The filters read the base scorer's prescoring: tag thresholds and incorrect-tag habits.
+    base_scope, _ = scope_mask(inputs, base.spec)
+    round2 = base_scope & helpful[m.rater]
+    inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
+    agg = note_tag_aggregates(
+        m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
+        normalization_percentile=tf.normalization_percentile,
+    )  # fmt: skip
+    thresholds = base.tag_thresholds
+    tag_flags, tag_names = tag_filter_flags(agg, thresholds, min_adjusted_total=tf.min_adjusted_total)
+    inc = incorrect_aggregates(
+        m.note[keep], m.rater[keep], m.tags[keep], factor, rf, inc_num, inc_total,
+        interval_half_width=tf.incorrect_interval_half_width,
+    )  # fmt: skip
+    inc_flags = incorrect_filter_flags(
+        inc,
+        min_incorrect=tf.incorrect_min_count,
+        min_voters=tf.incorrect_min_voters,
+        tf_idf_threshold=tf.incorrect_tf_idf_threshold,
+    )
+    low_dil = low_diligence(inputs, spec, pre, keep, round2)
+    sides = note_counts_by_rater_sign(
+        m.note[keep], pre.params.rater_factor[m.rater[keep], 0], m.value[keep], m.n_notes
+    )
+    # The reference computes the kernel in float32; compare its thresholds in float32 too.
+    rule_intercept = intercept.astype(np.float32)
+    rule_inputs = RuleInputs(
+        intercept=rule_intercept,
+        factor=factor.astype(np.float32),
+        num_ratings=num_ratings,
+        is_not_misleading=inputs.is_not_misleading,
+        previous_status=previous_status,
+        min_sign_count=sides.min_sign_count,
+        neg_mean_helpful=sides.neg_mean_helpful,
+        pos_mean_helpful=sides.pos_mean_helpful,
+        net_min_helpful=sides.net_min_helpful,
+        net_min_helpful_ratio=sides.net_min_helpful_ratio,
+        tag_filtered=tag_flags,
+        filter_tags=tag_names,
+        incorrect_filtered=inc_flags,
+        low_diligence_intercept=low_dil,
+        intercept_no_high_vol=no_high.astype(np.float32),
+        intercept_no_correlated=no_corr.astype(np.float32),
+    )
+    result = compute_statuses(rule_inputs, spec.rules, final_round=True)
+    p = spec.prefix
+    nan = np.full(m.n_notes, np.nan)
+    final = pd.DataFrame(
+        {
+            "noteId": m.note_ids,
+            f"{p}NoteIntercept": intercept,
+            f"{p}NoteFactor1": factor,
+            f"{p}NumFinalRoundRatings": num_final,
+            f"{p}NoteInterceptNoHighVol": no_high,
+            f"{p}NoteInterceptNoCorrelated": no_corr,
+            f"{p}NoteInterceptPopulationSampled": pop,
+            f"{p}NoteInterceptMin": nan,
+            f"{p}NoteInterceptMax": nan,
+            "numRatings": num_ratings,
+        }
+    )
+    return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds)
