@@ -75,8 +75,10 @@ def _resized(arr: np.ndarray, n: int) -> np.ndarray:
 class _State:
     """The arrays ``parse_rows`` fills, and how to grow them when it asks."""
 
-    def __init__(self, rows: int) -> None:
-        rows = max(rows, 1024)
+    def __init__(self, rows: int, initial: int) -> None:
+        """``rows``: expected ratings; ``initial``: starting size of the id tables (they grow)."""
+        initial = 1 << max(initial - 1, 0).bit_length()  # hash tables need a power of two
+        rows = max(rows, initial)
         self.out = [
             np.empty(rows, np.int32),  # note code
             np.empty(rows, np.int32),  # rater code
@@ -85,12 +87,12 @@ class _State:
             np.empty(rows, np.uint32),  # tags
             np.empty(rows, np.bool_),  # population sampled
         ]
-        self.dropped = np.empty(1024, np.int64)
-        self.notes = np.zeros(2 << 16, np.int64)
-        self.note_ids = np.empty(1 << 14, np.int64)
-        self.raters = np.zeros(2 << 16, np.uint64)
-        self.name_off = np.zeros(1 << 14, np.int64)
-        self.pool = np.empty(1 << 20, np.uint8)
+        self.dropped = np.empty(initial, np.int64)
+        self.notes = np.zeros(8 * initial, np.int64)
+        self.note_ids = np.empty(initial, np.int64)
+        self.raters = np.zeros(8 * initial, np.uint64)
+        self.name_off = np.zeros(initial, np.int64)
+        self.pool = np.empty(64 * initial, np.uint8)
         self.st = np.zeros(tk.STATE_SIZE, np.int64)
 
     def grow(self, code: int) -> None:
@@ -115,7 +117,7 @@ class _State:
                 tk.rehash_raters(self.raters, table)
                 self.raters = table
         elif code == tk.GROW_POOL:
-            self.pool = _resized(self.pool, 2 * self.pool.shape[0] + CHUNK)
+            self.pool = _resized(self.pool, 2 * self.pool.shape[0] + 4096)
         else:
             raise AssertionError(code)
 
@@ -132,9 +134,17 @@ class _State:
 
 
 def read_tsv_ratings(
-    layouts: list[scan.Layout], spans: list, progress: Callable[[int], None] | None = None
+    layouts: list[scan.Layout],
+    spans: list,
+    progress: Callable[[int], None] | None = None,
+    *,
+    chunk: int = CHUNK,
+    initial: int = 1 << 14,
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Parse plain or gzipped ratings TSVs (layouts already resolved) in one pass.
+
+    ``chunk``: bytes read at a time (a longer line grows the buffer); ``initial``: starting size
+    of the growable tables (tests make both tiny to exercise every growth path).
 
     Returns the six kept-rating arrays (note code, rater code, value, time, tags, population
     flag), ``dropped`` (int64 global record numbers), note ids by code (int64) and rater ids by
@@ -154,7 +164,8 @@ def read_tsv_ratings(
                     if progress is not None:
                         progress(done + raw.tell())
 
-                state = _read_one(fh, layout, state, first, size_hint, report)  # type: ignore[arg-type]
+                args = (state, first, size_hint, report, chunk, initial)
+                state = _read_one(fh, layout, *args)  # type: ignore[arg-type]
                 done += raw.tell()
         except _READ_ERRORS as exc:
             raise Fallback(str(exc)) from exc
@@ -206,9 +217,11 @@ def _read_one(
     first: int,
     size_hint: int,
     progress: Callable[[], None],
+    chunk: int,
+    initial: int,
 ) -> _State:
     roles, tagbit = _roles(layout)
-    buf = np.empty(CHUNK, dtype=np.uint8)
+    buf = np.empty(chunk, dtype=np.uint8)
     filled, eof = _fill(fh, buf, 0)
     # The header line (already parsed by ``scan.read_header``) is skipped here.
     while True:
@@ -223,7 +236,7 @@ def _read_one(
     if state is None:
         # Rows in the first chunk tell the bytes per row; size the outputs for the whole file.
         per_row = max(filled - header_end, 1) / max(nl.shape[0] - 1, 1)
-        state = _State(int(size_hint / per_row * 1.05) + 1024)
+        state = _State(int(size_hint / per_row * 1.05) + initial, initial)
     st = state.st
     st[tk.POS] = min(header_end + 1, filled)
     while True:
