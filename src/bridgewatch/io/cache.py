@@ -47,11 +47,10 @@ _FILES = (*_ARRAYS, "rater_ids.offsets", "rater_ids.bytes")
 PathLike = str | os.PathLike[str]
 
 
-def cache_key(ratings: list[PathLike], notes: PathLike, status: PathLike | None) -> dict[str, object]:
+def cache_key(ratings: list[PathLike], notes: PathLike | None, status: PathLike | None) -> dict[str, object]:
     """What an entry depends on: the format version and each input file's path, size and mtime."""
-    files = [("ratings", p) for p in ratings] + [("notes", notes)]
-    if status is not None:
-        files.append(("status", status))
+    files = [("ratings", p) for p in ratings]
+    files += [(role, p) for role, p in (("notes", notes), ("status", status)) if p is not None]
     rows = []
     for role, p in files:
         st = os.stat(p)

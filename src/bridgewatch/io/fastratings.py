@@ -34,12 +34,13 @@ _ROLE = {
     "noteId": tk.NOTE,
     "raterParticipantId": tk.RATER,
     "createdAtMillis": tk.CREATED,
-    "helpful": tk.HELPFUL,
-    "notHelpful": tk.NOT_HELPFUL,
+    "helpful": tk.BIT,
+    "notHelpful": tk.BIT,
     "helpfulnessLevel": tk.LEVEL,
     "ratingSourceBucketed": tk.SOURCE,
-    **{t: tk.TAG for t in schema.RATING_TAGS},
+    **{t: tk.BIT for t in schema.RATING_TAGS},
 }
+_BIT = {"helpful": tk.HELPFUL_BIT, "notHelpful": tk.NOT_HELPFUL_BIT, **schema.TAG_BIT}
 _READ_ERRORS = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
@@ -121,11 +122,11 @@ class _State:
         else:
             raise AssertionError(code)
 
-    def parse(self, buf: np.ndarray, end: int, roles: np.ndarray, tagbit: np.ndarray) -> int:
+    def parse(self, buf: np.ndarray, end: int, roles: np.ndarray, bitpos: np.ndarray) -> int:
         o = self.out
         return int(
             tk.parse_rows(
-                buf, end, roles, tagbit, _LEV_B, _LEV_O, _LEV_V, _SRC_B, _SRC_O, _SRC_POP,
+                buf, end, roles, bitpos, _LEV_B, _LEV_O, _LEV_V, _SRC_B, _SRC_O, _SRC_POP,
                 o[0], o[1], o[2], o[3], o[4], o[5], self.dropped, self.notes, self.note_ids,
                 self.raters, self.name_off, self.pool, self.st,
                 schema.MIN_PLAUSIBLE_MILLIS, schema.MAX_PLAUSIBLE_MILLIS,
@@ -189,13 +190,13 @@ def read_tsv_ratings(
 def _roles(layout: scan.Layout) -> tuple[np.ndarray, np.ndarray]:
     canon = {h: c for c, h in layout.present.items()}
     roles = np.zeros(len(layout.header), np.int8)
-    tagbit = np.zeros(len(layout.header), np.int8)
+    bitpos = np.zeros(len(layout.header), np.int8)
     for i, h in enumerate(layout.header):
         c = canon.get(h)
         if c is not None:
             roles[i] = _ROLE[c]
-            tagbit[i] = schema.TAG_BIT.get(c, 0)
-    return roles, tagbit
+            bitpos[i] = _BIT.get(c, 0)
+    return roles, bitpos
 
 
 def _fill(fh: BinaryIO, buf: np.ndarray, start: int) -> tuple[int, bool]:
@@ -220,7 +221,7 @@ def _read_one(
     chunk: int,
     initial: int,
 ) -> _State:
-    roles, tagbit = _roles(layout)
+    roles, bitpos = _roles(layout)
     buf = np.empty(chunk, dtype=np.uint8)
     filled, eof = _fill(fh, buf, 0)
     # The header line (already parsed by ``scan.read_header``) is skipped here.
@@ -246,7 +247,7 @@ def _read_one(
                 buf = np.concatenate([buf, np.empty(1, np.uint8)])
             buf[filled] = 10
             filled += 1
-        code = state.parse(buf, tk.last_newline(buf, filled) + 1, roles, tagbit)
+        code = state.parse(buf, tk.last_newline(buf, filled) + 1, roles, bitpos)
         if code == tk.NEED_MORE:
             if eof:
                 return state

@@ -20,8 +20,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-# Column roles (one per header column).
-SKIP, NOTE, RATER, CREATED, HELPFUL, NOT_HELPFUL, LEVEL, TAG, SOURCE = range(9)
+# Column roles (one per header column). A BIT column (tag, helpful, notHelpful) sets its bit
+# (``bits`` argument) in a row word: tags at ``schema.TAG_BIT``, helpful and notHelpful above.
+SKIP, NOTE, RATER, CREATED, BIT, LEVEL, SOURCE = range(7)
+HELPFUL_BIT, NOT_HELPFUL_BIT = 30, 31
+_TAG_MASK = np.uint32((1 << 30) - 1)
 
 # Return codes of ``parse_rows``.
 NEED_MORE, GROW_OUT, GROW_DROPPED, GROW_NOTES, GROW_RATERS, GROW_POOL, BAD_VALUE, RAGGED, FALLBACK = range(9)
@@ -56,24 +59,64 @@ def _match(buf: np.ndarray, s: int, e: int, cand: np.ndarray, offs: np.ndarray) 
     return -1
 
 
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+_LOW35 = np.uint64(0x2323232323232323)  # 35 in every byte
+
+
 @nb.njit(cache=True, inline="always")
-def hash_span(buf: np.ndarray, s: int, e: int) -> tuple[np.uint64, np.uint64]:
-    """Two independent 64-bit hashes of ``buf[s:e]``, mixing eight bytes per step."""
-    h1 = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(e - s)
-    h2 = np.uint64(0xC2B2AE3D27D4EB4F) + np.uint64(e - s)
-    k = s
-    while k < e:
-        w = np.uint64(0)
-        top = min(k + 8, e)
-        for j in range(k, top):
-            w = (w << np.uint64(8)) | np.uint64(buf[j])
-        h1 = (h1 ^ w) * np.uint64(0x100000001B3)
-        h1 ^= h1 >> np.uint64(29)
-        h2 = (h2 + w) * np.uint64(0xFF51AFD7ED558CCD)
-        h2 ^= h2 >> np.uint64(32)
-        k = top
-    h1 = (h1 ^ (h1 >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
-    h2 = (h2 ^ (h2 >> np.uint64(31))) * np.uint64(0x94D049BB133111EB)
+def _word(buf: np.ndarray, p: int) -> np.uint64:
+    """The eight bytes at ``p`` as a little-endian word (LLVM merges this into one load)."""
+    return (
+        np.uint64(buf[p])
+        | (np.uint64(buf[p + 1]) << np.uint64(8))
+        | (np.uint64(buf[p + 2]) << np.uint64(16))
+        | (np.uint64(buf[p + 3]) << np.uint64(24))
+        | (np.uint64(buf[p + 4]) << np.uint64(32))
+        | (np.uint64(buf[p + 5]) << np.uint64(40))
+        | (np.uint64(buf[p + 6]) << np.uint64(48))
+        | (np.uint64(buf[p + 7]) << np.uint64(56))
+    )
+
+
+@nb.njit(cache=True, inline="always")
+def _special(w: np.uint64) -> np.uint64:
+    """Nonzero when a byte of ``w`` is <= 34 (tab, newline, '"', '\\r', space...) or >= 128."""
+    return (((w - _LOW35) & ~w) | w) & _HIGHS
+
+
+@nb.njit(cache=True, inline="always")
+def _eight_digits(w: np.uint64) -> bool:
+    """Whether all eight bytes of ``w`` are '0'..'9' (simdjson's test)."""
+    hi = np.uint64(0xF0F0F0F0F0F0F0F0)
+    return ((w & hi) | (((w + np.uint64(0x0606060606060606)) & hi) >> np.uint64(4))) == np.uint64(
+        0x3333333333333333
+    )
+
+
+@nb.njit(cache=True, inline="always")
+def _eight_value(w: np.uint64) -> np.uint64:
+    """The number written by eight ASCII digits, first digit in the lowest byte (simdjson)."""
+    w = ((w & np.uint64(0x0F0F0F0F0F0F0F0F)) * np.uint64(2561)) >> np.uint64(8)
+    w = ((w & np.uint64(0x00FF00FF00FF00FF)) * np.uint64(6553601)) >> np.uint64(16)
+    return ((w & np.uint64(0x0000FFFF0000FFFF)) * np.uint64(42949672960001)) >> np.uint64(32)
+
+
+@nb.njit(cache=True, inline="always")
+def _mix(h1: np.uint64, h2: np.uint64, w: np.uint64) -> tuple[np.uint64, np.uint64]:
+    h1 = (h1 ^ w) * np.uint64(0x100000001B3)
+    h1 ^= h1 >> np.uint64(29)
+    h2 = (h2 + w) * np.uint64(0xFF51AFD7ED558CCD)
+    h2 ^= h2 >> np.uint64(32)
+    return h1, h2
+
+
+@nb.njit(cache=True, inline="always")
+def _finish(h1: np.uint64, h2: np.uint64, n: int) -> tuple[np.uint64, np.uint64]:
+    """Two independent 64-bit hashes of a string from its 8-byte words (zero padded) and length:
+    a 96-bit key in the table, collisions ~1e-17 at 1e6 ids."""
+    h1 = (h1 ^ np.uint64(n) ^ (h1 >> np.uint64(33))) * np.uint64(0xC4CEB9FE1A85EC53)
+    h2 = (h2 + np.uint64(n) ^ (h2 >> np.uint64(31))) * np.uint64(0x94D049BB133111EB)
     return h1 ^ (h1 >> np.uint64(33)), h2 ^ (h2 >> np.uint64(29))
 
 
@@ -122,8 +165,10 @@ def rehash_raters(old: np.ndarray, new: np.ndarray) -> None:
 
 
 @nb.njit(cache=True, inline="always")
-def _to_delimiter(buf: np.ndarray, p: int) -> int:
+def _to_delimiter(buf: np.ndarray, p: int, wlim: int) -> int:
     """Position of the tab or newline ending the field at ``p``; -1 on a quote or '\\r'."""
+    while p <= wlim and not _special(_word(buf, p)):
+        p += 8
     while True:
         while buf[p] > 34:
             p += 1
@@ -137,14 +182,14 @@ def _to_delimiter(buf: np.ndarray, p: int) -> int:
 
 @nb.njit(cache=True)
 def parse_rows(
-    buf, end, roles, tagbit, lev_b, lev_o, lev_v, src_b, src_o, src_pop,
+    buf, end, roles, bitpos, lev_b, lev_o, lev_v, src_b, src_o, src_pop,
     out_note, out_rater, out_value, out_created, out_tags, out_pop, dropped,
     notes, note_ids, raters, name_off, pool, st, lo_ms, hi_ms,
 ):  # fmt: skip
     """Parse the rows of ``buf[st[POS]:end]`` (whole lines, the last ending in ``\\n``); returns
     a code above, with ``st`` at the first row not stored.
 
-    ``roles``/``tagbit``: int8[C] role and tag bit per header column. ``lev_*``/``src_*``: the
+    ``roles``/``bitpos``: int8[C] role and bit position per header column. ``lev_*``/``src_*``: the
     helpfulnessLevel and ratingSourceBucketed values as bytes + offsets, with their float32
     value / bool population flag. Outputs: int32 note/rater codes, float32 value, int64 time,
     uint32 tags, bool population flag, for kept rows; ``dropped``: int64 global record numbers
@@ -154,6 +199,9 @@ def parse_rows(
     """
     ncols = roles.shape[0]
     last = ncols - 1
+    wlim = buf.shape[0] - 8  # whole-word reads stay inside the buffer
+    rh1 = np.uint64(0)
+    rh2 = np.uint64(0)
     pos = st[POS]
     while pos < end:
         if st[N_OUT] >= out_note.shape[0]:
@@ -174,60 +222,79 @@ def parse_rows(
         rs = 0
         re = 0
         created = np.int64(0)
-        helpful = 0
-        not_helpful = 0
         level = -1
-        tags = np.uint32(0)
+        bits = np.uint32(0)
         pop = False
         fields = 0
         for c in range(ncols):
             role = roles[c]
             fs = p
             ok = True
-            if role == SKIP:
-                p = _to_delimiter(buf, p)
+            if role == BIT:
+                b0 = buf[p]
+                if b0 == 49:
+                    bits |= np.uint32(1) << np.uint32(bitpos[c])
+                    p += 1
+                elif b0 == 48:
+                    p += 1
+            elif role == SKIP:
+                p = _to_delimiter(buf, p, wlim)
                 if p < 0:
                     return FALLBACK
-            elif role >= HELPFUL:
-                if role in (SOURCE, LEVEL):
-                    while buf[p] > 34:
-                        p += 1
-                    if p > fs:
-                        if role == LEVEL:
-                            level = _match(buf, fs, p, lev_b, lev_o)
-                            ok = level >= 0
-                        else:
-                            which = _match(buf, fs, p, src_b, src_o)
-                            ok = which >= 0
-                            pop = ok and src_pop[which]
-                else:
-                    b0 = buf[p]
-                    if b0 == 48 or b0 == 49:
-                        p += 1
-                        if b0 == 49:
-                            if role == TAG:
-                                tags |= np.uint32(1) << np.uint32(tagbit[c])
-                            elif role == HELPFUL:
-                                helpful = 1
-                            else:
-                                not_helpful = 1
+            elif role in (LEVEL, SOURCE):
+                while buf[p] > 34:
+                    p += 1
+                if p > fs:
+                    if role == LEVEL:
+                        level = _match(buf, fs, p, lev_b, lev_o)
+                        ok = level >= 0
+                    else:
+                        which = _match(buf, fs, p, src_b, src_o)
+                        ok = which >= 0
+                        pop = ok and src_pop[which]
             elif role == RATER:
+                # Hash eight bytes at a time while no byte needs a look, then byte by byte.
+                h1 = np.uint64(0x9E3779B97F4A7C15)
+                h2 = np.uint64(0xC2B2AE3D27D4EB4F)
+                while p <= wlim:
+                    w = _word(buf, p)
+                    if _special(w):
+                        break
+                    h1, h2 = _mix(h1, h2, w)
+                    p += 8
+                w = np.uint64(0)
+                k = 0
                 while True:
                     b = buf[p]
                     if b == 9 or b == 10:
                         break
-                    if b < 32 or b > 126 or b == 34:
+                    if b < 32 or b > 127 or b == 34:
                         return FALLBACK
+                    w |= np.uint64(b) << np.uint64(8 * k)
+                    k += 1
                     p += 1
+                    if k == 8:
+                        h1, h2 = _mix(h1, h2, w)
+                        w = np.uint64(0)
+                        k = 0
+                if k:
+                    h1, h2 = _mix(h1, h2, w)
                 ok = p > fs
                 rs = fs
                 re = p
+                rh1, rh2 = _finish(h1, h2, p - fs)
             else:  # NOTE, CREATED: -?digits
                 neg = buf[p] == 45
                 if neg:
                     p += 1
                 v = np.uint64(0)
                 digits_at = p
+                while p <= wlim:
+                    w = _word(buf, p)
+                    if not _eight_digits(w):
+                        break
+                    v = v * np.uint64(100000000) + _eight_value(w)  # wraps past 19 digits: rejected
+                    p += 8
                 while True:
                     d = np.uint64(buf[p]) - np.uint64(48)  # wraps: bytes below '0' are large
                     if d > 9:
@@ -245,7 +312,7 @@ def parse_rows(
             b = buf[p]
             if b != 9 and b != 10:
                 # The typed parse stopped inside the field: the value is bad (or needs care).
-                p = _to_delimiter(buf, p)
+                p = _to_delimiter(buf, p, wlim)
                 if p < 0:
                     return FALLBACK
                 b = buf[p]
@@ -257,7 +324,7 @@ def parse_rows(
                 break
             if c == last:  # more fields than the header: count them
                 while b != 10:
-                    p = _to_delimiter(buf, p + 1)
+                    p = _to_delimiter(buf, p + 1, wlim)
                     if p < 0:
                         return FALLBACK
                     b = buf[p]
@@ -271,8 +338,7 @@ def parse_rows(
             st[ERR_END] = bad_e
             return RAGGED if fields != ncols else BAD_VALUE
         # --- commit the row ---
-        h1, h2 = hash_span(buf, rs, re)
-        rslot = rater_slot(raters, h1, h2)
+        rslot = rater_slot(raters, rh1, rh2)
         new_rater = raters[2 * rslot + 1] == 0
         if new_rater and st[POOL_USED] + (re - rs) > pool.shape[0]:
             return GROW_POOL
@@ -288,15 +354,15 @@ def parse_rows(
             used = st[POOL_USED]
             for k in range(re - rs):
                 pool[used + k] = buf[rs + k]
-            raters[2 * rslot] = h1
-            raters[2 * rslot + 1] = (h2 & _HI32) | np.uint64(code + 1)
+            raters[2 * rslot] = rh1
+            raters[2 * rslot + 1] = (rh2 & _HI32) | np.uint64(code + 1)
             name_off[code + 1] = used + (re - rs)
             st[POOL_USED] = used + (re - rs)
             st[N_NAMES] = code + 1
         value = np.float32(np.nan)
-        if helpful == 1:
+        if (bits >> np.uint32(HELPFUL_BIT)) & np.uint32(1):
             value = np.float32(1.0)
-        if not_helpful == 1:
+        if (bits >> np.uint32(NOT_HELPFUL_BIT)) & np.uint32(1):
             value = np.float32(0.0)
         if level >= 0:
             value = lev_v[level]
@@ -309,7 +375,7 @@ def parse_rows(
             out_rater[i] = np.int64(raters[2 * rslot + 1] & _LO32) - 1
             out_value[i] = value
             out_created[i] = created
-            out_tags[i] = tags
+            out_tags[i] = bits & _TAG_MASK
             out_pop[i] = pop
             st[N_OUT] = i + 1
         st[RECORD] += 1
