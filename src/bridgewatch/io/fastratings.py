@@ -122,11 +122,13 @@ class _State:
         else:
             raise AssertionError(code)
 
-    def parse(self, buf: np.ndarray, end: int, roles: np.ndarray, bitpos: np.ndarray) -> int:
+    def parse(
+        self, buf: np.ndarray, end: int, roles: np.ndarray, bitpos: np.ndarray, runs: np.ndarray
+    ) -> int:
         o = self.out
         return int(
             tk.parse_rows(
-                buf, end, roles, bitpos, _LEV_B, _LEV_O, _LEV_V, _SRC_B, _SRC_O, _SRC_POP,
+                buf, end, roles, bitpos, runs, _LEV_B, _LEV_O, _LEV_V, _SRC_B, _SRC_O, _SRC_POP,
                 o[0], o[1], o[2], o[3], o[4], o[5], self.dropped, self.notes, self.note_ids,
                 self.raters, self.name_off, self.pool, self.st,
                 schema.MIN_PLAUSIBLE_MILLIS, schema.MAX_PLAUSIBLE_MILLIS,
@@ -187,16 +189,23 @@ def read_tsv_ratings(
     return out, dropped, note_ids, rater_ids
 
 
-def _roles(layout: scan.Layout) -> tuple[np.ndarray, np.ndarray]:
+def _roles(layout: scan.Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Role, bit position and consecutive-bit run length of each header column."""
     canon = {h: c for c, h in layout.present.items()}
-    roles = np.zeros(len(layout.header), np.int8)
-    bitpos = np.zeros(len(layout.header), np.int8)
+    n = len(layout.header)
+    roles = np.zeros(n, np.int8)
+    bitpos = np.zeros(n, np.int8)
     for i, h in enumerate(layout.header):
         c = canon.get(h)
         if c is not None:
             roles[i] = _ROLE[c]
             bitpos[i] = _BIT.get(c, 0)
-    return roles, bitpos
+    runs = np.zeros(n, np.int8)
+    for i in range(n - 2, -1, -1):
+        if roles[i] == tk.BIT:
+            follows = roles[i + 1] == tk.BIT and bitpos[i + 1] == bitpos[i] + 1
+            runs[i] = runs[i + 1] + 1 if follows else 1
+    return roles, bitpos, runs
 
 
 def _fill(fh: BinaryIO, buf: np.ndarray, start: int) -> tuple[int, bool]:
@@ -221,7 +230,7 @@ def _read_one(
     chunk: int,
     initial: int,
 ) -> _State:
-    roles, bitpos = _roles(layout)
+    roles, bitpos, runs = _roles(layout)
     buf = np.empty(chunk, dtype=np.uint8)
     filled, eof = _fill(fh, buf, 0)
     # The header line (already parsed by ``scan.read_header``) is skipped here.
@@ -247,7 +256,7 @@ def _read_one(
                 buf = np.concatenate([buf, np.empty(1, np.uint8)])
             buf[filled] = 10
             filled += 1
-        code = state.parse(buf, tk.last_newline(buf, filled) + 1, roles, bitpos)
+        code = state.parse(buf, tk.last_newline(buf, filled) + 1, roles, bitpos, runs)
         if code == tk.NEED_MORE:
             if eof:
                 return state

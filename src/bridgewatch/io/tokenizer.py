@@ -39,6 +39,11 @@ _EMPTY = np.int32(-1)
 
 
 _HI32 = np.uint64(0xFFFFFFFF00000000)
+_ODD = np.uint64(0xFF00FF00FF00FF00)
+_FOUR_TABS = np.uint64(0x0900090009000900)
+_EVEN_NO_LOW = np.uint64(0x00FE00FE00FE00FE)
+_FOUR_ZEROS = np.uint64(0x0030003000300030)
+_EVEN_LOW = np.uint64(0x0001000100010001)
 _LO32 = np.uint64(0xFFFFFFFF)
 
 
@@ -182,14 +187,15 @@ def _to_delimiter(buf: np.ndarray, p: int, wlim: int) -> int:
 
 @nb.njit(cache=True)
 def parse_rows(
-    buf, end, roles, bitpos, lev_b, lev_o, lev_v, src_b, src_o, src_pop,
+    buf, end, roles, bitpos, runs, lev_b, lev_o, lev_v, src_b, src_o, src_pop,
     out_note, out_rater, out_value, out_created, out_tags, out_pop, dropped,
     notes, note_ids, raters, name_off, pool, st, lo_ms, hi_ms,
 ):  # fmt: skip
     """Parse the rows of ``buf[st[POS]:end]`` (whole lines, the last ending in ``\\n``); returns
     a code above, with ``st`` at the first row not stored.
 
-    ``roles``/``bitpos``: int8[C] role and bit position per header column. ``lev_*``/``src_*``: the
+    ``roles``/``bitpos``: int8[C] role and bit position per header column; ``runs[c]``: how many
+    BIT columns from c on (before the last column) have consecutive bit positions. ``lev_*``/``src_*``: the
     helpfulnessLevel and ratingSourceBucketed values as bytes + offsets, with their float32
     value / bool population flag. Outputs: int32 note/rater codes, float32 value, int64 time,
     uint32 tags, bool population flag, for kept rows; ``dropped``: int64 global record numbers
@@ -226,11 +232,25 @@ def parse_rows(
         bits = np.uint32(0)
         pop = False
         fields = 0
-        for c in range(ncols):
+        c = 0
+        while c < ncols:
             role = roles[c]
             fs = p
             ok = True
             if role == BIT:
+                if runs[c] >= 4 and p <= wlim:
+                    # Four 0/1 fields at once: "d\td\td\td\t" in one word.
+                    w = _word(buf, p)
+                    if (w & _ODD) == _FOUR_TABS and (w & _EVEN_NO_LOW) == _FOUR_ZEROS:
+                        w &= _EVEN_LOW
+                        w = (
+                            w | (w >> np.uint64(15)) | (w >> np.uint64(30)) | (w >> np.uint64(45))
+                        ) & np.uint64(15)
+                        bits |= np.uint32(w) << np.uint32(bitpos[c])
+                        p += 8
+                        c += 4
+                        fields = c
+                        continue
                 b0 = buf[p]
                 if b0 == 49:
                     bits |= np.uint32(1) << np.uint32(bitpos[c])
@@ -331,6 +351,7 @@ def parse_rows(
                     fields += 1
                 break
             p += 1
+            c += 1
         if fields != ncols or bad >= 0:
             st[ERR_FIELDS] = fields
             st[ERR_COL] = bad
