@@ -66,6 +66,7 @@ _row = st.fixed_dictionaries(
         "notHelpful": st.sampled_from([0, 1, ""]),
         "helpfulnessLevel": st.sampled_from(_LEVELS),
         "helpfulClear": st.sampled_from([0, 1, ""]),
+        "helpfulGoodSources": st.sampled_from([0, 1]),
         "notHelpfulOutdated": st.sampled_from([0, 1]),
         "ratingSourceBucketed": st.sampled_from(["", *schema.RATING_SOURCES]),
         "suggestion": st.sampled_from(["", "free text", "é"]),
@@ -84,7 +85,12 @@ def test_fast_path_matches_careful_path_on_valid_files(
     tmp_path: Path, rows, which: int, newline: bool
 ) -> None:
     header = _HEADERS[which]
-    rows = [{**r, "participantId": r["raterParticipantId"]} for r in rows]
+    # Tags a row does not set are 0 on even rows (runs of 0/1 fields), empty on odd ones.
+    zeros = {t: 0 for t in schema.RATING_TAGS}
+    rows = [
+        {**(zeros if i % 2 == 0 else {}), **r, "participantId": r["raterParticipantId"]}
+        for i, r in enumerate(rows)
+    ]
     path = tsv(tmp_path / "ratings-00000.tsv", header, rows)
     if not newline and rows:  # (the careful path rejects a header-only file with no newline)
         path.write_bytes(path.read_bytes().rstrip(b"\n"))

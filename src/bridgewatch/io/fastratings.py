@@ -2,7 +2,7 @@
 
 Ratings files carry no free text, so nearly every real file is plain unquoted ASCII, which
 ``tokenizer.parse_rows`` reads in one pass straight into the compact arrays ``RawRatings`` holds
-(about 25 bytes a rating), with a fixed 8 MiB read buffer and no per-block intermediate tables.
+(about 25 bytes a rating), with a fixed 4 MiB read buffer and no per-block intermediate tables.
 Output arrays start from an estimate and grow in place (``ndarray.resize`` reallocates; pages
 never written cost no memory), so the peak stays near the final size.
 
@@ -28,7 +28,7 @@ from bridgewatch.errors import DataFormatError
 from bridgewatch.io import formats, scan
 from bridgewatch.io import tokenizer as tk
 
-CHUNK = 8 << 20
+CHUNK = 4 << 20
 _SPEC = formats.RATINGS
 _ROLE = {
     "noteId": tk.NOTE,
