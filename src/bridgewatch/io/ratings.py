@@ -1,9 +1,11 @@
-"""Streaming the ratings files into compact arrays.
+"""Reading the ratings files into compact arrays.
 
-Ratings are the one big input (X publishes ~200M rows). They are parsed block by block with
-pyarrow, keeping only the columns scoring uses; each block is reduced at once to int32 codes
-(incremental dictionaries for note ids and participant ids), float32 helpfulness, int64 time,
-uint32 tag bits and a bool, so peak memory stays near the size of the final arrays.
+Ratings are the one big input (X publishes ~200M rows). Plain and gzipped TSVs are read by the
+one-pass numba tokenizer (``fastratings``); Parquet files, and TSVs it is not sure of, by the
+careful path here: parsed block by block with pyarrow, keeping only the columns scoring uses,
+each block reduced at once to int32 codes (incremental dictionaries for note ids and
+participant ids), float32 helpfulness, int64 time, uint32 tag bits and a bool. Both give the
+same ``RawRatings`` (tests hold them to it), with memory near the size of the final arrays.
 """
 
 from __future__ import annotations
