@@ -48,6 +48,7 @@ def score_directory(
     parquet: bool = True,
     progress: Progress | None = None,
     engine: SweepEngine | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> PipelineResult:
     """Score the public files in ``source`` and write the four outputs to ``out_dir``.
 
@@ -55,12 +56,13 @@ def score_directory(
     top-k similar raters, flagged-group activity) are written beside them.
 
     ``epoch_millis`` is the scoring time "now" (defaults to the wall clock, as the reference);
-    ``engine`` runs the MF sweeps (``bridgewatch.engines``; None = in process).
+    ``engine`` runs the MF sweeps (``bridgewatch.engines``; None = in process);
+    ``cache_dir``: where the ratings matrix is cached between runs (None: no cache).
     """
     config = (config or ScoringConfig()).validate()
     now = int(time.time() * 1000) if epoch_millis is None else int(epoch_millis)
     start = time.perf_counter()
-    dataset = read_dataset(source)
+    dataset = read_dataset(source, cache_dir=cache_dir)
     read_s = time.perf_counter() - start
     keep = correlated = found = None
     integrity_s = 0.0

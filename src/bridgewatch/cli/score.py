@@ -17,6 +17,8 @@ from bridgewatch.runner import score_directory
 from bridgewatch.scoring.config import load_config
 from bridgewatch.scoring.pipeline import PipelineResult
 
+CACHE_FOLDER = ".bridgewatch-cache"
+
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -84,6 +86,13 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config overrides")
 @click.option("--no-parquet", is_flag=True, help="write TSV only")
 @click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    help=f"ratings cache folder (default: OUTDIR/{CACHE_FOLDER})",
+)
+@click.option("--no-cache", is_flag=True, help="always parse the ratings files; write no cache")
 @click.option("--quiet", is_flag=True, help="no progress or summary")
 @click.option(
     "--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="where the MF sweeps run"
@@ -101,6 +110,8 @@ def command(
     config_path: str | None,
     no_parquet: bool,
     no_integrity: bool,
+    cache_dir: str | None,
+    no_cache: bool,
     quiet: bool,
     engine: str,
     spark_master: str | None,
@@ -112,13 +123,16 @@ def command(
     source = _stage_inputs(data_dir, files, Path(outdir) / "_inputs")
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master needs --engine spark")
+    if no_cache and cache_dir is not None:
+        raise click.UsageError("--cache and --no-cache exclude each other")
+    cache = None if no_cache else Path(cache_dir) if cache_dir is not None else Path(outdir) / CACHE_FOLDER
     start = time.perf_counter()
     sweeps = make_engine(engine, spark_master=spark_master)
     try:
         with console.status("scoring…") as spinner:
             result = score_directory(
                 source, outdir, seed=seed, epoch_millis=epoch_millis, config=config,
-                integrity=not no_integrity, parquet=not no_parquet,
+                integrity=not no_integrity, parquet=not no_parquet, cache_dir=cache,
                 progress=lambda phase: spinner.update(f"scoring: {phase}"), engine=sweeps,
             )  # fmt: skip
     finally:

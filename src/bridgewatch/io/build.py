@@ -33,9 +33,9 @@ def build_deduplicated(
     order = pair_order(raw.note_code, raw.rater_code, n_notes, n_raters, temp)
     del temp
     note = raw.note_code[order]
-    raw.note_code = note[:0]
+    raw.note_code = np.empty(0, np.int32)
     rater = raw.rater_code[order]
-    raw.rater_code = rater[:0]
+    raw.rater_code = np.empty(0, np.int32)
     same = (note[1:] == note[:-1]) & (rater[1:] == rater[:-1])
     if same.any():
         keep = _drop_duplicates(raw, order, same, warnings)
@@ -44,7 +44,7 @@ def build_deduplicated(
     cols = {}
     for name in ("value", "created_at", "tags", "population_sampled"):
         arr = getattr(raw, name)
-        setattr(raw, name, arr[:0])
+        setattr(raw, name, np.empty(0, arr.dtype))  # not arr[:0]: a view would keep arr alive
         cols[name] = arr[order]
         del arr
     del order

@@ -35,10 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
-from bridgewatch.io import formats
+from bridgewatch.io import cache, formats
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.ratings import Progress, RawRatings, read_ratings
 from bridgewatch.io.tables import empty_frame, read_enrollment, read_notes, read_status_history
@@ -119,11 +121,14 @@ def read_dataset(
     status: PathLike | None = None,
     enrollment: PathLike | None = None,
     progress: Progress | None = None,
+    cache_dir: PathLike | None = None,
 ) -> Dataset:
     """Read a data directory (or explicit files; explicit paths override the directory's).
 
     ``ratings`` may be a file, a list of files or a directory of ``*.tsv``/``.tsv.gz``/``.parquet``.
     ``progress(stage, done, total)`` is called as the ratings stream in (bytes of input).
+    ``cache_dir``: keep the ratings matrix there after the first read and start from it while
+    the ratings, notes and NSH files are unchanged (``io.cache``).
     Raises ``DataFormatError`` on a bad file (see the module docstring for what is fatal).
     """
     found: dict[str, object] = find_input_files(source) if source is not None else {}
@@ -163,14 +168,26 @@ def read_dataset(
         if enroll_path is not None
         else empty_frame(formats.ENROLLMENT)
     )
-    raw = read_ratings([str(p) for p in rating_paths], warnings, progress)
-    matrix = assemble_matrix(
-        raw,
-        notes_frame["noteId"].to_numpy(np.int64),
-        nsh["noteId"].to_numpy(np.int64),
-        warnings,
-        notes_label=str(notes_path),
-    )
+    key = cache.cache_key(rating_paths, notes_path, status_path) if cache_dir is not None else None  # type: ignore[arg-type]
+    hit = cache.load(cache_dir, key, warnings) if cache_dir is not None and key is not None else None
+    if hit is not None:
+        matrix, ratings_warnings = hit
+        warnings.extend(ratings_warnings)
+    else:
+        before = len(warnings)
+        raw = read_ratings([str(p) for p in rating_paths], warnings, progress)
+        matrix = assemble_matrix(
+            raw,
+            notes_frame["noteId"].to_numpy(np.int64),
+            nsh["noteId"].to_numpy(np.int64),
+            warnings,
+            notes_label=str(notes_path),
+        )
+        if cache_dir is not None and key is not None:
+            try:
+                cache.store(cache_dir, key, matrix, warnings[before:])
+            except OSError as exc:
+                warnings.append(f"could not write the ratings cache in {cache_dir} ({exc})")
     return Dataset(notes_frame, matrix, nsh, enroll, tuple(warnings))
 
 
@@ -195,7 +212,8 @@ def assemble_matrix(
             f"first at {raw.where(raw.record_of(first))}, noteId {raw.note_ids[raw.note_code[first]]})"
         )
     note_map = np.searchsorted(note_ids, raw.note_ids).astype(np.int32)
-    order = np.argsort(raw.rater_ids, kind="stable") if raw.rater_ids.shape[0] else np.empty(0, np.int64)
+    # Arrow sorts by UTF-8 bytes, which is code point order: the order of Python str, much faster.
+    order = pc.sort_indices(pa.array(raw.rater_ids, type=pa.string())).to_numpy().astype(np.int64)
     rater_ids = raw.rater_ids[order]
     rater_map = np.empty(order.shape[0], dtype=np.int32)
     rater_map[order] = np.arange(order.shape[0], dtype=np.int32)

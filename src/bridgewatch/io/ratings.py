@@ -1,9 +1,11 @@
-"""Streaming the ratings files into compact arrays.
+"""Reading the ratings files into compact arrays.
 
-Ratings are the one big input (X publishes ~200M rows). They are parsed block by block with
-pyarrow, keeping only the columns scoring uses; each block is reduced at once to int32 codes
-(incremental dictionaries for note ids and participant ids), float32 helpfulness, int64 time,
-uint32 tag bits and a bool, so peak memory stays near the size of the final arrays.
+Ratings are the one big input (X publishes ~200M rows). Plain and gzipped TSVs are read by the
+one-pass numba tokenizer (``fastratings``); Parquet files, and TSVs it is not sure of, by the
+careful path here: parsed block by block with pyarrow, keeping only the columns scoring uses,
+each block reduced at once to int32 codes (incremental dictionaries for note ids and
+participant ids), float32 helpfulness, int64 time, uint32 tag bits and a bool. Both give the
+same ``RawRatings`` (tests hold them to it), with memory near the size of the final arrays.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pyarrow.csv as pacsv
 
 from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
-from bridgewatch.io import formats, scan
+from bridgewatch.io import fastratings, formats, scan
 from bridgewatch.io.formats import Kind
 from bridgewatch.io.kernels import encode_strings, new_string_table
 from bridgewatch.io.tables import convert_options, tsv_parse_options
@@ -201,24 +203,52 @@ def read_ratings(
     warnings: list[str],
     progress: Progress | None = None,
 ) -> RawRatings:
-    """Stream one or more ratings files (TSV, TSV.gz or Parquet) into ``RawRatings``."""
+    """Read one or more ratings files (TSV, TSV.gz or Parquet) into ``RawRatings``.
+
+    Plain and gzipped TSVs go through the one-pass tokenizer (``fastratings``); Parquet files,
+    and TSVs it is not sure of (quotes, CRLF, blank lines, ...), through the careful pyarrow path.
+    """
+    layouts = [
+        scan.resolve_layout(p, scan.read_header(p), _SPEC, warnings, formats.RATINGS_UNUSED) for p in paths
+    ]
+    total = sum(os.path.getsize(p) for p in paths)
+    raw = None
+    if not any(scan.is_parquet(p) for p in paths):
+        spans = [FileSpan(layout, 0) for layout in layouts]
+        try:
+            out, dropped, note_ids, rater_ids = fastratings.read_tsv_ratings(
+                layouts, spans, progress and (lambda done: progress("ratings", done, total))
+            )
+        except fastratings.Fallback:
+            pass
+        else:
+            for i in range(1, len(spans)):
+                spans[i].first = spans[i - 1].first + spans[i - 1].count
+            raw = RawRatings(*out, note_ids=note_ids, rater_ids=rater_ids, spans=spans, dropped=dropped)
+    if raw is None:
+        raw = _read_careful(layouts, progress, total)
+    if raw.dropped.shape[0]:
+        warnings.append(
+            f"dropped {raw.dropped.shape[0]} rating(s) with no helpfulness value (helpfulnessLevel empty and "
+            f"helpful/notHelpful not 1); first at {raw.where(int(raw.dropped[0]))}"
+        )
+    return raw
+
+
+def _read_careful(layouts: list[scan.Layout], progress: Progress | None, total: int) -> RawRatings:
     acc = _Accumulator()
     spans: list[FileSpan] = []
-    total = sum(os.path.getsize(p) for p in paths)
     done = 0
-    for path in paths:
-        layout = scan.resolve_layout(path, scan.read_header(path), _SPEC, warnings, formats.RATINGS_UNUSED)
+    for layout in layouts:
         span = FileSpan(layout, acc.records)
-        before = acc.file_start = acc.records
+        acc.file_start = acc.records
         n = _read_one(layout, acc, span, lambda b, d=done: progress and progress("ratings", d + b, total))
         span.count = n
-        assert acc.records == before + n
         spans.append(span)
-        done += os.path.getsize(path)
+        done += os.path.getsize(layout.path)
         if progress:
             progress("ratings", done, total)
-    dropped = np.concatenate(acc.dropped) if acc.dropped else np.empty(0, dtype=np.int64)
-    raw = RawRatings(
+    return RawRatings(
         note_code=acc.take("note", np.int32),
         rater_code=acc.take("rater", np.int32),
         value=acc.take("value", np.float32),
@@ -228,14 +258,8 @@ def read_ratings(
         note_ids=acc.notes.ids,
         rater_ids=acc.raters.ids(),
         spans=spans,
-        dropped=dropped,
+        dropped=np.concatenate(acc.dropped) if acc.dropped else np.empty(0, dtype=np.int64),
     )
-    if dropped.shape[0]:
-        warnings.append(
-            f"dropped {dropped.shape[0]} rating(s) with no helpfulness value (helpfulnessLevel empty and "
-            f"helpful/notHelpful not 1); first at {raw.where(int(dropped[0]))}"
-        )
-    return raw
 
 
 def _read_one(layout: scan.Layout, acc: _Accumulator, span: FileSpan, progress: Callable) -> int:

@@ -205,11 +205,7 @@ def locate_error(layout: Layout, spec: FileSpec) -> DataFormatError | None:
                 if not row:
                     continue
                 if len(row) != width:
-                    return DataFormatError(
-                        f"expected {width} tab-separated fields as in the header, found {len(row)}",
-                        path=path,
-                        line=start,
-                    )
+                    return DataFormatError(ragged_message(width, len(row)), path=path, line=start)
                 try:
                     "\t".join(row).encode("utf-8")
                 except UnicodeEncodeError:
@@ -224,6 +220,10 @@ def locate_error(layout: Layout, spec: FileSpec) -> DataFormatError | None:
     except (csv.Error, UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         return DataFormatError(f"unreadable text ({exc})", path=path, line=line)
     return None
+
+
+def ragged_message(width: int, found: int) -> str:
+    return f"expected {width} tab-separated fields as in the header, found {found}"
 
 
 def _is_utf8(text: str) -> bool:
