@@ -9,8 +9,9 @@ import pytest
 from bridgewatch import schema
 from bridgewatch.io.matrix import build_rating_matrix
 from bridgewatch.scoring.config import ScoringConfig
-from bridgewatch.scoring.scorer import prepare_inputs, prescore, score_final
-from bridgewatch.scoring.scorer_specs import core, default_scorers, group
+from bridgewatch.scoring import topics
+from bridgewatch.scoring.scorer import prepare_inputs, prescore, scope_mask, score_final
+from bridgewatch.scoring.scorer_specs import TOPICS, core, default_scorers, group
 
 T0 = 1_750_000_000_000
 
@@ -119,3 +120,16 @@ def test_group_scorer_scope_and_inventory():
         "MFExpansionPlusScorer",
     ]
     assert "MFGroupScorer_33" in names and len(names) == len(set(names))
+
+
+def test_core_excludes_notes_of_every_assigned_topic():
+    """InDimensionTwo has no final MF topic scorer, yet its notes leave Core's scope like any topic's."""
+    assert set(TOPICS) == set(topics.TOPICS) - {"Unassigned"}
+    m, notes, nsh, enroll = community()
+    note_topic = np.full(m.n_notes, -1)
+    note_topic[:10] = TOPICS.index("InDimensionTwo") + 1
+    inputs = prepare_inputs(m, notes, nsh, enroll, ScoringConfig(), note_topic=note_topic)
+    scope, _ = scope_mask(inputs, core())
+    assert not scope[m.note < 10].any() and scope[m.note >= 10].any()
+    names = [s.name for s in default_scorers()]
+    assert "MFTopicScorer_Scams" in names and "MFTopicScorer_InDimensionTwo" not in names
