@@ -8,9 +8,17 @@ import pytest
 
 from bridgewatch import schema
 from bridgewatch.io.matrix import build_rating_matrix
-from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring import helpfulness as H
+from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import topics
-from bridgewatch.scoring.scorer import prepare_inputs, prescore, scope_mask, score_final
+from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.scorer import (
+    harassment_intercepts,
+    prepare_inputs,
+    prescore,
+    scope_mask,
+    score_final,
+)
 from bridgewatch.scoring.scorer_specs import TOPICS, core, default_scorers, group
 
 T0 = 1_750_000_000_000
@@ -133,3 +141,49 @@ def test_core_excludes_notes_of_every_assigned_topic():
     assert not scope[m.note < 10].any() and scope[m.note >= 10].any()
     names = [s.name for s in default_scorers()]
     assert "MFTopicScorer_Scams" in names and "MFTopicScorer_InDimensionTwo" not in names
+
+
+def test_prescore_fits_harassment_model_on_prepenalty_raters():
+    """§2.7 steps 4–6: the tag-consensus model learns from the ratings of raters who pass before
+    any penalty, and its intercepts drive the penalty column."""
+    m, notes, nsh, enroll = community()
+    tags = m.tags.copy()
+    tags[(m.value == 0.0) & (np.arange(m.n_ratings) % 3 == 0)] |= np.uint32(
+        1 << schema.TAG_BIT["notHelpfulSpamHarassmentOrAbuse"]
+    )
+    m = build_rating_matrix(
+        note=m.note, rater=m.rater, value=m.value, created_at=m.created_at, tags=tags,
+        population_sampled=m.population_sampled, note_ids=m.note_ids, rater_ids=m.rater_ids,
+    )  # fmt: skip
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    pre = prescore(inputs, core(), cfg)
+    assert np.isfinite(pre.harassment_intercept).sum() > 40
+    scope, _ = scope_mask(inputs, core())
+    train = P.count_filter(m, scope, 5, 10)
+    nt = inputs.notes
+    prov = pre.provisional_status
+    valid = H.valid_ratings(
+        m, scope, nt["createdAtMillis"].to_numpy(float),
+        nt["timestampMillisOfLatestNonNMRStatus"].to_numpy(float), prov, cfg.helpfulness,
+    )  # fmt: skip
+    author = nt["noteAuthorParticipantId"].to_numpy(dtype=object)
+    before = H.helpfulness_scores(m, valid, author, pre.first_round.note_intercept, prov, cfg.helpfulness)
+    expected = harassment_intercepts(m, train & H.helpful_rater_mask(m, before)[m.rater], pre.first_round)
+    assert np.array_equal(expected, pre.harassment_intercept, equal_nan=True)
+
+
+def test_harassment_penalty_removes_raters_from_round_two():
+    """Raters who rated consensus-abusive notes HELPFUL lose their place in the round-2 fit."""
+    m, notes, nsh, enroll = community()
+    cfg = ScoringConfig()
+    abusive = np.zeros(m.n_notes)
+    abusive[:6] = 3.0
+    fan = np.zeros(m.n_raters, bool)
+    fan[np.unique(m.rater[(m.note < 6) & (m.value == 1.0)])] = True
+    plain = prescore(prepare_inputs(m, notes, nsh, enroll, cfg), core(), cfg)
+    hit = prescore(prepare_inputs(m, notes, nsh, enroll, cfg, harassment_intercept=abusive), core(), cfg)
+    assert (plain.helpful_raters & fan).sum() > 5
+    assert not (hit.helpful_raters & fan).any()
+    pen = hit.helpfulness.set_index("raterParticipantId")["totalHelpfulHarassmentRatingsPenalty"]
+    assert (pen > 0).sum() > 5 and set(pen.index[pen > 0]) <= set(m.rater_ids[fan])

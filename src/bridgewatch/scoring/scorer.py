@@ -18,6 +18,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
+from bridgewatch.scoring.harassment import fit_tag_consensus
 from bridgewatch.scoring.mf import MFParams, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
@@ -34,7 +35,8 @@ class ScoringInputs:
       classification filter (§1.7); ``rater_group``: int32[U] (``preprocess.UNASSIGNED`` = none);
     - ``high_volume``: bool[U]; ``correlated``: bool[U] or None (quasi-clique raters);
     - ``note_topic``: int[N] topic id, -1 = none, or None when no topic model ran;
-    - ``harassment_intercept``: float[N] or None (the §4.5 model's note intercepts).
+    - ``harassment_intercept``: float[N] or None: the §4.5 model's note intercepts for every
+      scorer; None (the default) fits each scorer's own model on its own ratings in prescoring.
     """
 
     matrix: RatingMatrix
@@ -95,7 +97,9 @@ class PrescoreResult:
     ``helpfulness``: per-participant table (``helpfulness.helpfulness_scores``) or None for
     scorers without reputation; ``helpful_raters``: bool[U] raters allowed in final scoring;
     ``provisional_status``: int8[N] round-1 labels; ``final_round_num_ratings/notes/users``:
-    sizes of the round-2 fit (ρ_n for final scoring); ``round1_mse``: train error of round 1.
+    sizes of the round-2 fit (ρ_n for final scoring); ``round1_mse``: train error of round 1;
+    ``harassment_intercept``: float[N] ``harassmentNoteIntercept`` used for the penalty (None
+    without reputation).
     """
 
     spec: ScorerSpec
@@ -108,6 +112,7 @@ class PrescoreResult:
     final_round_num_notes: int
     final_round_num_users: int
     round1_mse: float
+    harassment_intercept: np.ndarray | None = None
 
     @property
     def global_intercept(self) -> float:
@@ -152,6 +157,16 @@ def fit_round1(
     return fit_mf(build_problem(inputs.matrix, train), mfc, seed=seed, init=init, engine=engine)
 
 
+def harassment_intercepts(matrix: RatingMatrix, keep: np.ndarray, round1: MFParams) -> np.ndarray:
+    """float[N] ``harassmentNoteIntercept`` (§4.5) fitted on the ratings in ``keep``, factors
+    started from the round-1 helpfulness fit; NaN where the model has no score or aborts."""
+    return fit_tag_consensus(
+        matrix.note[keep], matrix.rater[keep], matrix.value[keep], matrix.tags[keep],
+        matrix.created_at[keep], matrix.n_notes, matrix.n_raters,
+        note_factor_init=round1.note_factor[:, 0], rater_factor_init=round1.rater_factor[:, 0],
+    ).note_intercept  # fmt: skip
+
+
 def prescore(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -159,8 +174,9 @@ def prescore(
     seed: int = 42,
     engine: SweepEngine | None = None,
 ) -> PrescoreResult:
-    """§2.7 steps 1–4, 6–7 for one scorer (harassment via ``inputs.harassment_intercept``);
-    ``engine`` runs the factorization's sweeps (default: in process)."""
+    """§2.7 steps 1–7 for one scorer. The harassment model (steps 5–6) is fitted here unless
+    ``inputs.harassment_intercept`` supplies its note intercepts; ``engine`` runs the
+    factorization's sweeps (default: in process)."""
     m = inputs.matrix
     scope, _ = scope_mask(inputs, spec)
     f = config.filters
@@ -201,8 +217,14 @@ def prescore(
         prov,
         hc,
     )
-    penalty = H.harassment_penalty(m, train, inputs.harassment_intercept, hc)
     author = notes["noteAuthorParticipantId"].to_numpy(dtype=object)
+    harassment = inputs.harassment_intercept
+    if harassment is None:
+        # §2.7 steps 4–5: the tag-consensus model learns from the raters who pass the filter
+        # before any harassment penalty, so the penalty cannot feed back into its own data.
+        before = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc)
+        harassment = harassment_intercepts(m, train & H.helpful_rater_mask(m, before)[m.rater], p1)
+    penalty = H.harassment_penalty(m, train, harassment, hc)
     table = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc, penalty)
     helpful = H.helpful_rater_mask(m, table)
     final_keep = train & helpful[m.rater]
@@ -219,6 +241,7 @@ def prescore(
         int(np.count_nonzero(~np.isnan(p2.note_intercept))),
         int(np.count_nonzero(~np.isnan(p2.rater_intercept))),
         round1.mse,
+        harassment,
     )
 
 
