@@ -187,3 +187,47 @@ def test_harassment_penalty_removes_raters_from_round_two():
     assert not (hit.helpful_raters & fan).any()
     pen = hit.helpfulness.set_index("raterParticipantId")["totalHelpfulHarassmentRatingsPenalty"]
     assert (pen > 0).sum() > 5 and set(pen.index[pen > 0]) <= set(m.rater_ids[fan])
+
+
+def test_notes_failing_capture_still_shape_the_filters():
+    """The reference drops a note that fails the capture test only after its rules ran: the tag
+    filter's factor z-normalization includes it, and its output columns are empty (§6.1)."""
+    from bridgewatch.scoring.rules import NO_STATUS
+    from bridgewatch.scoring.scorer_run import run_scorer
+    from bridgewatch.scoring.tag_filter import note_tag_aggregates
+
+    m, _, nsh, enroll = community()
+    rng = np.random.default_rng(1)
+    extra_notes, outsiders = np.arange(80, 86), np.arange(160, 172)
+    note, rater = [m.note], [m.rater]
+    for n in extra_notes:  # 6 in-scope raters, 12 out-of-scope ones: fitted, but share 1/3 < 0.5
+        note.append(np.full(18, n))
+        rater.append(np.r_[rng.choice(160, 6, replace=False), outsiders])
+    note, rater = np.concatenate(note), np.concatenate(rater)
+    r = note.shape[0]
+    value = np.r_[m.value, rng.choice([0.0, 1.0], r - m.n_ratings)]
+    ids = np.array([f"u{i:04d}" for i in range(172)], dtype=object)
+    m2 = build_rating_matrix(
+        note=note, rater=rater, value=value, created_at=np.r_[m.created_at, np.full(r - m.n_ratings, T0)],
+        tags=np.zeros(r, np.uint32), population_sampled=np.zeros(r, bool),
+        note_ids=np.arange(86, dtype=np.int64) + 1000, rater_ids=ids,
+    )  # fmt: skip
+    notes2 = pd.DataFrame(
+        {"noteId": m2.note_ids, "classification": schema.MISLEADING, "createdAtMillis": T0,
+         "noteAuthorParticipantId": [f"u{i % 160:04d}" for i in range(86)]}
+    )  # fmt: skip
+    groups = np.r_[enroll["modelingGroup"].to_numpy(), np.full(12, 4.0)]
+    enroll2 = pd.DataFrame({"participantId": ids, "modelingGroup": groups})
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m2, notes2, nsh, enroll2, cfg)
+    run = run_scorer(inputs, core(), cfg, np.full(m2.n_notes, NO_STATUS, np.int8))
+    dropped = m2.note_index(m2.note_ids[80:])
+    assert not run.scored[dropped].any() and run.final["coreNoteIntercept"].iloc[dropped].isna().all()
+    raw = score_final(inputs, core(), run.pre, cfg, capture=False)
+    factor = raw["coreNoteFactor1"].to_numpy()
+    assert np.isfinite(factor[dropped]).all()
+    keep = np.isfinite(factor)[m2.note] & run.pre.helpful_raters[m2.rater]
+    rf = np.where(run.pre.helpful_raters, run.pre.params.rater_factor[:, 0], np.nan)
+    expected = note_tag_aggregates(m2.note[keep], m2.rater[keep], m2.tags[keep], factor, rf)
+    ok = expected.present & run.scored
+    assert np.allclose(run.tags.rating_weight[ok], expected.rating_weight[ok])

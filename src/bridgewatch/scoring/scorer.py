@@ -254,12 +254,34 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
     return notes_ok & pre.helpful_raters[m.rater], scope
 
 
+def captured_out(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
+    """bool[N]: notes whose share of ratings from in-scope raters is below the scorer's capture
+    threshold (§6.1); all False without one."""
+    if spec.capture_threshold is None:
+        return np.zeros(inputs.matrix.n_notes, dtype=bool)
+    _, in_group = scope_mask(inputs, spec)
+    share = P.capture_share(inputs.matrix, inputs.base_keep, in_group)
+    return ~(share >= spec.capture_threshold)
+
+
+def drop_captured_out(final: pd.DataFrame, drop: np.ndarray, spec: ScorerSpec) -> pd.DataFrame:
+    """``final`` with the model columns of ``drop`` notes set to NaN (the reference removes those
+    notes' rows after scoring, §6.1)."""
+    out = final.copy()
+    for name in ("Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
+                 "InterceptPopulationSampled", "InterceptMin", "InterceptMax"):  # fmt: skip
+        out.loc[drop, f"{spec.prefix}Note{name}"] = np.nan
+    return out
+
+
 def score_final(
     inputs: ScoringInputs,
     spec: ScorerSpec,
     pre: PrescoreResult,
     config: ScoringConfig,
     engine: SweepEngine | None = None,
+    *,
+    capture: bool = True,
 ) -> pd.DataFrame:
     """Final scoring (§2.8, §5): one row per note of the matrix (N rows, ``noteId`` order).
 
@@ -268,7 +290,8 @@ def score_final(
     ``{p}NoteInterceptPopulationSampled``, ``{p}NoteInterceptMin/Max`` (pseudo-raters, NaN if off),
     ``numRatings`` (in-scope ratings, the minRatingsNeeded count), and the side counts the rules
     need: ``minSignCount``, ``negMeanHelpful``, ``posMeanHelpful``, ``netMinHelpful``,
-    ``netMinHelpfulRatio``. Notes below the capture threshold get NaN parameters.
+    ``netMinHelpfulRatio``. Notes below the capture threshold get NaN parameters unless
+    ``capture`` is False (rules and filters see every fitted note, as the reference's do).
     """
     m = inputs.matrix
     mfc = _mf(spec, config)
@@ -293,16 +316,8 @@ def score_final(
         bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc)
         lo, hi = bounds.intercept_min, bounds.intercept_max
     sides = note_counts_by_rater_sign(m.note[keep], rf[m.rater[keep], 0], m.value[keep], m.n_notes)
-    _, in_group = scope_mask(inputs, spec)
-    if spec.capture_threshold is not None:
-        share = P.capture_share(m, inputs.base_keep, in_group)
-        drop = ~(share >= spec.capture_threshold)
-        for arr in (intercept, no_high, no_corr, pop, lo, hi):
-            arr[drop] = np.nan
-        factor = factor.copy()
-        factor[drop] = np.nan
     p = spec.prefix
-    return pd.DataFrame(
+    final = pd.DataFrame(
         {
             "noteId": m.note_ids,
             f"{p}NoteIntercept": intercept,
@@ -321,3 +336,4 @@ def score_final(
             "netMinHelpfulRatio": sides.net_min_helpful_ratio,
         }
     )
+    return drop_captured_out(final, captured_out(inputs, spec), spec) if capture else final
