@@ -228,7 +228,10 @@ def prescore(
     table = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc, penalty)
     helpful = H.helpful_rater_mask(m, table)
     final_keep = train & helpful[m.rater]
-    round2 = fit_mf(build_problem(m, final_keep), _mf(spec, config), seed=seed, init=p1, engine=engine)
+    # The reference starts round 2 from round 1's notes and raters but μ = 0 (§2.7 step 7).
+    round2 = fit_mf(
+        build_problem(m, final_keep), _mf(spec, config), seed=seed, init=p1, engine=engine, init_mu=False
+    )
     p2 = round2.params
     return PrescoreResult(
         spec,
