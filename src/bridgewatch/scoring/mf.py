@@ -1,4 +1,4 @@
-"""The biased matrix factorization r̂ = μ + i_u + i_n + f_u·f_n, fit by alternating ridge solves.
+"""The biased matrix factorization r̂ = μ + i_u + i_n + f_u·f_n and its two solvers.
 
 The objective is the reference's *as implemented* (``reference-algorithm.md`` §2.2): mean squared
 error over ratings plus λ·mean-over-rows penalties, which in sum form is
@@ -6,9 +6,12 @@ error over ratings plus λ·mean-over-rows penalties, which in sum form is
     J = Σ (r − r̂)² + λ_iu·ρ_u·Σ i_u² + λ_fu·ρ_u·Σ f_u² + λ_in·ρ_n·Σ i_n² + λ_fn·ρ_n·Σ f_n² + λ_μ·R·μ²
 
 with ρ_u = R/U and ρ_n = R/N (ratings per rater / per note of this fit) unless a loss ratio is given.
-The reference minimizes the mean form with full-batch Adam; we minimize the same function by
-alternating closed-form ridge solves (all notes given raters, all raters given notes, μ given both),
-which is deterministic and converges to the same optimum. Parameters live in the *full* index space
+The reference minimizes the mean form with full-batch Adam and stops early in a nearly flat valley
+of this function; prescoring fits replay that optimizer (``mf_adam``, ``MFConfig.solver="adam"``)
+because where it stops decides notes at the thresholds. ``solver="als"`` minimizes the same function
+exactly by alternating closed-form ridge solves (all notes given raters, all raters given notes, μ
+given both); fits with frozen raters (final scoring) are exact either way, as Adam converges on
+those convex problems. Parameters live in the *full* index space
 of a ``RatingMatrix`` (NaN for notes/raters not in the fit), so fits on different subsets of one
 dataset can warm-start each other.
 """
