@@ -231,3 +231,23 @@ def test_notes_failing_capture_still_shape_the_filters():
     expected = note_tag_aggregates(m2.note[keep], m2.rater[keep], m2.tags[keep], factor, rf)
     ok = expected.present & run.scored
     assert np.allclose(run.tags.rating_weight[ok], expected.rating_weight[ok])
+
+
+def test_subset_refits_need_five_ratings_in_their_own_subset():
+    """The NoHighVol / NoCorrelated / PopulationSampled refits are final scorings of their own: a
+    note needs 5 ratings within the subset, not just overall (the reference's final filter)."""
+    m, notes, nsh, enroll = community()
+    m = build_rating_matrix(
+        note=m.note, rater=m.rater, value=m.value, created_at=m.created_at, tags=m.tags,
+        population_sampled=(m.note < 20) | (np.arange(m.n_ratings) % 13 == 0),
+        note_ids=m.note_ids, rater_ids=m.rater_ids,
+    )  # fmt: skip
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    fin = score_final(inputs, core(), prescore(inputs, core(), cfg), cfg)
+    scope, _ = scope_mask(inputs, core())
+    pop = np.bincount(m.note[scope & m.population_sampled], minlength=m.n_notes)
+    value = fin["coreNoteInterceptPopulationSampled"].to_numpy()
+    fitted = np.isfinite(fin["coreNoteIntercept"].to_numpy())
+    assert (fitted & (pop < 5)).sum() > 5 and np.isnan(value[pop < 5]).all()
+    assert np.isfinite(value[fitted & (np.arange(m.n_notes) < 20)]).all()

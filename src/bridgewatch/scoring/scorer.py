@@ -304,16 +304,18 @@ def score_final(
     problem = build_problem(m, keep)
     intercept, factor = score_notes(problem, ri, rf, mu, rho, mfc, engine=engine)
 
-    def refit(mask: np.ndarray, rho_n: float) -> np.ndarray:
+    def refit(subset: np.ndarray, rho_n: float) -> np.ndarray:
+        # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the
+        # subset* before the rater filter, as in the reference's ``_score_notes_and_users``.
+        mask = P.count_filter(m, scope & subset, config.filters.min_ratings_per_note, 0)
+        mask &= pre.helpful_raters[m.rater]
         if not mask.any():
             return np.full(m.n_notes, np.nan)
         return score_notes(build_problem(m, mask), ri, rf, mu, rho_n, mfc, engine=engine)[0]
 
-    no_high = refit(keep & ~inputs.high_volume[m.rater], rho)
-    no_corr = (
-        refit(keep & ~inputs.correlated[m.rater], rho) if inputs.correlated is not None else intercept.copy()
-    )
-    pop = refit(keep & m.population_sampled, 10.0)
+    no_high = refit(~inputs.high_volume[m.rater], rho)
+    no_corr = refit(~inputs.correlated[m.rater], rho) if inputs.correlated is not None else intercept.copy()
+    pop = refit(m.population_sampled, 10.0)
     lo = hi = np.full(m.n_notes, np.nan)
     if spec.pseudoraters and problem.n_ratings:
         bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc)
