@@ -44,6 +44,7 @@ def test_int_given_for_float_is_accepted() -> None:
         ({"mf": {"use_stable_init": 1}}, "mf.use_stable_init must be true or false"),
         ({"helpfulness": {"min_rater_agree_ratio": 1.5}}, "must be ≤ 1"),
         ({"rules": 3}, "config section [rules] must be a table"),
+        ({"mf": {"solver": "sgd"}}, "mf.solver must be one of adam, als"),
     ],
 )
 def test_bad_overrides_name_the_field(overrides, message) -> None:

@@ -65,7 +65,7 @@ def _assert_params_close(a, b, tol=1e-6):
 def test_fit_matches_local_engine_and_reruns_bit_identically(spark):
     m, _ = planted(n_notes=60, n_raters=150, n_ratings=2500)
     problem = build_problem(m)
-    cfg = dataclasses.replace(MFConfig(), max_iterations=2)
+    cfg = dataclasses.replace(MFConfig(), max_iterations=2, solver="als")  # the engine serves ALS sweeps
     local = fit_mf(problem, cfg, seed=1)
     remote = fit_mf(problem, cfg, seed=1, engine=spark)
     assert remote.iterations == local.iterations == 2

@@ -14,6 +14,8 @@ from bridgewatch.scoring.mf import build_problem, fit_mf, flip_factors, objectiv
 from bridgewatch.scoring.note_solve import score_note, score_notes
 from bridgewatch.scoring.uncertainty import pseudo_rater_bounds
 
+ALS = MFConfig(solver="als")  # these tests are about the exact alternating solver
+
 
 def planted(n_notes=120, n_raters=300, n_ratings=6000, noise=0.1, seed=3):
     rng = np.random.default_rng(seed)
@@ -50,7 +52,7 @@ def compact(fit, p):
 def test_optimum_has_zero_gradient_by_finite_differences():
     m, _ = planted()
     p = build_problem(m)
-    cfg = MFConfig()
+    cfg = ALS
     fit = fit_mf(p, dataclasses.replace(cfg, tolerance=1e-12, max_iterations=5000), seed=1)
     pen = penalties(p, cfg)
     mu, ni, nf, ri, rf = compact(fit, p)
@@ -75,7 +77,7 @@ def test_optimum_has_zero_gradient_by_finite_differences():
 def test_objective_is_the_mean_form_of_the_reference():
     m, _ = planted(n_notes=20, n_raters=40, n_ratings=300)
     p = build_problem(m)
-    cfg = MFConfig()
+    cfg = ALS
     rng = np.random.default_rng(1)
     ni, nf = rng.normal(size=p.n_notes), rng.normal(size=(p.n_notes, 1))
     ri, rf = rng.normal(size=p.n_raters), rng.normal(size=(p.n_raters, 1))
@@ -94,7 +96,7 @@ def test_objective_is_the_mean_form_of_the_reference():
 
 def test_recovers_planted_parameters():
     m, (ni, nf, _, rf) = planted(n_notes=150, n_raters=400, n_ratings=20000, noise=0.05)
-    fit = fit_mf(build_problem(m), MFConfig(), seed=7)
+    fit = fit_mf(build_problem(m), ALS, seed=7)
     assert fit.converged
     assert np.corrcoef(fit.params.note_intercept, ni)[0, 1] > 0.97
     assert abs(np.corrcoef(fit.params.note_factor[:, 0], nf)[0, 1]) > 0.97
@@ -103,7 +105,7 @@ def test_recovers_planted_parameters():
 
 def test_sign_convention_majority_of_raters_negative():
     m, _ = planted()
-    fit = fit_mf(build_problem(m), MFConfig(), seed=2)
+    fit = fit_mf(build_problem(m), ALS, seed=2)
     f = fit.params.rater_factor[:, 0]
     assert np.mean(f[f != 0] < 0) >= 0.5
     nf, rf = flip_factors(np.array([[1.0]]), np.array([[1.0], [2.0], [-1.0]]))
@@ -134,15 +136,15 @@ def test_numba_and_numpy_row_solves_agree(k):
 def test_full_fit_numba_equals_numpy_twin():
     m, _ = planted(n_notes=40, n_raters=80, n_ratings=1500)
     p = build_problem(m)
-    a = fit_mf(p, MFConfig(), seed=4, kernels="numba")
-    b = fit_mf(p, MFConfig(), seed=4, kernels="numpy")
+    a = fit_mf(p, ALS, seed=4, kernels="numba")
+    b = fit_mf(p, ALS, seed=4, kernels="numpy")
     np.testing.assert_allclose(a.params.note_intercept, b.params.note_intercept, atol=1e-8)
     np.testing.assert_allclose(a.params.rater_factor, b.params.rater_factor, atol=1e-8)
 
 
 def test_closed_form_note_solve_equals_frozen_rater_update():
     m, _ = planted()
-    cfg = MFConfig()
+    cfg = ALS
     p = build_problem(m)
     pre = fit_mf(p, cfg, seed=1).params
     rho = 17.5
@@ -161,7 +163,7 @@ def test_closed_form_note_solve_equals_frozen_rater_update():
 
 def test_pseudo_rater_bounds_bracket_the_refit_and_move_up():
     m, _ = planted()
-    cfg = MFConfig()
+    cfg = ALS
     p = build_problem(m)
     pre = fit_mf(p, cfg, seed=1).params
     b = pseudo_rater_bounds(p, pre.rater_intercept, pre.rater_factor, pre.mu, cfg)
@@ -175,9 +177,9 @@ def test_pseudo_rater_bounds_bracket_the_refit_and_move_up():
 def test_deterministic_and_thread_independent():
     m, _ = planted()
     p = build_problem(m)
-    a = fit_mf(p, MFConfig(), seed=9, num_threads=1).params
-    b = fit_mf(p, MFConfig(), seed=9, num_threads=2).params
-    c = fit_mf(p, MFConfig(), seed=9).params
+    a = fit_mf(p, ALS, seed=9, num_threads=1).params
+    b = fit_mf(p, ALS, seed=9, num_threads=2).params
+    c = fit_mf(p, ALS, seed=9).params
     for x, y in ((a, b), (a, c)):
         assert x.note_intercept.tobytes() == y.note_intercept.tobytes()
         assert x.rater_factor.tobytes() == y.rater_factor.tobytes()
@@ -191,7 +193,7 @@ def test_warm_start_missing_ids_start_at_zero_and_subset_problem_is_compact():
     assert p.n_notes == 60 and p.n_ratings == int(keep.sum())
     assert np.all(m.note[p.rating_full] == p.note_full[p.note])
     assert np.all(m.rater[p.rating_full[p.by_rater]] == p.rater_full[p.rater[p.by_rater]])
-    fit = fit_mf(p, MFConfig(), seed=1)
+    fit = fit_mf(p, ALS, seed=1)
     assert np.isnan(fit.params.note_intercept[60:]).all()
-    full = fit_mf(build_problem(m), MFConfig(), init=fit.params)
+    full = fit_mf(build_problem(m), ALS, init=fit.params)
     assert np.isfinite(full.params.note_intercept).all()

@@ -8,9 +8,18 @@ import pytest
 
 from bridgewatch import schema
 from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.scoring import helpfulness as H
+from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring import topics
 from bridgewatch.scoring.config import ScoringConfig
-from bridgewatch.scoring.scorer import prepare_inputs, prescore, score_final
-from bridgewatch.scoring.scorer_specs import core, default_scorers, group
+from bridgewatch.scoring.scorer import (
+    harassment_intercepts,
+    prepare_inputs,
+    prescore,
+    scope_mask,
+    score_final,
+)
+from bridgewatch.scoring.scorer_specs import TOPICS, core, default_scorers, group
 
 T0 = 1_750_000_000_000
 
@@ -119,3 +128,126 @@ def test_group_scorer_scope_and_inventory():
         "MFExpansionPlusScorer",
     ]
     assert "MFGroupScorer_33" in names and len(names) == len(set(names))
+
+
+def test_core_excludes_notes_of_every_assigned_topic():
+    """InDimensionTwo has no final MF topic scorer, yet its notes leave Core's scope like any topic's."""
+    assert set(TOPICS) == set(topics.TOPICS) - {"Unassigned"}
+    m, notes, nsh, enroll = community()
+    note_topic = np.full(m.n_notes, -1)
+    note_topic[:10] = TOPICS.index("InDimensionTwo") + 1
+    inputs = prepare_inputs(m, notes, nsh, enroll, ScoringConfig(), note_topic=note_topic)
+    scope, _ = scope_mask(inputs, core())
+    assert not scope[m.note < 10].any() and scope[m.note >= 10].any()
+    names = [s.name for s in default_scorers()]
+    assert "MFTopicScorer_Scams" in names and "MFTopicScorer_InDimensionTwo" not in names
+
+
+def test_prescore_fits_harassment_model_on_prepenalty_raters():
+    """§2.7 steps 4–6: the tag-consensus model learns from the ratings of raters who pass before
+    any penalty, and its intercepts drive the penalty column."""
+    m, notes, nsh, enroll = community()
+    tags = m.tags.copy()
+    tags[(m.value == 0.0) & (np.arange(m.n_ratings) % 3 == 0)] |= np.uint32(
+        1 << schema.TAG_BIT["notHelpfulSpamHarassmentOrAbuse"]
+    )
+    m = build_rating_matrix(
+        note=m.note, rater=m.rater, value=m.value, created_at=m.created_at, tags=tags,
+        population_sampled=m.population_sampled, note_ids=m.note_ids, rater_ids=m.rater_ids,
+    )  # fmt: skip
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    pre = prescore(inputs, core(), cfg)
+    assert np.isfinite(pre.harassment_intercept).sum() > 40
+    scope, _ = scope_mask(inputs, core())
+    train = P.count_filter(m, scope, 5, 10)
+    nt = inputs.notes
+    prov = pre.provisional_status
+    valid = H.valid_ratings(
+        m, scope, nt["createdAtMillis"].to_numpy(float),
+        nt["timestampMillisOfLatestNonNMRStatus"].to_numpy(float), prov, cfg.helpfulness,
+    )  # fmt: skip
+    author = nt["noteAuthorParticipantId"].to_numpy(dtype=object)
+    before = H.helpfulness_scores(m, valid, author, pre.first_round.note_intercept, prov, cfg.helpfulness)
+    expected = harassment_intercepts(m, train & H.helpful_rater_mask(m, before)[m.rater], pre.first_round)
+    assert np.array_equal(expected, pre.harassment_intercept, equal_nan=True)
+
+
+def test_harassment_penalty_removes_raters_from_round_two():
+    """Raters who rated consensus-abusive notes HELPFUL lose their place in the round-2 fit."""
+    m, notes, nsh, enroll = community()
+    cfg = ScoringConfig()
+    abusive = np.zeros(m.n_notes)
+    abusive[:6] = 3.0
+    fan = np.zeros(m.n_raters, bool)
+    fan[np.unique(m.rater[(m.note < 6) & (m.value == 1.0)])] = True
+    plain = prescore(prepare_inputs(m, notes, nsh, enroll, cfg), core(), cfg)
+    hit = prescore(prepare_inputs(m, notes, nsh, enroll, cfg, harassment_intercept=abusive), core(), cfg)
+    assert (plain.helpful_raters & fan).sum() > 5
+    assert not (hit.helpful_raters & fan).any()
+    pen = hit.helpfulness.set_index("raterParticipantId")["totalHelpfulHarassmentRatingsPenalty"]
+    assert (pen > 0).sum() > 5 and set(pen.index[pen > 0]) <= set(m.rater_ids[fan])
+
+
+def test_notes_failing_capture_still_shape_the_filters():
+    """The reference drops a note that fails the capture test only after its rules ran: the tag
+    filter's factor z-normalization includes it, and its output columns are empty (§6.1)."""
+    from bridgewatch.scoring.rules import NO_STATUS
+    from bridgewatch.scoring.scorer_run import run_scorer
+    from bridgewatch.scoring.tag_filter import note_tag_aggregates
+
+    m, _, nsh, enroll = community()
+    rng = np.random.default_rng(1)
+    extra_notes, outsiders = np.arange(80, 86), np.arange(160, 172)
+    note, rater = [m.note], [m.rater]
+    for n in extra_notes:  # 6 in-scope raters, 12 out-of-scope ones: fitted, but share 1/3 < 0.5
+        note.append(np.full(18, n))
+        rater.append(np.r_[rng.choice(160, 6, replace=False), outsiders])
+    note, rater = np.concatenate(note), np.concatenate(rater)
+    r = note.shape[0]
+    value = np.r_[m.value, rng.choice([0.0, 1.0], r - m.n_ratings)]
+    ids = np.array([f"u{i:04d}" for i in range(172)], dtype=object)
+    m2 = build_rating_matrix(
+        note=note, rater=rater, value=value, created_at=np.r_[m.created_at, np.full(r - m.n_ratings, T0)],
+        tags=np.zeros(r, np.uint32), population_sampled=np.zeros(r, bool),
+        note_ids=np.arange(86, dtype=np.int64) + 1000, rater_ids=ids,
+    )  # fmt: skip
+    notes2 = pd.DataFrame(
+        {"noteId": m2.note_ids, "classification": schema.MISLEADING, "createdAtMillis": T0,
+         "noteAuthorParticipantId": [f"u{i % 160:04d}" for i in range(86)]}
+    )  # fmt: skip
+    groups = np.r_[enroll["modelingGroup"].to_numpy(), np.full(12, 4.0)]
+    enroll2 = pd.DataFrame({"participantId": ids, "modelingGroup": groups})
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m2, notes2, nsh, enroll2, cfg)
+    run = run_scorer(inputs, core(), cfg, np.full(m2.n_notes, NO_STATUS, np.int8))
+    dropped = m2.note_index(m2.note_ids[80:])
+    assert not run.scored[dropped].any() and run.final["coreNoteIntercept"].iloc[dropped].isna().all()
+    raw = score_final(inputs, core(), run.pre, cfg, capture=False)
+    factor = raw["coreNoteFactor1"].to_numpy()
+    assert np.isfinite(factor[dropped]).all()
+    keep = np.isfinite(factor)[m2.note] & run.pre.helpful_raters[m2.rater]
+    rf = np.where(run.pre.helpful_raters, run.pre.params.rater_factor[:, 0], np.nan)
+    expected = note_tag_aggregates(m2.note[keep], m2.rater[keep], m2.tags[keep], factor, rf)
+    ok = expected.present & run.scored
+    assert np.allclose(run.tags.rating_weight[ok], expected.rating_weight[ok])
+
+
+def test_subset_refits_need_five_ratings_in_their_own_subset():
+    """The NoHighVol / NoCorrelated / PopulationSampled refits are final scorings of their own: a
+    note needs 5 ratings within the subset, not just overall (the reference's final filter)."""
+    m, notes, nsh, enroll = community()
+    m = build_rating_matrix(
+        note=m.note, rater=m.rater, value=m.value, created_at=m.created_at, tags=m.tags,
+        population_sampled=(m.note < 20) | (np.arange(m.n_ratings) % 13 == 0),
+        note_ids=m.note_ids, rater_ids=m.rater_ids,
+    )  # fmt: skip
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    fin = score_final(inputs, core(), prescore(inputs, core(), cfg), cfg)
+    scope, _ = scope_mask(inputs, core())
+    pop = np.bincount(m.note[scope & m.population_sampled], minlength=m.n_notes)
+    value = fin["coreNoteInterceptPopulationSampled"].to_numpy()
+    fitted = np.isfinite(fin["coreNoteIntercept"].to_numpy())
+    assert (fitted & (pop < 5)).sum() > 5 and np.isnan(value[pop < 5]).all()
+    assert np.isfinite(value[fitted & (np.arange(m.n_notes) < 20)]).all()

@@ -302,17 +302,19 @@ def aux_frame(
     core = runs.get("MFCoreScorer")
     if core is not None:
         agg, inc = core.tags, core.incorrect
-        cols["ratingWeight"] = agg.rating_weight
+
+        def scored(values: np.ndarray) -> np.ndarray:  # Core's rows only (capture test passed)
+            return np.where(core.scored, values, np.nan)
+
+        cols["ratingWeight"] = scored(agg.rating_weight)
         for j, tag in enumerate(schema.NOT_HELPFUL_TAGS):
-            cols[f"{tag}Adjusted"] = agg.adjusted[:, j]
-            cols[f"{tag}AdjustedRatio"] = agg.adjusted_ratio[:, j]
-        cols["notHelpfulIncorrect_interval"] = inc.incorrect
-        cols["p_incorrect_user_interval"] = inc.p_incorrect
-        cols["num_voters_interval"] = inc.voters
-        cols["tf_idf_incorrect_interval"] = inc.tf_idf
-        # Only notes Core gives an intercept to carry it (the reference merges it into them).
-        no_fit = np.isnan(core.final["coreNoteIntercept"].to_numpy(np.float64))
-        cols["lowDiligenceIntercept"] = np.where(no_fit, np.nan, core.low_diligence)
+            cols[f"{tag}Adjusted"] = scored(agg.adjusted[:, j])
+            cols[f"{tag}AdjustedRatio"] = scored(agg.adjusted_ratio[:, j])
+        cols["notHelpfulIncorrect_interval"] = scored(inc.incorrect)
+        cols["p_incorrect_user_interval"] = scored(inc.p_incorrect)
+        cols["num_voters_interval"] = scored(inc.voters)
+        cols["tf_idf_incorrect_interval"] = scored(inc.tf_idf)
+        cols["lowDiligenceIntercept"] = scored(core.low_diligence)
         cols.update(population_sampled_counts(m, core))
     rows = np.flatnonzero(keep_rows)
     return build_frame(

@@ -19,9 +19,10 @@ from typing import Any
 from bridgewatch.errors import ConfigError
 
 
-def param(default: Any, help: str, spec: str, ge: float | None = None, le: float | None = None):
-    """A config field: default, one-line help, spec section, optional inclusive bounds."""
-    return field(default=default, metadata={"help": help, "spec": spec, "ge": ge, "le": le})
+def param(default: Any, help: str, spec: str, ge: float | None = None, le: float | None = None, choices=None):
+    """A config field: default, one-line help, spec section, optional inclusive bounds or choices."""
+    meta = {"help": help, "spec": spec, "ge": ge, "le": le, "choices": choices}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,16 @@ class MFConfig:
     user_intercept_lambda: float = param(0.15, "λ_iu, penalty on rater intercepts", "§2.2", ge=0)
     note_intercept_lambda: float = param(0.15, "λ_in, penalty on note intercepts", "§2.2", ge=0)
     global_intercept_lambda: float = param(0.15, "λ_mu, penalty on the global intercept", "§2.2", ge=0)
+    solver: str = param(
+        "adam", "prescoring fits: 'adam' (reference optimizer) or 'als'", "§2.3", choices=("adam", "als")
+    )
     max_iterations: int = param(500, "most ALS sweeps per fit", "ours", ge=1)
     tolerance: float = param(1e-9, "stop when the relative objective change is below this", "ours", ge=0)
+    adam_init_learning_rate: float = param(0.2, "initLearningRate (note and rater init given)", "§2.2", ge=0)
+    adam_no_init_learning_rate: float = param(1.0, "noInitLearningRate", "§2.2", ge=0)
+    adam_convergence: float = param(1e-7, "stop when an epoch changes the loss by no more", "§2.3", ge=0)
+    adam_clip_norm: float = param(1.0, "global gradient-norm clipping", "§2.3", ge=0)
+    adam_max_epochs: int = param(100_000, "safeguard on Adam epochs (the reference has none)", "ours", ge=1)
     max_first_round_train_error: float = param(0.16, "abort if round-1 MSE exceeds this", "§2.3", ge=0)
     stable_init_group: int = param(13, "modeling group used for stable initialization", "§2.6")
     stable_init_min_share: float = param(0.75, "note share of ratings from that group", "§2.6", 0, 1)
@@ -187,6 +196,9 @@ def _check(name: str, value: Any, f: dataclasses.Field) -> None:
     if isinstance(value, float) and math.isnan(value):
         raise ConfigError(f"{name} must be a number, got NaN")
     lo, hi = f.metadata.get("ge"), f.metadata.get("le")
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     if value is None or isinstance(value, bool | tuple | str):
         return
     if lo is not None and value < lo:

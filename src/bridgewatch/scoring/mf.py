@@ -1,4 +1,4 @@
-"""The biased matrix factorization r̂ = μ + i_u + i_n + f_u·f_n, fit by alternating ridge solves.
+"""The biased matrix factorization r̂ = μ + i_u + i_n + f_u·f_n and its two solvers.
 
 The objective is the reference's *as implemented* (``reference-algorithm.md`` §2.2): mean squared
 error over ratings plus λ·mean-over-rows penalties, which in sum form is
@@ -6,9 +6,12 @@ error over ratings plus λ·mean-over-rows penalties, which in sum form is
     J = Σ (r − r̂)² + λ_iu·ρ_u·Σ i_u² + λ_fu·ρ_u·Σ f_u² + λ_in·ρ_n·Σ i_n² + λ_fn·ρ_n·Σ f_n² + λ_μ·R·μ²
 
 with ρ_u = R/U and ρ_n = R/N (ratings per rater / per note of this fit) unless a loss ratio is given.
-The reference minimizes the mean form with full-batch Adam; we minimize the same function by
-alternating closed-form ridge solves (all notes given raters, all raters given notes, μ given both),
-which is deterministic and converges to the same optimum. Parameters live in the *full* index space
+The reference minimizes the mean form with full-batch Adam and stops early in a nearly flat valley
+of this function; prescoring fits replay that optimizer (``mf_adam``, ``MFConfig.solver="adam"``)
+because where it stops decides notes at the thresholds. ``solver="als"`` minimizes the same function
+exactly by alternating closed-form ridge solves (all notes given raters, all raters given notes, μ
+given both); fits with frozen raters (final scoring) are exact either way, as Adam converges on
+those convex problems. Parameters live in the *full* index space
 of a ``RatingMatrix`` (NaN for notes/raters not in the fit), so fits on different subsets of one
 dataset can warm-start each other.
 """
@@ -208,6 +211,7 @@ def fit_mf(
     kernels: str = "numba",
     num_threads: int | None = None,
     engine: SweepEngine | None = None,
+    init_mu: bool = True,
 ) -> MFFit:
     """Minimize the reference objective by alternating ridge solves; return full-space params.
 
@@ -217,12 +221,26 @@ def fit_mf(
     the exact optimum (final scoring, §2.8). ``flip`` applies the sign convention of §2.4.
     ``kernels="numpy"`` runs the numpy twins (tests). Deterministic for any ``num_threads``.
     ``engine`` runs the sweeps elsewhere (``bridgewatch.engines``); default: in process.
+
+    With ``config.solver == "adam"`` a fit that trains raters runs the reference's optimizer
+    instead (``mf_adam``): learning rate 0.2 when ``init`` is given, else 1.0; μ starts from
+    ``init.mu`` only if ``init_mu`` (the reference passes it to round 1, not to round 2); it runs
+    in process (``engine`` serves the ALS sweeps).
     """
     k = config.num_factors
     pen = penalties(problem, config, rho_note, rho_rater)
     mu, ni, nf, ri, rf = initial_params(problem, k, seed, init)
-    if not use_global_intercept:
+    if not use_global_intercept or not init_mu:
         mu = 0.0
+    if config.solver == "adam" and not freeze_raters and not freeze_mu and rho_note is None:
+        from bridgewatch.scoring.mf_adam import adam_fit
+
+        lr = config.adam_init_learning_rate if init is not None else config.adam_no_init_learning_rate
+        p, start = problem, (mu, ni, nf, ri, rf)
+        (mu, ni, nf, ri, rf), epochs = adam_fit(
+            p.note, p.rater, p.value, start, config, lr, use_global_intercept=use_global_intercept
+        )
+        return _finish(problem, pen, mu, ni, nf, ri, rf, flip, epochs, epochs < config.adam_max_epochs, None)
     sweeps = (engine or LocalEngine(kernels)).bind(problem)
     old_threads = numba.get_num_threads()
     if num_threads is not None:
@@ -253,12 +271,16 @@ def fit_mf(
     finally:
         sweeps.close()
         numba.set_num_threads(old_threads)
+    return _finish(problem, pen, mu, ni, nf, ri, rf, flip, it, converged, init if freeze_raters else None)
+
+
+def _finish(problem, pen, mu, ni, nf, ri, rf, flip, iterations, converged, rater_source) -> MFFit:
     if flip:
         nf, rf = flip_factors(nf, rf)
     loss = objective(problem, pen, mu, ni, nf, ri, rf)
     sse = K.squared_error_nb(problem.note, problem.rater, problem.value, mu, ni, nf, ri, rf)
-    params = to_full(problem, mu, ni, nf, ri, rf, init if freeze_raters else None)
-    return MFFit(params, loss, sse / max(problem.n_ratings, 1), it, converged)
+    params = to_full(problem, mu, ni, nf, ri, rf, rater_source)
+    return MFFit(params, loss, sse / max(problem.n_ratings, 1), iterations, converged)
 
 
 def _maxabs(a: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
+from bridgewatch.scoring.harassment import fit_tag_consensus
 from bridgewatch.scoring.mf import MFParams, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
@@ -34,7 +35,8 @@ class ScoringInputs:
       classification filter (§1.7); ``rater_group``: int32[U] (``preprocess.UNASSIGNED`` = none);
     - ``high_volume``: bool[U]; ``correlated``: bool[U] or None (quasi-clique raters);
     - ``note_topic``: int[N] topic id, -1 = none, or None when no topic model ran;
-    - ``harassment_intercept``: float[N] or None (the §4.5 model's note intercepts).
+    - ``harassment_intercept``: float[N] or None: the §4.5 model's note intercepts for every
+      scorer; None (the default) fits each scorer's own model on its own ratings in prescoring.
     """
 
     matrix: RatingMatrix
@@ -95,7 +97,9 @@ class PrescoreResult:
     ``helpfulness``: per-participant table (``helpfulness.helpfulness_scores``) or None for
     scorers without reputation; ``helpful_raters``: bool[U] raters allowed in final scoring;
     ``provisional_status``: int8[N] round-1 labels; ``final_round_num_ratings/notes/users``:
-    sizes of the round-2 fit (ρ_n for final scoring); ``round1_mse``: train error of round 1.
+    sizes of the round-2 fit (ρ_n for final scoring); ``round1_mse``: train error of round 1;
+    ``harassment_intercept``: float[N] ``harassmentNoteIntercept`` used for the penalty (None
+    without reputation).
     """
 
     spec: ScorerSpec
@@ -108,6 +112,7 @@ class PrescoreResult:
     final_round_num_notes: int
     final_round_num_users: int
     round1_mse: float
+    harassment_intercept: np.ndarray | None = None
 
     @property
     def global_intercept(self) -> float:
@@ -152,6 +157,16 @@ def fit_round1(
     return fit_mf(build_problem(inputs.matrix, train), mfc, seed=seed, init=init, engine=engine)
 
 
+def harassment_intercepts(matrix: RatingMatrix, keep: np.ndarray, round1: MFParams) -> np.ndarray:
+    """float[N] ``harassmentNoteIntercept`` (§4.5) fitted on the ratings in ``keep``, factors
+    started from the round-1 helpfulness fit; NaN where the model has no score or aborts."""
+    return fit_tag_consensus(
+        matrix.note[keep], matrix.rater[keep], matrix.value[keep], matrix.tags[keep],
+        matrix.created_at[keep], matrix.n_notes, matrix.n_raters,
+        note_factor_init=round1.note_factor[:, 0], rater_factor_init=round1.rater_factor[:, 0],
+    ).note_intercept  # fmt: skip
+
+
 def prescore(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -159,8 +174,9 @@ def prescore(
     seed: int = 42,
     engine: SweepEngine | None = None,
 ) -> PrescoreResult:
-    """§2.7 steps 1–4, 6–7 for one scorer (harassment via ``inputs.harassment_intercept``);
-    ``engine`` runs the factorization's sweeps (default: in process)."""
+    """§2.7 steps 1–7 for one scorer. The harassment model (steps 5–6) is fitted here unless
+    ``inputs.harassment_intercept`` supplies its note intercepts; ``engine`` runs the
+    factorization's sweeps (default: in process)."""
     m = inputs.matrix
     scope, _ = scope_mask(inputs, spec)
     f = config.filters
@@ -201,12 +217,21 @@ def prescore(
         prov,
         hc,
     )
-    penalty = H.harassment_penalty(m, train, inputs.harassment_intercept, hc)
     author = notes["noteAuthorParticipantId"].to_numpy(dtype=object)
+    harassment = inputs.harassment_intercept
+    if harassment is None:
+        # §2.7 steps 4–5: the tag-consensus model learns from the raters who pass the filter
+        # before any harassment penalty, so the penalty cannot feed back into its own data.
+        before = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc)
+        harassment = harassment_intercepts(m, train & H.helpful_rater_mask(m, before)[m.rater], p1)
+    penalty = H.harassment_penalty(m, train, harassment, hc)
     table = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc, penalty)
     helpful = H.helpful_rater_mask(m, table)
     final_keep = train & helpful[m.rater]
-    round2 = fit_mf(build_problem(m, final_keep), _mf(spec, config), seed=seed, init=p1, engine=engine)
+    # The reference starts round 2 from round 1's notes and raters but μ = 0 (§2.7 step 7).
+    round2 = fit_mf(
+        build_problem(m, final_keep), _mf(spec, config), seed=seed, init=p1, engine=engine, init_mu=False
+    )
     p2 = round2.params
     return PrescoreResult(
         spec,
@@ -219,6 +244,7 @@ def prescore(
         int(np.count_nonzero(~np.isnan(p2.note_intercept))),
         int(np.count_nonzero(~np.isnan(p2.rater_intercept))),
         round1.mse,
+        harassment,
     )
 
 
@@ -256,12 +282,34 @@ def final_round_counts(
     return counts
 
 
+def captured_out(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
+    """bool[N]: notes whose share of ratings from in-scope raters is below the scorer's capture
+    threshold (§6.1); all False without one."""
+    if spec.capture_threshold is None:
+        return np.zeros(inputs.matrix.n_notes, dtype=bool)
+    _, in_group = scope_mask(inputs, spec)
+    share = P.capture_share(inputs.matrix, inputs.base_keep, in_group)
+    return ~(share >= spec.capture_threshold)
+
+
+def drop_captured_out(final: pd.DataFrame, drop: np.ndarray, spec: ScorerSpec) -> pd.DataFrame:
+    """``final`` with the model columns of ``drop`` notes set to NaN (the reference removes those
+    notes' rows after scoring, §6.1)."""
+    out = final.copy()
+    for name in ("Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
+                 "InterceptPopulationSampled", "InterceptMin", "InterceptMax"):  # fmt: skip
+        out.loc[drop, f"{spec.prefix}Note{name}"] = np.nan
+    return out
+
+
 def score_final(
     inputs: ScoringInputs,
     spec: ScorerSpec,
     pre: PrescoreResult,
     config: ScoringConfig,
     engine: SweepEngine | None = None,
+    *,
+    capture: bool = True,
 ) -> pd.DataFrame:
     """Final scoring (§2.8, §5): one row per note of the matrix (N rows, ``noteId`` order).
 
@@ -270,7 +318,8 @@ def score_final(
     ``{p}NoteInterceptPopulationSampled``, ``{p}NoteInterceptMin/Max`` (pseudo-raters, NaN if off),
     ``numRatings`` (in-scope ratings, the minRatingsNeeded count), and the side counts the rules
     need: ``minSignCount``, ``negMeanHelpful``, ``posMeanHelpful``, ``netMinHelpful``,
-    ``netMinHelpfulRatio``. Notes below the capture threshold get NaN parameters.
+    ``netMinHelpfulRatio``. Notes below the capture threshold get NaN parameters unless
+    ``capture`` is False (rules and filters see every fitted note, as the reference's do).
     """
     m = inputs.matrix
     mfc = _mf(spec, config)
@@ -281,10 +330,10 @@ def score_final(
     intercept, factor = score_notes(problem, ri, rf, mu, rho, mfc, engine=engine)
 
     def refit(subset: np.ndarray, rho_n: float) -> np.ndarray:
-        # Each variant re-applies the ≥ 5 ratings per note filter to its own subset, as the
-        # reference scores it from scratch: a note with 4 population-sampled ratings gets none.
-        notes_ok = P.count_filter(m, scope & subset, config.filters.min_ratings_per_note, 0)
-        mask = notes_ok & pre.helpful_raters[m.rater]
+        # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the
+        # subset* before the rater filter, as in the reference's ``_score_notes_and_users``.
+        mask = P.count_filter(m, scope & subset, config.filters.min_ratings_per_note, 0)
+        mask &= pre.helpful_raters[m.rater]
         if not mask.any():
             return np.full(m.n_notes, np.nan)
         return score_notes(build_problem(m, mask), ri, rf, mu, rho_n, mfc, engine=engine)[0]
@@ -297,16 +346,8 @@ def score_final(
         bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc)
         lo, hi = bounds.intercept_min, bounds.intercept_max
     sides = note_counts_by_rater_sign(m.note[keep], rf[m.rater[keep], 0], m.value[keep], m.n_notes)
-    _, in_group = scope_mask(inputs, spec)
-    if spec.capture_threshold is not None:
-        share = P.capture_share(m, inputs.base_keep, in_group)
-        drop = ~(share >= spec.capture_threshold)
-        for arr in (intercept, no_high, no_corr, pop, lo, hi):
-            arr[drop] = np.nan
-        factor = factor.copy()
-        factor[drop] = np.nan
     p = spec.prefix
-    return pd.DataFrame(
+    final = pd.DataFrame(
         {
             "noteId": m.note_ids,
             f"{p}NoteIntercept": intercept,
@@ -325,3 +366,4 @@ def score_final(
             "netMinHelpfulRatio": sides.net_min_helpful_ratio,
         }
     )
+    return drop_captured_out(final, captured_out(inputs, spec), spec) if capture else final

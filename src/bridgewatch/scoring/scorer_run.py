@@ -24,11 +24,12 @@ from bridgewatch.scoring.incorrect_filter import (
     incorrect_filter_flags,
     rater_incorrect_totals,
 )
-from bridgewatch.scoring.preprocess import capture_share
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
 from bridgewatch.scoring.scorer import (
     PrescoreResult,
     ScoringInputs,
+    captured_out,
+    drop_captured_out,
     final_rating_mask,
     prescore,
     scope_mask,
@@ -123,18 +124,17 @@ def run_scorer(
     thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
     inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
 
-    final = score_final(inputs, spec, pre, config, engine)
+    # Rules and filters see every fitted note (the tag filter's factor z-normalization included);
+    # notes failing the capture test are dropped from the output only (§6.1).
+    final = score_final(inputs, spec, pre, config, engine, capture=False)
+    drop = captured_out(inputs, spec)
     keep, _ = final_rating_mask(inputs, spec, pre, config)
     p = spec.prefix
     intercept = final[f"{p}NoteIntercept"].to_numpy(np.float64)
     factor = final[f"{p}NoteFactor1"].to_numpy(np.float64)
     # A note gets this scorer's status when it has in-scope ratings and passes the capture test,
     # even without an intercept (fewer than 5 ratings → InitialNMR), as the reference does.
-    scored = final["numRatings"].to_numpy() > 0
-    if spec.capture_threshold is not None:
-        _, in_group = scope_mask(inputs, spec)
-        share = capture_share(m, inputs.base_keep, in_group)
-        scored &= share >= spec.capture_threshold
+    scored = (final["numRatings"].to_numpy() > 0) & ~drop
 
     agg = note_tag_aggregates(
         m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
@@ -176,6 +176,7 @@ def run_scorer(
         intercept_no_correlated=col(f"{p}NoteInterceptNoCorrelated"),
     )
     result = compute_statuses(rule_inputs, spec.rules, final_round=True)
+    final = drop_captured_out(final, drop, spec)
     return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds)
 
 

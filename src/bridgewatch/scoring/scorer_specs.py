@@ -18,7 +18,11 @@ COVERAGE_GROUPS = CORE_GROUPS - {21}
 EXPANSION_GROUPS = frozenset({0, 4, 5, 7, 12, 15, 16, 20, 22, 23, 24, 26, 27, 28, 29, 33})
 EXPANSION_PLUS_GROUPS = frozenset({17, 18, 30, 31, 32})
 MULTI_GROUP_1 = frozenset({4, 5, 7, 12, 26})
-TOPICS = ("UkraineConflict", "GazaConflict", "MessiRonaldo", "Scams")  # topic ids 1..4 (0 = Unassigned)
+# Topic ids 1..5 (0 = Unassigned). Every assigned topic, InDimensionTwo included, takes its notes
+# out of Core's scope (§6.1 excludeTopics); only the first four have an MF topic scorer in final
+# scoring (InDimensionTwo's final topic scorer is Gaussian, §6.1).
+TOPICS = ("UkraineConflict", "GazaConflict", "MessiRonaldo", "Scams", "InDimensionTwo")
+MF_TOPICS = TOPICS[:4]
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,6 @@ def default_scorers() -> list[ScorerSpec]:
     specs = [core(), core_with_topics(), expansion(), expansion_plus()]
     specs += [group(i) for i in (*range(1, 15), 18, 33)]
     specs += [multi_group_1()]
-    specs += [topic(i + 1, name) for i, name in enumerate(TOPICS)]
+    specs += [topic(i + 1, name) for i, name in enumerate(MF_TOPICS)]
     specs += [gaussian(), gaussian(with_topics=True)]
     return specs

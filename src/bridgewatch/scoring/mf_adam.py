@@ -1,0 +1,158 @@
+"""The reference's own optimizer for the prescoring factorizations: full-batch Adam (§2.3).
+
+The objective (``mf`` module docstring) has a nearly flat valley: adding c to every rater factor
+and −c·f_n to every note intercept leaves the predictions unchanged, and only the weak penalties
+pick a point in it. The reference never reaches that point: its Adam stops as soon as one epoch
+lowers the loss by less than 1e-7, and where it stops along the valley moves note intercepts by a
+few thousandths — enough to flip notes that sit at 0.40 in the provisional labels, and from there
+which raters pass the helpfulness filter. Agreeing with the reference therefore means running its
+optimizer, not a better one: same loss, same updates (Adam with default betas after global
+gradient-norm clipping to 1.0), same learning rates, same starting points, same stopping rule.
+
+All arithmetic is float64 with fixed summation order, so reruns are bit-identical.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from bridgewatch.scoring.config import MFConfig
+
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
+
+
+@numba.njit(cache=True)
+def _loss_and_grads(note, rater, value, mu, ni, nf, ri, rf, lam, use_mu, g_ni, g_nf, g_ri, g_rf):
+    """Mean squared error plus mean-form penalties; gradients into the ``g_*`` arrays.
+
+    ``lam`` = (λ_fu, λ_iu, λ_fn, λ_in, λ_μ). Returns (loss, d loss / d μ).
+    """
+    n_r = value.shape[0]
+    n_notes, n_raters, k = nf.shape[0], rf.shape[0], nf.shape[1]
+    g_ni[:] = 0.0
+    g_nf[:] = 0.0
+    g_ri[:] = 0.0
+    g_rf[:] = 0.0
+    sse = 0.0
+    g_mu = 0.0
+    scale = 2.0 / n_r
+    for r in range(n_r):
+        n, u = note[r], rater[r]
+        pred = mu + ri[u] + ni[n]
+        for f in range(k):
+            pred += rf[u, f] * nf[n, f]
+        err = pred - value[r]
+        sse += err * err
+        d = scale * err
+        g_mu += d
+        g_ni[n] += d
+        g_ri[u] += d
+        for f in range(k):
+            g_nf[n, f] += d * rf[u, f]
+            g_rf[u, f] += d * nf[n, f]
+    lfu, liu, lfn, lin, lmu = lam[0], lam[1], lam[2], lam[3], lam[4]
+    reg = 0.0
+    s = 0.0
+    for u in range(n_raters):
+        s += ri[u] * ri[u]
+        g_ri[u] += 2.0 * liu * ri[u] / n_raters
+    reg += liu * s / n_raters
+    s = 0.0
+    for u in range(n_raters):
+        for f in range(k):
+            s += rf[u, f] * rf[u, f]
+            g_rf[u, f] += 2.0 * lfu * rf[u, f] / (n_raters * k)
+    reg += lfu * s / (n_raters * k)
+    s = 0.0
+    for n in range(n_notes):
+        s += ni[n] * ni[n]
+        g_ni[n] += 2.0 * lin * ni[n] / n_notes
+    reg += lin * s / n_notes
+    s = 0.0
+    for n in range(n_notes):
+        for f in range(k):
+            s += nf[n, f] * nf[n, f]
+            g_nf[n, f] += 2.0 * lfn * nf[n, f] / (n_notes * k)
+    reg += lfn * s / (n_notes * k)
+    if use_mu:
+        reg += lmu * mu * mu
+        g_mu += 2.0 * lmu * mu
+    else:
+        g_mu = 0.0
+    return sse / n_r + reg, g_mu
+
+
+@numba.njit(cache=True)
+def _adam_update(p, g, m, v, coef, lr_t, bc2_sqrt):
+    """One Adam step on a flat view of a parameter block (gradient already known)."""
+    flat_p, flat_g, flat_m, flat_v = p.ravel(), g.ravel(), m.ravel(), v.ravel()
+    for i in range(flat_p.shape[0]):
+        gi = flat_g[i] * coef
+        flat_m[i] = _BETA1 * flat_m[i] + (1.0 - _BETA1) * gi
+        flat_v[i] = _BETA2 * flat_v[i] + (1.0 - _BETA2) * gi * gi
+        flat_p[i] -= lr_t * flat_m[i] / (np.sqrt(flat_v[i]) / bc2_sqrt + _EPS)
+
+
+def adam_fit(
+    note: np.ndarray,
+    rater: np.ndarray,
+    value: np.ndarray,
+    start: tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    config: MFConfig,
+    learning_rate: float,
+    *,
+    use_global_intercept: bool = True,
+) -> tuple[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+    """Run the reference's ``_fit_model`` loop on compact arrays; returns the final parameters
+    (μ, i_n, f_n, i_u, f_u — fresh arrays) and the number of epochs.
+
+    The loop stops when an epoch changes the loss by ≤ ``config.adam_convergence``, or after epoch
+    100 when the loss went up, or (a safeguard the reference lacks) after ``config.adam_max_epochs``.
+    """
+    mu0, ni0, nf0, ri0, rf0 = start
+    mu = np.array([float(mu0) if use_global_intercept else 0.0])
+    blocks = [np.array(ni0, dtype=np.float64), np.array(nf0, dtype=np.float64)]
+    blocks += [np.array(ri0, dtype=np.float64), np.array(rf0, dtype=np.float64)]
+    ni, nf, ri, rf = blocks
+    grads = [np.zeros_like(b) for b in blocks]
+    g_mu = np.zeros(1)
+    first = [np.zeros_like(b) for b in blocks] + [np.zeros(1)]
+    second = [np.zeros_like(b) for b in blocks] + [np.zeros(1)]
+    lam = np.array(
+        [
+            config.user_factor_lambda,
+            config.user_intercept_lambda,
+            config.note_factor_lambda,
+            config.note_intercept_lambda,
+            config.global_intercept_lambda,
+        ]
+    )
+    note = np.asarray(note, dtype=np.int64)
+    rater = np.asarray(rater, dtype=np.int64)
+    value = np.asarray(value, dtype=np.float64)
+
+    def evaluate() -> float:
+        loss, gm = _loss_and_grads(
+            note, rater, value, mu[0], ni, nf, ri, rf, lam, use_global_intercept, *grads
+        )
+        g_mu[0] = gm
+        return loss
+
+    prev, loss, epoch = 1e10, evaluate(), 0
+    while abs(loss - prev) > config.adam_convergence and not (epoch > 100 and loss > prev):
+        if epoch >= config.adam_max_epochs:
+            break
+        prev = loss
+        total = np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads) + float(g_mu[0] ** 2))
+        coef = min(1.0, config.adam_clip_norm / (total + 1e-6))
+        t = epoch + 1
+        lr_t = learning_rate / (1.0 - _BETA1**t)
+        bc2_sqrt = np.sqrt(1.0 - _BETA2**t)
+        for p, g, m_, v_ in zip([*blocks, mu], [*grads, g_mu], first, second, strict=True):
+            if p is mu and not use_global_intercept:
+                continue
+            _adam_update(p, g, m_, v_, coef, lr_t, bc2_sqrt)
+        loss = evaluate()
+        epoch += 1
+    return (float(mu[0]), ni, nf, ri, rf), epoch

@@ -1,0 +1,90 @@
+"""The reference's optimizer for prescoring fits: gradients, first step, stopping rule, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf import build_problem, fit_mf, objective, penalties
+from bridgewatch.scoring.mf_adam import _loss_and_grads, adam_fit
+from test_mf import planted
+
+CFG = MFConfig()
+LAM = np.array([0.03, 0.15, 0.03, 0.15, 0.15])
+
+
+def start(p, seed=0):
+    rng = np.random.default_rng(seed)
+    return (
+        0.05,
+        rng.normal(0, 0.1, p.n_notes),
+        rng.normal(0, 0.3, (p.n_notes, 1)),
+        rng.normal(0, 0.1, p.n_raters),
+        rng.normal(0, 0.3, (p.n_raters, 1)),
+    )
+
+
+def test_loss_is_the_mean_form_objective_and_gradients_match_finite_differences():
+    m, _ = planted(n_notes=30, n_raters=60, n_ratings=900)
+    p = build_problem(m)
+    mu, ni, nf, ri, rf = start(p)
+    grads = [np.zeros_like(a) for a in (ni, nf, ri, rf)]
+    loss, g_mu = _loss_and_grads(p.note, p.rater, p.value, mu, ni, nf, ri, rf, LAM, True, *grads)
+    assert np.isclose(loss, objective(p, penalties(p, CFG), mu, ni, nf, ri, rf), rtol=1e-12)
+    h = 1e-6
+    for arr, g in zip((ni, nf, ri, rf), grads, strict=True):
+        flat, gflat = arr.ravel(), g.ravel()
+        for j in (0, 7, flat.shape[0] - 1):
+            old = flat[j]
+            flat[j] = old + h
+            up = objective(p, penalties(p, CFG), mu, ni, nf, ri, rf)
+            flat[j] = old - h
+            down = objective(p, penalties(p, CFG), mu, ni, nf, ri, rf)
+            flat[j] = old
+            assert abs((up - down) / (2 * h) - gflat[j]) < 1e-7
+    up = objective(p, penalties(p, CFG), mu + h, ni, nf, ri, rf)
+    down = objective(p, penalties(p, CFG), mu - h, ni, nf, ri, rf)
+    assert abs((up - down) / (2 * h) - g_mu) < 1e-7
+
+
+def test_first_epoch_is_one_clipped_adam_step():
+    """Adam's first step moves each parameter by lr against the sign of its gradient (bias
+    correction makes m/√v = g/|g|); clipping rescales g but cannot change that."""
+    m, _ = planted(n_notes=30, n_raters=60, n_ratings=900)
+    p = build_problem(m)
+    s = start(p)
+    grads = [np.zeros_like(a) for a in s[1:]]
+    _, g_mu = _loss_and_grads(p.note, p.rater, p.value, *s, LAM, True, *grads)
+    cfg = dataclasses.replace(CFG, adam_max_epochs=1)
+    (mu, ni, nf, ri, rf), epochs = adam_fit(p.note, p.rater, p.value, s, cfg, 0.2)
+    assert epochs == 1
+    for new, old, g in zip((ni, nf, ri, rf), s[1:], grads, strict=True):
+        big = np.abs(g) > 1e-4  # Adam's ε only matters for vanishing gradients
+        assert big.sum() > 5 and np.allclose((new - old)[big], -0.2 * np.sign(g[big]), atol=1e-4)
+    assert np.isclose(mu - s[0], -0.2 * np.sign(g_mu), atol=1e-6)
+
+
+def test_stops_near_but_not_at_the_exact_optimum_and_is_deterministic():
+    m, _ = planted()
+    p = build_problem(m)
+    exact = fit_mf(p, dataclasses.replace(CFG, solver="als", tolerance=1e-12, max_iterations=5000), seed=1)
+    a = fit_mf(p, CFG, seed=1)
+    b = fit_mf(p, CFG, seed=1)
+    assert a.converged and 20 < a.iterations < CFG.adam_max_epochs
+    assert exact.loss <= a.loss < exact.loss + 1e-3
+    assert a.params.note_intercept.tobytes() == b.params.note_intercept.tobytes()
+    ok = np.isfinite(exact.params.note_intercept)
+    assert np.corrcoef(a.params.note_intercept[ok], exact.params.note_intercept[ok])[0, 1] > 0.99
+
+
+def test_warm_start_uses_the_smaller_learning_rate_and_mu_only_when_asked():
+    m, _ = planted()
+    p = build_problem(m)
+    cold = fit_mf(p, CFG, seed=1)
+    warm = fit_mf(p, CFG, seed=1, init=cold.params)
+    no_mu = fit_mf(p, CFG, seed=1, init=cold.params, init_mu=False)
+    # Started at its own end point, the fit barely moves; from μ = 0 it has to travel.
+    assert np.nanmax(np.abs(warm.params.note_intercept - cold.params.note_intercept)) < 0.02
+    assert no_mu.iterations > warm.iterations
