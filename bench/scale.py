@@ -169,7 +169,7 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     t0 = time.perf_counter()
     result = score_dataset(
         dataset, epoch_millis=int(m.created_at.max()) + 86_400_000, config=config, seed=42,
-        rating_keep=found.keep, correlated=found.correlated, progress=progress,
+        rating_keep=found.keep, correlated=found.quasi_clique_value[: m.n_raters] > 0, progress=progress,
     )  # fmt: skip
     scoring_s = time.perf_counter() - t0
     progress("end")
