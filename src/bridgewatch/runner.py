@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bridgewatch.integrity.adapters import IntegrityResult, detect_integrity, integrity_tables
+from bridgewatch import schema
+from bridgewatch.errors import ConfigError
+from bridgewatch.integrity.adapters import IntegrityResult, detect_integrity, integrity_tables, pss_keep
 from bridgewatch.io import Dataset, read_dataset
+from bridgewatch.phased import (
+    PHASES,
+    PhaseOutput,
+    contributor_phase,
+    final_phase,
+    integrity_state,
+    prescore_phase,
+)
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.outputs import write_outputs
-from bridgewatch.scoring.pipeline import PipelineResult, score_dataset
+from bridgewatch.scoring.pipeline import Clock, PipelineResult, score_dataset
+from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
+from bridgewatch.state import has_prescoring, load_prescoring
 
 Progress = Callable[[str], None]
 
@@ -47,50 +59,134 @@ def score_directory(
     integrity: bool = True,
     parquet: bool = True,
     progress: Progress | None = None,
+    phase: str = "all",
+    state_dir: str | os.PathLike[str] | None = None,
+    incremental: bool = False,
+    scorers: Sequence[ScorerSpec] | None = None,
+    warm_start: bool = False,
     engine: SweepEngine | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> PipelineResult:
-    """Score the public files in ``source`` and write the four outputs to ``out_dir``.
+    """Score the public files in ``source`` and write the outputs to ``out_dir``.
 
-    With ``integrity`` on, the integrity views (``integrity/views.py``: note and rater integrity,
-    top-k similar raters, flagged-group activity) are written beside them.
-
-    ``epoch_millis`` is the scoring time "now" (defaults to the wall clock, as the reference);
+    ``epoch_millis`` is the scoring time "now" (defaults to the wall clock, as the reference).
+    ``phase``: "all" (one process, no state) or one of "prescore", "final", "contributor", which
+    exchange their results through ``state_dir`` (default ``out_dir/state``); ``incremental``:
+    final scoring rescores only notes whose inputs changed since the last final run (§6.7).
+    ``scorers``: the MF scorers to run (default: the production inventory); ``warm_start``: the
+    prescore phase starts its fits from the prescoring already in the state directory, if any;
     ``engine`` runs the MF sweeps (``bridgewatch.engines``; None = in process);
     ``cache_dir``: where the ratings matrix is cached between runs (None: no cache).
     """
+    if phase not in PHASES:
+        raise ConfigError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
+    if incremental and phase != "final":
+        raise ConfigError("--incremental applies to --phase final only")
+    if warm_start and phase != "prescore":
+        raise ConfigError("--warm-start applies to --phase prescore only")
     config = (config or ScoringConfig()).validate()
     now = int(time.time() * 1000) if epoch_millis is None else int(epoch_millis)
     start = time.perf_counter()
     dataset = read_dataset(source, cache_dir=cache_dir)
-    read_s = time.perf_counter() - start
-    keep = correlated = found = None
-    integrity_s = 0.0
-    if integrity:
+    timings = {"read": time.perf_counter() - start}
+    found = None
+    if phase == "all":
+        keep = correlated = None
+        timings["integrity"] = 0.0
+        if integrity:
+            t0 = time.perf_counter()
+            found = run_integrity(dataset, config)
+            keep, correlated = found.keep, found.quasi_clique_value > 0
+            timings["integrity"] = time.perf_counter() - t0
+        result = score_dataset(
+            dataset, epoch_millis=now, config=config, seed=seed, scorers=scorers, rating_keep=keep,
+            correlated=correlated, progress=progress, engine=engine,
+        )  # fmt: skip
+        frames = result.frames()
+        runs, warnings = result.runs, result.warnings
+        timings.update(result.timings)
+    else:
+        if state_dir is None and out_dir is None:
+            raise ConfigError(f"--phase {phase} needs an output directory or --state")
+        state = Path(state_dir) if state_dir is not None else Path(out_dir) / "state"  # type: ignore[arg-type]
+        out = _run_phase(
+            dataset, phase, state, now, config, seed, integrity, incremental, progress, timings, scorers,
+            warm_start, engine,
+        )  # fmt: skip
+        frames, runs, warnings = out.frames, {}, out.warnings
+        if out.rescored >= 0:
+            timings["rescored notes"] = float(out.rescored)
+    if out_dir is not None and frames:
         t0 = time.perf_counter()
-        found = run_integrity(dataset, config)
-        keep, correlated = found.keep, found.quasi_clique_value > 0
-        integrity_s = time.perf_counter() - t0
-    result = score_dataset(
-        dataset, epoch_millis=now, config=config, seed=seed, rating_keep=keep, correlated=correlated,
-        progress=progress, engine=engine,
-    )  # fmt: skip
-    timings = {"read": read_s, "integrity": integrity_s, **result.timings}
-    if out_dir is not None:
-        t0 = time.perf_counter()
-        write_outputs(Path(out_dir), result.frames(), parquet=parquet)
+        write_outputs(Path(out_dir), frames, parquet=parquet)
         timings["write"] = time.perf_counter() - t0
         if found is not None:
             t0 = time.perf_counter()
             factor = core_rater_factor(result, dataset.ratings.rater_ids)
             write_outputs(Path(out_dir), integrity_tables(dataset.ratings, found, factor), parquet=parquet)
             timings["integrity views"] = time.perf_counter() - t0
+
+    def frame(name: str) -> pd.DataFrame:
+        return frames.get(name, pd.DataFrame())
+
     return PipelineResult(
-        result.scored_notes,
-        result.helpfulness_scores,
-        result.note_status_history,
-        result.aux_note_info,
-        result.runs,
-        result.warnings,
+        frame(schema.SCORED_NOTES_FILE),
+        frame(schema.HELPFULNESS_SCORES_FILE),
+        frame(schema.NOTE_STATUS_HISTORY_FILE),
+        frame(schema.AUX_NOTE_INFO_FILE),
+        runs,
+        warnings,
         timings,
     )
+
+
+def _run_phase(
+    dataset: Dataset,
+    phase: str,
+    state: Path,
+    now: int,
+    config: ScoringConfig,
+    seed: int,
+    integrity: bool,
+    incremental: bool,
+    progress: Progress | None,
+    timings: dict[str, float],
+    scorers: Sequence[ScorerSpec] | None,
+    warm_start: bool,
+    engine: SweepEngine | None,
+) -> PhaseOutput:
+    clock = Clock(progress)
+    keep = correlated = None
+    t0 = time.perf_counter()
+    if phase == "prescore":
+        groups = warm = None
+        if warm_start and has_prescoring(state):
+            warm = load_prescoring(state, scorers)[0]
+        if integrity:
+            found = run_integrity(dataset, config)
+            keep, correlated = found.keep, found.quasi_clique_value > 0
+            groups = integrity_state(found, dataset.ratings.rater_ids)
+        timings["integrity"] = time.perf_counter() - t0
+        out = prescore_phase(
+            dataset, state, config=config, seed=seed, integrity=groups, rating_keep=keep,
+            correlated=correlated, clock=clock, scorers=scorers, warm=warm, engine=engine,
+        )  # fmt: skip
+    else:
+        prescoring, groups, _ = load_prescoring(state, scorers)
+        if groups is not None:
+            m = dataset.ratings
+            keep = pss_keep(m, dataset.notes, groups.participant_ids, groups.clique)
+            correlated = np.isin(np.asarray(m.rater_ids, dtype=object), groups.correlated_ids)
+        timings["load state + integrity"] = time.perf_counter() - t0
+        if phase == "final":
+            out = final_phase(
+                dataset, state, epoch_millis=now, config=config, incremental=incremental, rating_keep=keep,
+                correlated=correlated, prescoring=prescoring, clock=clock, engine=engine,
+            )  # fmt: skip
+        else:
+            out = contributor_phase(
+                dataset, state, epoch_millis=now, config=config, rating_keep=keep, prescoring=prescoring,
+                clock=clock,
+            )  # fmt: skip
+    timings.update(clock.timings)
+    return out

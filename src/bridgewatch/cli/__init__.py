@@ -15,7 +15,15 @@ from bridgewatch import __version__
 from bridgewatch.errors import BridgewatchError
 
 # Modules of this package that each define a click command named ``command``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("validate", "simulate", "score", "run", "report", "evaluate")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "validate",
+    "simulate",
+    "score",
+    "run",
+    "report",
+    "evaluate",
+    "explain",
+)
 
 
 class _Group(click.Group):

@@ -13,6 +13,7 @@ from rich.table import Table
 from bridgewatch import schema
 from bridgewatch.engines import ENGINES, close_engine, make_engine
 from bridgewatch.errors import DataFormatError
+from bridgewatch.phased import PHASES
 from bridgewatch.runner import score_directory
 from bridgewatch.scoring.config import load_config
 from bridgewatch.scoring.pipeline import PipelineResult
@@ -55,13 +56,14 @@ def _stage_inputs(data_dir: str | None, files: dict[str, str | None], staging: P
 
 def print_summary(result: PipelineResult, console: Console, wall: float) -> None:
     """Counts per status, then time per phase and the peak memory of the process."""
-    counts = result.scored_notes["finalRatingStatus"].value_counts()
-    table = Table(title="finalRatingStatus")
-    table.add_column("status")
-    table.add_column("notes", justify="right")
-    for status in (schema.CRH, schema.CRNH, schema.NMR):
-        table.add_row(status, str(int(counts.get(status, 0))))
-    console.print(table)
+    if "finalRatingStatus" in result.scored_notes.columns:
+        counts = result.scored_notes["finalRatingStatus"].value_counts()
+        table = Table(title="finalRatingStatus")
+        table.add_column("status")
+        table.add_column("notes", justify="right")
+        for status in (schema.CRH, schema.CRNH, schema.NMR):
+            table.add_row(status, str(int(counts.get(status, 0))))
+        console.print(table)
     phases = Table(title="time per phase")
     phases.add_column("phase")
     phases.add_column("seconds", justify="right")
@@ -93,6 +95,18 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
     help=f"ratings cache folder (default: OUTDIR/{CACHE_FOLDER})",
 )
 @click.option("--no-cache", is_flag=True, help="always parse the ratings files; write no cache")
+@click.option(
+    "--phase",
+    type=click.Choice(PHASES),
+    default="all",
+    show_default=True,
+    help="run one phase; phases exchange results through the state directory",
+)
+@click.option(
+    "--state", "state_dir", type=click.Path(file_okay=False), help="phase state (default OUTDIR/state)"
+)
+@click.option("--incremental", is_flag=True, help="final phase: rescore only notes whose inputs changed")
+@click.option("--warm-start", is_flag=True, help="prescore phase: start from the saved prescoring")
 @click.option("--quiet", is_flag=True, help="no progress or summary")
 @click.option(
     "--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="where the MF sweeps run"
@@ -112,6 +126,10 @@ def command(
     no_integrity: bool,
     cache_dir: str | None,
     no_cache: bool,
+    phase: str,
+    state_dir: str | None,
+    incremental: bool,
+    warm_start: bool,
     quiet: bool,
     engine: str,
     spark_master: str | None,
@@ -133,10 +151,11 @@ def command(
             result = score_directory(
                 source, outdir, seed=seed, epoch_millis=epoch_millis, config=config,
                 integrity=not no_integrity, parquet=not no_parquet, cache_dir=cache,
-                progress=lambda phase: spinner.update(f"scoring: {phase}"), engine=sweeps,
+                progress=lambda step: spinner.update(f"scoring: {step}"), engine=sweeps,
+                phase=phase, state_dir=state_dir, incremental=incremental, warm_start=warm_start,
             )  # fmt: skip
     finally:
         close_engine(sweeps)
     print_summary(result, console, time.perf_counter() - start)
-    if not quiet:
+    if not quiet and len(result.scored_notes):
         click.echo(f"wrote {len(result.scored_notes)} notes to {Path(outdir) / schema.SCORED_NOTES_FILE}")

@@ -60,6 +60,44 @@ class IntegrityResult:
         )
 
 
+def _note_arrays(matrix: RatingMatrix, notes: pd.DataFrame):
+    """Participant space and per-matrix-note author, creation time, tweet and misleading flag."""
+    note_ids = notes["noteId"].to_numpy(np.int64)
+    row = matrix.note_index(note_ids)
+    ids, author_all = participant_space(matrix.rater_ids, notes["noteAuthorParticipantId"].to_numpy(object))
+    n_n = matrix.n_notes
+    author = np.full(n_n, -1, dtype=np.int32)
+    created = np.zeros(n_n, dtype=np.int64)
+    tweet = np.full(n_n, -1, dtype=np.int64)
+    misleading = np.zeros(n_n, dtype=bool)
+    hit = row >= 0
+    author[row[hit]] = author_all[hit]
+    created[row[hit]] = notes["createdAtMillis"].to_numpy(np.int64)[hit]
+    tweet[row[hit]] = pd.to_numeric(notes["tweetId"], errors="coerce").fillna(-1).to_numpy(np.int64)[hit]
+    misleading[row[hit]] = (notes["classification"] == schema.MISLEADING).to_numpy()[hit]
+    return ids, author_all, author, created, tweet, misleading
+
+
+def pss_keep(
+    matrix: RatingMatrix,
+    notes: pd.DataFrame,
+    participant_ids: np.ndarray,
+    post_selection_value: np.ndarray,
+    pss: PSSParams | None = None,
+) -> np.ndarray:
+    """bool[R]: the PSS filter of groups found on earlier data, applied to today's ratings.
+
+    Final scoring reuses prescoring's cliques (§6.8): ``participant_ids`` object[P'] and their
+    ``post_selection_value`` int32[P'] are matched by id (participants not in them: no clique).
+    """
+    pss = pss if pss is not None else PSSParams()
+    ids, _, author, _, _, _ = _note_arrays(matrix, notes)
+    pos = pd.Index(np.asarray(participant_ids, dtype=object)).get_indexer(ids)
+    value = np.asarray(post_selection_value, dtype=np.int32)
+    clique = np.where(pos >= 0, value[np.maximum(pos, 0)], 0).astype(np.int32)
+    return apply_pss(matrix.note, matrix.rater, matrix.created_at, author, clique, len(notes), pss)
+
+
 def detect_integrity(
     matrix: RatingMatrix,
     notes: pd.DataFrame,
@@ -77,19 +115,8 @@ def detect_integrity(
     """
     pss = pss if pss is not None else PSSParams()
     quasi = quasi if quasi is not None else QuasiCliqueParams()
-    note_ids = notes["noteId"].to_numpy(np.int64)
-    row = matrix.note_index(note_ids)
-    ids, author_all = participant_space(matrix.rater_ids, notes["noteAuthorParticipantId"].to_numpy(object))
-    n_p, n_n = ids.shape[0], matrix.n_notes
-    author = np.full(n_n, -1, dtype=np.int32)
-    created = np.zeros(n_n, dtype=np.int64)
-    tweet = np.full(n_n, -1, dtype=np.int64)
-    misleading = np.zeros(n_n, dtype=bool)
-    hit = row >= 0
-    author[row[hit]] = author_all[hit]
-    created[row[hit]] = notes["createdAtMillis"].to_numpy(np.int64)[hit]
-    tweet[row[hit]] = pd.to_numeric(notes["tweetId"], errors="coerce").fillna(-1).to_numpy(np.int64)[hit]
-    misleading[row[hit]] = (notes["classification"] == schema.MISLEADING).to_numpy()[hit]
+    ids, author_all, author, created, tweet, misleading = _note_arrays(matrix, notes)
+    n_p = ids.shape[0]
     writer_total = np.bincount(author_all, minlength=n_p)
     clique = post_selection_similarity(
         matrix.note_indptr,

@@ -2,13 +2,15 @@
 
 ``score_dataset`` takes a ``Dataset`` (and, from the integrity layer above, an optional rating
 filter and correlated-rater flags) and returns the four output frames in the reference's schemas.
-It orders the work the way the reference's ``--phase all`` does (topics → prescoring and final
-scoring per scorer → meta → status history → contributor scoring) and records the wall time of
-each phase so the CLI can report it.
+It is the reference's ``--phase all``: ``prescore_dataset`` (topics, every scorer's prescoring),
+``final_dataset`` (every scorer's final scoring against frozen rater parameters, meta, status
+history; optionally only for some notes, §6.7) and ``contributor_frame``, composed in one process.
+Each phase records its wall time so the CLI can report it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +28,16 @@ from bridgewatch.scoring.contributor import contributor_scores
 from bridgewatch.scoring.explanation import apply_explanation, tag_counts
 from bridgewatch.scoring.history import rescoring_rules, update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
+from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, prepare_inputs
-from bridgewatch.scoring.scorer_run import ScorerRun, run_spec
+from bridgewatch.scoring.scorer_run import (
+    ScorerPrescore,
+    ScorerRun,
+    final_scorer,
+    prescore_scorer,
+    run_derived,
+)
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec, default_scorers
 from bridgewatch.scoring.sweeps import SweepEngine
 
@@ -56,7 +65,9 @@ class PipelineResult:
         }
 
 
-class _Clock:
+class Clock:
+    """Wall time per named phase (seconds), accumulated, with an optional progress callback."""
+
     def __init__(self, progress: Progress | None) -> None:
         self.timings: dict[str, float] = {}
         self._progress = progress
@@ -108,54 +119,143 @@ def previous_status(nsh: pd.DataFrame, note_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_dataset(
+@dataclass(frozen=True, eq=False)
+class FinalNotes:
+    """Per note of the matrix (N, ``note_ids`` order): what contributor scoring reads from final.
+
+    ``final_status``: object[N] status names; ``core_intercept``: float64[N] (NaN unscored);
+    ``latest_non_nmr``: float64[N] updated ``timestampMillisOfLatestNonNMRStatus`` (NaN none).
+    """
+
+    note_ids: np.ndarray
+    final_status: np.ndarray
+    core_intercept: np.ndarray
+    latest_non_nmr: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class FinalResult:
+    """Final scoring's three output frames, each scorer's run and the per-note ``FinalNotes``."""
+
+    scored_notes: pd.DataFrame
+    note_status_history: pd.DataFrame
+    aux_note_info: pd.DataFrame
+    runs: dict[str, ScorerRun]
+    notes: FinalNotes
+    warnings: tuple[str, ...]
+    inputs: ScoringInputs
+
+
+def _matrix(dataset: Dataset, rating_keep: np.ndarray | None):
+    return dataset.ratings if rating_keep is None else dataset.ratings.subset(rating_keep)
+
+
+def _inputs(dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated) -> ScoringInputs:
+    return prepare_inputs(
+        matrix, dataset.notes, dataset.status_history, dataset.enrollment, config,
+        note_topic=topic_ids, correlated=correlated,
+    )  # fmt: skip
+
+
+def _prescore(
+    inputs: ScoringInputs,
+    topic_ids: np.ndarray | None,
+    topic_warning: str,
+    config: ScoringConfig,
+    seed: int,
+    scorers: Sequence[ScorerSpec] | None,
+    clock: Clock,
+    warm: Prescoring | None = None,
+    engine: SweepEngine | None = None,
+) -> Prescoring:
+    m = inputs.matrix
+    if warm is not None:
+        warm = remap_prescoring(warm, m.note_ids, m.rater_ids)
+    states: dict[str, ScorerPrescore] = {}
+    skipped: list[str] = []
+    derived: list[ScorerSpec] = []
+    previous = {} if warm is None else warm.scorers
+    specs = list(scorers if scorers is not None else default_scorers())
+    for spec in specs:
+        if spec.kernel != "mf" or spec.prescoring is not None:
+            derived.append(spec)  # scored in final on its base scorer's prescoring
+            continue
+        try:
+            states[spec.name] = clock.phase(
+                f"prescore {spec.name}",
+                lambda spec=spec: prescore_scorer(
+                    inputs, spec, config, seed=seed, warm=previous.get(spec.name), engine=engine
+                ),
+            )
+        except ScoringError:
+            skipped.append(spec.name)
+    order = tuple(s.name for s in specs)
+    return Prescoring(
+        m.note_ids, m.rater_ids, states, tuple(skipped), topic_ids, topic_warning, tuple(derived), order
+    )
+
+
+def prescore_dataset(
     dataset: Dataset,
     *,
-    epoch_millis: int,
     config: ScoringConfig | None = None,
     seed: int = 42,
     scorers: Sequence[ScorerSpec] | None = None,
     rating_keep: np.ndarray | None = None,
     correlated: np.ndarray | None = None,
-    progress: Progress | None = None,
+    clock: Clock | None = None,
+    warm: Prescoring | None = None,
     engine: SweepEngine | None = None,
-) -> PipelineResult:
-    """Score a dataset end to end (``--phase all``).
+) -> Prescoring:
+    """Prescoring (``--phase prescore``): topics, then every scorer's MF rounds and filter inputs.
 
-    ``epoch_millis``: the scoring time "now" (rules, locks, history timestamps).
     ``rating_keep``: bool[R] ratings that survive post-selection similarity (None = all);
-    ``correlated``: bool[U] quasi-clique raters for the NoCorrelated refits (None = none known);
-    ``engine``: where the MF scorers' sweeps run (``bridgewatch.engines``; None = in process).
+    ``correlated``: bool[U] quasi-clique raters (None = none known). Scorers without enough data
+    are listed in ``Prescoring.skipped``. ``warm``: an earlier prescoring (any index space) whose
+    parameters start this one's MF rounds.
     """
     config = (config or ScoringConfig()).validate()
-    clock = _Clock(progress)
-    warnings: list[str] = list(dataset.warnings)
-    matrix = dataset.ratings if rating_keep is None else dataset.ratings.subset(rating_keep)
-    notes, nsh = dataset.notes, dataset.status_history
-    note_index = matrix.note_index(notes["noteId"].to_numpy(np.int64))
-
+    clock = clock or Clock(None)
+    matrix = _matrix(dataset, rating_keep)
+    note_index = matrix.note_index(dataset.notes["noteId"].to_numpy(np.int64))
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
-    if warn:
-        warnings.append(warn)
-    inputs: ScoringInputs = clock.phase(
-        "preprocess",
-        lambda: prepare_inputs(
-            matrix, notes, nsh, dataset.enrollment, config, note_topic=topic_ids, correlated=correlated
-        ),
-    )
+    inputs = clock.phase("preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated))
+    return _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, warm, engine)
+
+
+def _final(
+    dataset: Dataset,
+    inputs: ScoringInputs,
+    pre: Prescoring,
+    topic_ids: np.ndarray | None,
+    epoch_millis: int,
+    config: ScoringConfig,
+    clock: Clock,
+    engine: SweepEngine | None = None,
+) -> FinalResult:
+    matrix, notes, nsh = inputs.matrix, dataset.notes, dataset.status_history
+    warnings = [pre.topic_warning] if pre.topic_warning else []
     prev = previous_status(nsh, matrix.note_ids)
     runs: dict[str, ScorerRun] = {}
-    skipped: list[str] = []
-    for spec in scorers if scorers is not None else default_scorers():
-        try:
-            runs[spec.name] = clock.phase(
-                f"scorer {spec.name}",
-                lambda spec=spec: run_spec(inputs, spec, config, prev, runs, seed=seed, engine=engine),
+    skipped = set(pre.skipped)
+    derived = {spec.name: spec for spec in pre.derived}
+    for name in pre.order or tuple(pre.scorers):
+        if name in pre.scorers:
+            state = pre.scorers[name]
+            runs[name] = clock.phase(
+                f"final {name}", lambda state=state: final_scorer(inputs, state, config, prev, engine)
             )
-        except ScoringError:
-            skipped.append(spec.name)
+        elif name in derived:
+            try:
+                runs[name] = clock.phase(
+                    f"final {name}",
+                    lambda spec=derived[name]: run_derived(inputs, spec, config, prev, runs, engine=engine),
+                )
+            except ScoringError:
+                skipped.add(name)
     if skipped:
-        warnings.append(f"scorers without enough data (skipped): {', '.join(skipped)}")
+        names = [n for n in pre.order or sorted(skipped) if n in skipped]
+        warnings.append(f"scorers without enough data (skipped): {', '.join(names)}")
 
     scored = A.scored_columns(inputs, runs, topic_ids)
     created = inputs.notes["createdAtMillis"]
@@ -185,42 +285,148 @@ def score_dataset(
         "status history",
         lambda: update_status_history(nsh, notes, history_in, epoch_millis=epoch_millis, config=config),
     )
+    keep_rows = inputs.notes["inStatusHistory"].to_numpy(bool)
+    scored_frame = A.scored_notes_frame(inputs, scored, meta, tags, new_nsh, keep_rows, runs)
+    aux = A.aux_frame(inputs, runs, meta, counts, nsh, keep_rows)
+    latest = new_nsh.set_index("noteId")["timestampMillisOfLatestNonNMRStatus"]
+    final_notes = FinalNotes(
+        matrix.note_ids,
+        meta["finalRatingStatus"].to_numpy(dtype=object),
+        np.asarray(scored.get("coreNoteIntercept", np.full(matrix.n_notes, np.nan)), dtype=np.float64),
+        latest.reindex(matrix.note_ids).to_numpy(np.float64),
+    )
+    return FinalResult(scored_frame, new_nsh, aux, runs, final_notes, tuple(warnings), inputs)
 
-    def contributors() -> pd.DataFrame:
-        table = inputs.notes
-        latest = new_nsh.set_index("noteId")["timestampMillisOfLatestNonNMRStatus"]
-        latest = latest.reindex(matrix.note_ids).to_numpy(np.float64)
-        valid = H.valid_ratings(
-            matrix, inputs.base_keep, table["createdAtMillis"].to_numpy(np.float64), latest,
-            final_codes, config.helpfulness,
-        )  # fmt: skip
+
+def final_dataset(
+    dataset: Dataset,
+    prescoring: Prescoring,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig | None = None,
+    rating_keep: np.ndarray | None = None,
+    correlated: np.ndarray | None = None,
+    rescore: Callable[[ScoringInputs], np.ndarray] | None = None,
+    clock: Clock | None = None,
+    engine: SweepEngine | None = None,
+) -> FinalResult:
+    """Final scoring (``--phase final``) of ``dataset`` against an earlier ``prescoring``.
+
+    The dataset may be newer than the prescoring (more notes, raters, ratings): rater parameters
+    stay frozen, new raters are ignored until the next prescoring (§6.8). ``rescore``: given the
+    preprocessed inputs of the whole dataset, returns bool[N] notes to score (§6.7); rows of other
+    notes in the result are not meaningful and are replaced by the caller from the previous run.
+    Rater-level inputs (high-volume raters, groups) are always computed over the whole dataset.
+    """
+    config = (config or ScoringConfig()).validate()
+    clock = clock or Clock(None)
+    matrix = _matrix(dataset, rating_keep)
+    pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
+    topic_ids = final_topics(pre, dataset.notes, matrix.note_ids)
+    inputs = clock.phase("preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated))
+    if rescore is not None:
+        sel = np.asarray(rescore(inputs), dtype=bool)[matrix.note]
+        inputs = dataclasses.replace(inputs, matrix=matrix.subset(sel), base_keep=inputs.base_keep[sel])
+    return _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
+
+
+def contributor_frame(
+    dataset: Dataset,
+    prescoring: Prescoring,
+    final: FinalNotes,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig | None = None,
+    rating_keep: np.ndarray | None = None,
+    clock: Clock | None = None,
+) -> pd.DataFrame:
+    """Contributor scoring (``--phase contributor``): helpfulness_scores from final statuses (§4)."""
+    config = (config or ScoringConfig()).validate()
+    return _contributor(
+        dataset, _matrix(dataset, rating_keep), prescoring, final, epoch_millis, config, clock
+    )
+
+
+def _contributor(
+    dataset: Dataset,
+    matrix,
+    prescoring: Prescoring,
+    final: FinalNotes,
+    epoch_millis: int,
+    config: ScoringConfig,
+    clock: Clock | None,
+) -> pd.DataFrame:
+    from bridgewatch.scoring import preprocess as P
+
+    clock = clock or Clock(None)
+    pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
+    pos = pd.Index(final.note_ids).get_indexer(matrix.note_ids)
+    if (pos < 0).any():
+        raise ScoringError("contributor scoring: final scoring did not cover every note; run final again")
+    status = final.final_status[pos]
+    codes = np.array([schema.STATUS_CODES[s] for s in status], dtype=np.int8)
+    latest = final.latest_non_nmr[pos]
+
+    def run() -> pd.DataFrame:
+        table = P.note_table(matrix, dataset.notes, dataset.status_history)
+        base_keep = P.classification_mask(matrix, table)
+        created = table["createdAtMillis"].to_numpy(np.float64)
+        valid = H.valid_ratings(matrix, base_keep, created, latest, codes, config.helpfulness)
         rating_counts = A.rating_counts(matrix, valid)
         note_frame = pd.DataFrame(
             {
                 "noteId": matrix.note_ids,
                 "noteAuthorParticipantId": table["noteAuthorParticipantId"].to_numpy(dtype=object),
-                "createdAtMillis": table["createdAtMillis"].to_numpy(np.float64),
-                "finalRatingStatus": meta["finalRatingStatus"].to_numpy(dtype=object),
-                "coreNoteIntercept": scored.get("coreNoteIntercept", np.full(matrix.n_notes, np.nan)),
+                "createdAtMillis": created,
+                "finalRatingStatus": status,
+                "coreNoteIntercept": final.core_intercept[pos],
             }
         )
         note_frame = note_frame[table["inStatusHistory"].to_numpy(bool)]
+        nsh = pd.DataFrame({"noteId": matrix.note_ids, "timestampMillisOfLatestNonNMRStatus": latest})
         contrib = contributor_scores(
-            matrix, note_frame, new_nsh, rating_counts, dataset.enrollment,
+            matrix, note_frame, nsh, rating_counts, dataset.enrollment,
             epoch_millis=epoch_millis, config=config,
         )  # fmt: skip
-        return A.helpfulness_frame(matrix, contrib, rating_counts, runs)
+        return A.helpfulness_frame(matrix, contrib, rating_counts, pre.scorers)  # type: ignore[arg-type]
 
-    helpfulness = clock.phase("contributor scoring", contributors)
-    keep_rows = inputs.notes["inStatusHistory"].to_numpy(bool)
-    scored_frame = A.scored_notes_frame(inputs, scored, meta, tags, new_nsh, keep_rows, runs)
-    aux = A.aux_frame(inputs, runs, meta, counts, nsh, keep_rows)
+    return clock.phase("contributor scoring", run)
+
+
+def score_dataset(
+    dataset: Dataset,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig | None = None,
+    seed: int = 42,
+    scorers: Sequence[ScorerSpec] | None = None,
+    rating_keep: np.ndarray | None = None,
+    correlated: np.ndarray | None = None,
+    progress: Progress | None = None,
+    engine: SweepEngine | None = None,
+) -> PipelineResult:
+    """Score a dataset end to end (``--phase all``): prescore, final, contributor in one process.
+
+    ``epoch_millis``: the scoring time "now" (rules, locks, history timestamps).
+    ``rating_keep``: bool[R] ratings that survive post-selection similarity (None = all);
+    ``correlated``: bool[U] quasi-clique raters for the NoCorrelated refits (None = none known);
+    ``engine``: where the MF scorers' sweeps run (``bridgewatch.engines``; None = in process).
+    """
+    config = (config or ScoringConfig()).validate()
+    clock = Clock(progress)
+    matrix = _matrix(dataset, rating_keep)
+    note_index = matrix.note_index(dataset.notes["noteId"].to_numpy(np.int64))
+    topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
+    inputs = clock.phase("preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated))
+    pre = _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, engine=engine)
+    final = _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
+    helpfulness = _contributor(dataset, matrix, pre, final.notes, epoch_millis, config, clock)
     return PipelineResult(
-        scored_notes=scored_frame,
+        scored_notes=final.scored_notes,
         helpfulness_scores=helpfulness,
-        note_status_history=new_nsh,
-        aux_note_info=aux,
-        runs=runs,
-        warnings=tuple(warnings),
+        note_status_history=final.note_status_history,
+        aux_note_info=final.aux_note_info,
+        runs=final.runs,
+        warnings=(*dataset.warnings, *final.warnings),
         timings=clock.timings,
     )

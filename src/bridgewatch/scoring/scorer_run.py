@@ -74,20 +74,93 @@ def rater_factor(pre: PrescoreResult) -> np.ndarray:
     return np.where(pre.helpful_raters, rf, np.nan)
 
 
+@dataclass(frozen=True, eq=False)
+class ScorerPrescore:
+    """Everything final scoring needs from one scorer's prescoring (§6.8), in the matrix's index space.
+
+    ``pre``: the MF rounds and helpfulness filter; ``thresholds``: float64[13] tag-outlier
+    thresholds (§2.7 step 9); ``incorrect_num`` / ``incorrect_total``: int[U] each rater's
+    "incorrect" tags and ratings in round 2 (§3.4); ``diligence``: the reputation model's
+    prescoring parameters (§3.5), None when the scorer does not run it.
+    """
+
+    pre: PrescoreResult
+    thresholds: np.ndarray
+    incorrect_num: np.ndarray
+    incorrect_total: np.ndarray
+    diligence: D.DiligencePrescoring | None
+
+    @property
+    def spec(self) -> ScorerSpec:
+        return self.pre.spec
+
+
+def _diligence_on(spec: ScorerSpec) -> bool:
+    return spec.use_reputation and spec.rules.low_diligence_threshold < _DILIGENCE_OFF
+
+
+def prescore_scorer(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    config: ScoringConfig,
+    *,
+    seed: int = 42,
+    warm: ScorerPrescore | None = None,
+    engine: SweepEngine | None = None,
+) -> ScorerPrescore:
+    """Prescoring of one scorer: the MF rounds plus the prescoring side of its filters.
+
+    Tag thresholds come from provisionally-CRH notes (§2.7 step 9), per-rater "incorrect" habits
+    from round-2 ratings (§3.4), and the low-diligence reputation model is fitted on those same
+    ratings (§3.5). Raises ``ScoringError`` when the scorer has too little data. ``warm``: an
+    earlier prescoring of this scorer (same index space) to start the MF rounds from.
+    """
+    m = inputs.matrix
+    tf = config.tag_filter
+    pre = prescore(inputs, spec, config, seed, engine, warm=None if warm is None else warm.pre)
+    scope, _ = scope_mask(inputs, spec)
+    round2 = scope & pre.helpful_raters[m.rater]
+    pre_nf = pre.params.note_factor[:, 0].astype(np.float64)
+    pre_agg = note_tag_aggregates(
+        m.note[scope], m.rater[scope], m.tags[scope], pre_nf, pre.params.rater_factor[:, 0],
+        normalization_percentile=tf.normalization_percentile,
+    )  # fmt: skip
+    crh = (pre.provisional_status == Status.CRH) & pre_agg.present
+    thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
+    inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
+    dil = None
+    if _diligence_on(spec) and round2.any():
+        target = D.diligence_targets(m.tags)
+        dil = D.fit_prescoring(
+            m.note[round2], m.rater[round2], target[round2], m.n_notes, m.n_raters, rater_factor(pre)
+        )
+    return ScorerPrescore(pre, thresholds, inc_num, inc_total, dil)
+
+
 def low_diligence(
     inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, final_keep: np.ndarray, train: np.ndarray
 ) -> np.ndarray:
+    """float[N] low-diligence intercepts: the reputation model fitted on ``train`` (prescoring
+    side) and then on ``final_keep`` (final side), NaN where the scorer does not use it."""
+    if not _diligence_on(spec) or not train.any():
+        return np.full(inputs.matrix.n_notes, np.nan)
     m = inputs.matrix
-    if not spec.use_reputation or spec.rules.low_diligence_threshold >= _DILIGENCE_OFF:
-        return np.full(m.n_notes, np.nan)
     target = D.diligence_targets(m.tags)
-    if not train.any() or not final_keep.any():
-        return np.full(m.n_notes, np.nan)
-    dil_pre = D.fit_prescoring(
+    dil = D.fit_prescoring(
         m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, rater_factor(pre)
     )
+    return _final_low_diligence(inputs, spec, ScorerPrescore(pre, np.zeros(0), train, train, dil), final_keep)
+
+
+def _final_low_diligence(
+    inputs: ScoringInputs, spec: ScorerSpec, state: ScorerPrescore, final_keep: np.ndarray
+):
+    m = inputs.matrix
+    if not _diligence_on(spec) or state.diligence is None or not final_keep.any():
+        return np.full(m.n_notes, np.nan)
+    target = D.diligence_targets(m.tags)
     intercept, _ = D.fit_final(
-        m.note[final_keep], m.rater[final_keep], target[final_keep], m.n_notes, m.n_raters, dil_pre
+        m.note[final_keep], m.rater[final_keep], target[final_keep], m.n_notes, m.n_raters, state.diligence
     )
     return intercept
 
@@ -104,25 +177,28 @@ def run_scorer(
     """Prescore and final-score one scorer, then apply its rule chain (§2.7, §2.8, §3.1).
 
     ``previous_status``: int8[N] published status per note (``rules.NO_STATUS`` where none), for
-    CRH inertia. ``engine`` runs the factorization's sweeps (default: in process).
+    CRH inertia.
+    """
+    state = prescore_scorer(inputs, spec, config, seed=seed, engine=engine)
+    return final_scorer(inputs, state, config, previous_status, engine=engine)
+
+
+def final_scorer(
+    inputs: ScoringInputs,
+    state: ScorerPrescore,
+    config: ScoringConfig,
+    previous_status: np.ndarray,
+    engine: SweepEngine | None = None,
+) -> ScorerRun:
+    """Final scoring of one scorer against its frozen prescoring ``state`` (§2.8, §3.1).
+
+    ``state`` must be in the index space of ``inputs.matrix`` (see ``phases.remap_prescoring``).
     """
     m = inputs.matrix
     tf = config.tag_filter
-    pre = prescore(inputs, spec, config, seed, engine)
-    scope, _ = scope_mask(inputs, spec)
+    spec, pre = state.spec, state.pre
     rf = rater_factor(pre)
-    round2 = scope & pre.helpful_raters[m.rater]
-
-    # Prescoring side of the filters: tag thresholds over provisionally-CRH notes (§2.7 step 9)
-    # and each rater's habit of tagging "incorrect" (§3.4).
-    pre_nf = pre.params.note_factor[:, 0].astype(np.float64)
-    pre_agg = note_tag_aggregates(
-        m.note[scope], m.rater[scope], m.tags[scope], pre_nf, pre.params.rater_factor[:, 0],
-        normalization_percentile=tf.normalization_percentile,
-    )  # fmt: skip
-    crh = (pre.provisional_status == Status.CRH) & pre_agg.present
-    thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
-    inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
+    thresholds, inc_num, inc_total = state.thresholds, state.incorrect_num, state.incorrect_total
 
     # Rules and filters see every fitted note (the tag filter's factor z-normalization included);
     # notes failing the capture test are dropped from the output only (§6.1).
@@ -151,7 +227,7 @@ def run_scorer(
         min_voters=tf.incorrect_min_voters,
         tf_idf_threshold=tf.incorrect_tf_idf_threshold,
     )
-    low_dil = low_diligence(inputs, spec, pre, keep, round2)
+    low_dil = _final_low_diligence(inputs, spec, state, keep)
 
     def col(name: str) -> np.ndarray:
         return final[name].to_numpy(np.float64)
@@ -194,6 +270,19 @@ def run_spec(
     another's prescoring (``spec.prescoring``) on top of that scorer's run in ``done``."""
     if spec.kernel == "mf" and spec.prescoring is None:
         return run_scorer(inputs, spec, config, previous_status, seed=seed, engine=engine)
+    return run_derived(inputs, spec, config, previous_status, done, engine=engine)
+
+
+def run_derived(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    config: ScoringConfig,
+    previous_status: np.ndarray,
+    done: Mapping[str, ScorerRun],
+    *,
+    engine: SweepEngine | None = None,
+) -> ScorerRun:
+    """Final scoring of a spec built on another scorer's prescoring (the Gaussian scorers)."""
     base = done.get(spec.prescoring or "")
     if base is None:
         raise ScoringError(f"{spec.name}: needs the prescoring of {spec.prescoring}, which did not run")

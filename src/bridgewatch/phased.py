@@ -1,0 +1,237 @@
+"""The batch job one phase at a time (``bridgewatch score --phase prescore|final|contributor``).
+
+Each phase reads the public files, does its part and leaves its results in a state directory
+(``bridgewatch.state``) for the next: prescoring writes every scorer's parameters and the integrity
+groups; final scoring reads them, scores notes (all of them, or with ``incremental`` only those
+whose inputs changed since the last final run, §6.7) and writes scored_notes, status history and
+aux_note_info; contributor scoring writes helpfulness_scores. Running the three in turn on one
+dataset gives byte-identical outputs to ``--phase all``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch import schema
+from bridgewatch.io import Dataset
+from bridgewatch.scoring import rescore as RS
+from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.phases import Prescoring
+from bridgewatch.scoring.pipeline import Clock, FinalNotes, FinalResult, contributor_frame, final_dataset
+from bridgewatch.scoring.pipeline import prescore_dataset as _prescore_dataset
+from bridgewatch.scoring.scorer import ScoringInputs
+from bridgewatch.scoring.scorer_specs import ScorerSpec
+from bridgewatch.scoring.sweeps import SweepEngine
+from bridgewatch.state import (
+    IntegrityState,
+    has_final_state,
+    prescoring_digest,
+    read_table,
+    save_prescoring,
+    write_table,
+)
+
+PHASES = ("all", "prescore", "final", "contributor")
+_FRAMES = (schema.SCORED_NOTES_FILE, schema.NOTE_STATUS_HISTORY_FILE, schema.AUX_NOTE_INFO_FILE)
+
+
+@dataclass(frozen=True, eq=False)
+class PhaseOutput:
+    """What one phase produced: output frames by file name, warnings, and (final) how many notes
+    were rescored of how many (``rescored`` = -1 for a full run)."""
+
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    rescored: int = -1
+    notes: int = 0
+
+
+def config_digest(config: ScoringConfig) -> str:
+    return hashlib.sha256(repr(config).encode()).hexdigest()
+
+
+def integrity_state(found, rater_ids: np.ndarray) -> IntegrityState:
+    """The by-id form of an ``integrity.adapters.IntegrityResult`` (``rater_ids``: the matrix's
+    raters, which ``quasi_clique_value`` follows) that later phases apply to newer data."""
+    qc = np.asarray(found.quasi_clique_value)
+    correlated = np.asarray(rater_ids, dtype=object)[: qc.shape[0]][qc > 0]
+    return IntegrityState(found.participant_ids, found.post_selection_value, correlated)
+
+
+def prescore_phase(
+    dataset: Dataset,
+    state_dir: Path,
+    *,
+    config: ScoringConfig,
+    seed: int,
+    integrity: IntegrityState | None,
+    rating_keep: np.ndarray | None,
+    correlated: np.ndarray | None,
+    clock: Clock,
+    scorers: Sequence[ScorerSpec] | None = None,
+    warm: Prescoring | None = None,
+    engine: SweepEngine | None = None,
+) -> PhaseOutput:
+    pre = _prescore_dataset(
+        dataset, config=config, seed=seed, scorers=scorers, rating_keep=rating_keep, correlated=correlated,
+        clock=clock, warm=warm, engine=engine,
+    )  # fmt: skip
+    clock.phase("write state", lambda: save_prescoring(pre, state_dir, integrity, seed))
+    warnings = [pre.topic_warning] if pre.topic_warning else []
+    if pre.skipped:
+        warnings.append(f"scorers without enough data (skipped): {', '.join(pre.skipped)}")
+    return PhaseOutput(warnings=(*dataset.warnings, *warnings))
+
+
+def _rater_table(inputs: ScoringInputs) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "raterParticipantId": np.asarray(inputs.matrix.rater_ids, dtype=object).astype(str),
+            "highVolume": inputs.high_volume.astype(bool),
+            "group": inputs.rater_group.astype(np.int32),
+        }
+    )
+
+
+def _notes_table(final: FinalNotes, fingerprints: pd.DataFrame) -> pd.DataFrame:
+    frame = fingerprints.copy()
+    frame["finalRatingStatus"] = final.final_status.astype(str)
+    frame["coreNoteIntercept"] = final.core_intercept
+    frame["latestNonNMRMillis"] = final.latest_non_nmr
+    return frame
+
+
+class _Selector:
+    """Picks the notes to rescore once final scoring has preprocessed the whole dataset."""
+
+    def __init__(self, dataset: Dataset, state_dir: Path, epoch_millis: int, config: ScoringConfig) -> None:
+        self.dataset, self.state_dir, self.epoch, self.config = dataset, state_dir, epoch_millis, config
+        self.fingerprints: pd.DataFrame | None = None
+        self.selected: np.ndarray | None = None
+
+    def __call__(self, inputs: ScoringInputs) -> np.ndarray:
+        m = inputs.matrix
+        d = self.dataset
+        self.fingerprints = RS.note_fingerprints(d.ratings, d.notes, d.status_history, inputs.note_topic)
+        prev_raters = read_table(self.state_dir, "raters").set_index("raterParticipantId")
+        cur = _rater_table(inputs).set_index("raterParticipantId")
+        old = prev_raters.reindex(cur.index)
+        changed = (old["highVolume"].fillna(False).to_numpy(bool) != cur["highVolume"].to_numpy(bool)) | (
+            old["group"].fillna(-2).to_numpy(np.int64) != cur["group"].to_numpy(np.int64)
+        )
+        run = read_table(self.state_dir, "run").iloc[0]
+        nsh = self.dataset.status_history.drop_duplicates(subset=["noteId"]).set_index("noteId")
+        timer = nsh["timestampMillisOfNmrDueToMinStableCrhTime"].reindex(m.note_ids).to_numpy(np.float64)
+        self.selected = RS.notes_to_rescore(
+            self.fingerprints, read_table(self.state_dir, "notes"), changed, m,
+            inputs.notes["createdAtMillis"].to_numpy(np.float64), timer,
+            epoch_millis=self.epoch, previous_epoch_millis=int(run["epochMillis"]),
+            lock_millis=self.config.history.lock_millis,
+        )  # fmt: skip
+        return self.selected
+
+
+def _can_reuse(state_dir: Path, config: ScoringConfig, digest: str) -> bool:
+    if not has_final_state(state_dir):
+        return False
+    run = read_table(state_dir, "run").iloc[0]
+    return str(run["prescoreDigest"]) == digest and str(run["configDigest"]) == config_digest(config)
+
+
+def final_phase(
+    dataset: Dataset,
+    state_dir: Path,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig,
+    incremental: bool,
+    rating_keep: np.ndarray | None,
+    correlated: np.ndarray | None,
+    prescoring: Prescoring,
+    clock: Clock,
+    engine: SweepEngine | None = None,
+) -> PhaseOutput:
+    """Final scoring against the saved prescoring; with ``incremental`` and a usable previous final
+    state (same prescoring, same configuration), only notes whose inputs changed are rescored."""
+    digest = prescoring_digest(state_dir)
+    selector = None
+    if incremental and _can_reuse(state_dir, config, digest):
+        selector = _Selector(dataset, state_dir, epoch_millis, config)
+    result: FinalResult = final_dataset(
+        dataset, prescoring, epoch_millis=epoch_millis, config=config, rating_keep=rating_keep,
+        correlated=correlated, rescore=selector, clock=clock, engine=engine,
+    )  # fmt: skip
+    frames = {
+        schema.SCORED_NOTES_FILE: result.scored_notes,
+        schema.NOTE_STATUS_HISTORY_FILE: result.note_status_history,
+        schema.AUX_NOTE_INFO_FILE: result.aux_note_info,
+    }
+    if selector is not None and selector.fingerprints is not None:
+        fingerprints = selector.fingerprints
+    else:
+        fingerprints = RS.note_fingerprints(
+            dataset.ratings, dataset.notes, dataset.status_history, result.inputs.note_topic
+        )
+    notes = _notes_table(result.notes, fingerprints)
+    rescored = -1
+    if selector is not None and selector.selected is not None:
+        ids = result.inputs.matrix.note_ids[selector.selected]
+        rescored = int(ids.shape[0])
+        frames = {
+            name: RS.merge_rows(f, read_table(state_dir, _stem(name)), ids) for name, f in frames.items()
+        }
+        notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
+
+    def save() -> None:
+        for name, frame in frames.items():
+            write_table(frame, state_dir, _stem(name))
+        write_table(notes, state_dir, "notes")
+        write_table(_rater_table(result.inputs), state_dir, "raters")
+        run = {
+            "epochMillis": [epoch_millis],
+            "prescoreDigest": [digest],
+            "configDigest": [config_digest(config)],
+        }
+        write_table(pd.DataFrame(run), state_dir, "run")
+
+    clock.phase("write state", save)
+    return PhaseOutput(frames, (*dataset.warnings, *result.warnings), rescored, len(notes))
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
+
+
+def load_final_notes(state_dir: Path) -> FinalNotes:
+    """What contributor scoring needs from the last final run."""
+    t = read_table(state_dir, "notes")
+    return FinalNotes(
+        t["noteId"].to_numpy(np.int64),
+        t["finalRatingStatus"].to_numpy(dtype=object),
+        t["coreNoteIntercept"].to_numpy(np.float64),
+        t["latestNonNMRMillis"].to_numpy(np.float64),
+    )
+
+
+def contributor_phase(
+    dataset: Dataset,
+    state_dir: Path,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig,
+    rating_keep: np.ndarray | None,
+    prescoring: Prescoring,
+    clock: Clock,
+) -> PhaseOutput:
+    final = load_final_notes(state_dir)
+    frame = contributor_frame(
+        dataset, prescoring, final, epoch_millis=epoch_millis, config=config, rating_keep=rating_keep,
+        clock=clock,
+    )  # fmt: skip
+    return PhaseOutput({schema.HELPFULNESS_SCORES_FILE: frame}, dataset.warnings)

@@ -1,0 +1,236 @@
+"""Phase state on disk: what prescoring hands to final scoring, and what final hands to the next.
+
+A state directory holds Parquet files only (``STATE_FILES``), keyed by noteId / participantId so
+they stay valid when the next run's data has more notes and raters:
+
+- ``prescore/``: ``scorers.parquet`` (one row per scorer: μ, round sizes, tag thresholds, the
+  diligence model's scalars), ``notes.parquet`` and ``raters.parquet`` (one column per scorer and
+  parameter: ``MFCoreScorer|ri``, ``MFCoreScorer|rf0``, ...), ``helpfulness/<scorer>.parquet``,
+  ``integrity.parquet`` (PSS clique and quasi-clique flag per participant) and ``run.parquet``.
+- ``final/``: ``notes.parquet`` (per note: final status, core intercept, latest non-NMR time and
+  the fingerprints incremental scoring compares), ``raters.parquet`` and ``run.parquet``.
+
+Floats are stored as float64, so a phase that reads the state computes exactly what one process
+computes in memory (``--phase all``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bridgewatch.errors import ConfigError, DataFormatError
+from bridgewatch.io.atomic import atomic_path
+from bridgewatch.scoring.diligence import DiligencePrescoring
+from bridgewatch.scoring.mf import MFParams
+from bridgewatch.scoring.phases import Prescoring
+from bridgewatch.scoring.scorer import PrescoreResult
+from bridgewatch.scoring.scorer_run import ScorerPrescore
+from bridgewatch.scoring.scorer_specs import ScorerSpec, default_scorers
+
+PRESCORE_DIR = "prescore"
+FINAL_DIR = "final"
+_NOTE_DIL = ("note_intercept", "note_factor", "note_intercept_round2")
+_RATER_DIL = ("rater_intercept", "rater_intercept_round2", "rater_factor", "rater_reputation")
+
+
+@dataclass(frozen=True, eq=False)
+class IntegrityState:
+    """Integrity groups found at prescoring, by id: ``participant_ids`` object[P] with ``clique``
+    int32[P] (0 = none); ``correlated_ids``: object[C] quasi-clique raters."""
+
+    participant_ids: np.ndarray
+    clique: np.ndarray
+    correlated_ids: np.ndarray
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="snappy")
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
+    return pd.read_parquet(path, engine="pyarrow")
+
+
+def _param_columns(cols: dict, name: str, tag: str, vec: np.ndarray, mat: np.ndarray) -> None:
+    cols[f"{name}|{tag}i"] = np.asarray(vec, dtype=np.float64)
+    for j in range(mat.shape[1]):
+        cols[f"{name}|{tag}f{j}"] = np.asarray(mat[:, j], dtype=np.float64)
+
+
+def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState | None, seed: int) -> None:
+    """Write ``pre`` (and the integrity groups it was computed with) under ``state_dir/prescore``."""
+    root = Path(state_dir) / PRESCORE_DIR
+    notes: dict[str, np.ndarray] = {"noteId": pre.note_ids}
+    raters: dict[str, np.ndarray] = {"raterParticipantId": pre.rater_ids.astype(str)}
+    if pre.note_topic is not None:
+        notes["topic"] = pre.note_topic.astype(np.int64)
+    rows = []
+    for name, s in pre.scorers.items():
+        r = s.pre
+        _param_columns(notes, name, "n", r.params.note_intercept, r.params.note_factor)
+        _param_columns(notes, name, "n1", r.first_round.note_intercept, r.first_round.note_factor)
+        notes[f"{name}|prov"] = r.provisional_status.astype(np.int8)
+        _param_columns(raters, name, "r", r.params.rater_intercept, r.params.rater_factor)
+        _param_columns(raters, name, "r1", r.first_round.rater_intercept, r.first_round.rater_factor)
+        raters[f"{name}|helpful"] = r.helpful_raters.astype(bool)
+        raters[f"{name}|incnum"] = np.asarray(s.incorrect_num, dtype=np.float64)
+        raters[f"{name}|inctotal"] = np.asarray(s.incorrect_total, dtype=np.float64)
+        row = {
+            "scorer": name, "mu": r.params.mu, "mu1": r.first_round.mu,
+            "k": r.params.note_factor.shape[1], "numRatings": r.final_round_num_ratings,
+            "numNotes": r.final_round_num_notes, "numUsers": r.final_round_num_users,
+            "round1Mse": r.round1_mse, "hasHelpfulness": r.helpfulness is not None,
+            "incDtype": str(np.asarray(s.incorrect_num).dtype), "hasDiligence": s.diligence is not None,
+        }  # fmt: skip
+        for j, t in enumerate(s.thresholds):
+            row[f"threshold{j}"] = float(t)
+        d = s.diligence
+        if d is not None:
+            for field in _NOTE_DIL:
+                notes[f"{name}|dil_{field}"] = getattr(d, field)
+            for field in _RATER_DIL:
+                raters[f"{name}|dil_{field}"] = getattr(d, field)
+            row.update({f"dilG{j}": g for j, g in enumerate(d.global_intercepts)})
+            row.update(dilRatings=d.n_ratings, dilNotes=d.n_notes, dilRaters=d.n_raters)
+        rows.append(row)
+        if r.helpfulness is not None:
+            _write(r.helpfulness.reset_index(drop=True), root / "helpfulness" / f"{name}.parquet")
+    _write(pd.DataFrame(notes), root / "notes.parquet")
+    _write(pd.DataFrame(raters), root / "raters.parquet")
+    _write(pd.DataFrame(rows), root / "scorers.parquet")
+    run = {
+        "seed": [seed], "skipped": [",".join(pre.skipped)], "topicWarning": [pre.topic_warning],
+        "hasTopics": [pre.note_topic is not None], "hasIntegrity": [integrity is not None],
+        "derived": [",".join(s.name for s in pre.derived)], "order": [",".join(pre.order)],
+    }  # fmt: skip
+    _write(pd.DataFrame(run), root / "run.parquet")
+    if integrity is not None:
+        correlated = np.isin(integrity.participant_ids, integrity.correlated_ids)
+        frame = pd.DataFrame(
+            {
+                "participantId": integrity.participant_ids.astype(str),
+                "pssClique": integrity.clique.astype(np.int32),
+                "correlated": correlated,
+            }
+        )
+        _write(frame, root / "integrity.parquet")
+
+
+def _params(frame: pd.DataFrame, name: str, tag: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    vec = frame[f"{name}|{tag}i"].to_numpy(np.float64)
+    mat = np.stack([frame[f"{name}|{tag}f{j}"].to_numpy(np.float64) for j in range(k)], axis=1)
+    return vec, mat
+
+
+def load_prescoring(
+    state_dir: Path, scorers: Sequence[ScorerSpec] | None = None
+) -> tuple[Prescoring, IntegrityState | None, int]:
+    """Read what ``save_prescoring`` wrote: (prescoring, integrity groups or None, seed)."""
+    root = Path(state_dir) / PRESCORE_DIR
+    specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
+    run = _read(root / "run.parquet").iloc[0]
+    table = _read(root / "scorers.parquet")
+    notes = _read(root / "notes.parquet")
+    raters = _read(root / "raters.parquet")
+    states: dict[str, ScorerPrescore] = {}
+    n_thr = sum(1 for c in table.columns if c.startswith("threshold"))
+    for row in table.to_dict("records"):
+        name, k = row["scorer"], int(row["k"])
+        if name not in specs:
+            raise ConfigError(f"prescoring state names scorer {name!r}, which this run does not know")
+        ni, nf = _params(notes, name, "n", k)
+        ni1, nf1 = _params(notes, name, "n1", k)
+        ri, rf = _params(raters, name, "r", k)
+        ri1, rf1 = _params(raters, name, "r1", k)
+        helpfulness = None
+        if row["hasHelpfulness"]:
+            helpfulness = _read(root / "helpfulness" / f"{name}.parquet")
+        pre = PrescoreResult(
+            specs[name],
+            MFParams(float(row["mu"]), ni, nf, ri, rf),
+            MFParams(float(row["mu1"]), ni1, nf1, ri1, rf1),
+            helpfulness,
+            raters[f"{name}|helpful"].to_numpy(bool),
+            notes[f"{name}|prov"].to_numpy(np.int8),
+            int(row["numRatings"]),
+            int(row["numNotes"]),
+            int(row["numUsers"]),
+            float(row["round1Mse"]),
+        )
+        thresholds = np.array([row[f"threshold{j}"] for j in range(n_thr)], dtype=np.float64)
+        dil = None
+        if row["hasDiligence"]:
+            arrays = {f: notes[f"{name}|dil_{f}"].to_numpy(np.float64) for f in _NOTE_DIL}
+            arrays |= {f: raters[f"{name}|dil_{f}"].to_numpy(np.float64) for f in _RATER_DIL}
+            dil = DiligencePrescoring(
+                **arrays,
+                global_intercepts=(float(row["dilG0"]), float(row["dilG1"]), float(row["dilG2"])),
+                n_ratings=int(row["dilRatings"]),
+                n_notes=int(row["dilNotes"]),
+                n_raters=int(row["dilRaters"]),
+            )
+        inc_dtype = np.dtype(row["incDtype"])
+        states[name] = ScorerPrescore(
+            pre,
+            thresholds,
+            raters[f"{name}|incnum"].to_numpy(np.float64).astype(inc_dtype),
+            raters[f"{name}|inctotal"].to_numpy(np.float64).astype(inc_dtype),
+            dil,
+        )
+    topic = notes["topic"].to_numpy(np.int64) if bool(run["hasTopics"]) else None
+    skipped = tuple(s for s in str(run["skipped"]).split(",") if s)
+    prescoring = Prescoring(
+        notes["noteId"].to_numpy(np.int64),
+        raters["raterParticipantId"].to_numpy(dtype=object),
+        states,
+        skipped,
+        topic,
+        str(run["topicWarning"]),
+        tuple(specs[n] for n in str(run["derived"]).split(",") if n in specs),
+        tuple(n for n in str(run["order"]).split(",") if n),
+    )
+    integrity = None
+    if bool(run["hasIntegrity"]):
+        frame = _read(root / "integrity.parquet")
+        ids = frame["participantId"].to_numpy(dtype=object)
+        integrity = IntegrityState(
+            ids, frame["pssClique"].to_numpy(np.int32), ids[frame["correlated"].to_numpy(bool)]
+        )
+    return prescoring, integrity, int(run["seed"])
+
+
+def prescoring_digest(state_dir: Path) -> str:
+    """sha256 over the prescoring files: a final state made with other prescoring is stale."""
+    root = Path(state_dir) / PRESCORE_DIR
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.parquet")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def write_table(frame: pd.DataFrame, state_dir: Path, name: str) -> None:
+    """One Parquet table of the final state (``final/<name>.parquet``)."""
+    _write(frame, Path(state_dir) / FINAL_DIR / f"{name}.parquet")
+
+
+def read_table(state_dir: Path, name: str) -> pd.DataFrame:
+    return _read(Path(state_dir) / FINAL_DIR / f"{name}.parquet")
+
+
+def has_prescoring(state_dir: Path) -> bool:
+    return (Path(state_dir) / PRESCORE_DIR / "run.parquet").is_file()
+
+
+def has_final_state(state_dir: Path) -> bool:
+    return (Path(state_dir) / FINAL_DIR / "run.parquet").is_file()

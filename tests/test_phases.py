@@ -1,0 +1,125 @@
+"""Phases (--phase prescore|final|contributor) and incremental final scoring on a small community."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.errors import DataFormatError
+from bridgewatch.runner import score_directory
+from bridgewatch.scoring.scorer_specs import core, expansion
+from bridgewatch.sim.config import config_for_scale
+from bridgewatch.sim.simulate import simulate
+
+EPOCH = 1_795_305_600_000
+HOUR = 3_600_000
+SCORERS = [core(), expansion()]
+STATUS_COLUMNS = ("finalRatingStatus", "decidedBy", "decidedByRule", "metaScorerActiveRules", "firstTag")
+
+
+@pytest.fixture(scope="module")
+def community(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("community")
+    simulate(config_for_scale("tiny", seed=5, notes=120, raters=400, ratings=3000, days=40.0), data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def held_back(community: Path, tmp_path_factory) -> Path:
+    """The community without its newest 1% of ratings (by time): yesterday's data."""
+    data = tmp_path_factory.mktemp("held_back")
+    for path in community.glob("*.tsv"):
+        if path.name != schema.RATINGS_FILE:
+            shutil.copy(path, data / path.name)
+    ratings = pd.read_csv(community / schema.RATINGS_FILE, sep="\t", dtype=str, keep_default_na=False)
+    created = ratings["createdAtMillis"].astype(np.int64)
+    ratings[created <= created.quantile(0.99)].to_csv(data / schema.RATINGS_FILE, sep="\t", index=False)
+    return data
+
+
+def _score(data: Path, out: Path, **kw) -> object:
+    return score_directory(data, out, seed=7, epoch_millis=kw.pop("epoch", EPOCH), scorers=SCORERS, **kw)
+
+
+def test_phases_through_disk_equal_one_process_run(community: Path, tmp_path: Path) -> None:
+    _score(community, tmp_path / "all")
+    for phase in ("prescore", "final", "contributor"):
+        _score(community, tmp_path / "phased", phase=phase)
+    assert (tmp_path / "phased" / "state" / "prescore" / "raters.parquet").is_file()
+    names = sorted(p.name for p in (tmp_path / "all").iterdir() if p.is_file())
+    assert len(names) == 8
+    for name in names:
+        assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
+
+
+def test_final_without_prescoring_is_a_clear_error(community: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="run the earlier phase first"):
+        _score(community, tmp_path, phase="final")
+
+
+def _statuses(out: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(out / "scored_notes.parquet").set_index("noteId")
+    return frame[[*STATUS_COLUMNS, "coreNoteIntercept", "coreNoteFactor1", "expansionNoteIntercept"]]
+
+
+def test_incremental_final_matches_a_full_final_run(community: Path, held_back: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _score(held_back, tmp_path / "pre", phase="prescore", state_dir=state)
+    _score(held_back, tmp_path / "day1", phase="final", state_dir=state)
+    full_state = tmp_path / "state_full"
+    shutil.copytree(state, full_state)
+    later = EPOCH + 2 * HOUR
+    inc = _score(community, tmp_path / "inc", phase="final", state_dir=state, incremental=True, epoch=later)
+    full = _score(community, tmp_path / "full", phase="final", state_dir=full_state, epoch=later)
+    rescored = inc.timings["rescored notes"]
+    assert 0 < rescored < len(full.scored_notes) / 2
+    pd.testing.assert_frame_equal(_statuses(tmp_path / "inc"), _statuses(tmp_path / "full"))
+    # Contributor scoring reads the merged final state.
+    _score(community, tmp_path / "inc", phase="contributor", state_dir=state, epoch=later)
+    _score(community, tmp_path / "full", phase="contributor", state_dir=full_state, epoch=later)
+    a = pd.read_parquet(tmp_path / "inc" / "helpfulness_scores.parquet")
+    b = pd.read_parquet(tmp_path / "full" / "helpfulness_scores.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_incremental_without_changes_rescores_only_clock_notes(community: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    _score(community, tmp_path / "a", phase="final", state_dir=state)
+    again = _score(community, tmp_path / "b", phase="final", state_dir=state, incremental=True)
+    nsh = pd.read_csv(community / schema.STATUS_FILE, sep="\t")
+    notes = pd.read_csv(community / schema.NOTES_FILE, sep="\t")
+    in_timer = int((nsh["timestampMillisOfNmrDueToMinStableCrhTime"].fillna(0) > 0).sum())
+    near_lock = int((abs(EPOCH - notes["createdAtMillis"] - 14 * 86_400_000) <= 3_600_000).sum())
+    assert again.timings["rescored notes"] <= in_timer + near_lock
+    a = (tmp_path / "a" / "scored_notes.tsv").read_bytes()
+    assert a == (tmp_path / "b" / "scored_notes.tsv").read_bytes()
+
+
+def test_phase_flags_outside_their_phase_are_rejected(community: Path, tmp_path: Path) -> None:
+    from bridgewatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--incremental applies to --phase final"):
+        _score(community, tmp_path, incremental=True)
+    with pytest.raises(ConfigError, match="--warm-start applies to --phase prescore"):
+        _score(community, tmp_path, phase="final", warm_start=True)
+
+
+def test_warm_started_prescoring_lands_on_the_cold_optimum(
+    held_back: Path, community: Path, tmp_path: Path
+) -> None:
+    from bridgewatch.state import load_prescoring
+
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    _score(held_back, tmp_path / "o", phase="prescore", state_dir=warm)
+    _score(community, tmp_path / "o", phase="prescore", state_dir=warm, warm_start=True)
+    _score(community, tmp_path / "o", phase="prescore", state_dir=cold)
+    a = load_prescoring(cold, SCORERS)[0].scorers["MFCoreScorer"].pre
+    b = load_prescoring(warm, SCORERS)[0].scorers["MFCoreScorer"].pre
+    assert np.array_equal(a.helpful_raters, b.helpful_raters)
+    np.testing.assert_allclose(b.params.rater_intercept, a.params.rater_intercept, atol=2e-3)
