@@ -5,7 +5,7 @@ Each phase reads the public files, does its part and leaves its results in a sta
 groups; final scoring reads them, scores notes (all of them, or with ``incremental`` only those
 whose inputs changed since the last final run, §6.7) and writes scored_notes, status history and
 aux_note_info; contributor scoring writes helpfulness_scores. Running the three in turn on one
-dataset gives byte-identical outputs to ``--phase all``.
+dataset gives byte-identical outputs to ``--phase all`` (which alone also writes the integrity views).
 """
 
 from __future__ import annotations
