@@ -131,7 +131,7 @@ class _Selector:
         cur = _rater_table(inputs).set_index("raterParticipantId")
         old = prev_raters.reindex(cur.index)
         high = old["highVolume"].fillna(False).to_numpy(bool) != cur["highVolume"].to_numpy(bool)
-        high &= np.isin(np.asarray(m.rater_ids, dtype=object), self.helpful_ids)
+        high &= pd.Index(np.asarray(m.rater_ids, dtype=object)).isin(self.helpful_ids)
         changed = high | (old["group"].fillna(-2).to_numpy(np.int64) != cur["group"].to_numpy(np.int64))
         run = read_table(self.state_dir, "run").iloc[0]
         nsh = self.dataset.status_history.drop_duplicates(subset=["noteId"]).set_index("noteId")

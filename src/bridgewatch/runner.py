@@ -176,7 +176,7 @@ def _run_phase(
         if groups is not None:
             m = dataset.ratings
             keep = pss_keep(m, dataset.notes, groups.participant_ids, groups.clique)
-            correlated = np.isin(np.asarray(m.rater_ids, dtype=object), groups.correlated_ids)
+            correlated = pd.Index(np.asarray(m.rater_ids, dtype=object)).isin(groups.correlated_ids)
         timings["load state + integrity"] = time.perf_counter() - t0
         if phase == "final":
             out = final_phase(

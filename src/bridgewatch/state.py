@@ -115,7 +115,7 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
     }  # fmt: skip
     _write(pd.DataFrame(run), root / "run.parquet")
     if integrity is not None:
-        correlated = np.isin(integrity.participant_ids, integrity.correlated_ids)
+        correlated = pd.Index(integrity.participant_ids).isin(integrity.correlated_ids)
         frame = pd.DataFrame(
             {
                 "participantId": integrity.participant_ids.astype(str),
