@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -150,6 +151,18 @@ def test_gaussian_run_is_deterministic(runs):
     again = run_spec(inputs, gaussian(), cfg, prev, done)
     a = done["GaussianScorer"].final.to_numpy(np.float64).tobytes()
     assert again.final.to_numpy(np.float64).tobytes() == a
+
+
+def test_gaussian_reuses_its_base_scorers_diligence_fit(runs):
+    """Reusing Core's reputation prescoring gives the same intercepts as refitting it."""
+    inputs, cfg, done = runs
+    base = done["MFCoreScorer"]
+    assert base.diligence is not None
+    prev = np.full(inputs.matrix.n_notes, NO_STATUS, dtype=np.int8)
+    refit = run_spec(inputs, gaussian(), cfg, prev, {"MFCoreScorer": replace(base, diligence=None)})
+    reused = done["GaussianScorer"].low_diligence
+    assert np.isfinite(reused).any()
+    np.testing.assert_array_equal(refit.low_diligence, reused)
 
 
 def test_aux_frame_follows_the_reference(runs):

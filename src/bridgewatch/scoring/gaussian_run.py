@@ -136,7 +136,8 @@ def run_gaussian(
         min_voters=tf.incorrect_min_voters,
         tf_idf_threshold=tf.incorrect_tf_idf_threshold,
     )
-    low_dil = low_diligence(inputs, spec, pre, keep, round2)
+    # Same ratings and rater factors as the base scorer's reputation fit: reuse it when it exists.
+    low_dil = low_diligence(inputs, spec, pre, keep, round2, prescoring=base.diligence)
     sides = note_counts_by_rater_sign(
         m.note[keep], pre.params.rater_factor[m.rater[keep], 0], m.value[keep], m.n_notes
     )

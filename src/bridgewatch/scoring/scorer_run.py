@@ -54,7 +54,8 @@ class ScorerRun:
 
     ``final``: the ``score_final`` frame; ``result``: the final-round rule chain; ``scored``:
     bool[N], notes this scorer gives a result for (an intercept after the capture test);
-    ``tags``/``incorrect``/``low_diligence``: filter inputs (aux_note_info columns for Core).
+    ``tags``/``incorrect``/``low_diligence``: filter inputs (aux_note_info columns for Core);
+    ``diligence``: the reputation model's prescoring, for scorers that reuse this one's (Gaussian).
     """
 
     spec: ScorerSpec
@@ -66,6 +67,7 @@ class ScorerRun:
     incorrect: IncorrectAggregates
     low_diligence: np.ndarray
     tag_thresholds: np.ndarray
+    diligence: D.DiligencePrescoring | None = None
 
 
 def rater_factor(pre: PrescoreResult) -> np.ndarray:
@@ -138,17 +140,25 @@ def prescore_scorer(
 
 
 def low_diligence(
-    inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, final_keep: np.ndarray, train: np.ndarray
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    pre: PrescoreResult,
+    final_keep: np.ndarray,
+    train: np.ndarray,
+    prescoring: D.DiligencePrescoring | None = None,
 ) -> np.ndarray:
     """float[N] low-diligence intercepts: the reputation model fitted on ``train`` (prescoring
-    side) and then on ``final_keep`` (final side), NaN where the scorer does not use it."""
+    side; ``prescoring`` when that fit is already at hand) and then on ``final_keep`` (final
+    side), NaN where the scorer does not use it."""
     if not _diligence_on(spec) or not train.any():
         return np.full(inputs.matrix.n_notes, np.nan)
     m = inputs.matrix
-    target = D.diligence_targets(m.tags)
-    dil = D.fit_prescoring(
-        m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, rater_factor(pre)
-    )
+    dil = prescoring
+    if dil is None:
+        target = D.diligence_targets(m.tags)
+        dil = D.fit_prescoring(
+            m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, rater_factor(pre)
+        )
     return _final_low_diligence(inputs, spec, ScorerPrescore(pre, np.zeros(0), train, train, dil), final_keep)
 
 
@@ -253,7 +263,7 @@ def final_scorer(
     )
     result = compute_statuses(rule_inputs, spec.rules, final_round=True)
     final = drop_captured_out(final, drop, spec)
-    return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds)
+    return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds, state.diligence)
 
 
 def run_spec(
