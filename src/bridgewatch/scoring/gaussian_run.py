@@ -20,18 +20,15 @@ from bridgewatch.scoring import gaussian as G
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.incorrect_filter import (
-    incorrect_aggregates,
-    incorrect_filter_flags,
     rater_incorrect_totals,
 )
 from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
 from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, scope_mask
-from bridgewatch.scoring.scorer_run import ScorerRun, low_diligence, rater_factor
+from bridgewatch.scoring.scorer_run import ScorerRun, low_diligence, note_filters, rater_factor
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
-from bridgewatch.scoring.tag_filter import note_tag_aggregates, tag_filter_flags
 
 
 def note_authors(inputs: ScoringInputs) -> np.ndarray:
@@ -120,21 +117,9 @@ def run_gaussian(
     base_scope, _ = scope_mask(inputs, base.spec)
     round2 = base_scope & helpful[m.rater]
     inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
-    agg = note_tag_aggregates(
-        m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
-        normalization_percentile=tf.normalization_percentile,
-    )  # fmt: skip
     thresholds = base.tag_thresholds
-    tag_flags, tag_names = tag_filter_flags(agg, thresholds, min_adjusted_total=tf.min_adjusted_total)
-    inc = incorrect_aggregates(
-        m.note[keep], m.rater[keep], m.tags[keep], factor, rf, inc_num, inc_total,
-        interval_half_width=tf.incorrect_interval_half_width,
-    )  # fmt: skip
-    inc_flags = incorrect_filter_flags(
-        inc,
-        min_incorrect=tf.incorrect_min_count,
-        min_voters=tf.incorrect_min_voters,
-        tf_idf_threshold=tf.incorrect_tf_idf_threshold,
+    agg, tag_flags, tag_names, inc, inc_flags = note_filters(
+        m, keep, factor, rf, thresholds, inc_num, inc_total, tf
     )
     # Same ratings and rater factors as the base scorer's reputation fit: reuse it when it exists.
     low_dil = low_diligence(inputs, spec, pre, keep, round2, prescoring=base.diligence)

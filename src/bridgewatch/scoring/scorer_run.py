@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.errors import ScoringError
+from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.schema import Status
 from bridgewatch.scoring import diligence as D
-from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.config import ScoringConfig, TagFilterConfig
 from bridgewatch.scoring.incorrect_filter import (
     IncorrectAggregates,
     incorrect_aggregates,
@@ -139,6 +140,39 @@ def prescore_scorer(
     return ScorerPrescore(pre, thresholds, inc_num, inc_total, dil)
 
 
+def note_filters(
+    m: RatingMatrix,
+    keep: np.ndarray,
+    factor: np.ndarray,
+    rf: np.ndarray,
+    thresholds: np.ndarray,
+    inc_num: np.ndarray,
+    inc_total: np.ndarray,
+    tf: TagFilterConfig,
+) -> tuple[TagAggregates, np.ndarray, np.ndarray, IncorrectAggregates, np.ndarray]:
+    """The tag-outlier and "incorrect" filters over the final ratings ``keep`` (§3.3, §3.4).
+
+    Returns (tag aggregates, tag flags, tag names, incorrect aggregates, incorrect flags); every
+    scorer kind (MF and Gaussian) filters its notes this one way.
+    """
+    agg = note_tag_aggregates(
+        m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
+        normalization_percentile=tf.normalization_percentile,
+    )  # fmt: skip
+    tag_flags, tag_names = tag_filter_flags(agg, thresholds, min_adjusted_total=tf.min_adjusted_total)
+    inc = incorrect_aggregates(
+        m.note[keep], m.rater[keep], m.tags[keep], factor, rf, inc_num, inc_total,
+        interval_half_width=tf.incorrect_interval_half_width,
+    )  # fmt: skip
+    inc_flags = incorrect_filter_flags(
+        inc,
+        min_incorrect=tf.incorrect_min_count,
+        min_voters=tf.incorrect_min_voters,
+        tf_idf_threshold=tf.incorrect_tf_idf_threshold,
+    )
+    return agg, tag_flags, tag_names, inc, inc_flags
+
+
 def low_diligence(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -222,20 +256,8 @@ def final_scorer(
     # even without an intercept (fewer than 5 ratings → InitialNMR), as the reference does.
     scored = (final["numRatings"].to_numpy() > 0) & ~drop
 
-    agg = note_tag_aggregates(
-        m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
-        normalization_percentile=tf.normalization_percentile,
-    )  # fmt: skip
-    tag_flags, tag_names = tag_filter_flags(agg, thresholds, min_adjusted_total=tf.min_adjusted_total)
-    inc = incorrect_aggregates(
-        m.note[keep], m.rater[keep], m.tags[keep], factor, rf, inc_num, inc_total,
-        interval_half_width=tf.incorrect_interval_half_width,
-    )  # fmt: skip
-    inc_flags = incorrect_filter_flags(
-        inc,
-        min_incorrect=tf.incorrect_min_count,
-        min_voters=tf.incorrect_min_voters,
-        tf_idf_threshold=tf.incorrect_tf_idf_threshold,
+    agg, tag_flags, tag_names, inc, inc_flags = note_filters(
+        m, keep, factor, rf, thresholds, inc_num, inc_total, tf
     )
     low_dil = _final_low_diligence(inputs, spec, state, keep)
 
