@@ -13,25 +13,11 @@ from click.testing import CliRunner
 from bridgewatch import schema
 from bridgewatch.cli import cli
 from bridgewatch.io import cache, read_dataset
-from test_io_helpers import note_row, rating_row, tsv, write_basic
-
-_FIELDS = (
-    "note",
-    "rater",
-    "value",
-    "created_at",
-    "tags",
-    "population_sampled",
-    "note_ids",
-    "rater_ids",
-    "note_indptr",
-    "by_rater",
-    "rater_indptr",
-)
+from test_io_helpers import MATRIX_FIELDS, note_row, rating_row, tsv, write_basic
 
 
 def _same(a, b) -> None:
-    for f in _FIELDS:
+    for f in MATRIX_FIELDS:
         x, y = getattr(a.ratings, f), getattr(b.ratings, f)
         assert x.dtype == y.dtype and np.array_equal(x, y), f
     assert a.warnings == b.warnings
@@ -107,7 +93,7 @@ def test_a_damaged_entry_is_detected_and_rebuilt(tmp_path: Path, damage) -> None
     got = read_dataset(data, cache_dir=cdir)
     (w,) = [w for w in got.warnings if "ratings cache" in w]
     assert "rebuilt" in w and str(_entry(cdir)) in w
-    for f in _FIELDS:
+    for f in MATRIX_FIELDS:
         assert np.array_equal(getattr(got.ratings, f), getattr(fresh.ratings, f)), f
     _same(read_dataset(data, cache_dir=cdir), fresh)  # and the rebuilt entry is sound
 

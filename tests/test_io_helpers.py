@@ -99,3 +99,19 @@ def write_basic(d: Path) -> Path:
 
 def rows_tsv(header: list[str] | tuple[str, ...], rows: list[list[object]]) -> str:
     return "\n".join(["\t".join(header)] + ["\t".join(str(v) for v in r) for r in rows]) + "\n"
+
+
+# Every array of a RatingMatrix: two matrices are the same when all of these are.
+MATRIX_FIELDS = (
+    "note",
+    "rater",
+    "value",
+    "created_at",
+    "tags",
+    "population_sampled",
+    "note_ids",
+    "rater_ids",
+    "note_indptr",
+    "by_rater",
+    "rater_indptr",
+)

@@ -12,28 +12,14 @@ import pytest
 from bridgewatch import schema
 from bridgewatch.io import read_dataset
 from bridgewatch.io.writers import write_dataset, write_notes, write_ratings
-from test_io_helpers import note_row, rating_row, write_basic
-
-_MATRIX_FIELDS = (
-    "note",
-    "rater",
-    "value",
-    "created_at",
-    "tags",
-    "population_sampled",
-    "note_ids",
-    "rater_ids",
-    "note_indptr",
-    "by_rater",
-    "rater_indptr",
-)
+from test_io_helpers import MATRIX_FIELDS, note_row, rating_row, write_basic
 
 
 def _same(a, b) -> None:
     assert a.notes.equals(b.notes)
     assert a.status_history.equals(b.status_history)
     assert a.enrollment.equals(b.enrollment)
-    for f in _MATRIX_FIELDS:
+    for f in MATRIX_FIELDS:
         assert np.array_equal(getattr(a.ratings, f), getattr(b.ratings, f)), f
 
 
