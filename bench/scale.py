@@ -5,8 +5,8 @@
 For each scale, in a fresh subprocess (so that peak RSS is that scale's own):
 
 1. simulate the community once into ``ROOT/SCALE`` (reused when present; reported, not scored);
-2. read the TSV files (``read``), then the same files again from the columnar cache when the
-   reader offers one (``read (cache)``);
+2. read the TSV files (``read TSV``), then the same files again from the columnar cache
+   (``read (columnar cache)``);
 3. run the batch job phase by phase (integrity, topics, preprocess, every scorer, meta, status
    history, contributor scoring), recording each phase's wall time and the peak RSS reached
    during it (a sampling thread reads ``/proc/self/statm`` every 20 ms);
@@ -149,10 +149,8 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     t = time.perf_counter()
     dataset = read_dataset(data)
     rows.append(("read TSV", time.perf_counter() - t, sampler.mark()))
-    cache = _cache_read(data)
-    if cache is not None:
-        dataset, secs = cache
-        rows.append(("read (columnar cache)", secs, sampler.mark()))
+    dataset, secs = _cache_read(data)
+    rows.append(("read (columnar cache)", secs, sampler.mark()))
     m = dataset.ratings
     config = ScoringConfig()
     t = time.perf_counter()
@@ -190,13 +188,9 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
 
 
 def _cache_read(data: Path):
-    """(dataset, seconds) read back through the columnar cache, or None when the reader has none."""
-    import inspect
-
+    """(dataset, seconds) read back through the columnar cache (built first if absent)."""
     from bridgewatch.io import read_dataset
 
-    if "cache_dir" not in inspect.signature(read_dataset).parameters:
-        return None
     cache = data / ".bwcache"
     read_dataset(data, cache_dir=cache)  # builds it (first time) or refreshes it
     t = time.perf_counter()

@@ -118,6 +118,21 @@ def _scatter(size: int, present: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _local_ratings(note, rater, target, n_notes: int, n_raters: int):
+    """Checked ratings in a compact index space: (notes, raters, local note, local rater, target).
+
+    ``notes``/``raters`` map local indices back to the matrix's; both fits solve only over the
+    notes and raters that have ratings.
+    """
+    note = np.asarray(note, dtype=np.int64)
+    rater = np.asarray(rater, dtype=np.int64)
+    target = np.asarray(target, dtype=np.float64)
+    _check(note, rater, target, n_notes, n_raters)
+    notes, ln = _compact(note)
+    raters, lr = _compact(rater)
+    return notes, raters, ln, lr, target
+
+
 def _check(note, rater, target, n_notes, n_raters) -> None:
     if not (note.shape == rater.shape == target.shape):
         raise ScoringError("diligence: note, rater and target must have the same length")
@@ -153,14 +168,9 @@ def fit_prescoring(
     ``rater_factor_init``: float[U], the helpfulness model's round-2 rater factors (NaN → 0).
     Notes start at 0 (the reference draws them at random; a fixed start keeps us deterministic).
     """
-    note = np.asarray(note, dtype=np.int64)
-    rater = np.asarray(rater, dtype=np.int64)
-    target = np.asarray(target, dtype=np.float64)
-    _check(note, rater, target, n_notes, n_raters)
-    notes, ln = _compact(note)
-    raters, lr = _compact(rater)
+    notes, raters, ln, lr, target = _local_ratings(note, rater, target, n_notes, n_raters)
     c = config or DiligenceConfig()
-    r, nn, nu = note.shape[0], notes.shape[0], raters.shape[0]
+    r, nn, nu = ln.shape[0], notes.shape[0], raters.shape[0]
     pen = _penalty(c, r, nn, nu)
     p = LogisticMFParams.zeros(nn, nu, reputation=1.0)
     p.rater_factor = np.nan_to_num(np.asarray(rater_factor_init, dtype=np.float64)[raters], nan=0.0)
@@ -212,14 +222,9 @@ def fit_final(
     reputation 0 (their ratings then carry only the ``alpha`` share of weight in the last step).
     Penalties use the loss-ratio form with prescoring's ratings per note and per rater.
     """
-    note = np.asarray(note, dtype=np.int64)
-    rater = np.asarray(rater, dtype=np.int64)
-    target = np.asarray(target, dtype=np.float64)
-    _check(note, rater, target, n_notes, n_raters)
-    notes, ln = _compact(note)
-    raters, lr = _compact(rater)
+    notes, raters, ln, lr, target = _local_ratings(note, rater, target, n_notes, n_raters)
     c = config or DiligenceConfig()
-    r, nn, nu = note.shape[0], notes.shape[0], raters.shape[0]
+    r, nn, nu = ln.shape[0], notes.shape[0], raters.shape[0]
     pen = _penalty(
         c, r, nn, nu,
         note_loss_ratio=pre.n_ratings / max(pre.n_notes, 1),

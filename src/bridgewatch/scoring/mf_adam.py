@@ -23,13 +23,25 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
 
 @numba.njit(cache=True)
+def _mean_penalty(x, g, lam):
+    """λ·mean(x²) over a whole block; adds its gradient into ``g``. Returns the penalty."""
+    flat_x, flat_g = x.ravel(), g.ravel()
+    size = flat_x.shape[0]
+    s = 0.0
+    for i in range(size):
+        s += flat_x[i] * flat_x[i]
+        flat_g[i] += 2.0 * lam * flat_x[i] / size
+    return lam * s / size
+
+
+@numba.njit(cache=True)
 def _loss_and_grads(note, rater, value, mu, ni, nf, ri, rf, lam, use_mu, g_ni, g_nf, g_ri, g_rf):
     """Mean squared error plus mean-form penalties; gradients into the ``g_*`` arrays.
 
     ``lam`` = (λ_fu, λ_iu, λ_fn, λ_in, λ_μ). Returns (loss, d loss / d μ).
     """
     n_r = value.shape[0]
-    n_notes, n_raters, k = nf.shape[0], rf.shape[0], nf.shape[1]
+    k = nf.shape[1]
     g_ni[:] = 0.0
     g_nf[:] = 0.0
     g_ri[:] = 0.0
@@ -51,30 +63,11 @@ def _loss_and_grads(note, rater, value, mu, ni, nf, ri, rf, lam, use_mu, g_ni, g
         for f in range(k):
             g_nf[n, f] += d * rf[u, f]
             g_rf[u, f] += d * nf[n, f]
-    lfu, liu, lfn, lin, lmu = lam[0], lam[1], lam[2], lam[3], lam[4]
-    reg = 0.0
-    s = 0.0
-    for u in range(n_raters):
-        s += ri[u] * ri[u]
-        g_ri[u] += 2.0 * liu * ri[u] / n_raters
-    reg += liu * s / n_raters
-    s = 0.0
-    for u in range(n_raters):
-        for f in range(k):
-            s += rf[u, f] * rf[u, f]
-            g_rf[u, f] += 2.0 * lfu * rf[u, f] / (n_raters * k)
-    reg += lfu * s / (n_raters * k)
-    s = 0.0
-    for n in range(n_notes):
-        s += ni[n] * ni[n]
-        g_ni[n] += 2.0 * lin * ni[n] / n_notes
-    reg += lin * s / n_notes
-    s = 0.0
-    for n in range(n_notes):
-        for f in range(k):
-            s += nf[n, f] * nf[n, f]
-            g_nf[n, f] += 2.0 * lfn * nf[n, f] / (n_notes * k)
-    reg += lfn * s / (n_notes * k)
+    reg = _mean_penalty(ri, g_ri, lam[1])
+    reg += _mean_penalty(rf, g_rf, lam[0])
+    reg += _mean_penalty(ni, g_ni, lam[3])
+    reg += _mean_penalty(nf, g_nf, lam[2])
+    lmu = lam[4]
     if use_mu:
         reg += lmu * mu * mu
         g_mu += 2.0 * lmu * mu
