@@ -57,22 +57,33 @@ def run(tmp_path: Path) -> Path:
 def test_explain_prints_scorers_rules_tags_and_history(run: Path) -> None:
     result = CliRunner().invoke(cli, ["explain", str(NOTE), "--run", str(run)])
     assert result.exit_code == 0, result.output
-    out = result.output
+    out = "\n".join(" ".join(line.split()) for line in result.output.splitlines())  # labels are padded
     for text in (
-        "decidedByRule          RuleFromNewStatus (v1.0)",
+        "decidedByRule RuleFromNewStatus (v1.0)",
         "== scorer core",
-        "intercept     0.4521",
-        "interval min  0.3100",
-        "interval max  0.5500",
-        "active rules  InitialNMR (v1.0),GeneralCRH (v1.0)",
+        "intercept 0.4521",
+        "interval min 0.3100",
+        "interval max 0.5500",
+        "active rules InitialNMR (v1.0),GeneralCRH (v1.0)",
         "== scorer expansion",
-        "firstTag   helpfulGoodSources",
+        "firstTag helpfulGoodSources",
         "lockedStatus",
         "2026-11-22 00:00:00 UTC",
         "locked",
     ):
         assert text in out, text
     assert "scorer group" not in out  # families without a result are left out
+
+
+def test_explain_reads_the_interval_when_the_intercept_lies_outside_it(run: Path) -> None:
+    inside = dict(next(s for s in explain_note(run, NOTE) if s.title == "scorer core").rows)
+    assert inside["interval reading"].startswith("the intercept lies inside")
+    scored = pd.read_csv(run / schema.SCORED_NOTES_FILE, sep="\t")
+    scored.loc[scored["noteId"] == NOTE, "coreNoteIntercept"] = 0.2
+    scored.to_csv(run / schema.SCORED_NOTES_FILE, sep="\t", index=False)
+    below = dict(next(s for s in explain_note(run, NOTE) if s.title == "scorer core").rows)
+    assert below["interval reading"].startswith("the intercept lies below the pseudo-rater refit range")
+    assert "upper bound (0.5500)" in below["interval reading"]
 
 
 def test_explain_note_without_results_skips_empty_scorers(run: Path) -> None:

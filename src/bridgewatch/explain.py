@@ -111,6 +111,29 @@ def _pairs(row: pd.Series, columns) -> tuple[tuple[str, str], ...]:
     return tuple((c, fmt(row[c])) for c in columns if c in row.index and not _missing(row[c]))
 
 
+def _interval_reading(row: pd.Series, prefix: str) -> str | None:
+    """How to read a scorer's intercept interval next to its intercept.
+
+    The interval is the range of four refits with pseudo-raters (§5), and those refits use plain
+    mean regularization where the fit used loss-ratio regularization, so the fitted intercept often
+    lies outside it (the reference's own outputs do this for most notes). Shown bare, that looks like
+    a bug; said out loud, the reader knows only the upper bound decides anything (UcbCRNH).
+    """
+    names = [f"{prefix}{suffix}" for suffix in ("NoteIntercept", "NoteInterceptMin", "NoteInterceptMax")]
+    if not all(name in row.index and not _missing(row[name]) for name in names):
+        return None
+    intercept, low, high = (float(_plain(row[name])) for name in names)
+    if low <= intercept <= high:
+        where = "the intercept lies inside the pseudo-rater refit range"
+    else:
+        side = "below" if intercept < low else "above"
+        where = (
+            f"the intercept lies {side} the pseudo-rater refit range, which comes from refits "
+            "with a different regularization"
+        )
+    return f"{where}; only its upper bound ({fmt(high)}) is tested: Not Helpful when < -0.04 (UcbCRNH)"
+
+
 def explain_note(run: str | os.PathLike[str], note_id: int) -> list[Section]:
     """The sections explaining ``note_id``'s status in the run written to ``run``.
 
@@ -130,6 +153,9 @@ def explain_note(run: str | os.PathLike[str], note_id: int) -> list[Section]:
             for suffix, label in _SCORER_FIELDS
             if f"{prefix}{suffix}" in row.index and not _missing(row[f"{prefix}{suffix}"])
         )
+        reading = _interval_reading(row, prefix)
+        if reading:
+            rows = (*rows, ("interval reading", reading))
         if rows:
             sections.append(Section(f"scorer {prefix}", rows))
     sections.append(Section("tags", _pairs(row, _TAGS) or (("tags", "none"),)))
