@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 import numba
 import numpy as np
 
+from bridgewatch.scoring.mf_kernels import sum_squares
+
 BLOCKS = (
     "note_factor",
     "note_intercept",
@@ -156,7 +158,7 @@ def objective(
     """The loss L (weighted mean BCE plus penalties) at ``p``."""
     x = logits(note, rater, p)
     data = float(np.sum(weight * (_softplus(x) - target * x))) / max(note.shape[0], 1)
-    reg = sum(getattr(pen, b) * float(np.dot(getattr(p, b), getattr(p, b))) for b in BLOCKS)
+    reg = sum(getattr(pen, b) * sum_squares(getattr(p, b)) for b in BLOCKS)
     return data + reg
 
 
@@ -339,7 +341,7 @@ def _add_penalty(
     for b in BLOCKS:
         c = getattr(pen, b)
         value = getattr(p, b)
-        loss += c * float(np.dot(value, value))
+        loss += c * sum_squares(value)
         grads[b] = grads[b] + 2.0 * c * value
     return loss, grads
 
@@ -377,7 +379,7 @@ def fit_adam(
         nonlocal step
         step += 1
         if s.clip_norm is not None:
-            total = np.sqrt(sum(float(np.dot(grads[b], grads[b])) for b in trainable))
+            total = np.sqrt(sum(sum_squares(grads[b]) for b in trainable))
             if total > s.clip_norm:
                 scale = s.clip_norm / (total + 1e-6)
                 grads = {b: grads[b] * scale for b in trainable}

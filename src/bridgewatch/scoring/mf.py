@@ -168,10 +168,10 @@ def objective(problem: MFProblem, pen: Penalties, mu, ni, nf, ri, rf) -> float:
     sse = K.squared_error_nb(problem.note, problem.rater, problem.value, mu, ni, nf, ri, rf)
     total = (
         sse
-        + pen.note_int * float(ni @ ni)
-        + pen.note_fac * float(np.sum(nf * nf))
-        + pen.rater_int * float(ri @ ri)
-        + pen.rater_fac * float(np.sum(rf * rf))
+        + pen.note_int * K.sum_squares(ni)
+        + pen.note_fac * K.sum_squares(nf.ravel())
+        + pen.rater_int * K.sum_squares(ri)
+        + pen.rater_fac * K.sum_squares(rf.ravel())
         + pen.mu * mu * mu
     )
     return total / max(problem.n_ratings, 1)

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf_kernels import sum_squares
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
@@ -137,7 +138,7 @@ def adam_fit(
         if epoch >= config.adam_max_epochs:
             break
         prev = loss
-        total = np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads) + float(g_mu[0] ** 2))
+        total = np.sqrt(sum(sum_squares(g.ravel()) for g in grads) + float(g_mu[0] ** 2))
         coef = min(1.0, config.adam_clip_norm / (total + 1e-6))
         t = epoch + 1
         lr_t = learning_rate / (1.0 - _BETA1**t)
