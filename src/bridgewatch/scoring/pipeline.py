@@ -40,6 +40,7 @@ from bridgewatch.scoring.scorer_run import (
 )
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec, default_scorers
 from bridgewatch.scoring.sweeps import SweepEngine
+from bridgewatch.scoring.threads import serial_blas
 
 Progress = Callable[[str], None]
 
@@ -195,6 +196,7 @@ def _prescore(
     )
 
 
+@serial_blas
 def prescore_dataset(
     dataset: Dataset,
     *,
@@ -298,6 +300,7 @@ def _final(
     return FinalResult(scored_frame, new_nsh, aux, runs, final_notes, tuple(warnings), inputs)
 
 
+@serial_blas
 def final_dataset(
     dataset: Dataset,
     prescoring: Prescoring,
@@ -330,6 +333,7 @@ def final_dataset(
     return _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
 
 
+@serial_blas
 def contributor_frame(
     dataset: Dataset,
     prescoring: Prescoring,
@@ -393,6 +397,7 @@ def _contributor(
     return clock.phase("contributor scoring", run)
 
 
+@serial_blas
 def score_dataset(
     dataset: Dataset,
     *,
