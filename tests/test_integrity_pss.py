@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bridgewatch.errors import ScoringError
-from bridgewatch.integrity import keycount, pairs
+from bridgewatch.integrity import keycount, layout, pairs
 from bridgewatch.integrity.components import connected_components, connected_components_numpy
 from bridgewatch.integrity.pss import (
     MINUTE_MS,
@@ -55,28 +55,61 @@ def test_window_is_per_note_not_per_tweet():
     assert _count([5, 5], [1, 2], [0, 1], [0, 1]) == {}
 
 
-def test_numba_emitter_agrees_with_numpy_twin_and_partitioning_is_exact():
-    rng = np.random.default_rng(3)
-    n = 3000
+def _random_layout(seed=3, n=3000, n_raters=120):
+    rng = np.random.default_rng(seed)
     tweet = rng.integers(0, 40, n)
     note = tweet * 3 + rng.integers(0, 3, n)
-    rater = rng.integers(0, 120, n).astype(np.int32)
+    rater = rng.integers(0, n_raters, n).astype(np.int32)
     t = rng.integers(0, 6 * 3600_000, n)
-    r, tt, gptr, tptr = _layout(tweet, note, rater, t)
+    return _layout(tweet, note, rater, t)
+
+
+def test_numba_emitter_agrees_with_numpy_twin_and_partitioning_is_exact():
+    r, tt, gptr, tptr = _random_layout()
     twin_keys, twin_counts = keycount.run_length_numpy(pairs.emit_pairs_numpy(r, tt, gptr, tptr, W))
-    for chunk, threads, bits in ((1 << 26, 1, 22), (5000, 1, 22), (5000, 2, 22), (1 << 26, 1, 3)):
+    for memory, threads, bits in ((1 << 30, 1, 22), (1, 1, 22), (1, 2, 22), (50_000, 2, 22), (1 << 30, 1, 3)):
         keys, counts = pairs.count_pairs(
-            r, tt, gptr, tptr, W, chunk_keys=chunk, num_threads=threads, dedupe_table_bits=bits
+            r, tt, gptr, tptr, W, memory_bytes=memory, num_threads=threads, dedupe_table_bits=bits
         )
         np.testing.assert_array_equal(keys, twin_keys)
         np.testing.assert_array_equal(counts, twin_counts)
-    for chunk, threads, bits in ((1 << 26, 1, 30), (5000, 1, 30), (5000, 2, 30), (5000, 2, 4), (500, 1, 8)):
-        # small chunks switch to the pre-filter; tiny filter tables are saturated but stay exact
+    for memory, threads in ((1 << 30, 1), (1, 1), (1, 2), (1, 3), (20_000, 2)):
+        # small budgets switch to the pre-filter; its tiny tables are saturated but stay exact
         keys, counts = pairs.count_pairs(
-            r, tt, gptr, tptr, W, min_count=3, chunk_keys=chunk, num_threads=threads, filter_table_bits=bits
+            r, tt, gptr, tptr, W, min_count=3, memory_bytes=memory, num_threads=threads
         )
         np.testing.assert_array_equal(keys, twin_keys[twin_counts >= 3])
         np.testing.assert_array_equal(counts, twin_counts[twin_counts >= 3])
+
+
+def test_tiny_budget_forces_many_partitions_and_splits_but_counts_stay_exact():
+    # Bug: the pair counter held every surviving key of a thread in memory (2 partitions at 190M
+    # ratings, OOM at 24 GB). Now a budget sets the partitions and an overflowing one is split.
+    r, tt, gptr, tptr = _random_layout(seed=5, n=6000, n_raters=60)
+    want = pairs.count_pairs(r, tt, gptr, tptr, W)
+    said: list[str] = []
+    for min_count in (1, 4):
+        got = pairs.count_pairs(
+            r, tt, gptr, tptr, W, min_count=min_count, memory_bytes=1, progress=said.append
+        )
+        keep = want[1] >= min_count
+        assert got[0].tobytes() == want[0][keep].tobytes() and got[1].tobytes() == want[1][keep].tobytes()
+    parts = [int(m.split(" in ")[1].split(" partition")[0]) for m in said if "partition(s)" in m]
+    assert parts[0] >= 16  # 64-key buffers: the emitted keys need many partitions
+    assert any("pre-filter" in m for m in said)
+    split = pairs._Counter(r, tt, gptr, tptr, W, 1, 22)
+    assert len(split.count(0, 0, 64)) > 1  # one partition of 64 keys overflows and is split
+
+
+def test_drop_raters_in_place_matches_numpy_twin():
+    r, tt, gptr, _ = _random_layout(seed=6)
+    keep = np.random.default_rng(6).random(120) < 0.6
+    want = layout.drop_raters_numpy(r, tt, gptr, keep)
+    r2, t2, g2 = r.copy(), tt.copy(), gptr.copy()
+    m = layout.drop_raters(r2, t2, g2, keep)
+    np.testing.assert_array_equal(r2[:m], want[0])
+    np.testing.assert_array_equal(t2[:m], want[1])
+    np.testing.assert_array_equal(g2, want[2])
 
 
 def test_fast_note_layout_matches_lexsort_layout():
@@ -300,5 +333,5 @@ def test_pss_rerun_is_byte_identical():
         n_part,
     )
     a = post_selection_similarity(*args)
-    b = post_selection_similarity(*args, chunk_keys=1000, num_threads=2)
+    b = post_selection_similarity(*args, memory_bytes=1, num_threads=2)
     assert a.tobytes() == b.tobytes()

@@ -1,6 +1,6 @@
 """Counting int64 keys: an in-place LSD radix sort for pair keys and run-length counting.
 
-Used by ``pairs.count_pairs`` on each chunk of emitted pair keys. ``run_length_numpy`` and ``np.sort``
+Used by ``pairs.count_pairs`` on each partition of emitted pair keys. ``run_length_numpy`` and ``np.sort``
 are the plain-numpy twins of the numba kernels.
 """
 
@@ -82,14 +82,3 @@ def run_length_numpy(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     counts = np.diff(np.r_[starts, sorted_keys.shape[0]]).astype(np.int64)
     return sorted_keys[starts], counts
-
-
-def merge_runs(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    if len(runs) == 1:
-        return runs[0]
-    keys = np.concatenate([r[0] for r in runs])
-    counts = np.concatenate([r[1] for r in runs])
-    order = np.argsort(keys, kind="stable")
-    keys, counts = keys[order], counts[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return keys[starts], np.add.reduceat(counts, starts) if keys.shape[0] else counts

@@ -43,30 +43,27 @@ def order_by_tweet(
 
 
 def order_notes_by_tweet(
-    note_indptr: np.ndarray, note_tweet: np.ndarray, created: np.ndarray, select: np.ndarray
+    note_indptr: np.ndarray, note_tweet: np.ndarray, created: np.ndarray, select: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fast ``order_by_tweet`` for ratings already grouped by note (``RatingMatrix`` order).
 
     ``note_indptr`` int64[N+1] CSR over ratings; ``note_tweet`` int64[N] (groups with tweet −1 are
-    skipped); ``created`` int64[R]; ``select`` bool[R]. Groups are notes, ordered by (tweet, note);
-    inside a note ratings are sorted by time, ties in input order. Avoids a global sort of R keys:
-    O(R log g) with g the ratings of a note. Returns (perm int64[M], group_ptr, tweet_ptr).
+    skipped); ``created`` int64[R]; ``select`` bool[R] (None: all). Groups are notes, ordered by
+    (tweet, note); inside a note ratings are sorted by time, ties in input order. Avoids a global
+    sort of R keys: O(R log g) with g the ratings of a note. Returns (perm int64[M], group_ptr,
+    tweet_ptr).
     """
     note_tweet = np.asarray(note_tweet, dtype=np.int64)
+    note_indptr = np.asarray(note_indptr, dtype=np.int64)
     notes = np.flatnonzero(note_tweet != -1)
     notes = notes[np.argsort(note_tweet[notes], kind="stable")].astype(np.int64)
-    perm = np.empty(int(np.count_nonzero(select)), dtype=np.int64)
+    select = np.zeros(0, dtype=np.bool_) if select is None else np.asarray(select, dtype=np.bool_)
+    n_sel = int(np.count_nonzero(select)) if select.shape[0] else int(note_indptr[-1])
+    perm = np.empty(n_sel, dtype=np.int64)
     group_ptr = np.empty(notes.shape[0] + 1, dtype=np.int64)
     group_note = np.empty(notes.shape[0], dtype=np.int64)
-    m, g = _csr_layout(
-        np.asarray(note_indptr, dtype=np.int64),
-        notes,
-        np.asarray(created, dtype=np.int64),
-        np.asarray(select, dtype=np.bool_),
-        perm,
-        group_ptr,
-        group_note,
-    )
+    created = np.asarray(created, dtype=np.int64)
+    m, g = _csr_layout(note_indptr, notes, created, select, perm, group_ptr, group_note)
     perm, group_ptr, group_note = perm[:m], group_ptr[: g + 1], group_note[:g]
     tw = note_tweet[group_note]
     new_tweet = np.r_[True, tw[1:] != tw[:-1]] if g else np.zeros(0, dtype=bool)
@@ -76,20 +73,21 @@ def order_notes_by_tweet(
 
 @nb.njit(cache=True)
 def _csr_layout(note_indptr, notes, created, select, perm, group_ptr, group_note):
+    everyone = select.shape[0] == 0
     pos = 0
     g = 0
     for n in notes:
         a, b = note_indptr[n], note_indptr[n + 1]
         cnt = 0
         for i in range(a, b):
-            if select[i]:
+            if everyone or select[i]:
                 cnt += 1
         if cnt == 0:
             continue
         idx = np.empty(cnt, dtype=np.int64)
         c = 0
         for i in range(a, b):
-            if select[i]:
+            if everyone or select[i]:
                 idx[c] = i
                 c += 1
         order = np.argsort(created[idx], kind="mergesort")
@@ -116,3 +114,32 @@ def distinct_per_tweet(raters, group_ptr, tweet_ptr, n_raters):
                 totals[seg[q]] += 1
                 n_pairs += 1
     return totals, n_pairs
+
+
+@nb.njit(nogil=True, cache=True)
+def drop_raters(raters, times, group_ptr, keep):
+    """Remove, in place, the ratings of raters with ``keep[rater]`` false; returns the new length M'.
+
+    ``raters`` int32[M], ``times`` int64[M] in layout order and ``group_ptr`` int64[G+1] are
+    rewritten (groups and tweets stay, possibly emptied); the first M' entries are the layout of the
+    kept ratings, in the same order. O(M) time, no extra memory.
+    """
+    w = 0
+    for g in range(group_ptr.shape[0] - 1):
+        a, b = group_ptr[g], group_ptr[g + 1]
+        group_ptr[g] = w
+        for i in range(a, b):
+            if keep[raters[i]]:
+                raters[w] = raters[i]
+                times[w] = times[i]
+                w += 1
+    group_ptr[group_ptr.shape[0] - 1] = w
+    return w
+
+
+def drop_raters_numpy(raters, times, group_ptr, keep):
+    """Twin of ``drop_raters`` returning new arrays: (raters, times, group_ptr)."""
+    sel = np.asarray(keep)[raters]
+    group_of = np.repeat(np.arange(group_ptr.shape[0] - 1), np.diff(group_ptr))
+    sizes = np.bincount(group_of[sel], minlength=group_ptr.shape[0] - 1)
+    return raters[sel], times[sel], np.r_[0, np.cumsum(sizes)].astype(np.int64)

@@ -11,24 +11,29 @@ answers it with a Python dict of pairs that reaches ~10^9 entries and takes hour
    int64 key ``lo << 32 | hi`` (lo < hi, rater ids < 2^31). A pair counts at most once per tweet:
    tweets with one busy note need nothing; with 2-8 notes a pair is skipped when the two raters were
    already within the window on an earlier note (looked up in O(1)); otherwise a per-tweet hash set.
-3. Keys are counted by an in-place LSD radix sort (only the bits rater ids use) and run-length
-   encoding, in chunks of at most ``chunk_keys`` keys; pairs below ``min_count`` are dropped.
-   Memory stays bounded in one of two ways (``count_pairs``): K hash partitions (top bits of
-   ``key * golden``), one emission pass each; or, for large inputs with ``min_count`` ≥ 2, a
-   pre-filter pass into saturating uint8 counters (PCY-style) so that the counting pass keeps only
-   keys that can reach ``min_count``. Partitions are disjoint in keys and run on parallel threads
-   (kernels release the GIL); results are exact and in key order, the same for any chunk size,
-   thread count or strategy.
+3. Keys are split into hash partitions (the top bits of ``key · golden``); each partition is emitted
+   whole into one buffer, counted by an in-place LSD radix sort (only the bits rater ids use) and
+   run-length encoding, and pairs below ``min_count`` are dropped. Partitions are disjoint in keys,
+   so they run on parallel threads (kernels release the GIL) and need no merging.
+
+Memory is bounded by ``memory_bytes`` whatever the input size (``count_pairs``): the number of
+partitions K is chosen so that one partition's keys fit a thread's share of it, and a partition that
+still overflows its buffer is split in two and emitted again. With ``min_count`` ≥ 2 and more keys
+than fit at once, a pre-filter pass first adds every window pair to saturating uint8 counters
+(PCY-style; up to half the budget), and the counting passes keep only keys whose counter reached
+``min_count``, so K follows the survivors, not all pairs. Results are exact and in key order, the
+same for any budget, thread count or strategy.
 
 Complexity, with R ratings, g a group's size, E = Σ_ratings (ratings of the same group within the
-window before it) — the summed window occupancy, i.e. the emitted pairs — and S the emitted keys
-that survive the pre-filter:
+window before it) — the summed window occupancy, i.e. the emitted pairs — M = ``memory_bytes``,
+T threads, d radix passes (4 up to 2^22 raters) and S the keys that survive the pre-filter:
 - layout: O(R log g) time, O(R) memory (sorts only inside each note);
-- partitioned: O(K·(R + E) + E·d) time with K = ceil(E / chunk_keys) and d radix passes (4 up to
-  2^22 raters), O(chunk_keys) memory per thread (16 bytes a key while sorting);
-- pre-filtered: O(2·(R + E) + S·d) time, one random counter update per emitted key (the cost that
-  dominates at scale), 2^b bytes for the counters (b ≤ 30 by default) + O(S) for survivors;
-  S ≈ (true pairs with count ≥ min_count) + E·P[Poisson(E/2^b) ≥ min_count − 1].
+- without pre-filter: K = ceil(16·E·T / M) partitions (≥ T), O(K·(R + E) + E·d) time, K/T passes
+  per thread; memory M plus the returned pairs;
+- pre-filtered: one counting pass, O(R + E) with one random counter update per window pair (the
+  cost that dominates at scale), then K = ceil(16·S·T / (M − 2^b)) partitions over the survivors:
+  O((1 + K)·(R + E) + S·d) time, 2^b ≤ M/2 bytes of counters (b ≈ log2 E);
+  S ≈ (true pairs with count ≥ min_count) + E·P[Poisson(E/2^b) ≥ min_count − 1], so K = T in practice.
 Never O(U²) in raters U: only pairs that actually co-occur are ever produced.
 """
 
@@ -41,13 +46,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numba as nb
 import numpy as np
 
-from bridgewatch.integrity.keycount import merge_runs, radix_sort_keys, run_length_counts
-from bridgewatch.integrity.layout import distinct_per_tweet, order_by_tweet, order_notes_by_tweet
+from bridgewatch.errors import ScoringError
+from bridgewatch.integrity.keycount import radix_sort_keys, run_length_counts
+from bridgewatch.integrity.layout import distinct_per_tweet, drop_raters, order_by_tweet, order_notes_by_tweet
 
 __all__ = [
     "NO_WINDOW",
     "count_pairs",
     "distinct_per_tweet",
+    "drop_raters",
     "order_by_tweet",
     "order_notes_by_tweet",
     "pack_pairs",
@@ -133,6 +140,13 @@ def dedupe_modes(raters, group_ptr, tweet_ptr, bounds, table_bits):
     return mode
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # partition and counter slot: top bits of key · golden
+_MIX = np.uint64(0xC2B2AE3D27D4EB4F)  # slot in a tweet's de-duplication table
+_KEY_BYTES = 16  # a buffered key and its radix-sort scratch
+_MIN_KEYS = 64  # smallest partition buffer, whatever the budget (tests force tiny ones)
+_MAX_PART_BITS = 40  # deeper splits cannot help: one pair fills a whole buffer
+
+
 @nb.njit(nogil=True, cache=True)
 def _emit_pairs(
     raters,
@@ -140,48 +154,46 @@ def _emit_pairs(
     group_ptr,
     tweet_ptr,
     window,
-    tweet_lo,
-    tweet_hi,
     bounds,
     modes,
+    n_ids,
     part_bits,
     part,
     out,
     sink,
     counters,
     counter_bits,
-    min_count,
+    floor,
 ):
-    """Once-per-tweet pair keys of tweets [tweet_lo, tweet_hi) in partition ``part``.
+    """Once-per-tweet pair keys of partition ``part`` (the top ``part_bits`` bits of key · golden).
 
-    ``sink`` 0: write them to ``out``; 1: only add one to the saturating uint8 ``counters`` slot of
-    each key (``out`` is scratch for one tweet); 2: write only keys whose slot reached ``min_count``.
-    Partition and slot are the top bits of one hash, so partitions own disjoint counter ranges.
-    Stops before a tweet whose bound no longer fits; returns (keys written, next tweet).
+    ``sink`` 0: write them to ``out``; 2: write only those whose counter slot reached ``floor``;
+    1: add one to the saturating uint8 ``counters`` slot (top ``counter_bits`` bits of the same
+    hash, so partitions own disjoint slot ranges) of every window pair in the partition, repeats
+    within a tweet included (an over-count only makes the pre-filter keep more), writing nothing.
+    Returns the number of keys written, or −1 as soon as ``out`` is full (the caller splits).
     """
+    n_tweets = tweet_ptr.shape[0] - 1
+    pshift = np.uint64(64 - part_bits) if part_bits > 0 else np.uint64(0)
     cshift = np.uint64(64 - counter_bits)
-    floor = min(min_count, 255)
-    pos = 0
-    shift = np.uint64(64 - part_bits) if part_bits > 0 else np.uint64(0)
     tbits = 1
-    for k in range(tweet_lo, tweet_hi):
-        if modes[k] == 1:
-            while (1 << tbits) < 2 * bounds[k]:
-                tbits += 1
+    if sink != 1:
+        for k in range(n_tweets):
+            if modes[k] == 1:
+                while (1 << tbits) < 2 * bounds[k]:
+                    tbits += 1
     table = np.zeros(1 << tbits, dtype=np.int64)  # 0 = empty: a key is never 0 (lo < hi)
     tmask = (1 << tbits) - 1
     tshift = np.uint64(64 - tbits)
-    n_raters = 0
-    for i in range(raters.shape[0]):
-        n_raters = max(n_raters, np.int64(raters[i]) + 1)
-    seen_at = np.full(n_raters, _NONE, dtype=np.int64)  # rater -> time in the group being scattered
+    seen_at = np.full(n_ids if sink != 1 else 1, _NONE, dtype=np.int64)  # rater -> time in a group
     busy = np.empty(_GATHER_MAX_GROUPS, dtype=np.int64)
     cap = out.shape[0]
-    for k in range(tweet_lo, tweet_hi):
-        if pos + bounds[k] > cap:
-            return pos, k
+    pos = 0
+    for k in range(n_tweets):
+        if bounds[k] == 0:
+            continue
         start = pos
-        mode = modes[k]
+        mode = modes[k] if sink != 1 else 0
         n_busy = 0
         for g in range(tweet_ptr[k], tweet_ptr[k + 1]):
             a, b = group_ptr[g], group_ptr[g + 1]
@@ -211,10 +223,16 @@ def _emit_pairs(
                     if rj == ri:
                         continue
                     key = (min(ri, rj) << 32) | max(ri, rj)
-                    if part_bits > 0:
-                        h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> shift
-                        if np.int64(h) != part:
-                            continue
+                    h = np.uint64(key) * _GOLDEN
+                    if part_bits > 0 and np.int64(h >> pshift) != part:
+                        continue
+                    if sink == 1:
+                        slot = h >> cshift
+                        if counters[slot] < 255:
+                            counters[slot] += 1
+                        continue
+                    if sink == 2 and counters[h >> cshift] < floor:
+                        continue
                     if n_prev > 0:
                         again = False
                         for pq in range(n_prev):
@@ -225,17 +243,19 @@ def _emit_pairs(
                         if again:
                             continue
                     elif mode == 1:
-                        slot = np.int64((np.uint64(key) * np.uint64(0xC2B2AE3D27D4EB4F)) >> tshift)
+                        slot = np.int64((np.uint64(key) * _MIX) >> tshift)
                         while table[slot] != 0 and table[slot] != key:
                             slot = (slot + 1) & tmask
                         if table[slot] == key:
                             continue
                         table[slot] = key
+                    if pos == cap:
+                        return -1
                     out[pos] = key
                     pos += 1
         if mode == 1:  # empty the table again; every key of the tweet goes, so no tombstones
             for q in range(start, pos):
-                slot = np.int64((np.uint64(out[q]) * np.uint64(0xC2B2AE3D27D4EB4F)) >> tshift)
+                slot = np.int64((np.uint64(out[q]) * _MIX) >> tshift)
                 while table[slot] != out[q]:
                     slot = (slot + 1) & tmask
                 table[slot] = 0
@@ -248,21 +268,17 @@ def _emit_pairs(
                     w += 1
                     out[w] = seg[q]
             pos = w + 1
-        if sink == 1:
-            for q in range(start, pos):
-                slot = (np.uint64(out[q]) * np.uint64(0x9E3779B97F4A7C15)) >> cshift
-                if counters[slot] < 255:
-                    counters[slot] += 1
-            pos = start
-        elif sink == 2:
-            w = start
-            for q in range(start, pos):
-                slot = (np.uint64(out[q]) * np.uint64(0x9E3779B97F4A7C15)) >> cshift
-                if counters[slot] >= floor:
-                    out[w] = out[q]
-                    w += 1
-            pos = w
-    return pos, tweet_hi
+    return pos
+
+
+@nb.njit(nogil=True, cache=True)
+def _survivor_mass(counters, floor):
+    """Σ of the counter slots that reached ``floor``: about how many keys the counting passes keep."""
+    total = 0
+    for c in counters:
+        if c >= floor:
+            total += c
+    return total
 
 
 def emit_pairs_numpy(raters, times, group_ptr, tweet_ptr, window) -> np.ndarray:
@@ -285,74 +301,43 @@ def emit_pairs_numpy(raters, times, group_ptr, tweet_ptr, window) -> np.ndarray:
     return np.sort(np.array(keys, dtype=np.int64))
 
 
-def _count_partition(
-    raters,
-    times,
-    group_ptr,
-    tweet_ptr,
-    window,
-    bounds,
-    modes,
-    part_bits,
-    part,
-    chunk_keys,
-    min_count,
-    id_bits,
-    sink=0,
-    counters=None,
-    counter_bits=1,
-):
-    n_tweets = tweet_ptr.shape[0] - 1
-    if counters is None:
-        counters = np.zeros(1, dtype=np.uint8)
-    buf = np.empty(max(chunk_keys, 1), dtype=np.int64)
-    scratch = np.empty_like(buf)
-    runs: list[tuple[np.ndarray, np.ndarray]] = []
-    k = 0
-    while k < n_tweets:
-        args = (raters, times, group_ptr, tweet_ptr, window)
-        tail = (bounds, modes, part_bits, part)
-        if bounds[k] > buf.shape[0]:  # one huge tweet: give it a buffer of its own
-            big = np.empty(int(bounds[k]), dtype=np.int64)
-            pos, nxt = _emit_pairs(*args, k, k + 1, *tail, big, sink, counters, counter_bits, min_count)
-            chunk, scratch_now = big[:pos], np.empty(pos, dtype=np.int64)
-        else:
-            pos, nxt = _emit_pairs(*args, k, n_tweets, *tail, buf, sink, counters, counter_bits, min_count)
-            chunk, scratch_now = buf[:pos], scratch
-        only_run = k == 0 and nxt == n_tweets  # counts are final: drop small ones at once
-        sorted_chunk = radix_sort_keys(chunk, scratch_now, id_bits)
-        runs.append(run_length_counts(sorted_chunk, min_count if only_run else 1))
-        k = nxt
-    if not runs:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    keys, counts = merge_runs(runs)
-    keep = counts >= min_count
-    return keys[keep], counts[keep]
+class _Counter:
+    """One ``count_pairs`` call: the layout, the budget split, and how a partition is counted."""
+
+    def __init__(self, raters, times, group_ptr, tweet_ptr, window, min_count, table_bits):
+        self.layout = (raters, times, group_ptr, tweet_ptr, window)
+        self.bounds = window_pair_bounds(times, group_ptr, tweet_ptr, window)
+        self.modes = dedupe_modes(raters, group_ptr, tweet_ptr, self.bounds, table_bits)
+        self.n_ids = int(raters.max()) + 1 if raters.shape[0] else 1
+        self.min_count = min_count
+        self.counters = np.zeros(1, dtype=np.uint8)
+        self.counter_bits = 1
+        self.sink = 0
+
+    def emit(self, part_bits: int, part: int, out: np.ndarray, sink: int) -> int:
+        return _emit_pairs(
+            *self.layout, self.bounds, self.modes, self.n_ids, part_bits, part, out, sink,
+            self.counters, self.counter_bits, min(self.min_count, 255),
+        )  # fmt: skip
+
+    def prefilter(self, part_bits: int, part: int) -> None:
+        self.emit(part_bits, part, np.empty(0, dtype=np.int64), 1)
+
+    def count(self, part_bits: int, part: int, cap: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(keys, counts) of one partition; split in two (and emitted again) if ``cap`` keys overflow."""
+        buf = np.empty(cap, dtype=np.int64)  # pages are touched only as keys arrive
+        pos = self.emit(part_bits, part, buf, self.sink)
+        if pos < 0:
+            del buf
+            if part_bits >= _MAX_PART_BITS:
+                raise ScoringError("pair counter: one rater pair fills a whole buffer; raise memory_bytes")
+            return [run for q in (0, 1) for run in self.count(part_bits + 1, 2 * part + q, cap)]
+        keys = radix_sort_keys(buf[:pos], np.empty(pos, dtype=np.int64), max(1, self.n_ids.bit_length()))
+        return [run_length_counts(keys, self.min_count)]
 
 
-def _prefilter(
-    raters, times, group_ptr, tweet_ptr, window, bounds, modes, part_bits, part, counters, counter_bits
-):
-    n_tweets = tweet_ptr.shape[0] - 1
-    scratch = np.empty(int(bounds.max()) if n_tweets else 1, dtype=np.int64)
-    _emit_pairs(
-        raters,
-        times,
-        group_ptr,
-        tweet_ptr,
-        window,
-        0,
-        n_tweets,
-        bounds,
-        modes,
-        part_bits,
-        part,
-        scratch,
-        1,
-        counters,
-        counter_bits,
-        1,
-    )
+def _pow2_bits(n: float) -> int:
+    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
 
 
 def count_pairs(
@@ -363,10 +348,9 @@ def count_pairs(
     window: int,
     *,
     min_count: int = 1,
-    chunk_keys: int = 1 << 26,
+    memory_bytes: int = 2 << 30,
     num_threads: int = 1,
     dedupe_table_bits: int = 22,
-    filter_table_bits: int = 30,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Count, per rater pair, the tweets on which the two co-occur within ``window`` ms.
@@ -377,57 +361,38 @@ def count_pairs(
     A tweet's keys are de-duplicated with a hash set of up to 2^``dedupe_table_bits`` slots, or by
     sorting them when it emits more than half that.
 
-    Two strategies, chosen by size, both exact:
-    - *partitioned*: when ``min_count`` ≤ 1 or all window pairs fit in ``chunk_keys``: K hash
-      partitions, each emitted, radix-sorted and run-length counted in its own pass.
-    - *pre-filtered* (large inputs with ``min_count`` ≥ 2): a first pass adds every key to a
-      saturating uint8 counter of 2^b slots (b ≤ ``filter_table_bits``; a slot holds at least the
-      count of each key hashed there), a second pass keeps only keys whose slot reached
-      ``min_count``, which are then counted exactly. Two emission passes instead of K, and memory
-      2^b bytes plus the survivors; the survivors grow with the table's load (E / 2^b).
+    ``memory_bytes`` bounds the working memory (pre-filter counters plus one key buffer per thread;
+    the returned pairs come on top): see the module notes for how it sets the partitions.
 
     Returns ``keys`` int64[P] sorted ascending (``unpack_pairs`` gives the raters) and ``counts``
-    int64[P]. The result does not depend on ``chunk_keys``, ``num_threads`` or the strategy.
+    int64[P]. The result does not depend on ``memory_bytes``, ``num_threads`` or the strategy.
     """
     raters = np.ascontiguousarray(raters, dtype=np.int32)
     times = np.ascontiguousarray(times, dtype=np.int64)
     group_ptr = np.ascontiguousarray(group_ptr, dtype=np.int64)
     tweet_ptr = np.ascontiguousarray(tweet_ptr, dtype=np.int64)
-    window = int(window)
-    bounds = window_pair_bounds(times, group_ptr, tweet_ptr, window)
-    modes = dedupe_modes(raters, group_ptr, tweet_ptr, bounds, dedupe_table_bits)
-    id_bits = max(1, int(raters.max()).bit_length()) if raters.shape[0] else 1
-    total = int(bounds.sum())
+    job = _Counter(raters, times, group_ptr, tweet_ptr, int(window), min_count, dedupe_table_bits)
+    total = int(job.bounds.sum())
     threads = max(1, num_threads)
-    prefilter = min_count >= 2 and total > chunk_keys
-    n_parts = threads if prefilter else max(threads, math.ceil(total / max(chunk_keys, 1)))
-    part_bits = max(0, math.ceil(math.log2(n_parts))) if n_parts > 1 else 0
-    n_parts = 1 << part_bits
-    counter_bits = 1
-    counters = np.zeros(1, dtype=np.uint8)
-    if prefilter:
-        counter_bits = max(part_bits + 1, min(filter_table_bits, math.ceil(math.log2(2 * total))))
-        counters = np.zeros(1 << counter_bits, dtype=np.uint8)
-        chunk = int(min(chunk_keys, 1 << 22))
-    else:
-        chunk = int(min(chunk_keys, max(1, math.ceil(1.25 * total / n_parts) + 1024)))
-    if progress is not None:
-        how = f"pre-filter 2^{counter_bits} slots" if prefilter else "partitioned"
-        progress(f"pair counting: {total:,} window pairs, {n_parts} partition(s), {how}")
-    args = (raters, times, group_ptr, tweet_ptr, window, bounds, modes, part_bits)
-
-    def first(p: int):
-        _prefilter(*args, p, counters, counter_bits)
-
-    def second(p: int):
-        sink = 2 if prefilter else 0
-        return _count_partition(*args, p, chunk, min_count, id_bits, sink, counters, counter_bits)
-
+    budget = max(int(memory_bytes), 2 * threads * _KEY_BYTES * _MIN_KEYS)
+    cap = budget // (threads * _KEY_BYTES)
+    expected = total
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        if prefilter:
-            list(pool.map(first, range(n_parts)))
-        results = list(pool.map(second, range(n_parts)))
-    keys = np.concatenate([r[0] for r in results])
-    counts = np.concatenate([r[1] for r in results])
+        if min_count >= 2 and total > threads * cap:
+            first_bits = _pow2_bits(threads)
+            bits = min(max(_pow2_bits(total), first_bits, 10), int(math.log2(budget // 2)))
+            job.counters, job.counter_bits, job.sink = np.zeros(1 << bits, dtype=np.uint8), bits, 2
+            cap = (budget - (1 << bits)) // (threads * _KEY_BYTES)
+            if progress is not None:
+                progress(f"pair counting: {total:,} window pairs, pre-filter into 2^{bits} counters")
+            list(pool.map(lambda p: job.prefilter(first_bits, p), range(1 << first_bits)))
+            expected = int(_survivor_mass(job.counters, min(min_count, 255)))
+        part_bits = _pow2_bits(max(threads, 1.25 * expected / cap))
+        if progress is not None:
+            progress(f"pair counting: ~{expected:,} keys in {1 << part_bits} partition(s) of ≤ {cap:,}")
+        parts = pool.map(lambda p: job.count(part_bits, p, cap), range(1 << part_bits))
+        runs = [run for part in parts for run in part]
+    keys = np.concatenate([r[0] for r in runs])
+    counts = np.concatenate([r[1] for r in runs])
     order = np.argsort(keys, kind="stable")
     return keys[order], counts[order]

@@ -27,6 +27,7 @@ from bridgewatch.integrity import pairs as _pairs
 from bridgewatch.integrity.components import connected_components
 
 MINUTE_MS = 60_000
+_BLOCK = 1 << 24  # ratings per block where a full-length temporary would cost 8 bytes a rating
 
 
 @dataclass(frozen=True)
@@ -90,18 +91,23 @@ def author_rater_pairs(
     ignored.
     """
     note_author = np.asarray(note_author, dtype=np.int64)
-    rating_note = np.asarray(rating_note, dtype=np.int64)
+    note_created = np.asarray(note_created, dtype=np.int64)
     if writer_total is None:
         writer_total = np.bincount(note_author[note_author >= 0], minlength=n_participants)
-    ok = np.asarray(rating_helpful, dtype=bool) & (rating_note >= 0)
-    idx = np.flatnonzero(ok)
-    idx = idx[note_author[rating_note[idx]] >= 0]  # notes without a known author cannot pair
-    latency = np.asarray(rating_created, dtype=np.int64)[idx] - np.asarray(note_created)[rating_note[idx]]
     longest = max(params.latency_minutes) * MINUTE_MS
-    fast = latency <= longest
-    idx, latency = idx[fast], latency[fast]
-    author = note_author[rating_note[idx]]
-    rater = np.asarray(rating_rater, dtype=np.int64)[idx]
+    picked: list[tuple[np.ndarray, np.ndarray]] = []
+    for lo in range(0, np.shape(rating_note)[0], _BLOCK):  # blocks: temporaries stay O(block)
+        sl = slice(lo, lo + _BLOCK)
+        note = np.asarray(rating_note[sl], dtype=np.int64)
+        idx = np.flatnonzero(np.asarray(rating_helpful[sl], dtype=bool) & (note >= 0))
+        idx = idx[note_author[note[idx]] >= 0]  # notes without a known author cannot pair
+        latency = np.asarray(rating_created[sl], dtype=np.int64)[idx] - note_created[note[idx]]
+        fast = latency <= longest
+        picked.append((lo + idx[fast], latency[fast]))
+    idx = np.concatenate([p[0] for p in picked]) if picked else np.zeros(0, dtype=np.int64)
+    latency = np.concatenate([p[1] for p in picked]) if picked else np.zeros(0, dtype=np.int64)
+    author = note_author[np.asarray(rating_note)[idx]]
+    rater = np.asarray(rating_rater)[idx].astype(np.int64)
     suspects: list[np.ndarray] = []
     for minutes, cov_thr, aff_thr in zip(
         params.latency_minutes,
@@ -154,7 +160,7 @@ def co_selection_pairs(
     n_raters: int,
     params: PSSParams = PSSParams(),
     *,
-    chunk_keys: int = 1 << 26,
+    memory_bytes: int = 2 << 30,
     num_threads: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -169,27 +175,23 @@ def co_selection_pairs(
     ``coRatings`` int64, ``totalA``/``totalB`` int64, ``smoothedNpmi``/``minSim`` float64, for pairs
     passing NPMI ≥ ``npmi_threshold`` or minSim ≥ ``min_sim_threshold``; plus ``N`` (0-d int64).
     """
-    rater = np.asarray(rating_rater, dtype=np.int32)
     created = np.asarray(rating_created, dtype=np.int64)
-    everyone = np.ones(rater.shape[0], dtype=bool)
-    perm, gptr, tptr = _pairs.order_notes_by_tweet(note_indptr, note_tweet, created, everyone)
+    perm, gptr, tptr = _pairs.order_notes_by_tweet(note_indptr, note_tweet, created, None)
+    raters = np.asarray(rating_rater, dtype=np.int32)[perm]
+    times = created[perm]
+    del perm  # from here on the layout holds 12 bytes a rating
     if progress is not None:
-        progress(f"co-selection: {perm.shape[0]:,} ratings on real tweets laid out")
-    totals, n_pairs = _pairs.distinct_per_tweet(rater[perm], gptr, tptr, n_raters)
-    active = totals >= params.min_unique_posts
-    keep = active[rater[perm]]  # drop inactive raters from the layout; groups and tweets stay
-    group_of = np.repeat(np.arange(gptr.shape[0] - 1), np.diff(gptr))
-    gptr = np.r_[0, np.cumsum(np.bincount(group_of[keep], minlength=gptr.shape[0] - 1))].astype(np.int64)
-    perm = perm[keep]
-    min_count = min_count_to_pass(n_pairs, params)
+        progress(f"co-selection: {raters.shape[0]:,} ratings on real tweets laid out")
+    totals, n_pairs = _pairs.distinct_per_tweet(raters, gptr, tptr, n_raters)
+    m = _pairs.drop_raters(raters, times, gptr, totals >= params.min_unique_posts)  # groups, tweets stay
     keys, counts = _pairs.count_pairs(
-        rater[perm],
-        created[perm],
+        raters[:m],
+        times[:m],
         gptr,
         tptr,
         params.window_millis,
-        min_count=min_count,
-        chunk_keys=chunk_keys,
+        min_count=min_count_to_pass(n_pairs, params),
+        memory_bytes=memory_bytes,
         num_threads=num_threads,
         progress=progress,
     )
@@ -223,7 +225,7 @@ def post_selection_similarity(
     params: PSSParams = PSSParams(),
     *,
     writer_total: np.ndarray | None = None,
-    chunk_keys: int = 1 << 26,
+    memory_bytes: int = 2 << 30,
     num_threads: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> np.ndarray:
@@ -231,6 +233,12 @@ def post_selection_similarity(
 
     Ratings are grouped by note (``note_indptr`` int64[N+1], RatingMatrix order); ``rating_rater``
     int32[R] and note arrays (length N) are in participant space (``participant_space``).
+    ``memory_bytes`` bounds the pair counter's working memory (``pairs.count_pairs``); on top of the
+    inputs, the rest needs about 12 bytes a rating (the co-selection layout).
+
+    Complexity: O(R log g + (1 + K)·E) time (g ratings of a note, E the summed 20-minute window
+    occupancy, K = T with the default budget, see ``pairs``), O(R + memory_bytes) memory; linear in
+    ratings and window pairs, never quadratic in raters.
     """
     note_indptr = np.asarray(note_indptr, dtype=np.int64)
     n_notes = note_indptr.shape[0] - 1
@@ -246,6 +254,7 @@ def post_selection_similarity(
         params,
         writer_total,
     )
+    del rating_note  # the co-selection layout needs the room
     co = co_selection_pairs(
         note_indptr,
         rating_rater,
@@ -253,7 +262,7 @@ def post_selection_similarity(
         note_tweet,
         n_participants,
         params,
-        chunk_keys=chunk_keys,
+        memory_bytes=memory_bytes,
         num_threads=num_threads,
         progress=progress,
     )
@@ -281,23 +290,22 @@ def apply_pss(
     A rating by a clique member is dropped when the note's author is in the same clique; otherwise
     only the earliest rating per (note, clique) is kept (ties: the earlier rating in input order).
     """
-    rating_note = np.asarray(rating_note, dtype=np.int64)
-    keep = np.ones(rating_note.shape[0], dtype=bool)
+    keep = np.ones(np.shape(rating_note)[0], dtype=bool)
     if n_notes < params.min_notes_for_filter:
         return keep
     clique = np.asarray(clique, dtype=np.int32)
-    rc = clique[np.asarray(rating_rater, dtype=np.int64)]
+    member = np.flatnonzero(clique[np.asarray(rating_rater)] > 0)  # only members' ratings are touched
+    rc = clique[np.asarray(rating_rater)[member]]
+    note = np.asarray(rating_note)[member].astype(np.int64)
     note_author = np.asarray(note_author, dtype=np.int64)
     author_clique = np.where(note_author >= 0, clique[np.maximum(note_author, 0)], 0)
-    ac = author_clique[rating_note]
-    member = np.flatnonzero(rc > 0)
-    same = rc[member] == ac[member]
+    same = rc == author_clique[note]
     keep[member[same]] = False
-    rest = member[~same]
-    order = np.lexsort((rest, np.asarray(rating_created, dtype=np.int64)[rest], rc[rest], rating_note[rest]))
-    rest = rest[order]
+    rest, rc, note = member[~same], rc[~same], note[~same]
+    order = np.lexsort((rest, np.asarray(rating_created)[rest], rc, note))
+    rest, rc, note = rest[order], rc[order], note[order]
     if rest.shape[0] == 0:
         return keep
-    first = np.r_[True, (rating_note[rest][1:] != rating_note[rest][:-1]) | (rc[rest][1:] != rc[rest][:-1])]
+    first = np.r_[True, (note[1:] != note[:-1]) | (rc[1:] != rc[:-1])]
     keep[rest[~first]] = False
     return keep
