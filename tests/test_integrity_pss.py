@@ -126,6 +126,16 @@ def test_fast_note_layout_matches_lexsort_layout():
     np.testing.assert_array_equal(perm, perm2)
     np.testing.assert_array_equal(gptr, gptr2)
     np.testing.assert_array_equal(tptr, tptr2)
+    rater = rng.integers(0, 99, n).astype(np.int32)
+    r3, t3, gptr3, tptr3 = pairs.gather_notes_by_tweet(indptr, note_tweet, t, rater)
+    perm4, gptr4, tptr4 = pairs.order_notes_by_tweet(indptr, note_tweet, t, None)
+    np.testing.assert_array_equal(r3, rater[perm4])
+    np.testing.assert_array_equal(t3, t[perm4])
+    np.testing.assert_array_equal(gptr3, gptr4)
+    np.testing.assert_array_equal(tptr3, tptr4)
+    np.testing.assert_array_equal(
+        perm4, pairs.order_by_tweet(note_tweet[note], note, t, note_tweet[note] != -1)[0]
+    )
 
 
 def test_npmi_and_minsim_on_hand_computed_example():

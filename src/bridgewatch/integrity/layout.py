@@ -53,27 +53,51 @@ def order_notes_by_tweet(
     sort of R keys: O(R log g) with g the ratings of a note. Returns (perm int64[M], group_ptr,
     tweet_ptr).
     """
+    (perm,), group_ptr, tweet_ptr = _note_layout(note_indptr, note_tweet, created, select, None)
+    return perm, group_ptr, tweet_ptr
+
+
+def gather_notes_by_tweet(
+    note_indptr: np.ndarray, note_tweet: np.ndarray, created: np.ndarray, rater: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``order_notes_by_tweet`` of every rating, returning what the pair counter reads instead of perm.
+
+    ``rater`` int32[R]. Returns (raters int32[M], times int64[M], group_ptr, tweet_ptr): 12 bytes a
+    rating where perm and the two gathers would hold 20 at once.
+    """
+    (raters, times), group_ptr, tweet_ptr = _note_layout(note_indptr, note_tweet, created, None, rater)
+    return raters, times, group_ptr, tweet_ptr
+
+
+def _note_layout(note_indptr, note_tweet, created, select, rater):
     note_tweet = np.asarray(note_tweet, dtype=np.int64)
     note_indptr = np.asarray(note_indptr, dtype=np.int64)
+    created = np.asarray(created, dtype=np.int64)
     notes = np.flatnonzero(note_tweet != -1)
     notes = notes[np.argsort(note_tweet[notes], kind="stable")].astype(np.int64)
     select = np.zeros(0, dtype=np.bool_) if select is None else np.asarray(select, dtype=np.bool_)
     n_sel = int(np.count_nonzero(select)) if select.shape[0] else int(note_indptr[-1])
-    perm = np.empty(n_sel, dtype=np.int64)
+    gather = rater is not None
+    rater = np.asarray(rater, dtype=np.int32) if gather else np.zeros(0, dtype=np.int32)
+    perm = np.empty(0 if gather else n_sel, dtype=np.int64)
+    out_r = np.empty(n_sel if gather else 0, dtype=np.int32)
+    out_t = np.empty(n_sel if gather else 0, dtype=np.int64)
     group_ptr = np.empty(notes.shape[0] + 1, dtype=np.int64)
     group_note = np.empty(notes.shape[0], dtype=np.int64)
-    created = np.asarray(created, dtype=np.int64)
-    m, g = _csr_layout(note_indptr, notes, created, select, perm, group_ptr, group_note)
-    perm, group_ptr, group_note = perm[:m], group_ptr[: g + 1], group_note[:g]
+    m, g = _csr_layout(note_indptr, notes, created, select, rater, perm, out_r, out_t, group_ptr, group_note)
+    group_ptr, group_note = group_ptr[: g + 1], group_note[:g]
     tw = note_tweet[group_note]
     new_tweet = np.r_[True, tw[1:] != tw[:-1]] if g else np.zeros(0, dtype=bool)
     tweet_ptr = np.append(np.flatnonzero(new_tweet), g).astype(np.int64)
-    return perm, group_ptr, tweet_ptr
+    out = (out_r[:m], out_t[:m]) if gather else (perm[:m],)
+    return out, group_ptr, tweet_ptr
 
 
 @nb.njit(cache=True)
-def _csr_layout(note_indptr, notes, created, select, perm, group_ptr, group_note):
+def _csr_layout(note_indptr, notes, created, select, rater, perm, out_r, out_t, group_ptr, group_note):
+    """Per note, its selected ratings by time: into ``perm``, or gathered into ``out_r``/``out_t``."""
     everyone = select.shape[0] == 0
+    gather = out_r.shape[0] > 0
     pos = 0
     g = 0
     for n in notes:
@@ -92,7 +116,12 @@ def _csr_layout(note_indptr, notes, created, select, perm, group_ptr, group_note
                 c += 1
         order = np.argsort(created[idx], kind="mergesort")
         for q in range(cnt):
-            perm[pos + q] = idx[order[q]]
+            j = idx[order[q]]
+            if gather:
+                out_r[pos + q] = rater[j]
+                out_t[pos + q] = created[j]
+            else:
+                perm[pos + q] = j
         group_ptr[g] = pos
         group_note[g] = n
         g += 1

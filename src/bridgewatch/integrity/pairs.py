@@ -48,13 +48,20 @@ import numpy as np
 
 from bridgewatch.errors import ScoringError
 from bridgewatch.integrity.keycount import radix_sort_keys, run_length_counts
-from bridgewatch.integrity.layout import distinct_per_tweet, drop_raters, order_by_tweet, order_notes_by_tweet
+from bridgewatch.integrity.layout import (
+    distinct_per_tweet,
+    drop_raters,
+    gather_notes_by_tweet,
+    order_by_tweet,
+    order_notes_by_tweet,
+)
 
 __all__ = [
     "NO_WINDOW",
     "count_pairs",
     "distinct_per_tweet",
     "drop_raters",
+    "gather_notes_by_tweet",
     "order_by_tweet",
     "order_notes_by_tweet",
     "pack_pairs",

@@ -175,11 +175,9 @@ def co_selection_pairs(
     ``coRatings`` int64, ``totalA``/``totalB`` int64, ``smoothedNpmi``/``minSim`` float64, for pairs
     passing NPMI ≥ ``npmi_threshold`` or minSim ≥ ``min_sim_threshold``; plus ``N`` (0-d int64).
     """
-    created = np.asarray(rating_created, dtype=np.int64)
-    perm, gptr, tptr = _pairs.order_notes_by_tweet(note_indptr, note_tweet, created, None)
-    raters = np.asarray(rating_rater, dtype=np.int32)[perm]
-    times = created[perm]
-    del perm  # from here on the layout holds 12 bytes a rating
+    raters, times, gptr, tptr = _pairs.gather_notes_by_tweet(
+        note_indptr, note_tweet, rating_created, rating_rater
+    )
     if progress is not None:
         progress(f"co-selection: {raters.shape[0]:,} ratings on real tweets laid out")
     totals, n_pairs = _pairs.distinct_per_tweet(raters, gptr, tptr, n_raters)
