@@ -130,7 +130,7 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     """The whole measurement for one scale, in this process."""
     import numba
 
-    from bridgewatch.runner import run_integrity
+    from bridgewatch.runner import run_integrity, scoring_filters
     from bridgewatch.scoring.config import ScoringConfig
     from bridgewatch.scoring.pipeline import score_dataset
     from bridgewatch.sim.config import config_for_scale
@@ -167,7 +167,7 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     t0 = time.perf_counter()
     result = score_dataset(
         dataset, epoch_millis=int(m.created_at.max()) + 86_400_000, config=config, seed=42,
-        rating_keep=found.keep, correlated=found.quasi_clique_value[: m.n_raters] > 0, progress=progress,
+        progress=progress, **scoring_filters(dataset, found),
     )  # fmt: skip
     scoring_s = time.perf_counter() - t0
     progress("end")

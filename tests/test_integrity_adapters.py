@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
-from bridgewatch.integrity.adapters import detect_integrity
+from bridgewatch.integrity.adapters import detect_integrity, final_scoring_filter
+from bridgewatch.integrity.pss import PSSParams
 from bridgewatch.io.matrix import build_rating_matrix
 
 MIN = 60_000
@@ -66,3 +67,21 @@ def test_buddies_and_writer_form_one_clique_and_their_ratings_go():
 def test_small_notes_table_keeps_everything():
     matrix, notes = _dataset(n_notes=150)
     assert detect_integrity(matrix, notes).keep.all()
+
+
+def test_final_scoring_filter_applies_only_groups_that_are_also_quasi_cliques():
+    matrix, notes = _dataset()
+    res = detect_integrity(matrix, notes)
+    args = (matrix, notes, res.participant_ids, res.post_selection_value)
+    keep, corr = final_scoring_filter(*args, res.correlated_ids)  # the clique is no quasi-clique
+    assert keep.all() and not corr.any()
+    # b1 and the writer also in a quasi-clique (h00 only there): b1's ratings of the writer's notes
+    # go, b2's stay; correlatedRater flags b1 alone (the writer never rated, h00 has no PSS clique)
+    both = np.array(["b1", "w", "h00"], dtype=object)
+    keep, corr = final_scoring_filter(*args, both)
+    who = matrix.rater_ids[matrix.rater]
+    assert not keep[who == "b1"].any() and keep[who != "b1"].all()
+    assert matrix.rater_ids[corr].tolist() == ["b1"]
+    keep, corr = final_scoring_filter(*args, both, PSSParams(final_needs_quasi_clique=False))
+    assert keep.tobytes() == res.keep.tobytes()
+    assert sorted(matrix.rater_ids[corr]) == ["b1", "h00"]

@@ -11,7 +11,9 @@ import pytest
 
 from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
-from bridgewatch.runner import score_directory
+from bridgewatch.io import read_dataset
+from bridgewatch.runner import run_integrity, score_directory
+from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.scorer_specs import core, expansion
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
@@ -42,6 +44,29 @@ def held_back(community: Path, tmp_path_factory) -> Path:
     return data
 
 
+@pytest.fixture(scope="module")
+def buddies(tmp_path_factory) -> Path:
+    """300 notes (the PSS filter is on) and a planted PSS clique: raters B1, B2 rate the busiest
+    author's notes and 8 others HELPFUL 30 s after creation (raterAffinity1m ≥ 0.2); no quasi-clique."""
+    data = tmp_path_factory.mktemp("buddies")
+    simulate(config_for_scale("tiny", seed=6), data)
+    notes = pd.read_csv(data / schema.NOTES_FILE, sep="\t", dtype=str, keep_default_na=False)
+    ratings = pd.read_csv(data / schema.RATINGS_FILE, sep="\t", dtype=str, keep_default_na=False)
+    author = notes["noteAuthorParticipantId"].value_counts().index[0]
+    own = notes[notes["noteAuthorParticipantId"] == author]
+    targets = pd.concat([own, notes[notes["noteAuthorParticipantId"] != author].iloc[:8]])
+    template = ratings[ratings["helpfulnessLevel"] == "HELPFUL"].iloc[0]
+    rows = []
+    for buddy in ("B1", "B2"):
+        for note_id, created in zip(targets["noteId"], targets["createdAtMillis"], strict=True):
+            row = template.copy()
+            row["noteId"], row["raterParticipantId"] = note_id, buddy
+            row["createdAtMillis"] = str(int(created) + 30_000)
+            rows.append(row)
+    pd.concat([ratings, pd.DataFrame(rows)]).to_csv(data / schema.RATINGS_FILE, sep="\t", index=False)
+    return data
+
+
 def _score(data: Path, out: Path, **kw) -> object:
     return score_directory(data, out, seed=7, epoch_millis=kw.pop("epoch", EPOCH), scorers=SCORERS, **kw)
 
@@ -59,6 +84,25 @@ def test_phases_through_disk_equal_one_process_run(community: Path, tmp_path: Pa
     )
     names = [n for out in outputs for n in (out, out.replace(".tsv", ".parquet"))]
     for name in names:
+        assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
+
+
+def test_final_scoring_keeps_pss_ratings_without_quasi_clique(buddies: Path, tmp_path: Path) -> None:
+    # Bug (golden mini): our final scoring dropped 29 ratings of two PSS cliques that the reference
+    # keeps; its final scoring only applies groups that are also quasi-cliques
+    # (integrity.adapters.final_scoring_filter). Prescoring still drops them.
+    dataset = read_dataset(buddies)
+    found = run_integrity(dataset, ScoringConfig())
+    assert found.post_selection_value.max() == 1 and not found.quasi_clique_value.any()
+    assert (~found.keep).sum() >= 2 + 8
+    _score(buddies, tmp_path / "all")
+    scored = pd.read_csv(tmp_path / "all" / schema.SCORED_NOTES_FILE, sep="\t").set_index("noteId")
+    m = dataset.ratings
+    raw = pd.Series(np.bincount(m.note, minlength=m.n_notes), index=m.note_ids)
+    assert (scored["numRatings"] == raw.reindex(scored.index)).all()
+    for phase in ("prescore", "final", "contributor"):  # by id through the state: the same filters
+        _score(buddies, tmp_path / "phased", phase=phase)
+    for name in (schema.SCORED_NOTES_FILE, schema.HELPFULNESS_SCORES_FILE):
         assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
 
 

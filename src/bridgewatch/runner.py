@@ -12,12 +12,18 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
 from bridgewatch.errors import ConfigError
-from bridgewatch.integrity.adapters import IntegrityResult, detect_integrity, integrity_tables, pss_keep
+from bridgewatch.integrity.adapters import (
+    IntegrityResult,
+    detect_integrity,
+    final_scoring_filter,
+    integrity_tables,
+)
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.phased import (
     PHASES,
@@ -38,8 +44,25 @@ Progress = Callable[[str], None]
 
 
 def run_integrity(dataset: Dataset, config: ScoringConfig) -> IntegrityResult:
-    """Post-selection similarity and quasi-cliques over the whole dataset (§7.1–7.2)."""
-    return detect_integrity(dataset.ratings, dataset.notes)
+    """Post-selection similarity and quasi-cliques over the whole dataset (§7.1–7.2), on numba's threads."""
+    return detect_integrity(dataset.ratings, dataset.notes, num_threads=numba.get_num_threads())
+
+
+def scoring_filters(dataset: Dataset, found: IntegrityResult) -> dict[str, np.ndarray]:
+    """``score_dataset``'s integrity arguments: prescoring's and final scoring's masks (§7.1)."""
+    final_keep, final_correlated = final_scoring_filter(
+        dataset.ratings,
+        dataset.notes,
+        found.participant_ids,
+        found.post_selection_value,
+        found.correlated_ids,
+    )
+    return {
+        "rating_keep": found.keep,
+        "correlated": found.quasi_clique_value > 0,
+        "final_keep": final_keep,
+        "final_correlated": final_correlated,
+    }
 
 
 def core_rater_factor(result: PipelineResult, rater_ids: np.ndarray) -> np.ndarray:
@@ -91,16 +114,16 @@ def score_directory(
     timings = {"read": time.perf_counter() - start}
     found = None
     if phase == "all":
-        keep = correlated = None
+        filters: dict[str, np.ndarray] = {}
         timings["integrity"] = 0.0
         if integrity:
             t0 = time.perf_counter()
             found = run_integrity(dataset, config)
-            keep, correlated = found.keep, found.quasi_clique_value > 0
+            filters = scoring_filters(dataset, found)
             timings["integrity"] = time.perf_counter() - t0
         result = score_dataset(
-            dataset, epoch_millis=now, config=config, seed=seed, scorers=scorers, rating_keep=keep,
-            correlated=correlated, progress=progress, engine=engine,
+            dataset, epoch_millis=now, config=config, seed=seed, scorers=scorers, progress=progress,
+            engine=engine, **filters,
         )  # fmt: skip
         frames = result.frames()
         runs, warnings = result.runs, result.warnings
@@ -173,10 +196,10 @@ def _run_phase(
         )  # fmt: skip
     else:
         prescoring, groups, _ = load_prescoring(state, scorers)
-        if groups is not None:
-            m = dataset.ratings
-            keep = pss_keep(m, dataset.notes, groups.participant_ids, groups.clique)
-            correlated = pd.Index(np.asarray(m.rater_ids, dtype=object)).isin(groups.correlated_ids)
+        if groups is not None and phase == "final":  # contributor scoring counts every rating
+            keep, correlated = final_scoring_filter(
+                dataset.ratings, dataset.notes, groups.participant_ids, groups.clique, groups.correlated_ids
+            )
         timings["load state + integrity"] = time.perf_counter() - t0
         if phase == "final":
             out = final_phase(

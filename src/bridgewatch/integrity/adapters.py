@@ -46,6 +46,12 @@ class IntegrityResult:
     keep: np.ndarray
     correlated_rater: np.ndarray
 
+    @property
+    def correlated_ids(self) -> np.ndarray:
+        """object[C]: ids of the quasi-clique raters (``quasi_clique_value`` follows the matrix's raters)."""
+        qc = self.quasi_clique_value
+        return self.participant_ids[: qc.shape[0]][qc > 0]
+
     def values_frame(self) -> pd.DataFrame:
         """Participants in any clique: raterParticipantId, postSelectionValue, quasiCliqueValue."""
         qc = np.zeros(self.participant_ids.shape[0], dtype=np.int32)
@@ -96,6 +102,38 @@ def pss_keep(
     value = np.asarray(post_selection_value, dtype=np.int32)
     clique = np.where(pos >= 0, value[np.maximum(pos, 0)], 0).astype(np.int32)
     return apply_pss(matrix.note, matrix.rater, matrix.created_at, author, clique, len(notes), pss)
+
+
+def final_scoring_filter(
+    matrix: RatingMatrix,
+    notes: pd.DataFrame,
+    participant_ids: np.ndarray,
+    post_selection_value: np.ndarray,
+    correlated_ids: np.ndarray,
+    pss: PSSParams | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keep bool[R], correlated bool[U]): the integrity filter final scoring applies.
+
+    Prescoring drops PSS ratings of every clique and refits without every quasi-clique rater. Final
+    scoring (and pflip) in the reference receive the groups as
+    ``prescoringRaterModelOutput[[raterParticipantId, postSelectionValue, quasiCliqueValue]].dropna()``,
+    where a participant without one of the two values is NaN there: only participants in a PSS clique
+    *and* a quasi-clique survive. So final scoring filters the PSS ratings of those alone and flags
+    only them as correlatedRater (the NoCorrelated refit). On golden ``mini`` (2 PSS cliques, no
+    quasi-clique) the reference's final scoring keeps all 29 ratings prescoring drops: every note's
+    numRatings is its raw count. ``pss.final_needs_quasi_clique=False`` applies every clique instead.
+    Groups are matched by id (``participant_ids`` object[P], ``post_selection_value`` int32[P],
+    ``correlated_ids`` object[C]), so groups found on earlier data apply to newer ratings.
+    """
+    pss = pss if pss is not None else PSSParams()
+    ids = np.asarray(participant_ids, dtype=object)
+    value = np.asarray(post_selection_value, dtype=np.int32)
+    in_qc = pd.Index(ids).isin(np.asarray(correlated_ids, dtype=object))
+    if pss.final_needs_quasi_clique:
+        value = np.where(in_qc, value, 0).astype(np.int32)
+        in_qc &= value > 0
+    keep = pss_keep(matrix, notes, ids, value, pss)
+    return keep, pd.Index(np.asarray(matrix.rater_ids, dtype=object)).isin(ids[in_qc])
 
 
 def detect_integrity(

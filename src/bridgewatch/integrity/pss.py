@@ -45,6 +45,9 @@ class PSSParams:
     rater_affinity_thresholds: tuple[float, ...] = (0.2, 0.45, 0.7)
     min_denominator: int = 10
     min_notes_for_filter: int = 200  # §9.7: below this many notes apply_pss keeps everything
+    # The reference hands final scoring only participants with both a PSS and a quasi-clique value
+    # (``adapters.final_scoring_filter``); False applies every PSS clique there too.
+    final_needs_quasi_clique: bool = True
 
 
 def participant_space(rater_ids: np.ndarray, author_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

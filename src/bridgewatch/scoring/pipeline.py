@@ -151,6 +151,11 @@ def _matrix(dataset: Dataset, rating_keep: np.ndarray | None):
     return dataset.ratings if rating_keep is None else dataset.ratings.subset(rating_keep)
 
 
+def _same(stage: np.ndarray | None, prescoring: np.ndarray | None) -> bool:
+    """Whether a final-scoring mask (None = as prescoring) selects what prescoring's does."""
+    return stage is None or (prescoring is not None and np.array_equal(stage, prescoring))
+
+
 def _inputs(dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated) -> ScoringInputs:
     return prepare_inputs(
         matrix, dataset.notes, dataset.status_history, dataset.enrollment, config,
@@ -407,6 +412,8 @@ def score_dataset(
     scorers: Sequence[ScorerSpec] | None = None,
     rating_keep: np.ndarray | None = None,
     correlated: np.ndarray | None = None,
+    final_keep: np.ndarray | None = None,
+    final_correlated: np.ndarray | None = None,
     progress: Progress | None = None,
     engine: SweepEngine | None = None,
 ) -> PipelineResult:
@@ -415,6 +422,9 @@ def score_dataset(
     ``epoch_millis``: the scoring time "now" (rules, locks, history timestamps).
     ``rating_keep``: bool[R] ratings that survive post-selection similarity (None = all);
     ``correlated``: bool[U] quasi-clique raters for the NoCorrelated refits (None = none known);
+    ``final_keep`` / ``final_correlated``: the same for final scoring when it differs (None = as
+    prescoring; ``integrity.adapters.final_scoring_filter`` says why it does in the reference).
+    Contributor scoring counts every rating, as the reference's does.
     ``engine``: where the MF scorers' sweeps run (``bridgewatch.engines``; None = in process).
     """
     config = (config or ScoringConfig()).validate()
@@ -424,8 +434,13 @@ def score_dataset(
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
     inputs = clock.phase("preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated))
     pre = _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, engine=engine)
-    final = _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
-    helpfulness = _contributor(dataset, matrix, pre, final.notes, epoch_millis, config, clock)
+    final_inputs = inputs
+    if not (_same(final_keep, rating_keep) and _same(final_correlated, correlated)):
+        fm = matrix if _same(final_keep, rating_keep) else _matrix(dataset, final_keep)
+        fc = correlated if final_correlated is None else final_correlated
+        final_inputs = clock.phase("preprocess (final)", lambda: _inputs(dataset, fm, config, topic_ids, fc))
+    final = _final(dataset, final_inputs, pre, topic_ids, epoch_millis, config, clock, engine)
+    helpfulness = _contributor(dataset, dataset.ratings, pre, final.notes, epoch_millis, config, clock)
     return PipelineResult(
         scored_notes=final.scored_notes,
         helpfulness_scores=helpfulness,

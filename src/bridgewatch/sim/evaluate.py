@@ -27,7 +27,7 @@ import pandas as pd
 
 from bridgewatch.errors import ConfigError
 from bridgewatch.io import read_dataset
-from bridgewatch.runner import run_integrity
+from bridgewatch.runner import run_integrity, scoring_filters
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.pipeline import score_dataset
 from bridgewatch.scoring.scorer_specs import core, default_scorers
@@ -115,18 +115,17 @@ def score_outcome(data_dir: Path, *, defences: bool, scorers: str, epoch_millis:
     m = dataset.ratings
     flags = pd.DataFrame(False, index=pd.Index(m.rater_ids, name="raterParticipantId"),
                          columns=["pss", "quasiClique", "helpfulness"])  # fmt: skip
-    keep = correlated = None
+    filters: dict[str, np.ndarray] = {}
     if defences:
         found = run_integrity(dataset, config)
-        keep, correlated = found.keep, found.quasi_clique_value > 0
+        filters = scoring_filters(dataset, found)
         # participant arrays hold the matrix's raters first
         flags["pss"] = found.post_selection_value[: m.n_raters] > 0
         flags["quasiClique"] = found.quasi_clique_value[: m.n_raters] > 0
     else:
         specs = [replace(s, use_reputation=False) for s in specs]
     result = score_dataset(
-        dataset, epoch_millis=epoch_millis, config=config, seed=seed, scorers=specs,
-        rating_keep=keep, correlated=correlated,
+        dataset, epoch_millis=epoch_millis, config=config, seed=seed, scorers=specs, **filters
     )  # fmt: skip
     core_run = result.runs.get("MFCoreScorer")
     if defences and core_run is not None:
