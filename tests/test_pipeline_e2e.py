@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from bridgewatch import schema
 from bridgewatch.cli import cli
-from bridgewatch.integrity.views import NOTE_INTEGRITY_FILE, RATER_INTEGRITY_FILE
+from bridgewatch.integrity.views import NOTE_INTEGRITY_FILE, RATER_INTEGRITY_FILE, VIEW_FILES
 from bridgewatch.report import REPORT_FILE
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
@@ -103,6 +104,22 @@ def test_scoring_is_byte_identical_across_runs(community: Path, scored: Path, tm
     )
     assert result.exit_code == 0, result.output
     assert _digest(tmp_path) == _digest(scored)
+
+
+def test_no_integrity_rerun_removes_stale_views(community: Path, scored: Path, tmp_path: Path) -> None:
+    # Bug: `score --no-integrity` into a directory of an earlier run left its integrity views
+    # beside scored notes they no longer describe, and the report showed them.
+    out = tmp_path / "out"
+    shutil.copytree(scored, out)
+    views = [out / n for n in VIEW_FILES] + [(out / n).with_suffix(".parquet") for n in VIEW_FILES]
+    assert all(p.exists() for p in views)
+    args = ["score", str(community), "--outdir", str(out), "--epoch-millis", EPOCH, "--no-integrity"]
+    result = CliRunner().invoke(cli, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert not any(p.exists() for p in views)
+    assert (out / schema.SCORED_NOTES_FILE).exists()
+    assert CliRunner().invoke(cli, ["report", str(out)]).exit_code == 0
+    assert "No integrity views" in (out / REPORT_FILE).read_text()
 
 
 def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:

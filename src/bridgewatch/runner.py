@@ -24,6 +24,7 @@ from bridgewatch.integrity.adapters import (
     final_scoring_filter,
     integrity_tables,
 )
+from bridgewatch.integrity.views import VIEW_FILES
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.phased import (
     PHASES,
@@ -148,6 +149,10 @@ def score_directory(
             factor = core_rater_factor(result, dataset.ratings.rater_ids)
             write_outputs(Path(out_dir), integrity_tables(dataset.ratings, found, factor), parquet=parquet)
             timings["integrity views"] = time.perf_counter() - t0
+        else:  # views of an earlier run would sit beside outputs they no longer describe
+            for name in VIEW_FILES:
+                for path in (Path(out_dir) / name, (Path(out_dir) / name).with_suffix(".parquet")):
+                    path.unlink(missing_ok=True)
 
     def frame(name: str) -> pd.DataFrame:
         return frames.get(name, pd.DataFrame())

@@ -22,6 +22,7 @@ RATER_INTEGRITY_FILE = "rater_integrity.tsv"
 RATER_SIMILARITY_FILE = "rater_similarity.tsv"
 GROUP_ACTIVITY_FILE = "group_activity.tsv"
 DAY_MS = 86_400_000
+VIEW_FILES = (NOTE_INTEGRITY_FILE, RATER_INTEGRITY_FILE, RATER_SIMILARITY_FILE, GROUP_ACTIVITY_FILE)
 GROUP_KINDS = ("postSelection", "quasiClique")
 
 
