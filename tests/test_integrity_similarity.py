@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from bridgewatch.integrity.polarization import note_rater_diversity, rater_polarization
-from bridgewatch.integrity.similarity import kmeans, opinion_groups, rating_embedding, top_k_similar
+from bridgewatch.integrity.similarity import (
+    kmeans,
+    note_sample_cap,
+    opinion_groups,
+    rating_embedding,
+    sample_raters_per_note,
+    top_k_similar,
+)
 
 N_CAMP, N_CENTRIST = 30, 4
 
@@ -60,6 +67,35 @@ def test_top_k_counts_match_brute_force():
         both = ~np.isnan(v[row.rater]) & ~np.isnan(v[row.neighbor])
         assert row.coRated == both.sum()
         assert row.agreed == (v[row.rater][both] == v[row.neighbor][both]).sum()
+
+
+def test_top_k_pair_work_is_capped_by_a_consistent_rater_sample():
+    # Unbounded before: every note up to 200 raters paired all of them (Σ n² at 206M ratings).
+    note, rater, value, _, _, n_raters = _two_camps(seed=2)
+    sizes = np.bincount(note)
+    m = note_sample_cap(sizes, 200, max_pairs=3_000)
+    k = np.minimum(sizes, m)
+    assert (
+        (k * (k - 1) // 2).sum()
+        <= 3_000
+        < (np.minimum(sizes, m + 1) * (np.minimum(sizes, m + 1) - 1) // 2).sum()
+    )
+    keep = sample_raters_per_note(note, rater, m)
+    assert (np.bincount(note[keep], minlength=sizes.size) == k).all()
+    # the same raters are kept on every note where any are dropped: one priority per rater
+    kept_somewhere = np.zeros(n_raters, bool)
+    kept_somewhere[rater[keep]] = True
+    dropped_somewhere = np.zeros(n_raters, bool)
+    dropped_somewhere[rater[~keep]] = True
+    assert kept_somewhere.sum() < n_raters and (kept_somewhere & ~dropped_somewhere).sum() >= m
+    top = top_k_similar(note, rater, value, n_raters, k=3, shrinkage=0.0, min_co_rated=1, max_pairs=3_000)
+    assert set(top.rater) <= set(rater[keep]) and set(top.neighbor) <= set(rater[keep])
+    v = np.full((n_raters, 100), np.nan)
+    v[rater[keep], note[keep]] = value[keep]
+    for row in top.head(20).itertuples():  # counts are exact over the kept ratings
+        both = ~np.isnan(v[row.rater]) & ~np.isnan(v[row.neighbor])
+        assert row.coRated == both.sum()
+    assert note_sample_cap(sizes, 200, max_pairs=10**9) == sizes.max()
 
 
 def test_opinion_groups_recover_camps_deterministically():

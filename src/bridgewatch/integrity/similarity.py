@@ -2,8 +2,9 @@
 
 Both are for reports and moderators, not for scoring. Neither builds a dense rater × rater matrix:
 top-k similarity counts co-rated pairs with the pair counter of ``pairs.py`` (cost Σ_notes n², so
-very popular notes can be skipped with ``max_raters_per_note``); opinion groups embed raters with
-a truncated SVD of the sparse, note-centred rating matrix and cluster the embedding with k-means.
+popular notes contribute a fixed sample of their raters, sized to a pair budget); opinion groups
+embed raters with a truncated SVD of the sparse, note-centred rating matrix and cluster the
+embedding with k-means.
 """
 
 from __future__ import annotations
@@ -15,6 +16,46 @@ from scipy.sparse.linalg import svds
 
 from bridgewatch.integrity import pairs as _pairs
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def note_sample_cap(note_sizes: np.ndarray, cap: int | None, max_pairs: int) -> int:
+    """Raters kept per note: the largest m ≤ ``cap`` with Σ_notes C(min(n, m), 2) ≤ ``max_pairs``.
+
+    ``note_sizes`` int[N] raters per note. At least 2 (one pair per note), whatever the budget.
+    """
+    sizes = np.asarray(note_sizes, dtype=np.int64)
+    hi = int(sizes.max()) if sizes.size else 2
+    hi = max(2, min(hi, cap) if cap is not None else hi)
+
+    def pairs(m: int) -> int:
+        k = np.minimum(sizes, m)
+        return int((k * (k - 1) // 2).sum())
+
+    lo = 2
+    while lo < hi:  # the pair count grows with m: binary search
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if pairs(mid) <= max_pairs else (lo, mid - 1)
+    return lo
+
+
+def sample_raters_per_note(note: np.ndarray, rater: np.ndarray, m: int) -> np.ndarray:
+    """bool[R]: on each note, the ``m`` raters with the lowest fixed pseudo-random priority.
+
+    The priority is a hash of the rater alone, so a rater kept on one popular note tends to be kept
+    on the others: co-rating counts among kept raters stay exact instead of being thinned on every
+    note. Ties (equal priority) keep input order; the result depends on the ratings only.
+    """
+    note = np.asarray(note, dtype=np.int64)
+    prio = (np.asarray(rater, dtype=np.uint64) * _GOLDEN) >> np.uint64(33)  # 31 bits
+    order = np.argsort((note << 31) | prio.astype(np.int64), kind="stable")
+    sorted_note = note[order]
+    start = np.r_[0, np.flatnonzero(sorted_note[1:] != sorted_note[:-1]) + 1]
+    rank = np.arange(order.shape[0]) - np.repeat(start, np.diff(np.r_[start, order.shape[0]]))
+    keep = np.zeros(order.shape[0], dtype=bool)
+    keep[order[rank < m]] = True
+    return keep
+
 
 def top_k_similar(
     rating_note: np.ndarray,
@@ -25,7 +66,9 @@ def top_k_similar(
     k: int = 10,
     shrinkage: float = 5.0,
     min_co_rated: int = 3,
-    max_raters_per_note: int | None = None,
+    max_raters_per_note: int | None = 200,
+    max_pairs: int = 200_000_000,
+    memory_bytes: int = 2 << 30,
 ) -> pd.DataFrame:
     """The ``k`` raters most similar to each rater, by agreement on co-rated notes.
 
@@ -34,20 +77,33 @@ def top_k_similar(
     agreed / (coRated + ``shrinkage``), an agreement share shrunk toward 0 so that 3/3 ranks below
     40/42. Pairs with fewer than ``min_co_rated`` co-rated notes are ignored.
 
+    Bounded at any scale: a note with more than m raters contributes only m of them
+    (``sample_raters_per_note``), m = ``note_sample_cap`` (≤ ``max_raters_per_note``, and small
+    enough that at most ``max_pairs`` rater pairs are emitted over all notes). Complexity:
+    O(R log R) to sample, O(P) pair work with P = Σ_notes C(min(n, m), 2) ≤ ``max_pairs``, memory
+    O(R + ``memory_bytes``) (``pairs.count_pairs``); no rater × rater work.
+
     Returns a frame with columns rater, neighbor, rank (1..k), coRated, agreed, similarity, sorted
     by (rater, rank); ties are broken by the neighbor index.
     """
     note = np.asarray(rating_note, dtype=np.int64)
     rater = np.asarray(rating_rater, dtype=np.int32)
     hnum = np.rint(np.asarray(rating_value, dtype=np.float64) * 2).astype(np.int64)
-    select = None
-    if max_raters_per_note is not None:
-        select = np.bincount(note)[note] <= max_raters_per_note
+    m = note_sample_cap(np.bincount(note), max_raters_per_note, max_pairs)
+    select = sample_raters_per_note(note, rater, m)
     zero = np.zeros(note.shape[0], dtype=np.int64)
 
     def count(group: np.ndarray, min_count: int):
         perm, gptr, tptr = _pairs.order_by_tweet(note, group, zero, select)
-        return _pairs.count_pairs(rater[perm], zero[perm], gptr, tptr, _pairs.NO_WINDOW, min_count=min_count)
+        return _pairs.count_pairs(
+            rater[perm],
+            zero[perm],
+            gptr,
+            tptr,
+            _pairs.NO_WINDOW,
+            min_count=min_count,
+            memory_bytes=memory_bytes,
+        )
 
     co_keys, co_counts = count(note, min_co_rated)
     ag_keys, ag_counts = count(note * 3 + hnum, 1)

@@ -30,14 +30,16 @@ GROUP_KINDS = ("postSelection", "quasiClique")
 class ViewParams:
     """Knobs of the views. Not reference constants: the reference has no such outputs.
 
-    ``max_raters_per_note`` bounds the top-k pair count (cost Σ_notes n²): notes with more raters
-    say little about who is alike and would dominate the run time.
+    ``max_raters_per_note`` and ``max_similarity_pairs`` bound the top-k pair count (cost
+    Σ_notes n²): a note with more raters contributes a fixed sample of them (``top_k_similar``),
+    so the views stay linear in ratings at any scale.
     """
 
     top_k: int = 10
     similarity_shrinkage: float = 5.0
     min_co_rated: int = 3
     max_raters_per_note: int | None = 200
+    max_similarity_pairs: int = 200_000_000
     n_groups: int = 2
     min_group_ratings: int = 5
     min_side_raters: int = 2
@@ -139,7 +141,7 @@ def rater_view(
     top = top_k_similar(
         rating_note, rating_rater, rating_value, n_raters,
         k=params.top_k, shrinkage=params.similarity_shrinkage, min_co_rated=params.min_co_rated,
-        max_raters_per_note=params.max_raters_per_note,
+        max_raters_per_note=params.max_raters_per_note, max_pairs=params.max_similarity_pairs,
     )  # fmt: skip
     first = top[top["rank"] == 1]
     nearest = np.full(n_raters, -1, dtype=np.int64)
