@@ -19,7 +19,7 @@ answers it with a Python dict of pairs that reaches ~10^9 entries and takes hour
 Memory is bounded by ``memory_bytes`` whatever the input size (``count_pairs``): the number of
 partitions K is chosen so that one partition's keys fit a thread's share of it, and a partition that
 still overflows its buffer is split in two and emitted again. With ``min_count`` ≥ 2 and more keys
-than fit at once, a pre-filter pass first adds every window pair to saturating uint8 counters
+than fit at once, a pre-filter pass first adds every window pair to saturating 4-bit counters
 (PCY-style; up to half the budget), and the counting passes keep only keys whose counter reached
 ``min_count``, so K follows the survivors, not all pairs. Results are exact and in key order, the
 same for any budget, thread count or strategy.
@@ -32,7 +32,7 @@ T threads, d radix passes (4 up to 2^22 raters) and S the keys that survive the 
   per thread; memory M plus the returned pairs;
 - pre-filtered: one counting pass, O(R + E) with one random counter update per window pair (the
   cost that dominates at scale), then K = ceil(16·S·T / (M − 2^b)) partitions over the survivors:
-  O((1 + K)·(R + E) + S·d) time, 2^b ≤ M/2 bytes of counters (b ≈ log2 E);
+  O((1 + K)·(R + E) + S·d) time, 2^b ≤ M slots of 4 bits (b ≈ log2 E);
   S ≈ (true pairs with count ≥ min_count) + E·P[Poisson(E/2^b) ≥ min_count − 1], so K = T in practice.
 Never O(U²) in raters U: only pairs that actually co-occur are ever produced.
 """
@@ -175,9 +175,10 @@ def _emit_pairs(
     """Once-per-tweet pair keys of partition ``part`` (the top ``part_bits`` bits of key · golden).
 
     ``sink`` 0: write them to ``out``; 2: write only those whose counter slot reached ``floor``;
-    1: add one to the saturating uint8 ``counters`` slot (top ``counter_bits`` bits of the same
-    hash, so partitions own disjoint slot ranges) of every window pair in the partition, repeats
-    within a tweet included (an over-count only makes the pre-filter keep more), writing nothing.
+    1: add one to the saturating 4-bit counter slot (top ``counter_bits`` bits of the same hash,
+    two slots a byte of ``counters``, so partitions own disjoint bytes) of every window pair in
+    the partition, repeats within a tweet included (an over-count only makes the pre-filter keep
+    more), writing nothing.
     Returns the number of keys written, or −1 as soon as ``out`` is full (the caller splits).
     """
     n_tweets = tweet_ptr.shape[0] - 1
@@ -233,13 +234,16 @@ def _emit_pairs(
                     h = np.uint64(key) * _GOLDEN
                     if part_bits > 0 and np.int64(h >> pshift) != part:
                         continue
-                    if sink == 1:
+                    if sink != 0:
                         slot = h >> cshift
-                        if counters[slot] < 255:
-                            counters[slot] += 1
-                        continue
-                    if sink == 2 and counters[h >> cshift] < floor:
-                        continue
+                        nib = (slot & np.uint64(1)) << np.uint64(2)
+                        count = (counters[slot >> np.uint64(1)] >> nib) & 15
+                        if sink == 1:
+                            if count < 15:
+                                counters[slot >> np.uint64(1)] += np.uint8(1 << nib)
+                            continue
+                        if count < floor:
+                            continue
                     if n_prev > 0:
                         again = False
                         for pq in range(n_prev):
@@ -280,11 +284,11 @@ def _emit_pairs(
 
 @nb.njit(nogil=True, cache=True)
 def _survivor_mass(counters, floor):
-    """Σ of the counter slots that reached ``floor``: about how many keys the counting passes keep."""
+    """Σ of the 4-bit counter slots that reached ``floor``: about how many keys the counting passes keep."""
     total = 0
-    for c in counters:
-        if c >= floor:
-            total += c
+    for byte in counters:
+        lo, hi = np.int64(byte & 15), np.int64(byte >> 4)
+        total += (lo if lo >= floor else 0) + (hi if hi >= floor else 0)
     return total
 
 
@@ -324,7 +328,7 @@ class _Counter:
     def emit(self, part_bits: int, part: int, out: np.ndarray, sink: int) -> int:
         return _emit_pairs(
             *self.layout, self.bounds, self.modes, self.n_ids, part_bits, part, out, sink,
-            self.counters, self.counter_bits, min(self.min_count, 255),
+            self.counters, self.counter_bits, min(self.min_count, 15),
         )  # fmt: skip
 
     def prefilter(self, part_bits: int, part: int) -> None:
@@ -387,13 +391,13 @@ def count_pairs(
     with ThreadPoolExecutor(max_workers=threads) as pool:
         if min_count >= 2 and total > threads * cap:
             first_bits = _pow2_bits(threads)
-            bits = min(max(_pow2_bits(total), first_bits, 10), int(math.log2(budget // 2)))
-            job.counters, job.counter_bits, job.sink = np.zeros(1 << bits, dtype=np.uint8), bits, 2
-            cap = (budget - (1 << bits)) // (threads * _KEY_BYTES)
+            bits = min(max(_pow2_bits(total), first_bits + 1, 10), int(math.log2(budget)))
+            job.counters, job.counter_bits, job.sink = np.zeros(1 << (bits - 1), dtype=np.uint8), bits, 2
+            cap = (budget - job.counters.nbytes) // (threads * _KEY_BYTES)
             if progress is not None:
                 progress(f"pair counting: {total:,} window pairs, pre-filter into 2^{bits} counters")
             list(pool.map(lambda p: job.prefilter(first_bits, p), range(1 << first_bits)))
-            expected = int(_survivor_mass(job.counters, min(min_count, 255)))
+            expected = int(_survivor_mass(job.counters, min(min_count, 15)))
         part_bits = _pow2_bits(max(threads, 1.25 * expected / cap))
         if progress is not None:
             progress(f"pair counting: ~{expected:,} keys in {1 << part_bits} partition(s) of ≤ {cap:,}")
