@@ -31,9 +31,10 @@ T threads, d radix passes (4 up to 2^22 raters) and S the keys that survive the 
 - without pre-filter: K = ceil(16·E·T / M) partitions (≥ T), O(K·(R + E) + E·d) time, K/T passes
   per thread; memory M plus the returned pairs;
 - pre-filtered: one counting pass, O(R + E) with one random counter update per window pair (the
-  cost that dominates at scale), then K = ceil(16·S·T / (M − 2^b)) partitions over the survivors:
-  O((1 + K)·(R + E) + S·d) time, 2^b ≤ M slots of 4 bits (b ≈ log2 E);
-  S ≈ (true pairs with count ≥ min_count) + E·P[Poisson(E/2^b) ≥ min_count − 1], so K = T in practice.
+  cost that dominates at scale), then K = ceil(16·S·T / (M − 2^b/2)) partitions over the
+  survivors: O((1 + K)·(R + E) + S·d) time, 2^b ≤ M slots of 4 bits (b ≈ log2 E);
+  S ≈ (true pairs with count ≥ min_count) + E·P[Poisson(E/2^b) ≥ min_count − 1], so K stays about
+  T while the load E/2^b is about 1 or less (2^b ≤ 2^31 with M = 2 GiB); beyond, K grows with S.
 Never O(U²) in raters U: only pairs that actually co-occur are ever produced.
 """
 
