@@ -213,7 +213,7 @@ def _run_phase(
             )  # fmt: skip
         else:
             out = contributor_phase(
-                dataset, state, epoch_millis=now, config=config, rating_keep=keep, prescoring=prescoring,
+                dataset, state, epoch_millis=now, config=config, rating_keep=None, prescoring=prescoring,
                 clock=clock,
             )  # fmt: skip
     timings.update(clock.timings)

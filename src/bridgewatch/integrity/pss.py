@@ -173,6 +173,7 @@ def co_selection_pairs(
     int32[R]; ``rating_created`` int64[R]; ``note_tweet`` int64[N] (−1 = no real tweet, ignored).
     Two ratings of the same note co-occur when their times differ by ≤ ``window_millis`` (inclusive);
     a pair counts once per tweet. Only raters with ≥ ``min_unique_posts`` distinct tweets are paired.
+    ``memory_bytes`` bounds the pair counter (``pairs.count_pairs``); the layout takes 12 bytes a rating.
 
     Returns columns (arrays of length S, sorted by pair): ``raterA``/``raterB`` int32 (A < B),
     ``coRatings`` int64, ``totalA``/``totalB`` int64, ``smoothedNpmi``/``minSim`` float64, for pairs
