@@ -241,8 +241,8 @@ def post_selection_similarity(
     Complexity: O(R log g + (1 + K)·E) time (g ratings of a note, E the summed 20-minute window
     occupancy, K the counting passes: about the thread count T up to E ≈ 2·10^9 with 2 GiB,
     see ``pairs``), O(R + memory_bytes) memory; linear in ratings and window pairs, never quadratic in
-    raters. Measured (``bench/pss.py``): 206M ratings of the simulator's public shape (E = 2.5 R)
-    take 3.6 min on 2 busy cores, 6.7 GiB peak with the inputs.
+    raters. Measured (``bench/pss.py``, 2 threads): 206M ratings of the simulator's public shape
+    (E = 2.5 R) take 1.7 min (load average 3.5; 3.6 min at 10), 6.7 GiB peak with 3.3 GiB inputs.
     """
     note_indptr = np.asarray(note_indptr, dtype=np.int64)
     n_notes = note_indptr.shape[0] - 1
