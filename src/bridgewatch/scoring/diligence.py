@@ -28,7 +28,7 @@ import numpy as np
 
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
-from bridgewatch.scoring.logistic_mf import AdamSettings, LogisticMFParams, fit_adam, penalty
+from bridgewatch.scoring.logistic_mf import AdamSettings, LogisticMFParams, compact, fit_adam, layout, penalty
 
 DILIGENCE_TAGS = (
     "notHelpfulIncorrect",
@@ -107,11 +107,6 @@ def rating_weights(
     return w
 
 
-def _compact(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    present, local = np.unique(idx, return_inverse=True)
-    return present, local.astype(np.int64)
-
-
 def _scatter(size: int, present: np.ndarray, values: np.ndarray) -> np.ndarray:
     out = np.full(size, np.nan)
     out[present] = values
@@ -128,8 +123,8 @@ def _local_ratings(note, rater, target, n_notes: int, n_raters: int):
     rater = np.asarray(rater, dtype=np.int64)
     target = np.asarray(target, dtype=np.float64)
     _check(note, rater, target, n_notes, n_raters)
-    notes, ln = _compact(note)
-    raters, lr = _compact(rater)
+    notes, ln = compact(note, n_notes)
+    raters, lr = compact(rater, n_raters)
     return notes, raters, ln, lr, target
 
 
@@ -175,12 +170,13 @@ def fit_prescoring(
     p = LogisticMFParams.zeros(nn, nu, reputation=1.0)
     p.rater_factor = np.nan_to_num(np.asarray(rater_factor_init, dtype=np.float64)[raters], nan=0.0)
 
+    lay = layout(ln, lr, nn, nu)  # the three rounds fit the same ratings: sort them once
     w12 = rating_weights(ln, target, c.pos_weight)
     round1 = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round1, c.adam)
+    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round1, c.adam, prepared=lay)
     g1 = float(p.global_intercept[0])
     round2 = ("note_factor", "rater_factor", "rater_intercept", "rater_reputation", "global_intercept")
-    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round2, c.adam)
+    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round2, c.adam, prepared=lay)
     g2 = float(p.global_intercept[0])
     ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
     w3 = rating_weights(
@@ -188,9 +184,8 @@ def fit_prescoring(
         reputation=np.maximum(p.rater_reputation, 0.0)[lr], reputation_exp=c.reputation_exp,
         alpha=c.alpha, note_norm_exp=c.third_round_note_norm_exp, n_notes=nn,
     )  # fmt: skip
-    p, _, _ = fit_adam(
-        ln, lr, target, w3, p, pen, ("note_intercept", "rater_intercept", "global_intercept"), c.adam
-    )
+    round3 = ("note_intercept", "rater_intercept", "global_intercept")
+    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, round3, c.adam, prepared=lay)
     g3 = float(p.global_intercept[0])
     return DiligencePrescoring(
         note_intercept=_scatter(n_notes, notes, p.note_intercept),
@@ -242,8 +237,9 @@ def fit_final(
         rater_reputation=take(pre.rater_reputation, raters),
         global_intercept=np.array([pre.global_intercepts[1]]),
     )
+    lay = layout(ln, lr, nn, nu)
     w2 = rating_weights(ln, target, c.pos_weight)
-    p, _, _ = fit_adam(ln, lr, target, w2, p, pen, ("note_factor",), c.adam)
+    p, _, _ = fit_adam(ln, lr, target, w2, p, pen, ("note_factor",), c.adam, prepared=lay)
     p.global_intercept = np.array([pre.global_intercepts[2]])
     p.rater_intercept = take(pre.rater_intercept, raters)
     w3 = rating_weights(
@@ -251,5 +247,5 @@ def fit_final(
         reputation=np.maximum(p.rater_reputation, 0.0)[lr], reputation_exp=c.reputation_exp,
         alpha=c.alpha, note_norm_exp=c.third_round_note_norm_exp, n_notes=nn,
     )  # fmt: skip
-    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, ("note_intercept",), c.adam)
+    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, ("note_intercept",), c.adam, prepared=lay)
     return _scatter(n_notes, notes, p.note_intercept), _scatter(n_notes, notes, p.note_factor)

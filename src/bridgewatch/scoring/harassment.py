@@ -24,7 +24,7 @@ import numpy as np
 
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
-from bridgewatch.scoring.logistic_mf import AdamSettings, LogisticMFParams, fit_adam, penalty
+from bridgewatch.scoring.logistic_mf import AdamSettings, LogisticMFParams, compact, fit_adam, penalty
 
 HARASSMENT_TAG = "notHelpfulSpamHarassmentOrAbuse"
 OTHER_TAG = "notHelpfulOther"
@@ -135,8 +135,8 @@ def fit_tag_consensus(
     empty.positive_rate = rate
     if rate in (0.0, 1.0):
         return empty
-    notes, ln = np.unique(note[keep], return_inverse=True)
-    raters, lr = np.unique(rater[keep], return_inverse=True)
+    notes, ln = compact(note[keep], n_notes)
+    raters, lr = compact(rater[keep], n_raters)
     weight = np.where(y == 1.0, (1.0 - rate) / rate, 1.0)
     pen = penalty(
         n_ratings=y.shape[0], n_notes=notes.shape[0], n_raters=raters.shape[0],

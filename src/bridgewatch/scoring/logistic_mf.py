@@ -12,10 +12,11 @@ low-diligence model (§3.5). ``w_r`` folds in the positive-class weight. The pen
 and its "loss ratio" form is ``λ·ρ/R · Σ p²`` (see ``penalty``).
 
 The optimizer is full-batch Adam (the reference's torch Adam, same update and stopping rules). Its
-gradient is a few numba passes over the ratings (the numpy twin ``gradient_np`` takes some fifteen
-and dominated whole-pipeline time); sums run in a fixed order, so reruns are bit-identical for any
-thread count.
-Blocks can be frozen per call, which is how the multi-round fits of §3.5 are expressed.
+gradient is one fused numba pass over the ratings grouped by rater (``logistic_kernels``; the numpy
+twin ``gradient_np`` takes some fifteen passes), the loss is only evaluated on the epochs the
+stopping rule reads it, and the update runs in place. Sums run in a fixed order, so reruns are
+bit-identical for any thread count. Blocks can be frozen per call, which is how the multi-round
+fits of §3.5 are expressed; ``layout`` is built once per rating set and shared by those rounds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from dataclasses import dataclass, field, replace
 import numba
 import numpy as np
 
+from bridgewatch.scoring import logistic_kernels as K
 from bridgewatch.scoring.mf_kernels import sum_squares
+
+# Fits smaller than this run on one thread: their epochs take well under a millisecond, and on a
+# busy machine waiting for a second thread at every epoch's barrier costs more than it saves.
+SERIAL_BELOW = 200_000
 
 BLOCKS = (
     "note_factor",
@@ -187,91 +193,44 @@ def gradient_np(
     return _add_penalty(loss, grads, p, pen)
 
 
-_CHUNKS = 16  # fixed partial-sum count: the loss adds up the same way for any thread count
-
-
-@numba.njit(cache=True, parallel=True)
-def _residuals_nb(note, rater, target, weight, nf, ni, rf, ri, rep, mu, d):
-    """d[j] ← the loss derivative of rating j; returns the mean weighted BCE and Σ d.
-
-    Gathering the parameters and evaluating exp/log1p in separate loops runs three times faster
-    than one fused loop (LLVM keeps the gather loop free of calls).
-    """
-    n_r = note.shape[0]
-    r = max(n_r, 1)
-    for j in numba.prange(n_r):
-        d[j] = nf[note[j]] * rf[rater[j]] + ni[note[j]] * rep[rater[j]] + ri[rater[j]] + mu
-    step = (n_r + _CHUNKS - 1) // _CHUNKS
-    part = np.zeros(_CHUNKS)
-    dpart = np.zeros(_CHUNKS)
-    for c in numba.prange(_CHUNKS):
-        s = 0.0
-        t = 0.0
-        for j in range(c * step, min(n_r, (c + 1) * step)):
-            x = d[j]
-            e = np.exp(-abs(x))
-            s += weight[j] * ((max(x, 0.0) + np.log1p(e)) - target[j] * x)
-            inv = 1.0 / (1.0 + e)
-            sig = inv if x >= 0 else e * inv  # a select, not a branch: signs are random
-            d[j] = weight[j] * (sig - target[j]) / r
-            t += d[j]
-        part[c] = s
-        dpart[c] = t
-    loss = 0.0
-    dsum = 0.0
-    for c in range(_CHUNKS):
-        loss += part[c]
-        dsum += dpart[c]
-    return loss / r, dsum
-
-
-@numba.njit(cache=True, parallel=True)
-def _rater_side_nb(indptr, note, d, nf, ni, g_rf, g_ri, g_rep):
-    """Rater blocks of the gradient; ratings grouped by rater (``indptr``), one thread per rater."""
-    for u in numba.prange(indptr.shape[0] - 1):
-        a = 0.0
-        b = 0.0
-        c = 0.0
-        for j in range(indptr[u], indptr[u + 1]):
-            a += d[j] * nf[note[j]]
-            b += d[j]
-            c += d[j] * ni[note[j]]
-        g_rf[u] = a
-        g_ri[u] = b
-        g_rep[u] = c
-
-
-@numba.njit(cache=True, parallel=True)
-def _note_side_nb(note, rater, d, rf, rep, part):
-    """Note blocks of the gradient as ``_CHUNKS`` partial sums over fixed slices of the ratings.
-
-    The notes' accumulators stay in cache while the ratings stream by in rater order (a gather
-    through a note-ordered permutation was five times slower); the caller adds the partials in
-    chunk order, so the result does not depend on the thread count.
-    """
-    n_r = note.shape[0]
-    step = (n_r + _CHUNKS - 1) // _CHUNKS
-    for c in numba.prange(_CHUNKS):
-        for j in range(c * step, min(n_r, (c + 1) * step)):
-            part[c, note[j], 0] += d[j] * rf[rater[j]]
-            part[c, note[j], 1] += d[j] * rep[rater[j]]
-
-
 @dataclass(frozen=True, eq=False)
 class RatingLayout:
-    """Ratings ordered by rater, with scratch space for the per-epoch passes.
+    """Ratings ordered by rater (stable), cut into fixed slices, with scratch for the epoch pass.
 
-    Every gradient sum runs in parallel with a fixed order (rater rows; fixed rating slices for the
-    notes), so results do not depend on the thread count. Built once per fit, reused every epoch.
+    Depends only on which (note, rater) pairs are rated, not on targets or weights, so one layout
+    serves every fit over the same ratings (the three prescoring rounds; both final rounds).
+    ``order``: the permutation from input order to rater order.
     """
 
+    order: np.ndarray
     note: np.ndarray
-    rater: np.ndarray
-    target: np.ndarray
-    weight: np.ndarray
     rater_indptr: np.ndarray
+    sub_ptr: np.ndarray
+    chunk_ptr: np.ndarray
+    n_notes: int
+    n_raters: int
     work: np.ndarray
+    loss_work: np.ndarray
     note_part: np.ndarray
+
+    @property
+    def n_ratings(self) -> int:
+        return int(self.note.shape[0])
+
+    def signed_weights(self, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """float64[R] in rater order: weight/R, negated where the target is 1 (``K.epoch_nb``)."""
+        t = np.asarray(target, dtype=np.float64)[self.order]
+        w = np.asarray(weight, dtype=np.float64)[self.order] / max(self.n_ratings, 1)
+        return np.where(t == 1.0, -w, w)
+
+
+def compact(idx: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted indices present, local index per rating) for ``idx`` in [0, size): what
+    ``np.unique(idx, return_inverse=True)`` returns, by counting (O(R + size), no sort)."""
+    present = np.flatnonzero(np.bincount(idx, minlength=size))
+    local = np.zeros(size, dtype=np.int64)
+    local[present] = np.arange(present.shape[0])
+    return present, local[idx]
 
 
 def _indptr(index: np.ndarray, n: int) -> np.ndarray:
@@ -280,22 +239,29 @@ def _indptr(index: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def layout(
-    note: np.ndarray, rater: np.ndarray, target: np.ndarray, weight: np.ndarray, n_notes: int, n_raters: int
-) -> RatingLayout:
-    """Sort the ratings by rater (stable); O(R log R), once per fit."""
-    order = np.argsort(np.asarray(rater), kind="stable")
-    note = np.asarray(note, dtype=np.int64)[order]
-    rater = np.asarray(rater, dtype=np.int64)[order]
+def layout(note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int) -> RatingLayout:
+    """Group the ratings by rater (a stable counting sort, O(R)); once per rating set."""
+    rater = np.asarray(rater, dtype=np.int64)
+    indptr = _indptr(rater, n_raters)
+    order = K.group_order(rater, indptr)
+    sub_ptr, chunk_ptr = K.sub_blocks(indptr)
     return RatingLayout(
-        note=note,
-        rater=rater,
-        target=np.asarray(target, dtype=np.float64)[order],
-        weight=np.asarray(weight, dtype=np.float64)[order],
-        rater_indptr=_indptr(rater, n_raters),
-        work=np.empty(note.shape[0]),
-        note_part=np.empty((_CHUNKS, n_notes, 2)),
+        order=order,
+        note=np.asarray(note, dtype=np.uint32)[order],  # unsigned: no wraparound code in the gathers
+        rater_indptr=indptr,
+        sub_ptr=sub_ptr,
+        chunk_ptr=chunk_ptr,
+        n_notes=int(n_notes),
+        n_raters=int(n_raters),
+        work=np.empty(order.shape[0]),
+        loss_work=np.empty(order.shape[0]),
+        note_part=np.empty((K.CHUNKS, n_notes, 2)),
     )
+
+
+def _check_targets(target: np.ndarray) -> None:
+    if not np.isin(target, (0.0, 1.0)).all():
+        raise ValueError("targets must be 0 or 1")
 
 
 def gradient(
@@ -306,33 +272,39 @@ def gradient(
     p: LogisticMFParams,
     pen: Penalty,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss and its gradient per block (same shapes as the blocks)."""
-    lay = layout(note, rater, target, weight, p.note_factor.shape[0], p.rater_factor.shape[0])
-    return layout_gradient(lay, p, pen)
+    """The loss and its gradient per block (same shapes as the blocks); targets 0 or 1."""
+    _check_targets(np.asarray(target, dtype=np.float64))
+    lay = layout(note, rater, p.note_factor.shape[0], p.rater_factor.shape[0])
+    grads = {b: np.empty_like(getattr(p, b)) for b in BLOCKS}
+    loss = layout_gradient(lay, lay.signed_weights(target, weight), p, grads, want_loss=True)
+    for b in BLOCKS:
+        add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
+    return loss + penalty_loss(p, pen), grads
 
 
 def layout_gradient(
-    lay: RatingLayout, p: LogisticMFParams, pen: Penalty
-) -> tuple[float, dict[str, np.ndarray]]:
-    """``gradient`` over a prepared layout: three parallel passes, nothing of size R allocated."""
-    n_raters = p.rater_factor.shape[0]
-    grads = {b: np.empty(n_raters) for b in ("rater_factor", "rater_intercept", "rater_reputation")}
-    d = lay.work
-    loss, dsum = _residuals_nb(
-        lay.note, lay.rater, lay.target, lay.weight,
+    lay: RatingLayout, sw: np.ndarray, p: LogisticMFParams, grads: dict[str, np.ndarray], *, want_loss: bool
+) -> float:
+    """The data part of the gradient into ``grads`` (every block, preallocated); returns the data
+    loss when ``want_loss`` (else 0.0: the loss is a third of the pass and most epochs skip it)."""
+    loss, dsum = K.epoch_nb(
+        lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, sw,
         p.note_factor, p.note_intercept, p.rater_factor, p.rater_intercept, p.rater_reputation,
-        float(p.global_intercept[0]), d,
+        float(p.global_intercept[0]), want_loss, lay.work, lay.loss_work,
+        grads["rater_factor"], grads["rater_intercept"], grads["rater_reputation"], lay.note_part,
+        np.empty(K.CHUNKS),
     )  # fmt: skip
-    _rater_side_nb(
-        lay.rater_indptr, lay.note, d, p.note_factor, p.note_intercept,
-        grads["rater_factor"], grads["rater_intercept"], grads["rater_reputation"],
-    )  # fmt: skip
-    lay.note_part.fill(0.0)
-    _note_side_nb(lay.note, lay.rater, d, p.rater_factor, p.rater_reputation, lay.note_part)
-    total = lay.note_part.sum(axis=0)
-    grads["note_factor"], grads["note_intercept"] = total[:, 0].copy(), total[:, 1].copy()
-    grads["global_intercept"] = np.array([dsum])
-    return _add_penalty(loss, grads, p, pen)
+    K.note_totals_nb(lay.note_part, grads["note_factor"], grads["note_intercept"])
+    grads["global_intercept"][0] = dsum
+    return loss
+
+
+def penalty_loss(p: LogisticMFParams, pen: Penalty) -> float:
+    """Σ_blocks c · Σ p² (summed in a fixed order)."""
+    return sum(getattr(pen, b) * sum_squares(getattr(p, b)) for b in BLOCKS)
+
+
+add_scaled = K.add_scaled
 
 
 def _add_penalty(
@@ -355,67 +327,90 @@ def fit_adam(
     pen: Penalty,
     trainable: tuple[str, ...],
     settings: AdamSettings = AdamSettings(),
+    *,
+    prepared: RatingLayout | None = None,
 ) -> tuple[LogisticMFParams, float, int]:
     """Full-batch Adam on the ``trainable`` blocks, starting from ``init`` (not modified).
 
     Inputs per rating (length R): ``note``/``rater`` int indices, ``target`` 0/1, ``weight`` ≥ 0.
-    Returns (fitted params, final loss, epochs run).
+    ``prepared``: ``layout(note, rater, ...)`` when the caller fits the same ratings again.
+    Returns (fitted params, final loss, epochs run). The loss is evaluated only on the epochs the
+    stopping rule reads it (and the last one), which changes nothing else.
     """
     unknown = set(trainable) - set(BLOCKS)
     if unknown:
         raise ValueError(f"unknown parameter blocks: {sorted(unknown)}")
     p = init.copy()
-    note = np.asarray(note, dtype=np.int64)
-    rater = np.asarray(rater, dtype=np.int64)
     target = np.asarray(target, dtype=np.float64)
-    weight = np.asarray(weight, dtype=np.float64)
-    lay = layout(note, rater, target, weight, p.note_factor.shape[0], p.rater_factor.shape[0])
+    _check_targets(target)
+    n_notes, n_raters = p.note_factor.shape[0], p.rater_factor.shape[0]
+    lay = prepared if prepared is not None else layout(note, rater, n_notes, n_raters)
+    if (lay.n_ratings, lay.n_notes, lay.n_raters) != (target.shape[0], n_notes, n_raters):
+        raise ValueError("prepared layout does not match the ratings or parameters")
+    sw = lay.signed_weights(target, weight)
     s = settings
+    trainable = tuple(b for b in BLOCKS if b in trainable)
+    grads = {b: np.empty_like(getattr(p, b)) for b in BLOCKS}
     m = {b: np.zeros_like(getattr(p, b)) for b in trainable}
     v = {b: np.zeros_like(getattr(p, b)) for b in trainable}
     step = 0
 
-    def adam_step(grads: dict[str, np.ndarray]) -> None:
+    def evaluate(want_loss: bool) -> float:
+        data = layout_gradient(lay, sw, p, grads, want_loss=want_loss)
+        for b in trainable:
+            add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
+        return data + penalty_loss(p, pen) if want_loss else float("nan")
+
+    def adam_step() -> None:
         nonlocal step
         step += 1
+        scale = 1.0
         if s.clip_norm is not None:
             total = np.sqrt(sum(sum_squares(grads[b]) for b in trainable))
             if total > s.clip_norm:
                 scale = s.clip_norm / (total + 1e-6)
-                grads = {b: grads[b] * scale for b in trainable}
-        bc1 = 1.0 - s.beta1**step
-        bc2 = 1.0 - s.beta2**step
+        lr_bc1 = s.learning_rate / (1.0 - s.beta1**step)
+        sqrt_bc2 = float(np.sqrt(1.0 - s.beta2**step))
         for b in trainable:
-            g = grads[b]
-            m[b] = s.beta1 * m[b] + (1.0 - s.beta1) * g
-            v[b] = s.beta2 * v[b] + (1.0 - s.beta2) * g * g
-            denom = np.sqrt(v[b]) / np.sqrt(bc2) + s.eps
-            setattr(p, b, getattr(p, b) - (s.learning_rate / bc1) * m[b] / denom)
+            K.adam_nb(getattr(p, b), grads[b], m[b], v[b], scale, s.beta1, s.beta2, lr_bc1, sqrt_bc2, s.eps)
 
-    if s.stop == "periodic":
-        prior = None
-        epoch = 0
-        loss = float("nan")
-        while epoch <= s.max_epochs:
-            loss, grads = layout_gradient(lay, p, pen)
-            if s.tolerance > 0 and epoch % s.check_every == 0:
-                if prior is not None and abs(prior - loss) < s.tolerance:
-                    break
-                prior = loss
-            adam_step(grads)
-            epoch += 1
-        return p, loss, epoch
-    if s.stop == "mf":
-        prev = 1e10
-        loss, grads = layout_gradient(lay, p, pen)
-        epoch = 0
-        while abs(loss - prev) > s.tolerance and not (epoch > 100 and loss > prev) and epoch < s.max_epochs:
-            prev = loss
-            adam_step(grads)
-            loss, grads = layout_gradient(lay, p, pen)
-            epoch += 1
-        return p, loss, epoch
-    raise ValueError(f"unknown stopping rule {s.stop!r}")
+    def run() -> tuple[float, int]:
+        if s.stop == "periodic":
+            prior = None
+            epoch = 0
+            loss = float("nan")
+            while epoch <= s.max_epochs:
+                check = s.tolerance > 0 and epoch % s.check_every == 0
+                loss = evaluate(check or epoch == s.max_epochs)
+                if check:
+                    if prior is not None and abs(prior - loss) < s.tolerance:
+                        break
+                    prior = loss
+                adam_step()
+                epoch += 1
+            return loss, epoch
+        if s.stop == "mf":
+            prev = 1e10
+            loss = evaluate(True)
+            epoch = 0
+            rising = False
+            while abs(loss - prev) > s.tolerance and not rising and epoch < s.max_epochs:
+                prev = loss
+                adam_step()
+                loss = evaluate(True)
+                epoch += 1
+                rising = epoch > 100 and loss > prev
+            return loss, epoch
+        raise ValueError(f"unknown stopping rule {s.stop!r}")
+
+    threads = numba.get_num_threads()
+    if lay.n_ratings < SERIAL_BELOW:
+        numba.set_num_threads(1)
+    try:
+        loss, epochs = run()
+    finally:
+        numba.set_num_threads(threads)
+    return p, loss, epochs
 
 
 def with_blocks(p: LogisticMFParams, **blocks: np.ndarray) -> LogisticMFParams:

@@ -1,0 +1,137 @@
+"""The logistic factor model's fast paths (``logistic_kernels``) against numpy, across thread counts."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from bridgewatch.scoring import logistic_kernels as K
+from bridgewatch.scoring import logistic_mf as lm
+
+
+def _problem(seed: int = 0, r: int = 90_000, n_notes: int = 700, n_raters: int = 4_000):
+    """Ratings spread over many sub-blocks and all slices, raters of very uneven activity."""
+    rng = np.random.default_rng(seed)
+    rater = np.minimum(rng.zipf(1.3, r) - 1, n_raters - 1)
+    note = rng.integers(0, n_notes, r)
+    target = (rng.uniform(size=r) < 0.2).astype(float)
+    weight = np.where(target == 1.0, 5.0, 1.0) * rng.uniform(0.5, 1.5, r)
+    p = lm.LogisticMFParams(
+        note_factor=rng.normal(size=n_notes),
+        note_intercept=rng.normal(size=n_notes),
+        rater_factor=rng.normal(size=n_raters),
+        rater_intercept=rng.normal(size=n_raters),
+        rater_reputation=rng.uniform(0.0, 2.0, n_raters),
+        global_intercept=np.array([-1.0]),
+    )
+    pen = lm.Penalty(1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 1e-3)
+    return note, rater, target, weight, p, pen
+
+
+def test_exp_and_log1p_match_numpy_to_a_few_ulps():
+    rng = np.random.default_rng(0)
+    x = -np.concatenate([np.linspace(0.0, 708.0, 400_001), rng.exponential(3.0, 100_000)])
+    x = x[x >= -708.0]
+    np.testing.assert_allclose(K.exp_neg(x), np.exp(x), rtol=1e-15, atol=0)
+    y = np.concatenate([np.linspace(0.0, 1.0, 400_001), np.exp(-np.linspace(0.0, 700.0, 10_001))])
+    np.testing.assert_allclose(K.log1p01(y), np.log1p(y), rtol=1e-15, atol=0)
+    assert K.exp_neg(np.array([-1e6]))[0] < 1e-300
+    assert np.isnan(K.exp_neg(np.array([np.nan]))[0])
+
+
+def test_sub_blocks_cover_the_raters_in_whole_balanced_slices():
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 50, 20_000)
+    counts[5] = 3 * K.SUB  # one rater larger than a sub-block
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    sub, chunk = K.sub_blocks(indptr)
+    assert sub[0] == 0 and sub[-1] == counts.shape[0] and np.all(np.diff(sub) > 0)
+    assert chunk.shape[0] == K.CHUNKS + 1 and chunk[0] == 0 and chunk[-1] == sub.shape[0] - 1
+    assert np.all(np.diff(chunk) >= 0)
+    per_chunk = np.diff(indptr[sub[chunk]])
+    assert per_chunk.sum() == counts.sum()
+    assert per_chunk.max() < counts.sum() / K.CHUNKS + 4 * K.SUB
+    empty_sub, empty_chunk = K.sub_blocks(np.zeros(1, dtype=np.int64))
+    assert empty_sub.tolist() == [0] and empty_chunk.tolist() == [0] * (K.CHUNKS + 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fused_pass_matches_numpy_twin_and_is_thread_independent(seed):
+    note, rater, target, weight, p, pen = _problem(seed)
+    loss_np, grads_np = lm.gradient_np(note, rater, target, weight, p, pen)
+    before = numba.get_num_threads()
+    runs = []
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            runs.append(lm.gradient(note, rater, target, weight, p, pen))
+    finally:
+        numba.set_num_threads(before)
+    loss, grads = runs[0]
+    assert loss == pytest.approx(loss_np, rel=1e-12)
+    for block in lm.BLOCKS:
+        np.testing.assert_allclose(grads[block], grads_np[block], rtol=1e-9, atol=1e-17, err_msg=block)
+        for other in runs[1:]:
+            assert other[1][block].tobytes() == grads[block].tobytes(), block
+    assert all(other[0] == loss for other in runs[1:])
+
+
+def _fit_adam_np(note, rater, target, weight, init, pen, trainable, s):
+    """The optimizer in plain numpy over ``gradient_np`` with the loss every epoch: the twin of
+    ``fit_adam`` (which evaluates the loss only when the stopping rule reads it)."""
+    p = init.copy()
+    m = {b: np.zeros_like(getattr(p, b)) for b in trainable}
+    v = {b: np.zeros_like(getattr(p, b)) for b in trainable}
+    prior, epoch, loss = None, 0, float("nan")
+    while epoch <= s.max_epochs:
+        loss, grads = lm.gradient_np(note, rater, target, weight, p, pen)
+        if epoch % s.check_every == 0:
+            if prior is not None and abs(prior - loss) < s.tolerance:
+                break
+            prior = loss
+        t = epoch + 1
+        for b in trainable:
+            m[b] = s.beta1 * m[b] + (1 - s.beta1) * grads[b]
+            v[b] = s.beta2 * v[b] + (1 - s.beta2) * grads[b] ** 2
+            denom = np.sqrt(v[b]) / np.sqrt(1 - s.beta2**t) + s.eps
+            setattr(p, b, getattr(p, b) - s.learning_rate / (1 - s.beta1**t) * m[b] / denom)
+        epoch += 1
+    return p, loss, epoch
+
+
+def test_fit_adam_follows_its_numpy_twin_and_a_prepared_layout_changes_nothing():
+    note, rater, target, weight, p, pen = _problem(2, r=30_000, n_notes=300, n_raters=1_500)
+    s = lm.AdamSettings(learning_rate=0.05, max_epochs=200, tolerance=1e-4, check_every=5)
+    trainable = ("note_factor", "note_intercept", "rater_intercept", "global_intercept")
+    fit, loss, epochs = lm.fit_adam(note, rater, target, weight, p, pen, trainable, s)
+    ref, ref_loss, ref_epochs = _fit_adam_np(note, rater, target, weight, p, pen, trainable, s)
+    assert epochs == ref_epochs < s.max_epochs  # the stopping rule fired, on the same epoch
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+    for block in lm.BLOCKS:
+        np.testing.assert_allclose(getattr(fit, block), getattr(ref, block), rtol=1e-8, atol=1e-10)
+    lay = lm.layout(note, rater, 300, 1_500)
+    again, _, _ = lm.fit_adam(note, rater, target, weight, p, pen, trainable, s, prepared=lay)
+    twice, _, _ = lm.fit_adam(note, rater, target, weight, p, pen, trainable, s, prepared=lay)
+    for block in lm.BLOCKS:
+        same = {getattr(q, block).tobytes() for q in (fit, again, twice)}
+        assert len(same) == 1, block
+
+
+def test_fit_adam_rejects_bad_targets_and_mismatched_layouts():
+    note, rater, target, weight, p, pen = _problem(4, r=2_000, n_notes=50, n_raters=100)
+    with pytest.raises(ValueError, match="0 or 1"):
+        lm.fit_adam(note, rater, target * 0.5, weight, p, pen, ("note_intercept",))
+    other = lm.layout(note[:-1], rater[:-1], 50, 100)
+    with pytest.raises(ValueError, match="layout"):
+        lm.fit_adam(note, rater, target, weight, p, pen, ("note_intercept",), prepared=other)
+
+
+def test_compact_and_layout_order_match_their_sorting_twins():
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, 500, 10_000) * 3  # gaps: most indices absent
+    present, local = lm.compact(idx, 1_500)
+    ref_present, ref_local = np.unique(idx, return_inverse=True)
+    assert present.tolist() == ref_present.tolist() and local.tolist() == ref_local.tolist()
+    lay = lm.layout(rng.integers(0, 40, idx.shape[0]), idx, 40, 1_500)
+    assert lay.order.tolist() == np.argsort(idx, kind="stable").tolist()
