@@ -278,7 +278,7 @@ def gradient(
     grads = {b: np.empty_like(getattr(p, b)) for b in BLOCKS}
     loss = layout_gradient(lay, lay.signed_weights(target, weight), p, grads, want_loss=True)
     for b in BLOCKS:
-        add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
+        K.add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
     return loss + penalty_loss(p, pen), grads
 
 
@@ -286,7 +286,7 @@ def layout_gradient(
     lay: RatingLayout, sw: np.ndarray, p: LogisticMFParams, grads: dict[str, np.ndarray], *, want_loss: bool
 ) -> float:
     """The data part of the gradient into ``grads`` (every block, preallocated); returns the data
-    loss when ``want_loss`` (else 0.0: the loss is a third of the pass and most epochs skip it)."""
+    loss when ``want_loss`` (else 0.0: the loss adds a third to the pass, and most epochs skip it)."""
     loss, dsum = K.epoch_nb(
         lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, sw,
         p.note_factor, p.note_intercept, p.rater_factor, p.rater_intercept, p.rater_reputation,
@@ -302,9 +302,6 @@ def layout_gradient(
 def penalty_loss(p: LogisticMFParams, pen: Penalty) -> float:
     """Σ_blocks c · Σ p² (summed in a fixed order)."""
     return sum(getattr(pen, b) * sum_squares(getattr(p, b)) for b in BLOCKS)
-
-
-add_scaled = K.add_scaled
 
 
 def _add_penalty(
@@ -358,7 +355,7 @@ def fit_adam(
     def evaluate(want_loss: bool) -> float:
         data = layout_gradient(lay, sw, p, grads, want_loss=want_loss)
         for b in trainable:
-            add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
+            K.add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
         return data + penalty_loss(p, pen) if want_loss else float("nan")
 
     def adam_step() -> None:
