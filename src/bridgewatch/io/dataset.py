@@ -43,6 +43,7 @@ from bridgewatch.errors import DataFormatError
 from bridgewatch.io import cache, formats
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.ratings import Progress, RawRatings, read_ratings
+from bridgewatch.io.segments import recode
 from bridgewatch.io.tables import empty_frame, read_enrollment, read_notes, read_status_history
 
 PathLike = str | os.PathLike[str]
@@ -122,13 +123,15 @@ def read_dataset(
     enrollment: PathLike | None = None,
     progress: Progress | None = None,
     cache_dir: PathLike | None = None,
+    num_threads: int | None = None,
 ) -> Dataset:
     """Read a data directory (or explicit files; explicit paths override the directory's).
 
     ``ratings`` may be a file, a list of files or a directory of ``*.tsv``/``.tsv.gz``/``.parquet``.
     ``progress(stage, done, total)`` is called as the ratings stream in (bytes of input).
     ``cache_dir``: keep the ratings matrix there after the first read and start from it while
-    the ratings, notes and NSH files are unchanged (``io.cache``).
+    the ratings, notes and NSH files are unchanged (``io.cache``). ``num_threads``: threads
+    parsing the ratings (None: one per core); the result does not depend on it.
     Raises ``DataFormatError`` on a bad file (see the module docstring for what is fatal).
     """
     found: dict[str, object] = find_input_files(source) if source is not None else {}
@@ -175,7 +178,7 @@ def read_dataset(
         warnings.extend(ratings_warnings)
     else:
         before = len(warnings)
-        raw = read_ratings([str(p) for p in rating_paths], warnings, progress)
+        raw = read_ratings([str(p) for p in rating_paths], warnings, progress, num_threads)
         matrix = assemble_matrix(
             raw,
             notes_frame["noteId"].to_numpy(np.int64),
@@ -213,13 +216,18 @@ def assemble_matrix(
         )
     note_map = np.searchsorted(note_ids, raw.note_ids).astype(np.int32)
     # Arrow sorts by UTF-8 bytes, which is code point order: the order of Python str, much faster.
-    order = pc.sort_indices(pa.array(raw.rater_ids, type=pa.string())).to_numpy().astype(np.int64)
-    rater_ids = raw.rater_ids[order]
+    names = raw.rater_ids
+    if not isinstance(names, pa.Array):
+        names = pa.array(names, type=pa.string())
+    order = pc.sort_indices(names).to_numpy().astype(np.int64)
+    rater_ids = np.asarray(names.take(order).to_numpy(zero_copy_only=False), dtype=object)
+    raw.rater_ids = rater_ids  # sorted, as the codes are about to be (frees the arrow buffers)
+    del names
     rater_map = np.empty(order.shape[0], dtype=np.int32)
     rater_map[order] = np.arange(order.shape[0], dtype=np.int32)
-    # Codes become dense indices in place of the codes (the old arrays are freed at once).
-    raw.note_code = note_map[raw.note_code]
-    raw.rater_code = rater_map[raw.rater_code]
+    # Codes become dense indices, in place.
+    recode(raw.note_code, 0, raw.note_code.shape[0], note_map)
+    recode(raw.rater_code, 0, raw.rater_code.shape[0], rater_map)
     return build_deduplicated(raw, note_ids, rater_ids, warnings)
 
 
@@ -228,17 +236,18 @@ def read_rating_matrix(
     *,
     note_ids: np.ndarray | None = None,
     progress: Progress | None = None,
+    num_threads: int | None = None,
 ) -> tuple[RatingMatrix, tuple[str, ...]]:
     """Read ratings files alone into a ``RatingMatrix`` (and the warnings).
 
     ``note_ids`` (int64[K]) are added to the note index space and count as known notes; without
-    them no unknown-note warning is given.
+    them no unknown-note warning is given. ``num_threads`` as in ``read_dataset``.
     """
     paths = [Path(p) for p in ratings] if isinstance(ratings, list | tuple) else _ratings_paths(Path(ratings))
     if not paths:
         raise DataFormatError("no ratings files found", path=str(ratings))
     warnings: list[str] = []
-    raw = read_ratings([str(p) for p in paths], warnings, progress)
+    raw = read_ratings([str(p) for p in paths], warnings, progress, num_threads)
     known = raw.note_ids if note_ids is None else np.asarray(note_ids, dtype=np.int64)
     matrix = assemble_matrix(raw, known, np.empty(0, np.int64), warnings)
     return matrix, tuple(warnings)

@@ -149,7 +149,7 @@ def rater_slot(table: np.ndarray, h1: np.uint64, h2: np.uint64) -> int:
     return i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def rehash_notes(old: np.ndarray, new: np.ndarray) -> None:
     """Move every entry of the old note table into the (larger, zeroed) new one."""
     for i in range(old.shape[0] // 2):
@@ -159,7 +159,7 @@ def rehash_notes(old: np.ndarray, new: np.ndarray) -> None:
             new[2 * j + 1] = old[2 * i + 1]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def rehash_raters(old: np.ndarray, new: np.ndarray) -> None:
     """Move every entry of the old rater table into the (larger, zeroed) new one."""
     for i in range(old.shape[0] // 2):
@@ -185,7 +185,7 @@ def _to_delimiter(buf: np.ndarray, p: int, wlim: int) -> int:
         p += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def parse_rows(
     buf, end, roles, bitpos, runs, lev_b, lev_o, lev_v, src_b, src_o, src_pop,
     out_note, out_rater, out_value, out_created, out_tags, out_pop, dropped,
