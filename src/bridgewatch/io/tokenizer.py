@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Column roles (one per header column). A BIT column (tag, helpful, notHelpful) sets its bit
 # (``bits`` argument) in a row word: tags at ``schema.TAG_BIT``, helpful and notHelpful above.
@@ -62,6 +65,28 @@ def _match(buf: np.ndarray, s: int, e: int, cand: np.ndarray, offs: np.ndarray) 
         if same:
             return i
     return -1
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Start loading ``arr[idx]`` into the cache (LLVM's prefetch hint); nothing else.
+
+    Hash table probes are random reads far apart; asked for as soon as the key is hashed, they
+    arrive while the rest of the row is parsed (measured: a fifth off the parse time)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        aty = signature.args[0]
+        ary = context.make_array(aty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+        )
+        # read, high temporal locality, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return nb.types.void(arr, idx), codegen
 
 
 _ONES = np.uint64(0x0101010101010101)
@@ -126,12 +151,18 @@ def _finish(h1: np.uint64, h2: np.uint64, n: int) -> tuple[np.uint64, np.uint64]
 
 
 @nb.njit(cache=True, inline="always")
+def _note_home(table: np.ndarray, key: np.int64) -> int:
+    """First slot probed for ``key`` in the note table."""
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64((h ^ (h >> np.uint64(29))) & np.uint64(table.shape[0] // 2 - 1))
+
+
+@nb.njit(cache=True, inline="always")
 def note_slot(table: np.ndarray, key: np.int64) -> int:
     """Slot of ``key`` in the note table: int64[2S] of (key, code + 1) pairs, 0 = empty slot
     (where an absent key goes)."""
     mask = np.uint64(table.shape[0] // 2 - 1)
-    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
-    i = np.int64((h ^ (h >> np.uint64(29))) & mask)
+    i = _note_home(table, key)
     while table[2 * i + 1] != 0 and table[2 * i] != key:
         i = np.int64((np.uint64(i) + np.uint64(1)) & mask)
     return i
@@ -303,6 +334,7 @@ def parse_rows(
                 rs = fs
                 re = p
                 rh1, rh2 = _finish(h1, h2, p - fs)
+                _prefetch(raters, 2 * np.int64(rh1 & np.uint64(raters.shape[0] // 2 - 1)))
             else:  # NOTE, CREATED: -?digits
                 neg = buf[p] == 45
                 if neg:
@@ -326,6 +358,7 @@ def parse_rows(
                 iv = -np.int64(v) if neg else np.int64(v)
                 if role == NOTE:
                     note = iv
+                    _prefetch(notes, 2 * _note_home(notes, iv))
                 else:
                     created = iv
                     ok = ok and iv >= lo_ms and iv <= hi_ms
