@@ -216,13 +216,17 @@ def assemble_matrix(
         )
     note_map = np.searchsorted(note_ids, raw.note_ids).astype(np.int32)
     # Arrow sorts by UTF-8 bytes, which is code point order: the order of Python str, much faster.
+    # (Arrow's own pool keeps freed memory for seconds; malloc's is returned by ``heap``.)
+    pool = pa.system_memory_pool()
     names = raw.rater_ids
-    if not isinstance(names, pa.Array):
-        names = pa.array(names, type=pa.string())
-    order = pc.sort_indices(names).to_numpy().astype(np.int64)
-    rater_ids = np.asarray(names.take(order).to_numpy(zero_copy_only=False), dtype=object)
+    if isinstance(names, pa.Array):
+        ids = np.asarray(names.to_numpy(zero_copy_only=False), dtype=object)
+    else:
+        ids, names = names, pa.array(names, type=pa.string(), memory_pool=pool)
+    order = pc.sort_indices(names, memory_pool=pool).to_numpy().astype(np.int64)
+    rater_ids = ids[order]
     raw.rater_ids = rater_ids  # sorted, as the codes are about to be (frees the arrow buffers)
-    del names
+    del names, ids
     rater_map = np.empty(order.shape[0], dtype=np.int32)
     rater_map[order] = np.arange(order.shape[0], dtype=np.int32)
     # Codes become dense indices, in place.

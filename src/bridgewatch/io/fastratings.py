@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
-from bridgewatch.io import formats, scan, segments
+from bridgewatch.io import formats, heap, scan, segments
 from bridgewatch.io import tokenizer as tk
 
 CHUNK = 1 << 20  # read buffer per range (measured: 64 KiB to 4 MiB parse alike)
@@ -85,8 +85,13 @@ class _State:
         self.pool = np.empty(64 * initial, np.uint8)
         self.st = np.zeros(tk.STATE_SIZE, np.int64)
 
-    def rows(self) -> int:
-        return int(self.st[tk.N_OUT]) + (self.region or 0)
+    def release(self, tables: bool) -> None:
+        """Let go of the output arrays (views of the shared ones, or spilled rows the merge now
+        holds) and, with ``tables``, of the id tables too (once merged)."""
+        self.out = []
+        if tables:
+            for name in ("dropped", "notes", "note_ids", "raters", "name_off", "pool"):
+                setattr(self, name, np.empty(0, getattr(self, name).dtype))
 
     def reserve_notes(self, n: int) -> None:
         """Room for ``n`` note ids."""
@@ -212,6 +217,7 @@ def read_tsv_ratings(
     for span, count in zip(spans, counts, strict=True):
         span.count = count
     note_ids, rater_ids = merge.ids()
+    heap.release()  # the ranges' id tables and buffers, before the sort allocates
     return out, dropped, note_ids, rater_ids
 
 

@@ -13,11 +13,13 @@ import numpy as np
 
 @nb.njit(cache=True)
 def pair_order(
-    note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int, temp: np.ndarray
+    note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int, temp: np.ndarray, out: np.ndarray
 ) -> np.ndarray:
-    """int64[R] permutation sorting by (note, rater), stable (equal pairs keep input order).
+    """``out`` filled with the permutation sorting by (note, rater), stable (equal pairs keep
+    input order), and returned.
 
-    ``note``/``rater``: int32[R] dense indices; ``temp``: scratch int32[R] (int64 if R >= 2**31).
+    ``note``/``rater``: int32[R] dense indices; ``temp`` (scratch) and ``out``: [R] of an integer
+    type that holds R - 1 (int32 below 2**31 ratings: half the memory of int64).
     """
     r = note.shape[0]
     start = np.zeros(n_raters + 1, dtype=np.int64)
@@ -35,7 +37,6 @@ def pair_order(
         nstart[note[i] + 1] += 1
     for n in range(n_notes):
         nstart[n + 1] += nstart[n]
-    out = np.empty(r, dtype=np.int64)
     for j in range(r):
         i = by_rater[j]
         n = note[i]
@@ -45,10 +46,58 @@ def pair_order(
 
 
 def pair_order_numpy(
-    note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int, temp: np.ndarray | None = None
+    note: np.ndarray,
+    rater: np.ndarray,
+    n_notes: int,
+    n_raters: int,
+    temp: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Twin of ``pair_order``."""
     return np.lexsort((rater, note)).astype(np.int64)
+
+
+@nb.njit(cache=True)
+def repeated_pair(note: np.ndarray, rater: np.ndarray, order: np.ndarray) -> bool:
+    """Whether two ratings share (note, rater); ``order`` sorts by (note, rater)."""
+    for j in range(order.shape[0] - 1):
+        a, b = order[j], order[j + 1]
+        if note[a] == note[b] and rater[a] == rater[b]:
+            return True
+    return False
+
+
+def repeated_pair_numpy(note: np.ndarray, rater: np.ndarray, order: np.ndarray) -> bool:
+    """Twin of ``repeated_pair``."""
+    n, r = note[order], rater[order]
+    return bool(((n[1:] == n[:-1]) & (r[1:] == r[:-1])).any())
+
+
+@nb.njit(cache=True)
+def permute_in_place(order, a, b, c, d, e, f):  # type: ignore[no-untyped-def]
+    """``x[:] = x[order]`` for the six [R] arrays at once, in place: each cycle of the
+    permutation is walked once with a bit per position, so no column is ever held twice."""
+    r = order.shape[0]
+    done = np.zeros((r + 7) // 8, np.uint8)
+    for s in range(r):
+        if done[s >> 3] & (1 << (s & 7)):
+            continue
+        ta, tb, tc, td, te, tf = a[s], b[s], c[s], d[s], e[s], f[s]
+        j = s
+        while True:
+            done[j >> 3] |= 1 << (j & 7)
+            k = order[j]
+            if k == s:
+                a[j], b[j], c[j], d[j], e[j], f[j] = ta, tb, tc, td, te, tf
+                break
+            a[j], b[j], c[j], d[j], e[j], f[j] = a[k], b[k], c[k], d[k], e[k], f[k]
+            j = k
+
+
+def permute_in_place_numpy(order: np.ndarray, *arrays: np.ndarray) -> None:
+    """Twin of ``permute_in_place``."""
+    for x in arrays:
+        x[:] = x[order]
 
 
 @nb.njit(cache=True)

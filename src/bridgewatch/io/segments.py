@@ -104,39 +104,52 @@ def plan(paths: list[str], threads: int, min_segment: int, slack: int) -> list[S
 
 
 @nb.njit(cache=True, nogil=True)
-def merge_notes(table, ids, n, local_ids, local_n, code_map):  # type: ignore[no-untyped-def]
-    """Add a range's note ids (``local_ids[:local_n]``, its first-seen order) to the merged
-    table (``tokenizer.note_slot`` layout, room for all of them); ``code_map[local code]`` gets
-    the merged code. Returns the merged count."""
-    for c in range(local_n):
+def merge_notes(table, ids, n, local_ids, c, local_n, code_map):  # type: ignore[no-untyped-def]
+    """Add a range's note ids (``local_ids[c:local_n]``, its first-seen order) to the merged
+    table (``tokenizer.note_slot`` layout); ``code_map[local code]`` gets the merged code.
+    Returns (merged count, next local code): it stops early, like ``parse_rows``, when the
+    table or ``ids`` must grow for one more id."""
+    while c < local_n:
         key = local_ids[c]
         s = tk.note_slot(table, key)
         if table[2 * s + 1] == 0:
+            if 4 * (n + 1) > table.shape[0] or n >= ids.shape[0]:
+                break
             table[2 * s] = key
             table[2 * s + 1] = n + 1
             ids[n] = key
             n += 1
         code_map[c] = table[2 * s + 1] - 1
-    return n
+        c += 1
+    return n, c
 
 
 @nb.njit(cache=True, nogil=True)
-def merge_raters(table, off, pool, n, used, local_table, local_off, local_pool, local_n, code_map):  # type: ignore[no-untyped-def]
-    """Add a range's participant ids to the merged table (``tokenizer.rater_slot`` layout) and
-    name pool, in the range's first-seen order; ``code_map[local code]`` gets the merged code.
-    Returns (merged count, pool bytes used)."""
-    h1 = np.empty(local_n, np.uint64)
-    h2 = np.empty(local_n, np.uint64)
-    for i in range(local_table.shape[0] // 2):
-        v = local_table[2 * i + 1]
+def rater_keys(table, n):  # type: ignore[no-untyped-def]
+    """The 96-bit keys (h1, high half of h2) of codes 0..n-1 in a ``tokenizer.rater_slot`` table."""
+    h1 = np.empty(n, np.uint64)
+    h2 = np.empty(n, np.uint64)
+    for i in range(table.shape[0] // 2):
+        v = table[2 * i + 1]
         if v != 0:
-            c = np.int64(v & _LO32) - 1
-            h1[c] = local_table[2 * i]
-            h2[c] = v & _HI32
-    for c in range(local_n):
+            code = np.int64(v & _LO32) - 1
+            h1[code] = table[2 * i]
+            h2[code] = v & _HI32
+    return h1, h2
+
+
+@nb.njit(cache=True, nogil=True)
+def merge_raters(table, off, pool, n, used, h1, h2, local_off, local_pool, c, code_map):  # type: ignore[no-untyped-def]
+    """Add a range's participant ids (keys ``h1``/``h2`` from ``rater_keys``, names in
+    ``local_pool``) from local code ``c`` on to the merged table and name pool, in the range's
+    first-seen order; ``code_map[local code]`` gets the merged code. Returns (merged count, pool
+    bytes used, next local code): it stops early when the table, ``off`` or ``pool`` must grow."""
+    while c < h1.shape[0]:
         s = tk.rater_slot(table, h1[c], h2[c])
         if table[2 * s + 1] == 0:
             a, b = local_off[c], local_off[c + 1]
+            if 4 * (n + 1) > table.shape[0] or n + 2 > off.shape[0] or used + (b - a) > pool.shape[0]:
+                break
             for k in range(b - a):
                 pool[used + k] = local_pool[a + k]
             used += b - a
@@ -145,7 +158,8 @@ def merge_raters(table, off, pool, n, used, local_table, local_off, local_pool, 
             off[n + 1] = used
             n += 1
         code_map[c] = np.int64(table[2 * s + 1] & _LO32) - 1
-    return n, used
+        c += 1
+    return n, used, c
 
 
 @nb.njit(cache=True, nogil=True)
@@ -197,6 +211,35 @@ class _Part:
     rater_map: np.ndarray | None
 
 
+def _merge_tables(t, state) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Fold ``state``'s id tables into ``t``'s (both ``fastratings._State``), growing ``t``'s
+    as the kernels ask; the local -> merged code maps."""
+    st, tst = state.st, t.st
+    n_notes, n_names = int(st[tk.N_NOTES]), int(st[tk.N_NAMES])
+    note_map = np.empty(n_notes, np.int32)
+    c = 0
+    while True:
+        tst[tk.N_NOTES], c = merge_notes(
+            t.notes, t.note_ids, tst[tk.N_NOTES], state.note_ids, c, n_notes, note_map
+        )
+        if c == n_notes:
+            break
+        t.reserve_notes(int(tst[tk.N_NOTES]) + 1)
+    rater_map = np.empty(n_names, np.int32)
+    h1, h2 = rater_keys(state.raters, n_names)
+    c = 0
+    while True:
+        tst[tk.N_NAMES], tst[tk.POOL_USED], c = merge_raters(
+            t.raters, t.name_off, t.pool, tst[tk.N_NAMES], tst[tk.POOL_USED],
+            h1, h2, state.name_off, state.pool, c, rater_map,
+        )  # fmt: skip
+        if c == n_names:
+            break
+        size = int(state.name_off[c + 1] - state.name_off[c])
+        t.reserve_raters(int(tst[tk.N_NAMES]) + 1, int(tst[tk.POOL_USED]) + size)
+    return note_map, rater_map
+
+
 class Merge:
     """Ranges' results, added in file order, folded into one set of tables and arrays."""
 
@@ -212,19 +255,7 @@ class Merge:
         if self.tables is None:
             self.tables = state
         else:
-            t, tst = self.tables, self.tables.st
-            n_notes, n_names = int(st[tk.N_NOTES]), int(st[tk.N_NAMES])
-            t.reserve_notes(int(tst[tk.N_NOTES]) + n_notes)
-            t.reserve_raters(int(tst[tk.N_NAMES]) + n_names, int(tst[tk.POOL_USED] + st[tk.POOL_USED]))
-            note_map = np.empty(n_notes, np.int32)
-            tst[tk.N_NOTES] = merge_notes(
-                t.notes, t.note_ids, tst[tk.N_NOTES], state.note_ids, n_notes, note_map
-            )
-            rater_map = np.empty(n_names, np.int32)
-            tst[tk.N_NAMES], tst[tk.POOL_USED] = merge_raters(
-                t.raters, t.name_off, t.pool, tst[tk.N_NAMES], tst[tk.POOL_USED],
-                state.raters, state.name_off, state.pool, n_names, rater_map,
-            )  # fmt: skip
+            note_map, rater_map = _merge_tables(self.tables, state)
         spilled = state.region is not None
         self.parts.append(
             _Part(
@@ -238,7 +269,7 @@ class Merge:
                 rater_map,
             )
         )
-        state.out = None  # no views of the shared arrays outlive the merge
+        state.release(tables=state is not self.tables)  # no views of the shared arrays outlive this
 
     def rows(self) -> list[np.ndarray]:
         """The six kept-rating arrays, rows in file order and merged codes.
