@@ -288,7 +288,8 @@ class Merge:
             dst = src if in_place else np.empty(total, src.dtype)
             at = 0
             for p in self.parts:
-                move(dst, at, src, p.seg.base, p.region)
+                if dst is not src or at != p.seg.base:
+                    move(dst, at, src, p.seg.base, p.region)
                 if p.private is not None:
                     move(dst, at + p.region, p.private[col], 0, p.spilled)
                 code_map = (p.note_map, p.rater_map)[col] if col < 2 else None
