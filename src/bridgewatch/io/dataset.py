@@ -204,9 +204,10 @@ def assemble_matrix(
     """Map codes to the sorted id spaces, resolve duplicates, sort and index the ratings."""
     from bridgewatch.io.build import build_deduplicated
 
-    note_ids = np.union1d(np.union1d(notes_ids, nsh_ids), raw.note_ids)
-    known = np.isin(raw.note_ids, notes_ids)
-    if not known.all():
+    own = notes_ids is raw.note_ids  # (``read_rating_matrix`` without note ids: all are known)
+    note_ids = np.unique(np.concatenate([notes_ids, nsh_ids, *([] if own else [raw.note_ids])]))
+    known = None if own else np.isin(raw.note_ids, notes_ids)
+    if known is not None and not known.all():
         unknown = ~known[raw.note_code]
         n_unknown = int(unknown.sum())
         first = int(np.argmax(unknown))
