@@ -12,15 +12,20 @@ def test_pair_order_matches_numpy_twin() -> None:
     rng = np.random.default_rng(7)
     note = rng.integers(0, 50, 5000).astype(np.int32)
     rater = rng.integers(0, 80, 5000).astype(np.int32)
-    got = kernels.pair_order(note, rater, 50, 80, np.empty(5000, np.int32), np.empty(5000, np.int32))
-    assert np.array_equal(got, kernels.pair_order_numpy(note, rater, 50, 80))
+    want = kernels.pair_order_numpy(note, rater, 50, 80)
+    for chunks in (1, 3, 8):
+        got = kernels.pair_order(
+            note, rater, 50, 80, np.empty(5000, np.int32), np.empty(5000, np.int32), chunks
+        )
+        assert np.array_equal(got, want)
     # Stable: duplicated pairs keep input order.
     assert np.array_equal(np.sort(got), np.arange(5000))
 
 
 def test_stable_order_matches_numpy_twin() -> None:
     key = np.random.default_rng(3).integers(0, 40, 3000).astype(np.int32)
-    assert np.array_equal(kernels.stable_order(key, 40), kernels.stable_order_numpy(key, 40))
+    for chunks in (1, 2, 7):
+        assert np.array_equal(kernels.stable_order(key, 40, chunks), kernels.stable_order_numpy(key, 40))
 
 
 def test_encode_strings_matches_numpy_twin() -> None:

@@ -11,37 +11,56 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
+def counting_sort(key: np.ndarray, src: np.ndarray, out: np.ndarray, n_keys: int, chunks: int) -> None:
+    """``out`` = ``src`` stably ordered by ``key[src[j]]`` (``src`` empty: 0..len(out)-1).
+
+    The input is cut into ``chunks`` slices counted and scattered on parallel threads; each
+    slice's rows of a key go after the earlier slices' rows of that key, so the result is the
+    serial counting sort's whatever ``chunks`` is. ``key``: int32 values < ``n_keys``.
+    """
+    r = out.shape[0]
+    ident = src.shape[0] == 0
+    step = (r + chunks - 1) // chunks
+    counts = np.zeros((chunks, n_keys), np.int64)
+    for c in nb.prange(chunks):
+        row = counts[c]
+        for j in range(c * step, min(r, (c + 1) * step)):
+            row[key[j if ident else src[j]]] += 1
+    total = 0
+    for k in range(n_keys):
+        for c in range(chunks):
+            v = counts[c, k]
+            counts[c, k] = total
+            total += v
+    for c in nb.prange(chunks):
+        row = counts[c]
+        for j in range(c * step, min(r, (c + 1) * step)):
+            i = j if ident else src[j]
+            k = key[i]
+            out[row[k]] = i
+            row[k] += 1
+
+
 def pair_order(
-    note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int, temp: np.ndarray, out: np.ndarray
+    note: np.ndarray,
+    rater: np.ndarray,
+    n_notes: int,
+    n_raters: int,
+    temp: np.ndarray,
+    out: np.ndarray,
+    chunks: int | None = None,
 ) -> np.ndarray:
     """``out`` filled with the permutation sorting by (note, rater), stable (equal pairs keep
-    input order), and returned.
+    input order), and returned: a counting sort by rater into ``temp``, then by note.
 
     ``note``/``rater``: int32[R] dense indices; ``temp`` (scratch) and ``out``: [R] of an integer
-    type that holds R - 1 (int32 below 2**31 ratings: half the memory of int64).
+    type that holds R - 1 (int32 below 2**31 ratings: half the memory of int64). ``chunks``:
+    parallel slices (None: numba's thread count); the result does not depend on it.
     """
-    r = note.shape[0]
-    start = np.zeros(n_raters + 1, dtype=np.int64)
-    for i in range(r):
-        start[rater[i] + 1] += 1
-    for u in range(n_raters):
-        start[u + 1] += start[u]
-    by_rater = temp
-    for i in range(r):
-        u = rater[i]
-        by_rater[start[u]] = i
-        start[u] += 1
-    nstart = np.zeros(n_notes + 1, dtype=np.int64)
-    for i in range(r):
-        nstart[note[i] + 1] += 1
-    for n in range(n_notes):
-        nstart[n + 1] += nstart[n]
-    for j in range(r):
-        i = by_rater[j]
-        n = note[i]
-        out[nstart[n]] = i
-        nstart[n] += 1
+    chunks = chunks or nb.get_num_threads()
+    counting_sort(rater, np.empty(0, temp.dtype), temp, n_raters, chunks)
+    counting_sort(note, temp, out, n_notes, chunks)
     return out
 
 
@@ -100,20 +119,10 @@ def permute_in_place_numpy(order: np.ndarray, *arrays: np.ndarray) -> None:
         x[:] = x[order]
 
 
-@nb.njit(cache=True)
-def stable_order(key: np.ndarray, n_keys: int) -> np.ndarray:
+def stable_order(key: np.ndarray, n_keys: int, chunks: int | None = None) -> np.ndarray:
     """int64[R] stable permutation sorting int32 ``key`` (values < ``n_keys``)."""
-    r = key.shape[0]
-    start = np.zeros(n_keys + 1, dtype=np.int64)
-    for i in range(r):
-        start[key[i] + 1] += 1
-    for k in range(n_keys):
-        start[k + 1] += start[k]
-    out = np.empty(r, dtype=np.int64)
-    for i in range(r):
-        k = key[i]
-        out[start[k]] = i
-        start[k] += 1
+    out = np.empty(key.shape[0], np.int64)
+    counting_sort(key, np.empty(0, np.int64), out, n_keys, chunks or nb.get_num_threads())
     return out
 
 
