@@ -67,3 +67,16 @@ def test_repeated_pair_and_permute_in_place_match_numpy_twins() -> None:
     kernels.permute_in_place_numpy(perm, *twins)
     for got, want in zip(cols, twins, strict=True):
         assert np.array_equal(got, want)
+
+
+def test_sort_strings_matches_python_order() -> None:
+    rng = np.random.default_rng(4)
+    words = ["", "a", "a\x00", "a\x00\x00", "ab", "é", "z" * 30, "zz", "prefix-" * 3, "ü", "\x7f"]
+    words += [f"participant-{int(i):06d}" for i in rng.permutation(300)]  # long shared prefixes
+    words += ["".join(rng.choice(list("0123456789ABCDEF"), 64)) for _ in range(300)]
+    words = list(dict.fromkeys(words))
+    arr = pa.array(words, type=pa.large_string())
+    _, off, data = arr.buffers()
+    got = kernels.sort_strings(np.frombuffer(off, np.int64), np.frombuffer(data, np.uint8))
+    assert [words[i] for i in got] == sorted(words)
+    assert np.array_equal(got, kernels.sort_strings_numpy(words))

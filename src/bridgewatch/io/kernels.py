@@ -178,3 +178,58 @@ def new_string_table() -> dict:
 def encode_strings_numpy(strings: list[str], table: dict[str, int]) -> np.ndarray:
     """Twin of ``encode_strings`` keyed by the strings themselves."""
     return np.array([table.setdefault(s, len(table)) for s in strings], dtype=np.int32)
+
+
+@nb.njit(cache=True, inline="always")
+def _key8(off: np.ndarray, data: np.ndarray, i: int, depth: int) -> np.uint64:
+    """Bytes ``depth..depth+7`` of string ``i`` as a big-endian uint64, zero padded."""
+    a, b = off[i] + depth, off[i + 1]
+    k = np.uint64(0)
+    for j in range(8):
+        k <<= np.uint64(8)
+        if a + j < b:
+            k |= np.uint64(data[a + j])
+    return k
+
+
+@nb.njit(cache=True)
+def sort_strings(off: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """int64[K] order of K distinct strings (arrow layout: bytes ``data[off[i]:off[i+1]]``) by
+    their bytes, i.e. the order of Python ``str`` for UTF-8.
+
+    Most-significant-digit radix sort on eight-byte digits: one stable sort of the first eight
+    bytes, then only runs that tie go on to the next eight (hex participant ids: nearly none).
+    Strings equal up to the zero padding differ in length; the shorter is a prefix: it comes first.
+    """
+    n = off.shape[0] - 1
+    order = np.arange(n)
+    keys = np.empty(n, np.uint64)
+    stack = [(0, n, 0)]
+    while len(stack):
+        lo, hi, depth = stack.pop()
+        if hi - lo < 2:
+            continue
+        longest = 0
+        for j in range(lo, hi):
+            keys[j] = _key8(off, data, order[j], depth)
+            longest = max(longest, off[order[j] + 1] - off[order[j]])
+        if longest <= depth:  # all padding: by length
+            for j in range(lo, hi):
+                keys[j] = off[order[j] + 1] - off[order[j]]
+        idx = np.argsort(keys[lo:hi], kind="mergesort")
+        order[lo:hi] = order[lo:hi][idx]
+        keys[lo:hi] = keys[lo:hi][idx]
+        if longest <= depth:
+            continue
+        a = lo
+        for j in range(lo + 1, hi + 1):
+            if j == hi or keys[j] != keys[a]:
+                if j - a > 1:
+                    stack.append((a, j, depth + 8))
+                a = j
+    return order
+
+
+def sort_strings_numpy(strings: list[str]) -> np.ndarray:
+    """Twin of ``sort_strings`` (on the strings themselves)."""
+    return np.array(sorted(range(len(strings)), key=strings.__getitem__), dtype=np.int64)
