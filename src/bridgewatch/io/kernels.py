@@ -197,7 +197,7 @@ def sort_strings(off: np.ndarray, data: np.ndarray) -> np.ndarray:
     """int64[K] order of K distinct strings (arrow layout: bytes ``data[off[i]:off[i+1]]``) by
     their bytes, i.e. the order of Python ``str`` for UTF-8.
 
-    Most-significant-digit radix sort on eight-byte digits: one stable sort of the first eight
+    Most-significant-digit radix sort on eight-byte digits: one sort of the first eight
     bytes, then only runs that tie go on to the next eight (hex participant ids: nearly none).
     Strings equal up to the zero padding differ in length; the shorter is a prefix: it comes first.
     """
@@ -216,7 +216,7 @@ def sort_strings(off: np.ndarray, data: np.ndarray) -> np.ndarray:
         if longest <= depth:  # all padding: by length
             for j in range(lo, hi):
                 keys[j] = off[order[j] + 1] - off[order[j]]
-        idx = np.argsort(keys[lo:hi], kind="mergesort")
+        idx = np.argsort(keys[lo:hi])  # ties go on to deeper digits: no need for stability
         order[lo:hi] = order[lo:hi][idx]
         keys[lo:hi] = keys[lo:hi][idx]
         if longest <= depth:
