@@ -127,11 +127,12 @@ class _State:
                 n = int(self.out[0].shape[0] * 1.5) + 1024
                 self.out = [segments.resized(a, n) for a in self.out]
         elif code == tk.GROW_DROPPED:
-            self.dropped = segments.resized(self.dropped, 2 * self.dropped.shape[0])
-        elif code == tk.GROW_NOTES:
-            self.reserve_notes(int(st[tk.N_NOTES]) + 1)
+            n = max(2 * self.dropped.shape[0], int(st[tk.N_DROPPED]) + tk.BATCH)
+            self.dropped = segments.resized(self.dropped, n)
+        elif code == tk.GROW_NOTES:  # (``parse_rows`` wants room for a batch of new ids)
+            self.reserve_notes(int(st[tk.N_NOTES]) + tk.BATCH)
         elif code == tk.GROW_RATERS:
-            self.reserve_raters(int(st[tk.N_NAMES]) + 1, 0)
+            self.reserve_raters(int(st[tk.N_NAMES]) + tk.BATCH, 0)
         elif code == tk.GROW_POOL:
             self.reserve_raters(0, 2 * self.pool.shape[0] + 4096)
         else:
