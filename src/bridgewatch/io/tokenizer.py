@@ -1,8 +1,8 @@
 """One-pass numba tokenizer for ratings TSV bytes: rows straight into compact arrays.
 
-``parse_rows`` walks a buffer of whole lines once, a word or a byte at a time, and for each row writes the
-fields scoring needs (note code, rater code, value, time, tag bits, population-sampled flag) into
-preallocated arrays; note ids and rater ids become dense codes through open-addressing hash
+``parse_rows`` walks a buffer of whole lines once, a word or a byte at a time, and for each row
+writes the fields scoring needs (note code, rater code, value, time, tag bits, population-sampled
+flag) into preallocated arrays; note ids and rater ids become dense codes through open-addressing hash
 tables that live in plain arrays. Everything else in the row is skipped unread.
 
 It only accepts what it is sure of: unquoted fields, ``\\n`` line ends, printable ASCII rater
