@@ -32,6 +32,7 @@ def build_deduplicated(
     n_raters = int(rater_ids.shape[0])
     r = raw.note_code.shape[0]
     index = np.int32 if r < 2**31 - 1 else np.int64
+    heap.release()  # what mapping the ids freed, before the sort's two index arrays
     temp = np.empty(r, dtype=index)
     order = pair_order(raw.note_code, raw.rater_code, n_notes, n_raters, temp, np.empty(r, dtype=index))
     del temp

@@ -216,27 +216,30 @@ def assemble_matrix(
             f"first at {raw.where(raw.record_of(first))}, noteId {raw.note_ids[raw.note_code[first]]})"
         )
     note_map = np.searchsorted(note_ids, raw.note_ids).astype(np.int32)
-    # Sorted by UTF-8 bytes, which is code point order: the order of Python str, much faster.
-    # (Arrow's own pool keeps freed memory for seconds; malloc's is returned by ``heap``.)
-    names = raw.rater_ids
-    if isinstance(names, pa.Array):
-        ids = np.asarray(names.to_numpy(zero_copy_only=False), dtype=object)
-    else:
-        ids, names = names, pa.array(names, type=pa.string(), memory_pool=pa.system_memory_pool())
-    _, off, data = names.buffers()
-    offsets = np.frombuffer(off, np.int64 if pa.types.is_large_string(names.type) else np.int32)
-    offsets = offsets[names.offset : names.offset + len(names) + 1]
-    data = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
-    order = sort_strings(offsets, data)
-    rater_ids = ids[order]
+    order, rater_ids = _sorted_ids(raw.rater_ids)
     raw.rater_ids = rater_ids  # sorted, as the codes are about to be (frees the arrow buffers)
-    del names, ids
     rater_map = np.empty(order.shape[0], dtype=np.int32)
     rater_map[order] = np.arange(order.shape[0], dtype=np.int32)
     # Codes become dense indices, in place.
     recode(raw.note_code, 0, raw.note_code.shape[0], note_map)
     recode(raw.rater_code, 0, raw.rater_code.shape[0], rater_map)
     return build_deduplicated(raw, note_ids, rater_ids, warnings)
+
+
+def _sorted_ids(names: np.ndarray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts participant ids (str objects or arrow strings) by UTF-8 bytes, which
+    is code point order, the order of Python str; and the sorted ids as an object array."""
+    if isinstance(names, pa.Array):
+        ids = np.asarray(names.to_numpy(zero_copy_only=False), dtype=object)
+    else:  # (arrow's own pool keeps freed memory for seconds; malloc's is returned by ``heap``)
+        ids, names = names, pa.array(names, type=pa.string(), memory_pool=pa.system_memory_pool())
+    _, off, data = names.buffers()
+    offsets = np.frombuffer(off, np.int64 if pa.types.is_large_string(names.type) else np.int32)
+    offsets = offsets[names.offset : names.offset + len(names) + 1]
+    order = sort_strings(
+        offsets, np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    )
+    return order, ids[order]
 
 
 def read_rating_matrix(
