@@ -137,6 +137,7 @@ class _State:
             self.reserve_raters(0, 2 * self.pool.shape[0] + 4096)
         else:
             raise AssertionError(code)
+        heap.release()  # the outgrown arrays
 
     def parse(
         self, buf: np.ndarray, end: int, roles: np.ndarray, bitpos: np.ndarray, runs: np.ndarray

@@ -189,8 +189,9 @@ def recode_numpy(codes: np.ndarray, start: int, n: int, code_map: np.ndarray) ->
 
 
 def resized(arr: np.ndarray, n: int) -> np.ndarray:
-    """``arr`` grown or shrunk to ``n`` elements, in place when numpy owns it (realloc)."""
-    if arr.flags.owndata and arr.base is None:
+    """``arr`` shrunk to ``n`` elements in place when numpy owns it (realloc), else copied into
+    a new array (``ndarray.resize`` zero-fills what it adds: pages that need not be written)."""
+    if n <= arr.shape[0] and arr.flags.owndata and arr.base is None:
         arr.resize(n, refcheck=False)
         return arr
     out = np.empty(n, dtype=arr.dtype)
