@@ -9,8 +9,9 @@ rows; a range that outgrows its region spills into private arrays.
 The merge is serial and in file order, so the result is the one a single pass gives, whatever the
 number of threads: range k's ids are looked up in the tables of ranges 0..k-1 (new ones get the
 next codes, in range k's first-seen order), and its rows are moved down to close the gaps between
-regions while their codes are rewritten (``place``). Error line numbers add the records of the
-earlier ranges of the same file.
+regions (``move``) and their codes rewritten (``recode``), in place unless a spill got in the way.
+Error line numbers add the records of the earlier ranges of the same file. The single-range read
+is the merge kernels' slow twin: tests hold every split to its result.
 """
 
 from __future__ import annotations
