@@ -4,6 +4,7 @@ same arrays on valid files, same (line, field) on bad ones, and a fallback where
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
-from bridgewatch.io import fastratings, formats, ratings, scan
+from bridgewatch.io import fastratings, formats, ratings, scan, segments
 from bridgewatch.io.dataset import assemble_matrix
 from test_io_helpers import T0, rating_row, tsv
 
@@ -180,3 +181,86 @@ def test_unsure_input_falls_back_to_the_careful_path(tmp_path: Path, edit) -> No
     got = ratings.read_ratings([str(path)], warnings)
     assert got.value.shape[0] == 2 and any("line 4" in w for w in warnings)
     _same(got, _careful([path]))
+
+
+def _rows(n: int, long_first: bool, seed: int = 11) -> list[dict]:
+    """``n`` valid rows on 60 notes by 90 raters; the long ones (a suggestion) in one half."""
+    rng = np.random.default_rng(seed)
+    return [
+        rating_row(
+            int(rng.integers(0, 60)),
+            f"R{int(rng.integers(0, 90))}",
+            _LEVELS[int(rng.integers(0, 4))],
+            helpfulClear=int(rng.integers(0, 2)),
+            suggestion="x" * 400 if (i < n // 2) == long_first else "",
+            createdAtMillis=T0 + i,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("long_first", [True, False])
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_ranges_in_parallel_give_the_single_pass_result(
+    tmp_path: Path, long_first: bool, threads: int
+) -> None:
+    # Long rows first: the first ranges outgrow their regions (estimated from the average row)
+    # and spill, pushing later rows past the next region: the rows are copied. Long rows last:
+    # the later ranges spill but fit in place.
+    a = tsv(tmp_path / "ratings-00000.tsv", schema.RATING_COLUMNS, _rows(1200, long_first))
+    b = tsv(tmp_path / "ratings-00001.tsv", schema.RATING_COLUMNS, _rows(300, not long_first, seed=12))
+    gz = tmp_path / "ratings-00002.tsv.gz"
+    gz.write_bytes(gzip.compress(b.read_bytes()))
+    paths = [a, b, gz]
+    got = _fast(paths, num_threads=threads, min_segment=1, chunk=512, initial=1)
+    single = _fast(paths, num_threads=1)
+    assert got.rater_ids.to_pylist() == single.rater_ids.to_pylist()
+    assert np.array_equal(got.note_ids, single.note_ids)
+    for name in ("note_code", "rater_code", "value", "created_at", "tags", "population_sampled"):
+        assert np.array_equal(getattr(got, name), getattr(single, name)), name
+    assert got.dropped.shape[0] > 0
+    _same(got, _careful(paths))
+
+
+def test_plan_cuts_plain_files_after_newlines(tmp_path: Path) -> None:
+    path = tsv(tmp_path / "ratings-00000.tsv", schema.RATING_COLUMNS, _rows(500, True))
+    data = path.read_bytes()
+    plan = segments.plan([str(path)], 4, 1, 0)
+    assert len(plan) == 4 and plan[0].start == 0 and plan[-1].stop is None
+    for seg, nxt in itertools.pairwise(plan):
+        assert seg.stop == nxt.start and data[nxt.start - 1 : nxt.start] == b"\n"
+        assert nxt.base == seg.base + seg.cap
+    assert len(segments.plan([str(path)], 4, len(data), 0)) == 1  # too small to cut
+
+
+@pytest.mark.parametrize(("bad_at", "quote_at"), [(700, 1100), (1100, 700), (1100, None)])
+def test_first_stop_in_file_order_wins_across_ranges(
+    tmp_path: Path, bad_at: int, quote_at: int | None
+) -> None:
+    rows = _rows(1200, False)
+    rows[bad_at]["helpfulClear"] = 7
+    if quote_at is not None:
+        rows[quote_at]["suggestion"] = '"quoted"'
+    path = tsv(tmp_path / "ratings-00000.tsv", schema.RATING_COLUMNS, rows)
+    kw = {"num_threads": 4, "min_segment": 1, "chunk": 256}
+    if quote_at is not None and quote_at < bad_at:
+        with pytest.raises(fastratings.Fallback):
+            _fast([path], **kw)
+        return
+    err = _error(lambda p: _fast(p, **kw), [path])
+    assert (err.line, err.field) == (bad_at + 2, "helpfulClear")
+    assert (err.line, err.field) == (lambda e: (e.line, e.field))(_error(_careful, [path]))
+
+
+def test_move_and_recode_match_numpy_twins() -> None:
+    rng = np.random.default_rng(2)
+    src = rng.integers(0, 50, 400).astype(np.int32)
+    code_map = rng.permutation(50).astype(np.int32)
+    for at, start in ((0, 100), (30, 30), (10, 300)):
+        a, b = src.copy(), src.copy()
+        segments.move(a, at, a, start, 90)
+        segments.move_numpy(b, at, b, start, 90)
+        assert np.array_equal(a, b)
+        segments.recode(a, at, 90, code_map)
+        segments.recode_numpy(b, at, 90, code_map)
+        assert np.array_equal(a, b)

@@ -1,16 +1,18 @@
 """Sorting parsed ratings into a ``RatingMatrix`` while resolving duplicate (rater, note) pairs.
 
 Same result as ``matrix.build_rating_matrix`` (stable sort by (note, rater), CSR indexes both
-ways) but it sorts with O(R) counting passes (``kernels``), permutes one array at a time and
-frees inputs as it goes, so the peak stays near the final size; and it drops duplicate ratings
-(rules in ``dataset``'s module docstring).
+ways) but it sorts with O(R) counting passes (``kernels``) and, when no pair repeats (the usual
+case), permutes the parsed arrays in place, so the peak stays near the final size; when pairs
+repeat it gathers one array at a time and drops the duplicates (rules in ``dataset``'s module
+docstring).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bridgewatch.io.kernels import pair_order, stable_order
+from bridgewatch.io import heap
+from bridgewatch.io.kernels import pair_order, permute_in_place, repeated_pair, stable_order
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.ratings import RawRatings
 
@@ -24,30 +26,27 @@ def build_deduplicated(
     """``raw.note_code``/``raw.rater_code`` must hold int32[R] dense indices into ``note_ids``
     (int64[N], sorted) and ``rater_ids`` (object[U], sorted), in file order.
 
-    The arrays of ``raw`` are released (replaced by empty arrays) as they are permuted.
+    The arrays of ``raw`` are taken over (``raw`` is left with empty arrays).
     """
     n_notes = int(note_ids.shape[0])
     n_raters = int(rater_ids.shape[0])
     r = raw.note_code.shape[0]
-    temp = np.empty(r, dtype=np.int32 if r < 2**31 - 1 else np.int64)
-    order = pair_order(raw.note_code, raw.rater_code, n_notes, n_raters, temp)
+    index = np.int32 if r < 2**31 - 1 else np.int64
+    heap.release()  # what mapping the ids freed, before the sort's two index arrays
+    temp = np.empty(r, dtype=index)
+    order = pair_order(raw.note_code, raw.rater_code, n_notes, n_raters, temp, np.empty(r, dtype=index))
     del temp
-    note = raw.note_code[order]
-    raw.note_code = np.empty(0, np.int32)
-    rater = raw.rater_code[order]
-    raw.rater_code = np.empty(0, np.int32)
-    same = (note[1:] == note[:-1]) & (rater[1:] == rater[:-1])
-    if same.any():
-        keep = _drop_duplicates(raw, order, same, warnings)
-        order, note, rater = order[keep], note[keep], rater[keep]
-    del same
-    cols = {}
-    for name in ("value", "created_at", "tags", "population_sampled"):
-        arr = getattr(raw, name)
-        setattr(raw, name, np.empty(0, arr.dtype))  # not arr[:0]: a view would keep arr alive
-        cols[name] = arr[order]
-        del arr
+    names = ("note_code", "rater_code", "value", "created_at", "tags", "population_sampled")
+    if repeated_pair(raw.note_code, raw.rater_code, order):
+        note, rater, cols = _gather_deduplicated(raw, order, warnings)
+    else:  # the usual case: sort the arrays where they are, no column is held twice
+        cols = {name: getattr(raw, name) for name in names}
+        permute_in_place(order, *cols.values())
+        note, rater = cols.pop("note_code"), cols.pop("rater_code")
+    for name in names:  # ``raw`` lets go of its arrays
+        setattr(raw, name, np.empty(0, getattr(raw, name).dtype))
     del order
+    heap.release()
     note_indptr = np.zeros(n_notes + 1, dtype=np.int64)
     np.cumsum(np.bincount(note, minlength=n_notes), out=note_indptr[1:])
     rater_indptr = np.zeros(n_raters + 1, dtype=np.int64)
@@ -67,6 +66,28 @@ def build_deduplicated(
         by_rater=by_rater,
         rater_indptr=rater_indptr,
     )
+
+
+def _gather_deduplicated(
+    raw: RawRatings, order: np.ndarray, warnings: list[str]
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Sorted note and rater indices and the other columns with repeated pairs resolved,
+    gathered one column at a time, each freed from ``raw`` once copied."""
+    note = raw.note_code[order]
+    raw.note_code = np.empty(0, np.int32)
+    rater = raw.rater_code[order]
+    raw.rater_code = np.empty(0, np.int32)
+    same = (note[1:] == note[:-1]) & (rater[1:] == rater[:-1])
+    keep = _drop_duplicates(raw, order, same, warnings)
+    del same
+    order, note, rater = order[keep], note[keep], rater[keep]
+    cols = {}
+    for name in ("value", "created_at", "tags", "population_sampled"):
+        arr = getattr(raw, name)
+        setattr(raw, name, np.empty(0, arr.dtype))  # not arr[:0]: a view would keep arr alive
+        cols[name] = arr[order]
+        del arr
+    return note, rater, cols
 
 
 def _drop_duplicates(raw: RawRatings, order: np.ndarray, same: np.ndarray, warnings: list[str]) -> np.ndarray:

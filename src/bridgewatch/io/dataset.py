@@ -36,13 +36,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
 from bridgewatch.io import cache, formats
+from bridgewatch.io.kernels import sort_strings
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.ratings import Progress, RawRatings, read_ratings
+from bridgewatch.io.segments import recode
 from bridgewatch.io.tables import empty_frame, read_enrollment, read_notes, read_status_history
 
 PathLike = str | os.PathLike[str]
@@ -122,13 +123,15 @@ def read_dataset(
     enrollment: PathLike | None = None,
     progress: Progress | None = None,
     cache_dir: PathLike | None = None,
+    num_threads: int | None = None,
 ) -> Dataset:
     """Read a data directory (or explicit files; explicit paths override the directory's).
 
     ``ratings`` may be a file, a list of files or a directory of ``*.tsv``/``.tsv.gz``/``.parquet``.
     ``progress(stage, done, total)`` is called as the ratings stream in (bytes of input).
     ``cache_dir``: keep the ratings matrix there after the first read and start from it while
-    the ratings, notes and NSH files are unchanged (``io.cache``).
+    the ratings, notes and NSH files are unchanged (``io.cache``). ``num_threads``: threads
+    parsing the ratings (None: one per core); the result does not depend on it.
     Raises ``DataFormatError`` on a bad file (see the module docstring for what is fatal).
     """
     found: dict[str, object] = find_input_files(source) if source is not None else {}
@@ -175,7 +178,7 @@ def read_dataset(
         warnings.extend(ratings_warnings)
     else:
         before = len(warnings)
-        raw = read_ratings([str(p) for p in rating_paths], warnings, progress)
+        raw = read_ratings([str(p) for p in rating_paths], warnings, progress, num_threads)
         matrix = assemble_matrix(
             raw,
             notes_frame["noteId"].to_numpy(np.int64),
@@ -201,9 +204,10 @@ def assemble_matrix(
     """Map codes to the sorted id spaces, resolve duplicates, sort and index the ratings."""
     from bridgewatch.io.build import build_deduplicated
 
-    note_ids = np.union1d(np.union1d(notes_ids, nsh_ids), raw.note_ids)
-    known = np.isin(raw.note_ids, notes_ids)
-    if not known.all():
+    own = notes_ids is raw.note_ids  # (``read_rating_matrix`` without note ids: all are known)
+    note_ids = np.unique(np.concatenate([notes_ids, nsh_ids, *([] if own else [raw.note_ids])]))
+    known = None if own else np.isin(raw.note_ids, notes_ids)
+    if known is not None and not known.all():
         unknown = ~known[raw.note_code]
         n_unknown = int(unknown.sum())
         first = int(np.argmax(unknown))
@@ -212,15 +216,30 @@ def assemble_matrix(
             f"first at {raw.where(raw.record_of(first))}, noteId {raw.note_ids[raw.note_code[first]]})"
         )
     note_map = np.searchsorted(note_ids, raw.note_ids).astype(np.int32)
-    # Arrow sorts by UTF-8 bytes, which is code point order: the order of Python str, much faster.
-    order = pc.sort_indices(pa.array(raw.rater_ids, type=pa.string())).to_numpy().astype(np.int64)
-    rater_ids = raw.rater_ids[order]
+    order, rater_ids = _sorted_ids(raw.rater_ids)
+    raw.rater_ids = rater_ids  # sorted, as the codes are about to be (frees the arrow buffers)
     rater_map = np.empty(order.shape[0], dtype=np.int32)
     rater_map[order] = np.arange(order.shape[0], dtype=np.int32)
-    # Codes become dense indices in place of the codes (the old arrays are freed at once).
-    raw.note_code = note_map[raw.note_code]
-    raw.rater_code = rater_map[raw.rater_code]
+    # Codes become dense indices, in place.
+    recode(raw.note_code, 0, raw.note_code.shape[0], note_map)
+    recode(raw.rater_code, 0, raw.rater_code.shape[0], rater_map)
     return build_deduplicated(raw, note_ids, rater_ids, warnings)
+
+
+def _sorted_ids(names: np.ndarray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts participant ids (str objects or arrow strings) by UTF-8 bytes, which
+    is code point order, the order of Python str; and the sorted ids as an object array."""
+    if isinstance(names, pa.Array):
+        ids = np.asarray(names.to_numpy(zero_copy_only=False), dtype=object)
+    else:  # (arrow's own pool keeps freed memory for seconds; malloc's is returned by ``heap``)
+        ids, names = names, pa.array(names, type=pa.string(), memory_pool=pa.system_memory_pool())
+    _, off, data = names.buffers()
+    offsets = np.frombuffer(off, np.int64 if pa.types.is_large_string(names.type) else np.int32)
+    offsets = offsets[names.offset : names.offset + len(names) + 1]
+    order = sort_strings(
+        offsets, np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    )
+    return order, ids[order]
 
 
 def read_rating_matrix(
@@ -228,17 +247,18 @@ def read_rating_matrix(
     *,
     note_ids: np.ndarray | None = None,
     progress: Progress | None = None,
+    num_threads: int | None = None,
 ) -> tuple[RatingMatrix, tuple[str, ...]]:
     """Read ratings files alone into a ``RatingMatrix`` (and the warnings).
 
     ``note_ids`` (int64[K]) are added to the note index space and count as known notes; without
-    them no unknown-note warning is given.
+    them no unknown-note warning is given. ``num_threads`` as in ``read_dataset``.
     """
     paths = [Path(p) for p in ratings] if isinstance(ratings, list | tuple) else _ratings_paths(Path(ratings))
     if not paths:
         raise DataFormatError("no ratings files found", path=str(ratings))
     warnings: list[str] = []
-    raw = read_ratings([str(p) for p in paths], warnings, progress)
+    raw = read_ratings([str(p) for p in paths], warnings, progress, num_threads)
     known = raw.note_ids if note_ids is None else np.asarray(note_ids, dtype=np.int64)
     matrix = assemble_matrix(raw, known, np.empty(0, np.int64), warnings)
     return matrix, tuple(warnings)

@@ -117,7 +117,7 @@ class RawRatings:
     tags: np.ndarray  # uint32[R]
     population_sampled: np.ndarray  # bool[R]
     note_ids: np.ndarray  # int64[codes]
-    rater_ids: np.ndarray  # object[codes]
+    rater_ids: np.ndarray | pa.Array  # object[codes] of str, or arrow strings
     spans: list[FileSpan] = field(default_factory=list)
     dropped: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
@@ -202,11 +202,13 @@ def read_ratings(
     paths: list[str],
     warnings: list[str],
     progress: Progress | None = None,
+    num_threads: int | None = None,
 ) -> RawRatings:
     """Read one or more ratings files (TSV, TSV.gz or Parquet) into ``RawRatings``.
 
-    Plain and gzipped TSVs go through the one-pass tokenizer (``fastratings``); Parquet files,
-    and TSVs it is not sure of (quotes, CRLF, blank lines, ...), through the careful pyarrow path.
+    Plain and gzipped TSVs go through the one-pass tokenizer (``fastratings``, on
+    ``num_threads`` threads, None: one per core); Parquet files, and TSVs it is not sure of
+    (quotes, CRLF, blank lines, ...), through the careful pyarrow path.
     """
     layouts = [
         scan.resolve_layout(p, scan.read_header(p), _SPEC, warnings, formats.RATINGS_UNUSED) for p in paths
@@ -217,7 +219,10 @@ def read_ratings(
         spans = [FileSpan(layout, 0) for layout in layouts]
         try:
             out, dropped, note_ids, rater_ids = fastratings.read_tsv_ratings(
-                layouts, spans, progress and (lambda done: progress("ratings", done, total))
+                layouts,
+                spans,
+                progress and (lambda done: progress("ratings", done, total)),
+                num_threads=num_threads,
             )
         except fastratings.Fallback:
             pass
