@@ -251,3 +251,36 @@ def test_subset_refits_need_five_ratings_in_their_own_subset():
     fitted = np.isfinite(fin["coreNoteIntercept"].to_numpy())
     assert (fitted & (pop < 5)).sum() > 5 and np.isnan(value[pop < 5]).all()
     assert np.isfinite(value[fitted & (np.arange(m.n_notes) < 20)]).all()
+
+
+def test_scorers_without_capture_report_every_note_of_their_history_scope():
+    """Bug: notes with no in-scope rating had no ExpansionPlus / topic status, so meta scoring
+    left them to MetaInitialNMR. The reference outer-joins its note counts with the status
+    history, so a scorer without a capture threshold gives every such note InitialNMR (§6.1)."""
+    from bridgewatch.scoring.rules import NO_STATUS, Rule
+    from bridgewatch.scoring.scorer import reported_notes
+    from bridgewatch.scoring.scorer_run import run_scorer
+    from bridgewatch.scoring.scorer_specs import expansion_plus, topic
+
+    m, notes, nsh, enroll = community()
+    unrated = pd.DataFrame(
+        {"noteId": [5000, 5001], "classification": schema.MISLEADING, "createdAtMillis": T0,
+         "noteAuthorParticipantId": ["u0001", "u0002"]}
+    )  # fmt: skip
+    m = build_rating_matrix(
+        note=m.note, rater=m.rater, value=m.value, created_at=m.created_at, tags=m.tags,
+        population_sampled=m.population_sampled, note_ids=np.r_[m.note_ids, 5000, 5001],
+        rater_ids=m.rater_ids,
+    )  # fmt: skip
+    note_topic = np.full(m.n_notes, -1)
+    note_topic[[3, m.n_notes - 1]] = 2
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, pd.concat([notes, unrated]), nsh, enroll, cfg, note_topic=note_topic)
+    new = m.note_index(np.array([5000, 5001]))
+    assert not reported_notes(inputs, core())[new].any()  # capture 0.5 needs ratings
+    assert reported_notes(inputs, expansion_plus())[new].all()
+    gaza = reported_notes(inputs, topic(2, "GazaConflict"))
+    assert gaza.tolist() == (note_topic == 2).tolist()
+    plus = run_scorer(inputs, expansion_plus(), cfg, np.full(m.n_notes, NO_STATUS, np.int8))
+    assert plus.scored[new].all() and (plus.result.status[new] == schema.Status.NMR).all()
+    assert (plus.result.deciding_rule[new] == Rule.INITIAL_NMR).all()

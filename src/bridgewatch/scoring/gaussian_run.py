@@ -25,7 +25,7 @@ from bridgewatch.scoring.incorrect_filter import (
 from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
-from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, scope_mask
+from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, reported_notes, scope_mask
 from bridgewatch.scoring.scorer_run import ScorerRun, low_diligence, note_filters, rater_factor
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
@@ -81,7 +81,7 @@ def run_gaussian(
     m = inputs.matrix
     pre = base.pre
     tf = config.tag_filter
-    scope, in_group = scope_mask(inputs, spec)
+    scope, _ = scope_mask(inputs, spec)
     rf = rater_factor(pre)
     helpful = pre.helpful_raters
 
@@ -106,12 +106,9 @@ def run_gaussian(
     pop = intercept_of(pop_scope) if pop_scope.any() else np.full(m.n_notes, np.nan)
     num_final = final_round_counts(m, pre, scope, keep)
     num_ratings = np.bincount(m.note[scope], minlength=m.n_notes)
-    scored = num_ratings > 0
-    if spec.capture_threshold is not None:
-        share = P.capture_share(m, inputs.base_keep, in_group)
-        scored &= share >= spec.capture_threshold
-        for arr in (intercept, factor, no_high, no_corr, pop):
-            arr[~scored] = np.nan
+    scored = reported_notes(inputs, spec)
+    for arr in (intercept, factor, no_high, no_corr, pop):
+        arr[~scored] = np.nan
 
     # The filters read the base scorer's prescoring: tag thresholds and incorrect-tag habits.
     base_scope, _ = scope_mask(inputs, base.spec)

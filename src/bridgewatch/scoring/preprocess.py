@@ -126,20 +126,28 @@ def group_mask(groups: np.ndarray, included: frozenset[int] | None, include_unas
     return in_group | ((groups == UNASSIGNED) & include_unassigned)
 
 
-def topic_mask(
-    matrix: RatingMatrix, note_topic: np.ndarray | None, *, topic: int | None, exclude_topics: bool
+def note_topic_mask(
+    n_notes: int, note_topic: np.ndarray | None, *, topic: int | None, exclude_topics: bool
 ) -> np.ndarray:
-    """bool[R]: topic scoping (§6.1). ``note_topic``: int[N], -1 = no topic. A topic scorer keeps
-    only ratings on notes of ``topic``; ``exclude_topics`` drops ratings on any topic note. With no
+    """bool[N]: notes in a scorer's topic scope (§6.1). ``note_topic``: int[N], -1 = no topic. A
+    topic scorer keeps only notes of ``topic``; ``exclude_topics`` drops every topic note. With no
     topic assignment given, topic scorers get nothing and exclusion drops nothing."""
     if note_topic is None:
-        return np.full(matrix.n_ratings, topic is None, dtype=bool)
-    nt = np.asarray(note_topic)[matrix.note]
+        return np.full(n_notes, topic is None, dtype=bool)
+    nt = np.asarray(note_topic)
     if topic is not None:
         return nt == topic
     if exclude_topics:
         return nt < 0
-    return np.ones(matrix.n_ratings, dtype=bool)
+    return np.ones(n_notes, dtype=bool)
+
+
+def topic_mask(
+    matrix: RatingMatrix, note_topic: np.ndarray | None, *, topic: int | None, exclude_topics: bool
+) -> np.ndarray:
+    """bool[R]: ratings on notes in the topic scope of ``note_topic_mask``."""
+    notes = note_topic_mask(matrix.n_notes, note_topic, topic=topic, exclude_topics=exclude_topics)
+    return notes[matrix.note]
 
 
 def capture_share(matrix: RatingMatrix, keep: np.ndarray, in_scope_rating: np.ndarray) -> np.ndarray:

@@ -301,6 +301,18 @@ def captured_out(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
     return ~(share >= spec.capture_threshold)
 
 
+def reported_notes(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
+    """bool[N]: notes this scorer gives a result for (§6.1) — every note of the status history
+    in its topic scope that passes the capture test. The reference outer-joins its note counts
+    with the (topic-filtered) status history, so without a capture threshold even a note with
+    no in-scope rating gets a status (InitialNMR); a capture test needs ratings to pass."""
+    topics = P.note_topic_mask(
+        inputs.matrix.n_notes, inputs.note_topic, topic=spec.topic, exclude_topics=spec.exclude_topics
+    )
+    in_history = inputs.notes["inStatusHistory"].to_numpy(dtype=bool)
+    return topics & in_history & ~captured_out(inputs, spec)
+
+
 def drop_captured_out(final: pd.DataFrame, drop: np.ndarray, spec: ScorerSpec) -> pd.DataFrame:
     """``final`` with the model columns of ``drop`` notes set to NaN (the reference removes those
     notes' rows after scoring, §6.1)."""

@@ -33,6 +33,7 @@ from bridgewatch.scoring.scorer import (
     drop_captured_out,
     final_rating_mask,
     prescore,
+    reported_notes,
     scope_mask,
     score_final,
 )
@@ -252,9 +253,8 @@ def final_scorer(
     p = spec.prefix
     intercept = final[f"{p}NoteIntercept"].to_numpy(np.float64)
     factor = final[f"{p}NoteFactor1"].to_numpy(np.float64)
-    # A note gets this scorer's status when it has in-scope ratings and passes the capture test,
-    # even without an intercept (fewer than 5 ratings → InitialNMR), as the reference does.
-    scored = (final["numRatings"].to_numpy() > 0) & ~drop
+    # A note gets this scorer's status even without an intercept (InitialNMR), as the reference's.
+    scored = reported_notes(inputs, spec)
 
     agg, tag_flags, tag_names, inc, inc_flags = note_filters(
         m, keep, factor, rf, thresholds, inc_num, inc_total, tf
