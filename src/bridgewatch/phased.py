@@ -77,10 +77,11 @@ def prescore_phase(
     scorers: Sequence[ScorerSpec] | None = None,
     warm: Prescoring | None = None,
     engine: SweepEngine | None = None,
+    pss_member: np.ndarray | None = None,
 ) -> PhaseOutput:
     pre = _prescore_dataset(
         dataset, config=config, seed=seed, scorers=scorers, rating_keep=rating_keep, correlated=correlated,
-        clock=clock, warm=warm, engine=engine,
+        clock=clock, warm=warm, engine=engine, pss_member=pss_member,
     )  # fmt: skip
     clock.phase("write state", lambda: save_prescoring(pre, state_dir, integrity, seed))
     warnings = [pre.topic_warning] if pre.topic_warning else []

@@ -50,7 +50,8 @@ def run_integrity(dataset: Dataset, config: ScoringConfig) -> IntegrityResult:
 
 
 def scoring_filters(dataset: Dataset, found: IntegrityResult) -> dict[str, np.ndarray]:
-    """``score_dataset``'s integrity arguments: prescoring's and final scoring's masks (§7.1)."""
+    """``score_dataset``'s integrity arguments: prescoring's and final scoring's masks (§7.1), and
+    the PSS members whose ratings lead the reference's rating table (the cold fits' draw order)."""
     final_keep, final_correlated = final_scoring_filter(
         dataset.ratings,
         dataset.notes,
@@ -63,7 +64,13 @@ def scoring_filters(dataset: Dataset, found: IntegrityResult) -> dict[str, np.nd
         "correlated": found.quasi_clique_value > 0,
         "final_keep": final_keep,
         "final_correlated": final_correlated,
+        "pss_member": _pss_member(found, dataset.ratings.n_raters),
     }
+
+
+def _pss_member(found: IntegrityResult, n_raters: int) -> np.ndarray:
+    """bool[U] matrix raters in a PSS clique (participant space lists the raters first)."""
+    return np.asarray(found.post_selection_value)[:n_raters] > 0
 
 
 def core_rater_factor(result: PipelineResult, rater_ids: np.ndarray) -> np.ndarray:
@@ -184,7 +191,7 @@ def _run_phase(
     engine: SweepEngine | None,
 ) -> PhaseOutput:
     clock = Clock(progress)
-    keep = correlated = None
+    keep = correlated = pss_member = None
     t0 = time.perf_counter()
     if phase == "prescore":
         groups = warm = None
@@ -193,11 +200,13 @@ def _run_phase(
         if integrity:
             found = run_integrity(dataset, config)
             keep, correlated = found.keep, found.quasi_clique_value > 0
+            pss_member = _pss_member(found, dataset.ratings.n_raters)
             groups = integrity_state(found, dataset.ratings.rater_ids)
         timings["integrity"] = time.perf_counter() - t0
         out = prescore_phase(
             dataset, state, config=config, seed=seed, integrity=groups, rating_keep=keep,
             correlated=correlated, clock=clock, scorers=scorers, warm=warm, engine=engine,
+            pss_member=pss_member,
         )  # fmt: skip
     else:
         prescoring, groups, _ = load_prescoring(state, scorers)

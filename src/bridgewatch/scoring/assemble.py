@@ -95,7 +95,8 @@ def scored_columns(
     n = m.n_notes
     by_prefix: dict[str, list[ScorerRun]] = {}
     for run in runs.values():
-        by_prefix.setdefault(run.spec.prefix, []).append(run)
+        if run.spec.report:
+            by_prefix.setdefault(run.spec.prefix, []).append(run)
     cols: dict[str, np.ndarray] = {}
     for prefix, family in by_prefix.items():
         part, owner = _family(prefix, n, family)

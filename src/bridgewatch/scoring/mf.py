@@ -27,6 +27,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
+from bridgewatch.scoring.torch_init import TorchInit, fit_order, torch_factors
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,10 +178,18 @@ def objective(problem: MFProblem, pen: Penalties, mu, ni, nf, ri, rf) -> float:
     return total / max(problem.n_ratings, 1)
 
 
-def initial_params(problem: MFProblem, num_factors: int, seed: int | None, init: MFParams | None):
+def initial_params(
+    problem: MFProblem,
+    num_factors: int,
+    seed: int | None,
+    init: MFParams | None,
+    torch_init: TorchInit | None = None,
+):
     """Compact starting arrays: warm start from ``init`` (missing/NaN → 0) or seeded xavier factors.
 
-    Cold start mirrors the reference: intercepts and μ zero, factors uniform in ±sqrt(6/(n+k)).
+    Cold start mirrors the reference: intercepts and μ zero, factors uniform in ±sqrt(6/(n+k)) —
+    drawn exactly as the reference's torch model draws them when ``torch_init`` says how
+    (``torch_init`` module), else from numpy's generator seeded with ``seed``.
     """
     n, u, k = problem.n_notes, problem.n_raters, num_factors
     if init is not None:
@@ -190,6 +199,10 @@ def initial_params(problem: MFProblem, num_factors: int, seed: int | None, init:
         rf = np.nan_to_num(init.rater_factor[problem.rater_full].astype(np.float64), nan=0.0)
         mu = 0.0 if not np.isfinite(init.mu) else float(init.mu)
         return mu, ni, nf.reshape(n, k), ri, rf.reshape(u, k)
+    if torch_init is not None:
+        rank = torch_init.rating_rank[problem.rating_full]
+        nf, rf = torch_factors(fit_order(rank, problem.rater), fit_order(rank, problem.note), k, torch_init)
+        return 0.0, np.zeros(n), nf, np.zeros(u), rf
     rng = np.random.default_rng(seed)
     nf = rng.uniform(-1.0, 1.0, size=(n, k)) * np.sqrt(6.0 / (n + k))
     rf = rng.uniform(-1.0, 1.0, size=(u, k)) * np.sqrt(6.0 / (u + k))
@@ -212,6 +225,7 @@ def fit_mf(
     num_threads: int | None = None,
     engine: SweepEngine | None = None,
     init_mu: bool = True,
+    torch_init: TorchInit | None = None,
 ) -> MFFit:
     """Minimize the reference objective by alternating ridge solves; return full-space params.
 
@@ -225,11 +239,12 @@ def fit_mf(
     With ``config.solver == "adam"`` a fit that trains raters runs the reference's optimizer
     instead (``mf_adam``): learning rate 0.2 when ``init`` is given, else 1.0; μ starts from
     ``init.mu`` only if ``init_mu`` (the reference passes it to round 1, not to round 2); it runs
-    in process (``engine`` serves the ALS sweeps).
+    in process (``engine`` serves the ALS sweeps). ``torch_init``: draw a cold start's factors
+    as the reference's torch model does (``initial_params``).
     """
     k = config.num_factors
     pen = penalties(problem, config, rho_note, rho_rater)
-    mu, ni, nf, ri, rf = initial_params(problem, k, seed, init)
+    mu, ni, nf, ri, rf = initial_params(problem, k, seed, init, torch_init)
     if not use_global_intercept or not init_mu:
         mu = 0.0
     if config.solver == "adam" and not freeze_raters and not freeze_mu and rho_note is None:

@@ -156,10 +156,12 @@ def _same(stage: np.ndarray | None, prescoring: np.ndarray | None) -> bool:
     return stage is None or (prescoring is not None and np.array_equal(stage, prescoring))
 
 
-def _inputs(dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated) -> ScoringInputs:
+def _inputs(
+    dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated, pss_member=None
+) -> ScoringInputs:
     return prepare_inputs(
         matrix, dataset.notes, dataset.status_history, dataset.enrollment, config,
-        note_topic=topic_ids, correlated=correlated,
+        note_topic=topic_ids, correlated=correlated, volume_matrix=dataset.ratings, pss_member=pss_member,
     )  # fmt: skip
 
 
@@ -213,20 +215,24 @@ def prescore_dataset(
     clock: Clock | None = None,
     warm: Prescoring | None = None,
     engine: SweepEngine | None = None,
+    pss_member: np.ndarray | None = None,
 ) -> Prescoring:
     """Prescoring (``--phase prescore``): topics, then every scorer's MF rounds and filter inputs.
 
     ``rating_keep``: bool[R] ratings that survive post-selection similarity (None = all);
     ``correlated``: bool[U] quasi-clique raters (None = none known). Scorers without enough data
     are listed in ``Prescoring.skipped``. ``warm``: an earlier prescoring (any index space) whose
-    parameters start this one's MF rounds.
+    parameters start this one's MF rounds. ``pss_member``: bool[U] raters in a PSS clique (they
+    lead the reference's rating table, which orders the factors cold fits draw).
     """
     config = (config or ScoringConfig()).validate()
     clock = clock or Clock(None)
     matrix = _matrix(dataset, rating_keep)
     note_index = matrix.note_index(dataset.notes["noteId"].to_numpy(np.int64))
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
-    inputs = clock.phase("preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated))
+    inputs = clock.phase(
+        "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, pss_member)
+    )
     return _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, warm, engine)
 
 
@@ -349,7 +355,10 @@ def contributor_frame(
     rating_keep: np.ndarray | None = None,
     clock: Clock | None = None,
 ) -> pd.DataFrame:
-    """Contributor scoring (``--phase contributor``): helpfulness_scores from final statuses (§4)."""
+    """Contributor scoring (``--phase contributor``): helpfulness_scores from final statuses (§4).
+
+    ``rating_keep``: the ratings it counts (None = all: the reference's contributor scoring reads
+    the preprocessed ratings, before any PSS filter)."""
     config = (config or ScoringConfig()).validate()
     return _contributor(
         dataset, _matrix(dataset, rating_keep), prescoring, final, epoch_millis, config, clock
@@ -414,6 +423,7 @@ def score_dataset(
     correlated: np.ndarray | None = None,
     final_keep: np.ndarray | None = None,
     final_correlated: np.ndarray | None = None,
+    pss_member: np.ndarray | None = None,
     progress: Progress | None = None,
     engine: SweepEngine | None = None,
 ) -> PipelineResult:
@@ -425,6 +435,8 @@ def score_dataset(
     ``final_keep`` / ``final_correlated``: the same for final scoring when it differs (None = as
     prescoring; ``integrity.adapters.final_scoring_filter`` says why it does in the reference).
     Contributor scoring counts every rating, as the reference's does.
+    ``pss_member``: bool[U] raters in a PSS clique (they lead the reference's rating table,
+    which orders the factors cold fits draw).
     ``engine``: where the MF scorers' sweeps run (``bridgewatch.engines``; None = in process).
     """
     config = (config or ScoringConfig()).validate()
@@ -432,7 +444,9 @@ def score_dataset(
     matrix = _matrix(dataset, rating_keep)
     note_index = matrix.note_index(dataset.notes["noteId"].to_numpy(np.int64))
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
-    inputs = clock.phase("preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated))
+    inputs = clock.phase(
+        "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, pss_member)
+    )
     pre = _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, engine=engine)
     final_inputs = inputs
     if not (_same(final_keep, rating_keep) and _same(final_correlated, correlated)):

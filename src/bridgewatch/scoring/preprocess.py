@@ -87,6 +87,34 @@ def high_volume_raters(
     return flagged
 
 
+def reference_rating_rank(
+    matrix: RatingMatrix,
+    high_volume: np.ndarray,
+    correlated: np.ndarray | None = None,
+    pss_member: np.ndarray | None = None,
+) -> np.ndarray:
+    """int64[R]: each rating's row in the rating table the reference's scorers receive.
+
+    That table is the preprocessed ratings in file order, after PSS moved the ratings of raters in
+    a PSS clique (``pss_member`` bool[U]) to the front sorted by note and time, then stably sorted
+    by (highVolumeRater, correlatedRater) (``high_volume``, ``correlated`` bool[U]). Every later
+    filter keeps row order, so the table orders the raters and notes of each fit, and with them
+    the starting factors drawn for them (``torch_init``). ``RatingMatrix`` does not keep the file
+    order; the public files list each note's ratings together, oldest first, so note then time
+    (then rater, for determinism) stands for it.
+    """
+    u = matrix.n_raters
+    corr = np.zeros(u, dtype=bool) if correlated is None else np.asarray(correlated, dtype=bool)
+    pss = np.zeros(u, dtype=bool) if pss_member is None else np.asarray(pss_member, dtype=bool)
+    r = matrix.rater
+    order = np.lexsort(
+        (r, matrix.created_at, matrix.note, ~pss[r], corr[r], np.asarray(high_volume, dtype=bool)[r])
+    )
+    rank = np.empty(matrix.n_ratings, dtype=np.int64)
+    rank[order] = np.arange(matrix.n_ratings, dtype=np.int64)
+    return rank
+
+
 def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_per_rater: int) -> np.ndarray:
     """bool[R]: notes with ≥ ``min_per_note`` ratings, then raters with ≥ ``min_per_rater``, then
     notes once more — no iteration to a fixed point, exactly as the reference (§2.5)."""

@@ -24,6 +24,7 @@ from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
+from bridgewatch.scoring.torch_init import TorchInit
 from bridgewatch.scoring.uncertainty import pseudo_rater_bounds
 
 
@@ -36,7 +37,9 @@ class ScoringInputs:
     - ``high_volume``: bool[U]; ``correlated``: bool[U] or None (quasi-clique raters);
     - ``note_topic``: int[N] topic id, -1 = none, or None when no topic model ran;
     - ``harassment_intercept``: float[N] or None: the §4.5 model's note intercepts for every
-      scorer; None (the default) fits each scorer's own model on its own ratings in prescoring.
+      scorer; None (the default) fits each scorer's own model on its own ratings in prescoring;
+    - ``rating_rank``: int64[R] each rating's row in the reference's rating table
+      (``preprocess.reference_rating_rank``), which orders the factors a cold fit draws.
     """
 
     matrix: RatingMatrix
@@ -47,6 +50,7 @@ class ScoringInputs:
     correlated: np.ndarray | None = None
     note_topic: np.ndarray | None = None
     harassment_intercept: np.ndarray | None = None
+    rating_rank: np.ndarray | None = None
 
     @property
     def is_not_misleading(self) -> np.ndarray:
@@ -63,16 +67,28 @@ def prepare_inputs(
     note_topic: np.ndarray | None = None,
     correlated: np.ndarray | None = None,
     harassment_intercept: np.ndarray | None = None,
+    volume_matrix: RatingMatrix | None = None,
+    pss_member: np.ndarray | None = None,
 ) -> ScoringInputs:
-    """Preprocess once (§1.7): note table, classification filter, groups, high-volume raters."""
+    """Preprocess once (§1.7): note table, classification filter, groups, high-volume raters.
+
+    ``volume_matrix``: the ratings high-volume tagging counts, in ``matrix``'s id spaces. The
+    reference tags raters while preprocessing, before the note-classification and PSS filters, so
+    the pipeline passes the unfiltered dataset; without it ``matrix``'s kept ratings are counted.
+    ``pss_member``: bool[U] raters in a PSS clique, whose ratings lead the reference's table.
+    """
     table = P.note_table(matrix, notes, status_history)
     keep = P.classification_mask(matrix, table)
     f = config.filters
+    counted, counted_keep = (matrix, keep) if volume_matrix is None else (volume_matrix, None)
     high = P.high_volume_raters(
-        matrix, keep, f.high_volume_quantile, f.high_volume_windows_days, f.min_notes_for_prod_data
+        counted, counted_keep, f.high_volume_quantile, f.high_volume_windows_days, f.min_notes_for_prod_data
     )
     groups = P.rater_groups(matrix, enrollment)
-    return ScoringInputs(matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept)
+    rank = P.reference_rating_rank(matrix, high, correlated, pss_member)
+    return ScoringInputs(
+        matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept, rank
+    )
 
 
 def scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -153,8 +169,19 @@ def fit_round1(
             f.min_ratings_per_note,
         )
         if sub.any():
-            init = fit_mf(build_problem(inputs.matrix, sub), mfc, seed=seed, engine=engine).params
-    return fit_mf(build_problem(inputs.matrix, train), mfc, seed=seed, init=init, engine=engine)
+            helper = _torch_init(inputs, seed, unseeded_model=True)
+            problem = build_problem(inputs.matrix, sub)
+            init = fit_mf(problem, mfc, seed=seed, engine=engine, torch_init=helper).params
+    cold = _torch_init(inputs, seed, unseeded_model=False) if init is None else None
+    problem = build_problem(inputs.matrix, train)
+    return fit_mf(problem, mfc, seed=seed, init=init, engine=engine, torch_init=cold)
+
+
+def _torch_init(inputs: ScoringInputs, seed: int, *, unseeded_model: bool) -> TorchInit | None:
+    """How a cold fit draws its factors (``torch_init``); None without a reference row order."""
+    if inputs.rating_rank is None:
+        return None
+    return TorchInit(seed, inputs.rating_rank, unseeded_model=unseeded_model)
 
 
 def harassment_intercepts(matrix: RatingMatrix, keep: np.ndarray, round1: MFParams) -> np.ndarray:

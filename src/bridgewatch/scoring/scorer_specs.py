@@ -40,7 +40,9 @@ class ScorerSpec:
       filter (§2.7; topic scorers skip it); ``pseudoraters``: §5 bounds (Core, CoreWithTopics);
     - ``rules``: status thresholds; ``mf``/``helpfulness``: per-scorer overrides (None = global);
     - ``kernel``: "mf" (fit by matrix factorization) or "gaussian" (kernel-smoothed curve, §6.2);
-      ``prescoring``: name of the scorer whose prescoring this one reuses (None = its own).
+      ``prescoring``: name of the scorer whose prescoring this one reuses (None = its own);
+    - ``report``: False for a prescoring-only scorer (MFGroupScorer_15): its final results stay
+      out of the outputs, its prescoring serves the scorer built on it.
     """
 
     name: str
@@ -59,6 +61,7 @@ class ScorerSpec:
     helpfulness: HelpfulnessConfig | None = None
     kernel: str = "mf"
     prescoring: str | None = None
+    report: bool = True
 
 
 _NO_FIRM = dataclasses.replace(RuleConfig(), firm_reject_threshold=None)
@@ -98,9 +101,10 @@ def expansion_plus() -> ScorerSpec:
 
 
 def group(i: int) -> ScorerSpec:
-    """Group scorers 1–14, 18, 33 (§3.2 overrides for 14, 18, 33; group 14's normalized loss §2.9
-    is not implemented — it runs the plain objective with its thresholds)."""
-    rules, mf, helpful, capture = _NO_FIRM, None, None, 0.8
+    """Group scorers 1–14, 15, 18, 33 (§3.2 overrides for 14, 15, 18, 33; group 14's normalized
+    loss §2.9 is not implemented — it runs the plain objective with its thresholds). Group 15's
+    MF scorer only prescores: ``gaussian_group`` scores its notes (§6.1)."""
+    rules, mf, helpful, capture, report = _NO_FIRM, None, None, 0.8, True
     if i == 14:
         capture = 0.51
         rules = dataclasses.replace(
@@ -127,6 +131,11 @@ def group(i: int) -> ScorerSpec:
             _NO_FIRM, crh_threshold=0.2, no_high_vol_threshold=0.18, no_correlated_threshold=0.18
         )
         mf = dataclasses.replace(MFConfig(), user_intercept_lambda=0.03, global_intercept_lambda=0.0)
+    elif i == 15:
+        mf = dataclasses.replace(
+            MFConfig(), note_intercept_lambda=0.09, user_intercept_lambda=0.03, global_intercept_lambda=0.0
+        )
+        report = False
     return ScorerSpec(
         f"MFGroupScorer_{i}",
         "group",
@@ -137,6 +146,7 @@ def group(i: int) -> ScorerSpec:
         rules=rules,
         mf=mf,
         helpfulness=helpful,
+        report=report,
     )
 
 
@@ -195,12 +205,38 @@ def gaussian(*, with_topics: bool = False) -> ScorerSpec:
     )
 
 
+# GaussianGroupScorer_15 (§3.2): Core's MF thresholds but CRH from 0.25, UCB −0.5, no net-helpful
+# minimum (the Gaussian scorers have none).
+GAUSSIAN_GROUP_RULES = dataclasses.replace(
+    _NO_FIRM,
+    crh_threshold=0.25,
+    crnh_threshold_ucb_intercept=-0.5,
+    min_minority_net_helpful=None,
+    min_minority_net_helpful_ratio=None,
+)
+
+
+def gaussian_group(i: int = 15) -> ScorerSpec:
+    """GaussianGroupScorer_15 (§6.1): the kernel scorer on group 15's own prescoring
+    (MFGroupScorer_15); its results are group 15's ``group*`` columns (GroupModel15NMR demotes)."""
+    return ScorerSpec(
+        f"GaussianGroupScorer_{i}",
+        "group",
+        frozenset({i}),
+        include_unassigned=False,
+        capture_threshold=0.8,
+        rules=GAUSSIAN_GROUP_RULES,
+        kernel="gaussian",
+        prescoring=f"MFGroupScorer_{i}",
+    )
+
+
 def default_scorers() -> list[ScorerSpec]:
     """The production scorer inventory (§6.1), in the reference's order; a scorer that reuses
     another's prescoring comes after it."""
     specs = [core(), core_with_topics(), expansion(), expansion_plus()]
-    specs += [group(i) for i in (*range(1, 15), 18, 33)]
+    specs += [group(i) for i in (*range(1, 16), 18, 33)]
     specs += [multi_group_1()]
     specs += [topic(i + 1, name) for i, name in enumerate(MF_TOPICS)]
-    specs += [gaussian(), gaussian(with_topics=True)]
+    specs += [gaussian(), gaussian(with_topics=True), gaussian_group(15)]
     return specs

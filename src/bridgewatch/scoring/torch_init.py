@@ -1,0 +1,174 @@
+"""Starting factors drawn exactly as the reference's PyTorch model draws them (§2.1, §2.6).
+
+Why this exists: the prescoring fits stop where the reference's Adam trajectory ends (``mf_adam``),
+and for the fits that start from random factors — the group, topic and multi-group scorers'
+round 1, and the stable-initialization fit of the large scorers — that end point depends on the
+start. With another generator a small group's factors can come out with the other sign, and an
+intercept moves by several hundredths. The reference seeds torch's CPU generator, a standard
+MT19937, and fills its embeddings in a fixed order; replaying those draws, in the reference's
+order of raters and notes, gives its starting point and, from there, its fit.
+
+What the reference's model does when it is built (``BiasedMatrixFactorization.__init__``): four
+``nn.Embedding`` tables are created — user factors (U×k), note factors (N×k), user intercepts
+(U×1), note intercepts (N×1) — each filled by ``normal_``; then, if the model has a seed, the
+generator is re-seeded; then ``xavier_uniform_`` fills user factors and note factors (uniform in
+±sqrt(6/(rows+k))), and intercepts are zeroed. The main model of a scorer has a seed, so its
+factors are the first draws after seeding; the helper model of the stable initialization has
+none, so its factors follow the ``normal_`` fills of its own four tables, right after the scorer
+seeded the generator at the start of prescoring.
+
+Rows of an embedding are the fit's raters (notes) in order of first appearance in the rating
+table the fit receives; ``fit_order`` gives that order from each rating's rank in the
+reference's table (``preprocess.reference_rating_rank``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+_N, _M = 624, 397
+_MATRIX_A, _UPPER, _LOWER = 0x9908B0DF, 0x80000000, 0x7FFFFFFF
+_FLOAT_MASK = (1 << 24) - 1  # a float32 uniform uses the low 24 bits of one 32-bit draw
+
+
+@numba.njit(cache=True)
+def mt19937_uint32(seed, count):
+    """uint32[count]: the first outputs of MT19937 seeded like ``torch.manual_seed(seed)``
+    (``init_genrand``; identical to numpy's legacy ``RandomState(seed)``)."""
+    mt = np.zeros(_N, dtype=np.uint32)
+    mt[0] = np.uint32(seed & 0xFFFFFFFF)
+    for i in range(1, _N):
+        prev = np.uint64(mt[i - 1])
+        mixed = np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(i)
+        mt[i] = np.uint32(mixed & np.uint64(0xFFFFFFFF))
+    out = np.empty(count, dtype=np.uint32)
+    idx = _N
+    for k in range(count):
+        if idx >= _N:
+            for i in range(_N):
+                y = (mt[i] & np.uint32(_UPPER)) | (mt[(i + 1) % _N] & np.uint32(_LOWER))
+                v = mt[(i + _M) % _N] ^ (y >> np.uint32(1))
+                if y & np.uint32(1):
+                    v ^= np.uint32(_MATRIX_A)
+                mt[i] = v
+            idx = 0
+        y = mt[idx]
+        idx += 1
+        y ^= y >> np.uint32(11)
+        y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
+        y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
+        y ^= y >> np.uint32(18)
+        out[k] = y
+    return out
+
+
+def mt19937_uint32_numpy(seed: int, count: int) -> np.ndarray:
+    """Slow twin of ``mt19937_uint32`` in plain Python integers (tests compare the two)."""
+    mt = [seed & 0xFFFFFFFF]
+    for i in range(1, _N):
+        mt.append((1812433253 * (mt[-1] ^ (mt[-1] >> 30)) + i) & 0xFFFFFFFF)
+    out, idx = [], _N
+    while len(out) < count:
+        if idx >= _N:
+            for i in range(_N):
+                y = (mt[i] & _UPPER) | (mt[(i + 1) % _N] & _LOWER)
+                mt[i] = mt[(i + _M) % _N] ^ (y >> 1) ^ (_MATRIX_A if y & 1 else 0)
+            idx = 0
+        y = mt[idx]
+        idx += 1
+        y ^= y >> 11
+        y ^= (y << 7) & 0x9D2C5680
+        y ^= (y << 15) & 0xEFC60000
+        y ^= y >> 18
+        out.append(y & 0xFFFFFFFF)
+    return np.array(out, dtype=np.uint32)
+
+
+class TorchGenerator:
+    """The state of torch's CPU generator as far as the model's fills need it: how many 32-bit
+    draws were used, and whether a spare double normal sample is cached (small ``normal_`` fills
+    draw Box-Muller pairs and keep the second value for the next call)."""
+
+    def __init__(self, seed: int) -> None:
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed: int) -> None:
+        self.seed, self.used, self.cached_normal = int(seed), 0, False
+
+    def _take(self, count: int) -> np.ndarray:
+        draws = mt19937_uint32(self.seed, self.used + count)[self.used :]
+        self.used += count
+        return draws
+
+    def normal_(self, numel: int) -> None:
+        """Advance as ``Tensor.normal_`` on a contiguous float32 tensor of ``numel`` elements.
+
+        From 16 elements torch fills every element from one uniform draw and, when the size is
+        not a multiple of 16, redraws the last 16; below 16 it draws a double Box-Muller pair
+        (two 64-bit uniforms, four draws) for every other element, keeping the spare."""
+        if numel >= 16:
+            self.used += numel + (16 if numel % 16 else 0)
+            return
+        for _ in range(numel):
+            if self.cached_normal:
+                self.cached_normal = False
+            else:
+                self.used += 4
+                self.cached_normal = True
+
+    def uniform_(self, numel: int, low: float, high: float) -> np.ndarray:
+        """float32[numel] as ``Tensor.uniform_(low, high)`` on a float32 tensor: one draw each,
+        its low 24 bits scaled to [0, 1), then ``x·(high − low) + low`` in float32."""
+        x = (self._take(numel) & np.uint32(_FLOAT_MASK)).astype(np.float32) * np.float32(2.0**-24)
+        lo, hi = np.float32(low), np.float32(high)
+        return (x * (hi - lo) + lo).astype(np.float32)
+
+    def xavier_uniform_(self, rows: int, cols: int) -> np.ndarray:
+        """float32[rows, cols] as ``nn.init.xavier_uniform_`` on an embedding weight (fan_in =
+        cols, fan_out = rows)."""
+        bound = float(np.sqrt(3.0) * np.sqrt(2.0 / (rows + cols)))
+        return self.uniform_(rows * cols, -bound, bound).reshape(rows, cols)
+
+
+@dataclass(frozen=True, eq=False)
+class TorchInit:
+    """How a cold-started fit draws its factors.
+
+    ``seed``: the scorer's seed; ``rating_rank``: int64[R_full], each rating's position in the
+    reference's rating table (first appearance there orders the embedding rows);
+    ``unseeded_model``: True for the stable initialization's helper model, whose factors come
+    after its own embeddings' ``normal_`` fills instead of right after a re-seed.
+    """
+
+    seed: int
+    rating_rank: np.ndarray
+    unseeded_model: bool = False
+
+
+def fit_order(rank: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Distinct values of ``index`` (int[R], a fit's compact rater or note index per rating) in
+    order of first appearance when the ratings are read by ascending ``rank`` (int64[R])."""
+    seq = np.asarray(index)[np.argsort(rank, kind="stable")]
+    values, first = np.unique(seq, return_index=True)
+    return values[np.argsort(first, kind="stable")]
+
+
+def torch_factors(
+    rater_order: np.ndarray, note_order: np.ndarray, num_factors: int, init: TorchInit
+) -> tuple[np.ndarray, np.ndarray]:
+    """(note factors float64[N, k], rater factors float64[U, k]) in compact index space, drawn as
+    the reference's model draws them; ``rater_order`` / ``note_order``: compact indices in
+    embedding-row order (``fit_order``)."""
+    u, n, k = rater_order.shape[0], note_order.shape[0], num_factors
+    gen = TorchGenerator(init.seed)
+    if init.unseeded_model:
+        for numel in (u * k, n * k, u, n):
+            gen.normal_(numel)
+    rf = np.zeros((u, k))
+    nf = np.zeros((n, k))
+    rf[rater_order] = gen.xavier_uniform_(u, k)
+    nf[note_order] = gen.xavier_uniform_(n, k)
+    return nf, rf

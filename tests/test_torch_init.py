@@ -1,0 +1,108 @@
+"""Starting factors drawn as the reference's torch model draws them (torch_init)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf import build_problem, initial_params
+from bridgewatch.scoring.torch_init import (
+    TorchGenerator,
+    TorchInit,
+    fit_order,
+    mt19937_uint32,
+    mt19937_uint32_numpy,
+    torch_factors,
+)
+
+
+def test_mt19937_kernel_matches_its_twin_and_the_standard():
+    assert mt19937_uint32(5489, 3).tolist() == [3499211612, 581869302, 3890346734]  # MT19937 reference
+    fast = mt19937_uint32(42, 1500)  # crosses a 624-word regeneration twice
+    assert np.array_equal(fast, mt19937_uint32_numpy(42, 1500))
+    legacy = np.random.RandomState(42).randint(0, 2**32, size=1500, dtype=np.uint64)
+    assert np.array_equal(fast.astype(np.uint64), legacy)
+
+
+def test_uniform_reproduces_torch_rand_after_manual_seed():
+    """torch.manual_seed(42); torch.rand(3) == [0.8823, 0.9150, 0.3829] (float32 draws use the
+    low 24 bits of one 32-bit output each)."""
+    gen = TorchGenerator(42)
+    assert np.allclose(gen.uniform_(3, 0.0, 1.0), [0.88226926, 0.91500396, 0.38286376], atol=1e-7)
+    assert gen.used == 3
+
+
+def test_normal_fills_consume_draws_like_torch():
+    gen = TorchGenerator(1)
+    gen.normal_(32)  # vectorized: one draw per element
+    gen.normal_(20)  # not a multiple of 16: the last 16 are drawn again
+    assert gen.used == 32 + 36
+    gen.normal_(3)  # Box-Muller pairs: 4 draws, spare cached, 4 draws, spare cached
+    assert gen.used == 68 + 8 and gen.cached_normal
+    gen.normal_(1)  # uses the spare
+    assert gen.used == 76 and not gen.cached_normal
+    gen.manual_seed(1)
+    assert gen.used == 0 and not gen.cached_normal
+
+
+def test_fit_order_is_first_appearance_by_rank():
+    rank = np.array([5, 0, 3, 1, 4, 2])
+    index = np.array([2, 1, 1, 0, 2, 1])
+    assert fit_order(rank, index).tolist() == [1, 0, 2]
+
+
+def test_seeded_model_draws_raters_then_notes_right_after_seeding():
+    """The main model re-seeds right before xavier: rater rows take the first draws, notes the next;
+    the unseeded stable-init helper first burns its four embeddings' normal_ fills."""
+    raters, notes = np.array([2, 0, 1]), np.array([1, 0])
+    nf, rf = torch_factors(raters, notes, 1, TorchInit(42, np.zeros(0)))
+    gen = TorchGenerator(42)
+    assert np.array_equal(rf[raters, 0], gen.xavier_uniform_(3, 1)[:, 0])
+    assert np.array_equal(nf[notes, 0], gen.xavier_uniform_(2, 1)[:, 0])
+    _, helper_rf = torch_factors(raters, notes, 1, TorchInit(42, np.zeros(0), unseeded_model=True))
+    gen = TorchGenerator(42)
+    for numel in (3, 2, 3, 2):
+        gen.normal_(numel)
+    assert np.array_equal(helper_rf[raters, 0], gen.xavier_uniform_(3, 1)[:, 0])
+    assert not np.array_equal(helper_rf, rf)
+
+
+@pytest.fixture()
+def matrix():
+    # ratings: (note, rater, time); rater "c" is high-volume, rater "b" in a PSS clique
+    rows = [(0, "a", 30), (0, "c", 10), (1, "b", 40), (1, "a", 20), (2, "c", 5), (2, "d", 50)]
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    return build_rating_matrix(
+        note=np.array([r[0] for r in rows]), rater=np.searchsorted(ids, [r[1] for r in rows]),
+        value=np.ones(6, np.float32), created_at=np.array([r[2] for r in rows]),
+        tags=np.zeros(6, np.uint32), population_sampled=np.zeros(6, bool),
+        note_ids=np.array([100, 200, 300]), rater_ids=ids,
+    )  # fmt: skip
+
+
+def test_reference_rank_puts_pss_raters_first_and_high_volume_last(matrix):
+    hv = np.array([False, False, True, False])
+    pss = np.array([False, True, False, False])
+    rank = P.reference_rating_rank(matrix, hv, None, pss)
+    order = np.argsort(rank)
+    seen = [(int(matrix.note_ids[matrix.note[i]]), matrix.rater_ids[matrix.rater[i]]) for i in order]
+    assert seen == [(200, "b"), (100, "a"), (200, "a"), (300, "d"), (100, "c"), (300, "c")]
+
+
+def test_cold_start_uses_the_reference_order_of_the_fit(matrix):
+    """A fit's embedding rows follow first appearance in the reference's table, so a rater's
+    starting factor does not depend on our sorted id order."""
+    hv = np.zeros(4, bool)
+    pss = np.array([False, True, False, False])
+    rank = P.reference_rating_rank(matrix, hv, None, pss)
+    problem = build_problem(matrix)
+    _, _, nf, _, rf = initial_params(problem, 1, 0, None, TorchInit(42, rank))
+    gen = TorchGenerator(42)
+    expect_r = gen.xavier_uniform_(4, 1)[:, 0]  # first appearance: b, c, a, d
+    expect_n = gen.xavier_uniform_(3, 1)[:, 0]  # notes 200 (b's), 100, 300
+    assert np.array_equal(rf[[1, 2, 0, 3], 0], expect_r)
+    assert np.array_equal(nf[[1, 0, 2], 0], expect_n)
+    assert MFConfig().num_factors == 1
