@@ -180,7 +180,12 @@ def test_aux_frame_follows_the_reference(runs):
     )
     before = pd.DataFrame({"noteId": m.note_ids[:1], "currentStatus": [schema.CRH]})
     counts = np.zeros((n, len(schema.RATING_TAGS)), dtype=np.int64)
-    aux = A.aux_frame(inputs, done, meta, counts, before, np.ones(n, dtype=bool)).set_index("noteId")
+    epoch = int(m.created_at.max()) + 28 * 86_400_000 - 20 * 3_600_000  # window: the last 20 h
+    aux = A.aux_frame(inputs, done, meta, counts, before, np.ones(n, dtype=bool), epoch).set_index("noteId")
+    # Bug: numRatingsLast28 counted back from the newest rating; the reference counts back from
+    # the scoring time.
+    recent = np.bincount(m.note[m.created_at > epoch - 28 * 86_400_000], minlength=n)
+    np.testing.assert_array_equal(aux["numRatingsLast28"].to_numpy(), recent)
     # currentStatus is the status before this run; notes new to the history have none.
     assert aux["currentStatus"].iloc[0] == schema.CRH and aux["currentStatus"].iloc[1:].isna().all()
     core = done["MFCoreScorer"]

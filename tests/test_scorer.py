@@ -284,3 +284,17 @@ def test_scorers_without_capture_report_every_note_of_their_history_scope():
     plus = run_scorer(inputs, expansion_plus(), cfg, np.full(m.n_notes, NO_STATUS, np.int8))
     assert plus.scored[new].all() and (plus.result.status[new] == schema.Status.NMR).all()
     assert (plus.result.deciding_rule[new] == Rule.INITIAL_NMR).all()
+
+
+def test_group_15_prescores_only_and_a_gaussian_scorer_reports_for_it():
+    """Bug: group 15 had no scorer. The reference prescores MFGroupScorer_15 (its own λs) and
+    scores the group's notes with GaussianGroupScorer_15 on that prescoring (CRH from 0.25)."""
+    from bridgewatch.scoring.scorer_specs import gaussian_group
+
+    specs = {s.name: s for s in default_scorers()}
+    mf15, g15 = specs["MFGroupScorer_15"], specs["GaussianGroupScorer_15"]
+    assert not mf15.report and mf15.mf is not None and mf15.mf.note_intercept_lambda == 0.09
+    assert g15 == gaussian_group(15) and g15.prescoring == "MFGroupScorer_15" and g15.prefix == "group"
+    assert g15.rules.crh_threshold == 0.25 and g15.rules.min_minority_net_helpful is None
+    names = list(specs)
+    assert names.index("MFGroupScorer_15") < names.index("GaussianGroupScorer_15")

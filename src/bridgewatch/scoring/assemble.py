@@ -279,11 +279,13 @@ def aux_frame(
     counts: np.ndarray,
     previous_nsh: pd.DataFrame,
     keep_rows: np.ndarray,
+    epoch_millis: int,
 ) -> pd.DataFrame:
     """aux_note_info.tsv: tag counts, Core's filter inputs, and meta's intermediate statuses.
 
     Its ``currentStatus`` is the status the note had *before* this run (``previous_nsh``, the
-    input status history), as the reference writes it.
+    input status history), as the reference writes it; ``numRatingsLast28`` counts ratings newer
+    than 28 days before the scoring time ``epoch_millis`` (not before the newest rating).
     """
     m = inputs.matrix
     n = m.n_notes
@@ -297,9 +299,8 @@ def aux_frame(
     before = previous_nsh.drop_duplicates(subset=["noteId"]).set_index("noteId")["currentStatus"]
     cols["currentStatus"] = before.reindex(m.note_ids).to_numpy(object)
     cols["numPopulationSampledRatings"] = np.bincount(m.note[m.population_sampled], minlength=n)
-    if m.n_ratings:
-        recent = m.created_at >= m.created_at.max() - 28 * 86_400_000
-        cols["numRatingsLast28"] = np.bincount(m.note[recent], minlength=n)
+    recent = m.created_at > epoch_millis - 28 * 86_400_000
+    cols["numRatingsLast28"] = np.bincount(m.note[recent], minlength=n)
     core = runs.get("MFCoreScorer")
     if core is not None:
         agg, inc = core.tags, core.incorrect

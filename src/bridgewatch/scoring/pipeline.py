@@ -300,7 +300,7 @@ def _final(
     )
     keep_rows = inputs.notes["inStatusHistory"].to_numpy(bool)
     scored_frame = A.scored_notes_frame(inputs, scored, meta, tags, new_nsh, keep_rows, runs)
-    aux = A.aux_frame(inputs, runs, meta, counts, nsh, keep_rows)
+    aux = A.aux_frame(inputs, runs, meta, counts, nsh, keep_rows, epoch_millis)
     latest = new_nsh.set_index("noteId")["timestampMillisOfLatestNonNMRStatus"]
     final_notes = FinalNotes(
         matrix.note_ids,
