@@ -298,3 +298,29 @@ def test_group_15_prescores_only_and_a_gaussian_scorer_reports_for_it():
     assert g15.rules.crh_threshold == 0.25 and g15.rules.min_minority_net_helpful is None
     names = list(specs)
     assert names.index("MFGroupScorer_15") < names.index("GaussianGroupScorer_15")
+
+
+def test_normalized_loss_scorer_retrains_raters_in_final_scoring():
+    """Group 14's final fit is the reference's re-created model, nothing frozen: raters and μ are
+    refitted with re-drawn notes, and its filters read those raters (§2.9 quirk)."""
+    import dataclasses
+
+    from bridgewatch.scoring.scorer import final_note_fit, final_rater_factor, final_rating_mask
+
+    m, notes, nsh, enroll = community()
+    cfg = ScoringConfig()
+    spec = dataclasses.replace(group(2), mf=group(14).mf, tag_filter=group(14).tag_filter)
+    assert spec.mf.normalized_loss and spec.mf.diamond_lambda == 0.75
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    pre = prescore(inputs, spec, cfg, seed=42)
+    keep, _ = final_rating_mask(inputs, spec, pre, cfg)
+    intercept, factor, rf = final_note_fit(inputs, spec, pre, cfg, keep, pre.rho_note)
+    fitted = np.unique(m.rater[keep])
+    assert np.isfinite(rf[fitted]).all() and np.isnan(np.delete(rf, fitted)).all()
+    assert not np.allclose(rf[fitted], pre.params.rater_factor[fitted, 0], atol=1e-4)
+    np.testing.assert_array_equal(final_rater_factor(inputs, spec, pre, cfg), rf)
+    plain = dataclasses.replace(group(2))
+    pre2 = prescore(inputs, plain, cfg, seed=42)
+    rf2 = final_rater_factor(inputs, plain, pre2, cfg)
+    np.testing.assert_array_equal(np.isfinite(rf2), pre2.helpful_raters)
+    assert np.isfinite(intercept[np.unique(m.note[keep])]).all() and factor.shape[1] == 1

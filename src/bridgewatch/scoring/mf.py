@@ -201,6 +201,10 @@ def initial_params(
         return mu, ni, nf.reshape(n, k), ri, rf.reshape(u, k)
     if torch_init is not None:
         rank = torch_init.rating_rank[problem.rating_full]
+        if torch_init.rater_grouped:  # the table was regrouped by rater (sorted ids), rows kept in order
+            order = np.lexsort((rank, problem.rater))
+            rank = np.empty_like(order)
+            rank[order] = np.arange(order.shape[0])
         nf, rf = torch_factors(fit_order(rank, problem.rater), fit_order(rank, problem.note), k, torch_init)
         return 0.0, np.zeros(n), nf, np.zeros(u), rf
     rng = np.random.default_rng(seed)
@@ -240,7 +244,8 @@ def fit_mf(
     instead (``mf_adam``): learning rate 0.2 when ``init`` is given, else 1.0; μ starts from
     ``init.mu`` only if ``init_mu`` (the reference passes it to round 1, not to round 2); it runs
     in process (``engine`` serves the ALS sweeps). ``torch_init``: draw a cold start's factors
-    as the reference's torch model does (``initial_params``).
+    as the reference's torch model does (``initial_params``). With ``config.normalized_loss`` the
+    Adam fit is followed by the weighted refit of §2.9 (``mf_normalized``).
     """
     k = config.num_factors
     pen = penalties(problem, config, rho_note, rho_rater)
@@ -255,6 +260,15 @@ def fit_mf(
         (mu, ni, nf, ri, rf), epochs = adam_fit(
             p.note, p.rater, p.value, start, config, lr, use_global_intercept=use_global_intercept
         )
+        if config.normalized_loss:
+            from bridgewatch.scoring.mf_normalized import normalized_refit
+
+            rf_id = flip_factors(nf, rf)[1] if flip else rf
+            raters = (start[3], start[4]) if init is not None else None
+            (mu, ni, nf, ri, rf), more = normalized_refit(
+                p, config, seed, raters, rf_id[:, 0], torch_init, use_global_intercept=use_global_intercept
+            )
+            epochs += more
         return _finish(problem, pen, mu, ni, nf, ri, rf, flip, epochs, epochs < config.adam_max_epochs, None)
     sweeps = (engine or LocalEngine(kernels)).bind(problem)
     old_threads = numba.get_num_threads()

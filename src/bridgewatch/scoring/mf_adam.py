@@ -24,25 +24,49 @@ _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
 
 @numba.njit(cache=True)
-def _mean_penalty(x, g, lam):
-    """λ·mean(x²) over a whole block; adds its gradient into ``g``. Returns the penalty."""
+def _mean_penalty(x, g, lam, rows):
+    """λ·Σx²/rows over a whole block (rows ≤ 0: its size, i.e. λ·mean(x²)); adds its gradient into
+    ``g``. Returns the penalty. A positive ``rows`` is the reference's loss-ratio form (§2.2)."""
     flat_x, flat_g = x.ravel(), g.ravel()
     size = flat_x.shape[0]
+    den = rows if rows > 0 else size
     s = 0.0
     for i in range(size):
         s += flat_x[i] * flat_x[i]
-        flat_g[i] += 2.0 * lam * flat_x[i] / size
-    return lam * s / size
+        flat_g[i] += 2.0 * lam * flat_x[i] / den
+    return lam * s / den
 
 
 @numba.njit(cache=True)
-def _loss_and_grads(note, rater, value, mu, ni, nf, ri, rf, lam, use_mu, g_ni, g_nf, g_ri, g_rf):
-    """Mean squared error plus mean-form penalties; gradients into the ``g_*`` arrays.
+def _diamond_penalty(ni, nf, g_ni, g_nf, lam, rows):
+    """λ_diamond·Σ|f_n·i_n| / rows (rows ≤ 0: mean over the N·k products); gradients use sign(0)
+    = 0 like torch's abs. Returns the penalty."""
+    n, k = nf.shape
+    den = rows if rows > 0 else n * k
+    s = 0.0
+    for i in range(n):
+        for f in range(k):
+            prod = nf[i, f] * ni[i]
+            s += abs(prod)
+            sign = 1.0 if prod > 0 else (-1.0 if prod < 0 else 0.0)
+            g_nf[i, f] += lam * sign * ni[i] / den
+            g_ni[i] += lam * sign * nf[i, f] / den
+    return lam * s / den
 
-    ``lam`` = (λ_fu, λ_iu, λ_fn, λ_in, λ_μ). Returns (loss, d loss / d μ).
+
+@numba.njit(cache=True)
+def _loss_and_grads(
+    note, rater, value, weight, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf
+):
+    """Mean (weighted) squared error plus penalties; gradients into the ``g_*`` arrays.
+
+    ``weight``: float64[R] per-rating loss weights (§2.9), or empty for none; ``lam`` =
+    (λ_fu, λ_iu, λ_fn, λ_in, λ_μ, λ_diamond); ``rows`` = (rater rows, note rows) dividing the
+    penalties (≤ 0: mean over the block). Returns (loss, d loss / d μ).
     """
     n_r = value.shape[0]
     k = nf.shape[1]
+    weighted = weight.shape[0] == n_r
     g_ni[:] = 0.0
     g_nf[:] = 0.0
     g_ri[:] = 0.0
@@ -56,18 +80,21 @@ def _loss_and_grads(note, rater, value, mu, ni, nf, ri, rf, lam, use_mu, g_ni, g
         for f in range(k):
             pred += rf[u, f] * nf[n, f]
         err = pred - value[r]
-        sse += err * err
-        d = scale * err
+        w = weight[r] if weighted else 1.0
+        sse += w * err * err
+        d = scale * w * err
         g_mu += d
         g_ni[n] += d
         g_ri[u] += d
         for f in range(k):
             g_nf[n, f] += d * rf[u, f]
             g_rf[u, f] += d * nf[n, f]
-    reg = _mean_penalty(ri, g_ri, lam[1])
-    reg += _mean_penalty(rf, g_rf, lam[0])
-    reg += _mean_penalty(ni, g_ni, lam[3])
-    reg += _mean_penalty(nf, g_nf, lam[2])
+    reg = _mean_penalty(ri, g_ri, lam[1], rows[0])
+    reg += _mean_penalty(rf, g_rf, lam[0], rows[0])
+    reg += _mean_penalty(ni, g_ni, lam[3], rows[1])
+    reg += _mean_penalty(nf, g_nf, lam[2], rows[1])
+    if lam[5] > 0:
+        reg += _diamond_penalty(ni, nf, g_ni, g_nf, lam[5], rows[1])
     lmu = lam[4]
     if use_mu:
         reg += lmu * mu * mu
@@ -97,12 +124,17 @@ def adam_fit(
     learning_rate: float,
     *,
     use_global_intercept: bool = True,
+    weights: np.ndarray | None = None,
+    note_rows: float | None = None,
 ) -> tuple[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """Run the reference's ``_fit_model`` loop on compact arrays; returns the final parameters
     (μ, i_n, f_n, i_u, f_u — fresh arrays) and the number of epochs.
 
-    The loop stops when an epoch changes the loss by ≤ ``config.adam_convergence``, or after epoch
-    100 when the loss went up, or (a safeguard the reference lacks) after ``config.adam_max_epochs``.
+    ``weights``: float64[R] per-rating loss weights (the normalized loss, §2.9); ``note_rows``: the
+    simulated number of notes of the loss-ratio form (R/ρ_n, §2.2) dividing the note penalties
+    (None: their mean over the fit's notes). The loop stops when an epoch changes the loss by ≤
+    ``config.adam_convergence``, or after epoch 100 when the loss went up, or (a safeguard the
+    reference lacks) after ``config.adam_max_epochs``.
     """
     mu0, ni0, nf0, ri0, rf0 = start
     mu = np.array([float(mu0) if use_global_intercept else 0.0])
@@ -120,15 +152,18 @@ def adam_fit(
             config.note_factor_lambda,
             config.note_intercept_lambda,
             config.global_intercept_lambda,
+            config.diamond_lambda,
         ]
     )
+    rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
+    weight = np.zeros(0) if weights is None else np.asarray(weights, dtype=np.float64)
     note = np.asarray(note, dtype=np.int64)
     rater = np.asarray(rater, dtype=np.int64)
     value = np.asarray(value, dtype=np.float64)
 
     def evaluate() -> float:
         loss, gm = _loss_and_grads(
-            note, rater, value, mu[0], ni, nf, ri, rf, lam, use_global_intercept, *grads
+            note, rater, value, weight, mu[0], ni, nf, ri, rf, lam, rows, use_global_intercept, *grads
         )
         g_mu[0] = gm
         return loss

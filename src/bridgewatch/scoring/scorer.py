@@ -115,7 +115,8 @@ class PrescoreResult:
     ``provisional_status``: int8[N] round-1 labels; ``final_round_num_ratings/notes/users``:
     sizes of the round-2 fit (ρ_n for final scoring); ``round1_mse``: train error of round 1;
     ``harassment_intercept``: float[N] ``harassmentNoteIntercept`` used for the penalty (None
-    without reputation).
+    without reputation); ``seed``: the seed the fits drew their starts with (final scoring of a
+    normalized-loss scorer draws again).
     """
 
     spec: ScorerSpec
@@ -129,6 +130,7 @@ class PrescoreResult:
     final_round_num_users: int
     round1_mse: float
     harassment_intercept: np.ndarray | None = None
+    seed: int = 42
 
     @property
     def global_intercept(self) -> float:
@@ -177,11 +179,13 @@ def fit_round1(
     return fit_mf(problem, mfc, seed=seed, init=init, engine=engine, torch_init=cold)
 
 
-def _torch_init(inputs: ScoringInputs, seed: int, *, unseeded_model: bool) -> TorchInit | None:
-    """How a cold fit draws its factors (``torch_init``); None without a reference row order."""
+def _torch_init(
+    inputs: ScoringInputs, seed: int, *, unseeded_model: bool = False, rater_grouped: bool = False
+) -> TorchInit | None:
+    """How a fit draws random factors (``torch_init``); None without a reference row order."""
     if inputs.rating_rank is None:
         return None
-    return TorchInit(seed, inputs.rating_rank, unseeded_model=unseeded_model)
+    return TorchInit(seed, inputs.rating_rank, unseeded_model=unseeded_model, rater_grouped=rater_grouped)
 
 
 def harassment_intercepts(matrix: RatingMatrix, keep: np.ndarray, round1: MFParams) -> np.ndarray:
@@ -240,6 +244,7 @@ def prescore(
             int(np.count_nonzero(~np.isnan(p1.note_intercept))),
             int(np.count_nonzero(~np.isnan(p1.rater_intercept))),
             round1.mse,
+            seed=seed,
         )
     hc = spec.helpfulness if spec.helpfulness is not None else config.helpfulness
     notes = inputs.notes
@@ -266,7 +271,7 @@ def prescore(
     init2 = p1 if warm is None else warm.params
     round2 = fit_mf(
         build_problem(m, final_keep), _mf(spec, config), seed=seed, init=init2, engine=engine,
-        init_mu=warm is not None,
+        init_mu=warm is not None, torch_init=_torch_init(inputs, seed, rater_grouped=True),
     )  # fmt: skip
     p2 = round2.params
     return PrescoreResult(
@@ -281,6 +286,7 @@ def prescore(
         int(np.count_nonzero(~np.isnan(p2.rater_intercept))),
         round1.mse,
         harassment,
+        seed,
     )
 
 
@@ -350,6 +356,54 @@ def drop_captured_out(final: pd.DataFrame, drop: np.ndarray, spec: ScorerSpec) -
     return out
 
 
+def final_note_fit(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    pre: PrescoreResult,
+    config: ScoringConfig,
+    mask: np.ndarray,
+    rho_note: float,
+    engine: SweepEngine | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One final fit of note parameters on the ratings ``mask`` (bool[R]), §2.8: (intercept
+    float64[N], factor float64[N, k], rater factor float64[U] its rules and filters read).
+
+    Raters and μ stay at prescoring's values — except for a normalized-loss scorer, whose final
+    fit retrains them (``mf_normalized``); its rater factors are then the retrained ones (NaN for
+    raters outside the fit) instead of prescoring's.
+    """
+    m = inputs.matrix
+    mfc = _mf(spec, config)
+    problem = build_problem(m, mask)
+    ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
+    if not mfc.normalized_loss or not problem.n_ratings:
+        intercept, factor = score_notes(problem, ri, rf, mu, rho_note, mfc, engine=engine)
+        return intercept, factor, rf[:, 0].astype(np.float64)
+    from bridgewatch.scoring.mf import to_full
+    from bridgewatch.scoring.mf_normalized import normalized_final_fit
+
+    torch_init = _torch_init(inputs, pre.seed, rater_grouped=True)
+    fit = normalized_final_fit(problem, pre.params, rho_note, mfc, pre.seed, torch_init)
+    full = to_full(problem, *fit)
+    return full.note_intercept, full.note_factor, full.rater_factor[:, 0]
+
+
+def final_rater_factor(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    pre: PrescoreResult,
+    config: ScoringConfig,
+    engine: SweepEngine | None = None,
+) -> np.ndarray:
+    """float64[U] rater factors final scoring's filters use: prescoring's, for raters allowed in
+    final scoring (NaN elsewhere); a normalized-loss scorer's retrained ones (``final_note_fit``)."""
+    helpful = pre.helpful_raters
+    if not _mf(spec, config).normalized_loss:
+        return np.where(helpful, pre.params.rater_factor[:, 0].astype(np.float64), np.nan)
+    keep, _ = final_rating_mask(inputs, spec, pre, config)
+    return final_note_fit(inputs, spec, pre, config, keep, pre.rho_note, engine)[2]
+
+
 def score_final(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -375,7 +429,7 @@ def score_final(
     rho = pre.rho_note
     ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
     problem = build_problem(m, keep)
-    intercept, factor = score_notes(problem, ri, rf, mu, rho, mfc, engine=engine)
+    intercept, factor, fit_rf = final_note_fit(inputs, spec, pre, config, keep, rho, engine)
 
     def refit(subset: np.ndarray, rho_n: float) -> np.ndarray:
         # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the
@@ -384,7 +438,7 @@ def score_final(
         mask &= pre.helpful_raters[m.rater]
         if not mask.any():
             return np.full(m.n_notes, np.nan)
-        return score_notes(build_problem(m, mask), ri, rf, mu, rho_n, mfc, engine=engine)[0]
+        return final_note_fit(inputs, spec, pre, config, mask, rho_n, engine)[0]
 
     no_high = refit(~inputs.high_volume[m.rater], rho)
     no_corr = refit(~inputs.correlated[m.rater], rho) if inputs.correlated is not None else intercept.copy()
@@ -393,7 +447,7 @@ def score_final(
     if spec.pseudoraters and problem.n_ratings:
         bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc)
         lo, hi = bounds.intercept_min, bounds.intercept_max
-    sides = note_counts_by_rater_sign(m.note[keep], rf[m.rater[keep], 0], m.value[keep], m.n_notes)
+    sides = note_counts_by_rater_sign(m.note[keep], fit_rf[m.rater[keep]], m.value[keep], m.n_notes)
     p = spec.prefix
     final = pd.DataFrame(
         {

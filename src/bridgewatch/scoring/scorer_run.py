@@ -31,6 +31,7 @@ from bridgewatch.scoring.scorer import (
     ScoringInputs,
     captured_out,
     drop_captured_out,
+    final_rater_factor,
     final_rating_mask,
     prescore,
     reported_notes,
@@ -99,6 +100,11 @@ class ScorerPrescore:
         return self.pre.spec
 
 
+def tag_filter_config(spec: ScorerSpec, config: ScoringConfig) -> TagFilterConfig:
+    """The scorer's tag-outlier and "incorrect" filter settings (group 14 overrides two, §3.2)."""
+    return spec.tag_filter if spec.tag_filter is not None else config.tag_filter
+
+
 def _diligence_on(spec: ScorerSpec) -> bool:
     return spec.use_reputation and spec.rules.low_diligence_threshold < _DILIGENCE_OFF
 
@@ -120,7 +126,7 @@ def prescore_scorer(
     earlier prescoring of this scorer (same index space) to start the MF rounds from.
     """
     m = inputs.matrix
-    tf = config.tag_filter
+    tf = tag_filter_config(spec, config)
     pre = prescore(inputs, spec, config, seed, engine, warm=None if warm is None else warm.pre)
     scope, _ = scope_mask(inputs, spec)
     round2 = scope & pre.helpful_raters[m.rater]
@@ -240,9 +246,9 @@ def final_scorer(
     ``state`` must be in the index space of ``inputs.matrix`` (see ``phases.remap_prescoring``).
     """
     m = inputs.matrix
-    tf = config.tag_filter
     spec, pre = state.spec, state.pre
-    rf = rater_factor(pre)
+    tf = tag_filter_config(spec, config)
+    rf = final_rater_factor(inputs, spec, pre, config, engine)
     thresholds, inc_num, inc_total = state.thresholds, state.incorrect_num, state.incorrect_total
 
     # Rules and filters see every fitted note (the tag filter's factor z-normalization included);

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from bridgewatch.scoring.config import HelpfulnessConfig, MFConfig, RuleConfig
+from bridgewatch.scoring.config import HelpfulnessConfig, MFConfig, RuleConfig, TagFilterConfig
 
 CORE_GROUPS = frozenset({1, 2, 3, 6, 8, 9, 10, 11, 13, 14, 19, 21, 25})
 COVERAGE_GROUPS = CORE_GROUPS - {21}
@@ -38,7 +38,8 @@ class ScorerSpec:
       apply that share before training too;
     - ``stable_init``: group-13 first fit (§2.6); ``use_reputation``: the two-round helpfulness
       filter (§2.7; topic scorers skip it); ``pseudoraters``: §5 bounds (Core, CoreWithTopics);
-    - ``rules``: status thresholds; ``mf``/``helpfulness``: per-scorer overrides (None = global);
+    - ``rules``: status thresholds; ``mf``/``helpfulness``/``tag_filter``: per-scorer overrides
+      (None = global);
     - ``kernel``: "mf" (fit by matrix factorization) or "gaussian" (kernel-smoothed curve, §6.2);
       ``prescoring``: name of the scorer whose prescoring this one reuses (None = its own);
     - ``report``: False for a prescoring-only scorer (MFGroupScorer_15): its final results stay
@@ -59,6 +60,7 @@ class ScorerSpec:
     rules: RuleConfig = field(default_factory=RuleConfig)
     mf: MFConfig | None = None
     helpfulness: HelpfulnessConfig | None = None
+    tag_filter: TagFilterConfig | None = None
     kernel: str = "mf"
     prescoring: str | None = None
     report: bool = True
@@ -101,10 +103,11 @@ def expansion_plus() -> ScorerSpec:
 
 
 def group(i: int) -> ScorerSpec:
-    """Group scorers 1–14, 15, 18, 33 (§3.2 overrides for 14, 15, 18, 33; group 14's normalized
-    loss §2.9 is not implemented — it runs the plain objective with its thresholds). Group 15's
-    MF scorer only prescores: ``gaussian_group`` scores its notes (§6.1)."""
-    rules, mf, helpful, capture, report = _NO_FIRM, None, None, 0.8, True
+    """Group scorers 1–14, 15, 18, 33 (§3.2 overrides for 14, 15, 18, 33). Group 14 is the
+    "expanded consensus" trial: its own λs with a diamond penalty, the normalized loss of §2.9
+    and learning rate 0.02, capture 0.51. Group 15's MF scorer only prescores:
+    ``gaussian_group`` scores its notes (§6.1)."""
+    rules, mf, helpful, capture, report, tags = _NO_FIRM, None, None, 0.8, True, None
     if i == 14:
         capture = 0.51
         rules = dataclasses.replace(
@@ -118,7 +121,22 @@ def group(i: int) -> ScorerSpec:
             no_correlated_threshold=0.12,
             low_diligence_threshold=1000.0,
         )
-        mf = dataclasses.replace(MFConfig(), note_intercept_lambda=0.9)
+        mf = dataclasses.replace(
+            MFConfig(),
+            note_intercept_lambda=0.03 * 30,
+            user_intercept_lambda=0.03 * 5,
+            global_intercept_lambda=0.03 * 5,
+            note_factor_lambda=0.03 / 3,
+            user_factor_lambda=0.03 / 4,
+            diamond_lambda=0.03 * 25,
+            normalized_loss=True,
+            norm_global_sign=True,
+            norm_note_exp=0.0,
+            norm_rater_exp=-0.25,
+            adam_init_learning_rate=0.02,
+            adam_no_init_learning_rate=0.02,
+        )
+        tags = dataclasses.replace(TagFilterConfig(), tag_percentile=90, incorrect_tf_idf_threshold=1.5)
         helpful = dataclasses.replace(
             HelpfulnessConfig(),
             min_mean_note_score=-0.01,
@@ -146,6 +164,7 @@ def group(i: int) -> ScorerSpec:
         rules=rules,
         mf=mf,
         helpfulness=helpful,
+        tag_filter=tags,
         report=report,
     )
 

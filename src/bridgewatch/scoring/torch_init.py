@@ -140,12 +140,15 @@ class TorchInit:
     ``seed``: the scorer's seed; ``rating_rank``: int64[R_full], each rating's position in the
     reference's rating table (first appearance there orders the embedding rows);
     ``unseeded_model``: True for the stable initialization's helper model, whose factors come
-    after its own embeddings' ``normal_`` fills instead of right after a re-seed.
+    after its own embeddings' ``normal_`` fills instead of right after a re-seed;
+    ``rater_grouped``: the fit's table was regrouped by rater (sorted ids) keeping each rater's rows
+    in order — the round-2 and final tables, built by merging the included raters with the ratings.
     """
 
     seed: int
     rating_rank: np.ndarray
     unseeded_model: bool = False
+    rater_grouped: bool = False
 
 
 def fit_order(rank: np.ndarray, index: np.ndarray) -> np.ndarray:
