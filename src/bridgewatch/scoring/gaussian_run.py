@@ -97,7 +97,10 @@ def run_gaussian(
     mf_factor = np.full(m.n_notes, np.nan)
     if problem.n_ratings:
         ri, rfs = pre.params.rater_intercept, pre.params.rater_factor
-        mf_factor = score_notes(problem, ri, rfs, pre.params.mu, pre.rho_note, mf_cfg, engine=engine)[1][:, 0]
+        start = (pre.params.note_intercept, pre.params.note_factor)
+        mf_factor = score_notes(
+            problem, ri, rfs, pre.params.mu, pre.rho_note, mf_cfg, engine=engine, init=start
+        )[1][:, 0]
     factor = np.where(np.isnan(mf_factor), kernel_factor, mf_factor)
     no_high = intercept_of(scope & ~inputs.high_volume[m.rater])
     corr = inputs.correlated

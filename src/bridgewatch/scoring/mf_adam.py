@@ -126,13 +126,16 @@ def adam_fit(
     use_global_intercept: bool = True,
     weights: np.ndarray | None = None,
     note_rows: float | None = None,
+    notes_only: bool = False,
 ) -> tuple[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """Run the reference's ``_fit_model`` loop on compact arrays; returns the final parameters
     (μ, i_n, f_n, i_u, f_u — fresh arrays) and the number of epochs.
 
     ``weights``: float64[R] per-rating loss weights (the normalized loss, §2.9); ``note_rows``: the
     simulated number of notes of the loss-ratio form (R/ρ_n, §2.2) dividing the note penalties
-    (None: their mean over the fit's notes). The loop stops when an epoch changes the loss by ≤
+    (None: their mean over the fit's notes); ``notes_only``: raters and μ frozen, as in final
+    scoring — their gradients neither move them nor enter the clipping norm. The loop stops when an
+    epoch changes the loss by ≤
     ``config.adam_convergence``, or after epoch 100 when the loss went up, or (a safeguard the
     reference lacks) after ``config.adam_max_epochs``.
     """
@@ -173,13 +176,15 @@ def adam_fit(
         if epoch >= config.adam_max_epochs:
             break
         prev = loss
-        total = np.sqrt(sum(sum_squares(g.ravel()) for g in grads) + float(g_mu[0] ** 2))
+        trained = grads[:2] if notes_only else grads
+        mu_sq = 0.0 if notes_only else float(g_mu[0] ** 2)
+        total = np.sqrt(sum(sum_squares(g.ravel()) for g in trained) + mu_sq)
         coef = min(1.0, config.adam_clip_norm / (total + 1e-6))
         t = epoch + 1
         lr_t = learning_rate / (1.0 - _BETA1**t)
         bc2_sqrt = np.sqrt(1.0 - _BETA2**t)
-        for p, g, m_, v_ in zip([*blocks, mu], [*grads, g_mu], first, second, strict=True):
-            if p is mu and not use_global_intercept:
+        for i, (p, g, m_, v_) in enumerate(zip([*blocks, mu], [*grads, g_mu], first, second, strict=True)):
+            if (p is mu and not use_global_intercept) or (notes_only and i >= 2):
                 continue
             _adam_update(p, g, m_, v_, coef, lr_t, bc2_sqrt)
         loss = evaluate()

@@ -1,10 +1,14 @@
-"""Final scoring of notes with frozen rater parameters: a closed-form ridge solve per note (§2.8).
+"""Final scoring of notes with frozen rater parameters (§2.8).
 
 With raters and μ frozen, the reference's note-only refit decouples per note into the ridge
 regression of ``r − μ − i_u`` on ``[1, f_u]`` with sum-form penalties ``λ_in·ρ_n`` (intercept) and
 ``λ_fn·ρ_n`` (each factor), ρ_n = finalRoundNumRatings / finalRoundNumNotes from prescoring. The
-live scorer calls ``score_note`` on one note's ratings; batch scoring calls ``score_notes``, which
-runs the same math through the solver's row kernel.
+live scorer calls ``score_note`` on one note's ratings, a closed-form solve.
+
+The reference reaches that optimum with Adam from prescoring's note parameters and stops about
+1e-3 short of it (its 1e-7 loss-change rule), which moves notes sitting on a threshold (0.30,
+0.40). So batch scoring with ``MFConfig.solver == "adam"`` replays that fit (``adam_notes``);
+with ``"als"`` ``score_notes`` solves exactly through the solver's row kernel.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ def score_notes(
     config: MFConfig,
     kernels: str = "numba",
     engine: SweepEngine | None = None,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorized ``score_note`` over every note of ``problem`` (one note half-sweep of ``engine``).
+    """Vectorized ``score_note`` over every note of ``problem`` (one note half-sweep of ``engine``),
+    or with ``config.solver == "adam"`` the reference's Adam note refit from ``init`` (full-space
+    note intercepts float[N_full] and factors float[N_full, k]; NaN or None → 0).
 
     ``rater_intercept``: float[U_full], ``rater_factor``: float[U_full, k] frozen parameters in the
     full rater space (every rater of the problem must have finite values). Returns full-space
@@ -61,12 +68,43 @@ def score_notes(
     ri = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full]
     rf = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)[problem.rater_full]
     k = rf.shape[1]
+    if config.solver == "adam":
+        rows = problem.n_ratings / max(float(rho_n), 1e-12)
+        start = _start(problem, k, init)
+        ni, nf = adam_notes(problem.note, problem.rater, problem.value, ri, rf, mu, start, rows, config)
+        return _full(problem, ni, nf)
     sweeps = (engine or LocalEngine(kernels)).bind(problem)
     try:
         pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
         ni, nf = sweeps.solve_notes(float(mu), ri, rf, pen_int, pen_fac)
     finally:
         sweeps.close()
+    return _full(problem, ni, nf)
+
+
+def adam_notes(note, rater, value, ri, rf, mu, start, note_rows, config: MFConfig):
+    """The reference's frozen-rater note refit (compact arrays): Adam at ``adam_init_learning_rate``
+    from ``start`` = (i_n float[N], f_n float[N, k]), note penalties over ``note_rows`` simulated
+    notes (R/ρ_n; the number of notes for plain mean regularization). Returns (i_n, f_n)."""
+    from bridgewatch.scoring.mf_adam import adam_fit
+
+    (_, ni, nf, _, _), _ = adam_fit(
+        note, rater, value, (float(mu), start[0], start[1], ri, rf), config,
+        config.adam_init_learning_rate, note_rows=note_rows, notes_only=True,
+    )  # fmt: skip
+    return ni, nf
+
+
+def _start(problem: MFProblem, k: int, init) -> tuple[np.ndarray, np.ndarray]:
+    if init is None:
+        return np.zeros(problem.n_notes), np.zeros((problem.n_notes, k))
+    ni = np.nan_to_num(np.asarray(init[0], dtype=np.float64)[problem.note_full], nan=0.0)
+    nf = np.asarray(init[1], dtype=np.float64).reshape(problem.n_notes_full, -1)[problem.note_full]
+    return ni, np.nan_to_num(nf, nan=0.0)
+
+
+def _full(problem: MFProblem, ni: np.ndarray, nf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    k = nf.shape[1]
     out_i = np.full(problem.n_notes_full, np.nan)
     out_f = np.full((problem.n_notes_full, k), np.nan)
     out_i[problem.note_full] = ni

@@ -377,7 +377,8 @@ def final_note_fit(
     problem = build_problem(m, mask)
     ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
     if not mfc.normalized_loss or not problem.n_ratings:
-        intercept, factor = score_notes(problem, ri, rf, mu, rho_note, mfc, engine=engine)
+        start = (pre.params.note_intercept, pre.params.note_factor)
+        intercept, factor = score_notes(problem, ri, rf, mu, rho_note, mfc, engine=engine, init=start)
         return intercept, factor, rf[:, 0].astype(np.float64)
     from bridgewatch.scoring.mf import to_full
     from bridgewatch.scoring.mf_normalized import normalized_final_fit
@@ -445,7 +446,7 @@ def score_final(
     pop = refit(m.population_sampled, 10.0)
     lo = hi = np.full(m.n_notes, np.nan)
     if spec.pseudoraters and problem.n_ratings:
-        bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc)
+        bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc, start=(intercept, factor))
         lo, hi = bounds.intercept_min, bounds.intercept_max
     sides = note_counts_by_rater_sign(m.note[keep], fit_rf[m.rater[keep]], m.value[keep], m.n_notes)
     p = spec.prefix

@@ -6,7 +6,9 @@ parameters with raters and μ frozen — four fits in all with the unchanged dat
 fresh model without the loss-ratio option, i.e. plain mean regularization: in sum form the note
 penalty is λ·R'/N, where R' counts the ratings of that dataset (R, or R + N with the pseudo
 ratings) and N the notes. Per note the min/max over the four fits are the interval
-(``coreNoteInterceptMin/Max``); UcbCRNH reads the max.
+(``coreNoteInterceptMin/Max``); UcbCRNH reads the max. With ``MFConfig.solver == "adam"`` each
+refit replays the reference's Adam from the final note parameters (``note_solve.adam_notes``),
+which stops short of the optimum as the reference's does; else they are solved exactly.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import MFProblem
-from bridgewatch.scoring.note_solve import normal_equations, solve_normal
+from bridgewatch.scoring.note_solve import adam_notes, normal_equations, solve_normal
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,38 +36,28 @@ class InterceptBounds:
 
 
 def pseudo_rater_bounds(
-    problem: MFProblem, rater_intercept: np.ndarray, rater_factor: np.ndarray, mu: float, config: MFConfig
+    problem: MFProblem,
+    rater_intercept: np.ndarray,
+    rater_factor: np.ndarray,
+    mu: float,
+    config: MFConfig,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> InterceptBounds:
     """Refit every note of ``problem`` four times (§5) and return per-note bounds.
 
     ``rater_intercept``: float[U_full], ``rater_factor``: float[U_full, k] (frozen; only the first
-    factor gets extreme values, others are 0 for the pseudo-raters).
+    factor gets extreme values, others are 0 for the pseudo-raters); ``start``: the final fit's
+    note intercepts float[N_full] and factors float[N_full, k], where Adam refits begin.
     """
     rf_full = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)
     ri_fit = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full]
     rf_fit = rf_full[problem.rater_full]
-    k = rf_fit.shape[1]
-    a, b = normal_equations(problem, rater_intercept, rf_full, mu)
-    n, r = problem.n_notes, problem.n_ratings
-    fits = []
-    rho = r / max(n, 1)
-    fits.append(solve_normal(a, b, config.note_intercept_lambda * rho, config.note_factor_lambda * rho))
-    rho_p = (r + n) / max(n, 1)
     p_int = float(ri_fit.min()) if ri_fit.size else 0.0
     factors = (float(rf_fit[:, 0].min()), 0.0, float(rf_fit[:, 0].max())) if rf_fit.size else (0.0, 0.0, 0.0)
-    for f in factors:
-        x = np.zeros(k + 1)
-        x[0] = 1.0
-        x[1] = f
-        t = 1.0 - mu - p_int
-        fits.append(
-            solve_normal(
-                a + np.outer(x, x)[None],
-                b + (x * t)[None],
-                config.note_intercept_lambda * rho_p,
-                config.note_factor_lambda * rho_p,
-            )
-        )
+    if config.solver == "adam":
+        fits = _adam_refits(problem, ri_fit, rf_fit, mu, config, start, p_int, factors)
+    else:
+        fits = _exact_refits(problem, rater_intercept, rf_full, mu, config, p_int, factors)
     ints = np.stack([s[:, 0] for s in fits], axis=1)
     facs = np.stack([s[:, 1] for s in fits], axis=1)
 
@@ -82,3 +74,51 @@ def pseudo_rater_bounds(
         factor_min=full(facs.min(axis=1)),
         factor_max=full(facs.max(axis=1)),
     )
+
+
+def _adam_refits(problem, ri, rf, mu, config, start, p_int, factors) -> list[np.ndarray]:
+    """The four Adam refits as float[N, 1 + k] (intercept, factors) each, in the reference's
+    order: the original ratings, then one helpful pseudo-rating per note for each factor."""
+    n, k = problem.n_notes, rf.shape[1]
+    if start is None:
+        s = (np.zeros(n), np.zeros((n, k)))
+    else:
+        ni = np.nan_to_num(np.asarray(start[0], dtype=np.float64)[problem.note_full], nan=0.0)
+        nf = np.asarray(start[1], dtype=np.float64).reshape(problem.n_notes_full, -1)[problem.note_full]
+        s = (ni, np.nan_to_num(nf, nan=0.0))
+    out = [np.column_stack(adam_notes(problem.note, problem.rater, problem.value, ri, rf, mu, s, n, config))]
+    notes = np.arange(n, dtype=problem.note.dtype)
+    note = np.concatenate([problem.note, notes])
+    rater = np.concatenate([problem.rater, np.full(n, rf.shape[0], dtype=problem.rater.dtype)])
+    value = np.concatenate([problem.value, np.ones(n)])
+    for f in factors:
+        extra = np.zeros((1, k))
+        extra[0, 0] = f
+        ri_p, rf_p = np.append(ri, p_int), np.vstack([rf, extra])
+        out.append(np.column_stack(adam_notes(note, rater, value, ri_p, rf_p, mu, s, n, config)))
+    return out
+
+
+def _exact_refits(problem, rater_intercept, rf_full, mu, config, p_int, factors) -> list[np.ndarray]:
+    """The four refits solved exactly (normal equations plus the pseudo-rating's outer product)."""
+    k = rf_full.shape[1]
+    a, b = normal_equations(problem, rater_intercept, rf_full, mu)
+    n, r = problem.n_notes, problem.n_ratings
+    fits = []
+    rho = r / max(n, 1)
+    fits.append(solve_normal(a, b, config.note_intercept_lambda * rho, config.note_factor_lambda * rho))
+    rho_p = (r + n) / max(n, 1)
+    for f in factors:
+        x = np.zeros(k + 1)
+        x[0] = 1.0
+        x[1] = f
+        t = 1.0 - mu - p_int
+        fits.append(
+            solve_normal(
+                a + np.outer(x, x)[None],
+                b + (x * t)[None],
+                config.note_intercept_lambda * rho_p,
+                config.note_factor_lambda * rho_p,
+            )
+        )
+    return fits
