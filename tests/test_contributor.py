@@ -205,3 +205,33 @@ def test_writing_record_is_empty_for_participants_without_notes():
     # No tag on the author's note: no top tags, but the column is present.
     assert out.loc["a", "authorTopNotHelpfulTagValues"] in ("", None)
     assert pd.isna(out.loc["r1", "authorTopNotHelpfulTagValues"])
+
+
+def test_rating_counts_are_empty_without_a_rating_before_status():
+    """Bug: every participant got 0 rating counts. The reference counts ratings made within 48 h
+    of the note and before its status; a participant with none (an author who never rated, a
+    rater who only rated late) has no row there, so those eight columns stay empty."""
+    day = 86_400_000
+    note_ids = np.array([1, 2], dtype=np.int64)
+    m = build_rating_matrix(
+        note=np.array([0, 1]), rater=np.array([0, 1]), value=np.ones(2),
+        created_at=np.array([NOW - 9 * day, NOW - 9 * day]), tags=np.zeros(2),
+        population_sampled=np.zeros(2, bool), note_ids=note_ids,
+        rater_ids=np.array(["early", "late"], dtype=object),
+    )  # fmt: skip
+    notes = pd.DataFrame(
+        {"noteId": note_ids, "noteAuthorParticipantId": ["a", "a"],
+         "createdAtMillis": [NOW - 10 * day, NOW - 12 * day], "finalRatingStatus": [schema.NMR] * 2,
+         "coreNoteIntercept": [np.nan, np.nan]}
+    )  # fmt: skip
+    nsh = pd.DataFrame({"noteId": note_ids, "timestampMillisOfLatestNonNMRStatus": [np.nan, np.nan]})
+    counts = pd.DataFrame({"raterParticipantId": ["early"], **{c: [0.0] for c in ct.COUNT_COLUMNS}})
+    enr = pd.DataFrame(
+        columns=["participantId", "enrollmentState", "successfulRatingNeededToEarnIn",
+                 "timestampOfLastStateChange", "timestampOfLastEarnOut", "numberOfTimesEarnedOut"]
+    )  # fmt: skip
+    out = ct.contributor_scores(m, notes, nsh, counts, enr, epoch_millis=NOW, config=CFG)
+    out = out.set_index("raterParticipantId")
+    columns = [*ct.COUNT_COLUMNS, "ratingsAwaitingMoreRatings", "ratedAfterDecision"]
+    assert (out.loc["early", columns] == [0, 0, 0, 0, 0, 0, 1, 0]).all()
+    assert out.loc["late", columns].isna().all() and out.loc["a", columns].isna().all()

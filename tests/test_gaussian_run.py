@@ -192,6 +192,11 @@ def test_aux_frame_follows_the_reference(runs):
     no_fit = np.isnan(core.final["coreNoteIntercept"].to_numpy())
     low = aux["lowDiligenceIntercept"].to_numpy()
     assert np.isnan(low[no_fit]).all()
+    # Bug: a present 0/0 tf-idf was written empty; the reference writes "nan" (format_tf_idf).
+    voters = aux["num_voters_interval"].to_numpy(np.float64)
+    tf = aux["tf_idf_incorrect_interval"].to_numpy(dtype=object)
+    assert all(t is None for t in tf[np.isnan(voters)])
+    assert all(isinstance(t, str) and (t == "nan" or float(t) == float(t)) for t in tf[~np.isnan(voters)])
     side = A.population_sampled_counts(m, core)
     for name, values in side.items():
         np.testing.assert_array_equal(aux[name].to_numpy(np.float64), values)

@@ -16,7 +16,7 @@ import pandas as pd
 from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.helpfulness import ValidRatings
-from bridgewatch.scoring.outputs import build_frame, scatter, scorer_columns
+from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import ScoringInputs
 from bridgewatch.scoring.scorer_run import ScorerRun
@@ -315,7 +315,8 @@ def aux_frame(
         cols["notHelpfulIncorrect_interval"] = scored(inc.incorrect)
         cols["p_incorrect_user_interval"] = scored(inc.p_incorrect)
         cols["num_voters_interval"] = scored(inc.voters)
-        cols["tf_idf_incorrect_interval"] = scored(inc.tf_idf)
+        # A note with interval voters but no "incorrect" tag has 0/0, which the reference writes "nan".
+        cols["tf_idf_incorrect_interval"] = format_tf_idf(inc.tf_idf, core.scored & ~np.isnan(inc.voters))
         cols["lowDiligenceIntercept"] = scored(core.low_diligence)
         cols.update(population_sampled_counts(m, core))
     rows = np.flatnonzero(keep_rows)

@@ -206,6 +206,11 @@ def contributor_scores(
     for c in COUNT_COLUMNS:
         out[c] = counts[c].to_numpy(np.float64)
     impact = rating_impact(counts.reset_index())
+    # The reference counts these over ratings made before the note's status (and within 48 h):
+    # a participant with none of those has no row there, so the columns stay empty (not 0).
+    no_window = np.bincount(rater[candidate], minlength=n) == 0
+    for c in (*COUNT_COLUMNS, "ratingsAwaitingMoreRatings", "ratedAfterDecision"):
+        out.loc[no_window, c] = np.nan
 
     # Authored notes: all time, and the last notes since earn-out (state transitions).
     e = enr.assign(participantId=enr["participantId"].astype(str)).set_index("participantId").reindex(ids)

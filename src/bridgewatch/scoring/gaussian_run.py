@@ -92,7 +92,8 @@ def run_gaussian(
 
     intercept, kernel_factor, keep = gaussian_intercepts(inputs, scope, helpful, rf, config)
     # The displayed factor comes from a frozen-rater MF refit; the kernel's factor fills the gaps.
-    mf_cfg = base.spec.mf if base.spec.mf is not None else config.mf
+    # The reference builds that MF with default λs, whatever the base scorer's own (group 15).
+    mf_cfg = config.mf
     problem = build_problem(m, keep)
     mf_factor = np.full(m.n_notes, np.nan)
     if problem.n_ratings:
