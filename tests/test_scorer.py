@@ -324,3 +324,21 @@ def test_normalized_loss_scorer_retrains_raters_in_final_scoring():
     rf2 = final_rater_factor(inputs, plain, pre2, cfg)
     np.testing.assert_array_equal(np.isfinite(rf2), pre2.helpful_raters)
     assert np.isfinite(intercept[np.unique(m.note[keep])]).all() and factor.shape[1] == 1
+
+
+def test_topic_scorers_fit_the_low_diligence_model_on_count_filtered_round_two():
+    """Bug: topic scorers (no reputation filter) skipped the low-diligence model, which the
+    reference fits for every MF scorer, on round 2's count-filtered ratings (small: 3 topic notes
+    lost FilterLowDiligence)."""
+    from bridgewatch.scoring.scorer_run import prescore_scorer
+    from bridgewatch.scoring.scorer_specs import topic
+
+    m, notes, nsh, enroll = community()
+    note_topic = np.where(np.arange(m.n_notes) < 40, 1, -1)
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg, note_topic=note_topic)
+    state = prescore_scorer(inputs, topic(1, "UkraineConflict"), cfg)
+    assert state.diligence is not None
+    scope, _ = scope_mask(inputs, topic(1, "UkraineConflict"))
+    train = P.count_filter(m, scope, 5, 10) & state.pre.helpful_raters[m.rater]
+    assert state.diligence.n_ratings == int(train.sum()) < int(scope.sum())

@@ -18,6 +18,7 @@ from bridgewatch.errors import ScoringError
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.schema import Status
 from bridgewatch.scoring import diligence as D
+from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig, TagFilterConfig
 from bridgewatch.scoring.incorrect_filter import (
     IncorrectAggregates,
@@ -106,7 +107,9 @@ def tag_filter_config(spec: ScorerSpec, config: ScoringConfig) -> TagFilterConfi
 
 
 def _diligence_on(spec: ScorerSpec) -> bool:
-    return spec.use_reputation and spec.rules.low_diligence_threshold < _DILIGENCE_OFF
+    """Every MF scorer fits the low-diligence model, topic scorers (no reputation filter)
+    included, as the reference's prescoring and final scoring do; group 14 switches it off."""
+    return spec.rules.low_diligence_threshold < _DILIGENCE_OFF
 
 
 def prescore_scorer(
@@ -139,11 +142,17 @@ def prescore_scorer(
     thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
     inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
     dil = None
-    if _diligence_on(spec) and round2.any():
+    # The reference fits it on round 2's ratings: the count-filtered training ratings of the
+    # raters above the helpfulness threshold (all of them for topic scorers).
+    f = config.filters
+    final_round = P.count_filter(m, scope, f.min_ratings_per_note, f.min_ratings_per_rater)
+    final_round &= pre.helpful_raters[m.rater]
+    if _diligence_on(spec) and final_round.any():
         target = D.diligence_targets(m.tags)
         dil = D.fit_prescoring(
-            m.note[round2], m.rater[round2], target[round2], m.n_notes, m.n_raters, rater_factor(pre)
-        )
+            m.note[final_round], m.rater[final_round], target[final_round], m.n_notes, m.n_raters,
+            rater_factor(pre),
+        )  # fmt: skip
     return ScorerPrescore(pre, thresholds, inc_num, inc_total, dil)
 
 
@@ -285,7 +294,7 @@ def final_scorer(
         tag_filtered=tag_flags,
         filter_tags=tag_names,
         incorrect_filtered=inc_flags,
-        low_diligence_intercept=low_dil if spec.use_reputation else None,
+        low_diligence_intercept=low_dil,
         intercept_no_high_vol=col(f"{p}NoteInterceptNoHighVol"),
         intercept_no_correlated=col(f"{p}NoteInterceptNoCorrelated"),
     )
