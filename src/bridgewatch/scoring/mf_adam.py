@@ -140,6 +140,9 @@ def adam_fit(
     reference lacks) after ``config.adam_max_epochs``.
     """
     mu0, ni0, nf0, ri0, rf0 = start
+    if np.shape(value)[0] == 0:  # nothing to fit (e.g. an incremental run rescoring no note)
+        copies = [np.array(a, dtype=np.float64) for a in (ni0, nf0, ri0, rf0)]
+        return (float(mu0) if use_global_intercept else 0.0, *copies), 0
     mu = np.array([float(mu0) if use_global_intercept else 0.0])
     blocks = [np.array(ni0, dtype=np.float64), np.array(nf0, dtype=np.float64)]
     blocks += [np.array(ri0, dtype=np.float64), np.array(rf0, dtype=np.float64)]
