@@ -200,3 +200,48 @@ def test_aux_frame_follows_the_reference(runs):
     side = A.population_sampled_counts(m, core)
     for name, values in side.items():
         np.testing.assert_array_equal(aux[name].to_numpy(np.float64), values)
+
+
+def test_in_dimension_two_topic_is_scored_by_a_gaussian_scorer_on_its_mf_prescoring():
+    """Bug: InDimensionTwo notes had no topic columns. The reference prescores
+    MFTopicScorer_InDimensionTwo (no global intercept, λ_iu 5) and scores the topic's notes with
+    GaussianTopicScorer_InDimensionTwo (bandwidth 0.05); confident from one rater per side."""
+    from bridgewatch.scoring.gaussian_run import pass_params
+    from bridgewatch.scoring.scorer_specs import TOPICS
+
+    specs = {s.name: s for s in default_scorers()}
+    mf, gt = specs["MFTopicScorer_InDimensionTwo"], specs["GaussianTopicScorer_InDimensionTwo"]
+    assert not mf.report and not mf.mf.global_intercept and mf.mf.user_intercept_lambda == 5.0
+    assert gt.prescoring == mf.name and gt.prefix == "topic" and gt.confident_min == 0
+    assert pass_params(gt)[0].bandwidth == pass_params(gt)[1].bandwidth == 0.05
+    assert list(specs).index(mf.name) < list(specs).index(gt.name)
+
+    m, notes, nsh, enroll = community(seed=1)
+    cfg = ScoringConfig()
+    note_topic = np.full(m.n_notes, -1)
+    note_topic[:40] = len(TOPICS)
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg, note_topic=note_topic)
+    prev = np.full(m.n_notes, NO_STATUS, dtype=np.int8)
+    done = {}
+    for spec in (mf, gt):
+        done[spec.name] = run_spec(inputs, spec, cfg, prev, done)
+    pre = done[mf.name].pre
+    assert pre.params.mu == 0.0 and np.isfinite(pre.params.rater_intercept).any()
+    g = done[gt.name]
+    assert g.scored[:40].all() and not g.scored[40:].any()
+    # The narrow kernel: intercepts differ from the default bandwidth's.
+    scope, _ = scope_mask(inputs, gt)
+    rf = rater_factor(pre)
+    narrow = gaussian_intercepts(inputs, scope, pre.helpful_raters, rf, cfg, pass_params(gt))[0]
+    wide = gaussian_intercepts(inputs, scope, pre.helpful_raters, rf, cfg)[0]
+    np.testing.assert_array_equal(g.final["topicNoteIntercept"].to_numpy()[:40], narrow[:40])
+    assert not np.allclose(narrow[:40], wide[:40], equal_nan=True)
+    cols = scored_columns(inputs, {**done}, note_topic)
+    assert (cols["noteTopic"][:40] == "InDimensionTwo").all()
+    assert "topicRatingStatus" in cols and all(s is not None for s in cols["topicRatingStatus"][:40])
+    side = rf[m.rater]
+    pos = np.bincount(m.note[side >= 0], minlength=m.n_notes)
+    neg = np.bincount(m.note[side < 0], minlength=m.n_notes)
+    has = np.isfinite(g.final["topicNoteIntercept"].to_numpy())
+    expect = (pos > 0) & (neg > 0) & has
+    assert list(cols["topicNoteConfident"][:40]) == list(expect[:40])

@@ -131,7 +131,8 @@ def test_group_scorer_scope_and_inventory():
 
 
 def test_core_excludes_notes_of_every_assigned_topic():
-    """InDimensionTwo has no final MF topic scorer, yet its notes leave Core's scope like any topic's."""
+    """InDimensionTwo has no final MF topic scorer (its MF scorer only prescores), yet its notes
+    leave Core's scope like any topic's."""
     assert set(TOPICS) == set(topics.TOPICS) - {"Unassigned"}
     m, notes, nsh, enroll = community()
     note_topic = np.full(m.n_notes, -1)
@@ -140,7 +141,8 @@ def test_core_excludes_notes_of_every_assigned_topic():
     scope, _ = scope_mask(inputs, core())
     assert not scope[m.note < 10].any() and scope[m.note >= 10].any()
     names = [s.name for s in default_scorers()]
-    assert "MFTopicScorer_Scams" in names and "MFTopicScorer_InDimensionTwo" not in names
+    assert "MFTopicScorer_Scams" in names
+    assert not {s.name: s for s in default_scorers()}["MFTopicScorer_InDimensionTwo"].report
 
 
 def test_prescore_fits_harassment_model_on_prepenalty_raters():

@@ -112,7 +112,9 @@ def scored_columns(
             confident = np.zeros(n, dtype=bool)
             for k, run in enumerate(family):
                 rf = run.pre.params.rater_factor[:, 0].astype(np.float64)[m.rater]
-                ok = topic_note_confident(m.note, rf, n)
+                ok = topic_note_confident(m.note, rf, n, run.spec.confident_min)
+                # Only notes the scorer gave an intercept count (the reference's scoredNotes).
+                ok &= np.isfinite(run.final[f"{run.spec.prefix}NoteIntercept"].to_numpy(np.float64))
                 confident[owner == k] = ok[owner == k]
             cols["topicNoteConfident"] = np.where(owner >= 0, confident, None).astype(object)
     core = runs.get("MFCoreScorer")

@@ -35,6 +35,7 @@ class MFConfig:
     user_intercept_lambda: float = param(0.15, "λ_iu, penalty on rater intercepts", "§2.2", ge=0)
     note_intercept_lambda: float = param(0.15, "λ_in, penalty on note intercepts", "§2.2", ge=0)
     global_intercept_lambda: float = param(0.15, "λ_mu, penalty on the global intercept", "§2.2", ge=0)
+    global_intercept: bool = param(True, "fit a global intercept μ (False: μ stays 0)", "§6.1")
     diamond_lambda: float = param(0.0, "λ_diamond, mean-form penalty on |f_n·i_n|", "§2.2", ge=0)
     normalized_loss: bool = param(False, "refit with per-rating normalized weights (group 14)", "§2.9")
     norm_global_sign: bool = param(True, "normalized loss: globalSignNorm", "§2.9")

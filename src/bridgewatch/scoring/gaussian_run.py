@@ -13,6 +13,8 @@ subset before scoring, and only the full run gets the frozen-rater MF note facto
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -41,15 +43,32 @@ def note_authors(inputs: ScoringInputs) -> np.ndarray:
     return out
 
 
+def pass_params(spec: ScorerSpec) -> tuple[G.GaussianPassParams, G.GaussianPassParams]:
+    """The (CRH, CRNH) pass constants of a Gaussian ``spec``: §6.2's, with its own bandwidth."""
+    if spec.gaussian_bandwidth is None:
+        return G.CRH_PARAMS, G.CRNH_PARAMS
+    bw = spec.gaussian_bandwidth
+    return (
+        dataclasses.replace(G.CRH_PARAMS, bandwidth=bw),
+        dataclasses.replace(G.CRNH_PARAMS, bandwidth=bw),
+    )
+
+
 def gaussian_intercepts(
-    inputs: ScoringInputs, subset: np.ndarray, helpful_raters: np.ndarray, factor: np.ndarray, config
+    inputs: ScoringInputs,
+    subset: np.ndarray,
+    helpful_raters: np.ndarray,
+    factor: np.ndarray,
+    config,
+    params: tuple[G.GaussianPassParams, G.GaussianPassParams] = (G.CRH_PARAMS, G.CRNH_PARAMS),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Kernel intercepts over one rating subset (bool[R], already in scope).
 
     Notes need ≥ ``min_ratings_per_note`` ratings within ``subset``; then only ratings of
     ``helpful_raters`` (bool[U]) count, each at its rater's prescoring ``factor`` (float[U]), and
-    every note's author adds an implicit HELPFUL rating to the CRH pass. Returns (intercept
-    float64[N], kernel note factor float64[N], bool[R] the ratings used).
+    every note's author adds an implicit HELPFUL rating to the CRH pass. ``params``: the (CRH,
+    CRNH) pass constants. Returns (intercept float64[N], kernel note factor float64[N], bool[R]
+    the ratings used).
     """
     m = inputs.matrix
     used = P.count_filter(m, subset, config.filters.min_ratings_per_note, 0) & helpful_raters[m.rater]
@@ -59,7 +78,10 @@ def gaussian_intercepts(
     author = note_authors(inputs)
     author_factor = np.where(author >= 0, factor[np.maximum(author, 0)], np.nan)
     extended = G.add_author_ratings(note, f, helpful, rater, author, author_factor)
-    out = G.gaussian_scores(note, m.n_notes, f, helpful, author_ratings=extended)
+    crh, crnh = params
+    out = G.gaussian_scores(
+        note, m.n_notes, f, helpful, author_ratings=extended, crh_params=crh, crnh_params=crnh
+    )
     return out["intercept"], out["note_factor"], used
 
 
@@ -84,13 +106,14 @@ def run_gaussian(
     scope, _ = scope_mask(inputs, spec)
     rf = rater_factor(pre)
     helpful = pre.helpful_raters
+    params = pass_params(spec)
 
     def intercept_of(subset: np.ndarray) -> np.ndarray:
         if not subset.any():
             return np.full(m.n_notes, np.nan)
-        return gaussian_intercepts(inputs, subset, helpful, rf, config)[0]
+        return gaussian_intercepts(inputs, subset, helpful, rf, config, params)[0]
 
-    intercept, kernel_factor, keep = gaussian_intercepts(inputs, scope, helpful, rf, config)
+    intercept, kernel_factor, keep = gaussian_intercepts(inputs, scope, helpful, rf, config, params)
     # The displayed factor comes from a frozen-rater MF refit; the kernel's factor fills the gaps.
     # The reference builds that MF with default λs, whatever the base scorer's own (group 15).
     mf_cfg = config.mf

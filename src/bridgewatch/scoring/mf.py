@@ -243,11 +243,13 @@ def fit_mf(
     With ``config.solver == "adam"`` a fit that trains raters runs the reference's optimizer
     instead (``mf_adam``): learning rate 0.2 when ``init`` is given, else 1.0; μ starts from
     ``init.mu`` only if ``init_mu`` (the reference passes it to round 1, not to round 2); it runs
-    in process (``engine`` serves the ALS sweeps). ``torch_init``: draw a cold start's factors
+    in process (``engine`` serves the ALS sweeps). ``config.global_intercept=False`` (or
+    ``use_global_intercept=False``) keeps μ at 0. ``torch_init``: draw a cold start's factors
     as the reference's torch model does (``initial_params``). With ``config.normalized_loss`` the
     Adam fit is followed by the weighted refit of §2.9 (``mf_normalized``).
     """
     k = config.num_factors
+    use_global_intercept = use_global_intercept and config.global_intercept
     pen = penalties(problem, config, rho_note, rho_rater)
     mu, ni, nf, ri, rf = initial_params(problem, k, seed, init, torch_init)
     if not use_global_intercept or not init_mu:

@@ -20,7 +20,7 @@ EXPANSION_PLUS_GROUPS = frozenset({17, 18, 30, 31, 32})
 MULTI_GROUP_1 = frozenset({4, 5, 7, 12, 26})
 # Topic ids 1..5 (0 = Unassigned). Every assigned topic, InDimensionTwo included, takes its notes
 # out of Core's scope (§6.1 excludeTopics); only the first four have an MF topic scorer in final
-# scoring (InDimensionTwo's final topic scorer is Gaussian, §6.1).
+# scoring: InDimensionTwo's MF scorer only prescores, its final topic scorer is Gaussian (§6.1).
 TOPICS = ("UkraineConflict", "GazaConflict", "MessiRonaldo", "Scams", "InDimensionTwo")
 MF_TOPICS = TOPICS[:4]
 
@@ -43,7 +43,10 @@ class ScorerSpec:
     - ``kernel``: "mf" (fit by matrix factorization) or "gaussian" (kernel-smoothed curve, §6.2);
       ``prescoring``: name of the scorer whose prescoring this one reuses (None = its own);
     - ``report``: False for a prescoring-only scorer (MFGroupScorer_15): its final results stay
-      out of the outputs, its prescoring serves the scorer built on it.
+      out of the outputs, its prescoring serves the scorer built on it;
+    - ``gaussian_bandwidth``: kernel bandwidth of both Gaussian passes (None = §6.2's 0.1 / 0.2);
+    - ``confident_min``: a topic scorer's note is confident with more than this many rated raters
+      on each factor side (``topicNoteConfident``).
     """
 
     name: str
@@ -64,6 +67,8 @@ class ScorerSpec:
     kernel: str = "mf"
     prescoring: str | None = None
     report: bool = True
+    gaussian_bandwidth: float | None = None
+    confident_min: int = 4
 
 
 _NO_FIRM = dataclasses.replace(RuleConfig(), firm_reject_threshold=None)
@@ -193,6 +198,44 @@ def topic(topic_id: int, name: str) -> ScorerSpec:
     )
 
 
+def topic_in_dimension_two() -> ScorerSpec:
+    """MFTopicScorer_InDimensionTwo (§6.1): prescoring only, for the Gaussian topic scorer built
+    on it; no global intercept and λ_iu = 5."""
+    spec = topic(len(TOPICS), TOPICS[-1])
+    mf = dataclasses.replace(MFConfig(), global_intercept=False, user_intercept_lambda=5.0)
+    return dataclasses.replace(spec, mf=mf, report=False)
+
+
+# GaussianTopicScorer's thresholds: Core's MF ones (CRH 0.40, CRNH −0.05 − 0.8·|f|, NM −0.15) but
+# UCB −0.5, no firm reject and no net-helpful minimum (the Gaussian scorers have none).
+GAUSSIAN_TOPIC_RULES = dataclasses.replace(
+    _NO_FIRM,
+    crnh_threshold_ucb_intercept=-0.5,
+    min_minority_net_helpful=None,
+    min_minority_net_helpful_ratio=None,
+)
+
+
+def gaussian_topic(topic_id: int = len(TOPICS)) -> ScorerSpec:
+    """GaussianTopicScorer_InDimensionTwo (§6.1): the kernel scorer on its MF topic scorer's
+    prescoring, bandwidth 0.05, confident from one rater on each factor side; its results are
+    the topic's ``topic*`` columns (TopicModel05 demotes)."""
+    name = TOPICS[topic_id - 1]
+    return ScorerSpec(
+        f"GaussianTopicScorer_{name}",
+        "topic",
+        None,
+        topic=topic_id,
+        capture_threshold=None,
+        use_reputation=False,
+        rules=GAUSSIAN_TOPIC_RULES,
+        kernel="gaussian",
+        prescoring=f"MFTopicScorer_{name}",
+        gaussian_bandwidth=0.05,
+        confident_min=0,
+    )
+
+
 # Gaussian thresholds (§3.2): CRH from 0.51, CRNH only below -0.5 whatever the factor, no firm
 # reject and no net-helpful minimum; the tilted kernel already demands support along the axis.
 GAUSSIAN_RULES = dataclasses.replace(
@@ -257,5 +300,6 @@ def default_scorers() -> list[ScorerSpec]:
     specs += [group(i) for i in (*range(1, 16), 18, 33)]
     specs += [multi_group_1()]
     specs += [topic(i + 1, name) for i, name in enumerate(MF_TOPICS)]
-    specs += [gaussian(), gaussian(with_topics=True), gaussian_group(15)]
+    specs += [topic_in_dimension_two()]
+    specs += [gaussian(), gaussian(with_topics=True), gaussian_group(15), gaussian_topic()]
     return specs
