@@ -9,12 +9,18 @@ import numpy as np
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import build_problem, fit_mf, objective, penalties
 from bridgewatch.scoring.mf_adam import _loss_and_grads, adam_fit
+from bridgewatch.scoring.mf_adam_kernels import adam_layout
 from test_mf import planted
 
 CFG = MFConfig()
 LAM = np.array([0.03, 0.15, 0.03, 0.15, 0.15, 0.0])
 MEAN = np.zeros(2)  # penalties as means over the fit's raters and notes
-NO_W = np.zeros(0)
+
+
+def loss_and_grads(p, weight, *args):
+    """``_loss_and_grads`` over the problem's ratings (``weight`` None: unweighted)."""
+    lay = adam_layout(p.note, p.rater, p.value, p.n_notes, p.n_raters, 1, weight)
+    return _loss_and_grads(lay, *args)
 
 
 def start(p, seed=0):
@@ -33,7 +39,7 @@ def test_loss_is_the_mean_form_objective_and_gradients_match_finite_differences(
     p = build_problem(m)
     mu, ni, nf, ri, rf = start(p)
     grads = [np.zeros_like(a) for a in (ni, nf, ri, rf)]
-    loss, g_mu = _loss_and_grads(p.note, p.rater, p.value, NO_W, mu, ni, nf, ri, rf, LAM, MEAN, True, *grads)
+    loss, g_mu = loss_and_grads(p, None, mu, ni, nf, ri, rf, LAM, MEAN, True, *grads)
     assert np.isclose(loss, objective(p, penalties(p, CFG), mu, ni, nf, ri, rf), rtol=1e-12)
     h = 1e-6
     for arr, g in zip((ni, nf, ri, rf), grads, strict=True):
@@ -58,7 +64,7 @@ def test_first_epoch_is_one_clipped_adam_step():
     p = build_problem(m)
     s = start(p)
     grads = [np.zeros_like(a) for a in s[1:]]
-    _, g_mu = _loss_and_grads(p.note, p.rater, p.value, NO_W, *s, LAM, MEAN, True, *grads)
+    _, g_mu = loss_and_grads(p, None, *s, LAM, MEAN, True, *grads)
     cfg = dataclasses.replace(CFG, adam_max_epochs=1)
     (mu, ni, nf, ri, rf), epochs = adam_fit(p.note, p.rater, p.value, s, cfg, 0.2)
     assert epochs == 1
@@ -115,7 +121,7 @@ def test_weighted_loss_ratio_and_diamond_gradients_match_finite_differences():
     lam = np.array([0.0075, 0.15, 0.01, 0.9, 0.15, 0.75])
     rows = np.array([0.0, 17.5])
     grads = [np.zeros_like(a) for a in (ni, nf, ri, rf)]
-    loss, _ = _loss_and_grads(p.note, p.rater, p.value, w, mu, ni, nf, ri, rf, lam, rows, True, *grads)
+    loss, _ = loss_and_grads(p, w, mu, ni, nf, ri, rf, lam, rows, True, *grads)
     assert np.isclose(loss, _weighted_objective(p, w, lam, rows, mu, ni, nf, ri, rf), rtol=1e-12)
     h = 1e-6
     for arr, g in zip((ni, nf, ri, rf), grads, strict=True):

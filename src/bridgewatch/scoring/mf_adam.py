@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf_adam_kernels import adam_layout, data_loss_and_grads, serial_when_small
 from bridgewatch.scoring.mf_kernels import sum_squares
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
@@ -54,41 +55,21 @@ def _diamond_penalty(ni, nf, g_ni, g_nf, lam, rows):
     return lam * s / den
 
 
-@numba.njit(cache=True)
-def _loss_and_grads(
-    note, rater, value, weight, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf
-):
+def _loss_and_grads(lay, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf):
     """Mean (weighted) squared error plus penalties; gradients into the ``g_*`` arrays.
 
-    ``weight``: float64[R] per-rating loss weights (§2.9), or empty for none; ``lam`` =
-    (λ_fu, λ_iu, λ_fn, λ_in, λ_μ, λ_diamond); ``rows`` = (rater rows, note rows) dividing the
-    penalties (≤ 0: mean over the block). Returns (loss, d loss / d μ).
+    ``lay``: the fit's ratings grouped by rater, with their loss weights (§2.9) if any
+    (``mf_adam_kernels.adam_layout``; the data part is one parallel pass summed in a fixed order);
+    ``lam`` = (λ_fu, λ_iu, λ_fn, λ_in, λ_μ, λ_diamond); ``rows`` = (rater rows, note rows) dividing
+    the penalties (≤ 0: mean over the block). Returns (loss, d loss / d μ).
     """
-    n_r = value.shape[0]
-    k = nf.shape[1]
-    weighted = weight.shape[0] == n_r
-    g_ni[:] = 0.0
-    g_nf[:] = 0.0
-    g_ri[:] = 0.0
-    g_rf[:] = 0.0
-    sse = 0.0
-    g_mu = 0.0
-    scale = 2.0 / n_r
-    for r in range(n_r):
-        n, u = note[r], rater[r]
-        pred = mu + ri[u] + ni[n]
-        for f in range(k):
-            pred += rf[u, f] * nf[n, f]
-        err = pred - value[r]
-        w = weight[r] if weighted else 1.0
-        sse += w * err * err
-        d = scale * w * err
-        g_mu += d
-        g_ni[n] += d
-        g_ri[u] += d
-        for f in range(k):
-            g_nf[n, f] += d * rf[u, f]
-            g_rf[u, f] += d * nf[n, f]
+    data, g_mu = data_loss_and_grads(lay, mu, ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf)
+    return _add_penalties(data, g_mu, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf)
+
+
+@numba.njit(cache=True)
+def _add_penalties(data, g_mu, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf):
+    """The penalties' loss and gradients on top of the data part (``data``, ``g_mu``)."""
     reg = _mean_penalty(ri, g_ri, lam[1], rows[0])
     reg += _mean_penalty(rf, g_rf, lam[0], rows[0])
     reg += _mean_penalty(ni, g_ni, lam[3], rows[1])
@@ -101,12 +82,15 @@ def _loss_and_grads(
         g_mu += 2.0 * lmu * mu
     else:
         g_mu = 0.0
-    return sse / n_r + reg, g_mu
+    return data + reg, g_mu
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _adam_update(p, g, m, v, coef, lr_t, bc2_sqrt):
-    """One Adam step on a flat view of a parameter block (gradient already known)."""
+    """One Adam step on a flat view of a parameter block (gradient already known).
+
+    ``error_model="numpy"`` drops the division's exception branch so the loop vectorizes (7x);
+    sqrt and division are correctly rounded either way, so the bits do not change."""
     flat_p, flat_g, flat_m, flat_v = p.ravel(), g.ravel(), m.ravel(), v.ravel()
     for i in range(flat_p.shape[0]):
         gi = flat_g[i] * coef
@@ -115,6 +99,7 @@ def _adam_update(p, g, m, v, coef, lr_t, bc2_sqrt):
         flat_p[i] -= lr_t * flat_m[i] / (np.sqrt(flat_v[i]) / bc2_sqrt + _EPS)
 
 
+@serial_when_small
 def adam_fit(
     note: np.ndarray,
     rater: np.ndarray,
@@ -162,15 +147,10 @@ def adam_fit(
         ]
     )
     rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
-    weight = np.zeros(0) if weights is None else np.asarray(weights, dtype=np.float64)
-    note = np.asarray(note, dtype=np.int64)
-    rater = np.asarray(rater, dtype=np.int64)
-    value = np.asarray(value, dtype=np.float64)
+    lay = adam_layout(note, rater, value, ni.shape[0], ri.shape[0], nf.shape[1], weights)
 
     def evaluate() -> float:
-        loss, gm = _loss_and_grads(
-            note, rater, value, weight, mu[0], ni, nf, ri, rf, lam, rows, use_global_intercept, *grads
-        )
+        loss, gm = _loss_and_grads(lay, mu[0], ni, nf, ri, rf, lam, rows, use_global_intercept, *grads)
         g_mu[0] = gm
         return loss
 

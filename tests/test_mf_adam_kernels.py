@@ -1,0 +1,101 @@
+"""The Adam replay's parallel data pass: agrees with its numpy twin, same bytes for any thread count."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from bridgewatch.scoring import mf_adam_kernels as K
+from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf_adam import adam_fit
+
+
+def problem(n_notes=70, n_raters=200, n_ratings=5000, k=1, seed=0):
+    rng = np.random.default_rng(seed)
+    # input order shuffled, raters of very different activity (some slices hold one big rater)
+    rater = np.minimum(rng.zipf(1.6, n_ratings) - 1, n_raters - 1)
+    note = rng.integers(0, n_notes, n_ratings)
+    value = rng.random(n_ratings)
+    start = (
+        0.1,
+        rng.normal(0, 0.1, n_notes),
+        rng.normal(0, 0.3, (n_notes, k)),
+        rng.normal(0, 0.1, n_raters),
+        rng.normal(0, 0.3, (n_raters, k)),
+    )
+    return note, rater, value, start
+
+
+def run_pass(note, rater, value, start, weight=None):
+    mu, ni, nf, ri, rf = start
+    lay = K.adam_layout(note, rater, value, ni.shape[0], ri.shape[0], nf.shape[1], weight)
+    grads = [np.full_like(a, np.nan) for a in (ni, nf, ri, rf)]  # every entry must be written
+    loss, g_mu = K.data_loss_and_grads(lay, mu, ni, nf, ri, rf, *grads)
+    return loss, g_mu, grads
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_pass_matches_the_numpy_twin(k, weighted):
+    note, rater, value, start = problem(k=k)
+    weight = np.random.default_rng(1).random(value.shape[0]) if weighted else None
+    loss, g_mu, grads = run_pass(note, rater, value, start, weight)
+    want = K.data_loss_and_grads_np(note, rater, value, *start, weight=weight)
+    assert np.isclose(loss, want[0], rtol=1e-13) and np.isclose(g_mu, want[1], rtol=1e-12, atol=1e-15)
+    for got, ref in zip(grads, want[2:], strict=True):
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-16)
+
+
+def test_unit_weights_give_the_unweighted_bytes():
+    note, rater, value, start = problem()
+    plain = run_pass(note, rater, value, start)
+    ones = run_pass(note, rater, value, start, np.ones(value.shape[0]))
+    assert plain[:2] == ones[:2]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(plain[2], ones[2], strict=True))
+
+
+def test_slices_cover_every_rater_once_in_order():
+    note, rater, value, _ = problem()
+    lay = K.adam_layout(note, rater, value, 70, 200, 1)
+    assert lay.cuts[0] == 0 and lay.cuts[-1] == 200 and np.all(np.diff(lay.cuts) >= 0)
+    # grouped by rater, each rater's ratings in input order (the stable sort)
+    r_sorted = np.repeat(np.arange(200), np.diff(lay.indptr))
+    order = np.argsort(rater, kind="stable")
+    assert np.array_equal(rater[order], r_sorted) and np.array_equal(lay.value, value[order])
+    with pytest.raises(ValueError, match="factor"):
+        K.adam_layout(note, rater, value, 70, 200, 0)
+
+
+def _on_threads(threads, fn):
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_pass_and_fit_are_byte_identical_for_one_and_two_threads(monkeypatch):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread")
+    note, rater, value, start = problem(n_ratings=20_000)
+    passes = [_on_threads(t, lambda: run_pass(note, rater, value, start)) for t in (1, 2)]
+    assert passes[0][:2] == passes[1][:2]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(passes[0][2], passes[1][2], strict=True))
+    monkeypatch.setattr(K, "SERIAL_BELOW", 0)  # let a small fit use both threads
+    fits = [_on_threads(t, lambda: adam_fit(note, rater, value, start, MFConfig(), 0.2)) for t in (1, 2)]
+    assert fits[0][1] == fits[1][1] > 5
+    assert fits[0][0][0] == fits[1][0][0]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(fits[0][0][1:], fits[1][0][1:], strict=True))
+
+
+def test_small_fits_run_on_one_thread_and_restore_the_count(monkeypatch):
+    seen = []
+    monkeypatch.setattr(K, "SERIAL_BELOW", 100)
+    before = numba.get_num_threads()
+    for n in (10, 1000):
+        with K.threads_for(n):
+            seen.append(numba.get_num_threads())
+    assert seen == [1, before] and numba.get_num_threads() == before
