@@ -8,7 +8,7 @@ number of ratings. Each slice owns its raters' gradients outright, and adds its 
 into a partial array of its own; the note partials, the squared errors and the μ gradient are
 then added up in slice order. The slices are fixed by the data, not by the thread count, so the
 result is bit-identical for any number of threads (and differs from the old input-order loop
-only in the order the note sums are taken).
+only in the order of the note, squared-error and μ sums; each rater's sums keep their order).
 
 ``data_loss_and_grads_np`` is the vectorized numpy twin (tests compare the two).
 """
