@@ -36,6 +36,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("detect_recall", "detect R", _RATE),
     ("recall_pss", "R pss", _RATE),
     ("recall_quasi_clique", "R qc", _RATE),
+    ("recall_coordinated", "R coord", _RATE),
     ("help_precision", "help-filter P", _RATE),
     ("help_recall", "help-filter R", _RATE),
     ("helpful_precision", "H prec", _RATE),

@@ -2,10 +2,10 @@
 
 For each scenario of ``sim.attacks.SCENARIOS`` and each strength, one community is simulated with
 the attack and one without it (strength 0: same seed, same targets, same honest ratings); both are
-scored with the defences on (post-selection similarity, quasi-clique NoCorrelated refit, the
-helpfulness filter) and off. A row of the result says how many targets moved in the attacker's
-direction, what that cost in attack ratings, how well the defences' flags found the attackers, and
-how well the honest notes were scored (``sim.metrics``).
+scored with the defences on (post-selection similarity, quasi-clique NoCorrelated refit,
+Bridgewatch's coordinated groups, the helpfulness filter) and off. A row of the result says how
+many targets moved in the attacker's direction, what that cost in attack ratings, how well the
+defences' flags found the attackers, and how well the honest notes were scored (``sim.metrics``).
 
 Statuses are the meta scorer's ``preStabilizationRatingStatus``: the status the ratings support,
 before the 14-day lock and the stabilization delay, which would otherwise hide any change a single
@@ -37,6 +37,8 @@ from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import META_FILE, TRUTH_FILE, simulate
 
 Progress = Callable[[str], None]
+FLAGS = ("pss", "quasiClique", "coordinated", "helpfulness")  # who each defence singled out
+DETECTORS = FLAGS[:3]  # the integrity detectors; the helpfulness filter is reported apart
 HOUR = 3_600_000
 MIN_RATINGS = 5  # notes with fewer ratings cannot get any status (minRatingsNeeded)
 
@@ -56,7 +58,7 @@ class Outcome:
     """One scored dataset: statuses by note id, the defences' flags by rater id."""
 
     status: pd.Series  # noteId -> status name
-    flags: pd.DataFrame  # index raterParticipantId; bool columns pss, quasiClique, helpfulness
+    flags: pd.DataFrame  # index raterParticipantId; bool columns of FLAGS
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Row:
     detect_recall: float
     recall_pss: float
     recall_quasi_clique: float
+    recall_coordinated: float
     help_precision: float
     help_recall: float
     helpful_scored: int
@@ -107,21 +110,24 @@ def _digest(data_dir: Path) -> str:
 
 
 def score_outcome(data_dir: Path, *, defences: bool, scorers: str, epoch_millis: int, seed: int) -> Outcome:
-    """Score ``data_dir`` with the defences on or off (off: no PSS, no quasi-cliques, and every
-    scorer without its helpfulness filter); ``scorers``: ``core`` or ``all``."""
+    """Score ``data_dir`` with the defences on or off (off: no PSS, no quasi-cliques, no
+    coordinated groups, and every scorer without its helpfulness filter); ``scorers``: ``core``
+    or ``all``."""
     dataset = read_dataset(data_dir)
     config = ScoringConfig().validate()
     specs = [core()] if scorers == "core" else default_scorers()
     m = dataset.ratings
     flags = pd.DataFrame(False, index=pd.Index(m.rater_ids, name="raterParticipantId"),
-                         columns=["pss", "quasiClique", "helpfulness"])  # fmt: skip
+                         columns=list(FLAGS))  # fmt: skip
     filters: dict[str, np.ndarray] = {}
     if defences:
         found = run_integrity(dataset, config)
-        filters = scoring_filters(dataset, found)
+        filters = scoring_filters(dataset, found, config)
         # participant arrays hold the matrix's raters first
         flags["pss"] = found.post_selection_value[: m.n_raters] > 0
         flags["quasiClique"] = found.quasi_clique_value[: m.n_raters] > 0
+        if found.coordinated_value is not None:
+            flags["coordinated"] = found.coordinated_value[: m.n_raters] > 0
     else:
         specs = [replace(s, use_reputation=False) for s in specs]
     result = score_dataset(
@@ -175,9 +181,8 @@ def evaluate_level(
     bad = raters.index[raters["isBadActor"] == "1"]
     attack_ratings, active = _attack_ratings(attack_dir, targets, bad)
     honest = notes[~is_target]
-    helpful, not_helpful = M.truth_labels(
-        honest["expHelpfulLeft"].astype(float).to_numpy(), honest["expHelpfulRight"].astype(float).to_numpy()
-    )
+    camps = honest[["campHelpfulLeft", "campHelpfulRight"]].astype(float).to_numpy()
+    helpful, not_helpful = M.truth_labels(camps[:, 0], camps[:, 1])
     scorable = honest["numRatings"].astype(int).to_numpy() >= MIN_RATINGS
     direction = str(notes.loc[is_target, "attackDirection"].iloc[0]) if len(targets) else ""
     rows = []
@@ -189,7 +194,7 @@ def evaluate_level(
         truth_bad = raters.index.isin(active)
         # Detection: the integrity flags. The helpfulness filter drops many honest raters with few
         # or unusual ratings too, so it is reported on its own, not folded into detection.
-        det = M.detection((flags["pss"] | flags["quasiClique"]).to_numpy(), truth_bad)
+        det = M.detection(flags[list(DETECTORS)].any(axis=1).to_numpy(), truth_bad)
         helpfulness = M.detection(flags["helpfulness"].to_numpy(), truth_bad)
         acc = M.honest_accuracy(att.status.reindex(honest.index).to_numpy(), helpful, not_helpful, scorable)
         on = defences and len(active) > 0
@@ -202,7 +207,7 @@ def evaluate_level(
                 det.flagged if defences else 0,
                 det.precision if on else math.nan, det.recall if on else math.nan,
                 *(M.detection(flags[c].to_numpy(), truth_bad).recall if on else math.nan
-                  for c in ("pss", "quasiClique")),
+                  for c in DETECTORS),
                 helpfulness.precision if on else math.nan, helpfulness.recall if on else math.nan,
                 acc.helpful, acc.helpful_precision, acc.helpful_recall,
                 acc.not_helpful_precision, acc.not_helpful_recall,
