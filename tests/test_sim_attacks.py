@@ -156,3 +156,25 @@ def test_attack_params_override_defaults(tmp_path: Path) -> None:
         tmp_path,
     )
     assert s.attackers == 7 and s.attack_ratings == 7 * 5
+
+
+@pytest.mark.parametrize("name", ["coordinated_bloc", "sybil_brigade"])
+def test_attack_twin_keeps_every_honest_rating_of_the_no_attack_twin(tmp_path: Path, name: str) -> None:
+    # The evaluation compares a community with and without the attack: apart from the attackers'
+    # own ratings, the two must hold the same ratings, byte for byte (a bloc recruits honest raters,
+    # whose dropped target ratings once reshuffled the noise of every other rating).
+    kw = {"attack": name, "attack_targets": 5, "attack_direction": "down"}
+    simulate(config_for_scale("tiny", seed=4, attack_strength=0.0, **kw), tmp_path / "base")
+    simulate(config_for_scale("tiny", seed=4, **kw), tmp_path / "attack")
+    truth = _read(tmp_path / "attack" / "truth.tsv")
+    bad = truth.loc[truth["isBadActor"] == "1", "id"]
+    targets = truth.loc[truth["isAttackTarget"] == "1", "id"]
+    base, attack = (_read(tmp_path / d / schema.RATINGS_FILE) for d in ("base", "attack"))
+
+    def honest(r: pd.DataFrame) -> pd.DataFrame:
+        new_account = ~r["raterParticipantId"].isin(base["raterParticipantId"])
+        campaign = r["raterParticipantId"].isin(bad) & (r["noteId"].isin(targets) | new_account)
+        return r[~campaign].reset_index(drop=True)
+
+    assert len(honest(attack)) > 0.9 * len(base)
+    assert honest(attack).equals(honest(base))
