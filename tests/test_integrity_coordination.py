@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from bridgewatch import schema
-from bridgewatch.integrity.adapters import detect_integrity, pss_keep
+from bridgewatch.integrity.adapters import detect_integrity, final_scoring_filter, pss_keep
 from bridgewatch.integrity.coordination import (
     CoordinationParams,
     action_matrix,
@@ -168,3 +168,6 @@ def test_a_detected_bloc_casts_one_vote_per_target_and_keeps_its_other_ratings()
     # a later phase re-applies the groups by id and gets the same mask
     ids, pss, group = on.participant_ids, on.post_selection_value, on.coordinated_value
     assert np.array_equal(pss_keep(matrix, notes, ids, pss, coordinated_value=group), on.keep)
+    # final scoring collapses the campaign too (no PSS clique here, so its mask is the same)
+    keep, _ = final_scoring_filter(matrix, notes, ids, pss, on.correlated_ids, coordinated_value=group)
+    assert np.array_equal(keep, on.keep) and not keep[campaign].all()
