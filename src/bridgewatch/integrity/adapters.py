@@ -38,9 +38,9 @@ class IntegrityResult:
 
     ``participant_ids`` object[P] (the matrix's raters first, then authors who never rated);
     ``post_selection_value`` int32[P], ``quasi_clique_value`` int32[P] and ``coordinated_value``
-    int32[P] (0 = none; the last two are 0 for authors who never rated; ``coordinated_value`` is all
-    0 when the coordination defence is off); ``keep`` bool[R] and ``correlated_rater`` bool[R] in
-    matrix order.
+    int32[P] (0 = none; the last two are 0 for authors who never rated; ``coordinated_value`` is
+    None when the coordination defence is off); ``keep`` bool[R] and ``correlated_rater`` bool[R]
+    in matrix order.
     """
 
     participant_ids: np.ndarray
@@ -88,30 +88,37 @@ def _note_arrays(matrix: RatingMatrix, notes: pd.DataFrame):
     return ids, author_all, author, created, tweet, misleading
 
 
-def _group_keep(
+def _collapsed(
     matrix: RatingMatrix,
     author: np.ndarray,
     n_notes: int,
     coordinated: np.ndarray | None,
-    coordination: CoordinationParams,
+    coordination: CoordinationParams | None,
     pss: PSSParams,
-) -> np.ndarray:
-    """bool[R]: on the notes where a coordinated group acts in concert, the group acts as one
-    rater (the PSS application rule, §7.1, on those ratings only)."""
+) -> tuple[np.ndarray, RatingMatrix]:
+    """(keep bool[R], the matrix of the kept ratings): on the notes where a coordinated group acts
+    in concert, the group acts as one rater (the PSS application rule, §7.1, on those ratings)."""
     keep = np.ones(matrix.n_ratings, dtype=bool)
     if coordinated is None or not np.any(coordinated):
-        return keep
-    c = np.flatnonzero(concerted_ratings(matrix.note, matrix.rater, matrix.value, coordinated, coordination))
-    keep[c] = apply_pss(
-        matrix.note[c], matrix.rater[c], matrix.created_at[c], author, coordinated, n_notes, pss
-    )
-    return keep
+        return keep, matrix
+    params = coordination if coordination is not None else CoordinationParams()
+    c = np.flatnonzero(concerted_ratings(matrix.note, matrix.rater, matrix.value, coordinated, params))
+    note, rater, created = matrix.note[c], matrix.rater[c], matrix.created_at[c]
+    keep[c] = apply_pss(note, rater, created, author, coordinated, n_notes, pss)
+    return keep, matrix.subset(keep)
 
 
-def _after(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """bool[R]: ``second`` (a mask over the ratings ``first`` kept) mapped back onto all ratings."""
+def _pss_after(
+    first: np.ndarray,
+    base: RatingMatrix,
+    author: np.ndarray,
+    clique: np.ndarray,
+    n_notes: int,
+    pss: PSSParams,
+) -> np.ndarray:
+    """bool[R]: the PSS filter on ``base`` (the ratings ``first`` kept), mapped back onto all ratings."""
     out = first.copy()
-    out[first] = second
+    out[first] = apply_pss(base.note, base.rater, base.created_at, author, clique, n_notes, pss)
     return out
 
 
@@ -141,10 +148,8 @@ def pss_keep(
         return np.where(pos >= 0, v[np.maximum(pos, 0)], 0).astype(np.int32)
 
     coordinated = by_id(coordinated_value) if coordinated_value is not None else None
-    first = _group_keep(matrix, author, len(notes), coordinated, coordination or CoordinationParams(), pss)
-    base = matrix if first.all() else matrix.subset(first)
-    clique = by_id(post_selection_value)
-    return _after(first, apply_pss(base.note, base.rater, base.created_at, author, clique, len(notes), pss))
+    first, base = _collapsed(matrix, author, len(notes), coordinated, coordination, pss)
+    return _pss_after(first, base, author, by_id(post_selection_value), len(notes), pss)
 
 
 def final_scoring_filter(
@@ -214,8 +219,7 @@ def detect_integrity(
         coordinated[: matrix.n_raters] = coordinated_groups(
             matrix.note, matrix.rater, matrix.value, matrix.n_raters, coordination
         )
-    first = _group_keep(matrix, author, len(notes), coordinated, coordination or CoordinationParams(), pss)
-    base = matrix if first.all() else matrix.subset(first)
+    first, base = _collapsed(matrix, author, len(notes), coordinated, coordination, pss)
     writer_total = np.bincount(author_all, minlength=n_p)
     clique = post_selection_similarity(
         base.note_indptr,
@@ -231,7 +235,7 @@ def detect_integrity(
         num_threads=num_threads,
         progress=progress,
     )
-    keep = _after(first, apply_pss(base.note, base.rater, base.created_at, author, clique, len(notes), pss))
+    keep = _pss_after(first, base, author, clique, len(notes), pss)
     qc, _ = quasi_cliques(base.note, base.rater, base.value, tweet, created, misleading, base.n_raters, quasi)
     return IntegrityResult(ids, clique, qc, keep, correlated_rater(matrix.rater, qc), coordinated)
 
