@@ -167,7 +167,7 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     t0 = time.perf_counter()
     result = score_dataset(
         dataset, epoch_millis=int(m.created_at.max()) + 86_400_000, config=config, seed=42,
-        progress=progress, **scoring_filters(dataset, found),
+        progress=progress, **scoring_filters(dataset, found, config),
     )  # fmt: skip
     scoring_s = time.perf_counter() - t0
     progress("end")

@@ -129,3 +129,13 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code != 0
     assert "nope.tsv" in result.output and "no such file" in result.output
+
+
+def test_coordination_defence_is_a_no_op_without_a_coordinated_group(community, scored, tmp_path) -> None:
+    # An honest community holds no coordinated group: the defence beyond the reference is a no-op,
+    # so the outputs equal those of integrity as X runs it, byte for byte.
+    out = tmp_path / "reference-integrity"
+    args = ["--outdir", str(out), "--epoch-millis", EPOCH, "--quiet", "--no-coordination"]
+    result = CliRunner().invoke(cli, ["score", str(community), *args])
+    assert result.exit_code == 0, result.output
+    assert _digest(out) == _digest(scored)

@@ -109,13 +109,28 @@ def test_strength_scales_the_attack_and_zero_marks_targets_only(tmp_path: Path) 
 
 
 def test_coordinated_bloc_rates_against_viewpoint(tmp_path: Path) -> None:
-    ratings, _, truth, _ = _run(tmp_path, "coordinated_bloc", attack_targets=3, attack_strength=2.0)
+    ratings, notes, truth, _ = _run(tmp_path, "coordinated_bloc", attack_targets=3, attack_strength=2.0)
     bloc = truth[truth["attackRole"] == "bloc"]
-    assert (bloc["viewpoint"].astype(float) > 0).all()  # recruited from the +1 camp
+    # issue 5: "p% of raters" -- 2 x 5% of the 1,500 honest raters, all from the +1 camp
+    assert len(bloc) == 150 and (bloc["viewpoint"].astype(float) > 0).all()
     targets = truth[truth["isAttackTarget"] == "1"]
     assert (targets["slant"].astype(float) < 0).all()  # up: notes slanted against the bloc
     votes = ratings[ratings["noteId"].isin(targets["id"]) & ratings["raterParticipantId"].isin(bloc["id"])]
     assert (votes["helpfulnessLevel"] == schema.HELPFUL).all()
+    # "... rate against their viewpoint on targeted notes": every member rates every target
+    # (but never its own note)
+    authors = notes.set_index("noteId").loc[targets["id"], "noteAuthorParticipantId"]
+    own = int(authors.isin(bloc["id"]).sum())
+    assert len(votes) == 3 * len(bloc) - own
+
+
+def test_coordinated_bloc_participation_thins_the_campaign(tmp_path: Path) -> None:
+    kw = {"attack_targets": 4, "attack_params": {"participation": 0.25}}
+    ratings, _, truth, _ = _run(tmp_path, "coordinated_bloc", **kw)
+    bloc = truth.loc[truth["attackRole"] == "bloc", "id"]
+    targets = truth.loc[truth["isAttackTarget"] == "1", "id"]
+    votes = ratings[ratings["noteId"].isin(targets) & ratings["raterParticipantId"].isin(bloc)]
+    assert len(bloc) == 75 and 0.15 * 4 * 75 < len(votes) < 0.35 * 4 * 75
 
 
 @pytest.mark.parametrize(
@@ -141,3 +156,25 @@ def test_attack_params_override_defaults(tmp_path: Path) -> None:
         tmp_path,
     )
     assert s.attackers == 7 and s.attack_ratings == 7 * 5
+
+
+@pytest.mark.parametrize("name", ["coordinated_bloc", "sybil_brigade"])
+def test_attack_twin_keeps_every_honest_rating_of_the_no_attack_twin(tmp_path: Path, name: str) -> None:
+    # The evaluation compares a community with and without the attack: apart from the attackers'
+    # own ratings, the two must hold the same ratings, byte for byte (a bloc recruits honest raters,
+    # whose dropped target ratings once reshuffled the noise of every other rating).
+    kw = {"attack": name, "attack_targets": 5, "attack_direction": "down"}
+    simulate(config_for_scale("tiny", seed=4, attack_strength=0.0, **kw), tmp_path / "base")
+    simulate(config_for_scale("tiny", seed=4, **kw), tmp_path / "attack")
+    truth = _read(tmp_path / "attack" / "truth.tsv")
+    bad = truth.loc[truth["isBadActor"] == "1", "id"]
+    targets = truth.loc[truth["isAttackTarget"] == "1", "id"]
+    base, attack = (_read(tmp_path / d / schema.RATINGS_FILE) for d in ("base", "attack"))
+
+    def honest(r: pd.DataFrame) -> pd.DataFrame:
+        new_account = ~r["raterParticipantId"].isin(base["raterParticipantId"])
+        campaign = r["raterParticipantId"].isin(bad) & (r["noteId"].isin(targets) | new_account)
+        return r[~campaign].reset_index(drop=True)
+
+    assert len(honest(attack)) > 0.9 * len(base)
+    assert honest(attack).equals(honest(base))

@@ -13,6 +13,7 @@ import pytest
 from bridgewatch import schema
 from bridgewatch.errors import ConfigError
 from bridgewatch.sim.config import config_for_scale
+from bridgewatch.sim.ratings import expected_helpfulness
 from bridgewatch.sim.simulate import simulate
 from bridgewatch.sim.text import TOPICS
 
@@ -230,3 +231,32 @@ def test_reader_accepts_output_without_warnings(tiny: tuple[Path, object]) -> No
     assert ds.warnings == ()
     assert len(ds.notes) == summary.notes
     assert len(ds.enrollment) == summary.raters
+
+
+def test_camp_truth_is_the_camps_members_on_average(tmp_path: Path) -> None:
+    # campHelpful*: the mean expected helpfulNum over each camp's honest, diligent raters (all of them
+    # at this size), recomputed here from the truth's own columns; the same in an attacked twin
+    out = tmp_path / "base"
+    simulate(config_for_scale("tiny", seed=2), out)
+    t = _read(out / "truth.tsv")
+    notes, raters = t[t["kind"] == "note"], t[t["kind"] == "rater"]
+    cfg = config_for_scale("tiny", seed=2)
+    camp = raters[raters["isLowDiligence"] == "0"]
+    v, lenient = camp["viewpoint"].astype(float).to_numpy(), camp["leniency"].astype(float).to_numpy()
+    q, s = notes["quality"].astype(float).to_numpy(), notes["slant"].astype(float).to_numpy()
+    for side, column in ((-1, "campHelpfulLeft"), (1, "campHelpfulRight")):
+        members = v * side > 0
+        z = q[:, None] + lenient[members][None, :] + cfg.slant_weight * s[:, None] * v[members][None, :]
+        expected = expected_helpfulness(z, cfg).mean(axis=1)
+        # the truth file keeps 5 decimals of viewpoint, slant, quality and leniency, 4 of the means
+        np.testing.assert_allclose(notes[column].astype(float), expected, atol=2e-4)
+    # a camp member sits at about +-0.7, so it is more forgiving of slant than a rater at +-1
+    lo_camp = np.minimum(notes["campHelpfulLeft"].astype(float), notes["campHelpfulRight"].astype(float))
+    lo_end = np.minimum(notes["expHelpfulLeft"].astype(float), notes["expHelpfulRight"].astype(float))
+    slanted = np.abs(s) > 0.5
+    assert (lo_camp[slanted] > lo_end[slanted]).mean() > 0.8
+    attacked = tmp_path / "bloc"
+    simulate(config_for_scale("tiny", seed=2, attack="coordinated_bloc", attack_direction="down"), attacked)
+    a = _read(attacked / "truth.tsv")
+    cols = ["id", "campHelpfulLeft", "campHelpfulRight"]
+    assert a.loc[a["kind"] == "note", cols].reset_index(drop=True).equals(notes[cols].reset_index(drop=True))

@@ -82,9 +82,11 @@ def _row(scenario: str, strength: str, defences: str, **values: float) -> dict[s
     base: dict[str, object] = {
         "scenario": scenario, "direction": "up", "strength": strength, "defences": defences,
         "attackers": 10, "targets": 20, "eligible": 20, "moved": 0, "success_rate": 0.0,
-        "flip_eligible": 20, "flipped": 0, "flip_rate": 0.0, "attack_ratings": 200,
+        "flip_eligible": 20, "flipped": 0, "flip_rate": 0.0, "floor_flipped": 0, "floor_flip_rate": 0.0,
+        "attack_ratings": 200,
         "ratings_per_flip": math.nan, "flagged": 10, "detect_precision": 1.0, "detect_recall": 1.0,
-        "recall_pss": 1.0, "recall_quasi_clique": 0.0, "help_precision": 0.1, "help_recall": 0.2,
+        "recall_pss": 1.0, "recall_quasi_clique": 0.0, "recall_coordinated": 0.0, "help_precision": 0.1,
+        "help_recall": 0.2,
         "helpful_scored": 40,
         "helpful_precision": 0.96, "helpful_recall": 0.5, "not_helpful_precision": 0.9,
         "not_helpful_recall": 0.6,

@@ -61,7 +61,8 @@ def integrity_state(found, rater_ids: np.ndarray) -> IntegrityState:
     raters, which ``quasi_clique_value`` follows) that later phases apply to newer data."""
     qc = np.asarray(found.quasi_clique_value)
     correlated = np.asarray(rater_ids, dtype=object)[: qc.shape[0]][qc > 0]
-    return IntegrityState(found.participant_ids, found.post_selection_value, correlated)
+    pss, coordinated = found.post_selection_value, found.coordinated_value
+    return IntegrityState(found.participant_ids, pss, correlated, coordinated)
 
 
 def prescore_phase(

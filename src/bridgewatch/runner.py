@@ -24,6 +24,7 @@ from bridgewatch.integrity.adapters import (
     final_scoring_filter,
     integrity_tables,
 )
+from bridgewatch.integrity.coordination import CoordinationParams
 from bridgewatch.integrity.views import VIEW_FILES
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.phased import (
@@ -44,20 +45,39 @@ from bridgewatch.state import has_prescoring, load_prescoring
 Progress = Callable[[str], None]
 
 
+def coordination_params(config: ScoringConfig) -> CoordinationParams | None:
+    """The coordinated-group defence's parameters, None when ``config`` switches it off."""
+    c = config.integrity
+    if not c.coordination:
+        return None
+    return CoordinationParams(
+        min_shared=c.coordination_min_shared,
+        min_similarity=c.coordination_min_similarity,
+        min_group=c.coordination_min_group,
+    )
+
+
 def run_integrity(dataset: Dataset, config: ScoringConfig) -> IntegrityResult:
-    """Post-selection similarity and quasi-cliques over the whole dataset (§7.1–7.2), on numba's threads."""
-    return detect_integrity(dataset.ratings, dataset.notes, num_threads=numba.get_num_threads())
+    """Post-selection similarity and quasi-cliques over the whole dataset (§7.1–7.2), on numba's
+    threads, after the coordinated-group defence if ``config.integrity.coordination`` is on."""
+    return detect_integrity(
+        dataset.ratings, dataset.notes, coordination=coordination_params(config),
+        num_threads=numba.get_num_threads(),
+    )  # fmt: skip
 
 
-def scoring_filters(dataset: Dataset, found: IntegrityResult) -> dict[str, np.ndarray]:
-    """``score_dataset``'s integrity arguments: prescoring's and final scoring's masks (§7.1), and
-    the PSS members whose ratings lead the reference's rating table (the cold fits' draw order)."""
+def scoring_filters(dataset: Dataset, found: IntegrityResult, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """``score_dataset``'s integrity arguments: prescoring's and final scoring's masks (§7.1), both
+    collapsing the coordinated groups ``found`` holds (``config`` says how), and the PSS members
+    whose ratings lead the reference's rating table (the cold fits' draw order)."""
     final_keep, final_correlated = final_scoring_filter(
         dataset.ratings,
         dataset.notes,
         found.participant_ids,
         found.post_selection_value,
         found.correlated_ids,
+        coordinated_value=found.coordinated_value,
+        coordination=coordination_params(config),
     )
     return {
         "rating_keep": found.keep,
@@ -127,7 +147,7 @@ def score_directory(
         if integrity:
             t0 = time.perf_counter()
             found = run_integrity(dataset, config)
-            filters = scoring_filters(dataset, found)
+            filters = scoring_filters(dataset, found, config)
             timings["integrity"] = time.perf_counter() - t0
         result = score_dataset(
             dataset, epoch_millis=now, config=config, seed=seed, scorers=scorers, progress=progress,
@@ -212,8 +232,9 @@ def _run_phase(
         prescoring, groups, _ = load_prescoring(state, scorers)
         if groups is not None and phase == "final":  # contributor scoring counts every rating
             keep, correlated = final_scoring_filter(
-                dataset.ratings, dataset.notes, groups.participant_ids, groups.clique, groups.correlated_ids
-            )
+                dataset.ratings, dataset.notes, groups.participant_ids, groups.clique, groups.correlated_ids,
+                coordinated_value=groups.coordinated, coordination=coordination_params(config),
+            )  # fmt: skip
         timings["load state + integrity"] = time.perf_counter() - t0
         if phase == "final":
             out = final_phase(

@@ -6,7 +6,8 @@ they stay valid when the next run's data has more notes and raters:
 - ``prescore/``: ``scorers.parquet`` (one row per scorer: μ, round sizes, tag thresholds, the
   diligence model's scalars), ``notes.parquet`` and ``raters.parquet`` (one column per scorer and
   parameter: ``MFCoreScorer|ri``, ``MFCoreScorer|rf0``, ...), ``helpfulness/<scorer>.parquet``,
-  ``integrity.parquet`` (PSS clique and quasi-clique flag per participant) and ``run.parquet``.
+  ``integrity.parquet`` (PSS clique, coordinated group and correlated flag per participant) and
+  ``run.parquet``.
 - ``final/``: ``notes.parquet`` (per note: final status, core intercept, latest non-NMR time and
   the fingerprints incremental scoring compares), ``raters.parquet`` and ``run.parquet``.
 
@@ -42,11 +43,13 @@ _RATER_DIL = ("rater_intercept", "rater_intercept_round2", "rater_factor", "rate
 @dataclass(frozen=True, eq=False)
 class IntegrityState:
     """Integrity groups found at prescoring, by id: ``participant_ids`` object[P] with ``clique``
-    int32[P] (0 = none); ``correlated_ids``: object[C] quasi-clique raters."""
+    int32[P] (PSS, 0 = none) and ``coordinated`` int32[P] (coordinated groups, 0 = none; None when
+    that defence was off); ``correlated_ids``: object[C] quasi-clique raters."""
 
     participant_ids: np.ndarray
     clique: np.ndarray
     correlated_ids: np.ndarray
+    coordinated: np.ndarray | None = None
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
@@ -123,6 +126,8 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
                 "correlated": correlated,
             }
         )
+        if integrity.coordinated is not None:
+            frame["coordinatedGroup"] = integrity.coordinated.astype(np.int32)
         _write(frame, root / "integrity.parquet")
 
 
@@ -203,8 +208,9 @@ def load_prescoring(
     if bool(run["hasIntegrity"]):
         frame = _read(root / "integrity.parquet")
         ids = frame["participantId"].to_numpy(dtype=object)
+        coordinated = frame["coordinatedGroup"].to_numpy(np.int32) if "coordinatedGroup" in frame else None
         integrity = IntegrityState(
-            ids, frame["pssClique"].to_numpy(np.int32), ids[frame["correlated"].to_numpy(bool)]
+            ids, frame["pssClique"].to_numpy(np.int32), ids[frame["correlated"].to_numpy(bool)], coordinated
         )
     return prescoring, integrity, int(run["seed"])
 

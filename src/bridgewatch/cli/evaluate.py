@@ -42,7 +42,8 @@ def command(
     """Attack the simulated community and measure how the scorer and its defences hold.
 
     Default sweep: sybil_brigade, slow_infiltration, timing_attack k = 5/10/20 accounts;
-    author_ring k = 4/8/16; coordinated_bloc p = 5/10/20% of one camp (pushing helpful notes down).
+    author_ring k = 4/8/16; coordinated_bloc p = 5/10/20% of all raters, from one camp, each
+    rating every target (pushing helpful notes down).
     """
     console = Console(stderr=True, quiet=quiet)
     with console.status("evaluating…") as spinner:

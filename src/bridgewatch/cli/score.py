@@ -15,7 +15,7 @@ from bridgewatch.engines import ENGINES, close_engine, make_engine
 from bridgewatch.errors import DataFormatError
 from bridgewatch.phased import PHASES
 from bridgewatch.runner import score_directory
-from bridgewatch.scoring.config import load_config
+from bridgewatch.scoring.config import load_config, with_overrides
 from bridgewatch.scoring.pipeline import PipelineResult
 
 CACHE_FOLDER = ".bridgewatch-cache"
@@ -88,6 +88,8 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config overrides")
 @click.option("--no-parquet", is_flag=True, help="write TSV only")
 @click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
+@click.option("--no-coordination", is_flag=True,
+              help="no coordinated-group defence (ours): integrity as the reference runs it")  # fmt: skip
 @click.option(
     "--cache",
     "cache_dir",
@@ -124,6 +126,7 @@ def command(
     config_path: str | None,
     no_parquet: bool,
     no_integrity: bool,
+    no_coordination: bool,
     cache_dir: str | None,
     no_cache: bool,
     phase: str,
@@ -137,6 +140,8 @@ def command(
     """Score notes and contributors the way X's open-source scorer does, deterministically."""
     console = Console(stderr=True, quiet=quiet)
     config = load_config(config_path)
+    if no_coordination:
+        config = with_overrides(config, {"integrity": {"coordination": False}})
     files = {"notes": notes, "ratings": ratings, "status": status, "enrollment": enrollment}
     source = _stage_inputs(data_dir, files, Path(outdir) / "_inputs")
     if spark_master is not None and engine != "spark":

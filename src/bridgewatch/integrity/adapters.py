@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
+from bridgewatch.integrity.coordination import CoordinationParams, concerted_ratings, coordinated_groups
 from bridgewatch.integrity.pss import PSSParams, apply_pss, participant_space, post_selection_similarity
 from bridgewatch.integrity.quasi_clique import QuasiCliqueParams, correlated_rater, quasi_cliques
 from bridgewatch.integrity.views import (
@@ -36,8 +37,10 @@ class IntegrityResult:
     """Per-participant values and per-rating flags for one dataset.
 
     ``participant_ids`` object[P] (the matrix's raters first, then authors who never rated);
-    ``post_selection_value`` int32[P] and ``quasi_clique_value`` int32[P] (0 = none; the latter is 0
-    for authors who never rated); ``keep`` bool[R] and ``correlated_rater`` bool[R] in matrix order.
+    ``post_selection_value`` int32[P], ``quasi_clique_value`` int32[P] and ``coordinated_value``
+    int32[P] (0 = none; the last two are 0 for authors who never rated; ``coordinated_value`` is
+    None when the coordination defence is off); ``keep`` bool[R] and ``correlated_rater`` bool[R]
+    in matrix order.
     """
 
     participant_ids: np.ndarray
@@ -45,6 +48,7 @@ class IntegrityResult:
     quasi_clique_value: np.ndarray
     keep: np.ndarray
     correlated_rater: np.ndarray
+    coordinated_value: np.ndarray | None = None
 
     @property
     def correlated_ids(self) -> np.ndarray:
@@ -84,24 +88,68 @@ def _note_arrays(matrix: RatingMatrix, notes: pd.DataFrame):
     return ids, author_all, author, created, tweet, misleading
 
 
+def _collapsed(
+    matrix: RatingMatrix,
+    author: np.ndarray,
+    n_notes: int,
+    coordinated: np.ndarray | None,
+    coordination: CoordinationParams | None,
+    pss: PSSParams,
+) -> tuple[np.ndarray, RatingMatrix]:
+    """(keep bool[R], the matrix of the kept ratings): on the notes where a coordinated group acts
+    in concert, the group acts as one rater (the PSS application rule, §7.1, on those ratings)."""
+    keep = np.ones(matrix.n_ratings, dtype=bool)
+    if coordinated is None or not np.any(coordinated):
+        return keep, matrix
+    params = coordination if coordination is not None else CoordinationParams()
+    c = np.flatnonzero(concerted_ratings(matrix.note, matrix.rater, matrix.value, coordinated, params))
+    note, rater, created = matrix.note[c], matrix.rater[c], matrix.created_at[c]
+    keep[c] = apply_pss(note, rater, created, author, coordinated, n_notes, pss)
+    return keep, matrix.subset(keep)
+
+
+def _pss_after(
+    first: np.ndarray,
+    base: RatingMatrix,
+    author: np.ndarray,
+    clique: np.ndarray,
+    n_notes: int,
+    pss: PSSParams,
+) -> np.ndarray:
+    """bool[R]: the PSS filter on ``base`` (the ratings ``first`` kept), mapped back onto all ratings."""
+    out = first.copy()
+    out[first] = apply_pss(base.note, base.rater, base.created_at, author, clique, n_notes, pss)
+    return out
+
+
 def pss_keep(
     matrix: RatingMatrix,
     notes: pd.DataFrame,
     participant_ids: np.ndarray,
     post_selection_value: np.ndarray,
     pss: PSSParams | None = None,
+    coordinated_value: np.ndarray | None = None,
+    coordination: CoordinationParams | None = None,
 ) -> np.ndarray:
     """bool[R]: the PSS filter of groups found on earlier data, applied to today's ratings.
 
     Final scoring reuses prescoring's cliques (§6.8): ``participant_ids`` object[P'] and their
-    ``post_selection_value`` int32[P'] are matched by id (participants not in them: no clique).
+    ``post_selection_value`` int32[P'] (and ``coordinated_value`` int32[P'], if the coordination
+    defence ran with ``coordination``) are matched by id (participants not in them: no group). As
+    in ``detect_integrity``, coordinated groups are collapsed first (on the notes where each acts
+    in concert in today's ratings), then PSS applies to the rest.
     """
     pss = pss if pss is not None else PSSParams()
     ids, _, author, _, _, _ = _note_arrays(matrix, notes)
     pos = pd.Index(np.asarray(participant_ids, dtype=object)).get_indexer(ids)
-    value = np.asarray(post_selection_value, dtype=np.int32)
-    clique = np.where(pos >= 0, value[np.maximum(pos, 0)], 0).astype(np.int32)
-    return apply_pss(matrix.note, matrix.rater, matrix.created_at, author, clique, len(notes), pss)
+
+    def by_id(values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype=np.int32)
+        return np.where(pos >= 0, v[np.maximum(pos, 0)], 0).astype(np.int32)
+
+    coordinated = by_id(coordinated_value) if coordinated_value is not None else None
+    first, base = _collapsed(matrix, author, len(notes), coordinated, coordination, pss)
+    return _pss_after(first, base, author, by_id(post_selection_value), len(notes), pss)
 
 
 def final_scoring_filter(
@@ -111,6 +159,8 @@ def final_scoring_filter(
     post_selection_value: np.ndarray,
     correlated_ids: np.ndarray,
     pss: PSSParams | None = None,
+    coordinated_value: np.ndarray | None = None,
+    coordination: CoordinationParams | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(keep bool[R], correlated bool[U]): the integrity filter final scoring applies.
 
@@ -124,6 +174,8 @@ def final_scoring_filter(
     numRatings is its raw count. ``pss.final_needs_quasi_clique=False`` applies every clique instead.
     Groups are matched by id (``participant_ids`` object[P], ``post_selection_value`` int32[P],
     ``correlated_ids`` object[C]), so groups found on earlier data apply to newer ratings.
+    Coordinated groups (``coordinated_value`` int32[P], Bridgewatch's defence) are collapsed in
+    final scoring as in prescoring (``pss_keep``): a campaign must not come back in the final fit.
     """
     pss = pss if pss is not None else PSSParams()
     ids = np.asarray(participant_ids, dtype=object)
@@ -132,7 +184,7 @@ def final_scoring_filter(
     if pss.final_needs_quasi_clique:
         value = np.where(in_qc, value, 0).astype(np.int32)
         in_qc &= value > 0
-    keep = pss_keep(matrix, notes, ids, value, pss)
+    keep = pss_keep(matrix, notes, ids, value, pss, coordinated_value, coordination)
     return keep, pd.Index(np.asarray(matrix.rater_ids, dtype=object)).isin(ids[in_qc])
 
 
@@ -142,6 +194,7 @@ def detect_integrity(
     *,
     pss: PSSParams | None = None,
     quasi: QuasiCliqueParams | None = None,
+    coordination: CoordinationParams | None = None,
     num_threads: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> IntegrityResult:
@@ -150,17 +203,29 @@ def detect_integrity(
     ``notes`` needs noteId, noteAuthorParticipantId, createdAtMillis, tweetId, classification; notes
     of the matrix missing from it have no author, no tweet and are not misleading. The PSS filter is
     skipped (all kept) when ``notes`` has fewer than ``pss.min_notes_for_filter`` rows (§9.7).
+
+    ``coordination`` (None: off, the reference) turns on Bridgewatch's coordinated-group defence
+    (``integrity.coordination``): its groups are collapsed to one rating per note first, and PSS and
+    quasi-cliques then run on the ratings that remain (a group already acting as one rater needs no
+    second discount, and its thousands of identical ratings no longer swamp the pair counts).
     """
     pss = pss if pss is not None else PSSParams()
     quasi = quasi if quasi is not None else QuasiCliqueParams()
     ids, author_all, author, created, tweet, misleading = _note_arrays(matrix, notes)
     n_p = ids.shape[0]
+    coordinated = None
+    if coordination is not None:
+        coordinated = np.zeros(n_p, dtype=np.int32)
+        coordinated[: matrix.n_raters] = coordinated_groups(
+            matrix.note, matrix.rater, matrix.value, matrix.n_raters, coordination
+        )
+    first, base = _collapsed(matrix, author, len(notes), coordinated, coordination, pss)
     writer_total = np.bincount(author_all, minlength=n_p)
     clique = post_selection_similarity(
-        matrix.note_indptr,
-        matrix.rater,
-        matrix.created_at,
-        matrix.value == 1.0,
+        base.note_indptr,
+        base.rater,
+        base.created_at,
+        base.value == 1.0,
         author,
         created,
         tweet,
@@ -170,11 +235,9 @@ def detect_integrity(
         num_threads=num_threads,
         progress=progress,
     )
-    keep = apply_pss(matrix.note, matrix.rater, matrix.created_at, author, clique, len(notes), pss)
-    qc, _ = quasi_cliques(
-        matrix.note, matrix.rater, matrix.value, tweet, created, misleading, matrix.n_raters, quasi
-    )
-    return IntegrityResult(ids, clique, qc, keep, correlated_rater(matrix.rater, qc))
+    keep = _pss_after(first, base, author, clique, len(notes), pss)
+    qc, _ = quasi_cliques(base.note, base.rater, base.value, tweet, created, misleading, base.n_raters, quasi)
+    return IntegrityResult(ids, clique, qc, keep, correlated_rater(matrix.rater, qc), coordinated)
 
 
 def integrity_tables(

@@ -176,6 +176,17 @@ class MetaConfig:
 
 
 @dataclass(frozen=True)
+class IntegrityConfig:
+    """Bridgewatch's defence beyond the reference's §7: coordinated rater groups
+    (``integrity.coordination``) act as one rater per note. Off: integrity is the reference's."""
+
+    coordination: bool = param(True, "collapse coordinated rater groups to one rating per note", "ours")
+    coordination_min_shared: int = param(5, "same (note, value) ratings two members share", "ours", ge=1)
+    coordination_min_similarity: float = param(0.4, "shared / (smaller rater's ratings + 10)", "ours", 0, 1)
+    coordination_min_group: int = param(5, "raters in a coordinated group", "ours", ge=2)
+
+
+@dataclass(frozen=True)
 class ScoringConfig:
     """The whole configuration: one instance of each section."""
 
@@ -188,6 +199,7 @@ class ScoringConfig:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     contributor: ContributorConfig = field(default_factory=ContributorConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
+    integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
 
     def validate(self) -> ScoringConfig:
         """Check every bound; raise ``ConfigError`` naming the first bad field."""

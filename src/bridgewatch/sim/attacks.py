@@ -155,20 +155,27 @@ def _sybil_brigade(comm: Community, cfg: SimConfig, rng: np.random.Generator) ->
 
 
 def _coordinated_bloc(comm: Community, cfg: SimConfig, rng: np.random.Generator) -> RatingBlock:
+    """Issue 5: "p% of raters rate against their viewpoint on targeted notes".
+
+    The bloc is ``strength * bloc_frac`` of all honest raters (not of one camp), recruited from the
+    diligent members of the +1 camp of axis 1, and each member rates each target with probability
+    ``participation`` (1: every member rates every target, the issue's wording). An earlier version
+    capped the bloc at 60 random members per target: its volume then no longer grew with p, and its
+    density (60 / bloc size) fell with the community's size (6% at the small scale, ~0 at public
+    scale), which made it dispersed one-off insincerity rather than a coordinated group; a low
+    ``participation`` still simulates that stealthier case.
+    """
     sign = 1 if cfg.attack_direction == "up" else -1
     side = 1  # the bloc comes from the +1 camp of axis 1
+    scen = SCENARIOS["coordinated_bloc"]
     # up: notes slanted against the bloc get its (insincere) helpful votes; down: notes it would like get NH.
     targets = pick_targets(comm, rng, cfg, slant_side=-side if sign > 0 else side)
     camp = np.flatnonzero(comm.honest & (comm.viewpoint[:, 0] * side > 0) & ~comm.low_diligence)
-    frac = min(1.0, cfg.attack_strength * SCENARIOS["coordinated_bloc"].param(cfg, "bloc_frac"))
-    bloc = np.sort(rng.choice(camp, size=round(frac * camp.size), replace=False)).astype(np.int32)
+    size = min(camp.size, round(cfg.attack_strength * scen.param(cfg, "bloc_frac") * int(comm.honest.sum())))
+    bloc = np.sort(rng.choice(camp, size=size, replace=False)).astype(np.int32)
     comm.role[bloc] = ROLES.index("bloc")
-    per_target = min(bloc.size, int(SCENARIOS["coordinated_bloc"].param(cfg, "max_per_target")))
-    if per_target == 0:
-        return RatingBlock.empty()
-    note = np.repeat(targets, per_target)
-    rater = np.concatenate([rng.choice(bloc, size=per_target, replace=False) for _ in targets])
-    ok = rater != comm.author[note]
+    note, rater = _pairs(bloc, targets)
+    ok = (rater != comm.author[note]) & (rng.random(note.size) < scen.param(cfg, "participation"))
     delay = rng.lognormal(np.log(5 * HOUR), 1.0, size=int(ok.sum()))
     return directed(rng, comm, cfg, note[ok], rater[ok], sign, delay)
 
@@ -240,9 +247,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "coordinated_bloc",
-            "strength*bloc_frac of one camp rates targets against its viewpoint (up to max_per_target each)",
+            "strength*bloc_frac of all raters, from one camp, rate the targets against their viewpoint "
+            "(each member each target with probability participation)",
             _coordinated_bloc,
-            {"bloc_frac": 0.05, "max_per_target": 60.0},
+            {"bloc_frac": 0.05, "participation": 1.0},
         ),
         Scenario(
             "slow_infiltration",

@@ -30,12 +30,14 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("targets", "targets", _INT),
     ("success_rate", "moved (of eligible)", _PCT),
     ("flip_rate", "flipped (of eligible)", _PCT),
+    ("floor_flip_rate", "flipped w/o attack ratings", _PCT),
     ("attack_ratings", "attack ratings", _INT),
     ("ratings_per_flip", "ratings / flip", _NUM),
     ("detect_precision", "detect P", _RATE),
     ("detect_recall", "detect R", _RATE),
     ("recall_pss", "R pss", _RATE),
     ("recall_quasi_clique", "R qc", _RATE),
+    ("recall_coordinated", "R coord", _RATE),
     ("help_precision", "help-filter P", _RATE),
     ("help_recall", "help-filter R", _RATE),
     ("helpful_precision", "H prec", _RATE),
@@ -43,7 +45,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("not_helpful_precision", "NH prec", _RATE),
     ("not_helpful_recall", "NH rec", _RATE),
 )
-_COUNTS = {"success_rate": ("moved", "eligible"), "flip_rate": ("flipped", "flip_eligible")}
+_COUNTS = {
+    "success_rate": ("moved", "eligible"),
+    "flip_rate": ("flipped", "flip_eligible"),
+    "floor_flip_rate": ("floor_flipped", "flip_eligible"),
+}
 
 
 def _cell(row: pd.Series, col: str, kind: str) -> str:

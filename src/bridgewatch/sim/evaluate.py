@@ -2,10 +2,10 @@
 
 For each scenario of ``sim.attacks.SCENARIOS`` and each strength, one community is simulated with
 the attack and one without it (strength 0: same seed, same targets, same honest ratings); both are
-scored with the defences on (post-selection similarity, quasi-clique NoCorrelated refit, the
-helpfulness filter) and off. A row of the result says how many targets moved in the attacker's
-direction, what that cost in attack ratings, how well the defences' flags found the attackers, and
-how well the honest notes were scored (``sim.metrics``).
+scored with the defences on (post-selection similarity, quasi-clique NoCorrelated refit,
+Bridgewatch's coordinated groups, the helpfulness filter) and off. A row of the result says how
+many targets moved in the attacker's direction, what that cost in attack ratings, how well the
+defences' flags found the attackers, and how well the honest notes were scored (``sim.metrics``).
 
 Statuses are the meta scorer's ``preStabilizationRatingStatus``: the status the ratings support,
 before the 14-day lock and the stabilization delay, which would otherwise hide any change a single
@@ -27,6 +27,7 @@ import pandas as pd
 
 from bridgewatch.errors import ConfigError
 from bridgewatch.io import read_dataset
+from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.runner import run_integrity, scoring_filters
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.pipeline import score_dataset
@@ -37,6 +38,8 @@ from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import META_FILE, TRUTH_FILE, simulate
 
 Progress = Callable[[str], None]
+FLAGS = ("pss", "quasiClique", "coordinated", "helpfulness")  # who each defence singled out
+DETECTORS = FLAGS[:3]  # the integrity detectors; the helpfulness filter is reported apart
 HOUR = 3_600_000
 MIN_RATINGS = 5  # notes with fewer ratings cannot get any status (minRatingsNeeded)
 
@@ -56,7 +59,7 @@ class Outcome:
     """One scored dataset: statuses by note id, the defences' flags by rater id."""
 
     status: pd.Series  # noteId -> status name
-    flags: pd.DataFrame  # index raterParticipantId; bool columns pss, quasiClique, helpfulness
+    flags: pd.DataFrame  # index raterParticipantId; bool columns of FLAGS
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Row:
     flip_eligible: int
     flipped: int
     flip_rate: float
+    floor_flipped: int  # flipped once every attack rating is removed (perfect discount; NaN rate: not run)
+    floor_flip_rate: float
     attack_ratings: int
     ratings_per_flip: float
     flagged: int
@@ -82,6 +87,7 @@ class Row:
     detect_recall: float
     recall_pss: float
     recall_quasi_clique: float
+    recall_coordinated: float
     help_precision: float
     help_recall: float
     helpful_scored: int
@@ -106,22 +112,34 @@ def _digest(data_dir: Path) -> str:
     return h.hexdigest()
 
 
-def score_outcome(data_dir: Path, *, defences: bool, scorers: str, epoch_millis: int, seed: int) -> Outcome:
-    """Score ``data_dir`` with the defences on or off (off: no PSS, no quasi-cliques, and every
-    scorer without its helpfulness filter); ``scorers``: ``core`` or ``all``."""
+def score_outcome(
+    data_dir: Path, *, defences: bool, scorers: str, epoch_millis: int, seed: int, campaign: bool = True
+) -> Outcome:
+    """Score ``data_dir`` with the defences on or off (off: no PSS, no quasi-cliques, no
+    coordinated groups, and every scorer without its helpfulness filter); ``scorers``: ``core``
+    or ``all``. ``campaign=False`` first removes every attacker rating of a target (the truth says
+    which): what a perfect defence would leave, the attackers' withheld sincere votes still missing.
+    """
     dataset = read_dataset(data_dir)
+    if not campaign:
+        notes, raters = read_truth(data_dir)
+        hit = _campaign(dataset.ratings, notes.index[notes["isAttackTarget"] == "1"],
+                        raters.index[raters["isBadActor"] == "1"])  # fmt: skip
+        dataset = replace(dataset, ratings=dataset.ratings.subset(~hit))
     config = ScoringConfig().validate()
     specs = [core()] if scorers == "core" else default_scorers()
     m = dataset.ratings
     flags = pd.DataFrame(False, index=pd.Index(m.rater_ids, name="raterParticipantId"),
-                         columns=["pss", "quasiClique", "helpfulness"])  # fmt: skip
+                         columns=list(FLAGS))  # fmt: skip
     filters: dict[str, np.ndarray] = {}
     if defences:
         found = run_integrity(dataset, config)
-        filters = scoring_filters(dataset, found)
+        filters = scoring_filters(dataset, found, config)
         # participant arrays hold the matrix's raters first
         flags["pss"] = found.post_selection_value[: m.n_raters] > 0
         flags["quasiClique"] = found.quasi_clique_value[: m.n_raters] > 0
+        if found.coordinated_value is not None:
+            flags["coordinated"] = found.coordinated_value[: m.n_raters] > 0
     else:
         specs = [replace(s, use_reputation=False) for s in specs]
     result = score_dataset(
@@ -147,12 +165,17 @@ def read_truth(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return notes, raters
 
 
+def _campaign(m: RatingMatrix, targets: pd.Index, bad: pd.Index) -> np.ndarray:
+    """bool[R]: ratings by attackers (``bad`` participant ids) on targets (``targets`` note ids)."""
+    on_target = np.isin(m.note_ids, targets.to_numpy(np.int64))[m.note]
+    by_bad = np.isin(m.rater_ids, bad.to_numpy(dtype=object))[m.rater]
+    return on_target & by_bad
+
+
 def _attack_ratings(data_dir: Path, targets: pd.Index, bad: pd.Index) -> tuple[int, pd.Index]:
     """(ratings by attackers on targets, attackers who cast at least one) from the ratings files."""
     m = read_dataset(data_dir).ratings
-    on_target = np.isin(m.note_ids[m.note], targets.to_numpy(np.int64))
-    by_bad = np.isin(m.rater_ids[m.rater], bad.to_numpy(dtype=object))
-    hit = on_target & by_bad
+    hit = _campaign(m, targets, bad)
     return int(hit.sum()), pd.Index(np.unique(m.rater_ids[m.rater[hit]]))
 
 
@@ -165,9 +188,12 @@ def evaluate_level(
     attack_dir: Path,
     scenario: str,
     strength: str,
-    outcomes: Callable[[Path, bool], Outcome],
+    outcomes: Callable[[Path, bool, bool], Outcome],
 ) -> list[Row]:
-    """Rows (defences on, off) comparing ``attack_dir`` against its no-attack twin ``base_dir``."""
+    """Rows (defences on, off) comparing ``attack_dir`` against its no-attack twin ``base_dir``.
+
+    ``outcomes(path, defences, campaign)``: the scored outcome (``score_outcome``).
+    """
     notes, raters = read_truth(attack_dir)
     is_target = notes["isAttackTarget"] == "1"
     targets = notes.index[is_target]
@@ -175,21 +201,24 @@ def evaluate_level(
     bad = raters.index[raters["isBadActor"] == "1"]
     attack_ratings, active = _attack_ratings(attack_dir, targets, bad)
     honest = notes[~is_target]
-    helpful, not_helpful = M.truth_labels(
-        honest["expHelpfulLeft"].astype(float).to_numpy(), honest["expHelpfulRight"].astype(float).to_numpy()
-    )
+    camps = honest[["campHelpfulLeft", "campHelpfulRight"]].astype(float).to_numpy()
+    helpful, not_helpful = M.truth_labels(camps[:, 0], camps[:, 1])
     scorable = honest["numRatings"].astype(int).to_numpy() >= MIN_RATINGS
     direction = str(notes.loc[is_target, "attackDirection"].iloc[0]) if len(targets) else ""
     rows = []
     for defences in (True, False):
-        base, att = outcomes(base_dir, defences), outcomes(attack_dir, defences)
+        base, att = outcomes(base_dir, defences, True), outcomes(attack_dir, defences, True)
         before, after = base.status.reindex(targets), att.status.reindex(targets)
         shift = M.attack_shift(before.to_numpy(), after.to_numpy(), sign)
+        floor = M.Shift(0, 0, 0, 0)
+        if defences and attack_ratings:
+            without = outcomes(attack_dir, defences, False).status.reindex(targets)
+            floor = M.attack_shift(before.to_numpy(), without.to_numpy(), sign)
         flags = att.flags.reindex(raters.index, fill_value=False)
         truth_bad = raters.index.isin(active)
         # Detection: the integrity flags. The helpfulness filter drops many honest raters with few
         # or unusual ratings too, so it is reported on its own, not folded into detection.
-        det = M.detection((flags["pss"] | flags["quasiClique"]).to_numpy(), truth_bad)
+        det = M.detection(flags[list(DETECTORS)].any(axis=1).to_numpy(), truth_bad)
         helpfulness = M.detection(flags["helpfulness"].to_numpy(), truth_bad)
         acc = M.honest_accuracy(att.status.reindex(honest.index).to_numpy(), helpful, not_helpful, scorable)
         on = defences and len(active) > 0
@@ -198,11 +227,12 @@ def evaluate_level(
             Row(
                 scenario, direction, strength, _fmt_label(defences), len(active), len(targets),
                 shift.eligible, shift.moved, shift.rate, shift.flip_eligible, shift.flipped, shift.flip_rate,
+                floor.flipped, floor.flip_rate,
                 attack_ratings, M.ratio(attack_ratings, shift.flipped) if shift.flipped else math.nan,
                 det.flagged if defences else 0,
                 det.precision if on else math.nan, det.recall if on else math.nan,
                 *(M.detection(flags[c].to_numpy(), truth_bad).recall if on else math.nan
-                  for c in ("pss", "quasiClique")),
+                  for c in DETECTORS),
                 helpfulness.precision if on else math.nan, helpfulness.recall if on else math.nan,
                 acc.helpful, acc.helpful_precision, acc.helpful_recall,
                 acc.not_helpful_precision, acc.not_helpful_recall,
@@ -217,15 +247,16 @@ class _Scores:
 
     def __init__(self, scorers: str, progress: Progress | None) -> None:
         self.scorers, self.progress = scorers, progress
-        self.cache: dict[tuple[str, bool], Outcome] = {}
+        self.cache: dict[tuple[str, bool, bool], Outcome] = {}
 
-    def get(self, path: Path, defences: bool, now: int) -> Outcome:
-        key = (_digest(path), defences)
+    def get(self, path: Path, defences: bool, campaign: bool, now: int) -> Outcome:
+        key = (_digest(path), defences, campaign)
         if key not in self.cache:
             if self.progress is not None:
-                self.progress(f"score {path.parent.name} {path.name} defences {_fmt_label(defences)}")
+                what = "" if campaign else " without attack ratings"
+                self.progress(f"score {path.parent.name} {path.name}{what} defences {_fmt_label(defences)}")
             self.cache[key] = score_outcome(
-                path, defences=defences, scorers=self.scorers, epoch_millis=now, seed=42
+                path, defences=defences, scorers=self.scorers, epoch_millis=now, seed=42, campaign=campaign
             )
         return self.cache[key]
 
@@ -294,5 +325,7 @@ def run_evaluation(
             for value in levels:
                 path, _ = _simulate(root, scale, seed, name, value, True, n_targets, overrides or {})
                 label = strength_label(name, value)
-                rows += evaluate_level(base, path, name, label, lambda p, d, now=now: scores.get(p, d, now))
+                rows += evaluate_level(
+                    base, path, name, label, lambda p, d, c, now=now: scores.get(p, d, c, now)
+                )
     return pd.DataFrame([asdict(r) for r in rows])

@@ -16,7 +16,7 @@ import pandas as pd
 from bridgewatch.schema import CRH, CRNH, MISLEADING, NMR, NOT_MISLEADING, NOTE_LOCK_MILLIS
 from bridgewatch.sim.community import CORE_GROUPS, ENROLLMENT, ROLES, Community
 from bridgewatch.sim.config import SimConfig
-from bridgewatch.sim.ratings import expected_helpfulness
+from bridgewatch.sim.ratings import expected_helpfulness, latent_mean
 from bridgewatch.sim.text import TOPIC_NAMES
 
 STATUS_NAMES = (NMR, CRH, CRNH)  # int8 codes 0, 1, 2
@@ -49,7 +49,10 @@ TRUTH_COLUMNS = (
     "slant2",
     "viewpoint2",
     "attackDirection",
+    "campHelpfulLeft",
+    "campHelpfulRight",
 )
+CAMP_SAMPLE = 2048  # members per camp averaged for campHelpful* (all of them in smaller communities)
 
 
 def camp_helpfulness(comm: Community, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +61,34 @@ def camp_helpfulness(comm: Community, cfg: SimConfig) -> tuple[np.ndarray, np.nd
     for v in (-1.0, 1.0):
         z = comm.quality + cfg.slant_weight * v * comm.slant[:, 0]
         out.append(expected_helpfulness(z, cfg))
+    return out[0], out[1]
+
+
+def camp_means(
+    comm: Community, cfg: SimConfig, rng: np.random.Generator, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean expected helpfulNum of each note (N,) over the members of the -1 and the +1 camp.
+
+    A camp is the honest, diligent raters on that side of axis 1 (attack roles do not matter: a bloc
+    member's sincere opinion is its camp's, so the attacked community and its no-attack twin get the
+    same truth). Members keep their own viewpoint (every axis) and leniency, so this is what a
+    typical member of the camp expects, not a rater at the axis end: the camps sit at
+    ±``polarization`` (0.7 by default) with a spread, and ``camp_helpfulness`` (viewpoint ±1, the
+    prior run's stand-in) judges a note by a rater more partisan than about 80% of its camp. Camps
+    larger than ``CAMP_SAMPLE`` are averaged over a seeded sample of that many members.
+    """
+    out = []
+    for side in (-1.0, 1.0):
+        members = np.flatnonzero(comm.honest & ~comm.low_diligence & (comm.viewpoint[:, 0] * side > 0))
+        if members.size > CAMP_SAMPLE:
+            members = np.sort(rng.choice(members, size=CAMP_SAMPLE, replace=False))
+        mean = np.full(comm.n_notes, np.nan)
+        for lo in range(0, comm.n_notes, chunk):
+            notes = np.arange(lo, min(comm.n_notes, lo + chunk), dtype=np.int32)
+            note, rater = np.repeat(notes, members.size), np.tile(members, notes.size)
+            z = latent_mean(comm, cfg, note, rater)
+            mean[notes] = expected_helpfulness(z, cfg).reshape(notes.size, members.size).mean(axis=1)
+        out.append(mean)
     return out[0], out[1]
 
 
@@ -168,11 +199,18 @@ def truth(
     status: np.ndarray,
     note_ratings: np.ndarray,
     rater_ratings: np.ndarray,
+    rng: np.random.Generator,
     chunk: int = 250_000,
 ) -> Iterator[pd.DataFrame]:
-    """The latent truth, notes then raters, in chunks of text columns ``TRUTH_COLUMNS``."""
+    """The latent truth, notes then raters, in chunks of text columns ``TRUTH_COLUMNS``.
+
+    ``expHelpfulLeft/Right``: a neutral rater at viewpoint ∓1 (``camp_helpfulness``);
+    ``campHelpfulLeft/Right``: the camps' members on average (``camp_means``, drawn with ``rng``),
+    which the evaluation's truth labels use.
+    """
     N, R = comm.n_notes, comm.n_raters
     left, right = camp_helpfulness(comm, cfg)
+    camp_left, camp_right = camp_means(comm, cfg, rng)
     topic = comm.post_topic[comm.note_post]
     topics = np.array(("", *TOPIC_NAMES), dtype=object)
     activity = comm.activity / max(comm.activity.sum(), 1e-300) * R
@@ -198,6 +236,8 @@ def truth(
             "attackDirection": np.select(
                 [comm.target_sign[s] > 0, comm.target_sign[s] < 0], ["up", "down"], ""
             ),
+            "campHelpfulLeft": _fmt(camp_left[s], 4),
+            "campHelpfulRight": _fmt(camp_right[s], 4),
         }
         yield pd.DataFrame(notes).reindex(columns=list(TRUTH_COLUMNS), fill_value="")
     for lo in range(0, R, chunk):

@@ -5,10 +5,14 @@ one definition of "the attack worked", "an attacker was caught" and "an honest n
 right". Statuses are compared by rank: Not Helpful (-1) < Needs More Ratings / Needs Your Help (0)
 < Helpful (+1); an attack "moves" a note when its rank changes in the attacker's direction.
 
-Truth of an honest note (from ``truth.tsv``): *helpful* when a typical rater of either camp finds
-it at least somewhat helpful on average (``min(expHelpfulLeft, expHelpfulRight) >= 0.5``), *not
-helpful* when neither camp does (``max(...) < 0.5``); notes one camp likes and the other does not
-are neither, and a bridging scorer should leave them unrated.
+Truth of an honest note (from ``truth.tsv``): *helpful* when each camp's members find it at least
+somewhat helpful on average (``min(campHelpfulLeft, campHelpfulRight) >= 0.5``: the mean expected
+helpfulNum over the camp's honest, diligent raters, ``sim.history.camp_means``), *not helpful*
+when neither camp does (``max(...) < 0.5``); notes one camp likes and the other does not are
+neither, and a bridging scorer should leave them unrated. (An earlier version used
+``expHelpfulLeft/Right``, a rater at viewpoint ±1; the camps sit at ±0.7, so that bar asked a note
+to please raters more partisan than ~80% of their own camp, and most "false" Helpful notes were
+notes the camps' actual members find helpful.)
 """
 
 from __future__ import annotations

@@ -231,6 +231,9 @@ def honest_block(
             break
         rater[bad] = sampler.draw(rng, int(bad.sum()))
     keep = ~invalid_pairs(note, rater, comm.author, comm.n_raters)
-    # an attacker's vote on a target is the attack's, never an honest one (sim.attacks adds those)
-    keep &= ~(comm.target[note] & (comm.role[rater] > 0))
-    return rate(rng, comm, cfg, note[keep], rater[keep])
+    block = rate(rng, comm, cfg, note[keep], rater[keep])
+    # An attacker's vote on a target is the attack's, never an honest one (sim.attacks adds those).
+    # Dropped after drawing, so that every other rating gets the same random draws as in the
+    # no-attack twin (a bloc recruits honest raters, whose planned ratings would otherwise shift the
+    # generator and reshuffle the noise of the whole block).
+    return block.take(np.flatnonzero(~(comm.target[block.note] & (comm.role[block.rater] > 0))))

@@ -55,7 +55,7 @@ META_FILE = "meta.json"
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 _NOTE_CHUNK = 50_000
 # (stream) keys of the SeedSequence: one independent stream per use
-_COMMUNITY, _ATTACK, _HISTORY, _TEXT, _BLOCK = 1, 2, 3, 4, 5
+_COMMUNITY, _ATTACK, _HISTORY, _TEXT, _BLOCK, _TRUTH = 1, 2, 3, 4, 5, 6
 # misleading reasons (first 7 of NOTE_REASON_COLUMNS) and not-misleading ones (last 5): pick weights
 _MISLEADING_W = np.array([0.05, 0.35, 0.04, 0.03, 0.40, 0.12, 0.01])
 _NOT_MISLEADING_W = np.array([0.2, 0.5, 0.05, 0.1, 0.15])
@@ -261,7 +261,8 @@ def simulate(
 
     write_tsv(out / STATUS_FILE, nsh_chunks(), NOTE_STATUS_HISTORY_COLUMNS)
     write_tsv(out / ENROLLMENT_FILE, enrollment(comm, cfg), ENROLLMENT_COLUMNS)
-    write_tsv(out / TRUTH_FILE, truth(comm, cfg, status, note_counts, rater_counts), TRUTH_COLUMNS)
+    truth_rows = truth(comm, cfg, status, note_counts, rater_counts, _rng(cfg, _TRUTH))
+    write_tsv(out / TRUTH_FILE, truth_rows, TRUTH_COLUMNS)
     n_ratings = int(levels.sum())
     summary = SimulationSummary(
         out_dir=str(out),

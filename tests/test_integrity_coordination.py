@@ -1,0 +1,173 @@
+"""Coordinated rater groups (Bridgewatch's defence beyond §7) on planted blocs and honest worlds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from bridgewatch import schema
+from bridgewatch.integrity.adapters import detect_integrity, final_scoring_filter, pss_keep
+from bridgewatch.integrity.coordination import (
+    CoordinationParams,
+    action_matrix,
+    concerted_ratings,
+    coordinated_groups,
+)
+from bridgewatch.io.matrix import build_rating_matrix
+
+P = CoordinationParams()
+
+
+def _world(seed=0, n_honest=400, n_notes=300, bloc=40, targets=25, per_rater=12, heavy_member=False):
+    """Honest raters rate ``per_rater`` random notes with random values; raters ``n_honest..`` (the
+    bloc) rate the same ``targets`` notes NOT_HELPFUL plus their own random honest ratings. With
+    ``heavy_member`` the last member rates 150 other notes and only 15 targets (too little
+    overlap with any one member, enough with the group's campaign). Returns note, rater, value,
+    created (arrays), n_raters, the bloc's rater ids and the target notes."""
+    rng = np.random.default_rng(seed)
+    note, rater, value = [], [], []
+    n_raters = n_honest + bloc
+    for r in range(n_raters):
+        if heavy_member and r == n_raters - 1:  # 150 notes nobody else rates
+            k, picks = 150, n_notes + np.arange(150)
+        else:
+            k, picks = per_rater, rng.choice(n_notes, per_rater, replace=False)
+        note += picks.tolist()
+        rater += [r] * k
+        value += rng.choice([0.0, 0.5, 1.0], k).tolist()
+    target = np.sort(rng.choice(n_notes, targets, replace=False))
+    members = np.arange(n_honest, n_raters)
+    for r in members:
+        for n in target[:15] if heavy_member and r == n_raters - 1 else target:
+            note.append(int(n))
+            rater.append(int(r))
+            value.append(0.0)
+    note, rater, value = np.array(note), np.array(rater), np.array(value)
+    # one rating per (note, rater): the bloc's vote wins over an honest draw of the same pair
+    key = note * n_raters + rater
+    _, last = np.unique(key[::-1], return_index=True)
+    keep = np.sort(key.shape[0] - 1 - last)
+    created = rng.integers(0, 10**9, keep.shape[0])
+    return note[keep], rater[keep], value[keep], created, n_raters, members, target
+
+
+def test_planted_bloc_is_found_exactly_and_honest_raters_are_not() -> None:
+    note, rater, value, _, n_raters, members, _ = _world()
+    group = coordinated_groups(note, rater, value, n_raters)
+    assert set(np.flatnonzero(group)) == set(members.tolist())
+    assert set(group[members]) == {1}
+
+
+def test_an_honest_world_has_no_group() -> None:
+    note, rater, value, _, n_raters, _, _ = _world(bloc=0)
+    assert not coordinated_groups(note, rater, value, n_raters).any()
+
+
+def test_too_few_or_too_few_shared_notes_is_no_group() -> None:
+    note, rater, value, _, n_raters, _, _ = _world(bloc=4)  # below min_group
+    assert not coordinated_groups(note, rater, value, n_raters).any()
+    note, rater, value, _, n_raters, _, _ = _world(targets=3)  # below min_shared
+    assert not coordinated_groups(note, rater, value, n_raters).any()
+
+
+def test_growth_admits_a_member_hidden_by_many_honest_ratings() -> None:
+    note, rater, value, _, n_raters, members, _ = _world(heavy_member=True)
+    heavy = members[-1]
+    # 15 shared targets / (37 + 10) with a typical member: 0.32 < 0.4; with the group's 25 actions:
+    # 15 / (25 + 10) = 0.43
+    no_growth = coordinated_groups(note, rater, value, n_raters, replace(P, grow_rounds=0))
+    assert no_growth[heavy] == 0 and (no_growth[members[:-1]] == 1).all()
+    assert coordinated_groups(note, rater, value, n_raters)[heavy] == 1
+
+
+def _brute_force(note, rater, value, n_raters, p: CoordinationParams) -> np.ndarray:
+    """The slow twin of the seeding step: every pair tested, components of >= min_group raters."""
+    x, _ = action_matrix(note, rater, value, n_raters)
+    shared = (x @ x.T).toarray()
+    size = np.diag(shared).astype(float)
+    sim = shared / (np.minimum(size[:, None], size[None, :]) + p.pseudocounts)
+    ok = (shared >= p.min_shared) & (sim >= p.min_similarity)
+    np.fill_diagonal(ok, False)
+    _, comp = connected_components(sp.csr_matrix(ok), directed=False)
+    counts = np.bincount(comp)
+    return np.where(counts[comp] >= p.min_group, comp, -1)
+
+
+def test_minhash_seeds_match_all_pairs_on_two_blocs() -> None:
+    # two blocs with different targets, one voting down, one up
+    note, rater, value, _, n_raters, members, _ = _world(seed=4, n_honest=200, bloc=30)
+    second = np.arange(n_raters, n_raters + 12)
+    extra_notes = np.repeat(np.arange(40, 60), second.size)
+    note = np.concatenate([note, extra_notes])
+    rater = np.concatenate([rater, np.tile(second, 20)])
+    value = np.concatenate([value, np.ones(extra_notes.size)])
+    n_raters += second.size
+    p = replace(P, grow_rounds=0)
+    fast = coordinated_groups(note, rater, value, n_raters, p)
+    slow = _brute_force(note, rater, value, n_raters, p)
+    assert ((fast > 0) == (slow >= 0)).all()
+    # same partition: the ids differ in name only, numbered by lowest member
+    pairs = set(zip(fast[fast > 0].tolist(), slow[slow >= 0].tolist(), strict=True))
+    assert len(pairs) == 2 and fast[members[0]] == 1 and fast[second[0]] == 2
+
+
+def test_same_groups_whatever_the_rating_order() -> None:
+    note, rater, value, _, n_raters, _, _ = _world(seed=2)
+    perm = np.random.default_rng(9).permutation(note.shape[0])
+    a = coordinated_groups(note, rater, value, n_raters)
+    b = coordinated_groups(note[perm], rater[perm], value[perm], n_raters)
+    assert np.array_equal(a, b) and a.any()
+
+
+def test_concerted_ratings_are_the_campaign_not_the_members_other_ratings() -> None:
+    note, rater, value, _, n_raters, members, target = _world(seed=1)
+    group = coordinated_groups(note, rater, value, n_raters)
+    concerted = concerted_ratings(note, rater, value, group)
+    by_member = np.isin(rater, members)
+    on_target = np.isin(note, target)
+    assert np.array_equal(concerted, by_member & on_target)
+
+
+def _matrix(note, rater, value, created, n_raters, n_notes=300):
+    notes = pd.DataFrame(
+        {
+            "noteId": np.arange(n_notes, dtype=np.int64) + 10,
+            "noteAuthorParticipantId": [f"author{i % 7}" for i in range(n_notes)],
+            "createdAtMillis": np.zeros(n_notes, dtype=np.int64),
+            "tweetId": np.arange(n_notes, dtype=np.int64) + 10_000,
+            "classification": schema.MISLEADING,
+        }
+    )
+    matrix = build_rating_matrix(
+        note=note, rater=rater, value=value.astype(np.float32), created_at=created,
+        tags=np.zeros(note.shape[0], np.uint32), population_sampled=np.zeros(note.shape[0], bool),
+        note_ids=notes["noteId"].to_numpy(),
+        rater_ids=np.array([f"r{i:04d}" for i in range(n_raters)], dtype=object),
+    )  # fmt: skip
+    return matrix, notes
+
+
+def test_a_detected_bloc_casts_one_vote_per_target_and_keeps_its_other_ratings() -> None:
+    note, rater, value, created, n_raters, members, target = _world(seed=3)
+    matrix, notes = _matrix(note, rater, value, created, n_raters)
+    off = detect_integrity(matrix, notes)
+    assert off.coordinated_value is None and off.keep.all()  # the reference: no such defence
+    on = detect_integrity(matrix, notes, coordination=P)
+    member = np.isin(matrix.rater, members)
+    on_target = np.isin(matrix.note, target)
+    campaign = member & on_target
+    kept = pd.DataFrame({"note": matrix.note[campaign & on.keep], "t": matrix.created_at[campaign & on.keep]})
+    assert sorted(kept["note"]) == sorted(target.tolist())  # exactly one per target ...
+    earliest = pd.Series(matrix.created_at[campaign]).groupby(matrix.note[campaign]).min()
+    assert (kept.set_index("note")["t"] == earliest.reindex(kept["note"])).all()  # ... the earliest
+    assert on.keep[~campaign].all()  # honest ratings, the members' own ones included, all stay
+    # a later phase re-applies the groups by id and gets the same mask
+    ids, pss, group = on.participant_ids, on.post_selection_value, on.coordinated_value
+    assert np.array_equal(pss_keep(matrix, notes, ids, pss, coordinated_value=group), on.keep)
+    # final scoring collapses the campaign too (no PSS clique here, so its mask is the same)
+    keep, _ = final_scoring_filter(matrix, notes, ids, pss, on.correlated_ids, coordinated_value=group)
+    assert np.array_equal(keep, on.keep) and not keep[campaign].all()
