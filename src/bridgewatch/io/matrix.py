@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from bridgewatch import schema
 
@@ -67,7 +68,11 @@ class RatingMatrix:
 
     def rater_index(self, participant_ids: np.ndarray) -> np.ndarray:
         """Dense indices of participant id strings, -1 where a participant never rated."""
-        return _lookup(self.rater_ids, np.asarray(participant_ids, dtype=object))
+        query = np.asarray(participant_ids, dtype=object)
+        index = _id_index(self.rater_ids)
+        if index is None:
+            return _lookup(self.rater_ids, query)
+        return index.get_indexer(query).astype(np.int64)
 
     def subset(self, keep: np.ndarray) -> RatingMatrix:
         """A new matrix with only the ratings where ``keep`` (bool[R]) is true.
@@ -100,6 +105,27 @@ class RatingMatrix:
             self.rater_indptr,
         )
         return int(sum(a.nbytes for a in arrays))
+
+
+# Hash indexes of rater id arrays, kept per array object: every scorer of a run looks raters up
+# by string id, and a binary search over Python strings costs far more than one hash table built
+# once (subsets share their parent's ``rater_ids``, so one entry serves them all).
+_ID_INDEXES: dict[int, tuple[np.ndarray, pd.Index]] = {}
+_MAX_ID_INDEXES = 8
+
+
+def _id_index(keys: np.ndarray) -> pd.Index | None:
+    """A cached ``pd.Index`` over ``keys`` (sorted unique ids), None when they are not unique."""
+    hit = _ID_INDEXES.get(id(keys))
+    if hit is not None and hit[0] is keys:
+        return hit[1]
+    index = pd.Index(keys)
+    if not index.is_unique:
+        return None
+    if len(_ID_INDEXES) >= _MAX_ID_INDEXES:
+        _ID_INDEXES.pop(next(iter(_ID_INDEXES)))
+    _ID_INDEXES[id(keys)] = (keys, index)
+    return index
 
 
 def _lookup(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
