@@ -14,6 +14,7 @@ subset before scoring, and only the full run gets the frozen-rater MF note facto
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,23 @@ from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 
 
+# Per ScoringInputs object: every Gaussian pass of a run (3 scorers x 4 rating subsets) needs the
+# same authors, and looking up thousands of string ids each time was a fixed cost per pass.
+_AUTHORS: weakref.WeakKeyDictionary[ScoringInputs, np.ndarray] = weakref.WeakKeyDictionary()
+
+
 def note_authors(inputs: ScoringInputs) -> np.ndarray:
-    """int[N]: each note's author as a rater index of the matrix, -1 when the author never rated."""
+    """int[N]: each note's author as a rater index of the matrix, -1 when the author never rated
+    (read-only; computed once per ``inputs``)."""
+    cached = _AUTHORS.get(inputs)
+    if cached is None:
+        cached = _note_authors(inputs)
+        cached.flags.writeable = False
+        _AUTHORS[inputs] = cached
+    return cached
+
+
+def _note_authors(inputs: ScoringInputs) -> np.ndarray:
     authors = inputs.notes["noteAuthorParticipantId"].to_numpy(dtype=object)
     known = np.array([isinstance(a, str) for a in authors], dtype=bool)
     out = np.full(authors.shape[0], -1, dtype=np.int64)
