@@ -33,7 +33,6 @@ from bridgewatch.scoring.scorer_run import ScorerRun, low_diligence, note_filter
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 
-
 # Per ScoringInputs object: every Gaussian pass of a run (3 scorers x 4 rating subsets) needs the
 # same authors, and looking up thousands of string ids each time was a fixed cost per pass.
 _AUTHORS: weakref.WeakKeyDictionary[ScoringInputs, np.ndarray] = weakref.WeakKeyDictionary()

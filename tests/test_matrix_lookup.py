@@ -1,0 +1,47 @@
+"""RatingMatrix id lookups: the cached hash index answers exactly as a binary search would."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridgewatch.io import matrix as M
+
+
+def _matrix(rater_ids: list[str]) -> M.RatingMatrix:
+    n = len(rater_ids)
+    return M.build_rating_matrix(
+        note=np.zeros(n, dtype=np.int32),
+        rater=np.arange(n, dtype=np.int32),
+        value=np.ones(n, dtype=np.float32),
+        created_at=np.arange(n, dtype=np.int64),
+        tags=np.zeros(n, dtype=np.uint32),
+        population_sampled=np.zeros(n, dtype=bool),
+        note_ids=np.array([7], dtype=np.int64),
+        rater_ids=np.array(rater_ids, dtype=object),
+    )
+
+
+def test_rater_index_matches_binary_search_and_marks_unknown_ids():
+    m = _matrix(["a", "c", "e"])
+    query = np.array(["e", "b", "a", "zz", "c", "a"], dtype=object)
+    got = m.rater_index(query)
+    assert got.dtype == np.int64
+    assert got.tolist() == [2, -1, 0, -1, 1, 0]
+    assert got.tolist() == M._lookup(m.rater_ids, query).tolist()
+
+
+def test_rater_index_cache_is_per_id_array_and_shared_by_subsets():
+    a, b = _matrix(["a", "b"]), _matrix(["b", "c"])
+    assert a.rater_index(np.array(["b"], dtype=object)).tolist() == [1]
+    assert b.rater_index(np.array(["b"], dtype=object)).tolist() == [0]
+    sub = a.subset(np.array([False, True]))
+    assert sub.rater_ids is a.rater_ids
+    assert sub.rater_index(np.array(["a", "b"], dtype=object)).tolist() == [0, 1]
+
+
+def test_rater_index_empty_matrix_and_many_arrays():
+    assert _matrix([]).rater_index(np.array(["a"], dtype=object)).tolist() == [-1]
+    for i in range(2 * M._MAX_ID_INDEXES):  # evicts old entries without mixing them up
+        ids = [f"r{i}", f"s{i}"]
+        got = _matrix(ids).rater_index(np.array([f"s{i}", "r0"], dtype=object))
+        assert got.tolist() == [1, 0 if i == 0 else -1]
