@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.io.matrix import build_rating_matrix
-from bridgewatch.scoring.rescore import merge_rows, note_fingerprints, notes_to_rescore
+from bridgewatch.scoring.rescore import merge_rows, note_fingerprints, notes_to_rescore, raters_changed
 
 DAY = 86_400_000
 NOW = 1_795_305_600_000
@@ -68,3 +68,22 @@ def test_merge_rows_takes_rescored_rows_from_the_new_run() -> None:
     assert list(out["noteId"]) == [1, 2, 3]  # note 9 vanished; note 3 is new
     assert list(out["status"]) == ["p1", "n2", "n3"]
     assert out.dtypes.to_dict() == new.dtypes.to_dict()
+
+
+def test_raters_changed_counts_every_high_volume_flip_group_change_and_new_rater() -> None:
+    previous = pd.DataFrame(
+        {
+            "raterParticipantId": ["a", "b", "c", "d"],
+            "highVolume": [False, True, False, False],
+            "group": [1, 2, 3, 4],
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "raterParticipantId": ["a", "b", "c", "d", "e"],
+            # b flips off (whether or not any scorer found b helpful), c changes group, e is new
+            "highVolume": [False, False, False, False, False],
+            "group": [1, 2, 5, 4, 1],
+        }
+    )
+    assert raters_changed(previous, current).tolist() == [False, True, True, False, True]

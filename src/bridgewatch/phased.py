@@ -112,16 +112,8 @@ def _notes_table(final: FinalNotes, fingerprints: pd.DataFrame) -> pd.DataFrame:
 class _Selector:
     """Picks the notes to rescore once final scoring has preprocessed the whole dataset."""
 
-    def __init__(
-        self, dataset: Dataset, state_dir: Path, epoch_millis: int, config: ScoringConfig, pre: Prescoring
-    ) -> None:
+    def __init__(self, dataset: Dataset, state_dir: Path, epoch_millis: int, config: ScoringConfig) -> None:
         self.dataset, self.state_dir, self.epoch, self.config = dataset, state_dir, epoch_millis, config
-        # A high-volume flag only matters for ratings in some scorer's final fit, i.e. by raters
-        # prescoring allowed there; a group change matters for every rating (capture shares).
-        helpful = np.zeros(pre.rater_ids.shape[0], dtype=bool)
-        for state in pre.scorers.values():
-            helpful |= state.pre.helpful_raters
-        self.helpful_ids = pre.rater_ids[helpful]
         self.fingerprints: pd.DataFrame | None = None
         self.selected: np.ndarray | None = None
 
@@ -129,12 +121,7 @@ class _Selector:
         m = inputs.matrix
         d = self.dataset
         self.fingerprints = RS.note_fingerprints(d.ratings, d.notes, d.status_history, inputs.note_topic)
-        prev_raters = read_table(self.state_dir, "raters").set_index("raterParticipantId")
-        cur = _rater_table(inputs).set_index("raterParticipantId")
-        old = prev_raters.reindex(cur.index)
-        high = old["highVolume"].fillna(False).to_numpy(bool) != cur["highVolume"].to_numpy(bool)
-        high &= pd.Index(np.asarray(m.rater_ids, dtype=object)).isin(self.helpful_ids)
-        changed = high | (old["group"].fillna(-2).to_numpy(np.int64) != cur["group"].to_numpy(np.int64))
+        changed = RS.raters_changed(read_table(self.state_dir, "raters"), _rater_table(inputs))
         run = read_table(self.state_dir, "run").iloc[0]
         nsh = self.dataset.status_history.drop_duplicates(subset=["noteId"]).set_index("noteId")
         timer = nsh["timestampMillisOfNmrDueToMinStableCrhTime"].reindex(m.note_ids).to_numpy(np.float64)
@@ -172,7 +159,7 @@ def final_phase(
     digest = prescoring_digest(state_dir)
     selector = None
     if incremental and _can_reuse(state_dir, config, digest):
-        selector = _Selector(dataset, state_dir, epoch_millis, config, prescoring)
+        selector = _Selector(dataset, state_dir, epoch_millis, config)
     result: FinalResult = final_dataset(
         dataset, prescoring, epoch_millis=epoch_millis, config=config, rating_keep=rating_keep,
         correlated=correlated, rescore=selector, clock=clock, engine=engine,

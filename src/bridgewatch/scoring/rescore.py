@@ -71,6 +71,22 @@ def note_fingerprints(
     )
 
 
+def raters_changed(previous: pd.DataFrame, current: pd.DataFrame) -> np.ndarray:
+    """bool[U] per row of ``current``: raters whose per-rater final inputs changed since ``previous``.
+
+    Both frames hold ``raterParticipantId``, ``highVolume`` and ``group`` (the final state's
+    rater table). A high-volume flip counts for every rater, helpful or not: the NoHighVol refits
+    apply the 5-ratings-per-note filter before the helpfulness filter (MF and Gaussian alike), so
+    an unhelpful rater's flip can move a note across it. A rater absent from ``previous`` counts
+    as changed (it had no group there).
+    """
+    old = previous.drop_duplicates(subset=["raterParticipantId"]).set_index("raterParticipantId")
+    old = old.reindex(current["raterParticipantId"].to_numpy(dtype=object))
+    high = old["highVolume"].fillna(False).to_numpy(bool) != current["highVolume"].to_numpy(bool)
+    group = old["group"].fillna(-2).to_numpy(np.int64) != current["group"].to_numpy(np.int64)
+    return high | group
+
+
 def notes_to_rescore(
     current: pd.DataFrame,
     previous: pd.DataFrame,
