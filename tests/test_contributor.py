@@ -235,3 +235,52 @@ def test_rating_counts_are_empty_without_a_rating_before_status():
     columns = [*ct.COUNT_COLUMNS, "ratingsAwaitingMoreRatings", "ratedAfterDecision"]
     assert (out.loc["early", columns] == [0, 0, 0, 0, 0, 0, 1, 0]).all()
     assert out.loc["late", columns].isna().all() and out.loc["a", columns].isna().all()
+
+
+def _one_author_community(author_rates: bool):
+    """An earnedIn author with three CRNH notes; a rater r rates each note (and the author rates
+    note 1 before its status when ``author_rates``)."""
+    day = 86_400_000
+    note_ids = np.array([1, 2, 3], dtype=np.int64)
+    raters = np.array(["a", "r"], dtype=object) if author_rates else np.array(["r"], dtype=object)
+    rows = [(0, 1), (1, 1), (2, 1), (0, 0)] if author_rates else [(0, 0), (1, 0), (2, 0)]
+    m = build_rating_matrix(
+        note=np.array([n for n, _ in rows]), rater=np.array([r for _, r in rows]),
+        value=np.zeros(len(rows)), created_at=np.full(len(rows), NOW - 9 * day), tags=np.zeros(len(rows)),
+        population_sampled=np.zeros(len(rows), bool), note_ids=note_ids, rater_ids=raters,
+    )  # fmt: skip
+    notes = pd.DataFrame(
+        {"noteId": note_ids, "noteAuthorParticipantId": ["a"] * 3,
+         "createdAtMillis": [NOW - 10 * day] * 3, "finalRatingStatus": [schema.CRNH] * 3,
+         "coreNoteIntercept": [-0.2] * 3}
+    )  # fmt: skip
+    nsh = pd.DataFrame({"noteId": note_ids, "timestampMillisOfLatestNonNMRStatus": [NOW - 8 * day] * 3})
+    counts = pd.DataFrame({"raterParticipantId": ["r"], **{c: [1.0] for c in ct.COUNT_COLUMNS}})
+    enr = pd.DataFrame(
+        {"participantId": ["a"], "enrollmentState": ["earnedIn"], "successfulRatingNeededToEarnIn": [5],
+         "timestampOfLastStateChange": [7.0], "timestampOfLastEarnOut": [3.0], "numberOfTimesEarnedOut": [1]}
+    )  # fmt: skip
+    return m, notes, nsh, counts, enr
+
+
+def test_state_machine_does_not_see_authored_notes_by_default():
+    """Bug: earnedIn authors with 2-3 CRNH of their last 5 went atRisk / earned out, but the
+    reference's rater rows never meet its author rows, so no note-based transition fires there."""
+    data = _one_author_community(author_rates=True)
+    out = ct.contributor_scores(*data, epoch_millis=NOW, config=CFG).set_index("raterParticipantId")
+    assert out.loc["a", "enrollmentState"] == ES["earnedIn"]
+    assert out.loc["a", "numberOfTimesEarnedOut"] == 1 and out.loc["a", "timestampOfLastStateChange"] == 7.0
+    sees = ScoringConfig(contributor=dataclasses.replace(CFG.contributor, state_sees_notes=True))
+    out = ct.contributor_scores(*data, epoch_millis=NOW, config=sees).set_index("raterParticipantId")
+    assert out.loc["a", "enrollmentState"] == ES["earnedOutAcknowledged"]
+    assert out.loc["a", "numberOfTimesEarnedOut"] == 2 and out.loc["a", "timestampOfLastStateChange"] == NOW
+
+
+def test_author_without_a_rating_row_gets_new_user_defaults():
+    """Bug: an enrolled author who never rated before a status kept its enrollment row; the
+    reference writes only its author row, with the new-user defaults."""
+    out = ct.contributor_scores(*_one_author_community(author_rates=False), epoch_millis=NOW, config=CFG)
+    a = out.set_index("raterParticipantId").loc["a"]
+    assert a.enrollmentState == ES["newUser"] and a.successfulRatingNeededToEarnIn == 5
+    assert a.timestampOfLastEarnOut == 1.0
+    assert np.isnan(a.numberOfTimesEarnedOut) and np.isnan(a.timestampOfLastStateChange)

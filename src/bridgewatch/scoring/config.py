@@ -155,6 +155,9 @@ class ContributorConfig:
     recent_stats_min_ratings: int = param(10, "14d stats: no-status notes need this many ratings", "§4.6")
     long_stats_days: int = param(90, "window of the *90d contributor stats", "§4.6", ge=1)
     single_trigger_earn_out: bool = param(False, "earn out on a CRNH if CRNH > CRH (reference: off)", "§4.6")
+    state_sees_notes: bool = param(
+        False, "state machine reads authored notes (reference: no, its rows never join)", "§4.6"
+    )
 
 
 @dataclass(frozen=True)

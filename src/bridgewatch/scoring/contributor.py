@@ -239,24 +239,10 @@ def contributor_scores(
     top = author_top_not_helpful_tags(author, note_nh, n, min_ratings=min_tag)
     out["authorTopNotHelpfulTagValues"] = np.where(wrote, top, None)
 
-    new_state, needed, times_out, last_change = enrollment_transitions(
-        state,
-        impact,
-        e["successfulRatingNeededToEarnIn"].fillna(cc.rating_impact_for_earn_in).to_numpy(),
-        last[:, 1],
-        crh_all,
-        crnh_all,
-        notes_all,
-        e["numberOfTimesEarnedOut"].fillna(0).to_numpy(np.int64),
-        e["timestampOfLastStateChange"].to_numpy(np.float64),
-        epoch_millis=epoch_millis,
-        config=config,
-    )
-    out["enrollmentState"] = new_state
-    out["successfulRatingNeededToEarnIn"] = needed
-    out["timestampOfLastStateChange"] = last_change
-    out["timestampOfLastEarnOut"] = last_earn_out
-    out["numberOfTimesEarnedOut"] = times_out
+    _enrollment_columns(
+        out, e, impact, last[:, 1], crh_all, crnh_all, notes_all, last_earn_out, ~no_window,
+        epoch_millis=epoch_millis, config=config,
+    )  # fmt: skip
 
     core_i = (
         notes["coreNoteIntercept"].to_numpy(np.float64)
@@ -281,3 +267,59 @@ def contributor_scores(
         for label, s in (("crh", schema.CRH), ("crnh", schema.CRNH), ("nmr", schema.NMR)):
             out[f"{label}Total{days}"] = np.bincount(a[window & (st == s)], minlength=n)
     return out
+
+
+def _enrollment_columns(
+    out: pd.DataFrame,
+    e: pd.DataFrame,
+    impact: np.ndarray,
+    crnh_recent: np.ndarray,
+    crh_all: np.ndarray,
+    crnh_all: np.ndarray,
+    notes_all: np.ndarray,
+    last_earn_out: np.ndarray,
+    rating_row: np.ndarray,
+    *,
+    epoch_millis: int,
+    config: ScoringConfig,
+) -> None:
+    """Write the five enrollment columns of ``out`` (participants aligned with ``e``).
+
+    The reference keys its rating counts and its authored-note counts differently, so its outer
+    join never puts both on one row: the state machine sees no authored notes (no at-risk or
+    earn-out from notes), and a participant with no rating row (``rating_row`` False: no rating
+    before a status) keeps only its author row, written with the new-user defaults (state newUser,
+    target 5, last earn-out 1, no state-change time or earn-out count). ``state_sees_notes``
+    restores the documented behaviour (§4.6) where both meet.
+    """
+    cc = config.contributor
+    n = len(out)
+    sees = cc.state_sees_notes
+    zero = np.zeros(n, dtype=np.int64)
+    state, needed, times_out, last_change = enrollment_transitions(
+        e["enrollmentState"].fillna(NEW_USER).to_numpy(np.int64),
+        impact,
+        e["successfulRatingNeededToEarnIn"].fillna(cc.rating_impact_for_earn_in).to_numpy(),
+        crnh_recent if sees else zero,
+        crh_all if sees else zero,
+        crnh_all if sees else zero,
+        notes_all if sees else zero,
+        e["numberOfTimesEarnedOut"].fillna(0).to_numpy(np.int64),
+        e["timestampOfLastStateChange"].to_numpy(np.float64),
+        epoch_millis=epoch_millis,
+        config=config,
+    )
+    times = times_out.astype(np.float64)
+    last_earn_out = last_earn_out.copy()
+    if not sees:
+        author_only = ~rating_row
+        state[author_only] = NEW_USER
+        needed[author_only] = cc.rating_impact_for_earn_in
+        last_change[author_only] = np.nan
+        times[author_only] = np.nan
+        last_earn_out[author_only] = 1.0
+    out["enrollmentState"] = state
+    out["successfulRatingNeededToEarnIn"] = needed
+    out["timestampOfLastStateChange"] = last_change
+    out["timestampOfLastEarnOut"] = last_earn_out
+    out["numberOfTimesEarnedOut"] = times
