@@ -161,3 +161,30 @@ def test_bad_input_raises():
         dl.fit_prescoring(np.array([], dtype=int), np.array([], dtype=int), np.array([]), 1, 1, np.zeros(1))
     with pytest.raises(ScoringError, match="out of range"):
         dl.fit_prescoring(np.array([3]), np.array([0]), np.array([1.0]), 2, 1, np.zeros(1))
+
+
+def test_random_start_rows_follow_sorted_ids_and_skip_round2_draws():
+    """Embedding row i is the i-th smallest id among the fit's notes (raters); the draws come after
+    the round-2 model's (notes + raters) × k xavier uniforms."""
+    from bridgewatch.scoring.torch_init import reputation_model_start
+
+    note_rank = np.array([3, 9, 0, 5])  # map note 2 has the smallest id, then 0, 3, (1 absent)
+    rater_rank = np.array([1, 0, 2])
+    notes, raters = np.array([0, 2, 3]), np.array([0, 1, 2])
+    start = dl.DiligenceStart(seed=5, num_factors=1, note_rank=note_rank, rater_rank=rater_rank)
+    nf, ni, ri = dl._random_start(start, notes, raters)
+    enf, eni, eri = reputation_model_start(5, 6, 3, 3)
+    assert np.array_equal(nf, enf[[1, 0, 2]].astype(np.float64))  # local 0 (rank 3) is row 1
+    assert np.array_equal(ni, eni[[1, 0, 2]].astype(np.float64))
+    assert np.array_equal(ri, eri[[1, 0, 2]].astype(np.float64))  # rater 1 (rank 0) is row 0
+
+
+def test_prescoring_with_random_start_is_deterministic_and_uses_it():
+    rng = np.random.default_rng(0)
+    note, rater = rng.integers(0, 12, 300), rng.integers(0, 20, 300)
+    target = (rng.random(300) < 0.2).astype(np.float64)
+    start = dl.DiligenceStart(42, 1, np.arange(12), np.arange(20))
+    args = (note, rater, target, 12, 20, np.zeros(20))
+    a, b = dl.fit_prescoring(*args, start=start), dl.fit_prescoring(*args, start=start)
+    assert np.array_equal(a.note_intercept, b.note_intercept, equal_nan=True)
+    assert not np.allclose(a.note_factor, dl.fit_prescoring(*args).note_factor, equal_nan=True)

@@ -15,6 +15,7 @@ from bridgewatch.scoring.torch_init import (
     fit_order,
     mt19937_uint32,
     mt19937_uint32_numpy,
+    reputation_model_start,
     torch_factors,
 )
 
@@ -106,3 +107,40 @@ def test_cold_start_uses_the_reference_order_of_the_fit(matrix):
     assert np.array_equal(rf[[1, 2, 0, 3], 0], expect_r)
     assert np.array_equal(nf[[1, 0, 2], 0], expect_n)
     assert MFConfig().num_factors == 1
+
+
+def test_normal_values_reproduce_torch_randn_after_manual_seed():
+    """torch.manual_seed(42); torch.randn(4, 4) starts [1.9269, 1.4873, 0.9007, -2.1055, 0.6784]
+    and ends 0.7624 (vectorized Box-Muller over 16 float uniforms); torch.randn(2, 3) is
+    [0.3367, 0.1288, 0.2345, 0.2303, -1.1229, -0.1863] (double Box-Muller pairs, spare cached)."""
+    big = TorchGenerator(42).normal_(16)
+    assert np.allclose(big[[0, 1, 2, 3, 4, 15]], [1.9269, 1.4873, 0.9007, -2.1055, 0.6784, 0.7624], atol=1e-4)
+    small = TorchGenerator(42).normal_(6)
+    assert np.allclose(small, [0.3367, 0.1288, 0.2345, 0.2303, -1.1229, -0.1863], atol=1e-4)
+
+
+def test_normal_values_redraw_the_tail_when_not_a_multiple_of_16():
+    """A 20-element fill keeps the first 4 of the 16-block and replaces the last 16 with a
+    Box-Muller of 16 fresh uniforms."""
+    gen = TorchGenerator(7)
+    out = gen.normal_(20)
+    head = TorchGenerator(7).normal_(16)
+    tail_gen = TorchGenerator(7)
+    tail_gen.skip(20)
+    assert np.array_equal(out[:4], head[:4])
+    assert np.array_equal(out[4:], tail_gen.normal_(16))
+    assert gen.used == 36
+
+
+def test_reputation_model_start_draws_after_the_round2_model_in_embedding_order():
+    """Note factors, (rater factors), note intercepts, rater intercepts, each a normal_ fill, after
+    the round-2 model's xavier draws."""
+    skip, n, u = 10, 17, 5
+    nf, ni, ri = reputation_model_start(3, skip, n, u)
+    gen = TorchGenerator(3)
+    gen.skip(skip)
+    expect_nf = gen.normal_(n)
+    gen.normal_(u)
+    expect_ni, expect_ri = gen.normal_(n), gen.normal_(u)
+    assert np.array_equal(nf, expect_nf) and np.array_equal(ni, expect_ni) and np.array_equal(ri, expect_ri)
+    assert not np.array_equal(nf, TorchGenerator(3).normal_(n))  # the skip matters

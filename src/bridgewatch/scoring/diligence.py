@@ -29,6 +29,7 @@ import numpy as np
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
 from bridgewatch.scoring.logistic_mf import AdamSettings, LogisticMFParams, compact, fit_adam, layout, penalty
+from bridgewatch.scoring.torch_init import reputation_model_start
 
 DILIGENCE_TAGS = (
     "notHelpfulIncorrect",
@@ -72,6 +73,33 @@ class DiligencePrescoring:
     n_ratings: int
     n_notes: int
     n_raters: int
+
+
+@dataclass(frozen=True, eq=False)
+class DiligenceStart:
+    """Where the prescoring fit's random start comes from (``torch_init.reputation_model_start``).
+
+    ``seed``: the scorer's seed; ``num_factors``: its helpfulness model's factors (the round-2
+    model drew (raters + notes) × ``num_factors`` uniforms before this model is built, on the
+    same ratings); ``note_rank`` / ``rater_rank``: int[N] / int[U] each id's position among the
+    sorted ids of the whole map (the reference orders its embedding rows by sorted id).
+    """
+
+    seed: int
+    num_factors: int
+    note_rank: np.ndarray
+    rater_rank: np.ndarray
+
+
+def _random_start(start: DiligenceStart, notes: np.ndarray, raters: np.ndarray):
+    """(note factor, note intercept, rater intercept) float64 in the fit's compact order."""
+    nn, nu = notes.shape[0], raters.shape[0]
+    nf, ni, ri = reputation_model_start(start.seed, (nn + nu) * start.num_factors, nn, nu)
+    note_row = np.argsort(np.asarray(start.note_rank)[notes], kind="stable")
+    rater_row = np.argsort(np.asarray(start.rater_rank)[raters], kind="stable")
+    out = np.zeros(nn), np.zeros(nn), np.zeros(nu)
+    out[0][note_row], out[1][note_row], out[2][rater_row] = nf, ni, ri
+    return out
 
 
 def diligence_targets(tags: np.ndarray) -> np.ndarray:
@@ -157,11 +185,14 @@ def fit_prescoring(
     n_raters: int,
     rater_factor_init: np.ndarray,
     config: DiligenceConfig | None = None,
+    start: DiligenceStart | None = None,
 ) -> DiligencePrescoring:
     """The three prescoring rounds on round-2 ratings.
 
     ``rater_factor_init``: float[U], the helpfulness model's round-2 rater factors (NaN → 0).
-    Notes start at 0 (the reference draws them at random; a fixed start keeps us deterministic).
+    Note factors, note intercepts and rater intercepts start from the reference's torch draws
+    when ``start`` says how (the end point of 300 Adam epochs still depends on the start), else
+    at 0; reputation starts at 1 and the global intercept at 0 either way.
     """
     notes, raters, ln, lr, target = _local_ratings(note, rater, target, n_notes, n_raters)
     c = config or DiligenceConfig()
@@ -169,6 +200,8 @@ def fit_prescoring(
     pen = _penalty(c, r, nn, nu)
     p = LogisticMFParams.zeros(nn, nu, reputation=1.0)
     p.rater_factor = np.nan_to_num(np.asarray(rater_factor_init, dtype=np.float64)[raters], nan=0.0)
+    if start is not None:
+        p.note_factor, p.note_intercept, p.rater_intercept = _random_start(start, notes, raters)
 
     lay = layout(ln, lr, nn, nu)  # the three rounds fit the same ratings: sort them once
     w12 = rating_weights(ln, target, c.pos_weight)

@@ -80,6 +80,21 @@ def rater_factor(pre: PrescoreResult) -> np.ndarray:
     return np.where(pre.helpful_raters, rf, np.nan)
 
 
+def _id_rank(ids: np.ndarray) -> np.ndarray:
+    """int64[len(ids)]: each id's position among the sorted ids."""
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.argsort(np.asarray(ids), kind="stable")] = np.arange(len(ids))
+    return rank
+
+
+def diligence_start(inputs: ScoringInputs, pre: PrescoreResult) -> D.DiligenceStart:
+    """The reference's random start of the diligence prescoring fit: drawn after the scorer's
+    round-2 model (same seed, same ratings), rows by sorted note and rater id (§3.5)."""
+    m = inputs.matrix
+    k = pre.params.note_factor.shape[1]
+    return D.DiligenceStart(pre.seed, k, _id_rank(m.note_ids), _id_rank(m.rater_ids))
+
+
 @dataclass(frozen=True, eq=False)
 class ScorerPrescore:
     """Everything final scoring needs from one scorer's prescoring (§6.8), in the matrix's index space.
@@ -151,7 +166,7 @@ def prescore_scorer(
         target = D.diligence_targets(m.tags)
         dil = D.fit_prescoring(
             m.note[final_round], m.rater[final_round], target[final_round], m.n_notes, m.n_raters,
-            rater_factor(pre),
+            rater_factor(pre), start=diligence_start(inputs, pre),
         )  # fmt: skip
     return ScorerPrescore(pre, thresholds, inc_num, inc_total, dil)
 
@@ -207,8 +222,9 @@ def low_diligence(
     if dil is None:
         target = D.diligence_targets(m.tags)
         dil = D.fit_prescoring(
-            m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, rater_factor(pre)
-        )
+            m.note[train], m.rater[train], target[train], m.n_notes, m.n_raters, rater_factor(pre),
+            start=diligence_start(inputs, pre),
+        )  # fmt: skip
     return _final_low_diligence(inputs, spec, ScorerPrescore(pre, np.zeros(0), train, train, dil), final_keep)
 
 

@@ -96,28 +96,44 @@ class TorchGenerator:
         self.manual_seed(seed)
 
     def manual_seed(self, seed: int) -> None:
-        self.seed, self.used, self.cached_normal = int(seed), 0, False
+        self.seed, self.used, self.cached_normal, self.spare = int(seed), 0, False, 0.0
 
     def _take(self, count: int) -> np.ndarray:
         draws = mt19937_uint32(self.seed, self.used + count)[self.used :]
         self.used += count
         return draws
 
-    def normal_(self, numel: int) -> None:
-        """Advance as ``Tensor.normal_`` on a contiguous float32 tensor of ``numel`` elements.
+    def skip(self, count: int) -> None:
+        """Advance by ``count`` 32-bit draws (fills whose values are not needed)."""
+        self.used += count
 
-        From 16 elements torch fills every element from one uniform draw and, when the size is
-        not a multiple of 16, redraws the last 16; below 16 it draws a double Box-Muller pair
-        (two 64-bit uniforms, four draws) for every other element, keeping the spare."""
+    def normal_(self, numel: int) -> np.ndarray:
+        """float32[numel] as ``Tensor.normal_()`` (mean 0, std 1) on a contiguous float32 tensor.
+
+        From 16 elements torch fills every element with a float uniform (one draw each), turns
+        each block of 16 into normals by Box-Muller (u1 = 1 − x[j], u2 = x[j+8], j < 8, cos into
+        j and sin into j+8, float32 maths) and, when the size is not a multiple of 16, redraws
+        the last 16 uniforms and transforms them again. Below 16 it draws a double Box-Muller
+        pair (two 53-bit uniforms from four draws) for every other element, keeping the spare.
+        Values can differ from torch's vectorized log/sin/cos in the last bit."""
         if numel >= 16:
-            self.used += numel + (16 if numel % 16 else 0)
-            return
-        for _ in range(numel):
+            out = self.uniform_(numel, 0.0, 1.0)
+            for start in range(0, numel - 15, 16):
+                out[start : start + 16] = _box_muller_16(out[start : start + 16])
+            if numel % 16:
+                out[numel - 16 :] = _box_muller_16(self.uniform_(16, 0.0, 1.0))
+            return out
+        out = np.empty(numel, dtype=np.float32)
+        for i in range(numel):
             if self.cached_normal:
-                self.cached_normal = False
-            else:
-                self.used += 4
-                self.cached_normal = True
+                out[i], self.cached_normal = self.spare, False
+                continue
+            w = self._take(4).astype(np.uint64)
+            u1, u2 = ((((w[0::2] << np.uint64(32)) | w[1::2]) & np.uint64((1 << 53) - 1)) * 2.0**-53).tolist()
+            r = np.sqrt(-2.0 * np.log1p(-u2))
+            theta = 2.0 * np.pi * u1
+            out[i], self.spare, self.cached_normal = r * np.cos(theta), r * np.sin(theta), True
+        return out
 
     def uniform_(self, numel: int, low: float, high: float) -> np.ndarray:
         """float32[numel] as ``Tensor.uniform_(low, high)`` on a float32 tensor: one draw each,
@@ -131,6 +147,14 @@ class TorchGenerator:
         cols, fan_out = rows)."""
         bound = float(np.sqrt(3.0) * np.sqrt(2.0 / (rows + cols)))
         return self.uniform_(rows * cols, -bound, bound).reshape(rows, cols)
+
+
+def _box_muller_16(x: np.ndarray) -> np.ndarray:
+    """float32[16] normals from float32[16] uniforms as torch's ``normal_fill_16``."""
+    u1 = np.float32(1.0) - x[:8]
+    theta = (2.0 * np.pi * x[8:].astype(np.float64)).astype(np.float32)
+    radius = np.sqrt(np.float32(-2.0) * np.log(u1))
+    return np.concatenate([radius * np.cos(theta), radius * np.sin(theta)]).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,3 +199,25 @@ def torch_factors(
     rf[rater_order] = gen.xavier_uniform_(u, k)
     nf[note_order] = gen.xavier_uniform_(n, k)
     return nf, rf
+
+
+def reputation_model_start(
+    seed: int, skip_draws: int, n_notes: int, n_raters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(note factor, note intercept, rater intercept), float32 in embedding-row order, as the
+    reference's reputation model (``ReputationMFModel.__init__``) draws them with nDim 1.
+
+    Why: the low-diligence model (§3.5) is built right after the scorer's round-2 model, which
+    re-seeded the generator with ``seed`` and used ``skip_draws`` draws for its xavier factors.
+    The new model's five ``nn.Embedding`` tables are each filled by ``normal_`` in the order note
+    factors, rater factors, note intercepts, rater intercepts, reputation; prescoring then
+    overwrites only the rater factors (round-2 helpfulness factors) and the reputation (1), so
+    note factors and both intercepts start from these draws. Rows are sorted note / rater ids.
+    """
+    gen = TorchGenerator(seed)
+    gen.skip(skip_draws)
+    note_factor = gen.normal_(n_notes)
+    gen.normal_(n_raters)
+    note_intercept = gen.normal_(n_notes)
+    rater_intercept = gen.normal_(n_raters)
+    return note_factor, note_intercept, rater_intercept
