@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bridgewatch.scoring import mf_adam_kernels as K
+from bridgewatch.scoring import threads
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf_adam import adam_fit
 
@@ -84,7 +85,7 @@ def test_pass_and_fit_are_byte_identical_for_one_and_two_threads(monkeypatch):
     passes = [_on_threads(t, lambda: run_pass(note, rater, value, start)) for t in (1, 2)]
     assert passes[0][:2] == passes[1][:2]
     assert all(a.tobytes() == b.tobytes() for a, b in zip(passes[0][2], passes[1][2], strict=True))
-    monkeypatch.setattr(K, "SERIAL_BELOW", 0)  # let a small fit use both threads
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 0)  # let a small fit use both threads
     fits = [_on_threads(t, lambda: adam_fit(note, rater, value, start, MFConfig(), 0.2)) for t in (1, 2)]
     assert fits[0][1] == fits[1][1] > 5
     assert fits[0][0][0] == fits[1][0][0]
@@ -93,9 +94,9 @@ def test_pass_and_fit_are_byte_identical_for_one_and_two_threads(monkeypatch):
 
 def test_small_fits_run_on_one_thread_and_restore_the_count(monkeypatch):
     seen = []
-    monkeypatch.setattr(K, "SERIAL_BELOW", 100)
+    monkeypatch.setattr(threads, "SERIAL_BELOW", 100)
     before = numba.get_num_threads()
     for n in (10, 1000):
-        with K.threads_for(n):
+        with threads.threads_for(n):
             seen.append(numba.get_num_threads())
     assert seen == [1, before] and numba.get_num_threads() == before

@@ -23,15 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numba
 import numpy as np
 
 from bridgewatch.scoring import logistic_kernels as K
 from bridgewatch.scoring.mf_kernels import sum_squares
-
-# Fits smaller than this run on one thread: their epochs take well under a millisecond, and on a
-# busy machine waiting for a second thread at every epoch's barrier costs more than it saves.
-SERIAL_BELOW = 200_000
+from bridgewatch.scoring.threads import threads_for
 
 BLOCKS = (
     "note_factor",
@@ -400,13 +396,8 @@ def fit_adam(
             return loss, epoch
         raise ValueError(f"unknown stopping rule {s.stop!r}")
 
-    threads = numba.get_num_threads()
-    if lay.n_ratings < SERIAL_BELOW:
-        numba.set_num_threads(1)
-    try:
+    with threads_for(lay.n_ratings):
         loss, epochs = run()
-    finally:
-        numba.set_num_threads(threads)
     return p, loss, epochs
 
 

@@ -15,9 +15,8 @@ only in the order of the note, squared-error and μ sums; each rater's sums keep
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,7 +24,7 @@ import numba
 import numpy as np
 
 from bridgewatch.scoring.logistic_kernels import CHUNKS
-from bridgewatch.scoring.logistic_mf import SERIAL_BELOW
+from bridgewatch.scoring.threads import threads_for
 
 T = TypeVar("T")
 
@@ -240,16 +239,3 @@ def serial_when_small(fit: Callable[..., T]) -> Callable[..., T]:
             return fit(note, *args, **kwargs)
 
     return wrapper
-
-
-@contextlib.contextmanager
-def threads_for(n_ratings: int) -> Iterator[None]:
-    """One numba thread for fits below ``logistic_mf.SERIAL_BELOW`` ratings (their epochs are too
-    short to pay for waking a second thread at every barrier); the caller's count otherwise."""
-    threads = numba.get_num_threads()
-    if n_ratings < SERIAL_BELOW:
-        numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(threads)
