@@ -193,10 +193,7 @@ def test_writing_record_is_empty_for_participants_without_notes():
     )  # fmt: skip
     nsh = pd.DataFrame({"noteId": note_ids, "timestampMillisOfLatestNonNMRStatus": [np.nan]})
     counts = pd.DataFrame({"raterParticipantId": ["r1"], **{c: [0.0] for c in ct.COUNT_COLUMNS}})
-    enr = pd.DataFrame(
-        columns=["participantId", "enrollmentState", "successfulRatingNeededToEarnIn",
-                 "timestampOfLastStateChange", "timestampOfLastEarnOut", "numberOfTimesEarnedOut"]
-    )  # fmt: skip
+    enr = _no_enrollment()
     out = ct.contributor_scores(m, notes, nsh, counts, enr, epoch_millis=NOW, config=CFG)
     out = out.set_index("raterParticipantId")
     for col in ("notesCurrentlyRatedHelpful", "notesAwaitingMoreRatings", "aggregateRatingReceivedTotal"):
@@ -226,10 +223,7 @@ def test_rating_counts_are_empty_without_a_rating_before_status():
     )  # fmt: skip
     nsh = pd.DataFrame({"noteId": note_ids, "timestampMillisOfLatestNonNMRStatus": [np.nan, np.nan]})
     counts = pd.DataFrame({"raterParticipantId": ["early"], **{c: [0.0] for c in ct.COUNT_COLUMNS}})
-    enr = pd.DataFrame(
-        columns=["participantId", "enrollmentState", "successfulRatingNeededToEarnIn",
-                 "timestampOfLastStateChange", "timestampOfLastEarnOut", "numberOfTimesEarnedOut"]
-    )  # fmt: skip
+    enr = _no_enrollment()
     out = ct.contributor_scores(m, notes, nsh, counts, enr, epoch_millis=NOW, config=CFG)
     out = out.set_index("raterParticipantId")
     columns = [*ct.COUNT_COLUMNS, "ratingsAwaitingMoreRatings", "ratedAfterDecision"]
@@ -284,3 +278,11 @@ def test_author_without_a_rating_row_gets_new_user_defaults():
     assert a.enrollmentState == ES["newUser"] and a.successfulRatingNeededToEarnIn == 5
     assert a.timestampOfLastEarnOut == 1.0
     assert np.isnan(a.numberOfTimesEarnedOut) and np.isnan(a.timestampOfLastStateChange)
+
+
+def _no_enrollment() -> pd.DataFrame:
+    """An enrollment table with its columns and no participant."""
+    return pd.DataFrame(
+        columns=["participantId", "enrollmentState", "successfulRatingNeededToEarnIn",
+                 "timestampOfLastStateChange", "timestampOfLastEarnOut", "numberOfTimesEarnedOut"]
+    )  # fmt: skip
