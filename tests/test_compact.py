@@ -12,7 +12,18 @@ import pytest
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.scoring import assemble as A
 from bridgewatch.scoring import pipeline
-from bridgewatch.scoring.compact import MAX_DENSITY, compact, compact_frame, kept_bytes
+from bridgewatch.scoring.compact import (
+    MAX_DENSITY,
+    Packed,
+    compact,
+    compact_frame,
+    expand,
+    expand_frame,
+    kept_bytes,
+    pack,
+    pack_frame,
+)
+from bridgewatch.scoring.scorer_run import expand_prescore, pack_prescore
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 
@@ -146,3 +157,74 @@ def test_pandas_without_from_indices_builds_the_same_columns(monkeypatch) -> Non
         assert isinstance(old, pd.arrays.SparseArray) and old.dtype == new.dtype
         _same(np.asarray(old), values)
         assert kept_bytes(old) == kept_bytes(new)
+
+
+def test_pack_expands_bit_for_bit_and_narrows_only_when_exact() -> None:
+    rng = np.random.default_rng(6)
+    exact = rng.random((400, 2)).astype(np.float32).astype(np.float64)  # float32 fits, stored as float64
+    exact[50:, 0] = np.nan
+    exact[7, 1] = -0.0
+    exact[9, 1] = -np.float64(np.nan)
+    wide = rng.random(400)  # needs float64
+    counts = np.zeros(400, dtype=np.int64)
+    counts[::9] = rng.integers(1, 10**6, counts[::9].shape[0])
+    big = counts.copy()
+    big[3] = 2**40  # does not fit int32
+    helpful = np.zeros(400, dtype=bool)
+    helpful[::7] = True
+    for values in (exact, exact[:, 0].copy(), wide, counts, big, helpful):
+        packed = pack(values)
+        assert isinstance(packed, Packed)
+        _same(expand(packed), values)
+        assert expand(values) is values  # an unpacked array passes through
+    assert kept_bytes(pack(exact)) < exact.nbytes / 2
+    assert kept_bytes(pack(counts)) < counts.nbytes / 4
+    assert kept_bytes(pack(wide)) == wide.nbytes
+    assert pack(np.array(["a"], dtype=object)).dtype == object  # text stays as it is
+
+
+def test_packed_frame_keeps_dtypes_index_and_text() -> None:
+    frame = pd.DataFrame(
+        {
+            "raterParticipantId": pd.array([f"r{i}" for i in range(300)], dtype="str"),
+            "x": np.where(np.arange(300) % 5 == 0, 0.25, np.nan),
+            "ok": np.arange(300) % 3 == 0,
+        },
+        index=pd.RangeIndex(300),
+    )
+    back = expand_frame(pack_frame(frame))
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    for c in frame.columns:
+        assert back[c].dtype == frame[c].dtype
+
+
+def _arrays(obj, path=""):
+    """(path, array or frame) for every array and frame field, nested dataclasses included."""
+    import dataclasses
+
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and f.name != "spec":
+            yield from _arrays(value, f"{path}{f.name}.")
+        elif isinstance(value, np.ndarray | pd.DataFrame):
+            yield f"{path}{f.name}", value
+
+
+def test_packed_prescoring_states_expand_to_the_fitted_ones(dataset: Dataset) -> None:
+    """Every scorer's prescoring state packs smaller and expands to the very arrays it fitted."""
+    pre = pipeline.prescore_dataset(dataset)
+    assert len(pre.scorers) > 4
+    for name, state in pre.scorers.items():
+        packed = pack_prescore(state)
+        assert not any(isinstance(v, np.ndarray) and v.size > 100 for _, v in _arrays(packed)), name
+        assert kept_bytes(packed) < kept_bytes(state), name
+        back = dict(_arrays(expand_prescore(packed)))
+        full = dict(_arrays(state))
+        assert back.keys() == full.keys(), name
+        for key, value in full.items():
+            if isinstance(value, pd.DataFrame):
+                pd.testing.assert_frame_equal(back[key], value, check_exact=True)
+            else:
+                _same(back[key], value)
+        unpacked = expand_prescore(state)  # a state never packed keeps its values
+        _same(unpacked.pre.params.rater_factor, state.pre.params.rater_factor)

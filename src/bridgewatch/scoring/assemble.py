@@ -22,7 +22,7 @@ from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, sco
 from bridgewatch.scoring.rescore import RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
-from bridgewatch.scoring.scorer_run import ScorerRun
+from bridgewatch.scoring.scorer_run import ScorerRun, expand_prescore, pack_prescore
 from bridgewatch.scoring.scorer_specs import TOPICS
 from bridgewatch.scoring.topics import topic_note_confident
 
@@ -115,7 +115,7 @@ def scored_columns(
             cols["noteTopic"] = np.where(owner >= 0, names[np.maximum(owner, 0)], None)
             confident = np.zeros(n, dtype=bool)
             for k, run in enumerate(family):
-                rf = run.pre.params.rater_factor[:, 0].astype(np.float64)[m.rater]
+                rf = expand_prescore(run.pre.params).rater_factor[:, 0].astype(np.float64)[m.rater]
                 ok = topic_note_confident(m.note, rf, n, run.spec.confident_min)
                 # Only notes the scorer gave an intercept count (the reference's scoredNotes).
                 ok &= np.isfinite(run.final[f"{run.spec.prefix}NoteIntercept"].to_numpy(np.float64))
@@ -138,8 +138,9 @@ def population_sampled_counts(m: RatingMatrix, core: ScorerRun) -> dict[str, np.
     0 for notes Core gives no status (``core.scored`` False): the reference counts them inside
     Core's scored-notes frame and fills the notes missing from it with 0 when it merges.
     """
-    helpful = core.pre.helpful_raters[m.rater] & m.population_sampled & core.scored[m.note]
-    rf = core.pre.params.rater_factor[:, 0][m.rater]
+    pre = expand_prescore(core.pre)
+    helpful = pre.helpful_raters[m.rater] & m.population_sampled & core.scored[m.note]
+    rf = pre.params.rater_factor[:, 0][m.rater]
     return {
         name: np.bincount(m.note[helpful & side], minlength=m.n_notes).astype(np.float64)
         for name, side in zip(POP_COUNT_COLUMNS, (rf < 0, rf >= 0), strict=True)
@@ -214,17 +215,18 @@ def helpfulness_frame(
             continue
         if f"{p}RaterIntercept" in cols and p != "core":
             continue
-        params = run.pre.params
+        params = expand_prescore(run.pre.params)
         cols[f"{p}RaterIntercept"] = per_rater(params.rater_intercept)
         cols[f"{p}RaterFactor1"] = per_rater(params.rater_factor[:, 0])
     core = runs.get("MFCoreScorer")
     if core is not None:
-        first = core.pre.first_round
-        listed = first_round_listed(matrix, core.pre)
+        core_pre = expand_prescore(core.pre)
+        first = core_pre.first_round
+        listed = first_round_listed(matrix, core_pre)
         cols["coreFirstRoundRaterIntercept"] = per_rater(np.where(listed, first.rater_intercept, np.nan))
         cols["coreFirstRoundRaterFactor1"] = per_rater(np.where(listed, first.rater_factor[:, 0], np.nan))
-        if core.pre.helpfulness is not None:
-            h = core.pre.helpfulness.set_index("raterParticipantId")
+        if core_pre.helpfulness is not None:
+            h = core_pre.helpfulness.set_index("raterParticipantId")
             ids = frame["raterParticipantId"]
             for c in (
                 "crhCrnhRatioDifference",
@@ -306,12 +308,15 @@ def kept_for_outputs(run: ScorerRun) -> ScorerRun:
     scorer's run lives until the outputs are assembled; at X's 2.5M notes and ~30 scorers that
     alone would be ~19 GB, of which only Core's row set is ever written (``aux_frame``). The
     per-note frame, fits and low-diligence intercepts are kept compact (``compact``): only the
-    notes a scorer fits hold values, expanded column by column as the outputs are assembled.
+    notes a scorer fits hold values, expanded column by column as the outputs are assembled; its
+    prescoring (``pre``, ``diligence``) is packed likewise (``scorer_run.pack_prescore``).
     """
     fits = None if run.fits is None else {k: compact(v) for k, v in run.fits.items()}
+    dil = None if run.diligence is None else pack_prescore(run.diligence)
     kept = dataclasses.replace(
-        run, final=compact_frame(run.final), fits=fits, low_diligence=compact(run.low_diligence)
-    )
+        run, final=compact_frame(run.final), fits=fits, low_diligence=compact(run.low_diligence),
+        pre=pack_prescore(run.pre), diligence=dil,
+    )  # fmt: skip
     if run.spec.name == AUX_SCORER:
         return kept
     return dataclasses.replace(kept, tags=None, incorrect=None)

@@ -11,8 +11,13 @@ are written; dense columns stay as they are.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TypeVar
+
 import numpy as np
 import pandas as pd
+
+T = TypeVar("T")
 
 # Above this share of non-fill values a sparse column (8 + 4 bytes an entry) saves too little.
 MAX_DENSITY = 0.5
@@ -73,11 +78,132 @@ def compact_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def kept_bytes(values: object) -> int:
-    """Bytes a kept column holds: values plus positions for a sparse one, ``nbytes`` otherwise."""
+    """Bytes a kept column holds: values plus positions for a sparse one, ``nbytes`` otherwise;
+    summed over a frame's columns, a dict's values, a ``Packed``'s columns and a dataclass's
+    fields (text columns count their ``nbytes`` only)."""
     if isinstance(values, pd.arrays.SparseArray):
         return int(values.sp_values.nbytes + values.sp_index.indices.nbytes)
     if isinstance(values, pd.DataFrame):
         return sum(kept_bytes(values[c].array) for c in values.columns)
     if isinstance(values, dict):
         return sum(kept_bytes(v) for v in values.values())
+    if isinstance(values, Packed):
+        return sum(kept_bytes(c) for c in values.columns)
+    if isinstance(values, PackedFrame):
+        return kept_bytes(values.columns)
+    if dataclasses.is_dataclass(values) and not isinstance(values, type):
+        return sum(kept_bytes(getattr(values, f.name)) for f in dataclasses.fields(values))
     return int(getattr(values, "nbytes", 0))
+
+
+# --- Whole results kept between phases (prescoring states) -------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Packed:
+    """An array (1-D or 2-D) kept small until it is read again; ``expand`` gives it back bit for bit.
+
+    Why: each scorer's prescoring (both rounds' parameters, the low-diligence model, the helpfulness
+    table, per-rater "incorrect" counts) is sized to every note and rater of the dataset and lives
+    from its prescoring to the assembly of the outputs, yet a group or topic scorer fits a small
+    share of them, and the fits are float32 arithmetic stored as float64. ``columns``: one
+    entry per column, each float32 where that holds the float64 values exactly and sparse
+    (``compact``) where mostly one fill; ``dtype``/``shape``: what ``expand`` rebuilds.
+    """
+
+    columns: tuple[np.ndarray | pd.arrays.SparseArray, ...]
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """float64 ``values`` as float32 when that keeps every bit (NaN payloads and -0.0 included);
+    int64 as int32 when every value fits."""
+    if values.dtype == np.int64:
+        lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        return values.astype(np.int32) if values.min() >= lo and values.max() <= hi else values
+    if values.dtype != np.float64:
+        return values
+    small = values.astype(np.float32)
+    if np.array_equal(small.astype(np.float64).view(np.uint64), values.view(np.uint64)):
+        return small
+    return values
+
+
+def pack(values: object) -> object:
+    """A numeric 1-D or 2-D array as ``Packed``; anything else (and an empty array) unchanged."""
+    if not isinstance(values, np.ndarray) or values.size == 0 or values.ndim not in (1, 2):
+        return values
+    if values.dtype.kind not in "fiub":
+        return values
+    cols = [values] if values.ndim == 1 else [values[:, j] for j in range(values.shape[1])]
+    packed = tuple(compact(_narrow(np.ascontiguousarray(c))) for c in cols)
+    return Packed(packed, values.dtype, values.shape)
+
+
+def expand(values: object) -> object:
+    """The array ``pack`` (or ``compact``) replaced, as a fresh ndarray; anything else unchanged."""
+    if isinstance(values, pd.arrays.SparseArray):
+        return np.asarray(values)
+    if not isinstance(values, Packed):
+        return values
+    out = np.empty(values.shape, dtype=values.dtype)
+    if len(values.shape) == 1:
+        out[:] = np.asarray(values.columns[0]).astype(values.dtype)
+    else:
+        for j, col in enumerate(values.columns):
+            out[:, j] = np.asarray(col).astype(values.dtype)
+    return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PackedFrame:
+    """A DataFrame whose numeric columns are ``Packed`` (text columns kept as they are)."""
+
+    columns: dict[str, object]
+    index: pd.Index
+
+
+def pack_frame(frame: object) -> object:
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    cols = {c: pack(frame[c].to_numpy()) if isinstance(frame[c].dtype, np.dtype) else frame[c].array
+            for c in frame.columns}  # fmt: skip
+    return PackedFrame(cols, frame.index)
+
+
+def expand_frame(frame: object) -> object:
+    if not isinstance(frame, PackedFrame):
+        return frame
+    return pd.DataFrame({c: expand(v) for c, v in frame.columns.items()}, index=frame.index)
+
+
+def pack_fields(obj: T, nested: tuple[type, ...] = ()) -> T:
+    """``obj`` (a dataclass) with every array field ``pack``ed and every DataFrame field
+    ``pack_frame``d; fields whose value is one of the ``nested`` dataclasses are packed likewise.
+    Packing a packed object again returns the same values."""
+    changes: dict[str, object] = {}
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, nested):
+            changes[f.name] = pack_fields(value, nested)
+        elif isinstance(value, np.ndarray):
+            changes[f.name] = pack(value)
+        elif isinstance(value, pd.DataFrame):
+            changes[f.name] = pack_frame(value)
+    return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+
+
+def expand_fields(obj: T, nested: tuple[type, ...] = ()) -> T:
+    """The inverse of ``pack_fields``: every field as the array or frame it was (fresh copies);
+    an object that was never packed comes back with the same values."""
+    changes: dict[str, object] = {}
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, nested):
+            changes[f.name] = expand_fields(value, nested)
+        elif isinstance(value, Packed | pd.arrays.SparseArray):
+            changes[f.name] = expand(value)
+        elif isinstance(value, PackedFrame):
+            changes[f.name] = expand_frame(value)
+    return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[type-var]

@@ -30,7 +30,13 @@ from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
 from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, reported_notes, scope_mask
-from bridgewatch.scoring.scorer_run import ScorerRun, low_diligence, note_filters, rater_factor
+from bridgewatch.scoring.scorer_run import (
+    ScorerRun,
+    expand_prescore,
+    low_diligence,
+    note_filters,
+    rater_factor,
+)
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 
@@ -122,7 +128,8 @@ def run_gaussian(
     fits carried over for some notes (partial rescoring): only their NoHighVol pass runs.
     """
     m = inputs.matrix
-    pre = base.pre
+    pre = expand_prescore(base.pre)  # (a kept run's is packed)
+    base_diligence = None if base.diligence is None else expand_prescore(base.diligence)
     tf = config.tag_filter
     scope, _ = scope_mask(inputs, spec)
     rf = rater_factor(pre)
@@ -177,7 +184,7 @@ def run_gaussian(
     )
     # Same ratings and rater factors as the base scorer's reputation fit: reuse it when it exists.
     fit_keep = reuse_or_fit(reuse, keep, m.note)
-    low_dil = taken(reuse, "lowDiligence", low_diligence(inputs, spec, pre, fit_keep, round2, base.diligence))
+    low_dil = taken(reuse, "lowDiligence", low_diligence(inputs, spec, pre, fit_keep, round2, base_diligence))
     sides = note_counts_by_rater_sign(
         m.note[keep], pre.params.rater_factor[m.rater[keep], 0], m.value[keep], m.n_notes
     )
@@ -219,4 +226,4 @@ def run_gaussian(
         }
     )
     fits["lowDiligence"] = np.asarray(low_dil, dtype=np.float64)
-    return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds, fits=fits)
+    return ScorerRun(spec, base.pre, final, result, scored, agg, inc, low_dil, thresholds, fits=fits)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bridgewatch.scoring.compact import expand
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.rules import NO_STATUS
@@ -46,7 +47,7 @@ class Prescoring:
 
 
 def _take(values: np.ndarray, pos: np.ndarray, fill) -> np.ndarray:
-    values = np.asarray(values)
+    values = np.asarray(expand(values))  # (a one-process run keeps its states packed)
     out = np.full((pos.shape[0], *values.shape[1:]), fill, dtype=values.dtype)
     ok = pos >= 0
     out[ok] = values[pos[ok]]

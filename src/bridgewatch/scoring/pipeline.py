@@ -36,7 +36,9 @@ from bridgewatch.scoring.scorer import ScoringInputs, prepare_inputs
 from bridgewatch.scoring.scorer_run import (
     ScorerPrescore,
     ScorerRun,
+    expand_prescore,
     final_scorer,
+    pack_prescore,
     prescore_scorer,
     run_derived,
 )
@@ -181,7 +183,10 @@ def _prescore(
     clock: Clock,
     warm: Prescoring | None = None,
     engine: SweepEngine | None = None,
+    packed: bool = False,
 ) -> Prescoring:
+    """Every MF scorer's prescoring; ``packed``: keep each state packed (``pack_prescore``) as
+    soon as it is fitted, for a caller that reads them only through final scoring."""
     m = inputs.matrix
     if warm is not None:
         warm = remap_prescoring(warm, m.note_ids, m.rater_ids)
@@ -195,12 +200,14 @@ def _prescore(
             derived.append(spec)  # scored in final on its base scorer's prescoring
             continue
         try:
-            states[spec.name] = clock.phase(
+            state = clock.phase(
                 f"prescore {spec.name}",
                 lambda spec=spec: prescore_scorer(
                     inputs, spec, config, seed=seed, warm=previous.get(spec.name), engine=engine
                 ),
             )
+            states[spec.name] = pack_prescore(state) if packed else state
+            del state
         except ScoringError:
             skipped.append(spec.name)
     order = tuple(s.name for s in specs)
@@ -267,7 +274,7 @@ def _final(
             runs[name] = clock.phase(
                 f"final {name}",
                 lambda state=state, name=name: A.kept_for_outputs(
-                    final_scorer(inputs, state, config, prev, engine, reuse.get(name))
+                    final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
                 ),
             )
         elif name in derived:
@@ -477,7 +484,7 @@ def score_dataset(
         "preprocess",
         lambda: _inputs(dataset, _matrix(dataset, rating_keep), config, topic_ids, correlated, pss_member),
     )
-    pre = _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, engine=engine)
+    pre = _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, engine=engine, packed=True)
     if not (_same(final_keep, rating_keep) and _same(final_correlated, correlated)):
         same_ratings = inputs.matrix if _same(final_keep, rating_keep) else None
         del inputs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.schema import Status
 from bridgewatch.scoring import diligence as D
 from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring.compact import expand_fields, pack_fields
 from bridgewatch.scoring.config import ScoringConfig, TagFilterConfig
 from bridgewatch.scoring.incorrect_filter import (
     IncorrectAggregates,
@@ -26,6 +28,7 @@ from bridgewatch.scoring.incorrect_filter import (
     incorrect_filter_flags,
     rater_incorrect_totals,
 )
+from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.rescore import FIT_NAMES, ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
 from bridgewatch.scoring.scorer import (
@@ -63,7 +66,8 @@ class ScorerRun:
     pipeline keeps ``tags`` and ``incorrect`` for Core only, ``assemble.kept_for_outputs``);
     ``diligence``: the reputation model's prescoring, for scorers that reuse this one's (Gaussian).
     Once kept for the outputs (``assemble.kept_for_outputs``), ``final``'s columns, ``fits`` and
-    ``low_diligence`` may be sparse (``compact``): read them through ``np.asarray``/``to_numpy``.
+    ``low_diligence`` may be sparse (``compact``): read them through ``np.asarray``/``to_numpy``;
+    ``pre`` and ``diligence`` are packed (``pack_prescore``): read them through ``expand_prescore``.
     """
 
     spec: ScorerSpec
@@ -129,6 +133,30 @@ class ScorerPrescore:
     @property
     def spec(self) -> ScorerSpec:
         return self.pre.spec
+
+
+# The dataclasses a prescoring state nests, packed and expanded with it.
+_NESTED = (PrescoreResult, MFParams, D.DiligencePrescoring)
+ScorerPrescoreT = TypeVar("ScorerPrescoreT")
+
+
+def pack_prescore(state: ScorerPrescoreT) -> ScorerPrescoreT:
+    """``state`` (a ``ScorerPrescore``, ``PrescoreResult`` or ``DiligencePrescoring``) with its per-note
+    and per-rater arrays and its helpfulness table kept small (``compact.pack_fields``): what a
+    one-process run keeps of each scorer between its prescoring and the assembly of the outputs.
+
+    Why: ~27 scorers each hold two rounds' parameters, the low-diligence model, the helpfulness
+    table and per-rater counts over every note and rater (~65 bytes a note and ~120 a rater a
+    scorer), mostly NaN or 0 outside a group or topic scorer's scope, the rest float32 values
+    stored as float64. Read a packed state only through ``expand_prescore``.
+    """
+    return pack_fields(state, _NESTED)
+
+
+def expand_prescore(state: ScorerPrescoreT) -> ScorerPrescoreT:
+    """``state`` with every array as it was before ``pack_prescore`` (bit for bit); a state that
+    was never packed comes back with the same values."""
+    return expand_fields(state, _NESTED)
 
 
 def tag_filter_config(spec: ScorerSpec, config: ScoringConfig) -> TagFilterConfig:

@@ -40,6 +40,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.runner import run_integrity, scoring_filters
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.pipeline import score_dataset
+from bridgewatch.scoring.scorer_run import expand_prescore
 from bridgewatch.scoring.scorer_specs import core, default_scorers
 from bridgewatch.sim import metrics as M
 from bridgewatch.sim.attacks import SCENARIOS
@@ -160,7 +161,7 @@ def score_outcome(
     )  # fmt: skip
     core_run = result.runs.get("MFCoreScorer")
     if defences and core_run is not None:
-        pre = core_run.pre
+        pre = expand_prescore(core_run.pre)  # (kept packed by the pipeline)
         # raters fitted in round 1 but left out of round 2: the helpfulness filter dropped them
         # (a subset matrix keeps the whole id map, so indices are the dataset's)
         dropped = ~np.isnan(pre.first_round.rater_intercept) & ~pre.helpful_raters
