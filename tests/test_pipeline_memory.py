@@ -11,7 +11,12 @@ import pytest
 
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.scoring import pipeline
+from bridgewatch.scoring import scorer as S
 from bridgewatch.scoring.assemble import AUX_SCORER
+from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.scorer import scope_mask
+from bridgewatch.scoring.scorer_run import expand_prescore
+from bridgewatch.scoring.scorer_specs import default_scorers
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 
@@ -70,3 +75,38 @@ def test_only_core_keeps_its_per_note_filter_aggregates(dataset: Dataset) -> Non
     weight = pd.Series(core.tags.rating_weight, index=core.final["noteId"]).loc[ids]
     written = aux.loc[ids, "ratingWeight"].to_numpy()
     np.testing.assert_array_equal(written, weight.to_numpy().astype(written.dtype))  # as aux stores it
+
+
+def test_runs_keep_their_prescoring_packed(dataset: Dataset) -> None:
+    """A one-process run keeps every scorer's prescoring packed (no full-size array left), and
+    it expands to the very state the phase-by-phase entry point fits."""
+    result = pipeline.score_dataset(dataset, epoch_millis=EPOCH)
+    pre = pipeline.prescore_dataset(dataset)
+    n, u = dataset.ratings.n_notes, dataset.ratings.n_raters
+    for name, run in result.runs.items():
+        p = run.pre.params
+        for arr in (p.note_intercept, p.note_factor, p.rater_intercept, run.pre.helpful_raters):
+            assert not isinstance(arr, np.ndarray), name
+        if name not in pre.scorers:
+            continue  # (a Gaussian scorer keeps its base scorer's)
+        full = expand_prescore(run.pre)
+        fitted = pre.scorers[name].pre
+        assert full.params.note_factor.shape == (n, fitted.params.note_factor.shape[1])
+        assert full.params.rater_intercept.shape == (u,)
+        for a, b in ((full.params, fitted.params), (full.first_round, fitted.first_round)):
+            for f in ("note_intercept", "note_factor", "rater_intercept", "rater_factor"):
+                assert getattr(a, f).tobytes() == getattr(b, f).tobytes(), (name, f)
+        assert full.helpful_raters.tobytes() == fitted.helpful_raters.tobytes()
+
+
+def test_scope_masks_are_kept_for_the_last_few_scorers_only(dataset: Dataset) -> None:
+    cfg = ScoringConfig()
+    inputs = pipeline._inputs(dataset, dataset.ratings, cfg, None, None)
+    specs = [s for s in default_scorers() if s.topic is None][:6]
+    first = [tuple(a.copy() for a in scope_mask(inputs, s)) for s in specs]
+    assert len(S._SCOPES[inputs]) == S._SCOPES_KEPT < len(specs)
+    for spec, (scope, group) in zip(specs, first, strict=True):  # evicted ones computed again
+        again = scope_mask(inputs, spec)
+        assert np.array_equal(again[0], scope) and np.array_equal(again[1], group)
+    last = scope_mask(inputs, specs[-1])
+    assert scope_mask(inputs, specs[-1])[0] is last[0]  # a kept one is not recomputed

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from bridgewatch.io.matrix import RatingMatrix
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: ``by_rater`` int32
 _META = "meta.json"
 _ARRAYS = (
     "note",

@@ -120,15 +120,15 @@ def permute_in_place_numpy(order: np.ndarray, *arrays: np.ndarray) -> None:
 
 
 def stable_order(key: np.ndarray, n_keys: int, chunks: int | None = None) -> np.ndarray:
-    """int64[R] stable permutation sorting int32 ``key`` (values < ``n_keys``)."""
-    out = np.empty(key.shape[0], np.int64)
+    """int32[R] (int64 from 2**31 on) stable permutation sorting int32 ``key`` (values < ``n_keys``)."""
+    out = np.empty(key.shape[0], np.int32 if key.shape[0] < 2**31 else np.int64)
     counting_sort(key, np.empty(0, np.int64), out, n_keys, chunks or nb.get_num_threads())
     return out
 
 
 def stable_order_numpy(key: np.ndarray, n_keys: int) -> np.ndarray:
     """Twin of ``stable_order``."""
-    return np.argsort(key, kind="stable").astype(np.int64)
+    return np.argsort(key, kind="stable").astype(np.int32 if key.shape[0] < 2**31 else np.int64)
 
 
 @nb.njit(cache=True)

@@ -24,7 +24,7 @@ from functools import cached_property
 import numba
 import numpy as np
 
-from bridgewatch.io.matrix import RatingMatrix, counts_indptr, kept_order
+from bridgewatch.io.matrix import RatingMatrix, counts_indptr, index_dtype, kept_order
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
@@ -39,11 +39,13 @@ class MFProblem:
     are the sizes of the dataset's id spaces.
 
     - ``note``/``rater``: int32[R] compact indices, ratings ordered by (note, rater);
-    - ``value``: float64[R]; ``note_indptr``: int64[N+1]; ``identity``: int64[R] = arange(R), made
-      on first use (only the ALS note sweep reads it; the Adam fits of prescoring never do);
-    - ``by_rater``: int64[R] positions ordered by (rater, note); ``rater_indptr``: int64[U+1];
+    - ``value``: float64[R]; ``note_indptr``: int64[N+1]; ``identity``: arange(R), made on first
+      use (only the ALS note sweep reads it; the Adam fits of prescoring never do);
+    - ``by_rater``: positions ordered by (rater, note); ``rater_indptr``: int64[U+1];
     - ``note_full``: int64[N], ``rater_full``: int64[U], compact → full index;
-    - ``rating_full``: int64[R], position of each rating in the source matrix.
+    - ``rating_full``: position of each rating in the source matrix.
+    Positions (``identity``, ``by_rater``, ``rating_full``) are ``matrix.index_dtype``: int32
+    below 2**31 ratings, 12 bytes a rating less in a big fit than int64.
     """
 
     note: np.ndarray
@@ -64,7 +66,7 @@ class MFProblem:
 
     @cached_property
     def identity(self) -> np.ndarray:
-        return np.arange(self.n_ratings, dtype=np.int64)
+        return np.arange(self.n_ratings, dtype=index_dtype(self.n_ratings))
 
     @property
     def n_notes(self) -> int:
@@ -82,7 +84,7 @@ def build_problem(matrix: RatingMatrix, keep: np.ndarray | None = None) -> MFPro
     survive subsetting, so compact indices come from cumulative counts.
     """
     keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    rating_full = np.flatnonzero(keep).astype(np.int64)
+    rating_full = np.flatnonzero(keep).astype(index_dtype(keep.shape[0]))
     note_f = matrix.note[rating_full]
     rater_f = matrix.rater[rating_full]
     note_present = np.bincount(note_f, minlength=matrix.n_notes) > 0

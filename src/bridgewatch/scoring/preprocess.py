@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, index_dtype
 
 DAY_MILLIS = 86_400_000
 UNASSIGNED = -1  # modeling group of raters absent from enrollment (or with an empty group)
@@ -93,7 +93,7 @@ def reference_rating_rank(
     correlated: np.ndarray | None = None,
     pss_member: np.ndarray | None = None,
 ) -> np.ndarray:
-    """int64[R]: each rating's row in the rating table the reference's scorers receive.
+    """int32[R] (``index_dtype``): each rating's row in the rating table the reference's scorers receive.
 
     That table is the preprocessed ratings in file order, after PSS moved the ratings of raters in
     a PSS clique (``pss_member`` bool[U]) to the front sorted by note and time, then stably sorted
@@ -110,8 +110,9 @@ def reference_rating_rank(
     order = np.lexsort(
         (r, matrix.created_at, matrix.note, ~pss[r], corr[r], np.asarray(high_volume, dtype=bool)[r])
     )
-    rank = np.empty(matrix.n_ratings, dtype=np.int64)
-    rank[order] = np.arange(matrix.n_ratings, dtype=np.int64)
+    dtype = index_dtype(matrix.n_ratings)
+    rank = np.empty(matrix.n_ratings, dtype=dtype)
+    rank[order] = np.arange(matrix.n_ratings, dtype=dtype)
     return rank
 
 

@@ -40,7 +40,7 @@ class ScoringInputs:
     - ``note_topic``: int[N] topic id, -1 = none, or None when no topic model ran;
     - ``harassment_intercept``: float[N] or None: the §4.5 model's note intercepts for every
       scorer; None (the default) fits each scorer's own model on its own ratings in prescoring;
-    - ``rating_rank``: int64[R] each rating's row in the reference's rating table
+    - ``rating_rank``: int32[R] (``index_dtype``) each rating's row in the reference's rating table
       (``preprocess.reference_rating_rank``), which orders the factors a cold fit draws.
     """
 
@@ -93,26 +93,34 @@ def prepare_inputs(
     )
 
 
-# Per ScoringInputs object: each scorer's scope, asked for by its fit, filters, capture test and
-# reported notes (four passes over the ratings per scorer and run otherwise).
+# Per ScoringInputs object: the scopes of the last few scorers, asked for by a scorer's fit,
+# filters, capture test and reported notes (four passes over the ratings per scorer otherwise).
+# Only the last few: each entry is 2 bytes a rating (~0.4 GB at X's 206M ratings) and a run asks
+# for one scorer's (plus, for a Gaussian scorer, its base scorer's) at a time; keeping every
+# scorer's would hold ~27 of them (~11 GB) to the end of the run.
 _SCOPES: weakref.WeakKeyDictionary[ScoringInputs, dict] = weakref.WeakKeyDictionary()
+_SCOPES_KEPT = 3
 
 
 def scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np.ndarray]:
     """(bool[R] ratings this scorer sees, bool[R] of those made by in-group raters) — §6.1.
 
-    Computed once per (``inputs``, ``spec``); the arrays are read-only."""
+    Kept for the last ``_SCOPES_KEPT`` scorers asked about per ``inputs``; the arrays are read-only."""
     try:
         cache = _SCOPES.setdefault(inputs, {})
         hash(spec)
     except TypeError:  # a spec holding an unhashable field: no cache
         return _scope_mask(inputs, spec)
-    if spec not in cache:
-        out = _scope_mask(inputs, spec)
-        for a in out:
-            a.flags.writeable = False
-        cache[spec] = out
-    return cache[spec]
+    if spec in cache:
+        cache[spec] = cache.pop(spec)  # most recently used last
+        return cache[spec]
+    out = _scope_mask(inputs, spec)
+    for a in out:
+        a.flags.writeable = False
+    cache[spec] = out
+    while len(cache) > _SCOPES_KEPT:
+        del cache[next(iter(cache))]
+    return out
 
 
 def _scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np.ndarray]:
