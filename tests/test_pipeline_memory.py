@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bridgewatch.errors import DataFormatError
 from bridgewatch.io import Dataset, read_dataset
+from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 from bridgewatch.scoring import pipeline
 from bridgewatch.scoring import scorer as S
 from bridgewatch.scoring.assemble import AUX_SCORER
@@ -110,3 +112,30 @@ def test_scope_masks_are_kept_for_the_last_few_scorers_only(dataset: Dataset) ->
         assert np.array_equal(again[0], scope) and np.array_equal(again[1], group)
     last = scope_mask(inputs, specs[-1])
     assert scope_mask(inputs, specs[-1])[0] is last[0]  # a kept one is not recomputed
+
+
+def test_scoring_note_columns_score_the_same(tmp_path: Path, dataset: Dataset) -> None:
+    """The batch job's lean notes frame (``SCORING_NOTE_COLUMNS``) holds the same values and
+    scores to the same frames as the whole one."""
+    data = tmp_path / "community"
+    simulate(config_for_scale("tiny", seed=5), data)
+    lean = read_dataset(data, note_columns=SCORING_NOTE_COLUMNS)
+    full = read_dataset(data)
+    assert tuple(lean.notes.columns) == SCORING_NOTE_COLUMNS
+    pd.testing.assert_frame_equal(lean.notes, full.notes[list(SCORING_NOTE_COLUMNS)], check_exact=True)
+    _frames_equal(
+        pipeline.score_dataset(lean, epoch_millis=EPOCH), pipeline.score_dataset(full, epoch_millis=EPOCH)
+    )
+
+
+def test_a_conflict_in_a_column_not_kept_is_still_fatal(tmp_path: Path) -> None:
+    simulate(config_for_scale("tiny", seed=5), tmp_path)
+    path = tmp_path / "notes-00000.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split("\t")
+    row = lines[1].rstrip("\n").split("\t")
+    col = header.index("harmful")
+    row[col] = "LITTLE_HARM" if row[col] != "LITTLE_HARM" else "CONSIDERABLE_HARM"
+    path.write_text("".join([*lines, "\t".join(row) + "\n"]), encoding="utf-8")
+    with pytest.raises(DataFormatError, match="appears again with different values"):
+        read_dataset(tmp_path, note_columns=SCORING_NOTE_COLUMNS)

@@ -124,6 +124,7 @@ def read_dataset(
     progress: Progress | None = None,
     cache_dir: PathLike | None = None,
     num_threads: int | None = None,
+    note_columns: tuple[str, ...] | None = None,
 ) -> Dataset:
     """Read a data directory (or explicit files; explicit paths override the directory's).
 
@@ -132,6 +133,8 @@ def read_dataset(
     ``cache_dir``: keep the ratings matrix there after the first read and start from it while
     the ratings, notes and NSH files are unchanged (``io.cache``). ``num_threads``: threads
     parsing the ratings (None: one per core); the result does not depend on it.
+    ``note_columns``: keep only these notes columns (every column is still checked), e.g.
+    ``formats.SCORING_NOTE_COLUMNS`` for a batch job that only scores; None: all of them.
     Raises ``DataFormatError`` on a bad file (see the module docstring for what is fatal).
     """
     found: dict[str, object] = find_input_files(source) if source is not None else {}
@@ -160,7 +163,7 @@ def read_dataset(
         raise DataFormatError(f"no ratings file ({schema.RATINGS_FILE} or ratings/) found", path=str(source))
 
     warnings: list[str] = []
-    notes_frame = read_notes(notes_path, warnings)  # type: ignore[arg-type]
+    notes_frame = read_notes(notes_path, warnings, note_columns)  # type: ignore[arg-type]
     nsh = (
         read_status_history(status_path, warnings)  # type: ignore[arg-type]
         if status_path is not None

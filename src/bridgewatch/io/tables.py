@@ -163,11 +163,16 @@ def _dedupe(
     return frame.loc[~exact].reset_index(drop=True)
 
 
-def read_notes(path: str | os.PathLike[str], warnings: list[str]) -> pd.DataFrame:
-    """Notes: one row per note; columns in ``schema.NOTE_COLUMNS`` order (see ``Dataset``)."""
+def read_notes(
+    path: str | os.PathLike[str], warnings: list[str], columns: tuple[str, ...] | None = None
+) -> pd.DataFrame:
+    """Notes: one row per note; columns in ``schema.NOTE_COLUMNS`` order (see ``Dataset``), or
+    only ``columns`` (in that order), kept after every column was checked and deduplicated."""
     table, layout = load_table(path, formats.NOTES, warnings)
     frame = to_frame(table, formats.NOTES, formats.NOTES.order)
-    return _dedupe(frame, "noteId", layout, formats.NOTES, warnings)
+    del table
+    frame = _dedupe(frame, "noteId", layout, formats.NOTES, warnings)
+    return frame if columns is None else frame[list(columns)]
 
 
 def read_status_history(path: str | os.PathLike[str], warnings: list[str]) -> pd.DataFrame:
