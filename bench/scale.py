@@ -8,8 +8,9 @@ For each scale, in a fresh subprocess (so that peak RSS is that scale's own):
 2. read the TSV files (``read TSV``), then the same files again from the columnar cache
    (``read (columnar cache)``);
 3. run the batch job phase by phase (integrity, topics, preprocess, every scorer, meta, status
-   history, contributor scoring), recording each phase's wall time and the peak RSS reached
-   during it (a sampling thread reads ``/proc/self/statm`` every 20 ms);
+   history, contributor scoring, then the integrity views the job writes beside the outputs),
+   recording each phase's wall time and the peak RSS reached during it (a sampling thread reads
+   ``/proc/self/statm`` every 20 ms; ``docs/memory.md`` models these peaks at X's scale);
 4. the bandwidth floor: the time of one factorization sweep (every note, then every rater) over
    all ratings, against the time of one streaming pass that reads the same arrays once in the
    same order. Their ratio says how far the solver is from the memory-bandwidth floor.
@@ -137,7 +138,8 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     """The whole measurement for one scale, in this process."""
     import numba
 
-    from bridgewatch.runner import run_integrity, scoring_filters
+    from bridgewatch.integrity.adapters import integrity_tables
+    from bridgewatch.runner import core_rater_factor, run_integrity, scoring_filters
     from bridgewatch.scoring.config import ScoringConfig
     from bridgewatch.scoring.pipeline import score_dataset
     from bridgewatch.sim.config import config_for_scale
@@ -181,6 +183,10 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     scoring_s = time.perf_counter() - t0
     progress("end")
     rows.append(("scoring total (all phases)", scoring_s, max(r[2] for r in rows[-len(marks) :])))
+    t = time.perf_counter()
+    factor = core_rater_factor(result, m.rater_ids)
+    integrity_tables(m, found, factor, num_threads=threads)
+    rows.append(("integrity views (after scoring)", time.perf_counter() - t, sampler.mark()))
     floor = sweep_floor(m, threads)
     sampler.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
