@@ -5,9 +5,9 @@
 ``DATA_DIR``: a simulated community with its ``truth.tsv`` (e.g. ``bridgewatch evaluate --keep-data``
 leaves them under ``OUT/data/SCENARIO/STRENGTH``). Each is scored with the core scorer, as
 ``bridgewatch evaluate`` does, under five settings: everything (the reference's PSS and
-quasi-cliques, Bridgewatch's coordinated groups, the helpfulness filter), the reference's integrity
-only (no coordinated groups), the helpfulness filter alone, integrity without the filter, and
-nothing. The table gives honest Helpful precision and recall on the non-target notes and each
+quasi-cliques, Bridgewatch's coordinated groups and concerted surprise, the helpfulness filter), the
+reference's integrity only (neither of Bridgewatch's), the helpfulness filter alone, integrity without
+the filter, and nothing. The table gives honest Helpful precision and recall on the non-target notes and each
 setting's recall cost against "nothing", in points, so the evaluation's "defences cost" splits into
 the reference's filter and the integrity defences. Statuses only: no timing.
 """
@@ -51,7 +51,7 @@ def recall_by_setting(data_dir: Path) -> dict[str, M.Accuracy]:
     for name, (integrity, use_filter) in SETTINGS.items():
         config = ScoringConfig().validate()
         if integrity == "reference":
-            config = with_overrides(config, {"integrity": {"coordination": False}})
+            config = with_overrides(config, {"integrity": {"coordination": False, "surprise": False}})
         filters = {}
         if integrity != "none":
             filters = scoring_filters(dataset, run_integrity(dataset, config), config)

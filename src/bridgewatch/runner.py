@@ -25,6 +25,7 @@ from bridgewatch.integrity.adapters import (
     integrity_tables,
 )
 from bridgewatch.integrity.coordination import CoordinationParams
+from bridgewatch.integrity.surprise import SurpriseParams
 from bridgewatch.integrity.views import VIEW_FILES
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
@@ -37,6 +38,7 @@ from bridgewatch.phased import (
     prescore_phase,
 )
 from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.mf import build_problem, fit_mf
 from bridgewatch.scoring.outputs import write_outputs
 from bridgewatch.scoring.pipeline import Clock, PipelineResult, score_dataset
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS
@@ -60,12 +62,35 @@ def coordination_params(config: ScoringConfig) -> CoordinationParams | None:
     )
 
 
+def surprise_params(config: ScoringConfig) -> SurpriseParams | None:
+    """The concerted-surprise defence's parameters, None when ``config`` switches it off."""
+    c = config.integrity
+    if not c.surprise:
+        return None
+    return SurpriseParams(
+        residual=c.surprise_residual, note_quantile=c.surprise_note_quantile, min_events=c.surprise_min_events
+    )
+
+
+def first_rater_model(
+    dataset: Dataset, config: ScoringConfig, seed: int = 42
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(mu, rater intercept float[U], rater first factor float[U]): one MF fit of every rating, the
+    viewpoints the concerted-surprise defence measures surprise against (a member's few turned
+    ratings barely move its own parameters; the notes are refitted robustly there)."""
+    p = fit_mf(build_problem(dataset.ratings), config.mf, seed=seed).params
+    return float(p.mu), p.rater_intercept, p.rater_factor[:, 0]
+
+
 def run_integrity(dataset: Dataset, config: ScoringConfig) -> IntegrityResult:
     """Post-selection similarity and quasi-cliques over the whole dataset (§7.1–7.2), on numba's
-    threads, after the coordinated-group defence if ``config.integrity.coordination`` is on."""
+    threads, after the coordinated-group defence if ``config.integrity.coordination`` is on, and
+    the concerted-surprise defence (one extra MF fit) if ``config.integrity.surprise`` is."""
+    surprise = surprise_params(config)
+    model = first_rater_model(dataset, config) if surprise is not None and dataset.ratings.n_ratings else None
     return detect_integrity(
-        dataset.ratings, dataset.notes, coordination=coordination_params(config),
-        num_threads=numba.get_num_threads(),
+        dataset.ratings, dataset.notes, coordination=coordination_params(config), surprise=surprise,
+        rater_model=model, num_threads=numba.get_num_threads(),
     )  # fmt: skip
 
 
@@ -82,6 +107,8 @@ def scoring_filters(dataset: Dataset, found: IntegrityResult, config: ScoringCon
         coordinated_value=found.coordinated_value,
         coordination=coordination_params(config),
     )
+    if found.surprise_keep is not None:  # the surprising ratings stay out of the final fit too
+        final_keep = final_keep & found.surprise_keep
     return {
         "rating_keep": found.keep,
         "correlated": found.quasi_clique_value > 0,

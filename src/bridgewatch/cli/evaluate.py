@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from bridgewatch.scoring.config import load_config
 from bridgewatch.sim.attacks import SCENARIOS
 from bridgewatch.sim.eval_table import check_targets, checks_markdown, markdown_table, write_tables
 from bridgewatch.sim.evaluate import SWEEP, run_evaluation
@@ -38,6 +39,8 @@ COUNTERFACTUALS = (
 @click.option("--targets", type=click.IntRange(1), help="target notes per scenario (default by scale)")
 @click.option("--scorers", type=click.Choice(["core", "all"]), default="core", show_default=True,
               help="score with the core scorer only, or the whole inventory")  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TOML config overrides for every scoring (e.g. which defences run)")  # fmt: skip
 @click.option("--keep-data", is_flag=True, help="keep the simulated communities under OUT/data")
 @click.option("--quiet", is_flag=True, help="no progress on stderr")
 def command(
@@ -48,6 +51,7 @@ def command(
     strengths: tuple[float, ...],
     targets: int | None,
     scorers: str,
+    config_path: str | None,
     keep_data: bool,
     quiet: bool,
 ) -> None:
@@ -63,7 +67,7 @@ def command(
         table = run_evaluation(
             scale=scale, seed=seed, scenarios=attacks or None, strengths=strengths or None, targets=targets,
             scorers=scorers, workdir=out_dir / "data" if keep_data else None,
-            progress=lambda step: spinner.update(step),
+            progress=lambda step: spinner.update(step), config=load_config(config_path),
         )  # fmt: skip
     sweep = ", ".join(f"{n} ({SWEEP[n][3]})" for n in (attacks or SWEEP))
     header = (

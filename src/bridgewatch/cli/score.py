@@ -89,7 +89,8 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--no-parquet", is_flag=True, help="write TSV only")
 @click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
 @click.option("--no-coordination", is_flag=True,
-              help="no coordinated-group defence (ours): integrity as the reference runs it")  # fmt: skip
+              help="no coordinated-group defence (ours); with --no-surprise: X's integrity")  # fmt: skip
+@click.option("--no-surprise", is_flag=True, help="no concerted-surprise defence (ours)")
 @click.option(
     "--cache",
     "cache_dir",
@@ -127,6 +128,7 @@ def command(
     no_parquet: bool,
     no_integrity: bool,
     no_coordination: bool,
+    no_surprise: bool,
     cache_dir: str | None,
     no_cache: bool,
     phase: str,
@@ -142,6 +144,8 @@ def command(
     config = load_config(config_path)
     if no_coordination:
         config = with_overrides(config, {"integrity": {"coordination": False}})
+    if no_surprise:
+        config = with_overrides(config, {"integrity": {"surprise": False}})
     files = {"notes": notes, "ratings": ratings, "status": status, "enrollment": enrollment}
     source = _stage_inputs(data_dir, files, Path(outdir) / "_inputs")
     if spark_master is not None and engine != "spark":

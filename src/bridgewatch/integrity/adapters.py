@@ -18,6 +18,7 @@ from bridgewatch import schema
 from bridgewatch.integrity.coordination import CoordinationParams, concerted_ratings, coordinated_groups
 from bridgewatch.integrity.pss import PSSParams, apply_pss, participant_space, post_selection_similarity
 from bridgewatch.integrity.quasi_clique import QuasiCliqueParams, correlated_rater, quasi_cliques
+from bridgewatch.integrity.surprise import SurpriseParams, surprise_filter
 from bridgewatch.integrity.views import (
     GROUP_ACTIVITY_FILE,
     GROUP_KINDS,
@@ -40,7 +41,9 @@ class IntegrityResult:
     ``post_selection_value`` int32[P], ``quasi_clique_value`` int32[P] and ``coordinated_value``
     int32[P] (0 = none; the last two are 0 for authors who never rated; ``coordinated_value`` is
     None when the coordination defence is off); ``keep`` bool[R] and ``correlated_rater`` bool[R]
-    in matrix order.
+    in matrix order. ``surprise_value`` int32[P] (concerted-surprise group, 0 = none) and
+    ``surprise_keep`` bool[R] (false: a surprising rating on a flagged note, already out of
+    ``keep``) are None when that defence is off.
     """
 
     participant_ids: np.ndarray
@@ -49,6 +52,8 @@ class IntegrityResult:
     keep: np.ndarray
     correlated_rater: np.ndarray
     coordinated_value: np.ndarray | None = None
+    surprise_value: np.ndarray | None = None
+    surprise_keep: np.ndarray | None = None
 
     @property
     def correlated_ids(self) -> np.ndarray:
@@ -199,6 +204,8 @@ def detect_integrity(
     pss: PSSParams | None = None,
     quasi: QuasiCliqueParams | None = None,
     coordination: CoordinationParams | None = None,
+    surprise: SurpriseParams | None = None,
+    rater_model: tuple[float, np.ndarray, np.ndarray] | None = None,
     num_threads: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> IntegrityResult:
@@ -213,6 +220,10 @@ def detect_integrity(
     aside first (or collapsed to one, ``keep_earliest``), and PSS and quasi-cliques then run on the
     ratings that remain (a discounted campaign needs no second discount, and its thousands of
     identical ratings no longer swamp the pair counts).
+
+    ``surprise`` with ``rater_model`` (mu, rater intercept float[U], rater first factor float[U] of
+    a first fit of all ratings; both None: off) turns on the concerted-surprise defence
+    (``integrity.surprise``): surprising ratings on the notes it flags leave ``keep`` too.
     """
     pss = pss if pss is not None else PSSParams()
     quasi = quasi if quasi is not None else QuasiCliqueParams()
@@ -242,7 +253,18 @@ def detect_integrity(
     )
     keep = _pss_after(first, base, author, clique, len(notes), pss)
     qc, _ = quasi_cliques(base.note, base.rater, base.value, tweet, created, misleading, base.n_raters, quasi)
-    return IntegrityResult(ids, clique, qc, keep, correlated_rater(matrix.rater, qc), coordinated)
+    surprise_value = surprise_keep = None
+    if surprise is not None and rater_model is not None:
+        mu, r_int, r_fac = rater_model
+        surprise_keep, group, _ = surprise_filter(
+            matrix.note_indptr, matrix.rater, matrix.value, mu, r_int, r_fac, surprise
+        )
+        surprise_value = np.zeros(n_p, dtype=np.int32)
+        surprise_value[: matrix.n_raters] = group
+        keep &= surprise_keep
+    return IntegrityResult(
+        ids, clique, qc, keep, correlated_rater(matrix.rater, qc), coordinated, surprise_value, surprise_keep
+    )
 
 
 def integrity_tables(
@@ -264,6 +286,9 @@ def integrity_tables(
     coordinated = np.zeros(n_raters, np.int32)
     if found.coordinated_value is not None:
         coordinated = found.coordinated_value[:n_raters]
+    surprise = np.zeros(n_raters, np.int32)
+    if found.surprise_value is not None:
+        surprise = found.surprise_value[:n_raters]
     raters, top = rater_view(
         matrix.note,
         matrix.rater,
@@ -275,10 +300,12 @@ def integrity_tables(
         params,
         coordinated,
         num_threads,
+        surprise,
     )
+    flagged = (pss > 0) | (qc > 0) | (coordinated > 0) | (surprise > 0)
     notes = note_view(
         matrix.note, matrix.rater, matrix.value, rater_factor, raters["polarization"].to_numpy(),
-        raters["opinionGroup"].to_numpy(), (pss > 0) | (qc > 0) | (coordinated > 0), matrix.n_notes, params,
+        raters["opinionGroup"].to_numpy(), flagged, matrix.n_notes, params,
     )  # fmt: skip
     ids = matrix.rater_ids
     notes.insert(0, "noteId", matrix.note_ids)
@@ -290,7 +317,7 @@ def integrity_tables(
     similar.insert(0, "raterParticipantId", ids[top.rater.to_numpy()])
     similar.insert(1, "neighborParticipantId", ids[top.neighbor.to_numpy()])
     activity = []
-    for kind, groups in zip(GROUP_KINDS, (pss, qc, coordinated), strict=True):
+    for kind, groups in zip(GROUP_KINDS, (pss, qc, coordinated, surprise), strict=True):
         act = group_activity(matrix.rater, matrix.created_at, groups)
         act.insert(0, "kind", kind)
         activity.append(act)

@@ -23,10 +23,10 @@ RATER_SIMILARITY_FILE = "rater_similarity.tsv"
 GROUP_ACTIVITY_FILE = "group_activity.tsv"
 DAY_MS = 86_400_000
 VIEW_FILES = (NOTE_INTEGRITY_FILE, RATER_INTEGRITY_FILE, RATER_SIMILARITY_FILE, GROUP_ACTIVITY_FILE)
-GROUP_KINDS = ("postSelection", "quasiClique", "coordinated")
+GROUP_KINDS = ("postSelection", "quasiClique", "coordinated", "surprise")
 # the rater_integrity.tsv column holding each kind's group id (0 = none)
 GROUP_COLUMNS = {"postSelection": "postSelectionValue", "quasiClique": "quasiCliqueValue",
-                 "coordinated": "coordinatedGroup"}  # fmt: skip
+                 "coordinated": "coordinatedGroup", "surprise": "surpriseGroup"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -129,12 +129,14 @@ def rater_view(
     params: ViewParams = ViewParams(),
     coordinated_group: np.ndarray | None = None,
     num_threads: int = 1,
+    surprise_group: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per rater (shape U) and the sparse top-k neighbour list (≤ k rows per rater).
 
     The rater table holds polarization (``rater_polarization``), opinion group and 2-D map
     coordinates (``opinion_groups``), the PSS, quasi-clique and coordinated group ids (0 = none;
-    ``coordinated_group`` int[≥U], None when the coordination defence is off: all 0) and the
+    ``coordinated_group`` int[≥U], None when the coordination defence is off: all 0), the
+    concerted-surprise group (``surprise_group`` int[≥U], likewise) and the
     nearest neighbour; the neighbour table is ``top_k_similar``'s frame (counted on
     ``num_threads`` threads; the tables do not depend on them). No U × U matrix is built.
     """
@@ -166,6 +168,8 @@ def rater_view(
     out["quasiCliqueValue"] = np.asarray(quasi_clique_value, dtype=np.int32)[:n_raters]
     coordinated = np.zeros(n_raters, np.int32) if coordinated_group is None else coordinated_group[:n_raters]
     out["coordinatedGroup"] = np.asarray(coordinated, dtype=np.int32)
+    surprise = np.zeros(n_raters, np.int32) if surprise_group is None else surprise_group[:n_raters]
+    out["surpriseGroup"] = np.asarray(surprise, dtype=np.int32)
     out["similarRaters"] = np.bincount(top.rater.to_numpy(), minlength=n_raters)
     out["nearestRater"] = nearest
     out["nearestSimilarity"] = nearest_sim

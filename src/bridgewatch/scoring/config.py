@@ -188,7 +188,9 @@ class MetaConfig:
 class IntegrityConfig:
     """Bridgewatch's defence beyond the reference's §7: coordinated rater groups
     (``integrity.coordination``): on the notes where a group acts in concert its ratings are set
-    aside (or kept as one rating, ``coordination_keep_earliest``). Off: integrity is the reference's."""
+    aside (or kept as one rating, ``coordination_keep_earliest``); concerted surprise
+    (``integrity.surprise``): on notes that collect many NOT_HELPFUL ratings against the raters' own
+    viewpoints, those ratings are set aside. Both off: integrity is the reference's."""
 
     coordination: bool = param(True, "set aside coordinated groups' ratings on the notes they act on", "ours")
     coordination_min_shared: int = param(5, "same (note, value) ratings two members share", "ours", ge=1)
@@ -197,6 +199,13 @@ class IntegrityConfig:
     coordination_keep_earliest: bool = param(
         False, "keep a group's earliest rating on those notes (PSS's rule) instead of none", "ours"
     )
+    surprise: bool = param(
+        True, "set aside NOT_HELPFUL ratings against the rater's own viewpoint on notes that collect "
+        "many (integrity.surprise)", "ours",
+    )  # fmt: skip
+    surprise_residual: float = param(0.7, "NH this far below its note's refit: surprising", "ours", ge=0)
+    surprise_note_quantile: float = param(0.95, "flag notes above this share quantile", "ours", 0, 1)
+    surprise_min_events: int = param(3, "surprising ratings a flagged note needs", "ours", ge=1)
 
 
 @dataclass(frozen=True)

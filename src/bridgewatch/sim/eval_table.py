@@ -39,6 +39,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("recall_pss", "R pss", _RATE),
     ("recall_quasi_clique", "R qc", _RATE),
     ("recall_coordinated", "R coord", _RATE),
+    ("recall_surprise", "R surprise", _RATE),
     ("help_precision", "help-filter P", _RATE),
     ("help_recall", "help-filter R", _RATE),
     ("helpful_precision", "H prec", _RATE),

@@ -3,7 +3,8 @@
 For each scenario of ``sim.attacks.SCENARIOS`` and each strength, one community is simulated with
 the attack and one without it (strength 0: same seed, same targets, same honest ratings); both are
 scored with the defences on (post-selection similarity, quasi-clique NoCorrelated refit,
-Bridgewatch's coordinated groups, the helpfulness filter) and off. A row of the result says how
+Bridgewatch's coordinated groups and concerted surprise, the helpfulness filter) and off. A row of
+the result says how
 many targets moved in the attacker's direction, what that cost in attack ratings, how well the
 defences' flags found the attackers, and how well the honest notes were scored (``sim.metrics``).
 
@@ -48,8 +49,8 @@ from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import META_FILE, TRUTH_FILE, simulate
 
 Progress = Callable[[str], None]
-FLAGS = ("pss", "quasiClique", "coordinated", "helpfulness")  # who each defence singled out
-DETECTORS = FLAGS[:3]  # the integrity detectors; the helpfulness filter is reported apart
+FLAGS = ("pss", "quasiClique", "coordinated", "surprise", "helpfulness")  # who each defence singled out
+DETECTORS = FLAGS[:4]  # the integrity detectors; the helpfulness filter is reported apart
 HOUR = 3_600_000
 MIN_RATINGS = 5  # notes with fewer ratings cannot get any status (minRatingsNeeded)
 
@@ -102,6 +103,7 @@ class Row:
     recall_pss: float
     recall_quasi_clique: float
     recall_coordinated: float
+    recall_surprise: float
     help_precision: float
     help_recall: float
     helpful_scored: int
@@ -127,12 +129,20 @@ def _digest(data_dir: Path) -> str:
 
 
 def score_outcome(
-    data_dir: Path, *, defences: bool, scorers: str, epoch_millis: int, seed: int, campaign: bool = True
+    data_dir: Path,
+    *,
+    defences: bool,
+    scorers: str,
+    epoch_millis: int,
+    seed: int,
+    campaign: bool = True,
+    config: ScoringConfig | None = None,
 ) -> Outcome:
     """Score ``data_dir`` with the defences on or off (off: no PSS, no quasi-cliques, no
     coordinated groups, and every scorer without its helpfulness filter); ``scorers``: ``core``
     or ``all``. ``campaign=False`` first removes every attacker rating of a target (the truth says
     which): what a perfect defence would leave, the attackers' withheld sincere votes still missing.
+    ``config``: the scoring configuration (default: the defaults), e.g. which defences "on" means.
     """
     dataset = read_dataset(data_dir)
     if not campaign:
@@ -140,7 +150,7 @@ def score_outcome(
         hit = _campaign(dataset.ratings, notes.index[notes["isAttackTarget"] == "1"],
                         raters.index[raters["isBadActor"] == "1"])  # fmt: skip
         dataset = replace(dataset, ratings=dataset.ratings.subset(~hit))
-    config = ScoringConfig().validate()
+    config = (config or ScoringConfig()).validate()
     specs = [core()] if scorers == "core" else default_scorers()
     m = dataset.ratings
     flags = pd.DataFrame(False, index=pd.Index(m.rater_ids, name="raterParticipantId"),
@@ -154,6 +164,8 @@ def score_outcome(
         flags["quasiClique"] = found.quasi_clique_value[: m.n_raters] > 0
         if found.coordinated_value is not None:
             flags["coordinated"] = found.coordinated_value[: m.n_raters] > 0
+        if found.surprise_value is not None:
+            flags["surprise"] = found.surprise_value[: m.n_raters] > 0
     else:
         specs = [replace(s, use_reputation=False) for s in specs]
     result = score_dataset(
@@ -261,8 +273,8 @@ def evaluate_level(
 class _Scores:
     """Scored outcomes keyed by the content of the public files and the defence setting."""
 
-    def __init__(self, scorers: str, progress: Progress | None) -> None:
-        self.scorers, self.progress = scorers, progress
+    def __init__(self, scorers: str, progress: Progress | None, config: ScoringConfig | None = None) -> None:
+        self.scorers, self.progress, self.config = scorers, progress, config
         self.cache: dict[tuple[str, bool, bool], Outcome] = {}
 
     def get(self, path: Path, defences: bool, campaign: bool, now: int) -> Outcome:
@@ -272,7 +284,13 @@ class _Scores:
                 what = "" if campaign else " without attack ratings"
                 self.progress(f"score {path.parent.name} {path.name}{what} defences {_fmt_label(defences)}")
             self.cache[key] = score_outcome(
-                path, defences=defences, scorers=self.scorers, epoch_millis=now, seed=42, campaign=campaign
+                path,
+                defences=defences,
+                scorers=self.scorers,
+                epoch_millis=now,
+                seed=42,
+                campaign=campaign,
+                config=self.config,
             )
         return self.cache[key]
 
@@ -315,12 +333,14 @@ def run_evaluation(
     workdir: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    config: ScoringConfig | None = None,
 ) -> pd.DataFrame:
     """The evaluation table (one row per scenario, strength and defence setting).
 
     ``strengths`` overrides every scenario's default sweep (``SWEEP``) with the same values;
     ``workdir`` keeps the simulated communities (else a temporary directory is used);
-    ``overrides``: other ``SimConfig`` fields for every community (e.g. a smaller ``notes``).
+    ``overrides``: other ``SimConfig`` fields for every community (e.g. a smaller ``notes``);
+    ``config``: the scoring configuration (default: the defaults).
     """
     names = list(scenarios) if scenarios else list(SWEEP)
     unknown = sorted(set(names) - set(SCENARIOS))
@@ -329,7 +349,7 @@ def run_evaluation(
     if scorers not in ("core", "all"):
         raise ConfigError(f"scorers must be 'core' or 'all' (got {scorers!r})")
     n_targets = targets if targets is not None else TARGETS.get(scale, 100)
-    scores = _Scores(scorers, progress)
+    scores = _Scores(scorers, progress, config)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bw-evaluate-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)

@@ -1,0 +1,155 @@
+"""Concerted surprise (Bridgewatch's defence against a stealth bloc) on planted and honest worlds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.integrity.adapters import detect_integrity, integrity_tables
+from bridgewatch.integrity.surprise import (
+    SurpriseParams,
+    surprise_filter,
+    surprise_groups,
+    surprising_notes,
+    surprising_ratings,
+    surprising_ratings_numpy,
+)
+from bridgewatch.integrity.views import RATER_INTEGRITY_FILE
+from bridgewatch.io.matrix import build_rating_matrix
+
+P = SurpriseParams()
+
+
+def _world(seed=0, n_raters=600, n_notes=400, per_note=60, bloc=0, targets=12, participation=0.3):
+    """An honest community under the rank-1 model the detector assumes, sorted by (note, rater).
+
+    Raters have a viewpoint ±1 (factor) and a small leniency; notes a quality and a slant; a
+    rating is the logistic-noise ordinal of quality + leniency + slant·viewpoint (NH, SH, H). With
+    ``bloc`` > 0 the first ``bloc`` raters of the +1 side are a stealth bloc: they rate what they
+    would rate anyway, plus each target with probability ``participation`` (so they share targets,
+    as a denser bloc than the evaluation's does), and turn every target rating NOT_HELPFUL. Targets
+    are good notes slanted their way.
+    Returns (note, rater, value, mu, rater intercept, rater factor, members, targets)."""
+    rng = np.random.default_rng(seed)
+    side = np.where(np.arange(n_raters) % 2 == 0, 1.0, -1.0)
+    leniency = rng.normal(0, 0.15, n_raters)
+    quality = rng.normal(0.3, 0.8, n_notes)
+    slant = rng.normal(0, 0.6, n_notes)
+    target = np.sort(rng.choice(n_notes, targets, replace=False)) if bloc else np.zeros(0, np.int64)
+    quality[target], slant[target] = 1.2, 0.8
+    members = np.flatnonzero(side > 0)[:bloc]
+    pairs = {(int(n), int(r)) for n in range(n_notes) for r in rng.choice(n_raters, per_note, replace=False)}
+    pairs |= {(int(n), int(r)) for n in target for r in members if rng.random() < participation}
+    note, rater = (np.array(x) for x in zip(*sorted(pairs), strict=True))
+    z = quality[note] + leniency[rater] + slant[note] * side[rater] + rng.logistic(0, 0.3, note.shape[0])
+    value = np.select([z < 0.0, z < 0.7], [0.0, 0.5], 1.0)
+    turned = np.isin(note, target) & np.isin(rater, members)
+    value[turned] = 0.0
+    # the rater model a first fit would give: viewpoint and leniency, on the rating scale
+    return note, rater, value, 0.5, leniency / 2, side * 0.3, members, target
+
+
+def _indptr(note, n_notes):
+    return np.r_[0, np.cumsum(np.bincount(note, minlength=n_notes))].astype(np.int64)
+
+
+def test_planted_stealth_bloc_is_found_and_set_aside():
+    note, rater, value, mu, r_int, r_fac, members, target = _world(bloc=40)
+    keep, group, flagged = surprise_filter(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
+    assert flagged[target].sum() >= 0.75 * target.shape[0]
+    # the bloc's turned ratings on flagged targets leave; few honest ratings go with them
+    turned = np.isin(note, target) & np.isin(rater, members) & (value == 0.0)
+    assert (~keep & turned).sum() >= 0.7 * turned.sum()
+    assert (~keep & ~turned).sum() <= 0.02 * note.shape[0]
+    found = np.flatnonzero(group > 0)
+    assert np.isin(found, members).all() and found.shape[0] >= 0.8 * members.shape[0]
+    assert group.max() == 1  # one group, numbered 1
+
+
+def test_honest_world_flags_nobody():
+    for seed in range(3):
+        note, rater, value, mu, r_int, r_fac, _, _ = _world(seed=seed)
+        keep, group, flagged = surprise_filter(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
+        assert not group.any()
+        # a robust refit of at most the top 5% of notes: a few honest ratings set aside there
+        assert flagged.sum() <= (1 - P.note_quantile) * 400 + 1
+        assert (~keep).sum() <= 0.005 * note.shape[0]
+
+
+def test_kernel_matches_numpy_twin():
+    note, rater, value, mu, r_int, r_fac, _, _ = _world(bloc=30, seed=4)
+    r_int = r_int.copy()
+    r_int[7] = np.nan  # an unfitted rater neither fits nor surprises
+    fast = surprising_ratings(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
+    slow = surprising_ratings_numpy(note, rater, value, 400, mu, r_int, r_fac, P)
+    np.testing.assert_array_equal(fast, slow)
+    assert fast.any() and not fast[rater == 7].any()
+
+
+def test_deterministic():
+    note, rater, value, mu, r_int, r_fac, _, _ = _world(bloc=40, seed=2)
+    a = surprise_filter(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
+    b = surprise_filter(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_bad_input_errors():
+    note, rater, value, mu, r_int, r_fac, _, _ = _world(n_notes=50, n_raters=100, per_note=10)
+    indptr = _indptr(note, 50)
+    with pytest.raises(ValueError, match="rater indices"):
+        surprising_ratings(indptr, rater + 100, value, mu, r_int, r_fac, P)
+    with pytest.raises(ValueError, match="same ratings"):
+        surprising_ratings(indptr, rater[:-1], value[:-1], mu, r_int, r_fac, P)
+    with pytest.raises(ValueError, match="same length"):
+        surprising_ratings(indptr, rater, value, mu, r_int, r_fac[:-1], P)
+    for bad in (SurpriseParams(note_quantile=1.0), SurpriseParams(residual=0), SurpriseParams(min_group=0)):
+        with pytest.raises(ValueError, match="surprise"):
+            surprising_ratings(indptr, rater, value, mu, r_int, r_fac, bad)
+
+
+def test_notes_and_groups_by_hand():
+    # 4 notes and an unrated fifth; note 2 collects surprising ratings from raters 0, 1, 2; note 3
+    # from 0, 1, 2, 3
+    indptr = np.array([0, 10, 20, 30, 40, 40], dtype=np.int64)
+    rater = np.tile(np.arange(10), 4)
+    surprising = np.zeros(40, dtype=bool)
+    surprising[[20, 21, 22, 30, 31, 32, 33]] = True
+    p = SurpriseParams(note_quantile=0.5, min_events=3, min_shared=2, min_group=3)
+    flagged = surprising_notes(indptr, surprising, p)
+    np.testing.assert_array_equal(flagged, [False, False, True, True, False])
+    group = surprise_groups(indptr, rater, surprising, flagged, 10, p)
+    np.testing.assert_array_equal(group, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0])  # rater 3 shares one note only
+    assert not surprise_groups(indptr, rater, surprising, flagged, 10, SurpriseParams(min_group=4)).any()
+
+
+def test_detect_integrity_carries_the_defence_into_keep_and_views():
+    note, rater, value, mu, r_int, r_fac, members, _ = _world(bloc=40, n_notes=240)
+    notes = pd.DataFrame(
+        {
+            "noteId": np.arange(240, dtype=np.int64) + 10,
+            "noteAuthorParticipantId": [f"author{i % 7}" for i in range(240)],
+            "createdAtMillis": np.zeros(240, dtype=np.int64),
+            "tweetId": np.arange(240, dtype=np.int64) + 10_000,
+            "classification": schema.MISLEADING,
+        }
+    )
+    matrix = build_rating_matrix(
+        note=note, rater=rater, value=value.astype(np.float32),
+        created_at=np.arange(note.shape[0], dtype=np.int64) * 3_600_000,
+        tags=np.zeros(note.shape[0], np.uint32), population_sampled=np.zeros(note.shape[0], bool),
+        note_ids=notes["noteId"].to_numpy(),
+        rater_ids=np.array([f"r{i:04d}" for i in range(600)], dtype=object),
+    )  # fmt: skip
+    off = detect_integrity(matrix, notes)
+    on = detect_integrity(matrix, notes, surprise=P, rater_model=(mu, r_int, r_fac))
+    assert off.surprise_value is None and on.surprise_keep is not None
+    assert not on.surprise_keep.all()
+    np.testing.assert_array_equal(on.keep, off.keep & on.surprise_keep)
+    grouped = np.flatnonzero(on.surprise_value[: matrix.n_raters] > 0)
+    assert grouped.shape[0] and np.isin(grouped, members).all()
+    views = integrity_tables(matrix, on, np.full(matrix.n_raters, np.nan))
+    r = views[RATER_INTEGRITY_FILE]
+    assert set(r.loc[r["surpriseGroup"] > 0, "raterParticipantId"]) == set(matrix.rater_ids[grouped])
