@@ -1,6 +1,6 @@
 """Which defence costs honest Helpful recall? One community scored under each defence combination.
 
-    python bench/defence_cost.py DATA_DIR [DATA_DIR ...]
+    python bench/defence_cost.py DATA_DIR [DATA_DIR ...] [--config bw.toml]
 
 ``DATA_DIR``: a simulated community with its ``truth.tsv`` (e.g. ``bridgewatch evaluate --keep-data``
 leaves them under ``OUT/data/SCENARIO/STRENGTH``). Each is scored with the core scorer, as
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bridgewatch.io import read_dataset
 from bridgewatch.runner import run_integrity, scoring_filters
-from bridgewatch.scoring.config import ScoringConfig, with_overrides
+from bridgewatch.scoring.config import ScoringConfig, load_config, with_overrides
 from bridgewatch.scoring.pipeline import score_dataset
 from bridgewatch.scoring.scorer_specs import core
 from bridgewatch.sim import metrics as M
@@ -38,8 +38,9 @@ SETTINGS = {
 }
 
 
-def recall_by_setting(data_dir: Path) -> dict[str, M.Accuracy]:
-    """Honest accuracy of ``data_dir``'s non-target notes under each of ``SETTINGS``."""
+def recall_by_setting(data_dir: Path, base: ScoringConfig | None = None) -> dict[str, M.Accuracy]:
+    """Honest accuracy of ``data_dir``'s non-target notes under each of ``SETTINGS`` (``base``: the
+    configuration "all defences" means, default the defaults)."""
     dataset = read_dataset(data_dir)
     notes, _ = read_truth(data_dir)
     honest = notes[notes["isAttackTarget"] != "1"]
@@ -49,7 +50,7 @@ def recall_by_setting(data_dir: Path) -> dict[str, M.Accuracy]:
     now = json.loads((data_dir / META_FILE).read_text())["config"]["end_millis"] + HOUR
     out = {}
     for name, (integrity, use_filter) in SETTINGS.items():
-        config = ScoringConfig().validate()
+        config = (base or ScoringConfig()).validate()
         if integrity == "reference":
             config = with_overrides(config, {"integrity": {"coordination": False, "surprise": False}})
         filters = {}
@@ -67,11 +68,12 @@ def recall_by_setting(data_dir: Path) -> dict[str, M.Accuracy]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data_dirs", nargs="+", type=Path)
+    ap.add_argument("--config", help="TOML config overrides (e.g. [integrity] surprise = true)")
     args = ap.parse_args()
     print("| community | setting | Helpful | H prec | H rec | recall cost vs nothing (points) |")
     print("|---|---|---:|---:|---:|---:|")
     for d in args.data_dirs:
-        acc = recall_by_setting(d)
+        acc = recall_by_setting(d, load_config(args.config))
         base = acc["nothing"].helpful_recall
         for name, a in acc.items():
             cost = 100 * (base - a.helpful_recall)

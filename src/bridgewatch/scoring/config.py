@@ -200,8 +200,8 @@ class IntegrityConfig:
         False, "keep a group's earliest rating on those notes (PSS's rule) instead of none", "ours"
     )
     surprise: bool = param(
-        True, "set aside NOT_HELPFUL ratings against the rater's own viewpoint on notes that collect "
-        "many (integrity.surprise)", "ours",
+        False, "set aside NOT_HELPFUL ratings against the rater's own viewpoint on notes that collect "
+        "many (integrity.surprise; off: it refits ~5% of notes on any data, so outputs leave X's)", "ours",
     )  # fmt: skip
     surprise_residual: float = param(0.7, "NH this far below its note's refit: surprising", "ours", ge=0)
     surprise_note_quantile: float = param(0.95, "flag notes above this share quantile", "ours", 0, 1)
