@@ -5,7 +5,8 @@ the attack and one without it (strength 0: same seed, same targets, same honest 
 scored with the defences on (post-selection similarity, quasi-clique NoCorrelated refit,
 Bridgewatch's coordinated groups, concerted surprise if ``--config`` turns it on, the helpfulness
 filter) and off. A row of the result says how many targets moved in the attacker's direction, what
-that cost in attack ratings, how well the defences' flags found the attackers, and how well the honest notes were scored (``sim.metrics``).
+that cost in attack ratings, how well the defences' flags found the attackers, and how well the
+honest notes were scored (``sim.metrics``).
 
 Two counterfactuals. ``flipped`` compares with the no-attack twin, where the attackers' accounts
 rate as honest people (a bloc's members rate the targets they would have rated, sincerely). The
