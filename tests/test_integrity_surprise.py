@@ -18,6 +18,8 @@ from bridgewatch.integrity.surprise import (
 )
 from bridgewatch.integrity.views import RATER_INTEGRITY_FILE
 from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.runner import surprise_params
+from bridgewatch.scoring.config import ScoringConfig, with_overrides
 
 P = SurpriseParams()
 
@@ -153,3 +155,9 @@ def test_detect_integrity_carries_the_defence_into_keep_and_views():
     views = integrity_tables(matrix, on, np.full(matrix.n_raters, np.nan))
     r = views[RATER_INTEGRITY_FILE]
     assert set(r.loc[r["surpriseGroup"] > 0, "raterParticipantId"]) == set(matrix.rater_ids[grouped])
+
+
+def test_config_switches_the_defence():
+    assert surprise_params(ScoringConfig()) is None  # off by default: X's integrity
+    on = with_overrides(ScoringConfig(), {"integrity": {"surprise": True, "surprise_note_quantile": 0.9}})
+    assert surprise_params(on) == SurpriseParams(note_quantile=0.9)
