@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numba
@@ -29,6 +30,7 @@ from bridgewatch.integrity.surprise import SurpriseParams
 from bridgewatch.integrity.views import VIEW_FILES
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
+from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.phased import (
     PHASES,
     PhaseOutput,
@@ -73,12 +75,12 @@ def surprise_params(config: ScoringConfig) -> SurpriseParams | None:
 
 
 def first_rater_model(
-    dataset: Dataset, config: ScoringConfig, seed: int = 42
+    matrix: RatingMatrix, config: ScoringConfig, seed: int = 42
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """(mu, rater intercept float[U], rater first factor float[U]): one MF fit of every rating, the
-    viewpoints the concerted-surprise defence measures surprise against (a member's few turned
-    ratings barely move its own parameters; the notes are refitted robustly there)."""
-    p = fit_mf(build_problem(dataset.ratings), config.mf, seed=seed).params
+    """(mu, rater intercept float[U], rater first factor float[U]): one MF fit of ``matrix``'s
+    ratings, the viewpoints the concerted-surprise defence measures surprise against (a member's
+    few turned ratings barely move its own parameters; the notes are refitted robustly there)."""
+    p = fit_mf(build_problem(matrix), config.mf, seed=seed).params
     return float(p.mu), p.rater_intercept, p.rater_factor[:, 0]
 
 
@@ -87,7 +89,12 @@ def run_integrity(dataset: Dataset, config: ScoringConfig) -> IntegrityResult:
     threads, after the coordinated-group defence if ``config.integrity.coordination`` is on, and
     the concerted-surprise defence (one extra MF fit) if ``config.integrity.surprise`` is."""
     surprise = surprise_params(config)
-    model = first_rater_model(dataset, config) if surprise is not None and dataset.ratings.n_ratings else None
+    # fitted on the ratings the coordination collapse keeps (detect_integrity calls it)
+    model = (
+        partial(first_rater_model, config=config)
+        if surprise is not None and dataset.ratings.n_ratings
+        else None
+    )
     return detect_integrity(
         dataset.ratings, dataset.notes, coordination=coordination_params(config), surprise=surprise,
         rater_model=model, num_threads=numba.get_num_threads(),

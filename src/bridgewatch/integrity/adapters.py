@@ -32,6 +32,8 @@ from bridgewatch.integrity.views import (
 )
 from bridgewatch.io.matrix import RatingMatrix
 
+RaterModel = tuple[float, np.ndarray, np.ndarray]  # mu, rater intercept float[U], rater factor 1 float[U]
+
 
 @dataclass(frozen=True)
 class IntegrityResult:
@@ -205,7 +207,7 @@ def detect_integrity(
     quasi: QuasiCliqueParams | None = None,
     coordination: CoordinationParams | None = None,
     surprise: SurpriseParams | None = None,
-    rater_model: tuple[float, np.ndarray, np.ndarray] | None = None,
+    rater_model: RaterModel | Callable[[RatingMatrix], RaterModel] | None = None,
     num_threads: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> IntegrityResult:
@@ -222,8 +224,12 @@ def detect_integrity(
     identical ratings no longer swamp the pair counts).
 
     ``surprise`` with ``rater_model`` (mu, rater intercept float[U], rater first factor float[U] of
-    a first fit of all ratings; both None: off) turns on the concerted-surprise defence
-    (``integrity.surprise``): surprising ratings on the notes it flags leave ``keep`` too.
+    a first fit, or a function giving them for the matrix of the ratings the coordination collapse
+    kept; either None: off) turns on the concerted-surprise defence (``integrity.surprise``) on
+    those ratings: surprising ratings on the notes it flags leave ``keep`` too. It runs after the
+    collapse for the reason PSS does: a set-aside campaign's ratings would otherwise dominate the
+    robust refit of its targets (and the first fit), so that the surprise found there, and set
+    aside, would differ from the same community's without the campaign.
     """
     pss = pss if pss is not None else PSSParams()
     quasi = quasi if quasi is not None else QuasiCliqueParams()
@@ -255,10 +261,10 @@ def detect_integrity(
     qc, _ = quasi_cliques(base.note, base.rater, base.value, tweet, created, misleading, base.n_raters, quasi)
     surprise_value = surprise_keep = None
     if surprise is not None and rater_model is not None:
-        mu, r_int, r_fac = rater_model
-        surprise_keep, group, _ = surprise_filter(
-            matrix.note_indptr, matrix.rater, matrix.value, mu, r_int, r_fac, surprise
-        )
+        mu, r_int, r_fac = rater_model(base) if callable(rater_model) else rater_model
+        kept, group, _ = surprise_filter(base.note_indptr, base.rater, base.value, mu, r_int, r_fac, surprise)
+        surprise_keep = np.ones(matrix.n_ratings, dtype=bool)
+        surprise_keep[first] = kept
         surprise_value = np.zeros(n_p, dtype=np.int32)
         surprise_value[: matrix.n_raters] = group
         keep &= surprise_keep
