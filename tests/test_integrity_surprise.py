@@ -8,6 +8,7 @@ import pytest
 
 from bridgewatch import schema
 from bridgewatch.integrity.adapters import detect_integrity, integrity_tables
+from bridgewatch.integrity.coordination import CoordinationParams
 from bridgewatch.integrity.surprise import (
     SurpriseParams,
     surprise_filter,
@@ -161,3 +162,41 @@ def test_config_switches_the_defence():
     assert surprise_params(ScoringConfig()) is None  # off by default: X's integrity
     on = with_overrides(ScoringConfig(), {"integrity": {"surprise": True, "surprise_note_quantile": 0.9}})
     assert surprise_params(on) == SurpriseParams(note_quantile=0.9)
+
+
+def test_surprise_runs_on_what_the_coordination_collapse_keeps():
+    # a coordinated bloc (10 extra raters voting the same 20 notes down, nothing else) is set aside
+    # first; the first fit and the refits must not see its ratings
+    note, rater, value, mu, r_int, r_fac, _, _ = _world(n_notes=240)
+    bloc = np.arange(600, 610)
+    voted = np.arange(20)
+    note = np.r_[note, np.repeat(voted, bloc.shape[0])]
+    rater = np.r_[rater, np.tile(bloc, voted.shape[0])]
+    value = np.r_[value, np.zeros(voted.shape[0] * bloc.shape[0])]
+    notes = pd.DataFrame(
+        {
+            "noteId": np.arange(240, dtype=np.int64) + 10,
+            "noteAuthorParticipantId": [f"author{i % 7}" for i in range(240)],
+            "createdAtMillis": np.zeros(240, dtype=np.int64),
+            "tweetId": np.arange(240, dtype=np.int64) + 10_000,
+            "classification": schema.MISLEADING,
+        }
+    )
+    matrix = build_rating_matrix(
+        note=note, rater=rater, value=value.astype(np.float32),
+        created_at=np.arange(note.shape[0], dtype=np.int64) * 3_600_000,
+        tags=np.zeros(note.shape[0], np.uint32), population_sampled=np.zeros(note.shape[0], bool),
+        note_ids=notes["noteId"].to_numpy(),
+        rater_ids=np.array([f"r{i:04d}" for i in range(610)], dtype=object),
+    )  # fmt: skip
+    seen = []
+
+    def model(kept):
+        seen.append(kept)
+        return mu, np.r_[r_int, np.zeros(10)], np.r_[r_fac, np.zeros(10)]
+
+    found = detect_integrity(matrix, notes, coordination=CoordinationParams(), surprise=P, rater_model=model)
+    assert (found.coordinated_value[600:610] > 0).all()
+    (kept,) = seen
+    assert kept.n_ratings == matrix.n_ratings - 200 and not np.isin(kept.rater, bloc).any()
+    assert found.surprise_keep.shape == (matrix.n_ratings,) and not found.surprise_keep.all()
