@@ -30,10 +30,28 @@ raters whose own viewpoint says HELPFUL.
    surprising raters, so no rater × rater matrix), connected, ≥ ``min_group`` raters. A rater in no
    group is not flagged, so an honest rater's stray surprise costs it nothing.
 
+The pipeline runs it after the coordination collapse (``adapters.detect_integrity``), on the ratings
+that remain, first fit included: a set-aside campaign would otherwise own its targets' refits.
+
+Why a quantile rather than a significance test: notes differ far more than a binomial null allows
+(rank-1 viewpoints miss a second axis of disagreement; leniency and diligence vary), so at 1% the
+binomial test flags ~6% of honest notes and no target at p = 5%. The data's own quantile is robust
+while targets are a small share of the notes; it always refits the top 1 − ``note_quantile`` of
+notes, also on an honest community. That is why ``[integrity] surprise`` is off by default: on
+golden ``mini`` it moves core status agreement with X from 100% to 98.4% (a quantile of 0.99).
+
+Measured (``bridgewatch evaluate --scale small --config`` with surprise on, quantile 0.95; targets
+Helpful when the bloc abstains that its ratings push out, before → after): stealth_bloc p = 5%
+4/32 → 3/34, 10% 10/29 → 3/34, 20% 24/27 → 14/30; honest Helpful precision 0.96 → 0.96, recall
+0.36 → 0.39 (the refit returns recall the defences cost); no rater of any other scenario flagged.
+What remains at 20% are targets whose robust refit adopts the bloc (it is the majority of the
+target's own camp there) or whose turned ratings stay under the quantile.
+
 Cost: ``iterations`` passes over each note's ratings (O(R · iterations), one numba kernel over the
-note-sorted ratings, O(1) memory per note); the quantile is O(N); pairs are at most
+note-sorted ratings, O(ratings of one note) scratch); the quantile is O(N); pairs are at most
 flagged notes × max_per_note² / 2. Memory: bool[R] outputs and O(N + U + pairs) more; never
-O(U²). Deterministic: no randomness, serial kernel, stable sorts.
+O(U²). The runner's first fit is one more MF fit of the kept ratings (1.3 s CPU at the small
+scale, 300k ratings). Deterministic: no randomness, serial kernel, stable sorts.
 """
 
 from __future__ import annotations
