@@ -169,13 +169,15 @@ def render(run: RunOutputs, options: ReportOptions = ReportOptions(), title: str
         "<h2>Flagged groups</h2><p class='muted'>postSelection: raters who rate the same notes within "
         "minutes (X's PSS); quasiClique: dense same-value co-rating groups (X's quasi-cliques); "
         "coordinated: raters who rate the same notes the same way at any pace (Bridgewatch; on the "
-        "notes where such a group acts in concert its ratings are set aside).</p>",
+        "notes where such a group acts in concert its ratings are set aside); surprise: raters who "
+        "share NOT_HELPFUL ratings against their own viewpoint on notes that collect many of them "
+        "(Bridgewatch, when <code>[integrity] surprise</code> is on; those ratings are set aside).</p>",
     ]
     groups = flagged_groups(run)
     if groups.empty:
         parts.append(
-            "<p>No post-selection-similarity group, quasi-clique or coordinated group was found in this "
-            "run.</p>"
+            "<p>No post-selection-similarity group, quasi-clique, coordinated or surprise group was found "
+            "in this run.</p>"
         )
     else:
         parts += [html_table(groups, ("kind",)), _plot(F.activity_figure(run.group_activity), "fig-activity")]
