@@ -43,9 +43,11 @@ golden ``mini`` it moves core status agreement with X from 100% to 98.4% (a quan
 Measured (``bridgewatch evaluate --scale small --config`` with surprise on, quantile 0.95; targets
 Helpful when the bloc abstains that its ratings push out, before → after): stealth_bloc p = 5%
 4/32 → 3/34, 10% 10/29 → 3/34, 20% 24/27 → 14/30; honest Helpful precision 0.96 → 0.96, recall
-0.36 → 0.39 (the refit returns recall the defences cost); no rater of any other scenario flagged.
-What remains at 20% are targets whose robust refit adopts the bloc (it is the majority of the
-target's own camp there) or whose turned ratings stay under the quantile.
+0.36 → 0.39 (the refit returns recall the defences cost); coordinated_bloc still 0 flipped; no
+rater of any other scenario (or of an honest community) flagged. What remains at 20% are targets
+whose robust refit adopts the bloc (it is the majority of the target's own camp there) or whose
+turned ratings stay under the quantile. Not yet done: the phased pipeline applies the set-aside in
+prescoring only (final scoring rebuilds its filter from the saved groups, not from residuals).
 
 Cost: ``iterations`` passes over each note's ratings (O(R · iterations), one numba kernel over the
 note-sorted ratings, O(ratings of one note) scratch); the quantile is O(N); pairs are at most
