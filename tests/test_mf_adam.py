@@ -157,3 +157,86 @@ def test_normalized_fit_restarts_notes_and_keeps_the_weighted_optimum_close():
     twice = fit_mf(p, norm, seed=1)
     assert twice.iterations > plain.iterations  # two fits ran
     np.testing.assert_allclose(twice.params.note_intercept, plain.params.note_intercept, atol=1e-9)
+
+
+def python_loop(note, rater, value, start_, config, lr, *, use_mu=True, weights=None, note_rows=None,
+                notes_only=False):  # fmt: skip
+    """The epoch loop as it was written in Python before it moved into numba (``mf_adam._epochs``),
+    step for step: the jitted loop must give these bytes."""
+    from bridgewatch.scoring.mf_adam import _adam_update
+    from bridgewatch.scoring.mf_kernels import sum_squares
+
+    mu = np.array([float(start_[0]) if use_mu else 0.0])
+    blocks = [np.array(a, dtype=np.float64) for a in start_[1:]]
+    ni, nf, ri, rf = blocks
+    grads = [np.zeros_like(b) for b in blocks]
+    g_mu = np.zeros(1)
+    first = [np.zeros_like(b) for b in blocks] + [np.zeros(1)]
+    second = [np.zeros_like(b) for b in blocks] + [np.zeros(1)]
+    c = config
+    lam = np.array([c.user_factor_lambda, c.user_intercept_lambda, c.note_factor_lambda,
+                    c.note_intercept_lambda, c.global_intercept_lambda, c.diamond_lambda])  # fmt: skip
+    rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
+    lay = adam_layout(note, rater, value, ni.shape[0], ri.shape[0], nf.shape[1], weights)
+
+    def evaluate() -> float:
+        loss, gm = _loss_and_grads(lay, mu[0], ni, nf, ri, rf, lam, rows, use_mu, *grads)
+        g_mu[0] = gm
+        return loss
+
+    prev, loss, epoch = 1e10, evaluate(), 0
+    while abs(loss - prev) > c.adam_convergence and not (epoch > 100 and loss > prev):
+        if epoch >= c.adam_max_epochs:
+            break
+        prev = loss
+        trained = grads[:2] if notes_only else grads
+        mu_sq = 0.0 if notes_only else float(g_mu[0] ** 2)
+        total = np.sqrt(sum(sum_squares(g.ravel()) for g in trained) + mu_sq)
+        coef = min(1.0, c.adam_clip_norm / (total + 1e-6))
+        t = epoch + 1
+        lr_t = lr / (1.0 - 0.9**t)
+        bc2_sqrt = np.sqrt(1.0 - 0.999**t)
+        for i, (p, g, m_, v_) in enumerate(zip([*blocks, mu], [*grads, g_mu], first, second, strict=True)):
+            if (p is mu and not use_mu) or (notes_only and i >= 2):
+                continue
+            _adam_update(p, g, m_, v_, coef, lr_t, bc2_sqrt)
+        loss = evaluate()
+        epoch += 1
+    return (float(mu[0]), ni, nf, ri, rf), epoch
+
+
+def test_jitted_epoch_loop_gives_the_python_loops_bytes():
+    m, _ = planted(n_notes=40, n_raters=90, n_ratings=1500)
+    p = build_problem(m)
+    w = np.random.default_rng(3).random(p.n_ratings)
+    cases = [
+        (CFG, {}),
+        (CFG, {"notes_only": True, "note_rows": 77.0}),
+        (CFG, {"weights": w}),
+        (dataclasses.replace(CFG, diamond_lambda=0.03), {"use_global_intercept": False}),
+        (dataclasses.replace(CFG, adam_max_epochs=9), {}),
+    ]
+    for cfg, kw in cases:
+        got, n_got = adam_fit(p.note, p.rater, p.value, start(p, 4), cfg, 0.2, **kw)
+        ref_kw = {("use_mu" if k == "use_global_intercept" else k): v for k, v in kw.items()}
+        want, n_want = python_loop(p.note, p.rater, p.value, start(p, 4), cfg, 0.2, **ref_kw)
+        assert n_got == n_want > 5 and got[0] == want[0]
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], want[1:], strict=True))
+
+
+def test_jitted_bias_corrections_are_pythons_float_powers():
+    """The loop's ``math.pow(β, t)`` in numba and CPython's ``β ** t`` are both libm's pow."""
+    import math
+
+    import numba
+
+    @numba.njit
+    def powers(base, n):
+        out = np.empty(n)
+        for t in range(1, n + 1):
+            out[t - 1] = math.pow(base, float(t))
+        return out
+
+    for base in (0.9, 0.999):
+        want = np.array([base**t for t in range(1, 20_001)])
+        assert powers(base, 20_000).tobytes() == want.tobytes()

@@ -14,11 +14,18 @@ All arithmetic is float64 with fixed summation order, so reruns are bit-identica
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
-from bridgewatch.scoring.mf_adam_kernels import adam_layout, data_loss_and_grads, serial_when_small
+from bridgewatch.scoring.mf_adam_kernels import (
+    adam_layout,
+    data_loss_and_grads,
+    data_pass_nb,
+    serial_when_small,
+)
 from bridgewatch.scoring.mf_kernels import sum_squares
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
@@ -148,28 +155,65 @@ def adam_fit(
     )
     rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
     lay = adam_layout(note, rater, value, ni.shape[0], ri.shape[0], nf.shape[1], weights)
+    epoch = _epochs(
+        lay.indptr, lay.cuts, lay.note, lay.value, lay.weight, lay.packed, lay.part, lay.sums,
+        mu, ni, nf, ri, rf, g_mu, *grads, *first, *second, lam, rows, use_global_intercept, notes_only,
+        float(learning_rate), float(config.adam_convergence), float(config.adam_clip_norm),
+        int(config.adam_max_epochs),
+    )  # fmt: skip
+    return (float(mu[0]), ni, nf, ri, rf), epoch
 
-    def evaluate() -> float:
-        loss, gm = _loss_and_grads(lay, mu[0], ni, nf, ri, rf, lam, rows, use_global_intercept, *grads)
-        g_mu[0] = gm
-        return loss
 
-    prev, loss, epoch = 1e10, evaluate(), 0
-    while abs(loss - prev) > config.adam_convergence and not (epoch > 100 and loss > prev):
-        if epoch >= config.adam_max_epochs:
+@numba.njit(cache=True)
+def _evaluate(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf,
+              g_ri, g_rf, lam, rows, use_mu):  # fmt: skip
+    """``_loss_and_grads`` on the layout's arrays; the μ gradient into ``g_mu[0]``. Returns the loss."""
+    data, gm = data_pass_nb(
+        indptr, cuts, note, value, weight, packed, part, sums, mu[0], ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf
+    )
+    loss, gm = _add_penalties(data, gm, mu[0], ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf)
+    g_mu[0] = gm
+    return loss
+
+
+@numba.njit(cache=True)
+def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf,
+            g_ri, g_rf, m_ni, m_nf, m_ri, m_rf, m_mu, v_ni, v_nf, v_ri, v_rf, v_mu, lam, rows, use_mu,
+            notes_only, learning_rate, convergence, clip_norm, max_epochs):  # fmt: skip
+    """The reference's epoch loop (``adam_fit``) in one jitted call; updates the parameter blocks
+    in place and returns the number of epochs.
+
+    Operation for operation the Python loop it replaced (the bits are pinned by a test): the
+    gradient norm adds the blocks' squares in order (ni, nf[, ri, rf, μ]), ``min(1, x)`` keeps
+    Python's tie and NaN behaviour (1 unless x < 1), and the bias corrections call libm's ``pow``
+    as CPython's float power does."""
+    ev = (indptr, cuts, note, value, weight, packed, part, sums)
+    prev = 1e10
+    loss = _evaluate(*ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu)
+    epoch = 0
+    while abs(loss - prev) > convergence and not (epoch > 100 and loss > prev):
+        if epoch >= max_epochs:
             break
         prev = loss
-        trained = grads[:2] if notes_only else grads
-        mu_sq = 0.0 if notes_only else float(g_mu[0] ** 2)
-        total = np.sqrt(sum(sum_squares(g.ravel()) for g in trained) + mu_sq)
-        coef = min(1.0, config.adam_clip_norm / (total + 1e-6))
-        t = epoch + 1
-        lr_t = learning_rate / (1.0 - _BETA1**t)
-        bc2_sqrt = np.sqrt(1.0 - _BETA2**t)
-        for i, (p, g, m_, v_) in enumerate(zip([*blocks, mu], [*grads, g_mu], first, second, strict=True)):
-            if (p is mu and not use_global_intercept) or (notes_only and i >= 2):
-                continue
-            _adam_update(p, g, m_, v_, coef, lr_t, bc2_sqrt)
-        loss = evaluate()
+        sq = sum_squares(g_ni.ravel()) + sum_squares(g_nf.ravel())
+        mu_sq = 0.0
+        if not notes_only:
+            sq = sq + sum_squares(g_ri.ravel())
+            sq = sq + sum_squares(g_rf.ravel())
+            mu_sq = g_mu[0] * g_mu[0]
+        total = np.sqrt(sq + mu_sq)
+        ratio = clip_norm / (total + 1e-6)
+        coef = ratio if ratio < 1.0 else 1.0
+        t = float(epoch + 1)
+        lr_t = learning_rate / (1.0 - math.pow(_BETA1, t))
+        bc2_sqrt = np.sqrt(1.0 - math.pow(_BETA2, t))
+        _adam_update(ni, g_ni, m_ni, v_ni, coef, lr_t, bc2_sqrt)
+        _adam_update(nf, g_nf, m_nf, v_nf, coef, lr_t, bc2_sqrt)
+        if not notes_only:
+            _adam_update(ri, g_ri, m_ri, v_ri, coef, lr_t, bc2_sqrt)
+            _adam_update(rf, g_rf, m_rf, v_rf, coef, lr_t, bc2_sqrt)
+            if use_mu:
+                _adam_update(mu, g_mu, m_mu, v_mu, coef, lr_t, bc2_sqrt)
+        loss = _evaluate(*ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu)
         epoch += 1
-    return (float(mu[0]), ni, nf, ri, rf), epoch
+    return epoch

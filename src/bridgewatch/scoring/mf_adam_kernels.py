@@ -214,6 +214,16 @@ def _note_totals(part, sums, g_ni, g_nf):
     return sse, g_mu
 
 
+@numba.njit(cache=True)
+def data_pass_nb(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf):
+    """``data_loss_and_grads`` on the layout's arrays, callable from jitted code (``mf_adam``'s
+    epoch loop): pack, the parallel pass, the slice totals. Returns ((1/R)·Σ w·err², μ gradient)."""
+    _pack_notes(ni, nf, packed)
+    _data_pass(indptr, cuts, note, value, weight, mu, packed, ri, rf, g_ri, g_rf, part, sums)
+    sse, g_mu = _note_totals(part, sums, g_ni, g_nf)
+    return sse / note.shape[0], g_mu
+
+
 def data_loss_and_grads(
     lay: AdamLayout,
     mu: float,
@@ -227,13 +237,10 @@ def data_loss_and_grads(
     g_rf: np.ndarray,
 ) -> tuple[float, float]:
     """(1/R)·Σ w·err² and its μ gradient; overwrites the ``g_*`` blocks with the data gradient."""
-    _pack_notes(ni, nf, lay.packed)
-    _data_pass(
-        lay.indptr, lay.cuts, lay.note, lay.value, lay.weight, mu, lay.packed, ri, rf, g_ri, g_rf,
-        lay.part, lay.sums,
+    return data_pass_nb(
+        lay.indptr, lay.cuts, lay.note, lay.value, lay.weight, lay.packed, lay.part, lay.sums,
+        mu, ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf,
     )  # fmt: skip
-    sse, g_mu = _note_totals(lay.part, lay.sums, g_ni, g_nf)
-    return sse / lay.n_ratings, g_mu
 
 
 def data_loss_and_grads_np(
