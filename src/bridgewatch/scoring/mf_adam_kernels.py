@@ -215,7 +215,9 @@ def _note_totals(part, sums, g_ni, g_nf):
 
 
 @numba.njit(cache=True)
-def data_pass_nb(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf):
+def data_pass_nb(
+    indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf
+):
     """``data_loss_and_grads`` on the layout's arrays, callable from jitted code (``mf_adam``'s
     epoch loop): pack, the parallel pass, the slice totals. Returns ((1/R)·Σ w·err², μ gradient)."""
     _pack_notes(ni, nf, packed)
