@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bridgewatch.errors import ConfigError, DataFormatError
@@ -61,10 +62,39 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False, engine="pyarrow", compression="snappy")
 
 
-def _read(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def _arrow(path: Path, columns: Sequence[str] | None = None, *, round2: bool = False) -> pa.Table:
+    """One state table as Arrow (``columns``: None = all; ``round2``: all but round 1's
+    parameters). ``ParquetFile.read`` skips the dataset layer ``pd.read_parquet`` goes through,
+    half the CPU of a small file (an incremental final run reads ~36 of them)."""
     if not path.is_file():
         raise DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
-    return pd.read_parquet(path, engine="pyarrow", columns=None if columns is None else list(columns))
+    file = pq.ParquetFile(path)
+    if round2:
+        columns = [c for c in file.schema_arrow.names if "|n1" not in c and "|r1" not in c]
+    return file.read(columns=None if columns is None else list(columns))
+
+
+def _read(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """One state table as the frame ``pd.read_parquet`` gives (same dtypes, pandas metadata applied)."""
+    return _arrow(path, columns).to_pandas()
+
+
+class _Columns:
+    """A wide state table's columns as numpy arrays, converted on first use only (final scoring
+    reads a few of each scorer's ~10 columns; ``DataFrame`` conversion of all 250 cost more)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+        self._names = set(table.column_names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        column = self._table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return column.to_numpy(zero_copy_only=False).astype(object)
+        return column.to_numpy(zero_copy_only=False)  # read-only, as a frame's column under copy-on-write
 
 
 def _param_columns(cols: dict, name: str, tag: str, vec: np.ndarray, mat: np.ndarray) -> None:
@@ -134,9 +164,9 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
         _write(frame, root / "integrity.parquet")
 
 
-def _params(frame: pd.DataFrame, name: str, tag: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    vec = frame[f"{name}|{tag}i"].to_numpy(np.float64)
-    mat = np.stack([frame[f"{name}|{tag}f{j}"].to_numpy(np.float64) for j in range(k)], axis=1)
+def _params(frame: _Columns, name: str, tag: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    vec = np.asarray(frame[f"{name}|{tag}i"], dtype=np.float64)
+    mat = np.stack([np.asarray(frame[f"{name}|{tag}f{j}"], dtype=np.float64) for j in range(k)], axis=1)
     return vec, mat
 
 
@@ -156,8 +186,8 @@ def load_prescoring(
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
     run = _read(root / "run.parquet").iloc[0]
     table = _read(root / "scorers.parquet")
-    notes = _read(root / "notes.parquet", None if first_round else _round2_columns(root / "notes.parquet"))
-    raters = _read(root / "raters.parquet", None if first_round else _round2_columns(root / "raters.parquet"))
+    notes = _Columns(_arrow(root / "notes.parquet", round2=not first_round))
+    raters = _Columns(_arrow(root / "raters.parquet", round2=not first_round))
     states: dict[str, ScorerPrescore] = {}
     n_thr = sum(1 for c in table.columns if c.startswith("threshold"))
     for row in table.to_dict("records"):
@@ -180,8 +210,8 @@ def load_prescoring(
             MFParams(float(row["mu"]), ni, nf, ri, rf),
             MFParams(float(row["mu1"]), ni1, nf1, ri1, rf1),
             helpfulness,
-            raters[f"{name}|helpful"].to_numpy(bool),
-            notes[f"{name}|prov"].to_numpy(np.int8),
+            np.asarray(raters[f"{name}|helpful"], dtype=bool),
+            np.asarray(notes[f"{name}|prov"], dtype=np.int8),
             int(row["numRatings"]),
             int(row["numNotes"]),
             int(row["numUsers"]),
@@ -190,8 +220,8 @@ def load_prescoring(
         thresholds = np.array([row[f"threshold{j}"] for j in range(n_thr)], dtype=np.float64)
         dil = None
         if row["hasDiligence"]:
-            arrays = {f: notes[f"{name}|dil_{f}"].to_numpy(np.float64) for f in _NOTE_DIL}
-            arrays |= {f: raters[f"{name}|dil_{f}"].to_numpy(np.float64) for f in _RATER_DIL}
+            arrays = {f: np.asarray(notes[f"{name}|dil_{f}"], dtype=np.float64) for f in _NOTE_DIL}
+            arrays |= {f: np.asarray(raters[f"{name}|dil_{f}"], dtype=np.float64) for f in _RATER_DIL}
             dil = DiligencePrescoring(
                 **arrays,
                 global_intercepts=(float(row["dilG0"]), float(row["dilG1"]), float(row["dilG2"])),
@@ -203,15 +233,15 @@ def load_prescoring(
         states[name] = ScorerPrescore(
             pre,
             thresholds,
-            raters[f"{name}|incnum"].to_numpy(np.float64).astype(inc_dtype),
-            raters[f"{name}|inctotal"].to_numpy(np.float64).astype(inc_dtype),
+            np.asarray(raters[f"{name}|incnum"], dtype=np.float64).astype(inc_dtype),
+            np.asarray(raters[f"{name}|inctotal"], dtype=np.float64).astype(inc_dtype),
             dil,
         )
-    topic = notes["topic"].to_numpy(np.int64) if bool(run["hasTopics"]) else None
+    topic = np.asarray(notes["topic"], dtype=np.int64) if bool(run["hasTopics"]) else None
     skipped = tuple(s for s in str(run["skipped"]).split(",") if s)
     prescoring = Prescoring(
-        notes["noteId"].to_numpy(np.int64),
-        raters["raterParticipantId"].to_numpy(dtype=object),
+        np.asarray(notes["noteId"], dtype=np.int64),
+        raters["raterParticipantId"],
         states,
         skipped,
         topic,
@@ -228,13 +258,6 @@ def load_prescoring(
             ids, frame["pssClique"].to_numpy(np.int32), ids[frame["correlated"].to_numpy(bool)], coordinated
         )
     return prescoring, integrity, int(run["seed"])
-
-
-def _round2_columns(path: Path) -> list[str]:
-    """The columns of a prescoring notes / raters table other than round 1's parameters."""
-    if not path.is_file():
-        raise DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
-    return [c for c in pq.read_schema(path).names if "|n1" not in c and "|r1" not in c]
 
 
 def prescoring_digest(state_dir: Path) -> str:
