@@ -135,3 +135,87 @@ def test_compact_and_layout_order_match_their_sorting_twins():
     assert present.tolist() == ref_present.tolist() and local.tolist() == ref_local.tolist()
     lay = lm.layout(rng.integers(0, 40, idx.shape[0]), idx, 40, 1_500)
     assert lay.order.tolist() == np.argsort(idx, kind="stable").tolist()
+
+
+def _python_loop(note, rater, target, weight, init, pen, trainable, s):
+    """``fit_adam``'s epoch loop as it was written in Python before it moved into numba
+    (``logistic_mf._run_nb``), step for step: the jitted loop must give these bytes."""
+    from bridgewatch.scoring.mf_kernels import sum_squares
+
+    p = init.copy()
+    lay = lm.layout(note, rater, p.note_factor.shape[0], p.rater_factor.shape[0])
+    sw = lay.signed_weights(np.asarray(target, dtype=np.float64), weight)
+    trainable = tuple(b for b in lm.BLOCKS if b in trainable)
+    grads = {b: np.empty_like(getattr(p, b)) for b in lm.BLOCKS}
+    m = {b: np.zeros_like(getattr(p, b)) for b in trainable}
+    v = {b: np.zeros_like(getattr(p, b)) for b in trainable}
+    step = 0
+
+    def evaluate(want_loss):
+        data = lm.layout_gradient(lay, sw, p, grads, want_loss=want_loss)
+        for b in trainable:
+            K.add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
+        return data + lm.penalty_loss(p, pen) if want_loss else float("nan")
+
+    def adam_step():
+        nonlocal step
+        step += 1
+        scale = 1.0
+        if s.clip_norm is not None:
+            total = np.sqrt(sum(sum_squares(grads[b]) for b in trainable))
+            if total > s.clip_norm:
+                scale = s.clip_norm / (total + 1e-6)
+        lr_bc1 = s.learning_rate / (1.0 - s.beta1**step)
+        sqrt_bc2 = float(np.sqrt(1.0 - s.beta2**step))
+        for b in trainable:
+            K.adam_nb(getattr(p, b), grads[b], m[b], v[b], scale, s.beta1, s.beta2, lr_bc1, sqrt_bc2, s.eps)
+
+    epoch = 0
+    if s.stop == "periodic":
+        prior, loss = None, float("nan")
+        while epoch <= s.max_epochs:
+            check = s.tolerance > 0 and epoch % s.check_every == 0
+            loss = evaluate(check or epoch == s.max_epochs)
+            if check:
+                if prior is not None and abs(prior - loss) < s.tolerance:
+                    break
+                prior = loss
+            adam_step()
+            epoch += 1
+        return p, loss, epoch
+    prev, loss, rising = 1e10, evaluate(True), False
+    while abs(loss - prev) > s.tolerance and not rising and epoch < s.max_epochs:
+        prev = loss
+        adam_step()
+        loss = evaluate(True)
+        epoch += 1
+        rising = epoch > 100 and loss > prev
+    return p, loss, epoch
+
+
+@pytest.mark.parametrize(
+    "settings, trainable",
+    [
+        (
+            lm.AdamSettings(learning_rate=0.05, max_epochs=200, tolerance=1e-4, check_every=5),
+            ("note_factor",),
+        ),
+        (lm.AdamSettings(learning_rate=0.2, max_epochs=40, tolerance=0.0), lm.BLOCKS),
+        (
+            lm.AdamSettings(learning_rate=0.1, max_epochs=300, tolerance=1e-7, stop="mf", clip_norm=1.0),
+            ("note_factor", "note_intercept", "rater_intercept", "global_intercept"),
+        ),
+        (
+            lm.AdamSettings(learning_rate=0.3, max_epochs=60, tolerance=1e-6, check_every=3, clip_norm=0.5),
+            ("note_intercept", "rater_reputation"),
+        ),
+    ],
+)
+def test_jitted_epoch_loop_gives_the_python_loops_bytes(settings, trainable):
+    note, rater, target, weight, p, pen = _problem(3, r=8_000, n_notes=150, n_raters=600)
+    fit, loss, epochs = lm.fit_adam(note, rater, target, weight, p, pen, trainable, settings)
+    ref, ref_loss, ref_epochs = _python_loop(note, rater, target, weight, p, pen, trainable, settings)
+    assert epochs == ref_epochs > 3
+    assert np.float64(loss).tobytes() == np.float64(ref_loss).tobytes()
+    for block in lm.BLOCKS:
+        assert getattr(fit, block).tobytes() == getattr(ref, block).tobytes(), block

@@ -21,8 +21,10 @@ fits of §3.5 are expressed; ``layout`` is built once per rating set and shared 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
+import numba
 import numpy as np
 
 from bridgewatch.scoring import logistic_kernels as K
@@ -342,63 +344,108 @@ def fit_adam(
         raise ValueError("prepared layout does not match the ratings or parameters")
     sw = lay.signed_weights(target, weight)
     s = settings
-    trainable = tuple(b for b in BLOCKS if b in trainable)
-    grads = {b: np.empty_like(getattr(p, b)) for b in BLOCKS}
-    m = {b: np.zeros_like(getattr(p, b)) for b in trainable}
-    v = {b: np.zeros_like(getattr(p, b)) for b in trainable}
-    step = 0
-
-    def evaluate(want_loss: bool) -> float:
-        data = layout_gradient(lay, sw, p, grads, want_loss=want_loss)
-        for b in trainable:
-            K.add_scaled(grads[b], 2.0 * getattr(pen, b), getattr(p, b))
-        return data + penalty_loss(p, pen) if want_loss else float("nan")
-
-    def adam_step() -> None:
-        nonlocal step
-        step += 1
-        scale = 1.0
-        if s.clip_norm is not None:
-            total = np.sqrt(sum(sum_squares(grads[b]) for b in trainable))
-            if total > s.clip_norm:
-                scale = s.clip_norm / (total + 1e-6)
-        lr_bc1 = s.learning_rate / (1.0 - s.beta1**step)
-        sqrt_bc2 = float(np.sqrt(1.0 - s.beta2**step))
-        for b in trainable:
-            K.adam_nb(getattr(p, b), grads[b], m[b], v[b], scale, s.beta1, s.beta2, lr_bc1, sqrt_bc2, s.eps)
-
-    def run() -> tuple[float, int]:
-        if s.stop == "periodic":
-            prior = None
-            epoch = 0
-            loss = float("nan")
-            while epoch <= s.max_epochs:
-                check = s.tolerance > 0 and epoch % s.check_every == 0
-                loss = evaluate(check or epoch == s.max_epochs)
-                if check:
-                    if prior is not None and abs(prior - loss) < s.tolerance:
-                        break
-                    prior = loss
-                adam_step()
-                epoch += 1
-            return loss, epoch
-        if s.stop == "mf":
-            prev = 1e10
-            loss = evaluate(True)
-            epoch = 0
-            rising = False
-            while abs(loss - prev) > s.tolerance and not rising and epoch < s.max_epochs:
-                prev = loss
-                adam_step()
-                loss = evaluate(True)
-                epoch += 1
-                rising = epoch > 100 and loss > prev
-            return loss, epoch
+    if s.stop not in ("periodic", "mf"):
         raise ValueError(f"unknown stopping rule {s.stop!r}")
-
+    blocks = tuple(getattr(p, b) for b in BLOCKS)
+    grads = tuple(np.empty_like(a) for a in blocks)
+    train = np.array([b in trainable for b in BLOCKS])
+    m = tuple(np.zeros_like(a) for a in blocks)
+    v = tuple(np.zeros_like(a) for a in blocks)
+    pen_c = np.array([float(getattr(pen, b)) for b in BLOCKS])
+    clip = -1.0 if s.clip_norm is None else float(s.clip_norm)
     with threads_for(lay.n_ratings):
-        loss, epochs = run()
+        loss, epochs = _run_nb(
+            lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, sw, lay.work, lay.loss_work,
+            lay.note_part, blocks, grads, m, v, train, pen_c, s.stop == "periodic", int(s.max_epochs),
+            float(s.tolerance), int(s.check_every), float(s.learning_rate), clip, float(s.beta1),
+            float(s.beta2), float(s.eps),
+        )  # fmt: skip
     return p, loss, epochs
+
+
+@numba.njit(cache=True)
+def _evaluate_nb(
+    indptr, sub_ptr, chunk_ptr, note, sw, work, loss_work, part, blocks, grads, train, pen_c, want
+):
+    """One gradient (``layout_gradient``) plus the penalty gradients of the trained blocks; the
+    loss (data + ``penalty_loss``, blocks in ``BLOCKS`` order) when ``want``, else NaN."""
+    nf, ni, rf, ri, rep, mu = blocks
+    g_nf, g_ni, g_rf, g_ri, g_rep, g_mu = grads
+    data, dsum = K.epoch_nb(
+        indptr, sub_ptr, chunk_ptr, note, sw, nf, ni, rf, ri, rep, mu[0], want, work, loss_work,
+        g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
+    )  # fmt: skip
+    K.note_totals_nb(part, g_nf, g_ni)
+    g_mu[0] = dsum
+    for b in range(len(blocks)):
+        if train[b]:
+            K.add_scaled(grads[b], 2.0 * pen_c[b], blocks[b])
+    if not want:
+        return np.nan
+    reg = 0.0
+    for b in range(len(blocks)):
+        reg = reg + pen_c[b] * sum_squares(blocks[b])
+    return data + reg
+
+
+@numba.njit(cache=True)
+def _run_nb(indptr, sub_ptr, chunk_ptr, note, sw, work, loss_work, part, blocks, grads, m, v, train, pen_c,
+            periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2, eps):  # fmt: skip
+    """``fit_adam``'s epoch loop in one jitted call (the Python loop it replaced, operation for
+    operation: a test pins the bytes): the ``periodic`` or ``mf`` stopping rule of ``AdamSettings``;
+    ``clip`` < 0: no gradient clipping. Updates the trained ``blocks`` in place; returns (loss,
+    epochs). Bias corrections call libm's ``pow``, as CPython's float power does."""
+    ev = (indptr, sub_ptr, chunk_ptr, note, sw, work, loss_work, part)
+    step = 0
+    loss = np.nan
+    epoch = 0
+    if periodic:
+        have_prior = False
+        prior = 0.0
+        while epoch <= max_epochs:
+            check = tolerance > 0 and epoch % check_every == 0
+            want = check or epoch == max_epochs
+            loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, want)
+            if check:
+                if have_prior and abs(prior - loss) < tolerance:
+                    break
+                prior = loss
+                have_prior = True
+            step = _adam_step_nb(blocks, grads, m, v, train, step, lr, clip, b1, b2, eps)
+            epoch += 1
+        return loss, epoch
+    prev = 1e10
+    loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, True)
+    rising = False
+    while abs(loss - prev) > tolerance and not rising and epoch < max_epochs:
+        prev = loss
+        step = _adam_step_nb(blocks, grads, m, v, train, step, lr, clip, b1, b2, eps)
+        loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, True)
+        epoch += 1
+        rising = epoch > 100 and loss > prev
+    return loss, epoch
+
+
+@numba.njit(cache=True)
+def _adam_step_nb(blocks, grads, m, v, train, step, lr, clip, b1, b2, eps):
+    """One Adam step on the trained blocks (clipping by their global norm when ``clip`` ≥ 0);
+    returns the new step count."""
+    step += 1
+    scale = 1.0
+    if clip >= 0:
+        sq = 0.0
+        for b in range(len(blocks)):
+            if train[b]:
+                sq = sq + sum_squares(grads[b])
+        total = np.sqrt(sq)
+        if total > clip:
+            scale = clip / (total + 1e-6)
+    lr_bc1 = lr / (1.0 - math.pow(b1, float(step)))
+    sqrt_bc2 = np.sqrt(1.0 - math.pow(b2, float(step)))
+    for b in range(len(blocks)):
+        if train[b]:
+            K.adam_nb(blocks[b], grads[b], m[b], v[b], scale, b1, b2, lr_bc1, sqrt_bc2, eps)
+    return step
 
 
 def with_blocks(p: LogisticMFParams, **blocks: np.ndarray) -> LogisticMFParams:
