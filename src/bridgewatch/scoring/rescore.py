@@ -244,20 +244,26 @@ def fits_table(runs: Mapping[str, object], note_ids: np.ndarray, rows: np.ndarra
     one row per (scorer, note) with any finite value, sorted by scorer then noteId.
 
     ``runs``: scorer name → ``ScorerRun`` (its ``fits``: ``FIT_NAMES`` → float64[N])."""
-    parts = []
+    rows = np.asarray(rows, dtype=bool)
+    ids = np.asarray(note_ids, dtype=np.int64)
+    names, notes, blocks = [], [], []
     for name in sorted(runs):
         fits = getattr(runs[name], "fits", None)
         if not fits:
             continue
-        values = np.column_stack([np.asarray(fits[f], dtype=np.float64) for f in FIT_NAMES])
-        keep = np.asarray(rows, dtype=bool) & np.isfinite(values).any(axis=1)
-        part = pd.DataFrame(values[keep], columns=list(FIT_NAMES))
-        part.insert(0, "noteId", np.asarray(note_ids, dtype=np.int64)[keep])
-        part.insert(0, "scorer", name)
-        parts.append(part)
-    if not parts:
+        # only the rows asked for are expanded (the kept fits may be sparse, ``compact``)
+        picked = np.flatnonzero(rows)
+        values = np.column_stack([np.asarray(fits[f], dtype=np.float64)[picked] for f in FIT_NAMES])
+        keep = np.isfinite(values).any(axis=1)
+        names.append(np.full(int(keep.sum()), name, dtype=object))
+        notes.append(ids[picked[keep]])
+        blocks.append(values[keep])
+    if not blocks:
         return empty_fits()
-    return pd.concat(parts, ignore_index=True)
+    frame = pd.DataFrame(np.concatenate(blocks), columns=list(FIT_NAMES))
+    frame.insert(0, "noteId", np.concatenate(notes))
+    frame.insert(0, "scorer", np.concatenate(names))
+    return frame
 
 
 def empty_fits() -> pd.DataFrame:
