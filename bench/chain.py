@@ -1,7 +1,7 @@
 """Chained runs: prescore once, then final scoring after 1% more ratings, incremental vs full.
 
 Usage: python bench/chain.py --scale small [--seed 0] [--threads 2] [--scorers all|core] [--data DIR]
-       [--no-prescore-today]
+       [--no-prescore-today] [--work DIR]
 
 Simulates ``--scale`` (cached under /tmp), holds back the newest 1% of ratings by time ("yesterday's
 data"), and in one process:
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--scorers", choices=("all", "core"), default="all", help="core = the 4 Core-family")
     ap.add_argument("--data", type=Path, default=None, help="today's community (default: simulate --scale)")
     ap.add_argument("--no-prescore-today", action="store_true", help="skip the cold / warm prescoring pair")
+    ap.add_argument("--work", type=Path, default=None, help="scratch (default: /tmp/bridgewatch-chain-*)")
     args = ap.parse_args()
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     from bridgewatch.sim.config import config_for_scale
@@ -55,7 +56,7 @@ def main() -> None:
     today = args.data or Path(f"/tmp/bridgewatch-bench-{args.scale}-{args.seed}")
     if not (today / schema.NOTES_FILE).exists():
         simulate(config_for_scale(args.scale, seed=args.seed), today)
-    work = Path(f"/tmp/bridgewatch-chain-{args.scale}-{args.seed}")
+    work = args.work or Path(f"/tmp/bridgewatch-chain-{args.scale}-{args.seed}")
     shutil.rmtree(work, ignore_errors=True)
     held = hold_back(today, work / "yesterday", args.share)
     scorers = [core(), core_with_topics(), expansion(), expansion_plus()] if args.scorers == "core" else None
