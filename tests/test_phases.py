@@ -14,10 +14,12 @@ from bridgewatch.errors import DataFormatError
 from bridgewatch.io import read_dataset
 from bridgewatch.runner import run_integrity, score_directory
 from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS
 from bridgewatch.scoring.scorer_specs import core, expansion
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 from bridgewatch.sim.yesterday import hold_back
+from bridgewatch.state import load_prescoring
 
 EPOCH = 1_795_305_600_000
 HOUR = 3_600_000
@@ -173,3 +175,47 @@ def test_warm_started_prescoring_lands_on_the_cold_optimum(
     assert np.array_equal(a.helpful_raters, b.helpful_raters)
     # Adam prescoring stops within its tolerance, so two starts agree to about 1e-2.
     np.testing.assert_allclose(b.params.rater_intercept, a.params.rater_intercept, atol=1e-2)
+
+
+def test_final_reads_the_saved_scored_masks_not_the_helpfulness_tables(
+    community: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    full, _, _ = load_prescoring(state, SCORERS)
+    shutil.rmtree(state / "prescore" / "helpfulness")  # final scoring must not need them
+    final, _, _ = load_prescoring(state, SCORERS, helpfulness_columns=SCORED_RATER_COLUMNS, first_round=False)
+    reputation = [n for n, s in full.scorers.items() if s.pre.helpfulness is not None]
+    assert reputation
+    for name in reputation:
+        table = full.scorers[name].pre.helpfulness
+        ids = table.loc[table["aboveHelpfulnessThreshold"].notna(), "raterParticipantId"].astype(str)
+        want = np.isin(full.rater_ids.astype(str), ids.to_numpy())
+        pre = final.scorers[name].pre
+        assert pre.helpfulness is not None and pre.scored is not None and pre.scored_extra is not None
+        assert np.array_equal(pre.scored, want) and 0 < want.sum() < want.size
+        outside = ids[~ids.isin(full.rater_ids.astype(str))]  # authors who have not rated
+        assert sorted(pre.scored_extra) == sorted(outside)
+
+
+def test_a_prescoring_state_without_scored_masks_gives_the_same_final_run(
+    community: Path, tmp_path: Path
+) -> None:
+    """A state written before the ``|scored`` masks: final scoring reads the helpfulness tables."""
+    state = tmp_path / "state"
+    _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    old = tmp_path / "old_state"
+    shutil.copytree(state, old)
+    path = old / "prescore" / "raters.parquet"
+    table = pd.read_parquet(path)
+    masks = [c for c in table.columns if c.endswith("|scored")]
+    assert masks
+    table.drop(columns=masks).to_parquet(path, index=False)
+    loaded, _, _ = load_prescoring(old, SCORERS, helpfulness_columns=SCORED_RATER_COLUMNS, first_round=False)
+    with_tables = [s.pre for s in loaded.scorers.values() if s.pre.helpfulness is not None]
+    assert with_tables and all(p.scored is None and len(p.helpfulness) > 0 for p in with_tables)
+    _score(community, tmp_path / "new", phase="final", state_dir=state)
+    _score(community, tmp_path / "old", phase="final", state_dir=old)
+    for out in (schema.SCORED_NOTES_FILE, schema.NOTE_STATUS_HISTORY_FILE, schema.AUX_NOTE_INFO_FILE):
+        for name in (out, out.replace(".tsv", ".parquet")):
+            assert (tmp_path / "new" / name).read_bytes() == (tmp_path / "old" / name).read_bytes(), name

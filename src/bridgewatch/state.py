@@ -5,7 +5,9 @@ they stay valid when the next run's data has more notes and raters:
 
 - ``prescore/``: ``scorers.parquet`` (one row per scorer: μ, round sizes, tag thresholds, the
   diligence model's scalars), ``notes.parquet`` and ``raters.parquet`` (one column per scorer and
-  parameter: ``MFCoreScorer|ri``, ``MFCoreScorer|rf0``, ...), ``helpfulness/<scorer>.parquet``,
+  parameter: ``MFCoreScorer|ri``, ``MFCoreScorer|rf0``, ...; ``|scored``: the raters the scorer's
+  helpfulness table scored, all final scoring reads of it, with ``scored_extra.parquet``: the ids
+  scored outside the raters), ``helpfulness/<scorer>.parquet``,
   ``integrity.parquet`` (PSS clique, coordinated group and correlated flag per participant) and
   ``run.parquet``.
 - ``final/``: ``notes.parquet`` (per note: final status, core intercept, latest non-NMR time and
@@ -34,11 +36,12 @@ from bridgewatch.io.atomic import atomic_path
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.phases import Prescoring
-from bridgewatch.scoring.scorer import PrescoreResult
+from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS, PrescoreResult
 from bridgewatch.scoring.scorer_run import ScorerPrescore
 from bridgewatch.scoring.scorer_specs import ScorerSpec, default_scorers
 
 PRESCORE_DIR = "prescore"
+_SCORED_EXTRA = "scored_extra.parquet"
 FINAL_DIR = "final"
 _NOTE_DIL = ("note_intercept", "note_factor", "note_intercept_round2")
 _RATER_DIL = ("rater_intercept", "rater_intercept_round2", "rater_factor", "rater_reputation")
@@ -111,8 +114,14 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
     if pre.note_topic is not None:
         notes["topic"] = pre.note_topic.astype(np.int64)
     rows = []
+    rater_index = pd.Index(pre.rater_ids.astype(str))
+    extra: dict[str, list[np.ndarray]] = {"scorer": [], "participantId": []}
     for name, s in pre.scorers.items():
         r = s.pre
+        if r.helpfulness is not None:
+            raters[f"{name}|scored"], ids = _scored_mask(rater_index, r.helpfulness)
+            extra["scorer"].append(np.full(ids.shape[0], name, dtype=object))
+            extra["participantId"].append(ids)
         _param_columns(notes, name, "n", r.params.note_intercept, r.params.note_factor)
         _param_columns(notes, name, "n1", r.first_round.note_intercept, r.first_round.note_factor)
         notes[f"{name}|prov"] = r.provisional_status.astype(np.int8)
@@ -143,6 +152,8 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
             _write(r.helpfulness.reset_index(drop=True), root / "helpfulness" / f"{name}.parquet")
     _write(pd.DataFrame(notes), root / "notes.parquet")
     _write(pd.DataFrame(raters), root / "raters.parquet")
+    cols = {k: np.concatenate(v) if v else np.zeros(0, dtype=object) for k, v in extra.items()}
+    _write(pd.DataFrame({k: pd.Series(v, dtype=str) for k, v in cols.items()}), root / _SCORED_EXTRA)
     _write(pd.DataFrame(rows), root / "scorers.parquet")
     run = {
         "seed": [seed], "skipped": [",".join(pre.skipped)], "topicWarning": [pre.topic_warning],
@@ -164,6 +175,18 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
         _write(frame, root / "integrity.parquet")
 
 
+def _scored_mask(rater_index: pd.Index, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """What final scoring reads of a helpfulness table (``scorer.scored_raters``): which raters it
+    scored, as bool[U] over ``rater_index`` (the prescoring's raters), and the ids it scored
+    outside them (object[E]: authors who had not rated yet, who may rate by the final run)."""
+    ids = table.loc[table["aboveHelpfulnessThreshold"].notna(), "raterParticipantId"]
+    ids = ids.to_numpy(dtype=object).astype(str)
+    pos = rater_index.get_indexer(ids)
+    mask = np.zeros(rater_index.shape[0], dtype=bool)
+    mask[pos[pos >= 0]] = True
+    return mask, ids[pos < 0].astype(object)
+
+
 def _params(frame: _Columns, name: str, tag: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     vec = np.asarray(frame[f"{name}|{tag}i"], dtype=np.float64)
     mat = np.stack([np.asarray(frame[f"{name}|{tag}f{j}"], dtype=np.float64) for j in range(k)], axis=1)
@@ -180,14 +203,23 @@ def load_prescoring(
     """Read what ``save_prescoring`` wrote: (prescoring, integrity groups or None, seed).
 
     ``helpfulness_columns``: the columns of each scorer's helpfulness table to read (None: all;
-    final scoring needs ``scorer.SCORED_RATER_COLUMNS`` only); ``first_round``: False leaves the
-    round-1 parameters unread (NaN; final scoring does not use them)."""
+    final scoring needs ``scorer.SCORED_RATER_COLUMNS`` only, and with those it gets the saved
+    ``scored`` masks instead of the tables, as empty stand-ins, where the state holds the masks;
+    a state written before them has its tables read); ``first_round``: False leaves the round-1
+    parameters unread (NaN; final scoring does not use them)."""
     root = Path(state_dir) / PRESCORE_DIR
+    final_only = helpfulness_columns is not None and set(helpfulness_columns) <= set(SCORED_RATER_COLUMNS)
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
     run = _read(root / "run.parquet").iloc[0]
     table = _read(root / "scorers.parquet")
     notes = _Columns(_arrow(root / "notes.parquet", round2=not first_round))
     raters = _Columns(_arrow(root / "raters.parquet", round2=not first_round))
+    extra = None  # the ids scored outside the raters, per scorer (a state that saved the masks)
+    if final_only and (root / _SCORED_EXTRA).is_file():
+        frame = _read(root / _SCORED_EXTRA)
+        ids = frame["participantId"].to_numpy(dtype=object)
+        names = frame["scorer"].to_numpy(dtype=object)
+        extra = {str(n): ids[names == n] for n in pd.unique(names)}
     states: dict[str, ScorerPrescore] = {}
     n_thr = sum(1 for c in table.columns if c.startswith("threshold"))
     for row in table.to_dict("records"):
@@ -202,8 +234,14 @@ def load_prescoring(
         else:
             ni1, nf1 = np.full_like(ni, np.nan), np.full_like(nf, np.nan)
             ri1, rf1 = np.full_like(ri, np.nan), np.full_like(rf, np.nan)
-        helpfulness = None
-        if row["hasHelpfulness"]:
+        helpfulness = scored = scored_extra = None
+        if row["hasHelpfulness"] and extra is not None and f"{name}|scored" in raters:
+            # final scoring reads only which raters the table scored: the mask saved beside the
+            # parameters, not the table (an empty stand-in marks the scorer as using reputation)
+            scored = np.asarray(raters[f"{name}|scored"], dtype=bool)
+            scored_extra = extra.get(name, np.zeros(0, dtype=object))
+            helpfulness = pd.DataFrame({c: pd.Series([], dtype=object) for c in helpfulness_columns or ()})
+        elif row["hasHelpfulness"]:
             helpfulness = _read(root / "helpfulness" / f"{name}.parquet", helpfulness_columns)
         pre = PrescoreResult(
             specs[name],
@@ -216,6 +254,8 @@ def load_prescoring(
             int(row["numNotes"]),
             int(row["numUsers"]),
             float(row["round1Mse"]),
+            scored=scored,
+            scored_extra=scored_extra,
         )
         thresholds = np.array([row[f"threshold{j}"] for j in range(n_thr)], dtype=np.float64)
         dil = None

@@ -100,6 +100,7 @@ def remap_prescoring(pre: Prescoring, note_ids: np.ndarray, rater_ids: np.ndarra
             harassment_intercept=None
             if r.harassment_intercept is None
             else _take(r.harassment_intercept, notes, np.nan),
+            scored=None if r.scored is None else _take(r.scored, raters, False),
         )
         scorers[name] = ScorerPrescore(
             moved,

@@ -147,7 +147,9 @@ class PrescoreResult:
     sizes of the round-2 fit (ρ_n for final scoring); ``round1_mse``: train error of round 1;
     ``harassment_intercept``: float[N] ``harassmentNoteIntercept`` used for the penalty (None
     without reputation); ``seed``: the seed the fits drew their starts with (final scoring of a
-    normalized-loss scorer draws again).
+    normalized-loss scorer draws again); ``scored``: bool[U] raters the helpfulness table scored
+    (``scored_raters``) and ``scored_extra``: object[E] the ids it scored outside them, when known
+    without the table (a final run's prescoring state holds them), else None.
     """
 
     spec: ScorerSpec
@@ -162,6 +164,8 @@ class PrescoreResult:
     round1_mse: float
     harassment_intercept: np.ndarray | None = None
     seed: int = 42
+    scored: np.ndarray | None = None
+    scored_extra: np.ndarray | None = None
 
     @property
     def global_intercept(self) -> float:
@@ -339,6 +343,12 @@ def scored_raters(m: RatingMatrix, pre: PrescoreResult) -> np.ndarray:
     raters with parameters for a scorer without reputation."""
     if pre.helpfulness is None:
         return ~np.isnan(pre.params.rater_intercept)
+    if pre.scored is not None:
+        mask = np.array(pre.scored, dtype=bool)
+        if pre.scored_extra is not None and len(pre.scored_extra):
+            idx = m.rater_index(np.asarray(pre.scored_extra, dtype=object))
+            mask[idx[idx >= 0]] = True
+        return mask
     table = pre.helpfulness
     ids = table.loc[table["aboveHelpfulnessThreshold"].notna(), "raterParticipantId"]
     idx = m.rater_index(ids.to_numpy(dtype=object))
