@@ -17,6 +17,7 @@ from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.schema import Status
 from bridgewatch.scoring.config import HelpfulnessConfig
+from bridgewatch.scoring.rating_pass import penalty_per_rater, rater_counts_of, valid_rating_masks
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,38 +49,13 @@ def valid_ratings(
     only the first 5 such ratings by time count. Valid = candidate, note is CRH or CRNH, and the
     rating is helpful (1.0) or not helpful (0.0) — somewhat-helpful never counts.
     """
-    note = matrix.note
-    # Per-rating float64 temporaries made one at a time (each is 8 bytes a rating of the whole
-    # matrix); per-note tests are gathered as booleans.
-    rated_at = matrix.created_at.astype(np.float64)
-    age = rated_at - note_created[note]
-    cand = keep & (age < config.valid_rating_window_millis)
-    del age
-    before_status = rated_at < note_latest_non_nmr[note]
-    del rated_at
-    before_status |= np.isnan(note_latest_non_nmr)[note]
-    new_note = (note_created >= schema.DELETED_NOTE_TOMBSTONES_LAUNCH_MILLIS)[note]
-    cand_new = cand & new_note & before_status
-    cand_old = cand & ~new_note & ~np.isnan(note_created)[note]
-    if cand_old.any():
-        idx = np.flatnonzero(cand_old)
-        order = np.lexsort((matrix.created_at[idx], note[idx]))
-        idx = idx[order]
-        first = np.r_[True, note[idx][1:] != note[idx][:-1]]
-        start = np.maximum.accumulate(np.where(first, np.arange(idx.shape[0]), 0))
-        rank = np.arange(idx.shape[0]) - start
-        cand_old = np.zeros_like(cand_old)
-        cand_old[idx[rank < config.legacy_first_n_ratings]] = True
-    status = note_status[note]
-    crh = status == Status.CRH
-    crnh = status == Status.CRNH
-    helpful = matrix.value == 1.0
-    not_helpful = matrix.value == 0.0
-    valid = (cand_new | cand_old) & (crh | crnh) & (helpful | not_helpful)
-    sh = valid & helpful & crh
-    snh = valid & not_helpful & crnh
-    fh = valid & not_helpful & crh  # "unsuccessfulRatingHelpfulCount": the note is CRH
-    fnh = valid & helpful & crnh
+    # One parallel pass over the notes (each scorer's helpfulness pass makes one, twice in
+    # prescoring); the numpy form made a dozen bool/float temporaries of length R.
+    valid, sh, snh, fh, fnh = valid_rating_masks(
+        matrix, keep, note_created, note_latest_non_nmr, note_status,
+        window=config.valid_rating_window_millis, launch=schema.DELETED_NOTE_TOMBSTONES_LAUNCH_MILLIS,
+        first_n=config.legacy_first_n_ratings, crh=int(Status.CRH), crnh=int(Status.CRNH),
+    )  # fmt: skip
     return ValidRatings(valid, sh | snh, sh, snh, fh, fnh)
 
 
@@ -130,14 +106,12 @@ def helpfulness_scores(
     ``totalHelpfulHarassmentRatingsPenalty``, ``raterAgreeRatioWithHarassmentAbusePenalty``,
     ``aboveHelpfulnessThreshold``, sorted by participant id.
     """
-    u = matrix.n_raters
-    rater = matrix.rater
-
-    def per_rater(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(rater[mask], minlength=u).astype(np.float64)
-
-    count = per_rater(valid.valid)
-    agree = per_rater(valid.agrees)
+    # The six per-rater counts in one pass over the rater order.
+    per_rater = rater_counts_of(
+        matrix, (valid.valid, valid.agrees, valid.success_helpful, valid.success_not_helpful,
+                 valid.fail_helpful, valid.fail_not_helpful),
+    ).astype(np.float64)  # fmt: skip
+    count, agree = per_rater[0], per_rater[1]
     authors = note_author[~np.isnan(intercept)].astype(str)
     has_valid = count > 0
     ids = np.union1d(matrix.rater_ids[has_valid].astype(str), np.unique(authors))
@@ -145,10 +119,10 @@ def helpfulness_scores(
     ridx = np.searchsorted(ids, matrix.rater_ids[has_valid].astype(str))
     cols = {}
     for name, arr in (
-        ("successfulRatingHelpfulCount", per_rater(valid.success_helpful)),
-        ("successfulRatingNotHelpfulCount", per_rater(valid.success_not_helpful)),
-        ("unsuccessfulRatingHelpfulCount", per_rater(valid.fail_helpful)),
-        ("unsuccessfulRatingNotHelpfulCount", per_rater(valid.fail_not_helpful)),
+        ("successfulRatingHelpfulCount", per_rater[2]),
+        ("successfulRatingNotHelpfulCount", per_rater[3]),
+        ("unsuccessfulRatingHelpfulCount", per_rater[4]),
+        ("unsuccessfulRatingNotHelpfulCount", per_rater[5]),
         ("_count", count),
         ("_agree", agree),
     ):
@@ -224,10 +198,7 @@ def harassment_penalty(
     when not multiplying). None when no harassment scores are given (the hook is optional)."""
     if harassment_intercept is None:
         return None
-    h = np.asarray(harassment_intercept, dtype=np.float64)[matrix.note]
-    with np.errstate(invalid="ignore"):
-        hit = keep & (matrix.value == 1.0) & (h >= config.harassment_min_score)
-    per = np.full(matrix.n_ratings, config.harassment_penalty)
-    if config.multiply_penalty_by_score:
-        per = per * h / config.harassment_min_score
-    return np.bincount(matrix.rater[hit], weights=per[hit], minlength=matrix.n_raters)
+    return penalty_per_rater(
+        matrix, keep, harassment_intercept, min_score=config.harassment_min_score,
+        penalty=config.harassment_penalty, multiply=config.multiply_penalty_by_score,
+    )  # fmt: skip

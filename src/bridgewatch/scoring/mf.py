@@ -24,9 +24,10 @@ from functools import cached_property
 import numba
 import numpy as np
 
-from bridgewatch.io.matrix import RatingMatrix, counts_indptr, index_dtype, kept_order
+from bridgewatch.io.matrix import RatingMatrix, index_dtype
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.rating_pass import compact_problem
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
 from bridgewatch.scoring.torch_init import TorchInit, fit_order, torch_factors
 
@@ -81,35 +82,12 @@ def build_problem(matrix: RatingMatrix, keep: np.ndarray | None = None) -> MFPro
     """Compact CSR views of the ratings where ``keep`` (bool[R_full]) is true; O(R), no sort.
 
     The matrix is already sorted by (note, rater) and ``by_rater`` by (rater, note); both orders
-    survive subsetting, so compact indices come from cumulative counts.
+    survive subsetting, so compact indices come from cumulative counts. Every fit of every scorer
+    builds one, so the passes run in parallel (``rating_pass.compact_problem``).
     """
     keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    rating_full = np.flatnonzero(keep).astype(index_dtype(keep.shape[0]))
-    note_f = matrix.note[rating_full]
-    rater_f = matrix.rater[rating_full]
-    note_present = np.bincount(note_f, minlength=matrix.n_notes) > 0
-    rater_present = np.bincount(rater_f, minlength=matrix.n_raters) > 0
-    note_full = np.flatnonzero(note_present).astype(np.int64)
-    rater_full = np.flatnonzero(rater_present).astype(np.int64)
-    note_map = np.cumsum(note_present) - 1
-    rater_map = np.cumsum(rater_present) - 1
-    note = note_map[note_f].astype(np.int32)
-    rater = rater_map[rater_f].astype(np.int32)
-    by_rater = kept_order(matrix.by_rater, keep)
-    note_indptr = counts_indptr(note, note_full.shape[0])
-    rater_indptr = counts_indptr(rater, rater_full.shape[0])
     return MFProblem(
-        note=note,
-        rater=rater,
-        value=matrix.value[rating_full].astype(np.float64),
-        note_indptr=note_indptr,
-        by_rater=by_rater,
-        rater_indptr=rater_indptr,
-        note_full=note_full,
-        rater_full=rater_full,
-        rating_full=rating_full,
-        n_notes_full=matrix.n_notes,
-        n_raters_full=matrix.n_raters,
+        **compact_problem(matrix, keep), n_notes_full=matrix.n_notes, n_raters_full=matrix.n_raters
     )
 
 

@@ -118,19 +118,13 @@ def reference_rating_rank(
 
 def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_per_rater: int) -> np.ndarray:
     """bool[R]: notes with ≥ ``min_per_note`` ratings, then raters with ≥ ``min_per_rater``, then
-    notes once more — no iteration to a fixed point, exactly as the reference (§2.5)."""
-    keep = np.asarray(keep, dtype=bool).copy()
+    notes once more — no iteration to a fixed point, exactly as the reference (§2.5).
 
-    def notes_pass(k: np.ndarray) -> np.ndarray:
-        counts = np.bincount(matrix.note[k], minlength=matrix.n_notes)
-        return k & (counts >= min_per_note)[matrix.note]
+    Every scorer filters its scope this way several times; the passes run in parallel over the
+    matrix's note and rater orders (``rating_pass``)."""
+    from bridgewatch.scoring.rating_pass import count_filter as parallel_count_filter
 
-    keep = notes_pass(keep)
-    if min_per_rater > 0:
-        counts = np.bincount(matrix.rater[keep], minlength=matrix.n_raters)
-        keep &= (counts >= min_per_rater)[matrix.rater]
-        keep = notes_pass(keep)
-    return keep
+    return parallel_count_filter(matrix, keep, min_per_note, min_per_rater)
 
 
 def rater_groups(matrix: RatingMatrix, enrollment: pd.DataFrame | None) -> np.ndarray:

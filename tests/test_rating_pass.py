@@ -1,0 +1,168 @@
+"""The parallel per-rating passes (``scoring.rating_pass``) give exactly what their numpy forms gave.
+
+Each reference below is the numpy expression the kernel replaced; matrices have repeated (note,
+rater) pairs, notes on both sides of the tombstone launch, NaN creation and status times, and the
+comparisons are exact (bytes, not tolerances), at one thread and at two.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.io import matrix as M
+from bridgewatch.schema import Status
+from bridgewatch.scoring import helpfulness as H
+from bridgewatch.scoring import rating_pass as RP
+from bridgewatch.scoring.config import HelpfulnessConfig
+
+LAUNCH = schema.DELETED_NOTE_TOMBSTONES_LAUNCH_MILLIS
+DAY = 86_400_000
+
+
+def _matrix(rng: np.random.Generator, n_ratings: int, n_notes: int, n_raters: int) -> M.RatingMatrix:
+    return M.build_rating_matrix(
+        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
+        rater=rng.integers(0, n_raters, n_ratings).astype(np.int32),
+        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), n_ratings),
+        created_at=LAUNCH + rng.integers(-20, 20, n_ratings) * (DAY // 4),  # ties in time too
+        tags=rng.integers(0, 2**20, n_ratings).astype(np.uint32),
+        population_sampled=rng.random(n_ratings) < 0.1,
+        note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 3,
+        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
+    )
+
+
+def _count_filter_numpy(m, keep, min_note, min_rater):
+    keep = keep.copy()
+
+    def notes_pass(k):
+        return k & (np.bincount(m.note[k], minlength=m.n_notes) >= min_note)[m.note]
+
+    keep = notes_pass(keep)
+    if min_rater > 0:
+        keep &= (np.bincount(m.rater[keep], minlength=m.n_raters) >= min_rater)[m.rater]
+        keep = notes_pass(keep)
+    return keep
+
+
+def _valid_numpy(m, keep, created, latest, status, config):
+    note = m.note
+    rated_at = m.created_at.astype(np.float64)
+    cand = keep & (rated_at - created[note] < config.valid_rating_window_millis)
+    before = (rated_at < latest[note]) | np.isnan(latest)[note]
+    new_note = (created >= LAUNCH)[note]
+    cand_new = cand & new_note & before
+    cand_old = cand & ~new_note & ~np.isnan(created)[note]
+    if cand_old.any():
+        idx = np.flatnonzero(cand_old)
+        idx = idx[np.lexsort((m.created_at[idx], note[idx]))]
+        first = np.r_[True, note[idx][1:] != note[idx][:-1]]
+        start = np.maximum.accumulate(np.where(first, np.arange(idx.shape[0]), 0))
+        cand_old = np.zeros_like(cand_old)
+        cand_old[idx[np.arange(idx.shape[0]) - start < config.legacy_first_n_ratings]] = True
+    st = status[note]
+    crh, crnh = st == Status.CRH, st == Status.CRNH
+    helpful, not_helpful = m.value == 1.0, m.value == 0.0
+    valid = (cand_new | cand_old) & (crh | crnh) & (helpful | not_helpful)
+    return valid, valid & helpful & crh, valid & not_helpful & crnh, valid & not_helpful & crh, valid & helpful & crnh
+
+
+def _penalty_numpy(m, keep, score, config):
+    h = score[m.note]
+    with np.errstate(invalid="ignore"):
+        hit = keep & (m.value == 1.0) & (h >= config.harassment_min_score)
+    per = np.full(m.n_ratings, config.harassment_penalty)
+    if config.multiply_penalty_by_score:
+        per = per * h / config.harassment_min_score
+    return np.bincount(m.rater[hit], weights=per[hit], minlength=m.n_raters)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_counts_and_count_filter_match_bincount(threads, seed: int, share: float):
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 4000, 60, 300)
+    keep = rng.random(m.n_ratings) < share
+    np.testing.assert_array_equal(RP.note_counts(m, keep), np.bincount(m.note[keep], minlength=m.n_notes))
+    np.testing.assert_array_equal(RP.rater_counts(m, keep), np.bincount(m.rater[keep], minlength=m.n_raters))
+    for mins in ((5, 10), (5, 0), (70, 10), (0, 20)):
+        got = RP.count_filter(m, keep, *mins)
+        np.testing.assert_array_equal(got, _count_filter_numpy(m, keep, *mins), err_msg=str(mins))
+    assert not np.shares_memory(RP.count_filter(m, keep, 0, 0), keep)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("share", [0.0, 0.02, 0.6, 1.0])
+def test_compact_problem_matches_the_numpy_build(threads, seed: int, share: float):
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 3000, 40, 150)
+    keep = rng.random(m.n_ratings) < share
+    got = RP.compact_problem(m, keep)
+    full = np.flatnonzero(keep)
+    note_present = np.bincount(m.note[full], minlength=m.n_notes) > 0
+    rater_present = np.bincount(m.rater[full], minlength=m.n_raters) > 0
+    note = (np.cumsum(note_present) - 1)[m.note[full]].astype(np.int32)
+    rater = (np.cumsum(rater_present) - 1)[m.rater[full]].astype(np.int32)
+    want = {
+        "note": note,
+        "rater": rater,
+        "value": m.value[full].astype(np.float64),
+        "note_indptr": M.counts_indptr(note, int(note_present.sum())),
+        "by_rater": M.kept_order(m.by_rater, keep),
+        "rater_indptr": M.counts_indptr(rater, int(rater_present.sum())),
+        "note_full": np.flatnonzero(note_present).astype(np.int64),
+        "rater_full": np.flatnonzero(rater_present).astype(np.int64),
+        "rating_full": full.astype(np.int64),
+    }
+    assert set(got) == set(want)
+    for name, a in want.items():
+        assert got[name].dtype == a.dtype, name
+        np.testing.assert_array_equal(got[name], a, err_msg=name)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_valid_ratings_and_their_rater_counts_match_the_numpy_form(threads, seed: int):
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 5000, 50, 120)
+    config = HelpfulnessConfig()
+    keep = rng.random(m.n_ratings) < 0.8
+    created = LAUNCH + rng.integers(-10, 10, m.n_notes).astype(np.float64) * (DAY // 2)
+    created[rng.random(m.n_notes) < 0.1] = np.nan
+    latest = created + rng.integers(0, 4, m.n_notes) * (DAY // 3)
+    latest[rng.random(m.n_notes) < 0.3] = np.nan
+    status = rng.choice(np.array([Status.CRH, Status.CRNH, Status.NMR], dtype=np.int8), m.n_notes)
+    got = H.valid_ratings(m, keep, created, latest, status, config)
+    valid, sh, snh, fh, fnh = _valid_numpy(m, keep, created, latest, status, config)
+    assert valid.any() and (created < LAUNCH).any()
+    for name, want in (("valid", valid), ("success_helpful", sh), ("success_not_helpful", snh),
+                       ("fail_helpful", fh), ("fail_not_helpful", fnh), ("agrees", sh | snh)):  # fmt: skip
+        np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+    masks = (got.valid, got.agrees, sh, snh, fh, fnh)
+    counts = RP.rater_counts_of(m, masks)
+    for row, mask in enumerate(masks):
+        np.testing.assert_array_equal(counts[row], np.bincount(m.rater[mask], minlength=m.n_raters))
+
+
+@pytest.mark.parametrize("multiply", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_harassment_penalty_is_bincount_to_the_bit(threads, seed: int, multiply: bool):
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 6000, 40, 90)
+    config = HelpfulnessConfig(multiply_penalty_by_score=multiply)
+    keep = rng.random(m.n_ratings) < 0.7
+    score = rng.normal(2.0, 1.5, m.n_notes)
+    score[rng.random(m.n_notes) < 0.2] = np.nan
+    got = H.harassment_penalty(m, keep, score, config)
+    want = _penalty_numpy(m, keep, score, config)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
