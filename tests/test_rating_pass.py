@@ -67,7 +67,8 @@ def _valid_numpy(m, keep, created, latest, status, config):
     crh, crnh = st == Status.CRH, st == Status.CRNH
     helpful, not_helpful = m.value == 1.0, m.value == 0.0
     valid = (cand_new | cand_old) & (crh | crnh) & (helpful | not_helpful)
-    return valid, valid & helpful & crh, valid & not_helpful & crnh, valid & not_helpful & crh, valid & helpful & crnh
+    sh, snh = valid & helpful & crh, valid & not_helpful & crnh
+    return valid, sh, snh, valid & not_helpful & crh, valid & helpful & crnh
 
 
 def _penalty_numpy(m, keep, score, config):
