@@ -27,6 +27,7 @@ from bridgewatch.scoring.incorrect_filter import (
 )
 from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
+from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
 from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, reported_notes, scope_mask
@@ -162,7 +163,7 @@ def run_gaussian(
     no_corr = intercept.copy() if corr is None else intercept_of(scope & ~corr[m.rater], "noCorrelated")
     pop = intercept_of(scope & m.population_sampled, "populationSampled")
     num_final = final_round_counts(m, pre, scope, keep)
-    num_ratings = np.bincount(m.note[scope], minlength=m.n_notes)
+    num_ratings = note_counts(m, scope)
     scored = reported_notes(inputs, spec)
     # The reference's filters run before it drops the notes failing the capture test, so their
     # factors still shape the z-normalization and the distance percentile of the tag weights.

@@ -8,11 +8,15 @@ filters), §6.1 (scorer scope: modeling groups, topics, capture threshold).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix, index_dtype
+from bridgewatch.scoring import rating_pass
+from bridgewatch.scoring.rating_pass import note_counts
 
 DAY_MILLIS = 86_400_000
 UNASSIGNED = -1  # modeling group of raters absent from enrollment (or with an empty group)
@@ -121,10 +125,24 @@ def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_
     notes once more — no iteration to a fixed point, exactly as the reference (§2.5).
 
     Every scorer filters its scope this way several times; the passes run in parallel over the
-    matrix's note and rater orders (``rating_pass``)."""
-    from bridgewatch.scoring.rating_pass import count_filter as parallel_count_filter
+    matrix's note and rater orders (``rating_pass``). The result is read-only when ``keep`` is."""
+    keep = np.asarray(keep, dtype=bool)
+    mins = (int(min_per_note), int(min_per_rater))
+    if keep.flags.writeable:
+        return rating_pass.count_filter(matrix, keep, *mins)
+    # A read-only mask is a scorer's cached scope (``scorer.scope_mask``), which its prescoring
+    # filters twice in a row (its fits, then its diligence model's ratings): keep the last result.
+    last = _LAST_FILTER.get(matrix)
+    if last is not None and last[0]() is keep and last[1] == mins:
+        return last[2]
+    out = rating_pass.count_filter(matrix, keep, *mins)
+    out.flags.writeable = False
+    _LAST_FILTER[matrix] = (weakref.ref(keep), mins, out)
+    return out
 
-    return parallel_count_filter(matrix, keep, min_per_note, min_per_rater)
+
+# Per matrix: (weak reference to a read-only mask, minimums, read-only result) of the last call.
+_LAST_FILTER: weakref.WeakKeyDictionary[RatingMatrix, tuple] = weakref.WeakKeyDictionary()
 
 
 def rater_groups(matrix: RatingMatrix, enrollment: pd.DataFrame | None) -> np.ndarray:
@@ -176,8 +194,8 @@ def topic_mask(
 def capture_share(matrix: RatingMatrix, keep: np.ndarray, in_scope_rating: np.ndarray) -> np.ndarray:
     """float64[N]: share of each note's ratings (among ``keep``) that come from in-scope raters; NaN
     for notes without ratings. Compared with a scorer's ``captureThreshold`` (§6.1)."""
-    total = np.bincount(matrix.note[keep], minlength=matrix.n_notes).astype(np.float64)
-    inside = np.bincount(matrix.note[keep & in_scope_rating], minlength=matrix.n_notes)
+    total = note_counts(matrix, keep).astype(np.float64)
+    inside = note_counts(matrix, keep & in_scope_rating)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, inside / total, np.nan)
 
@@ -188,8 +206,8 @@ def stable_init_mask(
     """bool[R]: §2.6 subset — ratings by raters of ``group`` on notes with ≥ ``min_ratings`` ratings
     (in ``keep``) of which at least ``min_share`` come from that group."""
     from_group = (groups == group)[matrix.rater]
-    total = np.bincount(matrix.note[keep], minlength=matrix.n_notes)
-    inside = np.bincount(matrix.note[keep & from_group], minlength=matrix.n_notes)
+    total = note_counts(matrix, keep)
+    inside = note_counts(matrix, keep & from_group)
     with np.errstate(invalid="ignore", divide="ignore"):
         ok_note = (total >= min_ratings) & (inside >= min_share * np.maximum(total, 1))
     return keep & from_group & ok_note[matrix.note]

@@ -22,6 +22,7 @@ from bridgewatch.scoring.config import MFConfig, ScoringConfig
 from bridgewatch.scoring.harassment import fit_tag_consensus
 from bridgewatch.scoring.mf import MFParams, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
+from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
 from bridgewatch.scoring.scorer_specs import ScorerSpec
@@ -260,7 +261,7 @@ def prescore(
         mfc = _mf(spec, config)
         round1 = fit_mf(build_problem(m, train), mfc, seed=seed, init=warm.first_round, engine=engine)
     p1 = round1.params
-    num_ratings = np.bincount(m.note[scope], minlength=m.n_notes)
+    num_ratings = note_counts(m, scope)
     prov = compute_statuses(
         RuleInputs(p1.note_intercept, p1.note_factor[:, 0], num_ratings, inputs.is_not_misleading),
         spec.rules,
@@ -330,8 +331,19 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
     prescoring parameters (and above the helpfulness threshold where the scorer uses it) — §2.8."""
     m = inputs.matrix
     scope, _ = scope_mask(inputs, spec)
-    notes_ok = P.count_filter(m, scope, config.filters.min_ratings_per_note, 0)
-    return notes_ok & pre.helpful_raters[m.rater], scope
+    key = (spec, pre, config.filters.min_ratings_per_note)
+    last = _FINAL_MASK.get(inputs)
+    if last is not None and last[0][0] is spec and last[0][1] is pre and last[0][2] == key[2]:
+        return last[1], scope
+    keep = P.count_filter(m, scope, config.filters.min_ratings_per_note, 0) & pre.helpful_raters[m.rater]
+    keep.flags.writeable = False
+    _FINAL_MASK[inputs] = (key, keep)
+    return keep, scope
+
+
+# Per ScoringInputs object: the last final-round mask (one bool[R]); a scorer's final scoring
+# asks for it two or three times in a row (fit, filters, rater factors), never interleaved.
+_FINAL_MASK: weakref.WeakKeyDictionary[ScoringInputs, tuple] = weakref.WeakKeyDictionary()
 
 
 # What final scoring reads of a prescoring helpfulness table (``scored_raters``).
@@ -364,7 +376,7 @@ def final_round_counts(
     rater its prescoring scored — not only the ratings the final fit used (golden cases agree
     exactly); NaN for notes without any. Scorers without reputation count the fitted ratings."""
     used = keep if pre.helpfulness is None else scope & scored_raters(m, pre)[m.rater]
-    counts = np.bincount(m.note[used], minlength=m.n_notes).astype(np.float64)
+    counts = note_counts(m, used).astype(np.float64)
     counts[counts == 0] = np.nan
     return counts
 
@@ -530,7 +542,7 @@ def score_final(
             f"{p}NoteInterceptPopulationSampled": pop,
             f"{p}NoteInterceptMin": lo,
             f"{p}NoteInterceptMax": hi,
-            "numRatings": np.bincount(m.note[scope], minlength=m.n_notes),
+            "numRatings": note_counts(m, scope),
             "minSignCount": sides.min_sign_count,
             "negMeanHelpful": sides.neg_mean_helpful,
             "posMeanHelpful": sides.pos_mean_helpful,

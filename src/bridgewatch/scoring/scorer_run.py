@@ -204,7 +204,7 @@ def prescore_scorer(
     # raters above the helpfulness threshold (all of them for topic scorers).
     f = config.filters
     final_round = P.count_filter(m, scope, f.min_ratings_per_note, f.min_ratings_per_rater)
-    final_round &= pre.helpful_raters[m.rater]
+    final_round = final_round & pre.helpful_raters[m.rater]
     if _diligence_on(spec) and final_round.any():
         dil = D.fit_prescoring(
             m.note[final_round], m.rater[final_round], D.diligence_targets(m.tags[final_round]),
