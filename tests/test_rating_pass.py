@@ -167,3 +167,14 @@ def test_harassment_penalty_is_bincount_to_the_bit(threads, seed: int, multiply:
     got = H.harassment_penalty(m, keep, score, config)
     want = _penalty_numpy(m, keep, score, config)
     assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.4, 1.0])
+def test_note_rater_tags_is_the_three_boolean_selections(threads, share: float):
+    rng = np.random.default_rng(7)
+    m = _matrix(rng, 5000, 30, 100)
+    keep = rng.random(m.n_ratings) < share
+    got = RP.note_rater_tags(m, keep)
+    for a, want in zip(got, (m.note[keep], m.rater[keep], m.tags[keep]), strict=True):
+        assert a.dtype == want.dtype
+        np.testing.assert_array_equal(a, want)

@@ -136,6 +136,39 @@ def _compact(keep, note, rater, value, note_map, rater_map, blocks):
 
 
 @numba.njit(cache=True, parallel=True)
+def _select3(keep, a, b, c, blocks):
+    r = keep.shape[0]
+    step = (r + blocks - 1) // blocks
+    counts = np.zeros(blocks + 1, dtype=np.int64)
+    for k in numba.prange(blocks):
+        n = 0
+        for i in range(k * step, min(r, (k + 1) * step)):
+            if keep[i]:
+                n += 1
+        counts[k + 1] = n
+    for k in range(blocks):
+        counts[k + 1] += counts[k]
+    out_a = np.empty(counts[blocks], dtype=a.dtype)
+    out_b = np.empty(counts[blocks], dtype=b.dtype)
+    out_c = np.empty(counts[blocks], dtype=c.dtype)
+    for k in numba.prange(blocks):
+        j = counts[k]
+        for i in range(k * step, min(r, (k + 1) * step)):
+            if keep[i]:
+                out_a[j] = a[i]
+                out_b[j] = b[i]
+                out_c[j] = c[i]
+                j += 1
+    return out_a, out_b, out_c
+
+
+def note_rater_tags(matrix: RatingMatrix, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(matrix.note[keep], matrix.rater[keep], matrix.tags[keep])`` in one parallel pass: what
+    each scorer's tag-outlier, "incorrect" and diligence inputs select."""
+    return _select3(np.asarray(keep, dtype=np.bool_), matrix.note, matrix.rater, matrix.tags, _BLOCKS)
+
+
+@numba.njit(cache=True, parallel=True)
 def _kept_order(indptr, order, keep, new_pos, offsets):
     """``new_pos[order[keep[order]]]``, written rater by rater from ``offsets`` (int64[U+1])."""
     out = np.empty(offsets[offsets.shape[0] - 1], dtype=np.int64)

@@ -29,6 +29,7 @@ from bridgewatch.scoring.incorrect_filter import (
     rater_incorrect_totals,
 )
 from bridgewatch.scoring.mf import MFParams
+from bridgewatch.scoring.rating_pass import note_rater_tags
 from bridgewatch.scoring.rescore import FIT_NAMES, ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
 from bridgewatch.scoring.scorer import (
@@ -192,13 +193,17 @@ def prescore_scorer(
     scope, _ = scope_mask(inputs, spec)
     round2 = scope & pre.helpful_raters[m.rater]
     pre_nf = pre.params.note_factor[:, 0].astype(np.float64)
+    note_s, rater_s, tags_s = note_rater_tags(m, scope)
     pre_agg = note_tag_aggregates(
-        m.note[scope], m.rater[scope], m.tags[scope], pre_nf, pre.params.rater_factor[:, 0],
+        note_s, rater_s, tags_s, pre_nf, pre.params.rater_factor[:, 0],
         normalization_percentile=tf.normalization_percentile,
     )  # fmt: skip
+    del note_s, rater_s, tags_s
     crh = (pre.provisional_status == Status.CRH) & pre_agg.present
     thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
-    inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
+    _, rater_2, tags_2 = note_rater_tags(m, round2)
+    inc_num, inc_total = rater_incorrect_totals(rater_2, tags_2, m.n_raters)
+    del rater_2, tags_2
     dil = None
     # The reference fits it on round 2's ratings: the count-filtered training ratings of the
     # raters above the helpfulness threshold (all of them for topic scorers).
@@ -206,9 +211,9 @@ def prescore_scorer(
     final_round = P.count_filter(m, scope, f.min_ratings_per_note, f.min_ratings_per_rater)
     final_round = final_round & pre.helpful_raters[m.rater]
     if _diligence_on(spec) and final_round.any():
+        note_f, rater_f, tags_f = note_rater_tags(m, final_round)
         dil = D.fit_prescoring(
-            m.note[final_round], m.rater[final_round], D.diligence_targets(m.tags[final_round]),
-            m.n_notes, m.n_raters,
+            note_f, rater_f, D.diligence_targets(tags_f), m.n_notes, m.n_raters,
             rater_factor(pre), start=diligence_start(inputs, pre),
         )  # fmt: skip
     return ScorerPrescore(pre, thresholds, inc_num, inc_total, dil)
@@ -229,13 +234,13 @@ def note_filters(
     Returns (tag aggregates, tag flags, tag names, incorrect aggregates, incorrect flags); every
     scorer kind (MF and Gaussian) filters its notes this one way.
     """
+    note_k, rater_k, tags_k = note_rater_tags(m, keep)  # both filters read the same selection
     agg = note_tag_aggregates(
-        m.note[keep], m.rater[keep], m.tags[keep], factor, rf,
-        normalization_percentile=tf.normalization_percentile,
-    )  # fmt: skip
+        note_k, rater_k, tags_k, factor, rf, normalization_percentile=tf.normalization_percentile
+    )
     tag_flags, tag_names = tag_filter_flags(agg, thresholds, min_adjusted_total=tf.min_adjusted_total)
     inc = incorrect_aggregates(
-        m.note[keep], m.rater[keep], m.tags[keep], factor, rf, inc_num, inc_total,
+        note_k, rater_k, tags_k, factor, rf, inc_num, inc_total,
         interval_half_width=tf.incorrect_interval_half_width,
     )  # fmt: skip
     inc_flags = incorrect_filter_flags(
@@ -277,10 +282,10 @@ def _final_low_diligence(
     m = inputs.matrix
     if not _diligence_on(spec) or state.diligence is None or not final_keep.any():
         return np.full(m.n_notes, np.nan)
+    note_k, rater_k, tags_k = note_rater_tags(m, final_keep)
     intercept, _ = D.fit_final(
-        m.note[final_keep], m.rater[final_keep], D.diligence_targets(m.tags[final_keep]), m.n_notes,
-        m.n_raters, state.diligence,
-    )  # fmt: skip
+        note_k, rater_k, D.diligence_targets(tags_k), m.n_notes, m.n_raters, state.diligence
+    )
     return intercept
 
 
