@@ -19,6 +19,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.compact import compact, compact_frame
 from bridgewatch.scoring.helpfulness import ValidRatings
 from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
+from bridgewatch.scoring.rating_pass import rater_counts
 from bridgewatch.scoring.rescore import RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
@@ -157,13 +158,8 @@ def meta_frame(inputs: ScoringInputs, scored: Mapping[str, np.ndarray]) -> pd.Da
 
 def rating_counts(matrix: RatingMatrix, valid: ValidRatings) -> pd.DataFrame:
     """Per rater: the six valid-rating success / failure counts of helpfulness_scores (§4.1)."""
-    u = matrix.n_raters
-
-    def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(matrix.rater[mask], minlength=u).astype(np.int64)
-
-    sh, sn = count(valid.success_helpful), count(valid.success_not_helpful)
-    fh, fn = count(valid.fail_helpful), count(valid.fail_not_helpful)
+    masks = (valid.success_helpful, valid.success_not_helpful, valid.fail_helpful, valid.fail_not_helpful)
+    sh, sn, fh, fn = (rater_counts(matrix, mask) for mask in masks)
     return pd.DataFrame(
         {
             "raterParticipantId": matrix.rater_ids,
