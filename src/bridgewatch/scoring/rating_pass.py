@@ -2,16 +2,16 @@
 
 Each of the ~30 scorers of a run walks all R ratings several times outside its fits: the count
 filters (§2.5), the compaction of its ratings into a fit's CSR arrays (``mf.build_problem``), the
-valid ratings of its helpfulness pass (§4.1) with their per-rater counts, and the harassment
-penalty (§4.2). Written as chains of numpy expressions these run on one core and make a bool or
-float temporary of length R per step. Here each is one or two passes that run in parallel over
-notes (``note_indptr``: ratings of a note are contiguous) or raters (``by_rater`` /
-``rater_indptr``), with no temporaries of length R beyond the outputs.
+valid ratings of its helpfulness pass (§4.1) with their per-rater counts, the harassment penalty
+(§4.2) and the selections its tag filters and diligence model read. Written as chains of numpy
+expressions these run on one core and make a bool, int or float temporary of length R per step.
+Here each is one or two passes, in parallel over notes (``note_indptr``: a note's ratings are
+contiguous) or over blocks of consecutive ratings (per-rater counts: one histogram per block,
+summed), with no temporaries of length R beyond the outputs.
 
 Results are byte-identical to the numpy forms they replace and do not depend on the thread count:
 every count is an integer, every output element is written by exactly one thread, and the one
-floating-point sum (the penalty) adds each rater's ratings in the order ``np.bincount`` does
-(ascending rating position, which ``by_rater`` keeps within a rater).
+floating-point sum (the penalty) runs serially in rating order, the order ``np.bincount`` adds in.
 """
 
 from __future__ import annotations
@@ -40,16 +40,37 @@ def _note_counts(indptr: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, parallel=True)
-def _rater_counts(indptr: np.ndarray, order: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    n = indptr.shape[0] - 1
-    out = np.zeros(n, dtype=np.int64)
-    for u in numba.prange(n):
+def _rater_counts(rater: np.ndarray, keep: np.ndarray, n_raters: int, blocks: int) -> np.ndarray:
+    """Kept ratings per rater: one histogram per block of consecutive ratings, then their sum
+    (integers: the same for any blocking). Reads the ratings in order, unlike a walk of the
+    rater order, whose random reads cost more than the counting."""
+    r = keep.shape[0]
+    step = (r + blocks - 1) // blocks
+    part = np.zeros((blocks, n_raters), dtype=np.int32)  # < 2^31 ratings
+    for b in numba.prange(blocks):
+        for i in range(b * step, min(r, (b + 1) * step)):
+            if keep[i]:
+                part[b, rater[i]] += 1
+    out = np.zeros(n_raters, dtype=np.int64)
+    for u in numba.prange(n_raters):
         c = 0
-        for p in range(indptr[u], indptr[u + 1]):
-            if keep[order[p]]:
-                c += 1
+        for b in range(blocks):
+            c += part[b, u]
         out[u] = c
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _drop_raters(rater: np.ndarray, keep: np.ndarray, counts: np.ndarray, min_count: int) -> None:
+    """In place: clear ``keep`` on the ratings of raters with fewer than ``min_count``."""
+    for i in numba.prange(keep.shape[0]):
+        if keep[i] and counts[rater[i]] < min_count:
+            keep[i] = False
+
+
+def _blocks() -> int:
+    """Histogram blocks for the rater counts: one per thread (any number gives the same counts)."""
+    return max(1, numba.get_num_threads())
 
 
 @numba.njit(cache=True, parallel=True)
@@ -66,20 +87,6 @@ def _drop_notes(indptr: np.ndarray, keep: np.ndarray, min_count: int) -> None:
                 keep[p] = False
 
 
-@numba.njit(cache=True, parallel=True)
-def _drop_raters(indptr: np.ndarray, order: np.ndarray, keep: np.ndarray, min_count: int) -> None:
-    """In place: clear ``keep`` on every rater with fewer than ``min_count`` kept ratings."""
-    n = indptr.shape[0] - 1
-    for u in numba.prange(n):
-        c = 0
-        for p in range(indptr[u], indptr[u + 1]):
-            if keep[order[p]]:
-                c += 1
-        if c < min_count:
-            for p in range(indptr[u], indptr[u + 1]):
-                keep[order[p]] = False
-
-
 def note_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     """int64[N]: kept ratings per note, ``np.bincount(matrix.note[keep], minlength=N)``."""
     return _note_counts(matrix.note_indptr, np.asarray(keep, dtype=np.bool_))
@@ -87,7 +94,7 @@ def note_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
 
 def rater_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     """int64[U]: kept ratings per rater, ``np.bincount(matrix.rater[keep], minlength=U)``."""
-    return _rater_counts(matrix.rater_indptr, matrix.by_rater, np.asarray(keep, dtype=np.bool_))
+    return _rater_counts(matrix.rater, np.asarray(keep, dtype=np.bool_), matrix.n_raters, _blocks())
 
 
 def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_per_rater: int) -> np.ndarray:
@@ -96,7 +103,8 @@ def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_
     out = np.array(keep, dtype=np.bool_, copy=True)
     _drop_notes(matrix.note_indptr, out, min_per_note)
     if min_per_rater > 0:
-        _drop_raters(matrix.rater_indptr, matrix.by_rater, out, min_per_rater)
+        counts = _rater_counts(matrix.rater, out, matrix.n_raters, _blocks())
+        _drop_raters(matrix.rater, out, counts, min_per_rater)
         _drop_notes(matrix.note_indptr, out, min_per_note)
     return out
 
@@ -194,7 +202,7 @@ def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndar
     numpy form (flatnonzero, gathers, ``counts_indptr``, ``kept_order``) builds."""
     keep = np.asarray(keep, dtype=np.bool_)
     per_note = _note_counts(matrix.note_indptr, keep)
-    per_rater = _rater_counts(matrix.rater_indptr, matrix.by_rater, keep)
+    per_rater = _rater_counts(matrix.rater, keep, matrix.n_raters, _blocks())
     note_present = per_note > 0
     rater_present = per_rater > 0
     note_map = np.cumsum(note_present) - 1
@@ -307,47 +315,46 @@ def valid_rating_masks(
 
 
 @numba.njit(cache=True, parallel=True)
-def _rater_counts6(indptr, order, a0, a1, a2, a3, a4, a5):
-    n = indptr.shape[0] - 1
-    out = np.zeros((6, n), dtype=np.int64)
-    for u in numba.prange(n):
-        c0 = c1 = c2 = c3 = c4 = c5 = 0
-        for p in range(indptr[u], indptr[u + 1]):
-            i = order[p]
-            c0 += a0[i]
-            c1 += a1[i]
-            c2 += a2[i]
-            c3 += a3[i]
-            c4 += a4[i]
-            c5 += a5[i]
-        out[0, u] = c0
-        out[1, u] = c1
-        out[2, u] = c2
-        out[3, u] = c3
-        out[4, u] = c4
-        out[5, u] = c5
+def _rater_counts6(rater, n_raters, blocks, a0, a1, a2, a3, a4, a5):
+    r = rater.shape[0]
+    step = (r + blocks - 1) // blocks
+    part = np.zeros((blocks, 6, n_raters), dtype=np.int32)  # < 2^31 ratings
+    for b in numba.prange(blocks):
+        for i in range(b * step, min(r, (b + 1) * step)):
+            if a0[i] or a1[i] or a2[i] or a3[i] or a4[i] or a5[i]:
+                u = rater[i]
+                part[b, 0, u] += a0[i]
+                part[b, 1, u] += a1[i]
+                part[b, 2, u] += a2[i]
+                part[b, 3, u] += a3[i]
+                part[b, 4, u] += a4[i]
+                part[b, 5, u] += a5[i]
+    out = np.zeros((6, n_raters), dtype=np.int64)
+    for u in numba.prange(n_raters):
+        for k in range(6):
+            c = 0
+            for b in range(blocks):
+                c += part[b, k, u]
+            out[k, u] = c
     return out
 
 
 def rater_counts_of(matrix: RatingMatrix, masks: tuple[np.ndarray, ...]) -> np.ndarray:
     """int64[6, U]: per rater, the ratings set in each of six bool[R] masks (one pass)."""
     arrays = (np.asarray(m, dtype=np.bool_) for m in masks)
-    return _rater_counts6(matrix.rater_indptr, matrix.by_rater, *arrays)
+    return _rater_counts6(matrix.rater, matrix.n_raters, _blocks(), *arrays)
 
 
-@numba.njit(cache=True, parallel=True)
-def _penalty(indptr, order, keep, note, value, score, min_score, penalty, multiply):
-    n = indptr.shape[0] - 1
-    out = np.zeros(n, dtype=np.float64)
-    for u in numba.prange(n):
-        s = 0.0
-        for p in range(indptr[u], indptr[u + 1]):
-            i = order[p]
-            if keep[i] and value[i] == 1.0:
-                h = score[note[i]]
-                if h >= min_score:
-                    s += penalty * h / min_score if multiply else penalty
-        out[u] = s
+@numba.njit(cache=True)
+def _penalty(rater, keep, note, value, score, min_score, penalty, multiply, n_raters):
+    # Serial on purpose: a float sum per rater in rating order, as ``np.bincount`` adds; one
+    # streaming pass without the numpy form's five temporaries of length R.
+    out = np.zeros(n_raters, dtype=np.float64)
+    for i in range(keep.shape[0]):
+        if keep[i] and value[i] == 1.0:
+            h = score[note[i]]
+            if h >= min_score:
+                out[rater[i]] += penalty * h / min_score if multiply else penalty
     return out
 
 
@@ -361,8 +368,9 @@ def penalty_per_rater(
     multiply: bool,
 ) -> np.ndarray:
     """float64[U]: ``helpfulness.harassment_penalty``'s sum per rater, in the same order of
-    additions as its ``np.bincount`` (each rater's ratings by ascending position)."""
+    additions as its ``np.bincount`` (ascending rating position)."""
     return _penalty(
-        matrix.rater_indptr, matrix.by_rater, np.asarray(keep, dtype=np.bool_), matrix.note, matrix.value,
+        matrix.rater, np.asarray(keep, dtype=np.bool_), matrix.note, matrix.value,
         np.asarray(harassment_intercept, dtype=np.float64), float(min_score), float(penalty), bool(multiply),
+        matrix.n_raters,
     )  # fmt: skip
