@@ -178,3 +178,19 @@ def test_note_rater_tags_is_the_three_boolean_selections(threads, share: float):
     for a, want in zip(got, (m.note[keep], m.rater[keep], m.tags[keep]), strict=True):
         assert a.dtype == want.dtype
         np.testing.assert_array_equal(a, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_participant_ids_are_the_string_union_and_its_search(seed: int):
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 3000, 30, 200)
+    for share in (0.0, 0.3, 1.0):
+        has_valid = rng.random(m.n_raters) < share
+        strangers = ["nan", "zz-long-author-id", "a0"]  # authors who never rated
+        pool = np.concatenate([m.rater_ids[rng.integers(0, m.n_raters, 20)], strangers])
+        authors = np.unique(pool[rng.random(pool.shape[0]) < 0.5].astype(str))
+        ids, ridx = H.participant_ids(m, has_valid, authors)
+        want = np.union1d(m.rater_ids[has_valid].astype(str), authors)
+        assert ids.dtype == want.dtype
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(ridx, np.searchsorted(want, m.rater_ids[has_valid].astype(str)))

@@ -89,6 +89,32 @@ def author_helpfulness(
     return AuthorScores(diff, mean)
 
 
+def participant_ids(
+    matrix: RatingMatrix, has_valid: np.ndarray, authors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, ridx): the sorted union of the raters ``has_valid`` (bool[U]) and ``authors`` (sorted
+    unique str), as ``np.union1d`` of their strings gives it, and each valid rater's row in it.
+
+    ``matrix.rater_ids`` is already sorted and unique, so the raters' part is a selection; only the
+    authors who never rated are placed among them by string search. A union and a search over
+    every rater's id string, as before, cost seconds per scorer on a large community.
+    """
+    ridx_author = matrix.rater_index(authors.astype(object))
+    chosen = has_valid.copy()
+    chosen[ridx_author[ridx_author >= 0]] = True
+    main = matrix.rater_ids[chosen].astype(str)
+    extra = authors[ridx_author < 0]
+    width = max(main.dtype.itemsize, extra.dtype.itemsize) // np.dtype("U1").itemsize
+    kind = np.dtype(f"U{max(width, 1)}")
+    main, extra = main.astype(kind), extra.astype(kind)
+    at = np.searchsorted(main, extra)  # extra ids never equal a rater's
+    ids = np.insert(main, at, extra)
+    # Row of each chosen rater: its rank among them plus the extra ids placed before it.
+    rank = np.cumsum(chosen)[has_valid] - 1
+    ridx = rank + np.searchsorted(at, rank, side="right")
+    return ids, ridx
+
+
 def helpfulness_scores(
     matrix: RatingMatrix,
     valid: ValidRatings,
@@ -106,17 +132,15 @@ def helpfulness_scores(
     ``totalHelpfulHarassmentRatingsPenalty``, ``raterAgreeRatioWithHarassmentAbusePenalty``,
     ``aboveHelpfulnessThreshold``, sorted by participant id.
     """
-    # The six per-rater counts in one pass over the rater order.
+    # The six per-rater counts in one pass over the ratings.
     per_rater = rater_counts_of(
         matrix, (valid.valid, valid.agrees, valid.success_helpful, valid.success_not_helpful,
                  valid.fail_helpful, valid.fail_not_helpful),
     ).astype(np.float64)  # fmt: skip
     count, agree = per_rater[0], per_rater[1]
-    authors = note_author[~np.isnan(intercept)].astype(str)
     has_valid = count > 0
-    ids = np.union1d(matrix.rater_ids[has_valid].astype(str), np.unique(authors))
+    ids, ridx = participant_ids(matrix, has_valid, np.unique(note_author[~np.isnan(intercept)].astype(str)))
     author = author_helpfulness(ids, note_author, intercept, note_status, config)
-    ridx = np.searchsorted(ids, matrix.rater_ids[has_valid].astype(str))
     cols = {}
     for name, arr in (
         ("successfulRatingHelpfulCount", per_rater[2]),
