@@ -2,7 +2,7 @@
 
 Each reference below is the numpy expression the kernel replaced; matrices have repeated (note,
 rater) pairs, notes on both sides of the tombstone launch, NaN creation and status times, and the
-comparisons are exact (bytes, not tolerances), at one thread and at two.
+comparisons are exact (bytes, not tolerances), in the serial forms and in the parallel ones on two threads.
 """
 
 from __future__ import annotations
@@ -81,10 +81,13 @@ def _penalty_numpy(m, keep, score, config):
     return np.bincount(m.rater[hit], weights=per[hit], minlength=m.n_raters)
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
+@pytest.fixture(params=[1, 2], ids=["serial", "parallel-2threads"])
+def threads(request, monkeypatch):
+    """The serial forms on one thread; the parallel forms (forced at any size) on two."""
     before = numba.get_num_threads()
     numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    if request.param > 1:
+        monkeypatch.setattr(RP, "PARALLEL_FROM", 0)
     yield
     numba.set_num_threads(before)
 

@@ -16,6 +16,8 @@ floating-point sum (the penalty) runs serially in rating order, the order ``np.b
 
 from __future__ import annotations
 
+import types
+
 import numba
 import numpy as np
 
@@ -26,7 +28,27 @@ from bridgewatch.io.matrix import RatingMatrix
 _BLOCKS = 64
 
 
-@numba.njit(cache=True, parallel=True)
+# Passes over fewer ratings than this run on one thread. Each pass is a few nanoseconds a rating;
+# on a shared machine a parallel region's barrier (waking the second thread, then waiting for
+# it) costs more CPU than it saves below a few million ratings, as for the small fits
+# (``threads.SERIAL_BELOW``). The two forms give identical results.
+PARALLEL_FROM = 4_000_000
+
+
+def _both(fn):
+    """(serial, parallel) compiled forms of one kernel (``prange`` is ``range`` in the first). The
+    serial twin gets its own name, so numba's on-disk cache keeps the two apart."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_serial", fn.__defaults__)
+    twin.__qualname__ = f"{fn.__qualname__}_serial"
+    return numba.njit(cache=True)(twin), numba.njit(cache=True, parallel=True)(fn)
+
+
+def _form(kernel, n_ratings: int):
+    """The kernel's form for a pass over ``n_ratings`` ratings."""
+    return kernel[1] if n_ratings >= PARALLEL_FROM and numba.get_num_threads() > 1 else kernel[0]
+
+
+@_both
 def _note_counts(indptr: np.ndarray, keep: np.ndarray) -> np.ndarray:
     n = indptr.shape[0] - 1
     out = np.zeros(n, dtype=np.int64)
@@ -39,7 +61,7 @@ def _note_counts(indptr: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _rater_counts(rater: np.ndarray, keep: np.ndarray, n_raters: int, blocks: int) -> np.ndarray:
     """Kept ratings per rater: one histogram per block of consecutive ratings, then their sum
     (integers: the same for any blocking). Reads the ratings in order, unlike a walk of the
@@ -60,7 +82,7 @@ def _rater_counts(rater: np.ndarray, keep: np.ndarray, n_raters: int, blocks: in
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _drop_raters(rater: np.ndarray, keep: np.ndarray, counts: np.ndarray, min_count: int) -> None:
     """In place: clear ``keep`` on the ratings of raters with fewer than ``min_count``."""
     for i in numba.prange(keep.shape[0]):
@@ -68,12 +90,12 @@ def _drop_raters(rater: np.ndarray, keep: np.ndarray, counts: np.ndarray, min_co
             keep[i] = False
 
 
-def _blocks() -> int:
+def _blocks(n_ratings: int) -> int:
     """Histogram blocks for the rater counts: one per thread (any number gives the same counts)."""
-    return max(1, numba.get_num_threads())
+    return max(1, numba.get_num_threads()) if n_ratings >= PARALLEL_FROM else 1
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _drop_notes(indptr: np.ndarray, keep: np.ndarray, min_count: int) -> None:
     """In place: clear ``keep`` on every note with fewer than ``min_count`` kept ratings."""
     n = indptr.shape[0] - 1
@@ -89,27 +111,32 @@ def _drop_notes(indptr: np.ndarray, keep: np.ndarray, min_count: int) -> None:
 
 def note_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     """int64[N]: kept ratings per note, ``np.bincount(matrix.note[keep], minlength=N)``."""
-    return _note_counts(matrix.note_indptr, np.asarray(keep, dtype=np.bool_))
+    r = matrix.n_ratings
+    return _form(_note_counts, r)(matrix.note_indptr, np.asarray(keep, dtype=np.bool_))
 
 
 def rater_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     """int64[U]: kept ratings per rater, ``np.bincount(matrix.rater[keep], minlength=U)``."""
-    return _rater_counts(matrix.rater, np.asarray(keep, dtype=np.bool_), matrix.n_raters, _blocks())
+    r = matrix.n_ratings
+    return _form(_rater_counts, r)(
+        matrix.rater, np.asarray(keep, dtype=np.bool_), matrix.n_raters, _blocks(r)
+    )
 
 
 def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_per_rater: int) -> np.ndarray:
     """bool[R]: ``preprocess.count_filter`` (notes, then raters, then notes once more), in place on
     one copy of ``keep``."""
     out = np.array(keep, dtype=np.bool_, copy=True)
-    _drop_notes(matrix.note_indptr, out, min_per_note)
+    r = matrix.n_ratings
+    _form(_drop_notes, r)(matrix.note_indptr, out, min_per_note)
     if min_per_rater > 0:
-        counts = _rater_counts(matrix.rater, out, matrix.n_raters, _blocks())
-        _drop_raters(matrix.rater, out, counts, min_per_rater)
-        _drop_notes(matrix.note_indptr, out, min_per_note)
+        counts = _form(_rater_counts, r)(matrix.rater, out, matrix.n_raters, _blocks(r))
+        _form(_drop_raters, r)(matrix.rater, out, counts, min_per_rater)
+        _form(_drop_notes, r)(matrix.note_indptr, out, min_per_note)
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _compact(keep, note, rater, value, note_map, rater_map, blocks):
     """The kept ratings' positions, compact note/rater indices and float64 values, in order, plus
     each kept rating's new position (``new_pos``; undefined where not kept)."""
@@ -143,7 +170,7 @@ def _compact(keep, note, rater, value, note_map, rater_map, blocks):
     return rating_full, note_out, rater_out, value_out, new_pos
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _select3(keep, a, b, c, blocks):
     r = keep.shape[0]
     step = (r + blocks - 1) // blocks
@@ -173,10 +200,11 @@ def _select3(keep, a, b, c, blocks):
 def note_rater_tags(matrix: RatingMatrix, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(matrix.note[keep], matrix.rater[keep], matrix.tags[keep])`` in one parallel pass: what
     each scorer's tag-outlier, "incorrect" and diligence inputs select."""
-    return _select3(np.asarray(keep, dtype=np.bool_), matrix.note, matrix.rater, matrix.tags, _BLOCKS)
+    select = _form(_select3, matrix.n_ratings)
+    return select(np.asarray(keep, dtype=np.bool_), matrix.note, matrix.rater, matrix.tags, _BLOCKS)
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _kept_order(indptr, order, keep, new_pos, offsets):
     """``new_pos[order[keep[order]]]``, written rater by rater from ``offsets`` (int64[U+1])."""
     out = np.empty(offsets[offsets.shape[0] - 1], dtype=np.int64)
@@ -201,16 +229,19 @@ def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndar
     """The arrays of ``mf.MFProblem`` for the ratings ``keep`` (bool[R]), identical to those the
     numpy form (flatnonzero, gathers, ``counts_indptr``, ``kept_order``) builds."""
     keep = np.asarray(keep, dtype=np.bool_)
-    per_note = _note_counts(matrix.note_indptr, keep)
-    per_rater = _rater_counts(matrix.rater, keep, matrix.n_raters, _blocks())
+    r = matrix.n_ratings
+    per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
+    per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
     note_present = per_note > 0
     rater_present = per_rater > 0
     note_map = np.cumsum(note_present) - 1
     rater_map = np.cumsum(rater_present) - 1
-    rating_full, note, rater, value, new_pos = _compact(
+    rating_full, note, rater, value, new_pos = _form(_compact, r)(
         keep, matrix.note, matrix.rater, matrix.value, note_map, rater_map, _BLOCKS
     )
-    by_rater = _kept_order(matrix.rater_indptr, matrix.by_rater, keep, new_pos, _cumulative(per_rater))
+    by_rater = _form(_kept_order, r)(
+        matrix.rater_indptr, matrix.by_rater, keep, new_pos, _cumulative(per_rater)
+    )
     del new_pos
     return {
         "note": note,
@@ -225,7 +256,7 @@ def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndar
     }
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _valid(
     indptr, keep, created_at, value, note_created, note_latest, note_status,
     window, launch, first_n, crh_code, crnh_code,
@@ -307,14 +338,14 @@ def valid_rating_masks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """bool[R] × 5: valid, success helpful / not helpful, fail helpful / not helpful (§4.1; see
     ``helpfulness.valid_ratings``), one parallel pass over the notes."""
-    return _valid(
+    return _form(_valid, matrix.n_ratings)(
         matrix.note_indptr, np.asarray(keep, dtype=np.bool_), matrix.created_at, matrix.value,
         np.asarray(note_created, dtype=np.float64), np.asarray(note_latest_non_nmr, dtype=np.float64),
         np.asarray(note_status, dtype=np.int8), float(window), float(launch), int(first_n), crh, crnh,
     )  # fmt: skip
 
 
-@numba.njit(cache=True, parallel=True)
+@_both
 def _rater_counts6(rater, n_raters, blocks, a0, a1, a2, a3, a4, a5):
     r = rater.shape[0]
     step = (r + blocks - 1) // blocks
@@ -342,7 +373,8 @@ def _rater_counts6(rater, n_raters, blocks, a0, a1, a2, a3, a4, a5):
 def rater_counts_of(matrix: RatingMatrix, masks: tuple[np.ndarray, ...]) -> np.ndarray:
     """int64[6, U]: per rater, the ratings set in each of six bool[R] masks (one pass)."""
     arrays = (np.asarray(m, dtype=np.bool_) for m in masks)
-    return _rater_counts6(matrix.rater, matrix.n_raters, _blocks(), *arrays)
+    r = matrix.n_ratings
+    return _form(_rater_counts6, r)(matrix.rater, matrix.n_raters, _blocks(r), *arrays)
 
 
 @numba.njit(cache=True)
