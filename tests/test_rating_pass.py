@@ -127,7 +127,7 @@ def test_compact_problem_matches_the_numpy_build(threads, seed: int, share: floa
         "rater_indptr": M.counts_indptr(rater, int(rater_present.sum())),
         "note_full": np.flatnonzero(note_present).astype(np.int64),
         "rater_full": np.flatnonzero(rater_present).astype(np.int64),
-        "rating_full": full.astype(np.int64),
+        "rating_full": full.astype(M.index_dtype(m.n_ratings)),
     }
     assert set(got) == set(want)
     for name, a in want.items():

@@ -21,7 +21,7 @@ import types
 import numba
 import numpy as np
 
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, index_dtype
 
 # Fixed number of blocks for the compaction's two passes: the output does not depend on it, it
 # only needs to exceed the thread count.
@@ -137,9 +137,10 @@ def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_
 
 
 @_both
-def _compact(keep, note, rater, value, note_map, rater_map, blocks):
+def _compact(keep, note, rater, value, note_map, rater_map, blocks, pos_like):
     """The kept ratings' positions, compact note/rater indices and float64 values, in order, plus
-    each kept rating's new position (``new_pos``; undefined where not kept)."""
+    each kept rating's new position (``new_pos``; undefined where not kept). Positions have the
+    dtype of ``pos_like`` (``matrix.index_dtype``)."""
     r = keep.shape[0]
     step = (r + blocks - 1) // blocks
     counts = np.zeros(blocks + 1, dtype=np.int64)
@@ -152,11 +153,11 @@ def _compact(keep, note, rater, value, note_map, rater_map, blocks):
     for b in range(blocks):
         counts[b + 1] += counts[b]
     k = counts[blocks]
-    rating_full = np.empty(k, dtype=np.int64)
+    rating_full = np.empty(k, dtype=pos_like.dtype)
     note_out = np.empty(k, dtype=np.int32)
     rater_out = np.empty(k, dtype=np.int32)
     value_out = np.empty(k, dtype=np.float64)
-    new_pos = np.empty(r, dtype=np.int64)
+    new_pos = np.empty(r, dtype=pos_like.dtype)
     for b in numba.prange(blocks):
         j = counts[b]
         for i in range(b * step, min(r, (b + 1) * step)):
@@ -207,7 +208,7 @@ def note_rater_tags(matrix: RatingMatrix, keep: np.ndarray) -> tuple[np.ndarray,
 @_both
 def _kept_order(indptr, order, keep, new_pos, offsets):
     """``new_pos[order[keep[order]]]``, written rater by rater from ``offsets`` (int64[U+1])."""
-    out = np.empty(offsets[offsets.shape[0] - 1], dtype=np.int64)
+    out = np.empty(offsets[offsets.shape[0] - 1], dtype=new_pos.dtype)
     n = indptr.shape[0] - 1
     for u in numba.prange(n):
         j = offsets[u]
@@ -237,8 +238,9 @@ def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndar
     note_map = np.cumsum(note_present) - 1
     rater_map = np.cumsum(rater_present) - 1
     rating_full, note, rater, value, new_pos = _form(_compact, r)(
-        keep, matrix.note, matrix.rater, matrix.value, note_map, rater_map, _BLOCKS
-    )
+        keep, matrix.note, matrix.rater, matrix.value, note_map, rater_map, _BLOCKS,
+        np.empty(0, dtype=index_dtype(r)),
+    )  # fmt: skip
     by_rater = _form(_kept_order, r)(
         matrix.rater_indptr, matrix.by_rater, keep, new_pos, _cumulative(per_rater)
     )
