@@ -2,6 +2,7 @@
 
     python bench/prescore_core.py [--scales medium,large] [--root /tmp/bw-scale] [--threads 2]
                                   [--cache DIR]   # columnar caches DIR/SCALE (default ROOT/SCALE/.bwcache)
+                                  [--config bw.toml]  # e.g. [mf] solver = "als"
 
 For each scale (read through the columnar cache, no integrity pass), runs ``prescore_scorer`` for
 ``MFCoreScorer`` with its optimizers wrapped, and prints one row per fit: the MF Adam rounds
@@ -9,7 +10,8 @@ For each scale (read through the columnar cache, no integrity pass), runs ``pres
 ratings, epochs, wall and CPU seconds and CPU nanoseconds per rating-epoch. That last number is
 what should stay flat as the data grows: epochs times ratings is the work, so a rising
 ns/rating-epoch means each rating costs more (cache misses in the note gathers), a rising epoch
-count means the optimizer runs longer. CPU time includes numba's threads and is steadier than
+count means the optimizer runs longer. With ``[mf] solver = "als"`` the MF rows are the ALS fits
+(``MF ALS``, epochs = sweeps). CPU time includes numba's threads and is steadier than
 wall time on a shared machine; each row also carries the 1-minute load average.
 """
 
@@ -25,13 +27,14 @@ def _load() -> str:
     return open("/proc/loadavg", encoding="ascii").read().split()[0]
 
 
-def run(data: Path, cache: Path, threads: int) -> list[tuple]:
+def run(data: Path, cache: Path, threads: int, config_path: str | None = None) -> list[tuple]:
     """(fit, ratings, epochs, wall s, cpu s, load) per optimizer call of the Core prescoring."""
     import numba
 
     from bridgewatch.io import read_dataset
     from bridgewatch.scoring import diligence, harassment, mf_adam
-    from bridgewatch.scoring.config import ScoringConfig
+    from bridgewatch.scoring import scorer as scorer_mod
+    from bridgewatch.scoring.config import load_config
     from bridgewatch.scoring.pipeline import _inputs
     from bridgewatch.scoring.scorer_run import prescore_scorer
     from bridgewatch.scoring.scorer_specs import core
@@ -47,16 +50,25 @@ def run(data: Path, cache: Path, threads: int) -> list[tuple]:
             w, c = time.perf_counter(), time.process_time()
             out = fn(note, *args, **kwargs)
             rows.append(
-                (label, len(note), epochs_of(out), time.perf_counter() - w, time.process_time() - c, _load())
+                (
+                    label,
+                    getattr(note, "n_ratings", None) or len(note),
+                    epochs_of(out),
+                    time.perf_counter() - w,
+                    time.process_time() - c,
+                    _load(),
+                )
             )
             return out
 
         setattr(module, name, timed)
 
     wrap(mf_adam, "adam_fit", "MF Adam", lambda out: out[1])
+    config = load_config(config_path)
+    if config.mf.solver == "als":
+        wrap(scorer_mod, "fit_mf", "MF ALS", lambda out: out.iterations)
     wrap(harassment, "fit_adam", "harassment", lambda out: out[2])
     wrap(diligence, "fit_adam", "low diligence", lambda out: out[2])
-    config = ScoringConfig()
     inputs = _inputs(dataset, dataset.ratings, config, None, None)
     w, c = time.perf_counter(), time.process_time()
     prescore_scorer(inputs, core(), config, seed=42)
@@ -72,6 +84,7 @@ def main() -> None:
     ap.add_argument("--root", default="/tmp/bw-scale")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=None)
+    ap.add_argument("--config", default=None, help="TOML overrides of the scoring configuration")
     args = ap.parse_args()
     for scale in args.scales.split(","):
         print(f"### {scale} (pid {os.getpid()}, {args.threads} threads)")
@@ -79,7 +92,7 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|")
         data = Path(args.root) / scale
         cache = Path(args.cache) / scale if args.cache else data / ".bwcache"
-        for label, n, epochs, wall, cpu, load in run(data, cache, args.threads):
+        for label, n, epochs, wall, cpu, load in run(data, cache, args.threads, args.config):
             per = f"{cpu / (n * epochs) * 1e9:.2f}" if epochs else ""
             print(f"| {label} | {n:,} | {epochs} | {wall:.2f} | {cpu:.2f} | {per} | {load} |", flush=True)
 

@@ -370,3 +370,30 @@ def test_first_round_parameters_are_written_only_for_raters_the_reference_lists(
     in_table = np.isin(m.rater_ids, pre.helpfulness["raterParticipantId"].to_numpy())
     assert np.array_equal(listed, in_table | ~np.isnan(pre.params.rater_intercept))
     assert listed[in_round1].sum() > in_round1.sum() // 2
+
+
+def test_scorers_with_their_own_lambdas_take_the_configured_solver():
+    """Groups 15/18 and InDimensionTwo carry their own MFConfig (λs); ``[mf] solver = "als"``
+    must still reach them, else a scale run silently keeps Adam there. Group 14's objective
+    (diamond penalty, normalized loss) is one ALS cannot minimize: it keeps Adam."""
+    import dataclasses
+
+    from bridgewatch.scoring.config import MFConfig
+    from bridgewatch.scoring.scorer import _mf
+
+    als = ScoringConfig(mf=MFConfig(solver="als", max_iterations=7))
+    own = _mf(group(18), als)
+    assert own.solver == "als" and own.max_iterations == 7
+    assert own.user_intercept_lambda == group(18).mf.user_intercept_lambda == 0.03
+    assert _mf(group(14), als).solver == "adam"
+    assert _mf(group(18), ScoringConfig()) == group(18).mf  # defaults untouched
+
+    m, notes, nsh, enroll = community()
+    inputs = prepare_inputs(m, notes, nsh, enroll, ScoringConfig())
+    spec = dataclasses.replace(group(13), mf=group(18).mf)  # group 13's raters, group 18's λs
+    via_config = prescore(inputs, spec, als, seed=42).params
+    as_config = ScoringConfig(mf=dataclasses.replace(group(18).mf, solver="als", max_iterations=7))
+    direct = prescore(inputs, group(13), as_config, seed=42).params  # the same fits, λs from config
+    adam = prescore(inputs, spec, ScoringConfig(), seed=42).params
+    assert via_config.note_intercept.tobytes() == direct.note_intercept.tobytes()
+    assert via_config.note_intercept.tobytes() != adam.note_intercept.tobytes()

@@ -9,7 +9,7 @@ take a ``ScoringInputs`` built once per run by ``prepare_inputs``.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -178,7 +178,18 @@ class PrescoreResult:
 
 
 def _mf(spec: ScorerSpec, config: ScoringConfig) -> MFConfig:
-    return spec.mf if spec.mf is not None else config.mf
+    """The scorer's factorization settings: its own (groups 14, 15, 18, InDimensionTwo) or the
+    configuration's. A scorer's own settings fix its objective (λs), not the optimizer, so they
+    take ``config.mf``'s solver choice (and ALS's sweep limits) too; except an objective ALS cannot
+    minimize (group 14: diamond penalty, normalized loss), which keeps the reference's Adam."""
+    own = spec.mf
+    if own is None:
+        return config.mf
+    if own.normalized_loss or own.diamond_lambda > 0:
+        return own
+    return replace(
+        own, solver=config.mf.solver, max_iterations=config.mf.max_iterations, tolerance=config.mf.tolerance
+    )
 
 
 def fit_round1(
