@@ -236,3 +236,25 @@ def test_pseudo_rater_adam_refits_bracket_their_own_refit():
     )
     assert np.all(b.intercept_min <= b.intercept_refit) and np.all(b.intercept_max >= b.intercept_refit)
     np.testing.assert_allclose(b.intercept_max, exact.intercept_max, atol=0.02)
+
+
+def test_small_als_fit_runs_on_one_thread_and_restores_the_pool(monkeypatch):
+    """Below ``SERIAL_BELOW`` ratings an ALS sweep is too short to pay numba's barrier (on a busy
+    two-core machine a group scorer's fit cost 10x Adam's CPU), so it runs serially, as Adam's do."""
+    import numba
+
+    from bridgewatch.scoring.sweeps import LocalSweeps
+
+    seen: list[int] = []
+    real = LocalSweeps.solve_notes
+
+    def spy(self, *args):
+        seen.append(numba.get_num_threads())
+        return real(self, *args)
+
+    monkeypatch.setattr(LocalSweeps, "solve_notes", spy)
+    before = numba.get_num_threads()
+    m, _ = planted()
+    fit_mf(build_problem(m), dataclasses.replace(ALS, max_iterations=3), seed=9)
+    assert seen and set(seen) == {1}
+    assert numba.get_num_threads() == before
