@@ -236,3 +236,33 @@ def test_rater_rows_is_scipys_csr_and_embedding_unchanged():
     assert np.isfinite(a["x"]).sum() > 500
     pd.testing.assert_frame_equal(a, opinion_groups(note, rater, value, 300, 1000))
     assert np.allclose(a["x"].abs().to_numpy(), b["x"].abs().to_numpy(), equal_nan=True, atol=1e-6)
+
+
+def _lexsort_top_k(frame_pairs: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The top-k rows as a global (rater, −similarity, neighbor) sort gives them: the reference
+    ``top_k_similar``'s streaming selection must reproduce row for row."""
+    both = pd.concat(
+        [frame_pairs, frame_pairs.rename(columns={"rater": "neighbor", "neighbor": "rater"})], ignore_index=True
+    )
+    both = both.assign(neg=-both.similarity).sort_values(["rater", "neg", "neighbor"], kind="stable")
+    both["rank"] = both.groupby("rater").cumcount() + 1
+    both = both[both["rank"] <= k]
+    return both[["rater", "neighbor", "rank", "coRated", "agreed", "similarity"]].reset_index(drop=True)
+
+
+def test_top_k_streaming_selection_matches_a_global_sort_and_the_generic_layout():
+    rng = np.random.default_rng(5)
+    key = np.unique(rng.integers(0, 150, 20_000) * 100_000 + rng.integers(0, 400, 20_000))
+    note, rater = (key // 100_000).astype(np.int32), (key % 100_000).astype(np.int32)  # matrix order
+    value = rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), note.shape[0])
+    for cap, k in ((200, 4), (25, 7)):
+        got = top_k_similar(note, rater, value, 400, k=k, max_raters_per_note=cap, memory_bytes=1 << 14)
+        every = top_k_similar(note, rater, value, 400, k=400, max_raters_per_note=cap)  # every pair
+        pairs = every[every.rater < every.neighbor].drop(columns="rank")
+        want = _lexsort_top_k(pairs, k)
+        for col in want:
+            assert np.array_equal(got[col].to_numpy(), want[col].to_numpy().astype(got[col].dtype)), col
+        shuffled = rng.permutation(note.shape[0])  # not note-sorted: the generic sort-based layout
+        other = top_k_similar(note[shuffled], rater[shuffled], value[shuffled], 400, k=k, max_raters_per_note=cap)
+        if cap >= 200:  # no sampling: the layouts may order ties differently only when sampling
+            pd.testing.assert_frame_equal(got, other)

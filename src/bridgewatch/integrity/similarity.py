@@ -9,6 +9,7 @@ embedding with k-means.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -89,18 +90,31 @@ def top_k_similar(
     Returns a frame with columns rater, neighbor, rank (1..k), coRated, agreed, similarity, sorted
     by (rater, rank); ties are broken by the neighbor index.
     """
-    note = np.asarray(rating_note, dtype=np.int64)
     rater = np.asarray(rating_rater, dtype=np.int32)
-    hnum = np.rint(np.asarray(rating_value, dtype=np.float64) * 2).astype(np.int64)
-    m = note_sample_cap(np.bincount(note), max_raters_per_note, max_pairs)
-    select = sample_raters_per_note(note, rater, m)
-    zero = np.zeros(note.shape[0], dtype=np.int64)
+    if _sorted_by_note(rating_note):  # RatingMatrix order: lay out per note, no R-length sort
+        note_ = np.asarray(rating_note)
+        value = np.asarray(rating_value)
+        m = note_sample_cap(_segment_sizes(note_), max_raters_per_note, max_pairs)
 
-    def count(group: np.ndarray, min_count: int, candidates: np.ndarray | None = None):
-        perm, gptr, tptr = _pairs.order_by_tweet(note, group, zero, select)
+        def layout(cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return _sampled_layout(note_, rater, value, m, cells)
+
+    else:
+        note = np.asarray(rating_note, dtype=np.int64)
+        hnum = np.rint(np.asarray(rating_value, dtype=np.float64) * 2).astype(np.int64)
+        m = note_sample_cap(np.bincount(note), max_raters_per_note, max_pairs)
+        select = sample_raters_per_note(note, rater, m)
+
+        def layout(cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            group = note if cells == 1 else note * 3 + hnum
+            perm, gptr, tptr = _pairs.order_by_tweet(note, group, np.zeros_like(note), select)
+            return rater[perm], gptr, tptr
+
+    def count(cells: int, min_count: int, candidates: np.ndarray | None = None):
+        raters, gptr, tptr = layout(cells)
         return _pairs.count_pairs(
-            rater[perm],
-            zero[perm],
+            raters,
+            np.zeros(raters.shape[0], dtype=np.int64),  # no window: times are never compared
             gptr,
             tptr,
             _pairs.NO_WINDOW,
@@ -110,34 +124,151 @@ def top_k_similar(
             candidates=candidates,
         )
 
-    co_keys, co_counts = count(note, min_co_rated)
-    ag_keys, ag_counts = count(note * 3 + hnum, 1, co_keys)  # agreeing is co-rating: only those pairs
-    agreed = np.zeros_like(co_counts)
-    if ag_keys.size and co_keys.size:
-        pos = np.minimum(np.searchsorted(ag_keys, co_keys), ag_keys.size - 1)
-        hit = ag_keys[pos] == co_keys
-        agreed[hit] = ag_counts[pos[hit]]
-    lo, hi = _pairs.unpack_pairs(co_keys)
-    sim = agreed / (co_counts + shrinkage)
-    src = np.concatenate([lo, hi])
-    dst = np.concatenate([hi, lo])
-    co2, ag2, sim2 = (np.concatenate([x, x]) for x in (co_counts, agreed, sim))
-    order = np.lexsort((dst, -sim2, src))
-    src, dst, co2, ag2, sim2 = src[order], dst[order], co2[order], ag2[order], sim2[order]
-    first = np.r_[0, np.flatnonzero(src[1:] != src[:-1]) + 1] if src.size else np.zeros(0, dtype=np.int64)
-    start = np.repeat(first, np.diff(np.r_[first, src.shape[0]]))
-    rank = np.arange(src.shape[0]) - start + 1
-    keep = rank <= k
+    co_keys, co_counts = count(1, min_co_rated)
+    ag_keys, ag_counts = count(3, 1, co_keys)  # agreeing is co-rating: only those pairs
+    n_top, nbr, sim, co, ag = _top_k_pairs(co_keys, co_counts, ag_keys, ag_counts, shrinkage, n_raters, k)
+    del co_keys, co_counts, ag_keys, ag_counts
+    held = np.arange(k)[None, :] < n_top[:, None]  # rater-major: rows come out by (rater, rank)
     return pd.DataFrame(
         {
-            "rater": src[keep].astype(np.int32),
-            "neighbor": dst[keep].astype(np.int32),
-            "rank": rank[keep].astype(np.int32),
-            "coRated": co2[keep].astype(np.int64),
-            "agreed": ag2[keep].astype(np.int64),
-            "similarity": sim2[keep].astype(np.float64),
+            "rater": np.repeat(np.arange(n_raters, dtype=np.int32), n_top),
+            "neighbor": nbr[held],
+            "rank": np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), held.shape)[held],
+            "coRated": co[held],
+            "agreed": ag[held],
+            "similarity": sim[held],
         }
     )
+
+
+@nb.njit(cache=True)
+def _top_k_pairs(co_keys, co_counts, ag_keys, ag_counts, shrinkage, n_raters, k):
+    """Each rater's ``k`` best neighbours over the counted pairs, in one pass with O(U·k) memory.
+
+    ``co_keys`` / ``co_counts``: co-rated pairs (sorted keys); ``ag_keys`` / ``ag_counts``: the
+    agreeing subset (sorted, ⊆ ``co_keys``), merged on the fly. Every pair offers itself to both of
+    its raters; a rater keeps a small list sorted by (similarity desc, neighbour asc), the order a
+    global (rater, −similarity, neighbour) sort gives, so the rows are the same without holding
+    2·P pair rows. Returns (kept int64[U], neighbour int32[U, k], similarity, coRated, agreed).
+    """
+    n_top = np.zeros(n_raters, dtype=np.int64)
+    nbr = np.full((n_raters, k), -1, dtype=np.int32)
+    sim = np.zeros((n_raters, k), dtype=np.float64)
+    co = np.zeros((n_raters, k), dtype=np.int64)
+    ag = np.zeros((n_raters, k), dtype=np.int64)
+    q = 0
+    for p in range(co_keys.shape[0]):
+        key = co_keys[p]
+        while q < ag_keys.shape[0] and ag_keys[q] < key:
+            q += 1
+        agreed = ag_counts[q] if q < ag_keys.shape[0] and ag_keys[q] == key else 0
+        c = co_counts[p]
+        s = agreed / (c + shrinkage)
+        lo, hi = np.int32(key >> 32), np.int32(key & 0xFFFFFFFF)
+        for side in range(2):
+            u, v = (lo, hi) if side == 0 else (hi, lo)
+            j = n_top[u]
+            if j == k:  # full: replace the worst if this pair beats it
+                if not (s > sim[u, k - 1] or (s == sim[u, k - 1] and v < nbr[u, k - 1])):
+                    continue
+                j = k - 1
+            else:
+                n_top[u] = j + 1
+            while j > 0 and (s > sim[u, j - 1] or (s == sim[u, j - 1] and v < nbr[u, j - 1])):
+                nbr[u, j], sim[u, j] = nbr[u, j - 1], sim[u, j - 1]
+                co[u, j], ag[u, j] = co[u, j - 1], ag[u, j - 1]
+                j -= 1
+            nbr[u, j], sim[u, j], co[u, j], ag[u, j] = v, s, c, agreed
+    return n_top, nbr, sim, co, ag
+
+
+def _sorted_by_note(note: np.ndarray) -> bool:
+    note = np.asarray(note)
+    return note.shape[0] > 0 and bool(_is_sorted(note))
+
+
+@nb.njit(cache=True)
+def _is_sorted(a):
+    i = 1
+    while i < a.shape[0] and a[i] >= a[i - 1]:
+        i += 1
+    return i >= a.shape[0]
+
+
+@nb.njit(cache=True)
+def _segment_sizes(note):
+    """Ratings per note of note-sorted ratings (notes without ratings left out): int64[notes rated]."""
+    n = 1
+    for i in range(1, note.shape[0]):
+        if note[i] != note[i - 1]:
+            n += 1
+    sizes = np.zeros(n, dtype=np.int64)
+    g = 0
+    for i in range(note.shape[0]):
+        if i > 0 and note[i] != note[i - 1]:
+            g += 1
+        sizes[g] += 1
+    return sizes
+
+
+@nb.njit(cache=True)
+def _sampled_layout(note, rater, value, m, cells):
+    """``sample_raters_per_note`` + ``order_by_tweet`` for note-sorted ratings, note by note.
+
+    Each note is a tweet; its ``m`` raters of lowest priority are kept (all, with ≤ m), in input
+    order; ``cells`` 1: one group per note, 3: one group per (note, helpfulNum), Not Helpful first
+    (the stable (note, cell) order). Returns (raters int32[M], group_ptr, tweet_ptr) with
+    O(largest note) scratch instead of the generic path's dozen R-length sort arrays.
+    """
+    n_r = note.shape[0]
+    kept = 0
+    n_groups = 0
+    n_notes = 0
+    a = 0
+    while a < n_r:  # sizes first: outputs are allocated once
+        b = a + 1
+        while b < n_r and note[b] == note[a]:
+            b += 1
+        kept += min(b - a, m)
+        n_notes += 1
+        n_groups += cells
+        a = b
+    raters = np.empty(kept, dtype=np.int32)
+    group_ptr = np.empty(n_groups + 1, dtype=np.int64)
+    tweet_ptr = np.empty(n_notes + 1, dtype=np.int64)
+    pos = 0
+    g = 0
+    t = 0
+    a = 0
+    while a < n_r:
+        b = a + 1
+        while b < n_r and note[b] == note[a]:
+            b += 1
+        n = b - a
+        take = np.ones(n, dtype=np.bool_)
+        if n > m:
+            prio = np.empty(n, dtype=np.int64)
+            for i in range(n):
+                prio[i] = np.int64((np.uint64(rater[a + i]) * _GOLDEN) >> np.uint64(33))
+            order = np.argsort(prio, kind="mergesort")
+            take[:] = False
+            for q in range(m):
+                take[order[q]] = True
+        tweet_ptr[t] = g
+        t += 1
+        for c in range(cells):
+            start = pos
+            for i in range(n):
+                if take[i] and (cells == 1 or np.int64(np.rint(value[a + i] * 2)) == c):
+                    raters[pos] = rater[a + i]
+                    pos += 1
+            if pos > start:
+                group_ptr[g] = start
+                g += 1
+        a = b
+    group_ptr[g] = pos
+    tweet_ptr[t] = g
+    return raters, group_ptr[: g + 1], tweet_ptr
 
 
 def rater_rows(

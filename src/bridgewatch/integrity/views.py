@@ -43,6 +43,8 @@ class ViewParams:
     min_co_rated: int = 3
     max_raters_per_note: int | None = 200
     max_similarity_pairs: int = 200_000_000
+    # the pair counter's working memory (``count_pairs``); the rows do not depend on it
+    pair_memory_bytes: int = 256 << 20
     n_groups: int = 2
     min_group_ratings: int = 5
     min_side_raters: int = 2
@@ -152,7 +154,7 @@ def rater_view(
         rating_note, rating_rater, rating_value, n_raters,
         k=params.top_k, shrinkage=params.similarity_shrinkage, min_co_rated=params.min_co_rated,
         max_raters_per_note=params.max_raters_per_note, max_pairs=params.max_similarity_pairs,
-        num_threads=num_threads,
+        memory_bytes=params.pair_memory_bytes, num_threads=num_threads,
     )  # fmt: skip
     first = top[top["rank"] == 1]
     nearest = np.full(n_raters, -1, dtype=np.int64)
