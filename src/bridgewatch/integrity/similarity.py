@@ -283,7 +283,7 @@ def rater_rows(
     """
     order = np.argsort(rater, kind="stable")
     index = np.int32 if max(order.shape[0], n_notes, n_raters) < 2**31 - 1 else np.int64
-    cols = np.asarray(note)[order].astype(index)
+    cols = np.asarray(note)[order].astype(index, copy=False)
     per_row = np.bincount(rater, minlength=n_raters)
     indptr = np.zeros(n_raters + 1, dtype=index)
     np.cumsum(per_row, out=indptr[1:])
@@ -311,15 +311,17 @@ def rating_embedding(
     fixed so that its largest-magnitude rater coordinate is positive: same input, same picture.
     All zeros when every note was rated unanimously.
     """
-    note = np.asarray(rating_note, dtype=np.int64)
-    rater = np.asarray(rating_rater, dtype=np.int64)
+    note = np.asarray(rating_note)  # int32 ids stay int32: the rows are the same, R·8 bytes less
+    rater = np.asarray(rating_rater)
     x = np.asarray(rating_value, dtype=np.float64) * 2 - 1
     sums = np.bincount(note, weights=x, minlength=n_notes)
     cnt = np.bincount(note, minlength=n_notes)
-    x = x - (sums / np.maximum(cnt, 1))[note]
+    x -= (sums / np.maximum(cnt, 1))[note]
+    unanimous = not np.any(x)
     m = rater_rows(rater, note, x, n_raters, n_notes)
+    del x  # the matrix holds its own copy
     dims = min(dims, min(m.shape) - 1)
-    if not np.any(x):  # every note rated unanimously: nothing to tell raters apart (ARPACK would fail)
+    if unanimous:  # every note rated unanimously: nothing to tell raters apart (ARPACK would fail)
         return np.zeros((n_raters, max(dims, 1)))
     v0 = np.random.default_rng(seed).standard_normal(min(m.shape))
     u, s, _ = svds(m, k=dims, v0=v0, solver="arpack")
@@ -379,17 +381,19 @@ def opinion_groups(
     Raters with fewer than ``min_ratings`` ratings get NaN coordinates and group −1 (too little to
     place). Returns a frame with one row per rater: rater, ratings, x, y, group.
     """
-    note = np.asarray(rating_note, dtype=np.int64)
-    rater = np.asarray(rating_rater, dtype=np.int64)
+    note = np.asarray(rating_note)
+    rater = np.asarray(rating_rater)
     counts = np.bincount(rater, minlength=n_raters)
     placed = counts >= min_ratings
     keep = placed[rater]
     xy = np.full((n_raters, 2), np.nan)
     group = np.full(n_raters, -1, dtype=np.int32)
     if placed.sum() > n_groups and keep.any():
-        emb = rating_embedding(
-            note[keep], rater[keep], np.asarray(rating_value)[keep], n_notes, n_raters, dims=2, seed=seed
-        )
+        value = np.asarray(rating_value)
+        if not keep.all():  # copies only when some raters are left out
+            note, rater, value = note[keep], rater[keep], value[keep]
+        del keep
+        emb = rating_embedding(note, rater, value, n_notes, n_raters, dims=2, seed=seed)
         if emb.shape[1] == 1:
             emb = np.c_[emb, np.zeros(emb.shape[0])]
         xy[placed] = emb[placed]
