@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 import pandas as pd
 
@@ -66,14 +67,10 @@ def group_rating_shares(
     note's placed raters in each group, NaN with none) and ``mean`` float[N, G] (the group's mean
     rating of the note, NaN where the group did not rate it).
     """
-    note = np.asarray(rating_note, dtype=np.int64)
-    group = np.asarray(rater_group, dtype=np.int64)[np.asarray(rating_rater, dtype=np.int64)]
-    value = np.asarray(rating_value, dtype=np.float64)
-    placed = group >= 0
-    cell = note[placed] * n_groups + group[placed]
-    size = n_notes * n_groups
-    count = np.bincount(cell, minlength=size).reshape(n_notes, n_groups).astype(np.float64)
-    total = np.bincount(cell, weights=value[placed], minlength=size).reshape(n_notes, n_groups)
+    count, total = _group_sums(
+        np.asarray(rating_note), np.asarray(rating_rater), np.asarray(rating_value),
+        np.asarray(rater_group), n_notes, n_groups,
+    )  # fmt: skip
     with np.errstate(invalid="ignore", divide="ignore"):
         share = count / count.sum(axis=1, keepdims=True)
         mean = total / count
@@ -98,15 +95,13 @@ def note_view(
     ``rater_group`` int[U] (−1 = unplaced), ``rater_flagged`` bool[U] (in a PSS group, a
     quasi-clique or a coordinated group).
     """
-    note = np.asarray(rating_note, dtype=np.int64)
-    rater = np.asarray(rating_rater, dtype=np.int64)
+    note = np.asarray(rating_note)  # ids keep their dtype: every per-note sum is a one-pass kernel
+    rater = np.asarray(rating_rater)
     diversity = note_rater_diversity(note, rater, rating_value, rater_factor, n_notes)
     sides = note_side_ratings(note, rater, rating_value, rater_factor, n_notes)
-    pol = np.asarray(rater_polarization_value, dtype=np.float64)[rater]
-    known = ~np.isnan(pol)
-    pol_n = np.bincount(note[known], minlength=n_notes)
+    pol_n, pol_sum = _known_sums(note, rater, np.asarray(rater_polarization_value, dtype=np.float64), n_notes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        pol_mean = np.bincount(note[known], weights=pol[known], minlength=n_notes) / pol_n
+        pol_mean = pol_sum / pol_n
     share, mean = group_rating_shares(note, rater, rating_value, rater_group, n_notes, params.n_groups)
     out = pd.concat([diversity, sides.drop(columns="note")], axis=1)
     out.insert(1, "numRatings", np.bincount(note, minlength=n_notes))
@@ -186,11 +181,12 @@ def group_activity(
     ``rater_group`` int[U] (0 = none). Returns columns group, dayMillis (start of the UTC day),
     ratings, raters (distinct members active that day), sorted by (group, day).
     """
-    group = np.asarray(rater_group, dtype=np.int64)[np.asarray(rating_rater, dtype=np.int64)]
+    group = np.asarray(rater_group)[np.asarray(rating_rater)]  # 4 bytes a rating, not 8
     member = group > 0
     rater = np.asarray(rating_rater, dtype=np.int64)[member]
     day = np.asarray(rating_created, dtype=np.int64)[member] // day_millis
-    cells = pd.DataFrame({"group": group[member], "day": day, "rater": rater})
+    group = group[member].astype(np.int64)
+    cells = pd.DataFrame({"group": group, "day": day, "rater": rater})
     by = cells.groupby(["group", "day"], sort=True)
     agg = by.agg(ratings=("rater", "size"), raters=("rater", "nunique"))
     agg = agg.reset_index()
@@ -202,3 +198,32 @@ def group_activity(
             "raters": agg["raters"].to_numpy(np.int64),
         }
     )
+
+
+@nb.njit(nogil=True, cache=True)
+def _group_sums(note, rater, value, rater_group, n_notes, n_groups):
+    """Per (note, opinion group): ratings (float64[N, G]) and Σ rating, placed raters only.
+
+    One pass in rating order (the bincount sums bit for bit) without rating-length gathers.
+    """
+    count = np.zeros((n_notes, n_groups))
+    total = np.zeros((n_notes, n_groups))
+    for i in range(note.shape[0]):
+        g = rater_group[rater[i]]
+        if g >= 0:
+            count[note[i], g] += 1.0
+            total[note[i], g] += np.float64(value[i])
+    return count, total
+
+
+@nb.njit(nogil=True, cache=True)
+def _known_sums(note, rater, rater_value, n_notes):
+    """Per note: raters with a known (non-NaN) ``rater_value`` (int64[N]) and Σ of those values."""
+    n = np.zeros(n_notes, dtype=np.int64)
+    total = np.zeros(n_notes)
+    for i in range(note.shape[0]):
+        v = rater_value[rater[i]]
+        if not np.isnan(v):
+            n[note[i]] += 1
+            total[note[i]] += v
+    return n, total
