@@ -418,12 +418,17 @@ def count_pairs(
         runs = [run for part in parts for run in part]
     keys = np.concatenate([r[0] for r in runs])
     counts = np.concatenate([r[1] for r in runs])
+    del runs, parts  # each step below frees its input before the next: ≈ 32 bytes a pair at most
     if candidates is not None:  # keys that only shared a candidate's counter slot
         pos = np.minimum(np.searchsorted(candidates, keys), max(candidates.shape[0] - 1, 0))
         hit = candidates[pos] == keys if candidates.shape[0] else np.zeros(keys.shape[0], dtype=bool)
+        del pos
         keys, counts = keys[hit], counts[hit]
+        del hit
     order = np.argsort(keys, kind="stable")
-    return keys[order], counts[order]
+    keys = keys[order]
+    counts = counts[order]
+    return keys, counts
 
 
 def _candidate_counters(keys: np.ndarray, bits: int) -> np.ndarray:
