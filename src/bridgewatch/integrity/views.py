@@ -45,7 +45,7 @@ class ViewParams:
     max_raters_per_note: int | None = 200
     max_similarity_pairs: int = 200_000_000
     # the pair counter's working memory (``count_pairs``); the rows do not depend on it
-    pair_memory_bytes: int = 256 << 20
+    pair_memory_bytes: int = 1 << 30
     n_groups: int = 2
     min_group_ratings: int = 5
     min_side_raters: int = 2
