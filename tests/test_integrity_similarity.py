@@ -241,9 +241,8 @@ def test_rater_rows_is_scipys_csr_and_embedding_unchanged():
 def _lexsort_top_k(frame_pairs: pd.DataFrame, k: int) -> pd.DataFrame:
     """The top-k rows as a global (rater, −similarity, neighbor) sort gives them: the reference
     ``top_k_similar``'s streaming selection must reproduce row for row."""
-    both = pd.concat(
-        [frame_pairs, frame_pairs.rename(columns={"rater": "neighbor", "neighbor": "rater"})], ignore_index=True
-    )
+    flipped = frame_pairs.rename(columns={"rater": "neighbor", "neighbor": "rater"})
+    both = pd.concat([frame_pairs, flipped], ignore_index=True)
     both = both.assign(neg=-both.similarity).sort_values(["rater", "neg", "neighbor"], kind="stable")
     both["rank"] = both.groupby("rater").cumcount() + 1
     both = both[both["rank"] <= k]
@@ -263,6 +262,8 @@ def test_top_k_streaming_selection_matches_a_global_sort_and_the_generic_layout(
         for col in want:
             assert np.array_equal(got[col].to_numpy(), want[col].to_numpy().astype(got[col].dtype)), col
         shuffled = rng.permutation(note.shape[0])  # not note-sorted: the generic sort-based layout
-        other = top_k_similar(note[shuffled], rater[shuffled], value[shuffled], 400, k=k, max_raters_per_note=cap)
+        other = top_k_similar(
+            note[shuffled], rater[shuffled], value[shuffled], 400, k=k, max_raters_per_note=cap
+        )
         if cap >= 200:  # no sampling: the layouts may order ties differently only when sampling
             pd.testing.assert_frame_equal(got, other)
