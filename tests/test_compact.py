@@ -11,6 +11,7 @@ import pytest
 
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.scoring import assemble as A
+from bridgewatch.scoring import compact as C
 from bridgewatch.scoring import pipeline
 from bridgewatch.scoring.compact import (
     MAX_DENSITY,
@@ -28,6 +29,27 @@ from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 
 EPOCH = 1795305600000
+
+
+@pytest.fixture(autouse=True)
+def _compact_small_arrays(monkeypatch) -> None:
+    """These tests compact arrays of a few hundred entries (and a tiny community's runs), below
+    the size ``compact`` leaves dense; ``test_small_columns_stay_dense`` checks that size itself."""
+    monkeypatch.setattr(C, "MIN_ENTRIES", 0)
+
+
+def test_small_columns_stay_dense(monkeypatch) -> None:
+    """Below ``MIN_ENTRIES`` a column is returned as it is (the SparseArray costs more than it
+    saves); from it on, the same column is kept sparse and expands to the same bits."""
+    monkeypatch.setattr(C, "MIN_ENTRIES", 65_536)
+    rng = np.random.default_rng(3)
+    small = _sparse_column(rng, np.float64, np.nan, 0.05, n=65_535)
+    assert compact(small) is small
+    large = _sparse_column(rng, np.float64, np.nan, 0.05, n=65_536)
+    kept = compact(large)
+    assert isinstance(kept, pd.arrays.SparseArray)
+    _same(np.asarray(kept), large)
+    assert kept_bytes(kept) < large.nbytes / 4
 
 
 def _same(expanded: np.ndarray, original: np.ndarray) -> None:

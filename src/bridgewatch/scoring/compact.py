@@ -22,6 +22,11 @@ T = TypeVar("T")
 # Above this share of non-fill values a sparse column (8 + 4 bytes an entry) saves too little.
 MAX_DENSITY = 0.5
 
+# Below this many entries a column stays dense: the memory saved is at most a few hundred KB while
+# building a ``SparseArray`` costs ~0.5 ms of pandas overhead a column, which over the ~1,000
+# columns a final run keeps was ~7% of an incremental run's CPU (read at call time: tests lower it).
+MIN_ENTRIES = 65_536
+
 
 def _differ(values: np.ndarray, fill: np.generic) -> np.ndarray:
     """bool[n]: entries whose bits differ from ``fill``'s, which a sparse column must store to
@@ -56,10 +61,10 @@ def _sparse(values: np.ndarray, keep: np.ndarray, fill: np.generic) -> pd.arrays
 
 def compact(values: np.ndarray) -> np.ndarray | pd.arrays.SparseArray:
     """``values`` (1-D) as a ``SparseArray`` around the fill (±NaN or 0 for floats, 0 / False
-    otherwise) that leaves the fewest entries, when at most ``MAX_DENSITY`` of them remain; else
-    unchanged. Expands to the same dtype and bits."""
+    otherwise) that leaves the fewest entries, when at most ``MAX_DENSITY`` of them remain and
+    there are at least ``MIN_ENTRIES``; else unchanged. Expands to the same dtype and bits."""
     values = np.asarray(values)
-    if values.ndim != 1 or values.size == 0:
+    if values.ndim != 1 or values.size == 0 or values.size < MIN_ENTRIES:
         return values
     best, keep, fewest = None, None, MAX_DENSITY * values.size
     for fill in _candidates(values.dtype):
