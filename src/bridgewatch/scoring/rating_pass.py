@@ -137,10 +137,9 @@ def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_
 
 
 @_both
-def _compact(keep, note, rater, value, note_map, rater_map, blocks, pos_like):
-    """The kept ratings' positions, compact note/rater indices and float64 values, in order, plus
-    each kept rating's new position (``new_pos``; undefined where not kept). Positions have the
-    dtype of ``pos_like`` (``matrix.index_dtype``)."""
+def _block_offsets(keep, blocks):
+    """int64[blocks+1]: where each block of consecutive ratings starts writing its kept ones, so
+    that a parallel selection lands in rating order."""
     r = keep.shape[0]
     step = (r + blocks - 1) // blocks
     counts = np.zeros(blocks + 1, dtype=np.int64)
@@ -152,6 +151,17 @@ def _compact(keep, note, rater, value, note_map, rater_map, blocks, pos_like):
         counts[b + 1] = c
     for b in range(blocks):
         counts[b + 1] += counts[b]
+    return counts
+
+
+@_both
+def _compact(keep, note, rater, value, note_map, rater_map, counts, pos_like):
+    """The kept ratings' positions, compact note/rater indices and float64 values, in order, plus
+    each kept rating's new position (``new_pos``; undefined where not kept). Positions have the
+    dtype of ``pos_like`` (``matrix.index_dtype``); ``counts`` is ``_block_offsets``."""
+    r = keep.shape[0]
+    blocks = counts.shape[0] - 1
+    step = (r + blocks - 1) // blocks
     k = counts[blocks]
     rating_full = np.empty(k, dtype=pos_like.dtype)
     note_out = np.empty(k, dtype=np.int32)
@@ -172,18 +182,10 @@ def _compact(keep, note, rater, value, note_map, rater_map, blocks, pos_like):
 
 
 @_both
-def _select3(keep, a, b, c, blocks):
+def _select3(keep, a, b, c, counts):
     r = keep.shape[0]
+    blocks = counts.shape[0] - 1
     step = (r + blocks - 1) // blocks
-    counts = np.zeros(blocks + 1, dtype=np.int64)
-    for k in numba.prange(blocks):
-        n = 0
-        for i in range(k * step, min(r, (k + 1) * step)):
-            if keep[i]:
-                n += 1
-        counts[k + 1] = n
-    for k in range(blocks):
-        counts[k + 1] += counts[k]
     out_a = np.empty(counts[blocks], dtype=a.dtype)
     out_b = np.empty(counts[blocks], dtype=b.dtype)
     out_c = np.empty(counts[blocks], dtype=c.dtype)
@@ -201,8 +203,9 @@ def _select3(keep, a, b, c, blocks):
 def note_rater_tags(matrix: RatingMatrix, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(matrix.note[keep], matrix.rater[keep], matrix.tags[keep])`` in one parallel pass: what
     each scorer's tag-outlier, "incorrect" and diligence inputs select."""
-    select = _form(_select3, matrix.n_ratings)
-    return select(np.asarray(keep, dtype=np.bool_), matrix.note, matrix.rater, matrix.tags, _BLOCKS)
+    keep = np.asarray(keep, dtype=np.bool_)
+    counts = _form(_block_offsets, matrix.n_ratings)(keep, _BLOCKS)
+    return _form(_select3, matrix.n_ratings)(keep, matrix.note, matrix.rater, matrix.tags, counts)
 
 
 @_both
@@ -238,7 +241,8 @@ def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndar
     note_map = np.cumsum(note_present) - 1
     rater_map = np.cumsum(rater_present) - 1
     rating_full, note, rater, value, new_pos = _form(_compact, r)(
-        keep, matrix.note, matrix.rater, matrix.value, note_map, rater_map, _BLOCKS,
+        keep, matrix.note, matrix.rater, matrix.value, note_map, rater_map,
+        _form(_block_offsets, r)(keep, _BLOCKS),
         np.empty(0, dtype=index_dtype(r)),
     )  # fmt: skip
     by_rater = _form(_kept_order, r)(
