@@ -128,8 +128,8 @@ def test_notes_and_groups_by_hand():
     assert not surprise_groups(indptr, rater, surprising, flagged, 10, SurpriseParams(min_group=4)).any()
 
 
-def test_detect_integrity_carries_the_defence_into_keep_and_views():
-    note, rater, value, mu, r_int, r_fac, members, _ = _world(bloc=40, n_notes=240)
+def _notes_and_matrix(note, rater, value, n_raters):
+    """240 notes (ids 10..249, seven authors) and the matrix of the given ratings, an hour apart."""
     notes = pd.DataFrame(
         {
             "noteId": np.arange(240, dtype=np.int64) + 10,
@@ -144,8 +144,14 @@ def test_detect_integrity_carries_the_defence_into_keep_and_views():
         created_at=np.arange(note.shape[0], dtype=np.int64) * 3_600_000,
         tags=np.zeros(note.shape[0], np.uint32), population_sampled=np.zeros(note.shape[0], bool),
         note_ids=notes["noteId"].to_numpy(),
-        rater_ids=np.array([f"r{i:04d}" for i in range(600)], dtype=object),
+        rater_ids=np.array([f"r{i:04d}" for i in range(n_raters)], dtype=object),
     )  # fmt: skip
+    return notes, matrix
+
+
+def test_detect_integrity_carries_the_defence_into_keep_and_views():
+    note, rater, value, mu, r_int, r_fac, members, _ = _world(bloc=40, n_notes=240)
+    notes, matrix = _notes_and_matrix(note, rater, value, n_raters=600)
     off = detect_integrity(matrix, notes)
     on = detect_integrity(matrix, notes, surprise=P, rater_model=(mu, r_int, r_fac))
     assert off.surprise_value is None and on.surprise_keep is not None
@@ -173,22 +179,7 @@ def test_surprise_runs_on_what_the_coordination_collapse_keeps():
     note = np.r_[note, np.repeat(voted, bloc.shape[0])]
     rater = np.r_[rater, np.tile(bloc, voted.shape[0])]
     value = np.r_[value, np.zeros(voted.shape[0] * bloc.shape[0])]
-    notes = pd.DataFrame(
-        {
-            "noteId": np.arange(240, dtype=np.int64) + 10,
-            "noteAuthorParticipantId": [f"author{i % 7}" for i in range(240)],
-            "createdAtMillis": np.zeros(240, dtype=np.int64),
-            "tweetId": np.arange(240, dtype=np.int64) + 10_000,
-            "classification": schema.MISLEADING,
-        }
-    )
-    matrix = build_rating_matrix(
-        note=note, rater=rater, value=value.astype(np.float32),
-        created_at=np.arange(note.shape[0], dtype=np.int64) * 3_600_000,
-        tags=np.zeros(note.shape[0], np.uint32), population_sampled=np.zeros(note.shape[0], bool),
-        note_ids=notes["noteId"].to_numpy(),
-        rater_ids=np.array([f"r{i:04d}" for i in range(610)], dtype=object),
-    )  # fmt: skip
+    notes, matrix = _notes_and_matrix(note, rater, value, n_raters=610)
     seen = []
 
     def model(kept):
