@@ -262,6 +262,20 @@ def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndar
     }
 
 
+@numba.njit(cache=True, inline="always")
+def _mark_valid(p, v, crh, crnh, valid, sh, snh, fh, fnh):
+    """Rating ``p`` (value ``v``) on a CRH / CRNH note: HELPFUL and NOT_HELPFUL ratings are valid
+    (§4.1) and agree or disagree with the status; SOMEWHAT_HELPFUL ones are neither."""
+    if v == 1.0:
+        valid[p] = True
+        sh[p] = crh
+        fnh[p] = crnh
+    elif v == 0.0:
+        valid[p] = True
+        snh[p] = crnh
+        fh[p] = crh
+
+
 @_both
 def _valid(
     indptr, keep, created_at, value, note_created, note_latest, note_status,
@@ -299,15 +313,7 @@ def _valid(
                 times = created_at[cand]
                 cand = cand[np.argsort(times, kind="mergesort")[:first_n]]
             for p in cand:
-                v = value[p]
-                if v == 1.0:
-                    valid[p] = True
-                    sh[p] = crh
-                    fnh[p] = crnh
-                elif v == 0.0:
-                    valid[p] = True
-                    snh[p] = crnh
-                    fh[p] = crh
+                _mark_valid(p, value[p], crh, crnh, valid, sh, snh, fh, fnh)
             continue
         for p in range(a, b):
             if not keep[p]:
@@ -317,15 +323,7 @@ def _valid(
                 continue
             if not (t < latest or latest_none):
                 continue
-            v = value[p]
-            if v == 1.0:
-                valid[p] = True
-                sh[p] = crh
-                fnh[p] = crnh
-            elif v == 0.0:
-                valid[p] = True
-                snh[p] = crnh
-                fh[p] = crh
+            _mark_valid(p, value[p], crh, crnh, valid, sh, snh, fh, fnh)
     return valid, sh, snh, fh, fnh
 
 
