@@ -153,6 +153,7 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
         simulate(config_for_scale(scale, seed=0), data)
         rows.append(("simulate (not scored)", time.perf_counter() - t, float("nan")))
     sampler = RssSampler()
+    rows = _Rows(rows)
     from bridgewatch.io import read_dataset
     from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 
@@ -200,6 +201,17 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
         "counts": counts,
         "statuses": statuses,
     }
+
+
+class _Rows(list):
+    """The table's rows, each also printed to stderr as it comes: a public-scale run takes an hour,
+    and a phase that runs out of memory must not take the finished phases' numbers with it."""
+
+    def append(self, row: tuple[str, float, float]) -> None:
+        super().append(row)
+        name, secs, peak = row
+        line = f"{time.strftime('%H:%M:%S')} {name:<44} {secs:9.2f} s {peak:6.2f} GiB"
+        print(line, file=sys.stderr, flush=True)
 
 
 def _cache_read(data: Path):
