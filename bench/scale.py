@@ -147,11 +147,11 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
 
     numba.set_num_threads(threads)
     data = root / scale
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, float, float, float]] = []
     if not (data / "notes-00000.tsv").exists():
         t = time.perf_counter()
         simulate(config_for_scale(scale, seed=0), data)
-        rows.append(("simulate (not scored)", time.perf_counter() - t, float("nan")))
+        rows.append(("simulate (not scored)", time.perf_counter() - t, float("nan"), float("nan")))
     sampler = RssSampler()
     rows = _Rows(rows)
     from bridgewatch.io import read_dataset
@@ -161,8 +161,9 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     dataset = read_dataset(data, note_columns=SCORING_NOTE_COLUMNS)  # as the batch job reads it
     rows.append(("read TSV", time.perf_counter() - t, sampler.mark()))
     del dataset  # the cache read's peak is its own, not the TSV dataset's plus it
-    dataset, secs = _cache_read(data)
-    rows.append(("read (columnar cache)", secs, sampler.mark()))
+    dataset, secs, cpu = _cache_read(data)
+    rows.append(("read (columnar cache)", secs, sampler.mark(), cpu))
+    rows.start()
     m = dataset.ratings
     config = ScoringConfig()
     t = time.perf_counter()
@@ -183,7 +184,10 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     )  # fmt: skip
     scoring_s = time.perf_counter() - t0
     progress("end")
-    rows.append(("scoring total (all phases)", scoring_s, max(r[2] for r in rows[-len(marks) :])))
+    phases = rows[-(len(marks) - 1) :]
+    total = ("scoring total (all phases)", scoring_s, max(r[2] for r in phases), sum(r[3] for r in phases))
+    rows.append(total)
+    rows.start()
     t = time.perf_counter()
     factor = core_rater_factor(result, m.rater_ids)
     integrity_tables(m, found, factor, num_threads=threads)
@@ -204,26 +208,39 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
 
 
 class _Rows(list):
-    """The table's rows, each also printed to stderr as it comes: a public-scale run takes an hour,
-    and a phase that runs out of memory must not take the finished phases' numbers with it."""
+    """The table's rows (phase, wall s, peak RSS GiB, CPU s of all threads), each also printed to
+    stderr as it comes: a public-scale run takes an hour, and a phase that runs out of memory must
+    not take the finished phases' numbers with it. CPU is counted from ``start`` (or the previous
+    row): on a shared machine it is the steadier of the two times."""
 
-    def append(self, row: tuple[str, float, float]) -> None:
+    def __init__(self, rows: list) -> None:
+        super().__init__(rows)
+        self.start()
+
+    def start(self) -> None:
+        self._cpu = time.process_time()
+
+    def append(self, row: tuple) -> None:
+        now = time.process_time()
+        if len(row) == 3:
+            row = (*row, now - self._cpu)
+        self._cpu = now
         super().append(row)
-        name, secs, peak = row
-        line = f"{time.strftime('%H:%M:%S')} {name:<44} {secs:9.2f} s {peak:6.2f} GiB"
+        name, secs, peak, cpu = row
+        line = f"{time.strftime('%H:%M:%S')} {name:<44} {secs:9.2f} s {cpu:9.2f} cpu s {peak:6.2f} GiB"
         print(line, file=sys.stderr, flush=True)
 
 
 def _cache_read(data: Path):
-    """(dataset, seconds) read back through the columnar cache (built first if absent)."""
+    """(dataset, wall s, CPU s) read back through the columnar cache (built first if absent)."""
     from bridgewatch.io import read_dataset
     from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 
     cache = data / ".bwcache"
     read_dataset(data, cache_dir=cache)  # builds it (first time) or refreshes it
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     dataset = read_dataset(data, cache_dir=cache, note_columns=SCORING_NOTE_COLUMNS)
-    return dataset, time.perf_counter() - t
+    return dataset, time.perf_counter() - t, time.process_time() - cpu
 
 
 def markdown(res: dict) -> str:
@@ -231,10 +248,10 @@ def markdown(res: dict) -> str:
     out = [
         f"### {res['scale']}: {c['ratings']:,} ratings, {c['notes']:,} notes, {c['raters']:,} raters",
         "",
-        "| phase | wall s | peak RSS GiB |",
-        "|---|---:|---:|",
+        "| phase | wall s | CPU s | peak RSS GiB |",
+        "|---|---:|---:|---:|",
     ]
-    out += [f"| {name} | {secs:.2f} | {peak:.2f} |" for name, secs, peak in res["rows"]]
+    out += [f"| {name} | {secs:.2f} | {cpu:.2f} | {peak:.2f} |" for name, secs, peak, cpu in res["rows"]]
     f = res["floor"]
     out += [
         "",
