@@ -30,6 +30,7 @@ from bridgewatch.scoring.explanation import apply_explanation, tag_counts
 from bridgewatch.scoring.history import rescoring_rules, update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
 from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
+from bridgewatch.scoring.preprocess import reference_rating_rank
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, prepare_inputs
@@ -165,11 +166,12 @@ def _same(stage: np.ndarray | None, prescoring: np.ndarray | None) -> bool:
 
 
 def _inputs(
-    dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated, pss_member=None
+    dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated, pss_member=None, rank=True
 ) -> ScoringInputs:
     return prepare_inputs(
         matrix, dataset.notes, dataset.status_history, dataset.enrollment, config,
         note_topic=topic_ids, correlated=correlated, volume_matrix=dataset.ratings, pss_member=pss_member,
+        rank=rank,
     )  # fmt: skip
 
 
@@ -364,16 +366,19 @@ def final_dataset(
     matrix = _matrix(dataset, rating_keep)
     pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
     topic_ids = final_topics(pre, dataset.notes, matrix.note_ids)
-    inputs = clock.phase("preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated))
+    # An incremental run ranks only the ratings it rescores: a subset's reference rank orders
+    # them as the whole dataset's does (a stable sort restricted), and only that order is read.
+    inputs = clock.phase(
+        "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, rank=rescore is None)
+    )
     reuse = rows = None
     if rescore is not None:
         plan = rescore(inputs)
         rows = np.asarray(plan.notes, dtype=bool)
         sel = rows[matrix.note]
-        rank = None if inputs.rating_rank is None else inputs.rating_rank[sel]
-        inputs = dataclasses.replace(
-            inputs, matrix=matrix.subset(sel), base_keep=inputs.base_keep[sel], rating_rank=rank
-        )
+        sub = matrix.subset(sel)
+        rank = reference_rating_rank(sub, inputs.high_volume, correlated)
+        inputs = dataclasses.replace(inputs, matrix=sub, base_keep=inputs.base_keep[sel], rating_rank=rank)
         reuse = plan.reuse
     return _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine, reuse, rows)
 

@@ -72,6 +72,7 @@ def prepare_inputs(
     harassment_intercept: np.ndarray | None = None,
     volume_matrix: RatingMatrix | None = None,
     pss_member: np.ndarray | None = None,
+    rank: bool = True,
 ) -> ScoringInputs:
     """Preprocess once (§1.7): note table, classification filter, groups, high-volume raters.
 
@@ -79,6 +80,8 @@ def prepare_inputs(
     reference tags raters while preprocessing, before the note-classification and PSS filters, so
     the pipeline passes the unfiltered dataset; without it ``matrix``'s kept ratings are counted.
     ``pss_member``: bool[U] raters in a PSS clique, whose ratings lead the reference's table.
+    ``rank``: False leaves ``rating_rank`` None, for a caller that scores a subset of the ratings
+    and ranks only those (``reference_rating_rank`` of a subset orders it as the whole does).
     """
     table = P.note_table(matrix, notes, status_history)
     keep = P.classification_mask(matrix, table)
@@ -88,9 +91,9 @@ def prepare_inputs(
         counted, counted_keep, f.high_volume_quantile, f.high_volume_windows_days, f.min_notes_for_prod_data
     )
     groups = P.rater_groups(matrix, enrollment)
-    rank = P.reference_rating_rank(matrix, high, correlated, pss_member)
+    ranks = P.reference_rating_rank(matrix, high, correlated, pss_member) if rank else None
     return ScoringInputs(
-        matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept, rank
+        matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept, ranks
     )
 
 
