@@ -132,12 +132,14 @@ class _Selector:
         self.selected: np.ndarray | None = None
         self.partial = 0
         self.previous_fits: pd.DataFrame | None = None  # the last final run's fits table, if kept
+        self.raters: pd.DataFrame | None = None  # this run's rater table (the state keeps it)
 
     def __call__(self, inputs: ScoringInputs) -> RS.RescorePlan:
         m = inputs.matrix
         d = self.dataset
         self.fingerprints = RS.note_fingerprints(d.ratings, d.notes, d.status_history, inputs.note_topic)
-        group, high = RS.rater_changes(read_table(self.state_dir, "raters"), _rater_table(inputs))
+        self.raters = _rater_table(inputs)
+        group, high = RS.rater_changes(read_table(self.state_dir, "raters"), self.raters)
         fits = read_table(self.state_dir, "fits") if has_table(self.state_dir, "fits") else None
         self.previous_fits = fits
         changed = group if fits is not None else group | high
@@ -232,6 +234,8 @@ def final_phase(
         fits = RS.fits_table(result.runs, note_ids, np.ones(note_ids.shape[0], dtype=bool))
 
     texts = {name: texts.get(name) or frame_text(f, COLUMNS[name]) for name, f in frames.items()}
+    # The rater flags are the whole dataset's either way: the selector's table is this one.
+    raters = selector.raters if selector is not None and selector.raters is not None else None
 
     def save() -> None:
         for name, frame in frames.items():
@@ -240,7 +244,7 @@ def final_phase(
         write_table(notes, state_dir, "notes")
         if fits is not None:
             write_table(fits, state_dir, "fits")
-        write_table(_rater_table(result.inputs), state_dir, "raters")
+        write_table(_rater_table(result.inputs) if raters is None else raters, state_dir, "raters")
         run = {
             "epochMillis": [epoch_millis],
             "prescoreDigest": [digest],

@@ -18,6 +18,7 @@ actually changed, so statuses match a full final run on the same data.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -112,13 +113,34 @@ class ReusedFits:
 
     def fit_mask(self, mask: np.ndarray, note: np.ndarray) -> np.ndarray:
         """bool[R]: ``mask`` without the ratings of ``fixed`` notes (``note``: int[R])."""
-        return mask & ~self.fixed[note]
+        return mask & _refitted(self.fixed, note)
 
     def take(self, name: str, fresh: np.ndarray) -> np.ndarray:
         """float64[N]: ``fresh`` with the previous run's ``name`` values on ``fixed`` notes."""
         out = np.array(fresh, dtype=np.float64, copy=True)
         out[self.fixed] = np.asarray(self.values[name], dtype=np.float64)[self.fixed]
         return out
+
+
+# (weak refs to ``fixed`` and ``note``, read-only ``~fixed[note]``) of the last call: every
+# scorer's ReusedFits of one run shares one ``fixed`` array and the matrix's ``note``, and each
+# asks for its ratings ~5 times; the gather over R ratings is then made once per run.
+_LAST_REFITTED: list[tuple[weakref.ref, weakref.ref, np.ndarray]] = []
+
+
+def _refitted(fixed: np.ndarray, note: np.ndarray) -> np.ndarray:
+    """bool[R] (read-only): the ratings of notes not ``fixed`` (``note``: int[R])."""
+    if _LAST_REFITTED:
+        f, n, out = _LAST_REFITTED[0]
+        if f() is fixed and n() is note:
+            return out
+    out = ~np.asarray(fixed, dtype=bool)[note]
+    out.flags.writeable = False
+    try:
+        _LAST_REFITTED[:] = [(weakref.ref(fixed), weakref.ref(note), out)]
+    except TypeError:  # not weak-referenceable (a view of a non-array): no cache
+        _LAST_REFITTED.clear()
+    return out
 
 
 def reuse_or_fit(reuse: ReusedFits | None, mask: np.ndarray, note: np.ndarray) -> np.ndarray:

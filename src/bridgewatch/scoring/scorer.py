@@ -20,7 +20,7 @@ from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
 from bridgewatch.scoring.harassment import fit_tag_consensus
-from bridgewatch.scoring.mf import MFParams, build_problem, fit_mf
+from bridgewatch.scoring.mf import MFParams, MFProblem, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
@@ -439,17 +439,19 @@ def final_note_fit(
     mask: np.ndarray,
     rho_note: float,
     engine: SweepEngine | None = None,
+    problem: MFProblem | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One final fit of note parameters on the ratings ``mask`` (bool[R]), §2.8: (intercept
     float64[N], factor float64[N, k], rater factor float64[U] its rules and filters read).
 
     Raters and μ stay at prescoring's values — except for a normalized-loss scorer, whose final
     fit retrains them (``mf_normalized``); its rater factors are then the retrained ones (NaN for
-    raters outside the fit) instead of prescoring's.
+    raters outside the fit) instead of prescoring's. ``problem``: ``build_problem(matrix, mask)``
+    when the caller has it already (each build is a few passes over the ratings).
     """
     m = inputs.matrix
     mfc = _mf(spec, config)
-    problem = build_problem(m, mask)
+    problem = build_problem(m, mask) if problem is None else problem
     ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
     if not mfc.normalized_loss or not problem.n_ratings:
         start = (pre.params.note_intercept, pre.params.note_factor)
@@ -510,7 +512,7 @@ def score_final(
     fit_keep = reuse_or_fit(reuse, keep, m.note)
     problem = build_problem(m, fit_keep)
     if fit_keep.any() or reuse is None:
-        intercept, factor, fit_rf = final_note_fit(inputs, spec, pre, config, fit_keep, rho, engine)
+        intercept, factor, fit_rf = final_note_fit(inputs, spec, pre, config, fit_keep, rho, engine, problem)
     else:  # every note's fit is reused
         k = pre.params.note_factor.shape[1]
         intercept, factor = np.full(m.n_notes, np.nan), np.full((m.n_notes, k), np.nan)
