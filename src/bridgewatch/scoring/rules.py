@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numba
 import numpy as np
 
 from bridgewatch.schema import Status
@@ -270,6 +271,30 @@ class SideCounts:
     net_min_helpful_ratio: np.ndarray
 
 
+@numba.njit(cache=True)
+def _side_counts(note, rater_factor, helpful, n_notes):
+    """One pass over the ratings: int64[6, N] counts (neg, pos, neg helpful, neg not helpful,
+    pos helpful, pos not helpful) and float64[2, N] helpfulness sums (neg, pos), added in rating
+    order as ``np.bincount`` adds them (so the sums are bit for bit its). Ratings without a
+    factor (NaN) or with a note outside [0, N) count nowhere."""
+    counts = np.zeros((6, n_notes), dtype=np.int64)
+    sums = np.zeros((2, n_notes), dtype=np.float64)
+    for i in range(note.shape[0]):
+        f = rater_factor[i]
+        n = note[i]
+        if np.isnan(f) or n < 0 or n >= n_notes:
+            continue
+        side = 0 if f < 0 else 1
+        v = helpful[i]
+        counts[side, n] += 1
+        sums[side, n] += v
+        if v == 1.0:
+            counts[2 + 2 * side, n] += 1
+        elif v == 0.0:
+            counts[3 + 2 * side, n] += 1
+    return counts, sums
+
+
 def note_counts_by_rater_sign(
     note: np.ndarray, rater_factor: np.ndarray, helpful: np.ndarray, n_notes: int
 ) -> SideCounts:
@@ -281,25 +306,16 @@ def note_counts_by_rater_sign(
     netMinHelpful = max(0, min over sides of (#helpful − #not helpful)); its ratio divides by all
     the note's ratings with a factor.
     """
-    note = np.asarray(note)
-    rater_factor = np.asarray(rater_factor)
+    note = np.asarray(note, dtype=np.int64)
+    rater_factor = np.asarray(rater_factor, dtype=np.float64)
     helpful = np.asarray(helpful, dtype=np.float64)
-    keep = ~np.isnan(rater_factor)
-    note, rater_factor, helpful = note[keep], rater_factor[keep], helpful[keep]
-    neg = rater_factor < 0
-
-    def count(sel: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        w = None if weights is None else weights[sel]
-        return np.bincount(note[sel], weights=w, minlength=n_notes)[:n_notes]
-
-    pos = ~neg
-    neg_n, pos_n = count(neg), count(pos)
+    counts, sums = _side_counts(note, rater_factor, helpful, int(n_notes))
+    neg_n, pos_n = counts[0], counts[1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        neg_mean = (count(neg, helpful) / neg_n).astype(np.float32)
-        pos_mean = (count(pos, helpful) / pos_n).astype(np.float32)
-    is_one, is_zero = helpful == 1.0, helpful == 0.0
-    neg_net = count(neg & is_one) - count(neg & is_zero)
-    pos_net = count(pos & is_one) - count(pos & is_zero)
+        neg_mean = (sums[0] / neg_n).astype(np.float32)
+        pos_mean = (sums[1] / pos_n).astype(np.float32)
+    neg_net = counts[2] - counts[3]
+    pos_net = counts[4] - counts[5]
     net = np.maximum(np.minimum(neg_net, pos_net), 0)
     total = neg_n + pos_n
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
@@ -54,6 +55,25 @@ def distance_weights(distance: np.ndarray, percentile: float = 40.0) -> np.ndarr
         return 1.0 / (1.0 + (distance / scale) ** 5)
 
 
+@numba.njit(cache=True)
+def _weighted_tags(note, w, tags, bits, n_notes):
+    """One pass: per note Σ w (float64[N]), the rating count (int64[N]) and Σ w over the ratings
+    carrying each of ``bits`` (float64[N, len(bits)]), added in rating order as ``np.bincount``
+    adds them, so the sums are bit for bit its."""
+    weight = np.zeros(n_notes, dtype=np.float64)
+    count = np.zeros(n_notes, dtype=np.int64)
+    adjusted = np.zeros((n_notes, bits.shape[0]), dtype=np.float64)
+    for i in range(note.shape[0]):
+        n = note[i]
+        weight[n] += w[i]
+        count[n] += 1
+        t = tags[i]
+        for j in range(bits.shape[0]):
+            if (t >> bits[j]) & np.uint32(1):
+                adjusted[n, j] += w[i]
+    return weight, count, adjusted
+
+
 def note_tag_aggregates(
     note: np.ndarray,
     rater: np.ndarray,
@@ -79,12 +99,12 @@ def note_tag_aggregates(
     note_k = note[keep]
     w = distance_weights(np.abs(fu[keep] - fn[keep]), normalization_percentile)
     tags_k = np.asarray(tags, dtype=np.uint32)[keep]
-    weight = np.bincount(note_k, weights=w, minlength=n_notes).astype(np.float64)
-    present = np.bincount(note_k, minlength=n_notes) > 0
-    adjusted = np.empty((n_notes, _NH_BITS.shape[0]), dtype=np.float64)
-    for j, bit in enumerate(_NH_BITS):
-        has = ((tags_k >> bit) & np.uint32(1)).astype(bool)
-        adjusted[:, j] = np.bincount(note_k[has], weights=w[has], minlength=n_notes)
+    if note_k.size and (note_k.min() < 0 or note_k.max() >= n_notes):
+        raise ValueError("note_tag_aggregates: a note index outside note_factor")
+    weight, count, adjusted = _weighted_tags(
+        note_k.astype(np.int64, copy=False), np.asarray(w, dtype=np.float64), tags_k, _NH_BITS, n_notes
+    )
+    present = count > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = adjusted / weight[:, None]
     adjusted[~present] = np.nan
