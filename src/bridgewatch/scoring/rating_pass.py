@@ -229,11 +229,82 @@ def _cumulative(counts: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True)
+def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
+    """``compact_problem``'s arrays in two passes on one thread: counts, then the kept ratings
+    in order, each also dropped into its rater's slot (a counting sort). The matrix's rater
+    order lists each rater's ratings by position (a stable sort by rater, kept by subsets), so
+    the slots fill in the order ``_kept_order`` reads them, without its walk of all R ratings."""
+    per_note = np.zeros(n_notes, dtype=np.int64)
+    per_rater = np.zeros(n_raters, dtype=np.int64)
+    k = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            per_note[note[i]] += 1
+            per_rater[rater[i]] += 1
+            k += 1
+    note_map = np.empty(n_notes, dtype=np.int64)
+    n_kept_notes = 0
+    for n in range(n_notes):
+        if per_note[n] > 0:
+            n_kept_notes += 1
+        note_map[n] = n_kept_notes - 1
+    rater_map = np.empty(n_raters, dtype=np.int64)
+    n_kept_raters = 0
+    for u in range(n_raters):
+        if per_rater[u] > 0:
+            n_kept_raters += 1
+        rater_map[u] = n_kept_raters - 1
+    note_indptr = np.zeros(n_kept_notes + 1, dtype=np.int64)
+    note_full = np.empty(n_kept_notes, dtype=np.int64)
+    for n in range(n_notes):
+        if per_note[n] > 0:
+            j = note_map[n]
+            note_full[j] = n
+            note_indptr[j + 1] = note_indptr[j] + per_note[n]
+    rater_indptr = np.zeros(n_kept_raters + 1, dtype=np.int64)
+    rater_full = np.empty(n_kept_raters, dtype=np.int64)
+    for u in range(n_raters):
+        if per_rater[u] > 0:
+            j = rater_map[u]
+            rater_full[j] = u
+            rater_indptr[j + 1] = rater_indptr[j] + per_rater[u]
+    rating_full = np.empty(k, dtype=pos_like.dtype)
+    note_out = np.empty(k, dtype=np.int32)
+    rater_out = np.empty(k, dtype=np.int32)
+    value_out = np.empty(k, dtype=np.float64)
+    by_rater = np.empty(k, dtype=pos_like.dtype)
+    fill = rater_indptr[:-1].copy()
+    j = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            rating_full[j] = i
+            note_out[j] = note_map[note[i]]
+            u = rater_map[rater[i]]
+            rater_out[j] = u
+            value_out[j] = np.float64(value[i])
+            by_rater[fill[u]] = j
+            fill[u] += 1
+            j += 1
+    return (
+        note_out, rater_out, value_out, note_indptr, by_rater, rater_indptr, note_full, rater_full,
+        rating_full,
+    )  # fmt: skip
+
+
 def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarray]:
     """The arrays of ``mf.MFProblem`` for the ratings ``keep`` (bool[R]), identical to those the
     numpy form (flatnonzero, gathers, ``counts_indptr``, ``kept_order``) builds."""
     keep = np.asarray(keep, dtype=np.bool_)
     r = matrix.n_ratings
+    if _form(_note_counts, r) is _note_counts[0]:  # one thread: the fused two-pass form
+        names = ("note", "rater", "value", "note_indptr", "by_rater", "rater_indptr", "note_full",
+                 "rater_full", "rating_full")  # fmt: skip
+        arrays = _compact_serial(
+            keep, matrix.note, matrix.rater, matrix.value, matrix.n_notes, matrix.n_raters,
+            np.empty(0, dtype=index_dtype(r)),
+        )  # fmt: skip
+        return dict(zip(names, arrays, strict=True))
     per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
     per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
     note_present = per_note > 0

@@ -57,6 +57,16 @@ def _per_note(frame: pd.DataFrame, note_ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def _id_hashes(ids: np.ndarray) -> np.ndarray:
+    """uint64[U]: ``pd.util.hash_array`` of the ids as text. Ids that are all ``str`` already
+    hash as they are, unfactorized (they are unique): the same hashes, without the round trip
+    through a numpy text array and the factorization that cost ~7x more."""
+    ids = np.asarray(ids, dtype=object)
+    if pd.api.types.infer_dtype(ids, skipna=False) == "string":
+        return pd.util.hash_array(ids, categorize=False)
+    return pd.util.hash_array(ids.astype(str))
+
+
 def note_fingerprints(
     matrix: RatingMatrix, notes: pd.DataFrame, status_history: pd.DataFrame, topic: np.ndarray | None
 ) -> pd.DataFrame:
@@ -65,7 +75,7 @@ def note_fingerprints(
     ``ratingsHash`` is an order-free sum of per-rating hashes over (rater id, value, tags, time,
     population-sampled), so it does not depend on the dense ids of one run.
     """
-    rater_hash = pd.util.hash_array(np.asarray(matrix.rater_ids, dtype=object).astype(str))
+    rater_hash = _id_hashes(matrix.rater_ids)
     h = _mix(np.asarray(matrix.population_sampled, dtype=np.uint64))
     h = _mix(h ^ np.asarray(matrix.created_at, dtype=np.int64).view(np.uint64))
     h = _mix(h ^ np.asarray(matrix.tags, dtype=np.uint64))
