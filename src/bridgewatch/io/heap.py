@@ -25,10 +25,47 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+            "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).mallinfo2  # glibc 2.33 and later
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    fn.argtypes = []
+    return fn
+
+
 _TRIM = _malloc_trim()
+_INFO = _mallinfo2()
 
 
-def release() -> None:
-    """Return the free heap pages of every malloc arena to the operating system, if it can."""
-    if _TRIM is not None:
-        _TRIM(0)
+def free_bytes() -> int | None:
+    """Bytes the malloc arenas hold free (glibc's ``mallinfo2().fordblks``), None where unknown."""
+    return None if _INFO is None else int(_INFO().fordblks)
+
+
+def release(min_free: int = 0) -> None:
+    """Return the free heap pages of every malloc arena to the operating system, if it can.
+
+    ``min_free``: only when the arenas hold at least that many free bytes (always where that is
+    unknown). A trim is not free: it costs its walk of the arenas, and every page it returns
+    faults back in when the next step allocates again; with little free it buys nothing."""
+    if _TRIM is None:
+        return
+    if min_free > 0:
+        free = free_bytes()
+        if free is not None and free < min_free:
+            return
+    _TRIM(0)
