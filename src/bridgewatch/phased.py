@@ -161,7 +161,7 @@ class _Selector:
             partial = (RS.touched_notes(m, high) | aged) & ~self.selected
             self.partial = int(partial.sum())
             if partial.any():
-                reuse = RS.reused_fits(fits, m.note_ids, partial)
+                reuse = RS.reused_fits(fits, m.note_ids, partial, high_flipped=high)
             self.selected = self.selected | partial
         return RS.RescorePlan(self.selected, reuse)
 

@@ -111,6 +111,38 @@ def gaussian_intercepts(
     return out["intercept"], out["note_factor"], used
 
 
+def kept_no_high(
+    inputs: ScoringInputs,
+    scope: np.ndarray,
+    helpful_raters: np.ndarray,
+    min_ratings: int,
+    reuse: ReusedFits | None,
+) -> ReusedFits | None:
+    """The NoHighVol pass's reuse: the ``reuse.fixed`` notes whose kernel input is the one the
+    previous run had, with that run's values (None: none known, run the pass on every note).
+
+    The pass reads a note's in-``scope`` ratings by raters not high-volume, if there are at
+    least ``min_ratings`` of them, and of those only the ones by ``helpful_raters``. A fixed
+    note's ratings, scope and raters' groups are unchanged (else it would be fully rescored), so
+    only the raters in ``reuse.high_flipped`` can move its input: with their flags put back, a
+    note whose pass would read exactly the same ratings keeps the previous value (the kernel
+    reads each note's own ratings only, so the others' values do not depend on it).
+    """
+    if reuse is None or reuse.high_flipped is None or "noHighVol" not in reuse.values:
+        return None
+    m = inputs.matrix
+    high = np.asarray(inputs.high_volume, dtype=bool)
+    before = high ^ np.asarray(reuse.high_flipped, dtype=bool)
+    helpful = np.asarray(helpful_raters, dtype=bool)[m.rater]
+    now = P.count_filter(m, scope & ~high[m.rater], min_ratings, 0) & helpful
+    then = P.count_filter(m, scope & ~before[m.rater], min_ratings, 0) & helpful
+    moved = np.bincount(m.note[now != then], minlength=m.n_notes) > 0
+    same = np.asarray(reuse.fixed, dtype=bool) & ~moved
+    if not same.any():
+        return None
+    return ReusedFits(same, {"noHighVol": reuse.values["noHighVol"]})
+
+
 def run_gaussian(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -126,7 +158,8 @@ def run_gaussian(
     The tag thresholds, per-rater incorrect-tag rates and low-diligence prescoring are ``base``'s,
     as the reference passes MFCoreScorer's prescoring output to the Gaussian scorers. ``engine``
     runs the frozen-rater MF refit that gives the note factor (default: in process). ``reuse``:
-    fits carried over for some notes (partial rescoring): only their NoHighVol pass runs.
+    fits carried over for some notes (partial rescoring): only their NoHighVol pass runs, and
+    not even that where its input did not move (``kept_no_high``).
     """
     m = inputs.matrix
     pre = expand_prescore(base.pre)  # (a kept run's is packed)
@@ -158,7 +191,13 @@ def run_gaussian(
             problem, ri, rfs, pre.params.mu, pre.rho_note, mf_cfg, engine=engine, init=start
         )[1][:, 0]
     factor = taken(reuse, "factor", np.where(np.isnan(mf_factor), kernel_factor, mf_factor))
-    no_high = intercept_of(scope & ~inputs.high_volume[m.rater], None)
+    no_high_subset = scope & ~inputs.high_volume[m.rater]
+    kept = kept_no_high(inputs, scope, helpful, config.filters.min_ratings_per_note, reuse)
+    if kept is None or not no_high_subset.any():
+        no_high = intercept_of(no_high_subset, None)
+    else:
+        fresh = gaussian_intercepts(inputs, no_high_subset, helpful, rf, config, params, kept)[0]
+        no_high = taken(kept, "noHighVol", fresh)
     corr = inputs.correlated
     no_corr = intercept.copy() if corr is None else intercept_of(scope & ~corr[m.rater], "noCorrelated")
     pop = intercept_of(scope & m.population_sampled, "populationSampled")
@@ -171,7 +210,7 @@ def run_gaussian(
     # What a later partial rescoring reuses: the values before the capture test blanks them.
     fits = {"intercept": intercept.copy(), "factor": filter_factor, "noCorrelated": no_corr.copy(),
             "populationSampled": pop.copy(), "interceptMin": np.full(m.n_notes, np.nan),
-            "interceptMax": np.full(m.n_notes, np.nan)}  # fmt: skip
+            "interceptMax": np.full(m.n_notes, np.nan), "noHighVol": no_high.copy()}  # fmt: skip
     for arr in (intercept, factor, no_high, no_corr, pop):
         arr[~scored] = np.nan
 

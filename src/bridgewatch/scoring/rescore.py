@@ -106,7 +106,11 @@ FIT_NAMES = (
     "interceptMin",
     "interceptMax",
     "lowDiligence",
+    "noHighVol",
 )
+# Fits a scorer may leave out of its ``fits`` (stored as NaN) and a state may lack (older runs):
+# the Gaussian NoHighVol pass, reused where its inputs provably did not move (``gaussian_run``).
+OPTIONAL_FITS = frozenset({"noHighVol"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,12 +118,17 @@ class ReusedFits:
     """One scorer's fits carried over from the previous final run (partial rescoring).
 
     ``fixed``: bool[N] notes (of the matrix being scored) whose fits are not redone;
-    ``values``: ``FIT_NAMES`` → float64[N], the previous run's values (read on ``fixed`` only).
-    The NoHighVol refit always runs; every other fit skips the ``fixed`` notes' ratings.
+    ``values``: ``FIT_NAMES`` → float64[N], the previous run's values (read on ``fixed`` only;
+    an ``OPTIONAL_FITS`` name the previous state lacks is absent).
+    The NoHighVol refit runs; every other fit skips the ``fixed`` notes' ratings. ``high_flipped``:
+    bool[U] raters whose high-volume flag alone flipped since that run (None: unknown), from
+    which a scorer whose NoHighVol values depend on each note's ratings only (Gaussian) tells
+    the ``fixed`` notes whose NoHighVol input did not move.
     """
 
     fixed: np.ndarray
     values: Mapping[str, np.ndarray]
+    high_flipped: np.ndarray | None = None
 
     def fit_mask(self, mask: np.ndarray, note: np.ndarray) -> np.ndarray:
         """bool[R]: ``mask`` without the ratings of ``fixed`` notes (``note``: int[R])."""
@@ -135,21 +144,22 @@ class ReusedFits:
 # (weak refs to ``fixed`` and ``note``, read-only ``~fixed[note]``) of the last call: every
 # scorer's ReusedFits of one run shares one ``fixed`` array and the matrix's ``note``, and each
 # asks for its ratings ~5 times; the gather over R ratings is then made once per run.
+# The last two: a Gaussian scorer's NoHighVol pass asks with its own ``fixed`` in between.
 _LAST_REFITTED: list[tuple[weakref.ref, weakref.ref, np.ndarray]] = []
 
 
 def _refitted(fixed: np.ndarray, note: np.ndarray) -> np.ndarray:
     """bool[R] (read-only): the ratings of notes not ``fixed`` (``note``: int[R])."""
-    if _LAST_REFITTED:
-        f, n, out = _LAST_REFITTED[0]
+    for f, n, out in _LAST_REFITTED:
         if f() is fixed and n() is note:
             return out
     out = ~np.asarray(fixed, dtype=bool)[note]
     out.flags.writeable = False
     try:
-        _LAST_REFITTED[:] = [(weakref.ref(fixed), weakref.ref(note), out)]
+        entry = (weakref.ref(fixed), weakref.ref(note), out)
     except TypeError:  # not weak-referenceable (a view of a non-array): no cache
-        _LAST_REFITTED.clear()
+        return out
+    _LAST_REFITTED[:] = [entry, *_LAST_REFITTED[:1]]
     return out
 
 
@@ -285,7 +295,11 @@ def fits_table(runs: Mapping[str, object], note_ids: np.ndarray, rows: np.ndarra
             continue
         # only the rows asked for are expanded (the kept fits may be sparse, ``compact``)
         picked = np.flatnonzero(rows)
-        values = np.column_stack([np.asarray(fits[f], dtype=np.float64)[picked] for f in FIT_NAMES])
+        nan = np.full(picked.shape[0], np.nan)
+        values = np.column_stack(
+            [nan if f in OPTIONAL_FITS and f not in fits else np.asarray(fits[f], dtype=np.float64)[picked]
+             for f in FIT_NAMES]
+        )  # fmt: skip
         keep = np.isfinite(values).any(axis=1)
         names.append(np.full(int(keep.sum()), name, dtype=object))
         notes.append(ids[picked[keep]])
@@ -308,13 +322,17 @@ def merge_fits(new: pd.DataFrame, previous: pd.DataFrame, rescored: np.ndarray) 
     """``new``'s rows for the ``rescored`` note ids (int64 array), ``previous``'s for the others;
     sorted by scorer then noteId."""
     old = previous[~previous["noteId"].isin(rescored)]
-    merged = pd.concat([new[new["noteId"].isin(rescored)], old[list(new.columns)]], ignore_index=True)
+    old = old.reindex(columns=list(new.columns))  # an older state lacks the OPTIONAL_FITS (NaN)
+    merged = pd.concat([new[new["noteId"].isin(rescored)], old], ignore_index=True)
     return merged.sort_values(["scorer", "noteId"], kind="stable").reset_index(drop=True)
 
 
-def reused_fits(table: pd.DataFrame, note_ids: np.ndarray, partial: np.ndarray) -> dict[str, ReusedFits]:
+def reused_fits(
+    table: pd.DataFrame, note_ids: np.ndarray, partial: np.ndarray, high_flipped: np.ndarray | None = None
+) -> dict[str, ReusedFits]:
     """Per scorer of ``table`` (``fits_table`` of the previous run): its values on the ``partial``
-    notes (bool[N] over ``note_ids``), NaN where it had none (the scorer did not fit the note)."""
+    notes (bool[N] over ``note_ids``), NaN where it had none (the scorer did not fit the note).
+    ``high_flipped``: bool[U] raters whose high-volume flag alone flipped since that run."""
     partial = np.asarray(partial, dtype=bool)
     out: dict[str, ReusedFits] = {}
     index = pd.Index(np.asarray(note_ids, dtype=np.int64))
@@ -323,8 +341,10 @@ def reused_fits(table: pd.DataFrame, note_ids: np.ndarray, partial: np.ndarray) 
         ok = pos >= 0
         values = {}
         for f in FIT_NAMES:
+            if f not in rows.columns:  # an OPTIONAL_FITS name an older state lacks
+                continue
             v = np.full(index.shape[0], np.nan)
             v[pos[ok]] = rows[f].to_numpy(np.float64)[ok]
             values[f] = v
-        out[str(name)] = ReusedFits(partial, values)
+        out[str(name)] = ReusedFits(partial, values, high_flipped)
     return out
