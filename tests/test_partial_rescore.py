@@ -251,3 +251,55 @@ def test_rater_changes_split_group_changes_from_high_volume_flips() -> None:
     group, high = RS.rater_changes(previous, current)
     assert group.tolist() == [False, True, False, True]
     assert high.tolist() == [True, False, True, False]
+
+
+def _gaussian_no_high(result) -> pd.Series:
+    return result.scored_notes.set_index("noteId")["gaussianNoteInterceptNoHighVol"].astype(np.float64)
+
+
+def test_gaussian_no_high_vol_pass_reuses_exactly_the_notes_whose_input_did_not_move(community: Path) -> None:
+    dataset = read_dataset(community)
+    before, after = _config(0.97, "als"), _config(0.9, "als")
+    flipped = _high_volume(dataset, before) != _high_volume(dataset, after)
+    pre = prescore_dataset(dataset, config=before, seed=3, scorers=SCORERS)
+    old = final_dataset(dataset, pre, epoch_millis=EPOCH, config=before)
+    full = final_dataset(dataset, pre, epoch_millis=EPOCH, config=after)
+    m = dataset.ratings
+    partial = RS.touched_notes(m, flipped)
+    table = RS.fits_table(old.runs, m.note_ids, np.ones(m.n_notes, dtype=bool))
+    gauss = table["scorer"] == "GaussianScorer"
+    assert table.loc[gauss, "noHighVol"].notna().any()
+    assert table.loc[~gauss, "noHighVol"].isna().all()  # MF scorers always refit NoHighVol
+
+    def run(fits: pd.DataFrame) -> object:
+        plan = RS.RescorePlan(partial, RS.reused_fits(fits, m.note_ids, partial, high_flipped=flipped))
+        return final_dataset(dataset, pre, epoch_millis=EPOCH, config=after, rescore=lambda inputs: plan)
+
+    # With the real previous values the partial run equals a full run on every note.
+    ids = m.note_ids[partial]
+    pd.testing.assert_series_equal(_gaussian_no_high(run(table)).loc[ids], _gaussian_no_high(full).loc[ids])
+    # Poisoned previous values show which notes the pass kept: a kept note's value did not move,
+    # a note whose value moved was refitted (one whose input moved may land on the same value:
+    # it is refitted all the same).
+    poisoned = table.assign(noHighVol=np.where(gauss, 99.0, table["noHighVol"]))
+    got = _gaussian_no_high(run(poisoned)).loc[ids]
+    was, now = _gaussian_no_high(old).loc[ids], _gaussian_no_high(full).loc[ids]
+    kept = got == 99.0
+    moved = ~((was == now) | (was.isna() & now.isna()))
+    assert kept.any() and moved.any()
+    assert not (kept & moved).any()
+    pd.testing.assert_series_equal(got[~kept], now[~kept])
+
+
+def test_a_state_without_gaussian_no_high_vol_reruns_the_pass(
+    community: Path, day1: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "old"  # a final state written before the fits kept NoHighVol
+    shutil.copytree(day1, old)
+    fits = pd.read_parquet(old / "final" / "fits.parquet")
+    assert "noHighVol" in fits.columns
+    fits.drop(columns=["noHighVol"]).to_parquet(old / "final" / "fits.parquet", index=False)
+    inc, _ = _run_both(community, old, tmp_path, EPOCH + 2 * HOUR)
+    assert inc.timings["rescored notes (partially)"] > 0
+    assert "noHighVol" in pd.read_parquet(tmp_path / "inc_state" / "final" / "fits.parquet").columns
+    _assert_like_full(tmp_path)

@@ -1,0 +1,213 @@
+"""The per-run and per-scorer costs an incremental final run cut, each pinned to what it replaced.
+
+Every form below must give exactly (to the bit) what the code before it gave: the numpy
+bincounts of the tag aggregates and side counts, the whole dataset's reference rank, the text
+hashes of the rater ids, the copy-and-set of the capture test's blanking; and the heap trim
+between phases happens only when there is much to return.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridgewatch.io import heap
+from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
+from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring import rescore as RS
+from bridgewatch.scoring.rules import note_counts_by_rater_sign
+from bridgewatch.scoring.scorer import ScoringInputs, drop_captured_out
+from bridgewatch.scoring.scorer_specs import core
+from bridgewatch.scoring.tag_filter import distance_weights, note_tag_aggregates, zscore
+
+NOW = 1_795_305_600_000
+
+
+def _matrix(rng: np.random.Generator, n_ratings: int, n_notes: int, n_raters: int):
+    return build_rating_matrix(
+        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
+        rater=rng.integers(0, n_raters, n_ratings).astype(np.int32),
+        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), n_ratings),
+        created_at=NOW + rng.integers(-50, 50, n_ratings) * 1000,  # ties in time too
+        tags=rng.integers(0, 2**22, n_ratings).astype(np.uint32),
+        population_sampled=rng.random(n_ratings) < 0.1,
+        note_ids=np.arange(n_notes, dtype=np.int64) * 5 + 1,
+        rater_ids=np.array([f"r{i:04d}" for i in range(n_raters)], dtype=object),
+    )
+
+
+def _aggregates_bincount(note, rater, tags, note_factor, rater_factor):
+    """``note_tag_aggregates`` as it was: one np.bincount per tag."""
+    n_notes = note_factor.shape[0]
+    fn, fu = zscore(note_factor)[note], zscore(rater_factor)[rater]
+    keep = ~(np.isnan(fn) | np.isnan(fu))
+    note_k = note[keep]
+    w = distance_weights(np.abs(fu[keep] - fn[keep]), 40.0)
+    tags_k = tags[keep]
+    weight = np.bincount(note_k, weights=w, minlength=n_notes).astype(np.float64)
+    present = np.bincount(note_k, minlength=n_notes) > 0
+    adjusted = np.empty((n_notes, len(NOT_HELPFUL_TAGS)))
+    for j, tag in enumerate(NOT_HELPFUL_TAGS):
+        has = ((tags_k >> np.uint32(TAG_BIT[tag])) & np.uint32(1)).astype(bool)
+        adjusted[:, j] = np.bincount(note_k[has], weights=w[has], minlength=n_notes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = adjusted / weight[:, None]
+    adjusted[~present] = weight[~present] = np.nan
+    ratio[~present] = np.nan
+    return adjusted, weight, ratio, present
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tag_aggregates_are_the_bincounts_to_the_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_notes, n_raters, r = 50, 80, 3000
+    note = rng.integers(0, n_notes, r)
+    rater = rng.integers(0, n_raters, r)
+    tags = rng.integers(0, 2**22, r).astype(np.uint32)
+    fn, fu = rng.normal(size=n_notes), rng.normal(size=n_raters)
+    fn[rng.random(n_notes) < 0.2] = np.nan
+    fu[rng.random(n_raters) < 0.2] = np.nan
+    agg = note_tag_aggregates(note, rater, tags, fn, fu)
+    adjusted, weight, ratio, present = _aggregates_bincount(note, rater, tags, fn, fu)
+    assert not present.all()
+    for got, want in ((agg.adjusted, adjusted), (agg.rating_weight, weight), (agg.adjusted_ratio, ratio)):
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    np.testing.assert_array_equal(agg.present, present)
+
+
+def test_tag_aggregates_refuse_a_negative_note_index() -> None:
+    with pytest.raises(ValueError, match="note index"):
+        tags = np.zeros(2, np.uint32)
+        note_tag_aggregates(np.array([0, -1]), np.array([0, 1]), tags, np.arange(3.0), np.arange(2.0))
+
+
+def _side_counts_bincount(note, rater_factor, helpful, n_notes):
+    """``note_counts_by_rater_sign``'s counts as they were: one np.bincount each."""
+    keep = ~np.isnan(rater_factor)
+    note, rater_factor, helpful = note[keep], rater_factor[keep], helpful[keep]
+    neg, pos = rater_factor < 0, rater_factor >= 0
+
+    def count(sel, weights=None):
+        return np.bincount(note[sel], weights=None if weights is None else weights[sel], minlength=n_notes)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        neg_mean = (count(neg, helpful) / count(neg)).astype(np.float32)
+        pos_mean = (count(pos, helpful) / count(pos)).astype(np.float32)
+    one, zero = helpful == 1.0, helpful == 0.0
+    neg_net, pos_net = count(neg & one) - count(neg & zero), count(pos & one) - count(pos & zero)
+    net = np.maximum(np.minimum(neg_net, pos_net), 0)
+    total = count(neg) + count(pos)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(total > 0, net / np.maximum(total, 1), 0.0).astype(np.float32)
+    return count(neg), count(pos), neg_mean, pos_mean, net, ratio
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_side_counts_are_the_bincounts_to_the_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_notes, r = 40, 2000
+    note = rng.integers(0, n_notes - 3, r).astype(np.int32)  # the last notes have no ratings
+    factor = rng.normal(size=r)
+    factor[rng.random(r) < 0.1] = np.nan
+    factor[rng.random(r) < 0.05] = 0.0  # the "pos" side
+    helpful = rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), r)
+    got = note_counts_by_rater_sign(note, factor, helpful, n_notes)
+    neg_n, pos_n, neg_mean, pos_mean, net, ratio = _side_counts_bincount(
+        note.astype(np.int64), factor, helpful.astype(np.float64), n_notes
+    )
+    np.testing.assert_array_equal(got.neg_count, neg_n.astype(np.int32))
+    np.testing.assert_array_equal(got.pos_count, pos_n.astype(np.int32))
+    np.testing.assert_array_equal(got.min_sign_count, np.minimum(neg_n, pos_n).astype(np.int32))
+    np.testing.assert_array_equal(got.net_min_helpful, net.astype(np.int32))
+    for a, b in ((got.neg_mean_helpful, neg_mean), (got.pos_mean_helpful, pos_mean),
+                 (got.net_min_helpful_ratio, ratio)):  # fmt: skip
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_rank_of_a_subset_orders_it_as_the_whole_dataset_rank_does(seed: int) -> None:
+    """An incremental run ranks only the ratings it rescores; only the order is ever read."""
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 4000, 60, 200)
+    high, corr, pss = (rng.random(m.n_raters) < s for s in (0.2, 0.1, 0.1))
+    whole = P.reference_rating_rank(m, high, corr, pss)
+    keep = (rng.random(m.n_notes) < 0.3)[m.note]
+    part = P.reference_rating_rank(m.subset(keep), high, corr, pss)
+    np.testing.assert_array_equal(np.argsort(part, kind="stable"), np.argsort(whole[keep], kind="stable"))
+
+
+def test_rater_id_hashes_are_those_of_the_ids_as_text() -> None:
+    ids = np.array(["a", "b\tc", "é", "1234567890" * 3, ""], dtype=object)
+    np.testing.assert_array_equal(RS._id_hashes(ids), pd.util.hash_array(ids.astype(str)))
+    mixed = np.array(["a", 7, 2.5], dtype=object)  # not all text: hashed as text all the same
+    np.testing.assert_array_equal(RS._id_hashes(mixed), pd.util.hash_array(mixed.astype(str)))
+
+
+def test_refitted_ratings_are_gathered_once_per_fixed_set() -> None:
+    note = np.array([0, 0, 1, 2, 2, 2])
+    fixed, other = np.array([True, False, True]), np.array([False, True, False])
+    first = RS._refitted(fixed, note)
+    np.testing.assert_array_equal(first, ~fixed[note])
+    assert not first.flags.writeable
+    assert RS._refitted(other, note) is not first
+    assert RS._refitted(fixed, note) is first  # the last two sets are kept
+    copy = fixed.copy()
+    assert RS._refitted(copy, note) is not first  # by identity, not by value
+    mask = np.ones(6, dtype=bool)
+    np.testing.assert_array_equal(RS.ReusedFits(fixed, {}).fit_mask(mask, note), ~fixed[note])
+
+
+def test_the_heap_is_trimmed_only_when_enough_is_free(monkeypatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "_TRIM", lambda pad: calls.append(pad) or 1)
+    monkeypatch.setattr(heap, "free_bytes", lambda: 10 << 20)
+    heap.release(64 << 20)
+    assert calls == []
+    heap.release(8 << 20)
+    heap.release()  # no minimum: always, as the readers ask
+    assert calls == [0, 0]
+    monkeypatch.setattr(heap, "free_bytes", lambda: None)  # unknown (no mallinfo2): trim
+    heap.release(64 << 20)
+    assert calls == [0, 0, 0]
+
+
+def test_free_bytes_reads_the_arenas_where_glibc_says() -> None:
+    free = heap.free_bytes()
+    assert free is None or free >= 0
+
+
+def test_drop_captured_out_blanks_only_the_model_columns_of_dropped_notes() -> None:
+    spec = core()
+    p = spec.prefix
+    n = 6
+    rng = np.random.default_rng(1)
+    model = ["Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
+             "InterceptPopulationSampled", "InterceptMin", "InterceptMax"]  # fmt: skip
+    final = pd.DataFrame({"noteId": np.arange(n, dtype=np.int64) + 10})
+    for name in model:
+        final[f"{p}Note{name}"] = rng.normal(size=n)
+    final[f"{p}NumFinalRoundRatings"] = np.arange(n, dtype=np.float64)
+    final["numRatings"] = np.arange(n, dtype=np.int64)
+    drop = np.array([True, False, False, True, False, False])
+    want = final.copy()  # the form it replaced: a copy, then each column set
+    for name in model:
+        col = f"{p}Note{name}"
+        want[col] = np.where(drop, np.nan, want[col].to_numpy(np.float64))
+    got = drop_captured_out(final, drop, spec)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got is not final and final[f"{p}NoteIntercept"].notna().all()  # the input is untouched
+    pd.testing.assert_frame_equal(drop_captured_out(final, np.zeros(n, dtype=bool), spec), final)
+
+
+def test_is_not_misleading_is_computed_once_and_read_only() -> None:
+    rng = np.random.default_rng(0)
+    m = _matrix(rng, 50, 3, 5)
+    labels = ["NOT_MISLEADING", "MISINFORMED_OR_POTENTIALLY_MISLEADING", None]
+    notes = pd.DataFrame({"classification": labels})
+    inputs = ScoringInputs(m, notes, np.ones(50, bool), np.zeros(5, np.int32), np.zeros(5, bool))
+    first = inputs.is_not_misleading
+    np.testing.assert_array_equal(first, [True, False, False])
+    assert inputs.is_not_misleading is first
+    assert not first.flags.writeable
