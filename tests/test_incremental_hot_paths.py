@@ -8,10 +8,13 @@ between phases happens only when there is much to return.
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from bridgewatch import runner
 from bridgewatch.io import heap
 from bridgewatch.io.matrix import build_rating_matrix
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
@@ -211,3 +214,28 @@ def test_is_not_misleading_is_computed_once_and_read_only() -> None:
     np.testing.assert_array_equal(first, [True, False, False])
     assert inputs.is_not_misleading is first
     assert not first.flags.writeable
+
+
+def test_a_run_freezes_the_older_objects_only_while_it_runs() -> None:
+    seen: list[int] = []
+
+    def job(fail: bool = False) -> str:
+        seen.append(gc.get_freeze_count())
+        if fail:
+            raise RuntimeError("boom")
+        return "done"
+
+    wrapped = runner._older_objects_frozen(job)
+    assert gc.get_freeze_count() == 0
+    assert wrapped() == "done"
+    assert seen[-1] > 0 and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError):
+        wrapped(fail=True)
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a host that froze its own objects keeps them frozen, and no more
+    try:
+        held = gc.get_freeze_count()
+        wrapped()
+        assert seen[-1] == held and gc.get_freeze_count() == held
+    finally:
+        gc.unfreeze()
