@@ -149,11 +149,9 @@ def population_sampled_counts(m: RatingMatrix, core: ScorerRun) -> dict[str, np.
 
 
 def meta_frame(inputs: ScoringInputs, scored: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """The frame ``meta_score`` reads: noteId plus every per-scorer column."""
-    frame = pd.DataFrame({"noteId": inputs.matrix.note_ids})
-    for name, values in scored.items():
-        frame[name] = values
-    return frame
+    """The frame ``meta_score`` reads: noteId plus every per-scorer column (built at once: ~100
+    column insertions one by one cost ~10 ms a run)."""
+    return pd.DataFrame({"noteId": inputs.matrix.note_ids, **scored})
 
 
 def rating_counts(matrix: RatingMatrix, valid: ValidRatings) -> pd.DataFrame:
