@@ -230,6 +230,27 @@ def _cumulative(counts: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
+def _kept_index(counts):
+    """For the entries with ``counts`` > 0, in order: each entry's new index (only kept entries'
+    are read), the kept entries' offsets into the compacted arrays and their old indices."""
+    n = counts.shape[0]
+    new_index = np.empty(n, dtype=np.int64)
+    n_kept = 0
+    for i in range(n):
+        if counts[i] > 0:
+            n_kept += 1
+        new_index[i] = n_kept - 1
+    indptr = np.zeros(n_kept + 1, dtype=np.int64)
+    full = np.empty(n_kept, dtype=np.int64)
+    for i in range(n):
+        if counts[i] > 0:
+            j = new_index[i]
+            full[j] = i
+            indptr[j + 1] = indptr[j] + counts[i]
+    return new_index, indptr, full
+
+
+@numba.njit(cache=True)
 def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
     """``compact_problem``'s arrays in two passes on one thread: counts, then the kept ratings
     in order, each also dropped into its rater's slot (a counting sort). The matrix's rater
@@ -243,32 +264,8 @@ def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
             per_note[note[i]] += 1
             per_rater[rater[i]] += 1
             k += 1
-    note_map = np.empty(n_notes, dtype=np.int64)
-    n_kept_notes = 0
-    for n in range(n_notes):
-        if per_note[n] > 0:
-            n_kept_notes += 1
-        note_map[n] = n_kept_notes - 1
-    rater_map = np.empty(n_raters, dtype=np.int64)
-    n_kept_raters = 0
-    for u in range(n_raters):
-        if per_rater[u] > 0:
-            n_kept_raters += 1
-        rater_map[u] = n_kept_raters - 1
-    note_indptr = np.zeros(n_kept_notes + 1, dtype=np.int64)
-    note_full = np.empty(n_kept_notes, dtype=np.int64)
-    for n in range(n_notes):
-        if per_note[n] > 0:
-            j = note_map[n]
-            note_full[j] = n
-            note_indptr[j + 1] = note_indptr[j] + per_note[n]
-    rater_indptr = np.zeros(n_kept_raters + 1, dtype=np.int64)
-    rater_full = np.empty(n_kept_raters, dtype=np.int64)
-    for u in range(n_raters):
-        if per_rater[u] > 0:
-            j = rater_map[u]
-            rater_full[j] = u
-            rater_indptr[j + 1] = rater_indptr[j] + per_rater[u]
+    note_map, note_indptr, note_full = _kept_index(per_note)
+    rater_map, rater_indptr, rater_full = _kept_index(per_rater)
     rating_full = np.empty(k, dtype=pos_like.dtype)
     note_out = np.empty(k, dtype=np.int32)
     rater_out = np.empty(k, dtype=np.int32)
