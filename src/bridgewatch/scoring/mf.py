@@ -18,7 +18,7 @@ dataset can warm-start each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numba
@@ -27,7 +27,7 @@ import numpy as np
 from bridgewatch.io.matrix import RatingMatrix, index_dtype
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
-from bridgewatch.scoring.rating_pass import compact_problem
+from bridgewatch.scoring.rating_pass import compact_problem, problem_shape
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
 from bridgewatch.scoring.threads import SERIAL_BELOW
 from bridgewatch.scoring.torch_init import TorchInit, fit_order, torch_factors
@@ -35,40 +35,39 @@ from bridgewatch.scoring.torch_init import TorchInit, fit_order, torch_factors
 
 @dataclass(frozen=True, eq=False)
 class MFProblem:
-    """One fit's ratings in compact CSR form (only notes/raters with ratings in the fit).
+    """One fit's ratings: the ``keep`` selection of a matrix, in compact CSR form (only the notes
+    and raters with ratings in the fit).
 
     Shapes: R ratings, N notes and U raters present in the fit; ``n_notes_full``/``n_raters_full``
-    are the sizes of the dataset's id spaces.
+    are the sizes of the dataset's id spaces. Held: ``matrix``, ``kept`` (the selection as bits,
+    ``np.packbits`` of bool[R_full]: a copy at 1/8 byte a rating, so the caller may reuse its mask),
+    ``note_indptr``: int64[N+1], ``rater_indptr``: int64[U+1] (over the rater order),
+    ``note_full``: int64[N], ``rater_full``: int64[U], compact → full index.
+
+    The per-rating arrays are made from the matrix on first use and then kept (``rating_arrays``):
 
     - ``note``/``rater``: int32[R] compact indices, ratings ordered by (note, rater);
-    - ``value``: float64[R]; ``note_indptr``: int64[N+1]; ``identity``: arange(R), made on first
-      use (only the ALS note sweep reads it; the Adam fits of prescoring never do);
-    - ``by_rater``: positions ordered by (rater, note); ``rater_indptr``: int64[U+1];
-    - ``note_full``: int64[N], ``rater_full``: int64[U], compact → full index;
-    - ``rating_full``: position of each rating in the source matrix.
-    Positions (``identity``, ``by_rater``, ``rating_full``) are ``matrix.index_dtype``: int32
-    below 2**31 ratings, 12 bytes a rating less in a big fit than int64.
+    - ``value``: float64[R]; ``identity``: arange(R) (only the ALS note sweep reads it);
+    - ``by_rater``: positions ordered by (rater, note); ``rating_full``: position of each rating in
+      the source matrix. Positions are ``matrix.index_dtype``: int32 below 2**31 ratings.
+
+    The Adam fits of prescoring never make them: their layout and their squared error read the
+    matrix's own arrays through ``keep`` (``adam_layout_of``, ``squared_error``). At X's scale
+    those arrays are 24 bytes a rating of the fit over all ratings, about 4.6 GiB.
     """
 
-    note: np.ndarray
-    rater: np.ndarray
-    value: np.ndarray
+    matrix: RatingMatrix = field(repr=False)
+    kept: np.ndarray = field(repr=False)
     note_indptr: np.ndarray
-    by_rater: np.ndarray
     rater_indptr: np.ndarray
     note_full: np.ndarray
     rater_full: np.ndarray
-    rating_full: np.ndarray
     n_notes_full: int
     n_raters_full: int
 
     @property
     def n_ratings(self) -> int:
-        return int(self.value.shape[0])
-
-    @cached_property
-    def identity(self) -> np.ndarray:
-        return np.arange(self.n_ratings, dtype=index_dtype(self.n_ratings))
+        return int(self.note_indptr[-1])
 
     @property
     def n_notes(self) -> int:
@@ -78,18 +77,73 @@ class MFProblem:
     def n_raters(self) -> int:
         return int(self.rater_full.shape[0])
 
+    @property
+    def keep(self) -> np.ndarray:
+        """bool[R_full]: the selection, unpacked afresh."""
+        return np.unpackbits(self.kept, count=self.matrix.n_ratings).view(bool)
+
+    @cached_property
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return compact_problem(self.matrix, self.keep)
+
+    def rating_arrays(self) -> dict[str, np.ndarray]:
+        """The per-rating arrays (``note``, ``rater``, ``value``, ``by_rater``, ``rating_full``):
+        the kept ones once any was read, else made afresh and not kept (for a caller that needs
+        them for a moment, as the cold start's rank lookup)."""
+        return self.__dict__.get("_arrays") or compact_problem(self.matrix, self.keep)
+
+    @property
+    def note(self) -> np.ndarray:
+        return self._arrays["note"]
+
+    @property
+    def rater(self) -> np.ndarray:
+        return self._arrays["rater"]
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._arrays["value"]
+
+    @property
+    def by_rater(self) -> np.ndarray:
+        return self._arrays["by_rater"]
+
+    @property
+    def rating_full(self) -> np.ndarray:
+        return self._arrays["rating_full"]
+
+    @cached_property
+    def identity(self) -> np.ndarray:
+        return np.arange(self.n_ratings, dtype=index_dtype(self.n_ratings))
+
+    def rater_map(self) -> np.ndarray:
+        """int64[U_full]: compact index of each full rater (0 where absent: never read there)."""
+        out = np.zeros(self.n_raters_full, dtype=np.int64)
+        out[self.rater_full] = np.arange(self.n_raters, dtype=np.int64)
+        return out
+
+    def squared_error(self, mu, ni, nf, ri, rf) -> float:
+        """Σ (value − r̂)² over the fit's ratings in (note, rater) order, read from the matrix:
+        ``mf_kernels.squared_error_nb`` over ``note``/``rater``/``value``, bit for bit, without them."""
+        m = self.matrix
+        args = (m.note_indptr, self.note_full, self.kept, m.rater, m.value, self.rater_map())
+        return float(K.squared_error_kept_nb(*args, mu, ni, nf, ri, rf))
+
 
 def build_problem(matrix: RatingMatrix, keep: np.ndarray | None = None) -> MFProblem:
-    """Compact CSR views of the ratings where ``keep`` (bool[R_full]) is true; O(R), no sort.
+    """The fit of the ratings where ``keep`` (bool[R_full]) is true; O(R), no sort.
 
     The matrix is already sorted by (note, rater) and ``by_rater`` by (rater, note); both orders
-    survive subsetting, so compact indices come from cumulative counts. Every fit of every scorer
-    builds one, so the passes run in parallel (``rating_pass.compact_problem``).
+    survive subsetting, so compact indices come from cumulative counts. Only the per-note and
+    per-rater arrays are made here (two counting passes); the per-rating ones when first read
+    (``MFProblem``; in parallel, ``rating_pass.compact_problem``).
     """
     keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    return MFProblem(
-        **compact_problem(matrix, keep), n_notes_full=matrix.n_notes, n_raters_full=matrix.n_raters
-    )
+    if keep.shape != (matrix.n_ratings,):
+        raise ValueError(f"build_problem: keep has shape {keep.shape}, the matrix {matrix.n_ratings} ratings")
+    shape = problem_shape(matrix, keep)
+    bits = np.packbits(keep)
+    return MFProblem(matrix, bits, **shape, n_notes_full=matrix.n_notes, n_raters_full=matrix.n_raters)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,7 +201,7 @@ def penalties(
 
 def objective(problem: MFProblem, pen: Penalties, mu, ni, nf, ri, rf) -> float:
     """Mean-form objective (the reference's loss value) for compact parameter arrays."""
-    sse = K.squared_error_nb(problem.note, problem.rater, problem.value, mu, ni, nf, ri, rf)
+    sse = problem.squared_error(mu, ni, nf, ri, rf)
     total = (
         sse
         + pen.note_int * K.sum_squares(ni)
@@ -181,12 +235,15 @@ def initial_params(
         mu = 0.0 if not np.isfinite(init.mu) else float(init.mu)
         return mu, ni, nf.reshape(n, k), ri, rf.reshape(u, k)
     if torch_init is not None:
-        rank = torch_init.rating_rank[problem.rating_full]
+        arrays = problem.rating_arrays()  # for this lookup only: an Adam fit keeps none of them
+        rank = torch_init.rating_rank[arrays["rating_full"]]
         if torch_init.rater_grouped:  # the table was regrouped by rater (sorted ids), rows kept in order
-            order = np.lexsort((rank, problem.rater))
+            order = np.lexsort((rank, arrays["rater"]))
             rank = np.empty_like(order)
             rank[order] = np.arange(order.shape[0])
-        nf, rf = torch_factors(fit_order(rank, problem.rater), fit_order(rank, problem.note), k, torch_init)
+        rater_order, note_order = fit_order(rank, arrays["rater"]), fit_order(rank, arrays["note"])
+        del arrays
+        nf, rf = torch_factors(rater_order, note_order, k, torch_init)
         return 0.0, np.zeros(n), nf, np.zeros(u), rf
     rng = np.random.default_rng(seed)
     nf = rng.uniform(-1.0, 1.0, size=(n, k)) * np.sqrt(6.0 / (n + k))
@@ -236,12 +293,12 @@ def fit_mf(
     if not use_global_intercept or not init_mu:
         mu = 0.0
     if config.solver == "adam" and not freeze_raters and not freeze_mu and rho_note is None:
-        from bridgewatch.scoring.mf_adam import adam_fit
+        from bridgewatch.scoring import mf_adam
 
         lr = config.adam_init_learning_rate if init is not None else config.adam_no_init_learning_rate
         p, start = problem, (mu, ni, nf, ri, rf)
-        (mu, ni, nf, ri, rf), epochs = adam_fit(
-            p.note, p.rater, p.value, start, config, lr, use_global_intercept=use_global_intercept
+        (mu, ni, nf, ri, rf), epochs = mf_adam.adam_fit_problem(
+            p, start, config, lr, use_global_intercept=use_global_intercept
         )
         if config.normalized_loss:
             from bridgewatch.scoring.mf_normalized import normalized_refit
@@ -292,7 +349,7 @@ def _finish(problem, pen, mu, ni, nf, ri, rf, flip, iterations, converged, rater
     if flip:
         nf, rf = flip_factors(nf, rf)
     loss = objective(problem, pen, mu, ni, nf, ri, rf)
-    sse = K.squared_error_nb(problem.note, problem.rater, problem.value, mu, ni, nf, ri, rf)
+    sse = problem.squared_error(mu, ni, nf, ri, rf)
     params = to_full(problem, mu, ni, nf, ri, rf, rater_source)
     return MFFit(params, loss, sse / max(problem.n_ratings, 1), iterations, converged)
 

@@ -15,18 +15,26 @@ All arithmetic is float64 with fixed summation order, so reruns are bit-identica
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf_adam_kernels import (
+    AdamLayout,
     adam_layout,
     data_loss_and_grads,
     data_pass_nb,
+    layout_of,
     serial_when_small,
 )
 from bridgewatch.scoring.mf_kernels import sum_squares
+from bridgewatch.scoring.rating_pass import kept_by_rater
+from bridgewatch.scoring.threads import threads_for
+
+if TYPE_CHECKING:
+    from bridgewatch.scoring.mf import MFProblem
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
@@ -131,10 +139,48 @@ def adam_fit(
     ``config.adam_convergence``, or after epoch 100 when the loss went up, or (a safeguard the
     reference lacks) after ``config.adam_max_epochs``.
     """
-    mu0, ni0, nf0, ri0, rf0 = start
     if np.shape(value)[0] == 0:  # nothing to fit (e.g. an incremental run rescoring no note)
-        copies = [np.array(a, dtype=np.float64) for a in (ni0, nf0, ri0, rf0)]
-        return (float(mu0) if use_global_intercept else 0.0, *copies), 0
+        return _empty(start, use_global_intercept)
+    k = np.shape(start[2])[1]
+    lay = adam_layout(note, rater, value, np.shape(start[1])[0], np.shape(start[3])[0], k, weights)
+    return _run(lay, start, config, learning_rate, use_global_intercept, note_rows, notes_only)
+
+
+def adam_fit_problem(
+    problem: MFProblem,
+    start: tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    config: MFConfig,
+    learning_rate: float,
+    *,
+    use_global_intercept: bool = True,
+) -> tuple[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+    """``adam_fit(problem.note, problem.rater, problem.value, ...)`` without those arrays: the
+    layout is read from the problem's matrix (``rating_pass.kept_by_rater``), its values kept in
+    the matrix's float32, so a fit holds 8 bytes a rating (note, value in rater order) instead of
+    the problem's 24 and the layout's 12. The same numbers in the same order: the same bits."""
+    if problem.n_ratings == 0:
+        return _empty(start, use_global_intercept)
+    with threads_for(problem.n_ratings):
+        note, value = kept_by_rater(
+            problem.matrix, problem.kept, problem.note_full, problem.rater_full, problem.rater_indptr
+        )
+        k = np.shape(start[2])[1]
+        lay = layout_of(problem.rater_indptr, note, value, np.zeros(0), problem.n_notes, k)
+        del note, value
+        return _run(lay, start, config, learning_rate, use_global_intercept, None, False)
+
+
+def _empty(start, use_global_intercept: bool):
+    """``adam_fit``'s answer for no ratings: the start, copied."""
+    mu0, ni0, nf0, ri0, rf0 = start
+    copies = [np.array(a, dtype=np.float64) for a in (ni0, nf0, ri0, rf0)]
+    return (float(mu0) if use_global_intercept else 0.0, *copies), 0
+
+
+def _run(lay: AdamLayout, start, config: MFConfig, learning_rate: float, use_global_intercept: bool,
+         note_rows: float | None, notes_only: bool):  # fmt: skip
+    """The epoch loop of ``adam_fit`` on a built layout."""
+    mu0, ni0, nf0, ri0, rf0 = start
     mu = np.array([float(mu0) if use_global_intercept else 0.0])
     blocks = [np.array(ni0, dtype=np.float64), np.array(nf0, dtype=np.float64)]
     blocks += [np.array(ri0, dtype=np.float64), np.array(rf0, dtype=np.float64)]
@@ -154,7 +200,6 @@ def adam_fit(
         ]
     )
     rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
-    lay = adam_layout(note, rater, value, ni.shape[0], ri.shape[0], nf.shape[1], weights)
     epoch = _epochs(
         lay.indptr, lay.cuts, lay.note, lay.value, lay.weight, lay.packed, lay.part, lay.sums,
         mu, ni, nf, ri, rf, g_mu, *grads, *first, *second, lam, rows, use_global_intercept, notes_only,

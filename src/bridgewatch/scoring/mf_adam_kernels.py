@@ -44,7 +44,8 @@ class AdamLayout:
     """Ratings grouped by rater and cut into ``CHUNKS`` slices, with the pass's scratch arrays.
 
     ``indptr``: int64[U+1] rater boundaries; ``cuts``: int64[CHUNKS+1] first rater of each slice;
-    ``note``/``value``/``weight``: per rating in rater order (``weight`` empty when unweighted);
+    ``note``/``value``/``weight``: per rating in rater order (``weight`` empty when unweighted;
+    ``value`` float64, or the matrix's float32 when read from it: ``mf_adam.adam_fit_problem``);
     ``packed``: [N, 1+k] the epoch's note parameters (intercept, factors), one row per note;
     ``part``: [CHUNKS, N, 1+k] note partials (intercept, factors); ``sums``: [CHUNKS, 2]
     (squared error, μ gradient) per slice.
@@ -79,19 +80,32 @@ def adam_layout(
     rater = np.asarray(rater)  # any integer type: the kernel compiles for it, no conversion copy
     indptr = np.zeros(n_raters + 1, dtype=np.int64)
     np.cumsum(np.bincount(rater, minlength=n_raters), out=indptr[1:])
+    w = np.zeros(0) if weight is None else np.asarray(weight, dtype=np.float64)
+    grouped = _group_by_rater(rater, np.asarray(note), np.asarray(value, dtype=np.float64), w, indptr)
+    return layout_of(indptr, grouped[0], grouped[1], grouped[2], n_notes, k)
+
+
+def layout_of(
+    indptr: np.ndarray, note: np.ndarray, value: np.ndarray, weight: np.ndarray, n_notes: int, k: int
+) -> AdamLayout:
+    """The layout of ratings already grouped by rater (``indptr``: int64[U+1]; ``note`` uint32,
+    ``value`` float64 or float32 per rating: the pass widens each value to float64 before any
+    arithmetic, so a float32 copy of values float32 holds exactly gives the same bits in half
+    the bytes), with its slices and scratch arrays."""
+    if k < 1:
+        raise ValueError("the data pass needs at least one factor")
+    n_raters = indptr.shape[0] - 1
     total = indptr[-1]
     # slice c starts at the first rater whose ratings begin at or after c/CHUNKS of all ratings
     targets = -(-np.arange(CHUNKS + 1, dtype=np.int64) * total // CHUNKS)
     cuts = np.minimum(np.searchsorted(indptr, targets, side="left"), n_raters).astype(np.int64)
     cuts[0], cuts[-1] = 0, n_raters
-    w = np.zeros(0) if weight is None else np.asarray(weight, dtype=np.float64)
-    grouped = _group_by_rater(rater, np.asarray(note), np.asarray(value, dtype=np.float64), w, indptr)
     return AdamLayout(
         indptr=indptr,
         cuts=cuts,
-        note=grouped[0],
-        value=grouped[1],
-        weight=grouped[2],
+        note=note,
+        value=value,
+        weight=weight,
         packed=np.empty((n_notes, 1 + k)),
         part=np.empty((CHUNKS, n_notes, 1 + k)),
         sums=np.empty((CHUNKS, 2)),

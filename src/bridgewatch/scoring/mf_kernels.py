@@ -156,6 +156,30 @@ def squared_error_nb(note, rater, value, mu, note_int, note_fac, rater_int, rate
     return s
 
 
+@numba.njit(cache=True)
+def squared_error_kept_nb(indptr, note_full, kept, rater, value, rater_map, mu, note_int, note_fac, rater_int,
+                          rater_fac):  # fmt: skip
+    """``squared_error_nb`` over the ratings ``kept`` (``np.packbits`` of bool[R_full]) selects,
+    read from the full matrix's note-ordered arrays (``indptr``: its note offsets; ``rater``,
+    ``value``) instead of a fit's compact copies: compact note ``n`` is full note ``note_full[n]``,
+    full rater ``u`` is compact ``rater_map[u]``. The kept ratings are visited in the compact
+    arrays' order and each term is computed as there (the value widened to float64 first), so
+    the sum is the same, bit for bit."""
+    k = note_fac.shape[1]
+    s = 0.0
+    for n in range(note_full.shape[0]):
+        full = note_full[n]
+        for i in range(indptr[full], indptr[full + 1]):
+            if (kept[i >> 3] >> (7 - (i & 7))) & 1:
+                u = rater_map[rater[i]]
+                pred = mu + note_int[n] + rater_int[u]
+                for f in range(k):
+                    pred += note_fac[n, f] * rater_fac[u, f]
+                e = np.float64(value[i]) - pred
+                s += e * e
+    return s
+
+
 def squared_error_np(note, rater, value, mu, note_int, note_fac, rater_int, rater_fac):
     """Numpy twin of ``squared_error_nb``."""
     pred = mu + note_int[note] + rater_int[rater] + np.einsum("rk,rk->r", note_fac[note], rater_fac[rater])

@@ -289,6 +289,66 @@ def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
     )  # fmt: skip
 
 
+def problem_shape(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-note and per-rater arrays of ``mf.MFProblem`` for the ratings ``keep`` (bool[R]):
+    ``note_indptr``/``rater_indptr`` (CSR offsets over the present notes / raters) and
+    ``note_full``/``rater_full`` (compact → full index); two counting passes, nothing of length R."""
+    keep = np.asarray(keep, dtype=np.bool_)
+    r = matrix.n_ratings
+    per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
+    per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
+    note_present = per_note > 0
+    rater_present = per_rater > 0
+    return {
+        "note_indptr": _cumulative(per_note[note_present]),
+        "rater_indptr": _cumulative(per_rater[rater_present]),
+        "note_full": np.flatnonzero(note_present).astype(np.int64),
+        "rater_full": np.flatnonzero(rater_present).astype(np.int64),
+    }
+
+
+@_both
+def _by_rater_kept(indptr, order, kept, note, value, note_map, rater_full, offsets):
+    """(note uint32, value) of the kept ratings in (rater, note) order, notes as compact indices."""
+    out_note = np.empty(offsets[offsets.shape[0] - 1], dtype=np.uint32)
+    out_value = np.empty(offsets[offsets.shape[0] - 1], dtype=value.dtype)
+    for c in numba.prange(rater_full.shape[0]):
+        u = rater_full[c]
+        j = offsets[c]
+        for p in range(indptr[u], indptr[u + 1]):
+            i = np.int64(order[p])
+            if (kept[i >> 3] >> (7 - (i & 7))) & 1:
+                out_note[j] = note_map[note[i]]
+                out_value[j] = value[i]
+                j += 1
+    return out_note, out_value
+
+
+def kept_by_rater(
+    matrix: RatingMatrix,
+    kept: np.ndarray,
+    note_full: np.ndarray,
+    rater_full: np.ndarray,
+    rater_indptr: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(note uint32[K], value[K] in the matrix's dtype) of the K ratings ``kept`` (``np.packbits``
+    of bool[R]) selects, grouped
+    by rater in (rater, note) order, notes numbered as in ``note_full`` (compact → full index):
+    what ``mf_adam_kernels.adam_layout`` makes of a fit's compact arrays, read straight from the
+    matrix's ``by_rater`` order, so a fit need not hold its ratings in note order as well.
+
+    ``rater_full``/``rater_indptr`` are ``problem_shape``'s. Each rater's ratings in ``by_rater``
+    follow the matrix's (note, rater) order, the order a stable grouping of the compact arrays
+    keeps, so the arrays are those ``adam_layout`` builds, value for value.
+    """
+    note_map = np.zeros(matrix.n_notes, dtype=np.int64)
+    note_map[note_full] = np.arange(note_full.shape[0], dtype=np.int64)
+    return _form(_by_rater_kept, matrix.n_ratings)(
+        matrix.rater_indptr, matrix.by_rater, kept, matrix.note, matrix.value,
+        note_map, rater_full, rater_indptr,
+    )  # fmt: skip
+
+
 def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarray]:
     """The arrays of ``mf.MFProblem`` for the ratings ``keep`` (bool[R]), identical to those the
     numpy form (flatnonzero, gathers, ``counts_indptr``, ``kept_order``) builds."""
