@@ -64,6 +64,7 @@ def run(data: Path, cache: Path, threads: int, config_path: str | None = None) -
         setattr(module, name, timed)
 
     wrap(mf_adam, "adam_fit", "MF Adam", lambda out: out[1])
+    wrap(mf_adam, "adam_fit_problem", "MF Adam", lambda out: out[1])
     config = load_config(config_path)
     if config.mf.solver == "als":
         wrap(scorer_mod, "fit_mf", "MF ALS", lambda out: out.iterations)
