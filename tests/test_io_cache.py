@@ -126,3 +126,43 @@ def test_score_cli_cache_flags(tmp_path: Path) -> None:
         assert (out3 / name).read_bytes() == (out2 / name).read_bytes() == (out1 / name).read_bytes()
     result = CliRunner().invoke(cli, [*args, "--outdir", str(out3), "--cache", "x", "--no-cache"])
     assert result.exit_code != 0 and "exclude" in result.output
+
+
+def _rss_file() -> int:
+    """Resident file-backed bytes of this process (``RssFile`` of /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile line")
+
+
+def test_created_at_from_the_cache_is_read_only_and_its_pages_can_be_handed_back(tmp_path: Path) -> None:
+    data = write_basic(tmp_path / "data")
+    cdir = tmp_path / "cache"
+    fresh = read_dataset(data, cache_dir=cdir).ratings
+    cached = read_dataset(data, cache_dir=cdir).ratings
+    assert not cached.created_at.flags.writeable  # a write raises: no copy-on-write page to lose
+    assert cached.value.flags.writeable
+    assert cached.release("created_at") == cached.created_at.nbytes > 0
+    assert fresh.release("created_at", "value") == 0  # in memory: nothing to hand back
+    assert np.array_equal(cached.created_at, fresh.created_at)  # read back after the release
+    with pytest.raises(ValueError):
+        cached.created_at[0] = 0
+
+
+def test_release_drops_the_resident_pages_of_a_big_column(tmp_path: Path) -> None:
+    from bridgewatch.io.matrix import RatingMatrix
+
+    path = tmp_path / "created_at.npy"
+    np.save(path, np.arange(4_000_000, dtype=np.int64))  # 32 MB
+    arr = np.asarray(np.load(path, mmap_mode="r"))
+    small = np.zeros(1, np.int32)
+    m = RatingMatrix(
+        note=small, rater=small, value=small, created_at=arr, tags=small, population_sampled=small,
+        note_ids=small, rater_ids=small, note_indptr=small, by_rater=small, rater_indptr=small,
+    )  # fmt: skip
+    total = int(arr.sum())  # every page resident
+    before = _rss_file()
+    assert m.release("created_at") == arr.nbytes
+    assert before - _rss_file() > 0.9 * arr.nbytes
+    assert int(arr.sum()) == total

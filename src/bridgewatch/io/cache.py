@@ -9,7 +9,9 @@ dtype, shape and CRC-32.
 An entry is used only if the version and every file's stat match (otherwise it is stale and
 rebuilt) and every array loads with its recorded dtype, shape and checksum (otherwise it is
 corrupt: rebuilt, with a warning). Arrays are memory-mapped copy-on-write, so loading costs
-one checksum pass over the bytes and callers may still write to them. Entries are written to a
+one checksum pass over the bytes and callers may still write to them; except ``created_at``,
+mapped read-only and handed back to the page cache after its checksum (``READ_ONLY``): few passes
+read it, and a run need not keep its 8 bytes a rating resident between them. Entries are written to a
 temporary folder and renamed into place, so a crash never leaves a half-written entry behind.
 """
 
@@ -43,6 +45,9 @@ _ARRAYS = (
     "rater_indptr",
 )
 _FILES = (*_ARRAYS, "rater_ids.offsets", "rater_ids.bytes")
+# Mapped read-only (writes raise), so their pages can be dropped and read again
+# (``RatingMatrix.release``).
+READ_ONLY = ("created_at",)
 
 PathLike = str | os.PathLike[str]
 
@@ -92,6 +97,7 @@ def load(
         names.validate(full=True)
         rater_ids = np.asarray(names.to_numpy(zero_copy_only=False), dtype=object)
         matrix = RatingMatrix(**arrays, rater_ids=rater_ids)
+        matrix.release(*READ_ONLY)  # the checksum pass made every page resident
         ratings_warnings = [str(w) for w in meta["warnings"]]
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
         warnings.append(f"ratings cache {entry} is corrupt ({exc}); rebuilt it")
@@ -100,7 +106,7 @@ def load(
 
 
 def _load_array(entry: Path, name: str, expect: dict[str, object]) -> np.ndarray:
-    arr = np.load(entry / f"{name}.npy", mmap_mode="c", allow_pickle=False)
+    arr = np.load(entry / f"{name}.npy", mmap_mode="r" if name in READ_ONLY else "c", allow_pickle=False)
     if str(arr.dtype) != expect["dtype"] or list(arr.shape) != expect["shape"]:
         raise ValueError(f"{name}: {arr.dtype}{list(arr.shape)}, expected {expect['dtype']}{expect['shape']}")
     if _crc(arr) != expect["crc32"]:
