@@ -52,8 +52,8 @@ class MFProblem:
       the source matrix. Positions are ``matrix.index_dtype``: int32 below 2**31 ratings.
 
     The Adam fits of prescoring never make them: their layout and their squared error read the
-    matrix's own arrays through ``keep`` (``adam_layout_of``, ``squared_error``). At X's scale
-    those arrays are 24 bytes a rating of the fit over all ratings, about 4.6 GiB.
+    matrix's own arrays through the selection (``mf_adam.adam_fit_problem``, ``squared_error``).
+    At X's scale those arrays are 24 bytes a rating of the fit over all ratings, about 4.6 GiB.
     """
 
     matrix: RatingMatrix = field(repr=False)
