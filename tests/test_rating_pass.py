@@ -112,7 +112,7 @@ def test_compact_problem_matches_the_numpy_build(threads, seed: int, share: floa
     rng = np.random.default_rng(seed)
     m = _matrix(rng, 3000, 40, 150)
     keep = rng.random(m.n_ratings) < share
-    got = RP.compact_problem(m, keep)
+    plain = RP.compact_problem(m, keep)
     full = np.flatnonzero(keep)
     note_present = np.bincount(m.note[full], minlength=m.n_notes) > 0
     rater_present = np.bincount(m.rater[full], minlength=m.n_raters) > 0
@@ -129,10 +129,15 @@ def test_compact_problem_matches_the_numpy_build(threads, seed: int, share: floa
         "rater_full": np.flatnonzero(rater_present).astype(np.int64),
         "rating_full": full.astype(M.index_dtype(m.n_ratings)),
     }
-    assert set(got) == set(want)
-    for name, a in want.items():
-        assert got[name].dtype == a.dtype, name
-        np.testing.assert_array_equal(got[name], a, err_msg=name)
+    shape = RP.problem_shape(m, keep)
+    for name, a in shape.items():  # the per-note and per-rater arrays alone, as MFProblem holds them
+        assert a.dtype == want[name].dtype, name
+        np.testing.assert_array_equal(a, want[name], err_msg=name)
+    for got in (plain, RP.compact_problem(m, keep, shape)):
+        assert set(got) == set(want)
+        for name, a in want.items():
+            assert got[name].dtype == a.dtype, name
+            np.testing.assert_array_equal(got[name], a, err_msg=name)
 
 
 @pytest.mark.parametrize("seed", range(5))

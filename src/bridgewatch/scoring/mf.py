@@ -84,13 +84,17 @@ class MFProblem:
 
     @cached_property
     def _arrays(self) -> dict[str, np.ndarray]:
-        return compact_problem(self.matrix, self.keep)
+        return self._compact()
+
+    def _compact(self) -> dict[str, np.ndarray]:
+        names = ("note_indptr", "rater_indptr", "note_full", "rater_full")
+        return compact_problem(self.matrix, self.keep, {name: getattr(self, name) for name in names})
 
     def rating_arrays(self) -> dict[str, np.ndarray]:
         """The per-rating arrays (``note``, ``rater``, ``value``, ``by_rater``, ``rating_full``):
         the kept ones once any was read, else made afresh and not kept (for a caller that needs
         them for a moment, as the cold start's rank lookup)."""
-        return self.__dict__.get("_arrays") or compact_problem(self.matrix, self.keep)
+        return self.__dict__.get("_arrays") or self._compact()
 
     @property
     def note(self) -> np.ndarray:

@@ -289,14 +289,61 @@ def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
     )  # fmt: skip
 
 
+@numba.njit(cache=True)
+def _counts_serial(keep, note, rater, n_notes, n_raters):
+    """Kept ratings per note and per rater in one pass on one thread (``_compact_serial``'s first)."""
+    per_note = np.zeros(n_notes, dtype=np.int64)
+    per_rater = np.zeros(n_raters, dtype=np.int64)
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            per_note[note[i]] += 1
+            per_rater[rater[i]] += 1
+    return per_note, per_rater
+
+
+@numba.njit(cache=True)
+def _fill_serial(keep, note, rater, value, note_map, rater_map, rater_indptr, pos_like):
+    """``_compact_serial``'s second pass, for a selection already counted (``problem_shape``):
+    (note, rater, value, by_rater, rating_full), the same arrays."""
+    k = rater_indptr[rater_indptr.shape[0] - 1]
+    rating_full = np.empty(k, dtype=pos_like.dtype)
+    note_out = np.empty(k, dtype=np.int32)
+    rater_out = np.empty(k, dtype=np.int32)
+    value_out = np.empty(k, dtype=np.float64)
+    by_rater = np.empty(k, dtype=pos_like.dtype)
+    fill = rater_indptr[:-1].copy()
+    j = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            rating_full[j] = i
+            note_out[j] = note_map[note[i]]
+            u = rater_map[rater[i]]
+            rater_out[j] = u
+            value_out[j] = np.float64(value[i])
+            by_rater[fill[u]] = j
+            fill[u] += 1
+            j += 1
+    return note_out, rater_out, value_out, by_rater, rating_full
+
+
+def _full_map(full: np.ndarray, n: int) -> np.ndarray:
+    """int64[n]: the compact index of each full index listed in ``full`` (0 elsewhere: unread)."""
+    out = np.zeros(n, dtype=np.int64)
+    out[full] = np.arange(full.shape[0], dtype=np.int64)
+    return out
+
+
 def problem_shape(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarray]:
     """The per-note and per-rater arrays of ``mf.MFProblem`` for the ratings ``keep`` (bool[R]):
     ``note_indptr``/``rater_indptr`` (CSR offsets over the present notes / raters) and
-    ``note_full``/``rater_full`` (compact → full index); two counting passes, nothing of length R."""
+    ``note_full``/``rater_full`` (compact → full index); counting passes only, nothing of length R."""
     keep = np.asarray(keep, dtype=np.bool_)
     r = matrix.n_ratings
-    per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
-    per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
+    if _form(_note_counts, r) is _note_counts[0]:  # one thread: both counts in one pass
+        per_note, per_rater = _counts_serial(keep, matrix.note, matrix.rater, matrix.n_notes, matrix.n_raters)
+    else:
+        per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
+        per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
     note_present = per_note > 0
     rater_present = per_rater > 0
     return {
@@ -349,21 +396,39 @@ def kept_by_rater(
     )  # fmt: skip
 
 
-def compact_problem(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarray]:
+def compact_problem(
+    matrix: RatingMatrix, keep: np.ndarray, shape: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """The arrays of ``mf.MFProblem`` for the ratings ``keep`` (bool[R]), identical to those the
-    numpy form (flatnonzero, gathers, ``counts_indptr``, ``kept_order``) builds."""
+    numpy form (flatnonzero, gathers, ``counts_indptr``, ``kept_order``) builds. ``shape``: this
+    selection's ``problem_shape``, when known, spares its two counting passes."""
     keep = np.asarray(keep, dtype=np.bool_)
     r = matrix.n_ratings
     if _form(_note_counts, r) is _note_counts[0]:  # one thread: the fused two-pass form
         names = ("note", "rater", "value", "note_indptr", "by_rater", "rater_indptr", "note_full",
                  "rater_full", "rating_full")  # fmt: skip
-        arrays = _compact_serial(
-            keep, matrix.note, matrix.rater, matrix.value, matrix.n_notes, matrix.n_raters,
-            np.empty(0, dtype=index_dtype(r)),
-        )  # fmt: skip
+        if shape is not None:  # counted already: the second pass alone
+            arrays = _fill_serial(
+                keep, matrix.note, matrix.rater, matrix.value, _full_map(shape["note_full"], matrix.n_notes),
+                _full_map(shape["rater_full"], matrix.n_raters), shape["rater_indptr"],
+                np.empty(0, dtype=index_dtype(r)),
+            )  # fmt: skip
+            arrays = (*arrays[:3], shape["note_indptr"], arrays[3], shape["rater_indptr"], shape["note_full"],
+                      shape["rater_full"], arrays[4])  # fmt: skip
+        else:
+            arrays = _compact_serial(
+                keep, matrix.note, matrix.rater, matrix.value, matrix.n_notes, matrix.n_raters,
+                np.empty(0, dtype=index_dtype(r)),
+            )  # fmt: skip
         return dict(zip(names, arrays, strict=True))
-    per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
-    per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
+    if shape is None:
+        per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
+        per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
+    else:
+        per_note = np.zeros(matrix.n_notes, dtype=np.int64)
+        per_note[shape["note_full"]] = np.diff(shape["note_indptr"])
+        per_rater = np.zeros(matrix.n_raters, dtype=np.int64)
+        per_rater[shape["rater_full"]] = np.diff(shape["rater_indptr"])
     note_present = per_note > 0
     rater_present = per_rater > 0
     note_map = np.cumsum(note_present) - 1
