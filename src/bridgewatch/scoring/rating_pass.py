@@ -251,45 +251,6 @@ def _kept_index(counts):
 
 
 @numba.njit(cache=True)
-def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
-    """``compact_problem``'s arrays in two passes on one thread: counts, then the kept ratings
-    in order, each also dropped into its rater's slot (a counting sort). The matrix's rater
-    order lists each rater's ratings by position (a stable sort by rater, kept by subsets), so
-    the slots fill in the order ``_kept_order`` reads them, without its walk of all R ratings."""
-    per_note = np.zeros(n_notes, dtype=np.int64)
-    per_rater = np.zeros(n_raters, dtype=np.int64)
-    k = 0
-    for i in range(keep.shape[0]):
-        if keep[i]:
-            per_note[note[i]] += 1
-            per_rater[rater[i]] += 1
-            k += 1
-    note_map, note_indptr, note_full = _kept_index(per_note)
-    rater_map, rater_indptr, rater_full = _kept_index(per_rater)
-    rating_full = np.empty(k, dtype=pos_like.dtype)
-    note_out = np.empty(k, dtype=np.int32)
-    rater_out = np.empty(k, dtype=np.int32)
-    value_out = np.empty(k, dtype=np.float64)
-    by_rater = np.empty(k, dtype=pos_like.dtype)
-    fill = rater_indptr[:-1].copy()
-    j = 0
-    for i in range(keep.shape[0]):
-        if keep[i]:
-            rating_full[j] = i
-            note_out[j] = note_map[note[i]]
-            u = rater_map[rater[i]]
-            rater_out[j] = u
-            value_out[j] = np.float64(value[i])
-            by_rater[fill[u]] = j
-            fill[u] += 1
-            j += 1
-    return (
-        note_out, rater_out, value_out, note_indptr, by_rater, rater_indptr, note_full, rater_full,
-        rating_full,
-    )  # fmt: skip
-
-
-@numba.njit(cache=True)
 def _counts_serial(keep, note, rater, n_notes, n_raters):
     """Kept ratings per note and per rater in one pass on one thread (``_compact_serial``'s first)."""
     per_note = np.zeros(n_notes, dtype=np.int64)
@@ -324,6 +285,25 @@ def _fill_serial(keep, note, rater, value, note_map, rater_map, rater_indptr, po
             fill[u] += 1
             j += 1
     return note_out, rater_out, value_out, by_rater, rating_full
+
+
+@numba.njit(cache=True)
+def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
+    """``compact_problem``'s arrays in two passes on one thread: counts, then the kept ratings
+    in order, each also dropped into its rater's slot (a counting sort, ``_fill_serial``). The
+    matrix's rater order lists each rater's ratings by position (a stable sort by rater, kept by
+    subsets), so the slots fill in the order ``_kept_order`` reads them, without its walk of all
+    R ratings."""
+    per_note, per_rater = _counts_serial(keep, note, rater, n_notes, n_raters)
+    note_map, note_indptr, note_full = _kept_index(per_note)
+    rater_map, rater_indptr, rater_full = _kept_index(per_rater)
+    note_out, rater_out, value_out, by_rater, rating_full = _fill_serial(
+        keep, note, rater, value, note_map, rater_map, rater_indptr, pos_like
+    )
+    return (
+        note_out, rater_out, value_out, note_indptr, by_rater, rater_indptr, note_full, rater_full,
+        rating_full,
+    )  # fmt: skip
 
 
 def _full_map(full: np.ndarray, n: int) -> np.ndarray:
