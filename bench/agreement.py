@@ -174,14 +174,16 @@ def reference_args(case_dir: Path) -> tuple[int, int]:
     return int(seed.group(1)), int(epoch.group(1))
 
 
-def run_case(case: str, out_dir: Path) -> tuple[Path, Path, float]:
-    """Score a golden case with our pipeline; returns (ours, reference, seconds)."""
+def run_case(case: str, out_dir: Path, config: str | None = None) -> tuple[Path, Path, float]:
+    """Score a golden case with our pipeline (``config``: a TOML file, None: the defaults);
+    returns (ours, reference, seconds)."""
     from bridgewatch.runner import score_directory  # lazy: heavy
+    from bridgewatch.scoring.config import load_config
 
     case_dir = GOLDEN / case
     seed, epoch = reference_args(case_dir)
     start = time.perf_counter()
-    score_directory(case_dir / "input", out_dir, seed=seed, epoch_millis=epoch)
+    score_directory(case_dir / "input", out_dir, seed=seed, epoch_millis=epoch, config=load_config(config))
     seconds = time.perf_counter() - start
     return out_dir / "scored_notes.tsv", case_dir / "reference" / "scored_notes.tsv.gz", seconds
 
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reference", nargs="?", help="reference scored_notes.tsv[.gz]")
     p.add_argument("--case", choices=("mini", "small"), help="run our scorer on a golden case first")
     p.add_argument("--out", default=None, help="output dir for --case (default: a temp dir)")
+    p.add_argument("--config", default=None, help="scoring config TOML for --case (default: the defaults)")
     p.add_argument("--columns", default=None, help="comma-separated columns to compare (default: all known)")
     p.add_argument("--markdown", default=None, help="also write the report to this Markdown file")
     args = p.parse_args(argv)
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
 
         out = Path(args.out or tempfile.mkdtemp(prefix=f"bw_{args.case}_"))
-        ours_path, ref_path, seconds = run_case(args.case, out)
+        ours_path, ref_path, seconds = run_case(args.case, out, args.config)
         header = f"Case {args.case}: our pipeline took {seconds:.1f} s (outputs in {out})\n\n"
     elif args.ours and args.reference:
         ours_path, ref_path = Path(args.ours), Path(args.reference)

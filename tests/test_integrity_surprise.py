@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,6 +91,30 @@ def test_kernel_matches_numpy_twin():
     slow = surprising_ratings_numpy(note, rater, value, 400, mu, r_int, r_fac, P)
     np.testing.assert_array_equal(fast, slow)
     assert fast.any() and not fast[rater == 7].any()
+    # ratings left out of the refit are still judged against it
+    exclude = (rater % 3 == 0) & (value == 0.0)
+    fast = surprising_ratings(_indptr(note, 400), rater, value, mu, r_int, r_fac, P, exclude)
+    slow = surprising_ratings_numpy(note, rater, value, 400, mu, r_int, r_fac, P, exclude)
+    np.testing.assert_array_equal(fast, slow)
+    assert fast[exclude].any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_later_rounds_find_a_bloc_that_is_its_targets_camp_majority(seed):
+    # 80 of the 300 raters of the +1 side, each rating a target with probability 0.3: on most
+    # targets the bloc outnumbers its camp's honest raters and the first robust refit adopts it
+    note, rater, value, mu, r_int, r_fac, members, target = _world(seed=seed, bloc=80, participation=0.3)
+    turned = np.isin(note, target) & np.isin(rater, members) & (value == 0.0)
+    indptr = _indptr(note, 400)
+    keep1, group1, _ = surprise_filter(indptr, rater, value, mu, r_int, r_fac, replace(P, rounds=1))
+    assert P.rounds > 1 and (~keep1 & turned).sum() <= 0.2 * turned.sum()
+    # later rounds refit without the NOT_HELPFUL ratings of the raters the first one set aside
+    keep, group, flagged = surprise_filter(indptr, rater, value, mu, r_int, r_fac, P)
+    assert flagged[target].all() and (~keep & turned).sum() >= 0.9 * turned.sum()
+    assert (~keep & ~turned).sum() <= 0.01 * note.shape[0]
+    # groups come from the first round's evidence: only members, never an honest rater
+    np.testing.assert_array_equal(group, group1)
+    assert np.isin(np.flatnonzero(group > 0), members).all()
 
 
 def test_deterministic():
@@ -108,7 +134,11 @@ def test_bad_input_errors():
         surprising_ratings(indptr, rater[:-1], value[:-1], mu, r_int, r_fac, P)
     with pytest.raises(ValueError, match="same length"):
         surprising_ratings(indptr, rater, value, mu, r_int, r_fac[:-1], P)
-    for bad in (SurpriseParams(note_quantile=1.0), SurpriseParams(residual=0), SurpriseParams(min_group=0)):
+    with pytest.raises(ValueError, match="exclude"):
+        surprising_ratings(indptr, rater, value, mu, r_int, r_fac, P, np.zeros(3, dtype=bool))
+    bads = (SurpriseParams(note_quantile=1.0), SurpriseParams(residual=0), SurpriseParams(min_group=0),
+            SurpriseParams(rounds=0))  # fmt: skip
+    for bad in bads:
         with pytest.raises(ValueError, match="surprise"):
             surprising_ratings(indptr, rater, value, mu, r_int, r_fac, bad)
 
