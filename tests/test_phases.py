@@ -13,7 +13,7 @@ from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
 from bridgewatch.io import read_dataset
 from bridgewatch.runner import run_integrity, score_directory
-from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.config import ScoringConfig, with_overrides
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS
 from bridgewatch.scoring.scorer_specs import core, expansion
 from bridgewatch.sim.config import config_for_scale
@@ -83,6 +83,24 @@ def test_phases_through_disk_equal_one_process_run(community: Path, tmp_path: Pa
     names = [n for out in outputs for n in (out, out.replace(".tsv", ".parquet"))]
     for name in names:
         assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
+
+
+def test_phased_final_sets_aside_what_prescoring_surprise_set_aside(community: Path, tmp_path: Path) -> None:
+    # The concerted-surprise defence needs a first MF fit; final scoring does not refit it but
+    # reads the (noteId, rater) pairs prescoring set aside, so the phases equal one process.
+    config = with_overrides(ScoringConfig(), {"integrity": {"surprise": True, "surprise_note_quantile": 0.8}})
+    _score(community, tmp_path / "all", config=config)
+    for phase in ("prescore", "final", "contributor"):
+        _score(community, tmp_path / "phased", phase=phase, config=config)
+    pairs = pd.read_parquet(tmp_path / "phased" / "state" / "prescore" / "surprise.parquet")
+    assert len(pairs) > 0 and list(pairs.columns) == ["noteId", "raterParticipantId"]
+    for name in (schema.SCORED_NOTES_FILE, schema.HELPFULNESS_SCORES_FILE, schema.NOTE_STATUS_HISTORY_FILE):
+        assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
+    # the same prescoring without the pairs: final scoring keeps those ratings and differs
+    (tmp_path / "phased" / "state" / "prescore" / "surprise.parquet").unlink()
+    _score(community, tmp_path / "phased", phase="final", config=config)
+    after = (tmp_path / "phased" / schema.SCORED_NOTES_FILE).read_bytes()
+    assert after != (tmp_path / "all" / schema.SCORED_NOTES_FILE).read_bytes()
 
 
 def test_final_scoring_keeps_pss_ratings_without_quasi_clique(buddies: Path, tmp_path: Path) -> None:

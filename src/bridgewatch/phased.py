@@ -20,6 +20,7 @@ import pandas as pd
 
 from bridgewatch import schema
 from bridgewatch.io import Dataset
+from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.tsv import frame_text, splice_rows
 from bridgewatch.scoring import rescore as RS
 from bridgewatch.scoring.config import ScoringConfig
@@ -68,13 +69,19 @@ def config_digest(config: ScoringConfig) -> str:
     return hashlib.sha256(repr(config).encode()).hexdigest()
 
 
-def integrity_state(found, rater_ids: np.ndarray) -> IntegrityState:
+def integrity_state(found, rater_ids: np.ndarray, matrix: RatingMatrix | None = None) -> IntegrityState:
     """The by-id form of an ``integrity.adapters.IntegrityResult`` (``rater_ids``: the matrix's
-    raters, which ``quasi_clique_value`` follows) that later phases apply to newer data."""
+    raters, which ``quasi_clique_value`` follows) that later phases apply to newer data; with
+    ``matrix`` (the ratings ``found`` was computed on), the ratings the concerted-surprise defence
+    set aside, by (noteId, raterParticipantId)."""
     qc = np.asarray(found.quasi_clique_value)
     correlated = np.asarray(rater_ids, dtype=object)[: qc.shape[0]][qc > 0]
     pss, coordinated = found.post_selection_value, found.coordinated_value
-    return IntegrityState(found.participant_ids, pss, correlated, coordinated)
+    s_notes = s_raters = None
+    if matrix is not None and found.surprise_keep is not None:
+        out = np.flatnonzero(~np.asarray(found.surprise_keep))
+        s_notes, s_raters = matrix.note_ids[matrix.note[out]], matrix.rater_ids[matrix.rater[out]]
+    return IntegrityState(found.participant_ids, pss, correlated, coordinated, s_notes, s_raters)
 
 
 def prescore_phase(

@@ -126,6 +126,23 @@ def scoring_filters(dataset: Dataset, found: IntegrityResult, config: ScoringCon
     }
 
 
+def set_aside(matrix: RatingMatrix, note_ids: np.ndarray, rater_ids: np.ndarray) -> np.ndarray:
+    """bool[R]: ``matrix``'s ratings among the (noteId int64[S], raterParticipantId object[S])
+    pairs, e.g. those the concerted-surprise defence set aside at prescoring (pairs of notes or
+    raters the matrix lacks match nothing)."""
+    if matrix.n_ratings == 0 or len(note_ids) == 0:
+        return np.zeros(matrix.n_ratings, dtype=bool)
+    n_idx = np.searchsorted(matrix.note_ids, np.asarray(note_ids, dtype=np.int64))
+    r_idx = np.searchsorted(matrix.rater_ids, np.asarray(rater_ids, dtype=object))
+    n_idx, r_idx = np.minimum(n_idx, matrix.n_notes - 1), np.minimum(r_idx, matrix.n_raters - 1)
+    found = (matrix.note_ids[n_idx] == note_ids) & (matrix.rater_ids[r_idx] == rater_ids)
+    if not found.any():
+        return np.zeros(matrix.n_ratings, dtype=bool)
+    wanted = n_idx[found].astype(np.int64) * matrix.n_raters + r_idx[found]
+    key = matrix.note.astype(np.int64) * matrix.n_raters + matrix.rater
+    return np.isin(key, wanted)
+
+
 def _pss_member(found: IntegrityResult, n_raters: int) -> np.ndarray:
     """bool[U] matrix raters in a PSS clique (participant space lists the raters first)."""
     return np.asarray(found.post_selection_value)[:n_raters] > 0
@@ -289,7 +306,7 @@ def _run_phase(
             found = run_integrity(dataset, config)
             keep, correlated = found.keep, found.quasi_clique_value > 0
             pss_member = _pss_member(found, dataset.ratings.n_raters)
-            groups = integrity_state(found, dataset.ratings.rater_ids)
+            groups = integrity_state(found, dataset.ratings.rater_ids, dataset.ratings)
         timings["integrity"] = time.perf_counter() - t0
         out = prescore_phase(
             dataset, state, config=config, seed=seed, integrity=groups, rating_keep=keep,
@@ -306,6 +323,8 @@ def _run_phase(
                 dataset.ratings, dataset.notes, groups.participant_ids, groups.clique, groups.correlated_ids,
                 coordinated_value=groups.coordinated, coordination=coordination_params(config),
             )  # fmt: skip
+            if groups.surprise_notes is not None and groups.surprise_raters is not None:
+                keep &= ~set_aside(dataset.ratings, groups.surprise_notes, groups.surprise_raters)
         timings["load state + integrity"] = time.perf_counter() - t0
         if phase == "final":
             out = final_phase(

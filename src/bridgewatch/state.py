@@ -8,8 +8,9 @@ they stay valid when the next run's data has more notes and raters:
   parameter: ``MFCoreScorer|ri``, ``MFCoreScorer|rf0``, ...; ``|scored``: the raters the scorer's
   helpfulness table scored, all final scoring reads of it, with ``scored_extra.parquet``: the ids
   scored outside the raters), ``helpfulness/<scorer>.parquet``,
-  ``integrity.parquet`` (PSS clique, coordinated group and correlated flag per participant) and
-  ``run.parquet``.
+  ``integrity.parquet`` (PSS clique, coordinated group and correlated flag per participant),
+  ``surprise.parquet`` (the (noteId, raterParticipantId) ratings the concerted-surprise defence
+  set aside, when it is on) and ``run.parquet``.
 - ``final/``: ``notes.parquet`` (per note: final status, core intercept, latest non-NMR time and
   the fingerprints incremental scoring compares), ``fits.parquet`` (every scorer's fitted values
   per note, which partial rescoring reuses), ``raters.parquet``, ``run.parquet`` and the TSV text
@@ -51,12 +52,16 @@ _RATER_DIL = ("rater_intercept", "rater_intercept_round2", "rater_factor", "rate
 class IntegrityState:
     """Integrity groups found at prescoring, by id: ``participant_ids`` object[P] with ``clique``
     int32[P] (PSS, 0 = none) and ``coordinated`` int32[P] (coordinated groups, 0 = none; None when
-    that defence was off); ``correlated_ids``: object[C] quasi-clique raters."""
+    that defence was off); ``correlated_ids``: object[C] quasi-clique raters; ``surprise_notes``
+    int64[S] with ``surprise_raters`` object[S]: the ratings the concerted-surprise defence set
+    aside (None when it was off), which final scoring sets aside too."""
 
     participant_ids: np.ndarray
     clique: np.ndarray
     correlated_ids: np.ndarray
     coordinated: np.ndarray | None = None
+    surprise_notes: np.ndarray | None = None
+    surprise_raters: np.ndarray | None = None
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
@@ -173,6 +178,14 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
         if integrity.coordinated is not None:
             frame["coordinatedGroup"] = integrity.coordinated.astype(np.int32)
         _write(frame, root / "integrity.parquet")
+        if integrity.surprise_notes is not None and integrity.surprise_raters is not None:
+            pairs = {
+                "noteId": np.asarray(integrity.surprise_notes, dtype=np.int64),
+                "raterParticipantId": pd.Series(integrity.surprise_raters, dtype=str),
+            }
+            _write(pd.DataFrame(pairs), root / "surprise.parquet")
+        else:
+            (root / "surprise.parquet").unlink(missing_ok=True)  # a stale one from an earlier run
 
 
 def _scored_mask(rater_index: pd.Index, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -294,9 +307,15 @@ def load_prescoring(
         frame = _read(root / "integrity.parquet")
         ids = frame["participantId"].to_numpy(dtype=object)
         coordinated = frame["coordinatedGroup"].to_numpy(np.int32) if "coordinatedGroup" in frame else None
+        s_notes = s_raters = None
+        if (root / "surprise.parquet").is_file():
+            pairs = _read(root / "surprise.parquet")
+            s_notes = pairs["noteId"].to_numpy(np.int64)
+            s_raters = pairs["raterParticipantId"].to_numpy(dtype=object)
         integrity = IntegrityState(
-            ids, frame["pssClique"].to_numpy(np.int32), ids[frame["correlated"].to_numpy(bool)], coordinated
-        )
+            ids, frame["pssClique"].to_numpy(np.int32), ids[frame["correlated"].to_numpy(bool)], coordinated,
+            s_notes, s_raters,
+        )  # fmt: skip
     return prescoring, integrity, int(run["seed"])
 
 
