@@ -187,6 +187,11 @@ def test_detect_integrity_carries_the_defence_into_keep_and_views():
     assert off.surprise_value is None and on.surprise_keep is not None
     assert not on.surprise_keep.all()
     np.testing.assert_array_equal(on.keep, off.keep & on.surprise_keep)
+    # in final scoring only: prescoring's mask is the defence-off one, final's set-aside the same
+    model = (mu, r_int, r_fac)
+    final = detect_integrity(matrix, notes, surprise=P, rater_model=model, surprise_prescoring=False)
+    np.testing.assert_array_equal(final.keep, off.keep)
+    np.testing.assert_array_equal(final.surprise_keep, on.surprise_keep)
     grouped = np.flatnonzero(on.surprise_value[: matrix.n_raters] > 0)
     assert grouped.shape[0] and np.isin(grouped, members).all()
     views = integrity_tables(matrix, on, np.full(matrix.n_raters, np.nan))

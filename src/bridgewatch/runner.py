@@ -99,6 +99,7 @@ def run_integrity(dataset: Dataset, config: ScoringConfig) -> IntegrityResult:
     return detect_integrity(
         dataset.ratings, dataset.notes, coordination=coordination_params(config), surprise=surprise,
         rater_model=model, num_threads=numba.get_num_threads(),
+        surprise_prescoring=config.integrity.surprise_prescoring,
     )  # fmt: skip
 
 

@@ -208,6 +208,7 @@ def detect_integrity(
     coordination: CoordinationParams | None = None,
     surprise: SurpriseParams | None = None,
     rater_model: RaterModel | Callable[[RatingMatrix], RaterModel] | None = None,
+    surprise_prescoring: bool = True,
     num_threads: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> IntegrityResult:
@@ -229,7 +230,9 @@ def detect_integrity(
     those ratings: surprising ratings on the notes it flags leave ``keep`` too. It runs after the
     collapse for the reason PSS does: a set-aside campaign's ratings would otherwise dominate the
     robust refit of its targets (and the first fit), so that the surprise found there, and set
-    aside, would differ from the same community's without the campaign.
+    aside, would differ from the same community's without the campaign. ``surprise_prescoring``
+    false leaves them in ``keep`` (prescoring's mask): only ``surprise_keep`` (final scoring's)
+    sets them aside.
     """
     pss = pss if pss is not None else PSSParams()
     quasi = quasi if quasi is not None else QuasiCliqueParams()
@@ -267,7 +270,8 @@ def detect_integrity(
         surprise_keep[first] = kept
         surprise_value = np.zeros(n_p, dtype=np.int32)
         surprise_value[: matrix.n_raters] = group
-        keep &= surprise_keep
+        if surprise_prescoring:
+            keep &= surprise_keep
     return IntegrityResult(
         ids, clique, qc, keep, correlated_rater(matrix.rater, qc), coordinated, surprise_value, surprise_keep
     )

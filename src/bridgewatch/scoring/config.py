@@ -206,6 +206,10 @@ class IntegrityConfig:
     surprise_residual: float = param(0.7, "NH this far below its note's refit: surprising", "ours", ge=0)
     surprise_note_quantile: float = param(0.95, "flag notes above this share quantile", "ours", 0, 1)
     surprise_min_events: int = param(3, "surprising ratings a flagged note needs", "ours", ge=1)
+    surprise_prescoring: bool = param(
+        True, "set the surprising ratings aside in prescoring too (false: in final scoring only, so "
+        "raters' parameters and helpfulness stay as without the defence)", "ours",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
