@@ -85,10 +85,14 @@ def test_phases_through_disk_equal_one_process_run(community: Path, tmp_path: Pa
         assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
 
 
-def test_phased_final_sets_aside_what_prescoring_surprise_set_aside(community: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_prescoring", [True, False])
+def test_phased_final_sets_aside_what_prescoring_surprise_set_aside(
+    community: Path, tmp_path: Path, in_prescoring: bool
+) -> None:
     # The concerted-surprise defence needs a first MF fit; final scoring does not refit it but
-    # reads the (noteId, rater) pairs prescoring set aside, so the phases equal one process.
-    config = with_overrides(ScoringConfig(), {"integrity": {"surprise": True, "surprise_note_quantile": 0.8}})
+    # reads the (noteId, rater) pairs prescoring found, so the phases equal one process.
+    on = {"surprise": True, "surprise_note_quantile": 0.8, "surprise_prescoring": in_prescoring}
+    config = with_overrides(ScoringConfig(), {"integrity": on})
     _score(community, tmp_path / "all", config=config)
     for phase in ("prescore", "final", "contributor"):
         _score(community, tmp_path / "phased", phase=phase, config=config)
