@@ -98,12 +98,13 @@ class SurpriseParams:
     min_shared: int = 2  # flagged notes two raters must share surprising ratings on to be linked
     min_group: int = 3
     max_per_note: int = 64  # surprising raters paired per flagged note (bounds the pair count)
-    rounds: int = 3  # refits; each after the first leaves out the last one's suspects' NOT_HELPFUL ratings
+    rounds: int = 3  # refits; each after the first leaves out the suspects' NOT_HELPFUL ratings
+    round_quantile: float = 0.99  # later rounds add notes above this quantile of the first's shares
 
     def check(self) -> None:
         """Raise ``ValueError`` on a setting outside its range."""
-        if not self.residual > 0 or not 0 < self.note_quantile < 1:
-            raise ValueError("surprise: need residual > 0 and 0 < note_quantile < 1")
+        if not self.residual > 0 or not 0 < self.note_quantile < 1 or not 0 < self.round_quantile < 1:
+            raise ValueError("surprise: need residual > 0 and 0 < note_quantile, round_quantile < 1")
         if self.tukey_c <= 0 or self.ridge < 0 or self.iterations < 1:
             raise ValueError("surprise: need tukey_c > 0, ridge >= 0, iterations >= 1")
         counts = (self.min_events, self.min_ratings, self.min_shared, self.min_group, self.max_per_note)
@@ -237,18 +238,26 @@ def surprising_ratings(
     )  # fmt: skip
 
 
-def surprising_notes(note_indptr: np.ndarray, surprising: np.ndarray, params: SurpriseParams) -> np.ndarray:
-    """bool[N]: notes whose surprising share exceeds ``note_quantile`` of the notes with ≥
-    ``min_ratings`` ratings, with ≥ ``min_events`` surprising ratings."""
-    indptr = np.asarray(note_indptr, dtype=np.int64)
+def _shares(indptr: np.ndarray, surprising: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(surprising count int64[N], surprising share float[N]) per note."""
     per = np.diff(indptr)
     total = np.r_[0, np.cumsum(surprising, dtype=np.int64)]
     events = total[indptr[1:]] - total[indptr[:-1]]  # any note may be empty, the last ones too
-    share = events / np.maximum(per, 1)
-    rated = per >= params.min_ratings
+    return events, events / np.maximum(per, 1)
+
+
+def surprising_notes(
+    note_indptr: np.ndarray, surprising: np.ndarray, params: SurpriseParams, quantile: float | None = None
+) -> np.ndarray:
+    """bool[N]: notes whose surprising share exceeds ``note_quantile`` (or ``quantile``) of the
+    notes with ≥ ``min_ratings`` ratings, with ≥ ``min_events`` surprising ratings."""
+    indptr = np.asarray(note_indptr, dtype=np.int64)
+    events, share = _shares(indptr, surprising)
+    rated = np.diff(indptr) >= params.min_ratings
     if not rated.any():
-        return np.zeros(per.shape[0], dtype=bool)
-    threshold = float(np.quantile(share[rated], params.note_quantile))
+        return np.zeros(rated.shape[0], dtype=bool)
+    q = params.note_quantile if quantile is None else quantile
+    threshold = float(np.quantile(share[rated], q))
     return rated & (share > threshold) & (events >= params.min_events)
 
 
@@ -298,21 +307,30 @@ def surprise_filter(
     the views and detection report (U = ``len(rater_intercept)``).
     """
     params = params if params is not None else SurpriseParams()
-    per = np.diff(np.asarray(note_indptr, dtype=np.int64))
+    indptr = np.asarray(note_indptr, dtype=np.int64)
+    per = np.diff(indptr)
     rater = np.asarray(rating_rater)
     not_helpful = np.asarray(rating_value) == 0.0
-    events = surprising_ratings(note_indptr, rater, rating_value, mu, rater_intercept, rater_factor, params)
-    flagged = surprising_notes(note_indptr, events, params)
+    events = surprising_ratings(indptr, rater, rating_value, mu, rater_intercept, rater_factor, params)
+    flagged = surprising_notes(indptr, events, params)
     drop = events & np.repeat(flagged, per)
     # groups from the direct evidence only: later rounds judge with those raters left out
-    group = surprise_groups(note_indptr, rater, drop, flagged, len(rater_intercept), params)
-    for _ in range(params.rounds - 1):
-        suspect = np.zeros(len(rater_intercept), dtype=bool)
-        suspect[rater[drop]] = True
-        exclude = suspect[rater] & not_helpful
-        events = surprising_ratings(
-            note_indptr, rater, rating_value, mu, rater_intercept, rater_factor, params, exclude
-        )
-        flagged = surprising_notes(note_indptr, events, params)
-        drop = events & np.repeat(flagged, per)
+    group = surprise_groups(indptr, rater, drop, flagged, len(rater_intercept), params)
+    rated = per >= params.min_ratings
+    if params.rounds > 1 and rated.any():
+        # later rounds add notes only, over the first round's share at ``round_quantile``
+        threshold = float(np.quantile(_shares(indptr, events)[1][rated], params.round_quantile))
+        for _ in range(params.rounds - 1):
+            suspect = np.zeros(len(rater_intercept), dtype=bool)
+            suspect[rater[drop]] = True
+            exclude = suspect[rater] & not_helpful
+            again = surprising_ratings(
+                indptr, rater, rating_value, mu, rater_intercept, rater_factor, params, exclude
+            )
+            count, share = _shares(indptr, again)
+            new = rated & ~flagged & (share > threshold) & (count >= params.min_events)
+            if not new.any():
+                break
+            flagged = flagged | new
+            drop = drop | (again & np.repeat(new, per))
     return ~drop, group, flagged
