@@ -26,24 +26,29 @@ raters whose own viewpoint says HELPFUL.
    surprising ratings there go too: that is a robust, residual-discounting note refit on the few
    notes the test singles out (≈ 1 − ``note_quantile`` of them), never a judgement of a rater.
 4. Rounds (``rounds``): when the bloc is the majority of a target's own camp (p = 20% at the
-   small scale: 50 of the 100 targets there), the robust refit adopts it: the note factor turns
-   to explain the camp's NOT_HELPFUL votes, the fit predicts the camp's split (~0.5), and neither
-   half is surprising. Nothing in that note's own ratings tells the halves apart (a member rates
-   like its camp everywhere else; the NH share's gradient along the camp's viewpoint, the camp's
-   split, and the share under a refit with a shrunk note factor all rank targets no better than
-   step 2: ``bench/stealth_bloc.py``-style counts, 45–52 of 100 targets above the honest q95).
-   The evidence is across notes: the raters whose ratings a round set aside were caught rating
-   against their own viewpoint on a concerted note, so the next round refits every note with
-   their NOT_HELPFUL ratings given no weight (still judged against the refit) and repeats steps
-   2–3 from scratch (a fresh quantile, so ~1 − ``note_quantile`` of the notes are still
-   refitted). Where they were the bloc's majority, the bloc is a minority of the refit again and
-   its remaining turned ratings stand out; an honest note loses a few stray NH votes from the
-   fit and barely moves. At p = 20%, 415 → 736 of the 981 turned ratings set aside with 3 rounds
-   (targets flagged 47 → 67 of 100) while the honest ratings set aside elsewhere go 1,074 →
-   997; on the honest twin 1,323 → 1,396 (the same ~0.47%). Each round costs one kernel pass.
+   small scale), the robust refit adopts it: the note factor turns to explain the camp's
+   NOT_HELPFUL votes, the fit predicts the camp's split (~0.5), and neither half is surprising
+   (13 of the 14 targets p = 20% still flipped after step 3 were not flagged; on each, ~12 honest
+   members of the camp rated HELPFUL and ~13 members turned). Nothing in that note's own ratings
+   tells the halves apart: a member rates like its camp everywhere else, and the NH share's
+   gradient along the camp's viewpoint, the camp's split, its concentration on one side, and the
+   share under a refit with a shrunk note factor (ridge 2–20) all rank targets no better than
+   step 2 (45–52 of 100 targets above the honest q95). The evidence is across notes: raters whose
+   ratings step 3 set aside were caught rating against their own viewpoint on a concerted note, so
+   a later round refits every note with those *suspects'* NOT_HELPFUL ratings given no weight
+   (still judged against the refit). Where they were the bloc's majority, the bloc is a minority
+   of the refit again and its other turned ratings stand out. The round only *adds* notes, whose
+   share then exceeds ``round_quantile`` of the first round's shares (a stricter bar than step 2:
+   most suspects are honest raters of the honest notes step 2 refits, and leaving them out raises
+   every note's share a little); the first round's notes and set-aside stand. Re-ranking every note
+   instead (a fresh ``note_quantile`` each round) found more at p = 20% (3/30 flipped) but moved
+   the quantile's budget to honest notes at p = 5% (5/34 flipped against 3/34) and cost honest
+   Helpful precision a point. Measured on ``bridgewatch evaluate --scale small`` communities,
+   first round → 3 rounds: p = 20% targets flagged 47 → 68 of 100, turned ratings set aside 415
+   → 718 of 981; p = 5% and 10% unchanged or better; honest notes flagged on the no-attack twin
+   168 → 182 (ratings set aside 0.45% → 0.48%). Each round is one more kernel pass.
 5. Groups, for the views and detection only, from the first round's set-aside (the direct
-   evidence: linking raters through later rounds, which judge with suspects left out, grouped
-   2 honest raters of 14,700 at p = 20%): raters sharing surprising ratings on ≥
+   evidence; later rounds judge with suspects left out): raters sharing surprising ratings on ≥
    ``min_shared`` flagged notes (pairs counted per flagged note among its at most ``max_per_note``
    surprising raters, so no rater × rater matrix), connected, ≥ ``min_group`` raters. A rater in no
    group is not flagged, so an honest rater's stray surprise costs it nothing.
@@ -55,17 +60,22 @@ Why a quantile rather than a significance test: notes differ far more than a bin
 (rank-1 viewpoints miss a second axis of disagreement; leniency and diligence vary), so at 1% the
 binomial test flags ~6% of honest notes and no target at p = 5%. The data's own quantile is robust
 while targets are a small share of the notes; it always refits the top 1 − ``note_quantile`` of
-notes, also on an honest community. That is why ``[integrity] surprise`` is off by default: on
-golden ``mini`` it moves core status agreement with X from 100% to 98.4% (a quantile of 0.99).
+notes, also on an honest community. That is why ``[integrity] surprise`` is off by default. Golden
+agreement with X (``bench/agreement.py --case mini|small --config``), finalRatingStatus / core
+status: off 100 / 100% (mini), 100 / 99.92% (small); on 99.70 / 93.65%, 99.72 / 93.48%; on with
+``surprise_prescoring = false`` (the set-aside in final scoring only: raters' parameters and
+helpfulness scores stay as without the defence, and only the refitted notes move) 99.95 /
+96.30%, 99.96 / 96.82%.
 
-Measured (``bridgewatch evaluate --scale small --config`` with surprise on, quantile 0.95; targets
-Helpful when the bloc abstains that its ratings push out, before → after): stealth_bloc p = 5%
-4/32 → 3/34, 10% 10/29 → 3/34, 20% 24/27 → 14/30; honest Helpful precision 0.96 → 0.96, recall
-0.36 → 0.39 (the refit returns recall the defences cost); coordinated_bloc still 0 flipped; no
-rater of any other scenario (or of an honest community) flagged. What remains at 20% are targets
-whose robust refit adopts the bloc (it is the majority of the target's own camp there) or whose
-turned ratings stay under the quantile. Not yet done: the phased pipeline applies the set-aside in
-prescoring only (final scoring rebuilds its filter from the saved groups, not from residuals).
+Measured (``bridgewatch evaluate --scale small --config`` with surprise on; targets Helpful when
+the bloc abstains that its ratings push out; one round → 3 rounds): stealth_bloc p = 5% 3/34 →
+3/34, 10% 3/34 → 3/34, 20% 14/30 → 6/30 (without the defence 8/34, 16/33, 25/28); every other
+scenario unchanged (coordinated_bloc 0 flipped, detection precision and recall 1.00 on sybil,
+infiltration, ring and timing); honest Helpful precision worst 0.958 → 0.958; the defences
+cost no Helpful recall (−0.8 → −0.7 points); no honest rater flagged. What remains at 20% are
+targets none of whose turned raters were caught elsewhere, or whose turned ratings stay under
+the quantile. Phased runs: prescoring saves the set-aside ratings by (noteId, rater) in its state
+and final scoring sets the same aside (the first fit is not repeated there).
 
 Cost: ``iterations`` passes over each note's ratings (O(R · iterations), one numba kernel over the
 note-sorted ratings, O(ratings of one note) scratch); the quantile is O(N); pairs are at most
