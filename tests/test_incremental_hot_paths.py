@@ -236,6 +236,7 @@ def test_a_run_freezes_the_older_objects_only_while_it_runs() -> None:
     try:
         held = gc.get_freeze_count()
         wrapped()
-        assert seen[-1] == held and gc.get_freeze_count() == held
+        # frozen objects that die leave the permanent generation, so the count may only fall
+        assert 0 < seen[-1] <= held and 0 < gc.get_freeze_count() <= held
     finally:
         gc.unfreeze()
