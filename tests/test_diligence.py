@@ -188,3 +188,56 @@ def test_prescoring_with_random_start_is_deterministic_and_uses_it():
     a, b = dl.fit_prescoring(*args, start=start), dl.fit_prescoring(*args, start=start)
     assert np.array_equal(a.note_intercept, b.note_intercept, equal_nan=True)
     assert not np.allclose(a.note_factor, dl.fit_prescoring(*args).note_factor, equal_nan=True)
+
+
+def _rating_matrix(seed: int, n_ratings: int = 4000, n_notes: int = 80, n_raters: int = 300):
+    from bridgewatch.io import matrix as M
+
+    rng = np.random.default_rng(seed)
+    mask = sum(1 << schema.TAG_BIT[t] for t in dl.DILIGENCE_TAGS)
+    tags = np.where(rng.random(n_ratings) < 0.2, mask & rng.integers(1, 2**20, n_ratings), 0)
+    tags |= rng.integers(0, 2**20, n_ratings) & ~mask  # other tags never count
+    return M.build_rating_matrix(
+        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
+        rater=rng.integers(0, n_raters, n_ratings).astype(np.int32),
+        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), n_ratings),
+        created_at=np.arange(n_ratings, dtype=np.int64),
+        tags=tags.astype(np.uint32),
+        population_sampled=np.zeros(n_ratings, dtype=bool),
+        note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 3,
+        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("with_start", [False, True])
+@pytest.mark.parametrize("note_norm_exp", [-0.5, 0.0])
+def test_prescoring_from_the_matrix_is_the_gathered_fit_to_the_bit(seed, with_start, note_norm_exp):
+    """``fit_prescoring_kept`` (layout and weights read through the selection, in rater order) gives
+    the bytes of ``fit_prescoring`` on the gathered ``note[keep]``, ``rater[keep]``, targets."""
+    m = _rating_matrix(seed)
+    rng = np.random.default_rng(seed + 10)
+    keep = rng.random(m.n_ratings) < 0.7
+    rf = rng.normal(size=m.n_raters)
+    rf[::13] = np.nan
+    config = dl.DiligenceConfig(third_round_note_norm_exp=note_norm_exp)
+    start = None
+    if with_start:
+        start = dl.DiligenceStart(42, 1, rng.permutation(m.n_notes), rng.permutation(m.n_raters))
+    old = dl.fit_prescoring(
+        m.note[keep], m.rater[keep], dl.diligence_targets(m.tags[keep]), m.n_notes, m.n_raters, rf,
+        config, start,
+    )  # fmt: skip
+    new = dl.fit_prescoring_kept(m, keep, rf, config, start)
+    for name in ("note_intercept", "note_factor", "note_intercept_round2", "rater_intercept",
+                 "rater_intercept_round2", "rater_factor", "rater_reputation"):  # fmt: skip
+        assert getattr(new, name).tobytes() == getattr(old, name).tobytes(), name
+    assert np.array(new.global_intercepts).tobytes() == np.array(old.global_intercepts).tobytes()
+    assert (new.n_ratings, new.n_notes, new.n_raters) == (old.n_ratings, old.n_notes, old.n_raters)
+    assert np.isfinite(new.note_intercept[np.isfinite(old.note_intercept)]).all()
+
+
+def test_prescoring_from_the_matrix_raises_on_an_empty_selection():
+    m = _rating_matrix(0, n_ratings=50)
+    with pytest.raises(ScoringError, match="no ratings"):
+        dl.fit_prescoring_kept(m, np.zeros(m.n_ratings, dtype=bool), np.zeros(m.n_raters))

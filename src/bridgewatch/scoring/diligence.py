@@ -24,11 +24,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
-from bridgewatch.scoring.logistic_mf import AdamSettings, LogisticMFParams, compact, fit_adam, layout, penalty
+from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.scoring.logistic_mf import (
+    AdamSettings,
+    LogisticMFParams,
+    compact,
+    fit_adam,
+    fit_adam_signed,
+    grouped_layout,
+    layout,
+    penalty,
+)
+from bridgewatch.scoring.rating_pass import kept_by_rater, problem_shape
 from bridgewatch.scoring.torch_init import reputation_model_start
 
 DILIGENCE_TAGS = (
@@ -102,12 +114,16 @@ def _random_start(start: DiligenceStart, notes: np.ndarray, raters: np.ndarray):
     return out
 
 
-def diligence_targets(tags: np.ndarray) -> np.ndarray:
-    """float64[R]: 1.0 where a rating's tag bits (``RatingMatrix.tags``) include a diligence tag."""
+def _tag_mask() -> int:
     mask = 0
     for tag in DILIGENCE_TAGS:
         mask |= 1 << schema.TAG_BIT[tag]
-    return ((np.asarray(tags, dtype=np.uint32) & np.uint32(mask)) != 0).astype(np.float64)
+    return mask
+
+
+def diligence_targets(tags: np.ndarray) -> np.ndarray:
+    """float64[R]: 1.0 where a rating's tag bits (``RatingMatrix.tags``) include a diligence tag."""
+    return ((np.asarray(tags, dtype=np.uint32) & np.uint32(_tag_mask())) != 0).astype(np.float64)
 
 
 def rating_weights(
@@ -233,6 +249,115 @@ def fit_prescoring(
         n_notes=nn,
         n_raters=nu,
     )
+
+
+def fit_prescoring_kept(
+    matrix: RatingMatrix,
+    keep: np.ndarray,
+    rater_factor_init: np.ndarray,
+    config: DiligenceConfig | None = None,
+    start: DiligenceStart | None = None,
+) -> DiligencePrescoring:
+    """``fit_prescoring`` on the ratings ``keep`` (bool[R]) selects, read from the matrix: the same
+    result bit for bit, holding ~29 bytes a kept rating (the layout's uint32 notes, a bool target,
+    the signed weights and the epoch pass's two scratch arrays) instead of the ~60 of the caller's
+    gathered copies, the local indices, the input-order weights and the layout's permutation.
+
+    Why it is the same: ``rating_pass.kept_by_rater`` lists the kept ratings rater by rater in
+    matrix order, the order ``layout``'s stable grouping gives; round 1's and 2's signed weights
+    are two constants (±w/R); round 3's note totals are summed in matrix order, the order
+    ``np.bincount`` adds the input-order weights in, and every other step is the same element-wise
+    operation on the same operands (a test pins whole fits to ``fit_prescoring``).
+    """
+    keep = np.asarray(keep, dtype=np.bool_)
+    shape = problem_shape(matrix, keep)
+    notes, raters, indptr = shape["note_full"], shape["rater_full"], shape["rater_indptr"]
+    r, nn, nu = int(indptr[-1]), notes.shape[0], raters.shape[0]
+    if r == 0:
+        raise ScoringError("diligence: no ratings to fit")
+    c = config or DiligenceConfig()
+    pen = _penalty(c, r, nn, nu)
+    p = LogisticMFParams.zeros(nn, nu, reputation=1.0)
+    p.rater_factor = np.nan_to_num(np.asarray(rater_factor_init, dtype=np.float64)[raters], nan=0.0)
+    if start is not None:
+        p.note_factor, p.note_intercept, p.rater_intercept = _random_start(start, notes, raters)
+
+    note, tags = kept_by_rater(matrix, np.packbits(keep), notes, raters, indptr, matrix.tags)
+    positive = (tags & np.uint32(_tag_mask())) != 0
+    del tags
+    lay = grouped_layout(note, indptr, nn)
+    pw = float(c.pos_weight)
+    sw = np.where(positive, -(pw / r), 1.0 / r)  # rating_weights then signed_weights, as constants
+    round1 = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
+    p, _, _ = fit_adam_signed(lay, sw, p, pen, round1, c.adam)
+    g1 = float(p.global_intercept[0])
+    round2 = ("note_factor", "rater_factor", "rater_intercept", "rater_reputation", "global_intercept")
+    p, _, _ = fit_adam_signed(lay, sw, p, pen, round2, c.adam)
+    g2 = float(p.global_intercept[0])
+    ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
+    pw3 = float(c.pos_weight * c.third_round_pos_multiplier)
+    per_rater = float(c.alpha) + np.maximum(p.rater_reputation, 0.0) ** c.reputation_exp
+    norm = 1.0 + c.alpha
+    if c.third_round_note_norm_exp != 0.0:
+        totals = _note_totals_nb(
+            keep, matrix.note, matrix.rater, matrix.tags, np.uint32(_tag_mask()),
+            _local_map(notes, matrix.n_notes), _local_map(raters, matrix.n_raters), per_rater, pw3, norm, nn,
+        )  # fmt: skip
+        per_note = (totals + 2.0**-20) ** c.third_round_note_norm_exp
+    else:
+        per_note = np.ones(nn)  # × 1.0: exact
+    _round3_weights_nb(indptr, note, positive, per_rater, per_note, pw3, norm, float(r), sw)
+    round3 = ("note_intercept", "rater_intercept", "global_intercept")
+    p, _, _ = fit_adam_signed(lay, sw, p, pen, round3, c.adam)
+    g3 = float(p.global_intercept[0])
+    return DiligencePrescoring(
+        note_intercept=_scatter(matrix.n_notes, notes, p.note_intercept),
+        note_factor=_scatter(matrix.n_notes, notes, p.note_factor),
+        note_intercept_round2=_scatter(matrix.n_notes, notes, ni2),
+        rater_intercept=_scatter(matrix.n_raters, raters, p.rater_intercept),
+        rater_intercept_round2=_scatter(matrix.n_raters, raters, ri2),
+        rater_factor=_scatter(matrix.n_raters, raters, p.rater_factor),
+        rater_reputation=_scatter(matrix.n_raters, raters, p.rater_reputation),
+        global_intercepts=(g1, g2, g3),
+        n_ratings=r,
+        n_notes=nn,
+        n_raters=nu,
+    )
+
+
+def _local_map(full: np.ndarray, n: int) -> np.ndarray:
+    """int64[n]: the local index of each full index listed in ``full`` (0 elsewhere: unread)."""
+    out = np.zeros(n, dtype=np.int64)
+    out[full] = np.arange(full.shape[0], dtype=np.int64)
+    return out
+
+
+@numba.njit(cache=True)
+def _note_totals_nb(keep, note, rater, tags, mask, note_map, rater_map, per_rater, pw, norm, n_notes):
+    """float64[n_notes]: ``rating_weights``' note totals before the normalization (class weight
+    × per-rater reputation term / ``norm``), summed in matrix order, as ``np.bincount`` sums the
+    input-order weights."""
+    out = np.zeros(n_notes)
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            c = pw if (tags[i] & mask) != 0 else 1.0
+            w = c * per_rater[rater_map[rater[i]]]
+            w = w / norm
+            out[note_map[note[i]]] += w
+    return out
+
+
+@numba.njit(cache=True)
+def _round3_weights_nb(indptr, note, positive, per_rater, per_note, pw, norm, r, out):
+    """Round 3's signed weights in rater order into ``out``: ``rating_weights`` (class weight,
+    reputation term, note normalization), then ``signed_weights`` (÷ R, negated on positives)."""
+    for u in range(indptr.shape[0] - 1):
+        for j in range(indptr[u], indptr[u + 1]):
+            w = (pw if positive[j] else 1.0) * per_rater[u]
+            w = w / norm
+            w = w * per_note[note[j]]
+            w = w / r
+            out[j] = -w if positive[j] else w
 
 
 def fit_final(

@@ -242,17 +242,28 @@ def layout(note: np.ndarray, rater: np.ndarray, n_notes: int, n_raters: int) -> 
     rater = np.asarray(rater, dtype=np.int64)
     indptr = _indptr(rater, n_raters)
     order = K.group_order(rater, indptr)
+    # unsigned: no wraparound code in the gathers
+    return grouped_layout(np.asarray(note, dtype=np.uint32)[order], indptr, n_notes, order)
+
+
+def grouped_layout(
+    note: np.ndarray, indptr: np.ndarray, n_notes: int, order: np.ndarray | None = None
+) -> RatingLayout:
+    """The layout of ratings already grouped by rater: ``note`` uint32[R] (local note of each,
+    rater by rater), ``indptr`` int64[U+1] (each rater's slice). ``order``: the permutation from
+    input order, when there is an input order (``signed_weights`` needs it); else empty."""
     sub_ptr, chunk_ptr = K.sub_blocks(indptr)
+    n_raters = indptr.shape[0] - 1
     return RatingLayout(
-        order=order,
-        note=np.asarray(note, dtype=np.uint32)[order],  # unsigned: no wraparound code in the gathers
+        order=np.empty(0, dtype=np.int64) if order is None else order,
+        note=note,
         rater_indptr=indptr,
         sub_ptr=sub_ptr,
         chunk_ptr=chunk_ptr,
         n_notes=int(n_notes),
         n_raters=int(n_raters),
-        work=np.empty(order.shape[0]),
-        loss_work=np.empty(order.shape[0]),
+        work=np.empty(note.shape[0]),
+        loss_work=np.empty(note.shape[0]),
         note_part=np.empty((K.CHUNKS, n_notes, 2)),
     )
 
@@ -332,17 +343,33 @@ def fit_adam(
     Returns (fitted params, final loss, epochs run). The loss is evaluated only on the epochs the
     stopping rule reads it (and the last one), which changes nothing else.
     """
+    target = np.asarray(target, dtype=np.float64)
+    _check_targets(target)
+    n_notes, n_raters = init.note_factor.shape[0], init.rater_factor.shape[0]
+    lay = prepared if prepared is not None else layout(note, rater, n_notes, n_raters)
+    if lay.n_ratings != target.shape[0]:
+        raise ValueError("prepared layout does not match the ratings or parameters")
+    return fit_adam_signed(lay, lay.signed_weights(target, weight), init, pen, trainable, settings)
+
+
+def fit_adam_signed(
+    lay: RatingLayout,
+    sw: np.ndarray,
+    init: LogisticMFParams,
+    pen: Penalty,
+    trainable: tuple[str, ...],
+    settings: AdamSettings = AdamSettings(),
+) -> tuple[LogisticMFParams, float, int]:
+    """``fit_adam`` from a layout and its signed weights (``RatingLayout.signed_weights``), for
+    callers that build both in rater order themselves (``diligence.fit_prescoring_kept``: no
+    per-rating arrays in input order, no ``order``)."""
     unknown = set(trainable) - set(BLOCKS)
     if unknown:
         raise ValueError(f"unknown parameter blocks: {sorted(unknown)}")
     p = init.copy()
-    target = np.asarray(target, dtype=np.float64)
-    _check_targets(target)
     n_notes, n_raters = p.note_factor.shape[0], p.rater_factor.shape[0]
-    lay = prepared if prepared is not None else layout(note, rater, n_notes, n_raters)
-    if (lay.n_ratings, lay.n_notes, lay.n_raters) != (target.shape[0], n_notes, n_raters):
+    if (lay.n_ratings, lay.n_notes, lay.n_raters) != (sw.shape[0], n_notes, n_raters):
         raise ValueError("prepared layout does not match the ratings or parameters")
-    sw = lay.signed_weights(target, weight)
     s = settings
     if s.stop not in ("periodic", "mf"):
         raise ValueError(f"unknown stopping rule {s.stop!r}")

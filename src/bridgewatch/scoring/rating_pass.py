@@ -357,6 +357,7 @@ def kept_by_rater(
     note_full: np.ndarray,
     rater_full: np.ndarray,
     rater_indptr: np.ndarray,
+    value: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(note uint32[K], value[K] in the matrix's dtype) of the K ratings ``kept`` (``np.packbits``
     of bool[R]) selects, grouped
@@ -366,12 +367,14 @@ def kept_by_rater(
 
     ``rater_full``/``rater_indptr`` are ``problem_shape``'s. Each rater's ratings in ``by_rater``
     follow the matrix's (note, rater) order, the order a stable grouping of the compact arrays
-    keeps, so the arrays are those ``adam_layout`` builds, value for value.
+    keeps, so the arrays are those ``adam_layout`` builds, value for value. ``value``: another
+    per-rating column of the matrix to read instead of ``matrix.value`` (the diligence fit reads
+    ``matrix.tags``).
     """
     note_map = np.zeros(matrix.n_notes, dtype=np.int64)
     note_map[note_full] = np.arange(note_full.shape[0], dtype=np.int64)
     return _form(_by_rater_kept, matrix.n_ratings)(
-        matrix.rater_indptr, matrix.by_rater, kept, matrix.note, matrix.value,
+        matrix.rater_indptr, matrix.by_rater, kept, matrix.note, matrix.value if value is None else value,
         note_map, rater_full, rater_indptr,
     )  # fmt: skip
 

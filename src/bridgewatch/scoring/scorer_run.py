@@ -211,11 +211,7 @@ def prescore_scorer(
     final_round = P.count_filter(m, scope, f.min_ratings_per_note, f.min_ratings_per_rater)
     final_round = final_round & pre.helpful_raters[m.rater]
     if _diligence_on(spec) and final_round.any():
-        note_f, rater_f, tags_f = note_rater_tags(m, final_round)
-        dil = D.fit_prescoring(
-            note_f, rater_f, D.diligence_targets(tags_f), m.n_notes, m.n_raters,
-            rater_factor(pre), start=diligence_start(inputs, pre),
-        )  # fmt: skip
+        dil = D.fit_prescoring_kept(m, final_round, rater_factor(pre), start=diligence_start(inputs, pre))
     return ScorerPrescore(pre, thresholds, inc_num, inc_total, dil)
 
 
@@ -268,11 +264,7 @@ def low_diligence(
     m = inputs.matrix
     dil = prescoring
     if dil is None:
-        dil = D.fit_prescoring(
-            m.note[train], m.rater[train], D.diligence_targets(m.tags[train]), m.n_notes, m.n_raters,
-            rater_factor(pre),
-            start=diligence_start(inputs, pre),
-        )  # fmt: skip
+        dil = D.fit_prescoring_kept(m, train, rater_factor(pre), start=diligence_start(inputs, pre))
     return _final_low_diligence(inputs, spec, ScorerPrescore(pre, np.zeros(0), train, train, dil), final_keep)
 
 
