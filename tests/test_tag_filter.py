@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
 from bridgewatch.scoring.tag_filter import (
     distance_weights,
     note_tag_aggregates,
+    note_tag_aggregates_kept,
     tag_filter_flags,
     tag_thresholds,
     zscore,
@@ -125,3 +127,49 @@ def test_flags_strict_inequalities_exempt_tag_and_names():
     flags, names = tag_filter_flags(agg, np.full(13, 0.2))
     assert list(flags) == [True, False, False, False]
     assert list(names) == ["notHelpfulIncorrect,notHelpfulOutdated", "", "", ""]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("chunk", [1, 7, 1000, 1 << 20])
+def test_aggregates_from_the_matrix_are_the_gathered_ones_to_the_bit(seed, chunk):
+    """``note_tag_aggregates_kept`` (distances through the selection, weights chunk by chunk) gives
+    the bytes of ``note_tag_aggregates`` on the gathered ``note[keep]``, ``rater[keep]``,
+    ``tags[keep]``, with NaN factors on some notes and raters and any chunk size."""
+    from bridgewatch.io import matrix as M
+
+    rng = np.random.default_rng(seed)
+    r, n_notes, n_raters = 5000, 90, 400
+    m = M.build_rating_matrix(
+        note=rng.integers(0, n_notes, r).astype(np.int32),
+        rater=rng.integers(0, n_raters, r).astype(np.int32),
+        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), r),
+        created_at=np.arange(r, dtype=np.int64),
+        tags=np.where(rng.random(r) < 0.3, rng.integers(0, 2**20, r), 0).astype(np.uint32),
+        population_sampled=np.zeros(r, dtype=bool),
+        note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 3,
+        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
+    )
+    keep = rng.random(r) < 0.6
+    nf = rng.normal(size=n_notes)
+    nf[rng.random(n_notes) < 0.1] = np.nan
+    rf = rng.normal(size=n_raters).astype(np.float32)
+    rf[rng.random(n_raters) < 0.1] = np.nan
+    gathered = (m.note[keep], m.rater[keep], m.tags[keep])
+    old = note_tag_aggregates(*gathered, nf, rf, normalization_percentile=35.0)
+    new = note_tag_aggregates_kept(m, keep, nf, rf, normalization_percentile=35.0, chunk=chunk)
+    for name in ("adjusted", "rating_weight", "adjusted_ratio", "present"):
+        assert getattr(new, name).tobytes() == getattr(old, name).tobytes(), name
+    assert new.present.any() and not new.present.all()
+
+
+def test_aggregates_from_the_matrix_with_nothing_kept():
+    from bridgewatch.io import matrix as M
+
+    m = M.build_rating_matrix(
+        note=np.array([0, 1], dtype=np.int32), rater=np.array([0, 0], dtype=np.int32),
+        value=np.zeros(2, dtype=np.float32), created_at=np.zeros(2, dtype=np.int64),
+        tags=np.ones(2, dtype=np.uint32), population_sampled=np.zeros(2, dtype=bool),
+        note_ids=np.array([3, 4]), rater_ids=np.array(["a"], dtype=object),
+    )  # fmt: skip
+    new = note_tag_aggregates_kept(m, np.zeros(2, dtype=bool), np.zeros(2), np.zeros(1))
+    assert not new.present.any() and np.isnan(new.rating_weight).all()

@@ -49,6 +49,7 @@ from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.tag_filter import (
     TagAggregates,
     note_tag_aggregates,
+    note_tag_aggregates_kept,
     tag_filter_flags,
     tag_thresholds,
 )
@@ -193,12 +194,9 @@ def prescore_scorer(
     scope, _ = scope_mask(inputs, spec)
     round2 = scope & pre.helpful_raters[m.rater]
     pre_nf = pre.params.note_factor[:, 0].astype(np.float64)
-    note_s, rater_s, tags_s = note_rater_tags(m, scope)
-    pre_agg = note_tag_aggregates(
-        note_s, rater_s, tags_s, pre_nf, pre.params.rater_factor[:, 0],
-        normalization_percentile=tf.normalization_percentile,
-    )  # fmt: skip
-    del note_s, rater_s, tags_s
+    pre_agg = note_tag_aggregates_kept(
+        m, scope, pre_nf, pre.params.rater_factor[:, 0], normalization_percentile=tf.normalization_percentile
+    )
     crh = (pre.provisional_status == Status.CRH) & pre_agg.present
     thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
     _, rater_2, tags_2 = note_rater_tags(m, round2)
