@@ -101,3 +101,59 @@ def test_aborts_to_nan_without_positives():
 def test_bad_input_raises():
     with pytest.raises(ScoringError):
         hr.fit_tag_consensus(np.array([0]), np.array([0, 1]), np.ones(1), np.zeros(1), np.zeros(1), 1, 2)
+
+
+def _rating_matrix(seed: int, n_ratings: int = 6000, n_notes: int = 600, n_raters: int = 200):
+    from bridgewatch.io import matrix as M
+
+    rng = np.random.default_rng(seed)
+    abuse = 1 << schema.TAG_BIT[hr.HARASSMENT_TAG]
+    other = 1 << schema.TAG_BIT[hr.OTHER_TAG]
+    tags = rng.integers(0, 2**20, n_ratings) & ~(abuse | other)
+    tags |= np.where(rng.random(n_ratings) < 0.15, abuse, 0) | np.where(rng.random(n_ratings) < 0.2, other, 0)
+    launch = hr.LAST_RATING_TAGS_CHANGE_MILLIS
+    return M.build_rating_matrix(
+        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
+        rater=(rng.zipf(1.6, n_ratings) % n_raters).astype(np.int32),  # many raters under 10
+        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), n_ratings),
+        created_at=launch + rng.integers(-30, 300, n_ratings) * 86_400_000,
+        tags=tags.astype(np.uint32),
+        population_sampled=np.zeros(n_ratings, dtype=bool),
+        note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 3,
+        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("with_init", [False, True])
+def test_fit_from_the_matrix_is_the_gathered_fit_to_the_bit(seed, with_init):
+    """``fit_tag_consensus_kept`` (labels, count filter and layout read through the selection)
+    gives the bytes of ``fit_tag_consensus`` on the five gathered columns."""
+    m = _rating_matrix(seed)
+    rng = np.random.default_rng(seed + 5)
+    keep = rng.random(m.n_ratings) < 0.8
+    nf = rf = None
+    if with_init:
+        nf, rf = rng.normal(size=m.n_notes), rng.normal(size=m.n_raters).astype(np.float32)
+        rf[::7] = np.nan
+    cols = (m.note[keep], m.rater[keep], m.value[keep], m.tags[keep], m.created_at[keep])
+    old = hr.fit_tag_consensus(*cols, m.n_notes, m.n_raters, nf, rf)
+    new = hr.fit_tag_consensus_kept(m, keep, nf, rf)
+    for name in ("note_intercept", "note_factor", "rater_intercept", "rater_factor"):
+        assert getattr(new, name).tobytes() == getattr(old, name).tobytes(), name
+    assert np.isfinite(new.note_intercept).any() and np.isnan(new.note_intercept).any()
+    assert (
+        np.array([new.global_intercept, new.positive_rate]).tobytes()
+        == np.array([old.global_intercept, old.positive_rate]).tobytes()
+    )
+
+
+def test_fit_from_the_matrix_without_labels_or_positives_is_empty():
+    m = _rating_matrix(0)
+    none = hr.fit_tag_consensus_kept(m, np.zeros(m.n_ratings, dtype=bool))
+    assert np.isnan(none.note_intercept).all() and np.isnan(none.positive_rate)
+    no_abuse = m.tags & np.uint32(1 << schema.TAG_BIT[hr.HARASSMENT_TAG]) == 0
+    zero = hr.fit_tag_consensus_kept(m, no_abuse)
+    assert zero.positive_rate == 0.0 and np.isnan(zero.note_intercept).all()
+    cols = (m.note[no_abuse], m.rater[no_abuse], m.value[no_abuse], m.tags[no_abuse], m.created_at[no_abuse])
+    assert hr.fit_tag_consensus(*cols, m.n_notes, m.n_raters).positive_rate == 0.0

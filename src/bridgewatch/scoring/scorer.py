@@ -20,7 +20,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
-from bridgewatch.scoring.harassment import fit_tag_consensus
+from bridgewatch.scoring.harassment import fit_tag_consensus_kept
 from bridgewatch.scoring.mf import MFParams, MFProblem, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
@@ -245,11 +245,9 @@ def _torch_init(
 def harassment_intercepts(matrix: RatingMatrix, keep: np.ndarray, round1: MFParams) -> np.ndarray:
     """float[N] ``harassmentNoteIntercept`` (§4.5) fitted on the ratings in ``keep``, factors
     started from the round-1 helpfulness fit; NaN where the model has no score or aborts."""
-    return fit_tag_consensus(
-        matrix.note[keep], matrix.rater[keep], matrix.value[keep], matrix.tags[keep],
-        matrix.created_at[keep], matrix.n_notes, matrix.n_raters,
-        note_factor_init=round1.note_factor[:, 0], rater_factor_init=round1.rater_factor[:, 0],
-    ).note_intercept  # fmt: skip
+    return fit_tag_consensus_kept(
+        matrix, keep, note_factor_init=round1.note_factor[:, 0], rater_factor_init=round1.rater_factor[:, 0]
+    ).note_intercept
 
 
 def prescore(
