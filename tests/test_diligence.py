@@ -241,3 +241,20 @@ def test_prescoring_from_the_matrix_raises_on_an_empty_selection():
     m = _rating_matrix(0, n_ratings=50)
     with pytest.raises(ScoringError, match="no ratings"):
         dl.fit_prescoring_kept(m, np.zeros(m.n_ratings, dtype=bool), np.zeros(m.n_raters))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_final_from_the_matrix_is_the_gathered_fit_to_the_bit(seed):
+    """``fit_final_kept`` gives the bytes of ``fit_final`` on the gathered ratings, for a final
+    selection with notes and raters prescoring never saw (reputation 0, NaN parameters → 0)."""
+    m = _rating_matrix(seed)
+    rng = np.random.default_rng(seed + 20)
+    pre_keep = (rng.random(m.n_ratings) < 0.6) & (m.note < 70) & (m.rater < 280)
+    final_keep = rng.random(m.n_ratings) < 0.8
+    rf = rng.normal(size=m.n_raters)
+    pre = dl.fit_prescoring_kept(m, pre_keep, rf)
+    gathered = (m.note[final_keep], m.rater[final_keep], dl.diligence_targets(m.tags[final_keep]))
+    old = dl.fit_final(*gathered, m.n_notes, m.n_raters, pre)
+    new = dl.fit_final_kept(m, final_keep, pre)
+    assert new[0].tobytes() == old[0].tobytes() and new[1].tobytes() == old[1].tobytes()
+    assert np.isfinite(new[0][70:]).any()  # notes only the final fit has

@@ -33,6 +33,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
     LogisticMFParams,
+    RatingLayout,
     compact,
     fit_adam,
     fit_adam_signed,
@@ -270,11 +271,8 @@ def fit_prescoring_kept(
     operation on the same operands (a test pins whole fits to ``fit_prescoring``).
     """
     keep = np.asarray(keep, dtype=np.bool_)
-    shape = problem_shape(matrix, keep)
-    notes, raters, indptr = shape["note_full"], shape["rater_full"], shape["rater_indptr"]
-    r, nn, nu = int(indptr[-1]), notes.shape[0], raters.shape[0]
-    if r == 0:
-        raise ScoringError("diligence: no ratings to fit")
+    k = _kept(matrix, keep)
+    notes, raters, r, nn, nu = k.notes, k.raters, k.n_ratings, k.notes.shape[0], k.raters.shape[0]
     c = config or DiligenceConfig()
     pen = _penalty(c, r, nn, nu)
     p = LogisticMFParams.zeros(nn, nu, reputation=1.0)
@@ -282,33 +280,17 @@ def fit_prescoring_kept(
     if start is not None:
         p.note_factor, p.note_intercept, p.rater_intercept = _random_start(start, notes, raters)
 
-    note, tags = kept_by_rater(matrix, np.packbits(keep), notes, raters, indptr, matrix.tags)
-    positive = (tags & np.uint32(_tag_mask())) != 0
-    del tags
-    lay = grouped_layout(note, indptr, nn)
-    pw = float(c.pos_weight)
-    sw = np.where(positive, -(pw / r), 1.0 / r)  # rating_weights then signed_weights, as constants
+    sw = k.class_weights(c.pos_weight)
     round1 = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam_signed(lay, sw, p, pen, round1, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round1, c.adam)
     g1 = float(p.global_intercept[0])
     round2 = ("note_factor", "rater_factor", "rater_intercept", "rater_reputation", "global_intercept")
-    p, _, _ = fit_adam_signed(lay, sw, p, pen, round2, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round2, c.adam)
     g2 = float(p.global_intercept[0])
     ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
-    pw3 = float(c.pos_weight * c.third_round_pos_multiplier)
-    per_rater = float(c.alpha) + np.maximum(p.rater_reputation, 0.0) ** c.reputation_exp
-    norm = 1.0 + c.alpha
-    if c.third_round_note_norm_exp != 0.0:
-        totals = _note_totals_nb(
-            keep, matrix.note, matrix.rater, matrix.tags, np.uint32(_tag_mask()),
-            _local_map(notes, matrix.n_notes), _local_map(raters, matrix.n_raters), per_rater, pw3, norm, nn,
-        )  # fmt: skip
-        per_note = (totals + 2.0**-20) ** c.third_round_note_norm_exp
-    else:
-        per_note = np.ones(nn)  # × 1.0: exact
-    _round3_weights_nb(indptr, note, positive, per_rater, per_note, pw3, norm, float(r), sw)
+    k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
     round3 = ("note_intercept", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam_signed(lay, sw, p, pen, round3, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round3, c.adam)
     g3 = float(p.global_intercept[0])
     return DiligencePrescoring(
         note_intercept=_scatter(matrix.n_notes, notes, p.note_intercept),
@@ -323,6 +305,108 @@ def fit_prescoring_kept(
         n_notes=nn,
         n_raters=nu,
     )
+
+
+def fit_final_kept(
+    matrix: RatingMatrix, keep: np.ndarray, pre: DiligencePrescoring, config: DiligenceConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``fit_final`` on the ratings ``keep`` (bool[R]) selects, read from the matrix as
+    ``fit_prescoring_kept`` reads them: the same (note intercept, note factor), bit for bit."""
+    keep = np.asarray(keep, dtype=np.bool_)
+    k = _kept(matrix, keep)
+    notes, raters, r, nn, nu = k.notes, k.raters, k.n_ratings, k.notes.shape[0], k.raters.shape[0]
+    c = config or DiligenceConfig()
+    pen = _penalty(
+        c, r, nn, nu,
+        note_loss_ratio=pre.n_ratings / max(pre.n_notes, 1),
+        rater_loss_ratio=pre.n_ratings / max(pre.n_raters, 1),
+    )  # fmt: skip
+
+    def take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(a[idx], nan=0.0)
+
+    p = LogisticMFParams(
+        note_factor=take(pre.note_factor, notes),
+        note_intercept=take(pre.note_intercept_round2, notes),
+        rater_factor=take(pre.rater_factor, raters),
+        rater_intercept=take(pre.rater_intercept_round2, raters),
+        rater_reputation=take(pre.rater_reputation, raters),
+        global_intercept=np.array([pre.global_intercepts[1]]),
+    )
+    sw = k.class_weights(c.pos_weight)
+    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_factor",), c.adam)
+    p.global_intercept = np.array([pre.global_intercepts[2]])
+    p.rater_intercept = take(pre.rater_intercept, raters)
+    k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
+    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_intercept",), c.adam)
+    return _scatter(matrix.n_notes, notes, p.note_intercept), _scatter(matrix.n_notes, notes, p.note_factor)
+
+
+@dataclass(frozen=True, eq=False)
+class _Kept:
+    """A selection's ratings in rater order, as both fits from the matrix hold them: ``notes`` /
+    ``raters`` (local → matrix index), ``positive`` bool[K] (the target), the shared layout."""
+
+    notes: np.ndarray
+    raters: np.ndarray
+    positive: np.ndarray
+    layout: RatingLayout
+
+    @property
+    def n_ratings(self) -> int:
+        return self.layout.n_ratings
+
+    def class_weights(self, pos_weight: float) -> np.ndarray:
+        """``rating_weights(…, pos_weight)`` then ``signed_weights``: two constants, ±w/R."""
+        r, pw = self.n_ratings, float(pos_weight)
+        return np.where(self.positive, -(pw / r), 1.0 / r)
+
+    def round3_weights(
+        self,
+        matrix: RatingMatrix,
+        keep: np.ndarray,
+        reputation: np.ndarray,
+        c: DiligenceConfig,
+        out: np.ndarray,
+    ) -> None:
+        """The last round's signed weights into ``out`` (rater order): ``rating_weights`` with the
+        reputation term and note normalization, the note totals summed in matrix order."""
+        nn = self.notes.shape[0]
+        pw3 = float(c.pos_weight * c.third_round_pos_multiplier)
+        per_rater = float(c.alpha) + np.maximum(reputation, 0.0) ** c.reputation_exp
+        norm = 1.0 + c.alpha
+        if c.third_round_note_norm_exp != 0.0:
+            totals = _note_totals_nb(
+                keep, matrix.note, matrix.rater, matrix.tags, np.uint32(_tag_mask()),
+                _local_map(self.notes, matrix.n_notes), _local_map(self.raters, matrix.n_raters),
+                per_rater, pw3, norm, nn,
+            )  # fmt: skip
+            per_note = (totals + 2.0**-20) ** c.third_round_note_norm_exp
+        else:
+            per_note = np.ones(nn)  # × 1.0: exact
+        lay = self.layout
+        _round3_weights_nb(
+            lay.rater_indptr,
+            lay.note,
+            self.positive,
+            per_rater,
+            per_note,
+            pw3,
+            norm,
+            float(lay.n_ratings),
+            out,
+        )
+
+
+def _kept(matrix: RatingMatrix, keep: np.ndarray) -> _Kept:
+    shape = problem_shape(matrix, keep)
+    notes, raters, indptr = shape["note_full"], shape["rater_full"], shape["rater_indptr"]
+    if int(indptr[-1]) == 0:
+        raise ScoringError("diligence: no ratings to fit")
+    note, tags = kept_by_rater(matrix, np.packbits(keep), notes, raters, indptr, matrix.tags)
+    positive = (tags & np.uint32(_tag_mask())) != 0
+    del tags
+    return _Kept(notes, raters, positive, grouped_layout(note, indptr, notes.shape[0]))
 
 
 def _local_map(full: np.ndarray, n: int) -> np.ndarray:

@@ -272,10 +272,7 @@ def _final_low_diligence(
     m = inputs.matrix
     if not _diligence_on(spec) or state.diligence is None or not final_keep.any():
         return np.full(m.n_notes, np.nan)
-    note_k, rater_k, tags_k = note_rater_tags(m, final_keep)
-    intercept, _ = D.fit_final(
-        note_k, rater_k, D.diligence_targets(tags_k), m.n_notes, m.n_raters, state.diligence
-    )
+    intercept, _ = D.fit_final_kept(m, final_keep, state.diligence)
     return intercept
 
 
