@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from bridgewatch.schema import TAG_BIT
 from bridgewatch.scoring.incorrect_filter import (
@@ -12,6 +13,7 @@ from bridgewatch.scoring.incorrect_filter import (
     incorrect_aggregates,
     incorrect_filter_flags,
     rater_incorrect_totals,
+    rater_incorrect_totals_kept,
 )
 
 INC = 1 << TAG_BIT["notHelpfulIncorrect"]
@@ -69,3 +71,28 @@ def test_flags_boundaries():
     assert not one(2, 3, 2.4999)
     assert not one(np.nan, np.nan, np.nan)
     assert one(2, 3, np.inf)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rater_totals_from_the_matrix_are_the_gathered_ones(seed):
+    """``rater_incorrect_totals_kept`` counts what ``rater_incorrect_totals`` counts on the
+    gathered ``rater[keep]``, ``tags[keep]``."""
+    from bridgewatch.io import matrix as M
+
+    rng = np.random.default_rng(seed)
+    r, n_notes, n_raters = 4000, 50, 300
+    m = M.build_rating_matrix(
+        note=rng.integers(0, n_notes, r).astype(np.int32),
+        rater=rng.integers(0, n_raters, r).astype(np.int32),
+        value=np.zeros(r, dtype=np.float32),
+        created_at=np.arange(r, dtype=np.int64),
+        tags=np.where(rng.random(r) < 0.4, rng.integers(0, 2**20, r), 0).astype(np.uint32),
+        population_sampled=np.zeros(r, dtype=bool),
+        note_ids=np.arange(n_notes, dtype=np.int64),
+        rater_ids=np.array([f"r{i}" for i in range(n_raters)], dtype=object),
+    )
+    keep = rng.random(r) < 0.7
+    old = rater_incorrect_totals(m.rater[keep], m.tags[keep], m.n_raters)
+    new = rater_incorrect_totals_kept(m, keep)
+    assert all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(old, new, strict=True))
+    assert new[0].sum() > 0 and (new[1] > new[0]).any()

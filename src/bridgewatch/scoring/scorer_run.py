@@ -26,7 +26,7 @@ from bridgewatch.scoring.incorrect_filter import (
     IncorrectAggregates,
     incorrect_aggregates,
     incorrect_filter_flags,
-    rater_incorrect_totals,
+    rater_incorrect_totals_kept,
 )
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.rating_pass import note_rater_tags
@@ -199,9 +199,7 @@ def prescore_scorer(
     )
     crh = (pre.provisional_status == Status.CRH) & pre_agg.present
     thresholds = tag_thresholds(pre_agg.adjusted_ratio[crh], tf.tag_percentile)
-    _, rater_2, tags_2 = note_rater_tags(m, round2)
-    inc_num, inc_total = rater_incorrect_totals(rater_2, tags_2, m.n_raters)
-    del rater_2, tags_2
+    inc_num, inc_total = rater_incorrect_totals_kept(m, round2)
     dil = None
     # The reference fits it on round 2's ratings: the count-filtered training ratings of the
     # raters above the helpfulness threshold (all of them for topic scorers).
