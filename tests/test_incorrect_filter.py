@@ -11,6 +11,7 @@ from bridgewatch.schema import TAG_BIT
 from bridgewatch.scoring.incorrect_filter import (
     IncorrectAggregates,
     incorrect_aggregates,
+    incorrect_aggregates_kept,
     incorrect_filter_flags,
     rater_incorrect_totals,
     rater_incorrect_totals_kept,
@@ -96,3 +97,35 @@ def test_rater_totals_from_the_matrix_are_the_gathered_ones(seed):
     new = rater_incorrect_totals_kept(m, keep)
     assert all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(old, new, strict=True))
     assert new[0].sum() > 0 and (new[1] > new[0]).any()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_aggregates_from_the_matrix_are_the_gathered_ones_to_the_bit(seed):
+    """``incorrect_aggregates_kept`` gives the bytes of ``incorrect_aggregates`` on the gathered
+    ratings, with NaN factors, raters without totals (0/0 → rate 0) and notes outside every interval."""
+    from bridgewatch.io import matrix as M
+
+    rng = np.random.default_rng(seed)
+    r, n_notes, n_raters = 6000, 80, 300
+    m = M.build_rating_matrix(
+        note=rng.integers(0, n_notes, r).astype(np.int32),
+        rater=rng.integers(0, n_raters, r).astype(np.int32),
+        value=np.zeros(r, dtype=np.float32),
+        created_at=np.arange(r, dtype=np.int64),
+        tags=np.where(rng.random(r) < 0.5, rng.integers(0, 2**20, r), 0).astype(np.uint32),
+        population_sampled=np.zeros(r, dtype=bool),
+        note_ids=np.arange(n_notes, dtype=np.int64),
+        rater_ids=np.array([f"r{i}" for i in range(n_raters)], dtype=object),
+    )
+    keep = rng.random(r) < 0.7
+    nf = rng.normal(scale=0.5, size=n_notes)
+    nf[::9] = np.nan
+    rf = rng.normal(scale=0.5, size=n_raters).astype(np.float32)
+    rf[::11] = np.nan
+    inc_num, inc_total = rater_incorrect_totals_kept(m, rng.random(r) < 0.5)
+    gathered = (m.note[keep], m.rater[keep], m.tags[keep])
+    old = incorrect_aggregates(*gathered, nf, rf, inc_num, inc_total, interval_half_width=0.25)
+    new = incorrect_aggregates_kept(m, keep, nf, rf, inc_num, inc_total, interval_half_width=0.25)
+    for name in ("incorrect", "voters", "p_incorrect", "tf_idf"):
+        assert getattr(new, name).tobytes() == getattr(old, name).tobytes(), name
+    assert np.isnan(new.voters).any() and (new.voters > 0).any() and (inc_total == 0).any()

@@ -23,7 +23,7 @@ from bridgewatch.scoring import gaussian as G
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.incorrect_filter import (
-    rater_incorrect_totals,
+    rater_incorrect_totals_kept,
 )
 from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
@@ -217,7 +217,7 @@ def run_gaussian(
     # The filters read the base scorer's prescoring: tag thresholds and incorrect-tag habits.
     base_scope, _ = scope_mask(inputs, base.spec)
     round2 = base_scope & helpful[m.rater]
-    inc_num, inc_total = rater_incorrect_totals(m.rater[round2], m.tags[round2], m.n_raters)
+    inc_num, inc_total = rater_incorrect_totals_kept(m, round2)
     thresholds = base.tag_thresholds
     agg, tag_flags, tag_names, inc, inc_flags = note_filters(
         m, keep, filter_factor, rf, thresholds, inc_num, inc_total, tf

@@ -116,6 +116,55 @@ def incorrect_aggregates(
     return IncorrectAggregates(incorrect=incorrect, voters=voters, p_incorrect=p, tf_idf=tf_idf)
 
 
+def incorrect_aggregates_kept(
+    matrix: RatingMatrix,
+    keep: np.ndarray,
+    note_factor: np.ndarray,
+    rater_factor: np.ndarray,
+    rater_incorrect: np.ndarray,
+    rater_total: np.ndarray,
+    *,
+    interval_half_width: float = 0.3,
+) -> IncorrectAggregates:
+    """``incorrect_aggregates`` over the ratings ``keep`` (bool[R]) selects, in one pass over the
+    matrix: the same aggregates bit for bit (counts are integers; the base rates are added per
+    note in rating order, the order ``np.bincount`` adds them in), nothing of length R."""
+    if np.shape(note_factor)[0] != matrix.n_notes:
+        raise ValueError("incorrect_aggregates: note_factor must cover the matrix's notes")
+    voters, incorrect, p = _incorrect_sums_nb(
+        np.asarray(keep, dtype=np.bool_), matrix.note, matrix.rater, matrix.tags,
+        np.clip(np.asarray(note_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP),
+        np.clip(np.asarray(rater_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP),
+        np.asarray(rater_incorrect, dtype=np.float64), np.asarray(rater_total, dtype=np.float64),
+        _NH_MASK, _INCORRECT_BIT, float(interval_half_width),
+    )  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tf_idf = incorrect / np.log(1.0 + p)
+    absent = voters == 0
+    for arr in (voters, incorrect, p, tf_idf):
+        arr[absent] = np.nan
+    return IncorrectAggregates(incorrect=incorrect, voters=voters, p_incorrect=p, tf_idf=tf_idf)
+
+
+@numba.njit(cache=True, error_model="numpy")  # x / 0 is inf or NaN, as in numpy
+def _incorrect_sums_nb(keep, note, rater, tags, fn, fu, rater_incorrect, rater_total, nh_mask, bit, width):
+    n_notes = fn.shape[0]
+    voters = np.zeros(n_notes)
+    incorrect = np.zeros(n_notes)
+    p = np.zeros(n_notes)
+    for i in range(keep.shape[0]):
+        if keep[i] and (tags[i] & nh_mask) != 0:
+            n, u = note[i], rater[i]
+            if abs(fu[u] - fn[n]) < width:  # NaN: False
+                voters[n] += 1.0
+                incorrect[n] += np.float64((tags[i] >> bit) & np.uint32(1))
+                rate = rater_incorrect[u] / rater_total[u]
+                if np.isnan(rate):
+                    rate = 0.0
+                p[n] += rate
+    return voters, incorrect, p
+
+
 def incorrect_filter_flags(
     agg: IncorrectAggregates, *, min_incorrect: int = 2, min_voters: int = 3, tf_idf_threshold: float = 2.5
 ) -> np.ndarray:

@@ -24,12 +24,11 @@ from bridgewatch.scoring.compact import expand_fields, pack_fields
 from bridgewatch.scoring.config import ScoringConfig, TagFilterConfig
 from bridgewatch.scoring.incorrect_filter import (
     IncorrectAggregates,
-    incorrect_aggregates,
+    incorrect_aggregates_kept,
     incorrect_filter_flags,
     rater_incorrect_totals_kept,
 )
 from bridgewatch.scoring.mf import MFParams
-from bridgewatch.scoring.rating_pass import note_rater_tags
 from bridgewatch.scoring.rescore import FIT_NAMES, ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
 from bridgewatch.scoring.scorer import (
@@ -48,7 +47,6 @@ from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.tag_filter import (
     TagAggregates,
-    note_tag_aggregates,
     note_tag_aggregates_kept,
     tag_filter_flags,
     tag_thresholds,
@@ -226,13 +224,10 @@ def note_filters(
     Returns (tag aggregates, tag flags, tag names, incorrect aggregates, incorrect flags); every
     scorer kind (MF and Gaussian) filters its notes this one way.
     """
-    note_k, rater_k, tags_k = note_rater_tags(m, keep)  # both filters read the same selection
-    agg = note_tag_aggregates(
-        note_k, rater_k, tags_k, factor, rf, normalization_percentile=tf.normalization_percentile
-    )
+    agg = note_tag_aggregates_kept(m, keep, factor, rf, normalization_percentile=tf.normalization_percentile)
     tag_flags, tag_names = tag_filter_flags(agg, thresholds, min_adjusted_total=tf.min_adjusted_total)
-    inc = incorrect_aggregates(
-        note_k, rater_k, tags_k, factor, rf, inc_num, inc_total,
+    inc = incorrect_aggregates_kept(
+        m, keep, factor, rf, inc_num, inc_total,
         interval_half_width=tf.incorrect_interval_half_width,
     )  # fmt: skip
     inc_flags = incorrect_filter_flags(
