@@ -33,6 +33,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
     LogisticMFParams,
+    Penalty,
     RatingLayout,
     compact,
     fit_adam,
@@ -307,6 +308,32 @@ def fit_prescoring_kept(
     )
 
 
+def _take_zeroed(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(a[idx], nan=0.0)
+
+
+def _final_start(
+    c: DiligenceConfig, pre: DiligencePrescoring, notes: np.ndarray, raters: np.ndarray, r: int
+) -> tuple[Penalty, LogisticMFParams]:
+    """Final scoring's penalties (loss-ratio form with prescoring's ratings per note and per
+    rater) and its start: prescoring's round-2 parameters of the ``notes`` and ``raters`` fitted
+    (NaN → 0), so both fit forms start from the same bits."""
+    pen = _penalty(
+        c, r, notes.shape[0], raters.shape[0],
+        note_loss_ratio=pre.n_ratings / max(pre.n_notes, 1),
+        rater_loss_ratio=pre.n_ratings / max(pre.n_raters, 1),
+    )  # fmt: skip
+    p = LogisticMFParams(
+        note_factor=_take_zeroed(pre.note_factor, notes),
+        note_intercept=_take_zeroed(pre.note_intercept_round2, notes),
+        rater_factor=_take_zeroed(pre.rater_factor, raters),
+        rater_intercept=_take_zeroed(pre.rater_intercept_round2, raters),
+        rater_reputation=_take_zeroed(pre.rater_reputation, raters),
+        global_intercept=np.array([pre.global_intercepts[1]]),
+    )
+    return pen, p
+
+
 def fit_final_kept(
     matrix: RatingMatrix, keep: np.ndarray, pre: DiligencePrescoring, config: DiligenceConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -314,29 +341,13 @@ def fit_final_kept(
     ``fit_prescoring_kept`` reads them: the same (note intercept, note factor), bit for bit."""
     keep = np.asarray(keep, dtype=np.bool_)
     k = _kept(matrix, keep)
-    notes, raters, r, nn, nu = k.notes, k.raters, k.n_ratings, k.notes.shape[0], k.raters.shape[0]
+    notes, raters = k.notes, k.raters
     c = config or DiligenceConfig()
-    pen = _penalty(
-        c, r, nn, nu,
-        note_loss_ratio=pre.n_ratings / max(pre.n_notes, 1),
-        rater_loss_ratio=pre.n_ratings / max(pre.n_raters, 1),
-    )  # fmt: skip
-
-    def take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return np.nan_to_num(a[idx], nan=0.0)
-
-    p = LogisticMFParams(
-        note_factor=take(pre.note_factor, notes),
-        note_intercept=take(pre.note_intercept_round2, notes),
-        rater_factor=take(pre.rater_factor, raters),
-        rater_intercept=take(pre.rater_intercept_round2, raters),
-        rater_reputation=take(pre.rater_reputation, raters),
-        global_intercept=np.array([pre.global_intercepts[1]]),
-    )
+    pen, p = _final_start(c, pre, notes, raters, k.n_ratings)
     sw = k.class_weights(c.pos_weight)
     p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_factor",), c.adam)
     p.global_intercept = np.array([pre.global_intercepts[2]])
-    p.rater_intercept = take(pre.rater_intercept, raters)
+    p.rater_intercept = _take_zeroed(pre.rater_intercept, raters)
     k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
     p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_intercept",), c.adam)
     return _scatter(matrix.n_notes, notes, p.note_intercept), _scatter(matrix.n_notes, notes, p.note_factor)
@@ -461,29 +472,13 @@ def fit_final(
     """
     notes, raters, ln, lr, target = _local_ratings(note, rater, target, n_notes, n_raters)
     c = config or DiligenceConfig()
-    r, nn, nu = ln.shape[0], notes.shape[0], raters.shape[0]
-    pen = _penalty(
-        c, r, nn, nu,
-        note_loss_ratio=pre.n_ratings / max(pre.n_notes, 1),
-        rater_loss_ratio=pre.n_ratings / max(pre.n_raters, 1),
-    )  # fmt: skip
-
-    def take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return np.nan_to_num(a[idx], nan=0.0)
-
-    p = LogisticMFParams(
-        note_factor=take(pre.note_factor, notes),
-        note_intercept=take(pre.note_intercept_round2, notes),
-        rater_factor=take(pre.rater_factor, raters),
-        rater_intercept=take(pre.rater_intercept_round2, raters),
-        rater_reputation=take(pre.rater_reputation, raters),
-        global_intercept=np.array([pre.global_intercepts[1]]),
-    )
+    nn, nu = notes.shape[0], raters.shape[0]
+    pen, p = _final_start(c, pre, notes, raters, ln.shape[0])
     lay = layout(ln, lr, nn, nu)
     w2 = rating_weights(ln, target, c.pos_weight)
     p, _, _ = fit_adam(ln, lr, target, w2, p, pen, ("note_factor",), c.adam, prepared=lay)
     p.global_intercept = np.array([pre.global_intercepts[2]])
-    p.rater_intercept = take(pre.rater_intercept, raters)
+    p.rater_intercept = _take_zeroed(pre.rater_intercept, raters)
     w3 = rating_weights(
         ln, target, c.pos_weight * c.third_round_pos_multiplier,
         reputation=np.maximum(p.rater_reputation, 0.0)[lr], reputation_exp=c.reputation_exp,

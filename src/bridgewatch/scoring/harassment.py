@@ -30,6 +30,7 @@ from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
     LogisticMFParams,
+    Penalty,
     compact,
     fit_adam,
     fit_adam_signed,
@@ -107,6 +108,33 @@ class HarassmentResult:
     positive_rate: float
 
 
+_TRAINABLE = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
+
+
+def _start(
+    c: HarassmentConfig,
+    r: int,
+    notes: np.ndarray,
+    raters: np.ndarray,
+    note_factor_init: np.ndarray | None,
+    rater_factor_init: np.ndarray | None,
+) -> tuple[Penalty, LogisticMFParams]:
+    """The model's penalties for ``r`` ratings of ``notes`` × ``raters`` and its start (zeros,
+    reputation 1, factors from the helpfulness model scaled down): both fit forms share it."""
+    pen = penalty(
+        n_ratings=r, n_notes=notes.shape[0], n_raters=raters.shape[0],
+        note_factor=c.note_factor_lambda, note_intercept=c.note_intercept_lambda,
+        rater_factor=c.rater_factor_lambda, rater_intercept=c.rater_intercept_lambda,
+        global_intercept=c.global_intercept_lambda,
+    )  # fmt: skip
+    init = LogisticMFParams.zeros(notes.shape[0], raters.shape[0], reputation=1.0)
+    if note_factor_init is not None:
+        init.note_factor = c.init_factor_scale * np.nan_to_num(np.asarray(note_factor_init, float)[notes])
+    if rater_factor_init is not None:
+        init.rater_factor = c.init_factor_scale * np.nan_to_num(np.asarray(rater_factor_init, float)[raters])
+    return pen, init
+
+
 def fit_tag_consensus(
     note: np.ndarray,
     rater: np.ndarray,
@@ -149,19 +177,8 @@ def fit_tag_consensus(
     notes, ln = compact(note[keep], n_notes)
     raters, lr = compact(rater[keep], n_raters)
     weight = np.where(y == 1.0, (1.0 - rate) / rate, 1.0)
-    pen = penalty(
-        n_ratings=y.shape[0], n_notes=notes.shape[0], n_raters=raters.shape[0],
-        note_factor=c.note_factor_lambda, note_intercept=c.note_intercept_lambda,
-        rater_factor=c.rater_factor_lambda, rater_intercept=c.rater_intercept_lambda,
-        global_intercept=c.global_intercept_lambda,
-    )  # fmt: skip
-    init = LogisticMFParams.zeros(notes.shape[0], raters.shape[0], reputation=1.0)
-    if note_factor_init is not None:
-        init.note_factor = c.init_factor_scale * np.nan_to_num(np.asarray(note_factor_init, float)[notes])
-    if rater_factor_init is not None:
-        init.rater_factor = c.init_factor_scale * np.nan_to_num(np.asarray(rater_factor_init, float)[raters])
-    trainable = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam(ln, lr, y, weight, init, pen, trainable, c.adam)
+    pen, init = _start(c, y.shape[0], notes, raters, note_factor_init, rater_factor_init)
+    p, _, _ = fit_adam(ln, lr, y, weight, init, pen, _TRAINABLE, c.adam)
     out = HarassmentResult(
         np.full(n_notes, np.nan), np.full(n_notes, np.nan), np.full(n_raters, np.nan),
         np.full(n_raters, np.nan), float(p.global_intercept[0]), rate,
@@ -220,19 +237,8 @@ def fit_tag_consensus_kept(
     lay = grouped_layout(note, indptr, notes.shape[0])
     sw = np.where(positive, -(((1.0 - rate) / rate) / r), 1.0 / r)  # weights ÷ R, negated on 1s
     del positive
-    pen = penalty(
-        n_ratings=r, n_notes=notes.shape[0], n_raters=raters.shape[0],
-        note_factor=c.note_factor_lambda, note_intercept=c.note_intercept_lambda,
-        rater_factor=c.rater_factor_lambda, rater_intercept=c.rater_intercept_lambda,
-        global_intercept=c.global_intercept_lambda,
-    )  # fmt: skip
-    init = LogisticMFParams.zeros(notes.shape[0], raters.shape[0], reputation=1.0)
-    if note_factor_init is not None:
-        init.note_factor = c.init_factor_scale * np.nan_to_num(np.asarray(note_factor_init, float)[notes])
-    if rater_factor_init is not None:
-        init.rater_factor = c.init_factor_scale * np.nan_to_num(np.asarray(rater_factor_init, float)[raters])
-    trainable = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam_signed(lay, sw, init, pen, trainable, c.adam)
+    pen, init = _start(c, r, notes, raters, note_factor_init, rater_factor_init)
+    p, _, _ = fit_adam_signed(lay, sw, init, pen, _TRAINABLE, c.adam)
     out = HarassmentResult(
         np.full(n_notes, np.nan), np.full(n_notes, np.nan), np.full(n_raters, np.nan),
         np.full(n_raters, np.nan), float(p.global_intercept[0]), rate,
