@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numba
 import numpy as np
 import pytest
 
@@ -43,19 +42,9 @@ def _keep(rng: np.random.Generator, m: M.RatingMatrix, share: float) -> np.ndarr
     return keep
 
 
-@pytest.fixture(params=[1, 2], ids=["serial", "parallel-2threads"])
-def threads(request, monkeypatch):
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
-    if request.param > 1:
-        monkeypatch.setattr(RP, "PARALLEL_FROM", 0)
-    yield
-    numba.set_num_threads(before)
-
-
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("share", [0.05, 0.6, 1.0])
-def test_layout_read_from_the_matrix_is_the_compact_arrays_layout(threads, seed: int, share: float):
+def test_layout_read_from_the_matrix_is_the_compact_arrays_layout(pass_threads, seed: int, share: float):
     rng = np.random.default_rng(seed)
     m = _matrix(rng, 5000, 50, 400)
     keep = _keep(rng, m, share)
@@ -119,7 +108,7 @@ def _old_fit(p, config: MFConfig, init, torch_init):
 
 
 @pytest.mark.parametrize("cold", [False, True], ids=["warm", "torch-cold"])
-def test_adam_fit_from_the_matrix_pins_the_old_fits_bytes(threads, cold: bool):
+def test_adam_fit_from_the_matrix_pins_the_old_fits_bytes(pass_threads, cold: bool):
     rng = np.random.default_rng(11)
     m = _matrix(rng, 8000, 80, 500)
     keep = _keep(rng, m, 0.8)

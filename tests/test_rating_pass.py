@@ -7,7 +7,6 @@ comparisons are exact (bytes, not tolerances), in the serial forms and in the pa
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 
@@ -81,20 +80,9 @@ def _penalty_numpy(m, keep, score, config):
     return np.bincount(m.rater[hit], weights=per[hit], minlength=m.n_raters)
 
 
-@pytest.fixture(params=[1, 2], ids=["serial", "parallel-2threads"])
-def threads(request, monkeypatch):
-    """The serial forms on one thread; the parallel forms (forced at any size) on two."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
-    if request.param > 1:
-        monkeypatch.setattr(RP, "PARALLEL_FROM", 0)
-    yield
-    numba.set_num_threads(before)
-
-
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
-def test_counts_and_count_filter_match_bincount(threads, seed: int, share: float):
+def test_counts_and_count_filter_match_bincount(pass_threads, seed: int, share: float):
     rng = np.random.default_rng(seed)
     m = _matrix(rng, 4000, 60, 300)
     keep = rng.random(m.n_ratings) < share
@@ -108,7 +96,7 @@ def test_counts_and_count_filter_match_bincount(threads, seed: int, share: float
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("share", [0.0, 0.02, 0.6, 1.0])
-def test_compact_problem_matches_the_numpy_build(threads, seed: int, share: float):
+def test_compact_problem_matches_the_numpy_build(pass_threads, seed: int, share: float):
     rng = np.random.default_rng(seed)
     m = _matrix(rng, 3000, 40, 150)
     keep = rng.random(m.n_ratings) < share
@@ -141,7 +129,7 @@ def test_compact_problem_matches_the_numpy_build(threads, seed: int, share: floa
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_valid_ratings_and_their_rater_counts_match_the_numpy_form(threads, seed: int):
+def test_valid_ratings_and_their_rater_counts_match_the_numpy_form(pass_threads, seed: int):
     rng = np.random.default_rng(seed)
     m = _matrix(rng, 5000, 50, 120)
     config = HelpfulnessConfig()
@@ -165,7 +153,7 @@ def test_valid_ratings_and_their_rater_counts_match_the_numpy_form(threads, seed
 
 @pytest.mark.parametrize("multiply", [True, False])
 @pytest.mark.parametrize("seed", range(3))
-def test_harassment_penalty_is_bincount_to_the_bit(threads, seed: int, multiply: bool):
+def test_harassment_penalty_is_bincount_to_the_bit(pass_threads, seed: int, multiply: bool):
     rng = np.random.default_rng(seed)
     m = _matrix(rng, 6000, 40, 90)
     config = HelpfulnessConfig(multiply_penalty_by_score=multiply)
@@ -178,7 +166,7 @@ def test_harassment_penalty_is_bincount_to_the_bit(threads, seed: int, multiply:
 
 
 @pytest.mark.parametrize("share", [0.0, 0.4, 1.0])
-def test_note_rater_tags_is_the_three_boolean_selections(threads, share: float):
+def test_note_rater_tags_is_the_three_boolean_selections(pass_threads, share: float):
     rng = np.random.default_rng(7)
     m = _matrix(rng, 5000, 30, 100)
     keep = rng.random(m.n_ratings) < share
