@@ -188,20 +188,24 @@ def test_drop_captured_out_blanks_only_the_model_columns_of_dropped_notes() -> N
     rng = np.random.default_rng(1)
     model = ["Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
              "InterceptPopulationSampled", "InterceptMin", "InterceptMax"]  # fmt: skip
-    final = pd.DataFrame({"noteId": np.arange(n, dtype=np.int64) + 10})
+    final = {"noteId": np.arange(n, dtype=np.int64) + 10}
     for name in model:
         final[f"{p}Note{name}"] = rng.normal(size=n)
     final[f"{p}NumFinalRoundRatings"] = np.arange(n, dtype=np.float64)
     final["numRatings"] = np.arange(n, dtype=np.int64)
+    before = {k: v.copy() for k, v in final.items()}
     drop = np.array([True, False, False, True, False, False])
-    want = final.copy()  # the form it replaced: a copy, then each column set
+    want = pd.DataFrame(final)  # the form it replaced: a frame's copy, then each column set
     for name in model:
         col = f"{p}Note{name}"
         want[col] = np.where(drop, np.nan, want[col].to_numpy(np.float64))
     got = drop_captured_out(final, drop, spec)
-    pd.testing.assert_frame_equal(got, want, check_exact=True)
-    assert got is not final and final[f"{p}NoteIntercept"].notna().all()  # the input is untouched
-    pd.testing.assert_frame_equal(drop_captured_out(final, np.zeros(n, dtype=bool), spec), final)
+    pd.testing.assert_frame_equal(pd.DataFrame(got), want, check_exact=True)
+    assert list(got) == list(final)  # the columns keep their order
+    for name, values in before.items():  # the input is untouched
+        np.testing.assert_array_equal(final[name], values)
+    pd.testing.assert_frame_equal(pd.DataFrame(drop_captured_out(final, np.zeros(n, dtype=bool), spec)),
+                                  pd.DataFrame(final))  # fmt: skip
 
 
 def test_is_not_misleading_is_computed_once_and_read_only() -> None:
