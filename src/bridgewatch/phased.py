@@ -246,7 +246,7 @@ def final_phase(
 
     def save() -> None:
         for name, frame in frames.items():
-            write_table(frame, state_dir, _stem(name))
+            write_table(frame, state_dir, _stem(name), output=True)
             write_text(texts[name], state_dir, name)
         write_table(notes, state_dir, "notes")
         if fits is not None:
