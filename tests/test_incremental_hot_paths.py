@@ -244,3 +244,63 @@ def test_a_run_freezes_the_older_objects_only_while_it_runs() -> None:
         assert 0 < seen[-1] <= held and 0 < gc.get_freeze_count() <= held
     finally:
         gc.unfreeze()
+
+
+def _reused_fits_groupby(table, note_ids, partial, high_flipped=None):
+    """``rescore.reused_fits`` as it was: one groupby group (and column reads) per scorer."""
+    out = {}
+    index = pd.Index(np.asarray(note_ids, dtype=np.int64))
+    for name, rows in table.groupby("scorer", sort=True):
+        pos = index.get_indexer(rows["noteId"].to_numpy(np.int64))
+        ok = pos >= 0
+        values = {}
+        for f in RS.FIT_NAMES:
+            if f not in rows.columns:
+                continue
+            v = np.full(index.shape[0], np.nan)
+            v[pos[ok]] = rows[f].to_numpy(np.float64)[ok]
+            values[f] = v
+        out[str(name)] = RS.ReusedFits(partial, values, high_flipped)
+    return out
+
+
+@pytest.mark.parametrize("optional", [True, False])
+def test_reused_fits_equals_the_groupby_form(optional: bool) -> None:
+    rng = np.random.default_rng(4)
+    n_rows = 400
+    table = pd.DataFrame(
+        {
+            "scorer": rng.choice(
+                np.array(["MFGroupScorer_2", "MFCoreScorer", "GaussianScorer"], dtype=object), n_rows
+            ),
+            "noteId": rng.integers(0, 90, n_rows).astype(np.int64),  # some absent from the notes below
+        }
+    )
+    for f in RS.FIT_NAMES:
+        if optional or f not in RS.OPTIONAL_FITS:
+            table[f] = np.where(rng.random(n_rows) < 0.2, np.nan, rng.normal(size=n_rows))
+    note_ids = np.arange(0, 80, dtype=np.int64)
+    partial = rng.random(80) < 0.5
+    flipped = rng.random(30) < 0.3
+    got = RS.reused_fits(table, note_ids, partial, high_flipped=flipped)
+    want = _reused_fits_groupby(table, note_ids, partial, flipped)
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].fixed is partial and got[name].high_flipped is flipped
+        assert list(got[name].values) == list(want[name].values)
+        for f, v in want[name].values.items():
+            np.testing.assert_array_equal(got[name].values[f], v)
+    assert RS.reused_fits(table.iloc[:0], note_ids, partial) == {}
+
+
+def test_merge_rows_casts_the_previous_rows_to_the_new_dtypes() -> None:
+    new = pd.DataFrame({"noteId": np.array([3, 1], dtype=np.int64),
+                        "x": np.array([0.5, 1.5], dtype=np.float32),
+                        "n": pd.array([7, None], dtype="Int64")})  # fmt: skip
+    previous = pd.DataFrame({"noteId": np.array([1, 2, 4], dtype=np.int64), "n": np.array([1.0, 2.0, 3.0]),
+                             "x": np.array([9.0, 8.0, 7.0])})  # fmt: skip
+    got = RS.merge_rows(new, previous, np.array([3], dtype=np.int64), universe=np.array([1, 2, 3]))
+    assert list(got.columns) == ["noteId", "x", "n"] and (got.dtypes == new.dtypes).all()
+    assert got["noteId"].tolist() == [1, 2, 3]
+    np.testing.assert_array_equal(got["x"].to_numpy(), np.array([9.0, 8.0, 0.5], dtype=np.float32))
+    assert got["n"].tolist() == [1, 2, 7]

@@ -266,7 +266,8 @@ def merge_rows(
     take_prev = ids[~np.isin(ids, rescored) & np.isin(ids, previous[key].to_numpy())]
     old = previous[previous[key].isin(take_prev)]
     old = old[list(new.columns)]
-    cast = {c: t for c, t in new.dtypes.items() if old[c].dtype != t}
+    # (the dtypes side by side: reading each of ~100 columns back as a Series cost more than the rest)
+    cast = {c: t for (c, t), was in zip(new.dtypes.items(), old.dtypes, strict=True) if was != t}
     old = old.astype(cast) if cast else old
     merged = pd.concat([new[~new[key].isin(take_prev)], old], ignore_index=True)
     return merged.sort_values(key, kind="stable").reset_index(drop=True)
@@ -336,15 +337,23 @@ def reused_fits(
     partial = np.asarray(partial, dtype=bool)
     out: dict[str, ReusedFits] = {}
     index = pd.Index(np.asarray(note_ids, dtype=np.int64))
-    for name, rows in table.groupby("scorer", sort=True):
-        pos = index.get_indexer(rows["noteId"].to_numpy(np.int64))
-        ok = pos >= 0
+    if table.empty:
+        return out
+    # Each column read once, then sliced per scorer (a groupby read every column of every
+    # scorer's group as a Series: ~250 reads, a fixed cost of each incremental run).
+    names = table["scorer"].to_numpy(dtype=object).astype(str)
+    scorers, group = np.unique(names, return_inverse=True)  # sorted, as groupby's keys
+    pos = index.get_indexer(table["noteId"].to_numpy(np.int64))
+    columns = {f: table[f].to_numpy(np.float64) for f in FIT_NAMES if f in table.columns}
+    order = np.argsort(group, kind="stable")  # each scorer's rows in table order
+    bounds = np.searchsorted(group[order], np.arange(scorers.shape[0] + 1))
+    for k, name in enumerate(scorers.tolist()):
+        rows = order[bounds[k] : bounds[k + 1]]
+        rows = rows[pos[rows] >= 0]
         values = {}
-        for f in FIT_NAMES:
-            if f not in rows.columns:  # an OPTIONAL_FITS name an older state lacks
-                continue
+        for f, column in columns.items():  # an OPTIONAL_FITS name an older state lacks is absent
             v = np.full(index.shape[0], np.nan)
-            v[pos[ok]] = rows[f].to_numpy(np.float64)[ok]
+            v[pos[rows]] = column[rows]
             values[f] = v
-        out[str(name)] = ReusedFits(partial, values, high_flipped)
+        out[name] = ReusedFits(partial, values, high_flipped)
     return out
