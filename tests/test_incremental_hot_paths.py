@@ -304,3 +304,39 @@ def test_merge_rows_casts_the_previous_rows_to_the_new_dtypes() -> None:
     assert got["noteId"].tolist() == [1, 2, 3]
     np.testing.assert_array_equal(got["x"].to_numpy(), np.array([9.0, 8.0, 0.5], dtype=np.float32))
     assert got["n"].tolist() == [1, 2, 7]
+
+
+def _rater_changes_reindex(previous: pd.DataFrame, current: pd.DataFrame):
+    """``rescore.rater_changes`` as it was: a reindex of the previous table by id."""
+    old = previous.drop_duplicates(subset=["raterParticipantId"]).set_index("raterParticipantId")
+    old = old.reindex(current["raterParticipantId"].to_numpy(dtype=object))
+    high = old["highVolume"].fillna(False).to_numpy(bool) != current["highVolume"].to_numpy(bool)
+    group = old["group"].fillna(-2).to_numpy(np.int64) != current["group"].to_numpy(np.int64)
+    return group, high & ~group
+
+
+def test_rater_changes_equal_the_reindex_form() -> None:
+    rng = np.random.default_rng(8)
+    ids = np.array([f"r{i:05d}" for i in range(300)], dtype=object)
+    previous = pd.DataFrame(
+        {
+            "raterParticipantId": np.r_[ids[:250], ids[10:20]],  # duplicates: the first row counts
+            "highVolume": rng.random(260) < 0.3,
+            "group": rng.integers(-1, 5, 260).astype(np.int32),
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "raterParticipantId": ids[rng.permutation(300)],  # 50 new raters, another order
+            "highVolume": rng.random(300) < 0.3,
+            "group": rng.integers(-1, 5, 300).astype(np.int32),
+        }
+    )
+    for prev in (previous, previous.astype({"raterParticipantId": "str"})):
+        got, want = RS.rater_changes(prev, current), _rater_changes_reindex(prev, current)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert got[0].any() and got[1].any() and not got[0].all()
+    np.testing.assert_array_equal(
+        RS.first_positions(pd.Series(["a", "b", "a"]), pd.Series(["a", "c", "b"])), [0, -1, 1]
+    )

@@ -111,9 +111,12 @@ def prescore_phase(
 
 
 def _rater_table(inputs: ScoringInputs) -> pd.DataFrame:
+    ids = np.asarray(inputs.matrix.rater_ids, dtype=object)
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":  # (text ids go in as they are)
+        ids = ids.astype(str)
     return pd.DataFrame(
         {
-            "raterParticipantId": np.asarray(inputs.matrix.rater_ids, dtype=object).astype(str),
+            "raterParticipantId": ids,
             "highVolume": inputs.high_volume.astype(bool),
             "group": inputs.rater_group.astype(np.int32),
         }

