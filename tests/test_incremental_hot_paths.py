@@ -340,3 +340,19 @@ def test_rater_changes_equal_the_reindex_form() -> None:
     np.testing.assert_array_equal(
         RS.first_positions(pd.Series(["a", "b", "a"]), pd.Series(["a", "c", "b"])), [0, -1, 1]
     )
+
+
+def test_remap_index_of_text_ids_equals_the_pandas_lookup() -> None:
+    from bridgewatch.scoring.phases import _index
+
+    rng = np.random.default_rng(9)
+    space = np.array(sorted(f"p{i:04d}" for i in rng.choice(5000, 400, replace=False)), dtype=object)
+    ids = np.r_[space[rng.permutation(400)][:350], np.array(["new1", "new2"], dtype=object)]
+    want = pd.Index(space).get_indexer(ids)
+    got = _index(space, ids)
+    assert got.dtype == np.int64 and (got < 0).sum() == 2
+    np.testing.assert_array_equal(got, want)
+    notes = np.arange(10, dtype=np.int64) * 3
+    np.testing.assert_array_equal(_index(notes, np.array([3, 4, 27])), [1, -1, 9])  # int ids as before
+    mixed = np.array([1, "p"], dtype=object)  # not all text: the pandas lookup
+    np.testing.assert_array_equal(_index(space, mixed), pd.Index(space).get_indexer(mixed))
