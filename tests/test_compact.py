@@ -138,8 +138,11 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
     pairs = []
     real = A.kept_for_outputs
 
-    def record(run):
-        kept = real(run)
+    def record(run, prescoring=None):
+        kept = real(run, prescoring)
+        if prescoring is not None:  # an MF scorer keeps the packed state it was scored on
+            assert kept.pre is prescoring.pre and kept.diligence is prescoring.diligence
+            assert isinstance(kept.pre.params.note_intercept, Packed)
         pairs.append((run, kept))
         return kept
 

@@ -283,7 +283,7 @@ def _final(
             runs[name] = clock.phase(
                 f"final {name}",
                 lambda state=state, name=name: A.kept_for_outputs(
-                    final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
+                    final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name)), state
                 ),
             )
         elif name in derived:
