@@ -304,15 +304,16 @@ def kept_for_outputs(run: ScorerRun, prescoring: ScorerPrescore | None = None) -
     per-note frame, fits and low-diligence intercepts are kept compact (``compact``): only the
     notes a scorer fits hold values, expanded column by column as the outputs are assembled; its
     prescoring (``pre``, ``diligence``) is packed likewise (``scorer_run.pack_prescore``), unless
-    the caller passes the ``prescoring`` state the run was scored on, as it keeps it (packed by a
-    one-process run; as read by a final phase, which holds it whole anyway): the run keeps that
-    state's (the same values) instead of packing its own copy (~1% of an incremental run).
+    the caller passes the ``prescoring`` state the run was scored on (a Gaussian run: its base
+    scorer's), as it keeps it (packed by a one-process run; as read by a final phase, which holds
+    it whole anyway): the run keeps that state's (the same values) instead of packing its own
+    copy (~1% of an incremental run).
     """
     fits = None if run.fits is None else {k: compact(v) for k, v in run.fits.items()}
     if prescoring is None:
         pre, dil = pack_prescore(run.pre), None if run.diligence is None else pack_prescore(run.diligence)
     else:
-        pre, dil = prescoring.pre, prescoring.diligence
+        pre, dil = prescoring.pre, None if run.diligence is None else prescoring.diligence
     kept = dataclasses.replace(
         run, final=compact_frame(run.final), fits=fits, low_diligence=compact(run.low_diligence),
         pre=pre, diligence=dil,

@@ -293,7 +293,8 @@ def _final(
                     lambda spec=derived[name]: A.kept_for_outputs(
                         run_derived(
                             inputs, spec, config, prev, runs, engine=engine, reuse=reuse.get(spec.name)
-                        )
+                        ),
+                        pre.scorers.get(spec.prescoring or ""),
                     ),
                 )
             except ScoringError:
