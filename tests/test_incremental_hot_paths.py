@@ -337,9 +337,6 @@ def test_rater_changes_equal_the_reindex_form() -> None:
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
         assert got[0].any() and got[1].any() and not got[0].all()
-    np.testing.assert_array_equal(
-        RS.first_positions(pd.Series(["a", "b", "a"]), pd.Series(["a", "c", "b"])), [0, -1, 1]
-    )
 
 
 def test_remap_index_of_text_ids_equals_the_pandas_lookup() -> None:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bridgewatch.io.matrix import first_positions
 from bridgewatch.scoring.compact import expand
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
-from bridgewatch.scoring.rescore import first_positions
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer_run import ScorerPrescore
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec
@@ -142,14 +142,14 @@ def remap_prescoring(pre: Prescoring, note_ids: np.ndarray, rater_ids: np.ndarra
 
 def _index(space: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """int64 position of each of ``ids`` in ``space`` (unique; -1 absent); text ids (raters)
-    through ``rescore.first_positions``, which hashes them without a Python object each."""
+    through ``io.matrix.first_positions``, which hashes them without a Python object each."""
 
     def text(a: np.ndarray) -> bool:
         return a.dtype == object and pd.api.types.infer_dtype(a, skipna=False) == "string"
 
     ids = np.asarray(ids)
     if text(space) and text(ids):
-        return first_positions(pd.Series(space, dtype=object), pd.Series(ids, dtype=object))
+        return first_positions(space, ids)
     return pd.Index(space).get_indexer(np.asarray(ids, dtype=space.dtype)).astype(np.int64)
 
 
