@@ -279,6 +279,7 @@ def test_reused_fits_equals_the_groupby_form(optional: bool) -> None:
     for f in RS.FIT_NAMES:
         if optional or f not in RS.OPTIONAL_FITS:
             table[f] = np.where(rng.random(n_rows) < 0.2, np.nan, rng.normal(size=n_rows))
+    table.loc[[3, 7], "scorer"] = None  # no scorer: in no group
     note_ids = np.arange(0, 80, dtype=np.int64)
     partial = rng.random(80) < 0.5
     flipped = rng.random(30) < 0.3

@@ -344,13 +344,12 @@ def reused_fits(
         return out
     # Each column read once, then sliced per scorer (a groupby read every column of every
     # scorer's group as a Series: ~250 reads, a fixed cost of each incremental run).
-    names = table["scorer"].to_numpy(dtype=object).astype(str)
-    scorers, group = np.unique(names, return_inverse=True)  # sorted, as groupby's keys
+    group, scorers = pd.factorize(table["scorer"], sort=True)  # as groupby's keys (codes)
     pos = index.get_indexer(table["noteId"].to_numpy(np.int64))
     columns = {f: table[f].to_numpy(np.float64) for f in FIT_NAMES if f in table.columns}
     order = np.argsort(group, kind="stable")  # each scorer's rows in table order
     bounds = np.searchsorted(group[order], np.arange(scorers.shape[0] + 1))
-    for k, name in enumerate(scorers.tolist()):
+    for k, name in enumerate(map(str, scorers)):
         rows = order[bounds[k] : bounds[k + 1]]
         rows = rows[pos[rows] >= 0]
         values = {}
