@@ -136,16 +136,21 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
     """Every run of a real pipeline, as kept for the outputs, expands to its full arrays; the
     small-scope scorers keep less than their full size."""
     pairs = []
+    gaussians: list[bool] = []
     real = A.kept_for_outputs
 
-    def record(run):
-        kept = real(run)
+    def record(run, prescoring=None):
+        kept = real(run, prescoring)
+        if prescoring is not None:  # a run keeps the packed state it was scored on (Gaussian: its base's)
+            assert kept.pre is prescoring.pre and isinstance(kept.pre.params.note_intercept, Packed)
+            assert kept.diligence is (None if run.diligence is None else prescoring.diligence)
+            gaussians.append(run.spec.kernel == "gaussian")
         pairs.append((run, kept))
         return kept
 
     monkeypatch.setattr(A, "kept_for_outputs", record)
     pipeline.score_dataset(dataset, epoch_millis=EPOCH)
-    assert len(pairs) > 4
+    assert len(pairs) > 4 and any(gaussians) and not all(gaussians)
     shrunk = 0
     for full, kept in pairs:
         name = full.spec.name

@@ -188,20 +188,24 @@ def test_drop_captured_out_blanks_only_the_model_columns_of_dropped_notes() -> N
     rng = np.random.default_rng(1)
     model = ["Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
              "InterceptPopulationSampled", "InterceptMin", "InterceptMax"]  # fmt: skip
-    final = pd.DataFrame({"noteId": np.arange(n, dtype=np.int64) + 10})
+    final = {"noteId": np.arange(n, dtype=np.int64) + 10}
     for name in model:
         final[f"{p}Note{name}"] = rng.normal(size=n)
     final[f"{p}NumFinalRoundRatings"] = np.arange(n, dtype=np.float64)
     final["numRatings"] = np.arange(n, dtype=np.int64)
+    before = {k: v.copy() for k, v in final.items()}
     drop = np.array([True, False, False, True, False, False])
-    want = final.copy()  # the form it replaced: a copy, then each column set
+    want = pd.DataFrame(final)  # the form it replaced: a frame's copy, then each column set
     for name in model:
         col = f"{p}Note{name}"
         want[col] = np.where(drop, np.nan, want[col].to_numpy(np.float64))
     got = drop_captured_out(final, drop, spec)
-    pd.testing.assert_frame_equal(got, want, check_exact=True)
-    assert got is not final and final[f"{p}NoteIntercept"].notna().all()  # the input is untouched
-    pd.testing.assert_frame_equal(drop_captured_out(final, np.zeros(n, dtype=bool), spec), final)
+    pd.testing.assert_frame_equal(pd.DataFrame(got), want, check_exact=True)
+    assert list(got) == list(final)  # the columns keep their order
+    for name, values in before.items():  # the input is untouched
+        np.testing.assert_array_equal(final[name], values)
+    pd.testing.assert_frame_equal(pd.DataFrame(drop_captured_out(final, np.zeros(n, dtype=bool), spec)),
+                                  pd.DataFrame(final))  # fmt: skip
 
 
 def test_is_not_misleading_is_computed_once_and_read_only() -> None:
@@ -240,3 +244,113 @@ def test_a_run_freezes_the_older_objects_only_while_it_runs() -> None:
         assert 0 < seen[-1] <= held and 0 < gc.get_freeze_count() <= held
     finally:
         gc.unfreeze()
+
+
+def _reused_fits_groupby(table, note_ids, partial, high_flipped=None):
+    """``rescore.reused_fits`` as it was: one groupby group (and column reads) per scorer."""
+    out = {}
+    index = pd.Index(np.asarray(note_ids, dtype=np.int64))
+    for name, rows in table.groupby("scorer", sort=True):
+        pos = index.get_indexer(rows["noteId"].to_numpy(np.int64))
+        ok = pos >= 0
+        values = {}
+        for f in RS.FIT_NAMES:
+            if f not in rows.columns:
+                continue
+            v = np.full(index.shape[0], np.nan)
+            v[pos[ok]] = rows[f].to_numpy(np.float64)[ok]
+            values[f] = v
+        out[str(name)] = RS.ReusedFits(partial, values, high_flipped)
+    return out
+
+
+@pytest.mark.parametrize("optional", [True, False])
+def test_reused_fits_equals_the_groupby_form(optional: bool) -> None:
+    rng = np.random.default_rng(4)
+    n_rows = 400
+    table = pd.DataFrame(
+        {
+            "scorer": rng.choice(
+                np.array(["MFGroupScorer_2", "MFCoreScorer", "GaussianScorer"], dtype=object), n_rows
+            ),
+            "noteId": rng.integers(0, 90, n_rows).astype(np.int64),  # some absent from the notes below
+        }
+    )
+    for f in RS.FIT_NAMES:
+        if optional or f not in RS.OPTIONAL_FITS:
+            table[f] = np.where(rng.random(n_rows) < 0.2, np.nan, rng.normal(size=n_rows))
+    table.loc[[3, 7], "scorer"] = None  # no scorer: in no group
+    note_ids = np.arange(0, 80, dtype=np.int64)
+    partial = rng.random(80) < 0.5
+    flipped = rng.random(30) < 0.3
+    got = RS.reused_fits(table, note_ids, partial, high_flipped=flipped)
+    want = _reused_fits_groupby(table, note_ids, partial, flipped)
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].fixed is partial and got[name].high_flipped is flipped
+        assert list(got[name].values) == list(want[name].values)
+        for f, v in want[name].values.items():
+            np.testing.assert_array_equal(got[name].values[f], v)
+    assert RS.reused_fits(table.iloc[:0], note_ids, partial) == {}
+
+
+def test_merge_rows_casts_the_previous_rows_to_the_new_dtypes() -> None:
+    new = pd.DataFrame({"noteId": np.array([3, 1], dtype=np.int64),
+                        "x": np.array([0.5, 1.5], dtype=np.float32),
+                        "n": pd.array([7, None], dtype="Int64")})  # fmt: skip
+    previous = pd.DataFrame({"noteId": np.array([1, 2, 4], dtype=np.int64), "n": np.array([1.0, 2.0, 3.0]),
+                             "x": np.array([9.0, 8.0, 7.0])})  # fmt: skip
+    got = RS.merge_rows(new, previous, np.array([3], dtype=np.int64), universe=np.array([1, 2, 3]))
+    assert list(got.columns) == ["noteId", "x", "n"] and (got.dtypes == new.dtypes).all()
+    assert got["noteId"].tolist() == [1, 2, 3]
+    np.testing.assert_array_equal(got["x"].to_numpy(), np.array([9.0, 8.0, 0.5], dtype=np.float32))
+    assert got["n"].tolist() == [1, 2, 7]
+
+
+def _rater_changes_reindex(previous: pd.DataFrame, current: pd.DataFrame):
+    """``rescore.rater_changes`` as it was: a reindex of the previous table by id."""
+    old = previous.drop_duplicates(subset=["raterParticipantId"]).set_index("raterParticipantId")
+    old = old.reindex(current["raterParticipantId"].to_numpy(dtype=object))
+    high = old["highVolume"].fillna(False).to_numpy(bool) != current["highVolume"].to_numpy(bool)
+    group = old["group"].fillna(-2).to_numpy(np.int64) != current["group"].to_numpy(np.int64)
+    return group, high & ~group
+
+
+def test_rater_changes_equal_the_reindex_form() -> None:
+    rng = np.random.default_rng(8)
+    ids = np.array([f"r{i:05d}" for i in range(300)], dtype=object)
+    previous = pd.DataFrame(
+        {
+            "raterParticipantId": np.r_[ids[:250], ids[10:20]],  # duplicates: the first row counts
+            "highVolume": rng.random(260) < 0.3,
+            "group": rng.integers(-1, 5, 260).astype(np.int32),
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "raterParticipantId": ids[rng.permutation(300)],  # 50 new raters, another order
+            "highVolume": rng.random(300) < 0.3,
+            "group": rng.integers(-1, 5, 300).astype(np.int32),
+        }
+    )
+    for prev in (previous, previous.astype({"raterParticipantId": "str"})):
+        got, want = RS.rater_changes(prev, current), _rater_changes_reindex(prev, current)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert got[0].any() and got[1].any() and not got[0].all()
+
+
+def test_remap_index_of_text_ids_equals_the_pandas_lookup() -> None:
+    from bridgewatch.scoring.phases import _index
+
+    rng = np.random.default_rng(9)
+    space = np.array(sorted(f"p{i:04d}" for i in rng.choice(5000, 400, replace=False)), dtype=object)
+    ids = np.r_[space[rng.permutation(400)][:350], np.array(["new1", "new2"], dtype=object)]
+    want = pd.Index(space).get_indexer(ids)
+    got = _index(space, ids)
+    assert got.dtype == np.int64 and (got < 0).sum() == 2
+    np.testing.assert_array_equal(got, want)
+    notes = np.arange(10, dtype=np.int64) * 3
+    np.testing.assert_array_equal(_index(notes, np.array([3, 4, 27])), [1, -1, 9])  # int ids as before
+    mixed = np.array([1, "p"], dtype=object)  # not all text: the pandas lookup
+    np.testing.assert_array_equal(_index(space, mixed), pd.Index(space).get_indexer(mixed))

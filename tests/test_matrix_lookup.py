@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from bridgewatch.io import matrix as M
 
@@ -45,3 +46,16 @@ def test_rater_index_empty_matrix_and_many_arrays():
         ids = [f"r{i}", f"s{i}"]
         got = _matrix(ids).rater_index(np.array([f"s{i}", "r0"], dtype=object))
         assert got.tolist() == [1, 0 if i == 0 else -1]
+
+
+def test_first_positions_of_text_ids_equal_the_pandas_lookup() -> None:
+    space = np.array(["b", "a", "c", "a"], dtype=object)  # "a" twice: its first position counts
+    values = np.array(["a", "zz", "c", "b", "a"], dtype=object)
+    want = [1, -1, 2, 0, 1]
+    np.testing.assert_array_equal(M.first_positions(space, values), want)
+    got = M.first_positions(pd.Series(space).astype("str"), pd.Series(values).astype("str"))  # text columns
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+    unique = space[:3]
+    np.testing.assert_array_equal(M.first_positions(unique, values), pd.Index(unique).get_indexer(values))
+    assert M.first_positions(space, np.array([], dtype=object)).shape == (0,)

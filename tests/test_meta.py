@@ -295,3 +295,16 @@ def test_new_notes_absent_from_history_enter_stabilization():
     scored = pd.DataFrame({"noteId": [7], "coreRatingStatus": [CRH]})
     out = meta.meta_score(scored, pd.DataFrame({"noteId": []}), epoch_millis=NOW, config=CFG)
     assert out.finalRatingStatus[0] == NMR and out[meta.UPDATED_TIMER_COLUMN][0] == NOW
+
+
+def test_status_codes_equal_the_dict_map_they_replaced():
+    names = list(meta.schema.STATUS_CODES)
+    values = np.array([*names, None, np.nan, pd.NA, names[0]], dtype=object)
+    series = pd.Series(values)
+    want = series.map({n: int(c) for n, c in meta.schema.STATUS_CODES.items()}).fillna(meta.NONE)
+    got = meta.status_codes(values, len(values))
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(got, want.to_numpy(dtype=np.int8))
+    np.testing.assert_array_equal(meta.status_codes(None, 3), [meta.NONE] * 3)
+    with pytest.raises(ScoringError, match="unknown note status 'HELPFULISH'"):
+        meta.status_codes(np.array([names[0], None, "HELPFULISH"], dtype=object), 3)

@@ -241,3 +241,32 @@ def test_a_prescoring_state_without_scored_masks_gives_the_same_final_run(
     for out in (schema.SCORED_NOTES_FILE, schema.NOTE_STATUS_HISTORY_FILE, schema.AUX_NOTE_INFO_FILE):
         for name in (out, out.replace(".tsv", ".parquet")):
             assert (tmp_path / "new" / name).read_bytes() == (tmp_path / "old" / name).read_bytes(), name
+
+
+def test_state_tables_read_back_as_written_and_output_tables_are_the_output_files(tmp_path: Path) -> None:
+    """A state-only table (written plain: no dictionary pages, no statistics) reads back as the
+    same frame; a table that is also an output file is byte for byte what the output writer
+    writes for the frame (so the output can be its copy)."""
+    from bridgewatch.scoring.outputs import write_outputs
+    from bridgewatch.state import read_table, table_path, write_table
+
+    frame = pd.DataFrame(
+        {
+            "scorer": np.repeat(np.array(["MFCoreScorer", "MFGroupScorer_1"], dtype=object), 50),
+            "noteId": np.arange(100, dtype=np.int64),
+            "intercept": np.where(np.arange(100) % 7 == 0, np.nan, np.linspace(-1, 1, 100)),
+            "flag": pd.array([True, None] * 50, dtype="boolean"),
+            "count": pd.array([1, None, 3, 4] * 25, dtype="Int64"),
+        }
+    )
+    write_table(frame, tmp_path, "fits")
+    pd.testing.assert_frame_equal(read_table(tmp_path, "fits"), pd.read_parquet(table_path(tmp_path, "fits")))
+    pd.testing.assert_frame_equal(
+        read_table(tmp_path, "fits"), frame.astype({"scorer": "str"}), check_exact=True
+    )
+    write_table(frame, tmp_path, "scored_notes", output=True)
+    write_outputs(tmp_path / "out", {"scored_notes.tsv": frame})
+    assert (
+        table_path(tmp_path, "scored_notes").read_bytes()
+        == (tmp_path / "out" / "scored_notes.parquet").read_bytes()
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,11 @@ from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import topics
 from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import (
+    captured_out,
+    drop_captured_out,
+    final_columns,
     harassment_intercepts,
     prepare_inputs,
     prescore,
@@ -397,3 +403,26 @@ def test_scorers_with_their_own_lambdas_take_the_configured_solver():
     adam = prescore(inputs, spec, ScoringConfig(), seed=42).params
     assert via_config.note_intercept.tobytes() == direct.note_intercept.tobytes()
     assert via_config.note_intercept.tobytes() != adam.note_intercept.tobytes()
+
+
+def test_final_scorer_frame_is_score_final_built_from_its_columns():
+    """final_scorer reads a scorer's columns and builds its frame once (``final_columns`` then
+    ``drop_captured_out``): the same frame ``score_final`` gives, capture test applied, with
+    notes both blanked by it and kept (group 13, its capture threshold at half its raters' share)."""
+
+    from bridgewatch.scoring.scorer_run import run_scorer
+
+    m, notes, nsh, enroll = community(seed=3)
+    cfg = ScoringConfig()
+    inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
+    spec = dataclasses.replace(group(13), capture_threshold=0.5)
+    run = run_scorer(inputs, spec, cfg, np.full(m.n_notes, NO_STATUS, np.int8))
+    drop = captured_out(inputs, spec)
+    fitted = run.fits["intercept"]
+    assert (drop & np.isfinite(fitted)).any() and (~drop & np.isfinite(fitted)).any()
+    want = score_final(inputs, spec, run.pre, cfg)
+    pd.testing.assert_frame_equal(run.final, want, check_exact=True)
+    raw = final_columns(inputs, spec, run.pre, cfg)
+    pd.testing.assert_frame_equal(score_final(inputs, spec, run.pre, cfg, capture=False), pd.DataFrame(raw))
+    np.testing.assert_array_equal(fitted, raw[f"{spec.prefix}NoteIntercept"])  # fits: before the blanking
+    pd.testing.assert_frame_equal(pd.DataFrame(drop_captured_out(raw, drop, spec)), want, check_exact=True)

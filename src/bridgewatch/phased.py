@@ -111,9 +111,12 @@ def prescore_phase(
 
 
 def _rater_table(inputs: ScoringInputs) -> pd.DataFrame:
+    ids = np.asarray(inputs.matrix.rater_ids, dtype=object)
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":  # (text ids go in as they are)
+        ids = ids.astype(str)
     return pd.DataFrame(
         {
-            "raterParticipantId": np.asarray(inputs.matrix.rater_ids, dtype=object).astype(str),
+            "raterParticipantId": ids,
             "highVolume": inputs.high_volume.astype(bool),
             "group": inputs.rater_group.astype(np.int32),
         }
@@ -246,7 +249,7 @@ def final_phase(
 
     def save() -> None:
         for name, frame in frames.items():
-            write_table(frame, state_dir, _stem(name))
+            write_table(frame, state_dir, _stem(name), output=True)
             write_text(texts[name], state_dir, name)
         write_table(notes, state_dir, "notes")
         if fits is not None:

@@ -30,7 +30,7 @@ from bridgewatch.integrity.views import (
     note_view,
     rater_view,
 )
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, first_positions
 
 RaterModel = tuple[float, np.ndarray, np.ndarray]  # mu, rater intercept float[U], rater factor 1 float[U]
 
@@ -133,6 +133,10 @@ def _pss_after(
     return out
 
 
+def _all_text(ids: np.ndarray) -> bool:
+    return pd.api.types.infer_dtype(ids, skipna=False) == "string"
+
+
 def pss_keep(
     matrix: RatingMatrix,
     notes: pd.DataFrame,
@@ -152,7 +156,11 @@ def pss_keep(
     """
     pss = pss if pss is not None else PSSParams()
     ids, _, author, _, _, _ = _note_arrays(matrix, notes)
-    pos = pd.Index(np.asarray(participant_ids, dtype=object)).get_indexer(ids)
+    participant_ids = np.asarray(participant_ids, dtype=object)
+    if _all_text(participant_ids) and _all_text(ids):  # arrow's lookup: no Python hash per id
+        pos = first_positions(participant_ids, ids)
+    else:
+        pos = pd.Index(participant_ids).get_indexer(ids)
 
     def by_id(values: np.ndarray) -> np.ndarray:
         v = np.asarray(values, dtype=np.int32)

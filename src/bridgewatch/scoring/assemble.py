@@ -23,7 +23,7 @@ from bridgewatch.scoring.rating_pass import rater_counts
 from bridgewatch.scoring.rescore import RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
-from bridgewatch.scoring.scorer_run import ScorerRun, expand_prescore, pack_prescore
+from bridgewatch.scoring.scorer_run import ScorerPrescore, ScorerRun, expand_prescore, pack_prescore
 from bridgewatch.scoring.scorer_specs import TOPICS
 from bridgewatch.scoring.topics import topic_note_confident
 
@@ -294,7 +294,7 @@ def scored_notes_frame(
     return build_frame(schema.SCORED_NOTES_FILE, {k: np.asarray(v)[rows] for k, v in cols.items()}, rows.size)
 
 
-def kept_for_outputs(run: ScorerRun) -> ScorerRun:
+def kept_for_outputs(run: ScorerRun, prescoring: ScorerPrescore | None = None) -> ScorerRun:
     """``run`` as the outputs need it once its rule chain has run: the per-note filter aggregates
     (``tags``, ``incorrect``: 28 float64 columns, ~250 bytes a note) only for ``AUX_SCORER``.
 
@@ -303,13 +303,20 @@ def kept_for_outputs(run: ScorerRun) -> ScorerRun:
     alone would be ~19 GB, of which only Core's row set is ever written (``aux_frame``). The
     per-note frame, fits and low-diligence intercepts are kept compact (``compact``): only the
     notes a scorer fits hold values, expanded column by column as the outputs are assembled; its
-    prescoring (``pre``, ``diligence``) is packed likewise (``scorer_run.pack_prescore``).
+    prescoring (``pre``, ``diligence``) is packed likewise (``scorer_run.pack_prescore``), unless
+    the caller passes the ``prescoring`` state the run was scored on (a Gaussian run: its base
+    scorer's), as it keeps it (packed by a one-process run; as read by a final phase, which holds
+    it whole anyway): the run keeps that state's (the same values) instead of packing its own
+    copy (~1% of an incremental run).
     """
     fits = None if run.fits is None else {k: compact(v) for k, v in run.fits.items()}
-    dil = None if run.diligence is None else pack_prescore(run.diligence)
+    if prescoring is None:
+        pre, dil = pack_prescore(run.pre), None if run.diligence is None else pack_prescore(run.diligence)
+    else:
+        pre, dil = prescoring.pre, None if run.diligence is None else prescoring.diligence
     kept = dataclasses.replace(
         run, final=compact_frame(run.final), fits=fits, low_diligence=compact(run.low_diligence),
-        pre=pack_prescore(run.pre), diligence=dil,
+        pre=pre, diligence=dil,
     )  # fmt: skip
     if run.spec.name == AUX_SCORER:
         return kept

@@ -94,6 +94,8 @@ CRH_EXPLAINED = "crhExplained"
 CRNH_EXPLAINED = "crnhExplained"
 
 _CODE_OF = {name: int(code) for name, code in schema.STATUS_CODES.items()}
+_NAMES = pd.Index(list(_CODE_OF), dtype=object)
+_CODES = np.array(list(_CODE_OF.values()), dtype=np.int64)
 _NAME_OF = np.array([schema.STATUS_NAMES[schema.Status(i)] for i in range(5)] + [np.nan], dtype=object)
 
 
@@ -101,13 +103,15 @@ def status_codes(values: Iterable | None, n: int) -> np.ndarray:
     """int8[n] status codes of an array of status strings; NaN/None/missing column → -1."""
     if values is None:
         return np.full(n, NONE, dtype=np.int8)
-    series = pd.Series(np.asarray(values, dtype=object))
-    codes = series.map(_CODE_OF)
-    unknown = codes.isna() & series.notna()
+    # A hash lookup of the names (``Series.map`` through a dict cost ~10x more: ~6 calls a run).
+    names = np.asarray(values, dtype=object)
+    pos = _NAMES.get_indexer(names)
+    missing = pos < 0
+    unknown = missing & ~pd.isna(names)
     if unknown.any():
-        bad = series[unknown].iloc[0]
+        bad = names[np.argmax(unknown)]
         raise ScoringError(f"unknown note status {bad!r}; expected one of {sorted(_CODE_OF)}")
-    return codes.fillna(NONE).to_numpy(dtype=np.int8)
+    return np.where(missing, NONE, _CODES[pos]).astype(np.int8)
 
 
 def status_names(codes: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bridgewatch.io.matrix import first_positions
 from bridgewatch.scoring.compact import expand
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
@@ -140,7 +141,15 @@ def remap_prescoring(pre: Prescoring, note_ids: np.ndarray, rater_ids: np.ndarra
 
 
 def _index(space: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """int64 position of each of ``ids`` in ``space`` (-1 absent)."""
+    """int64 position of each of ``ids`` in ``space`` (unique; -1 absent); text ids (raters)
+    through ``io.matrix.first_positions``, which hashes them without a Python object each."""
+
+    def text(a: np.ndarray) -> bool:
+        return a.dtype == object and pd.api.types.infer_dtype(a, skipna=False) == "string"
+
+    ids = np.asarray(ids)
+    if text(space) and text(ids):
+        return first_positions(space, ids)
     return pd.Index(space).get_indexer(np.asarray(ids, dtype=space.dtype)).astype(np.int64)
 
 

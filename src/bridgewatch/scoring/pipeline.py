@@ -283,7 +283,7 @@ def _final(
             runs[name] = clock.phase(
                 f"final {name}",
                 lambda state=state, name=name: A.kept_for_outputs(
-                    final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
+                    final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name)), state
                 ),
             )
         elif name in derived:
@@ -293,7 +293,8 @@ def _final(
                     lambda spec=derived[name]: A.kept_for_outputs(
                         run_derived(
                             inputs, spec, config, prev, runs, engine=engine, reuse=reuse.get(spec.name)
-                        )
+                        ),
+                        pre.scorers.get(spec.prescoring or ""),
                     ),
                 )
             except ScoringError:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, first_positions
 
 HOUR_MILLIS = 3_600_000
 # aux_note_info's numRatingsLast28 counts ratings newer than this before the scoring time.
@@ -183,10 +183,13 @@ def rater_changes(previous: pd.DataFrame, current: pd.DataFrame) -> tuple[np.nda
     an unhelpful rater's flip can move a note across it. A rater absent from ``previous`` counts
     as changed group (it had none there).
     """
-    old = previous.drop_duplicates(subset=["raterParticipantId"]).set_index("raterParticipantId")
-    old = old.reindex(current["raterParticipantId"].to_numpy(dtype=object))
-    high = old["highVolume"].fillna(False).to_numpy(bool) != current["highVolume"].to_numpy(bool)
-    group = old["group"].fillna(-2).to_numpy(np.int64) != current["group"].to_numpy(np.int64)
+    pos = first_positions(previous["raterParticipantId"], current["raterParticipantId"])
+    known = pos >= 0
+    at = np.maximum(pos, 0)
+    was_high = np.where(known, previous["highVolume"].to_numpy(bool)[at], False)
+    was_group = np.where(known, previous["group"].to_numpy(np.int64)[at], -2)
+    high = was_high != current["highVolume"].to_numpy(bool)
+    group = was_group != current["group"].to_numpy(np.int64)
     return group, high & ~group
 
 
@@ -266,7 +269,8 @@ def merge_rows(
     take_prev = ids[~np.isin(ids, rescored) & np.isin(ids, previous[key].to_numpy())]
     old = previous[previous[key].isin(take_prev)]
     old = old[list(new.columns)]
-    cast = {c: t for c, t in new.dtypes.items() if old[c].dtype != t}
+    # (the dtypes side by side: reading each of ~100 columns back as a Series cost more than the rest)
+    cast = {c: t for (c, t), was in zip(new.dtypes.items(), old.dtypes, strict=True) if was != t}
     old = old.astype(cast) if cast else old
     merged = pd.concat([new[~new[key].isin(take_prev)], old], ignore_index=True)
     return merged.sort_values(key, kind="stable").reset_index(drop=True)
@@ -336,15 +340,22 @@ def reused_fits(
     partial = np.asarray(partial, dtype=bool)
     out: dict[str, ReusedFits] = {}
     index = pd.Index(np.asarray(note_ids, dtype=np.int64))
-    for name, rows in table.groupby("scorer", sort=True):
-        pos = index.get_indexer(rows["noteId"].to_numpy(np.int64))
-        ok = pos >= 0
+    if table.empty:
+        return out
+    # Each column read once, then sliced per scorer (a groupby read every column of every
+    # scorer's group as a Series: ~250 reads, a fixed cost of each incremental run).
+    group, scorers = pd.factorize(table["scorer"], sort=True)  # as groupby's keys (codes)
+    pos = index.get_indexer(table["noteId"].to_numpy(np.int64))
+    columns = {f: table[f].to_numpy(np.float64) for f in FIT_NAMES if f in table.columns}
+    order = np.argsort(group, kind="stable")  # each scorer's rows in table order
+    bounds = np.searchsorted(group[order], np.arange(scorers.shape[0] + 1))
+    for k, name in enumerate(map(str, scorers)):
+        rows = order[bounds[k] : bounds[k + 1]]
+        rows = rows[pos[rows] >= 0]
         values = {}
-        for f in FIT_NAMES:
-            if f not in rows.columns:  # an OPTIONAL_FITS name an older state lacks
-                continue
+        for f, column in columns.items():  # an OPTIONAL_FITS name an older state lacks is absent
             v = np.full(index.shape[0], np.nan)
-            v[pos[ok]] = rows[f].to_numpy(np.float64)[ok]
+            v[pos[rows]] = column[rows]
             values[f] = v
-        out[str(name)] = ReusedFits(partial, values, high_flipped)
+        out[name] = ReusedFits(partial, values, high_flipped)
     return out

@@ -419,20 +419,28 @@ def reported_notes(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
     return topics & in_history & ~captured_out(inputs, spec)
 
 
-def drop_captured_out(final: pd.DataFrame, drop: np.ndarray, spec: ScorerSpec) -> pd.DataFrame:
-    """``final`` with the model columns of ``drop`` notes set to NaN (the reference removes those
-    notes' rows after scoring, §6.1)."""
+# The per-note model columns the capture test blanks (``{prefix}Note{name}``).
+_CAPTURED_COLUMNS = ("Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
+                     "InterceptPopulationSampled", "InterceptMin", "InterceptMax")  # fmt: skip
+
+
+def drop_captured_out(
+    columns: dict[str, np.ndarray], drop: np.ndarray, spec: ScorerSpec
+) -> dict[str, np.ndarray]:
+    """``score_final``'s columns with the model columns of ``drop`` notes set to NaN (the reference
+    removes those notes' rows after scoring, §6.1); a new dict, the input's arrays untouched.
+
+    Columns, not a frame: final scoring reads a scorer's ~20 columns a few times and builds its
+    frame once, after this (each frame built or column read through pandas was a fixed cost per
+    scorer, ~27 of them in every final run, incremental or not)."""
     drop = np.asarray(drop, dtype=bool)
+    out = dict(columns)
     if not drop.any():
-        return final.copy()
-    # One new frame from its columns: setting seven columns of a copy one by one re-copied the
-    # frame's float block each time (~2 ms a scorer).
-    columns = {name: final[name] for name in final.columns}
-    for name in ("Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
-                 "InterceptPopulationSampled", "InterceptMin", "InterceptMax"):  # fmt: skip
+        return out
+    for name in _CAPTURED_COLUMNS:
         col = f"{spec.prefix}Note{name}"
-        columns[col] = np.where(drop, np.nan, final[col].to_numpy(np.float64))
-    return pd.DataFrame(columns, index=final.index)
+        out[col] = np.where(drop, np.nan, np.asarray(columns[col], dtype=np.float64))
+    return out
 
 
 def final_note_fit(
@@ -496,15 +504,33 @@ def score_final(
     capture: bool = True,
     reuse: ReusedFits | None = None,
 ) -> pd.DataFrame:
-    """Final scoring (§2.8, §5): one row per note of the matrix (N rows, ``noteId`` order).
+    """Final scoring (§2.8, §5): one row per note of the matrix (N rows, ``noteId`` order), the
+    frame of ``final_columns`` (see there); notes below the capture threshold get NaN parameters
+    unless ``capture`` is False."""
+    columns = final_columns(inputs, spec, pre, config, engine, reuse=reuse)
+    if capture:
+        columns = drop_captured_out(columns, captured_out(inputs, spec), spec)
+    return pd.DataFrame(columns)
+
+
+def final_columns(
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    pre: PrescoreResult,
+    config: ScoringConfig,
+    engine: SweepEngine | None = None,
+    *,
+    reuse: ReusedFits | None = None,
+) -> dict[str, np.ndarray]:
+    """Final scoring (§2.8, §5) as columns of N values (the matrix's notes, ``noteId`` order).
 
     Columns (prefix = ``spec.prefix``): ``noteId``, ``{p}NoteIntercept``, ``{p}NoteFactor1``,
     ``{p}NumFinalRoundRatings``, ``{p}NoteInterceptNoHighVol``, ``{p}NoteInterceptNoCorrelated``,
     ``{p}NoteInterceptPopulationSampled``, ``{p}NoteInterceptMin/Max`` (pseudo-raters, NaN if off),
     ``numRatings`` (in-scope ratings, the minRatingsNeeded count), and the side counts the rules
     need: ``minSignCount``, ``negMeanHelpful``, ``posMeanHelpful``, ``netMinHelpful``,
-    ``netMinHelpfulRatio``. Notes below the capture threshold get NaN parameters unless
-    ``capture`` is False (rules and filters see every fitted note, as the reference's do).
+    ``netMinHelpfulRatio``. Every fitted note has its parameters: rules and filters see them all,
+    as the reference's do, and ``drop_captured_out`` blanks the capture test's failures after.
     ``reuse``: fits of some notes carried over from the previous run (partial rescoring): only
     their NoHighVol refit runs; not for a normalized-loss scorer, whose final fit moves raters.
     """
@@ -551,23 +577,20 @@ def score_final(
     factor1 = taken(reuse, "factor", factor[:, 0])
     sides = note_counts_by_rater_sign(m.note[keep], fit_rf[m.rater[keep]], m.value[keep], m.n_notes)
     p = spec.prefix
-    final = pd.DataFrame(
-        {
-            "noteId": m.note_ids,
-            f"{p}NoteIntercept": intercept,
-            f"{p}NoteFactor1": factor1,
-            f"{p}NumFinalRoundRatings": final_round_counts(m, pre, scope, keep),
-            f"{p}NoteInterceptNoHighVol": no_high,
-            f"{p}NoteInterceptNoCorrelated": no_corr,
-            f"{p}NoteInterceptPopulationSampled": pop,
-            f"{p}NoteInterceptMin": lo,
-            f"{p}NoteInterceptMax": hi,
-            "numRatings": note_counts(m, scope),
-            "minSignCount": sides.min_sign_count,
-            "negMeanHelpful": sides.neg_mean_helpful,
-            "posMeanHelpful": sides.pos_mean_helpful,
-            "netMinHelpful": sides.net_min_helpful,
-            "netMinHelpfulRatio": sides.net_min_helpful_ratio,
-        }
-    )
-    return drop_captured_out(final, captured_out(inputs, spec), spec) if capture else final
+    return {
+        "noteId": m.note_ids,
+        f"{p}NoteIntercept": intercept,
+        f"{p}NoteFactor1": factor1,
+        f"{p}NumFinalRoundRatings": final_round_counts(m, pre, scope, keep),
+        f"{p}NoteInterceptNoHighVol": no_high,
+        f"{p}NoteInterceptNoCorrelated": no_corr,
+        f"{p}NoteInterceptPopulationSampled": pop,
+        f"{p}NoteInterceptMin": lo,
+        f"{p}NoteInterceptMax": hi,
+        "numRatings": note_counts(m, scope),
+        "minSignCount": sides.min_sign_count,
+        "negMeanHelpful": sides.neg_mean_helpful,
+        "posMeanHelpful": sides.pos_mean_helpful,
+        "netMinHelpful": sides.net_min_helpful,
+        "netMinHelpfulRatio": sides.net_min_helpful_ratio,
+    }

@@ -36,12 +36,12 @@ from bridgewatch.scoring.scorer import (
     ScoringInputs,
     captured_out,
     drop_captured_out,
+    final_columns,
     final_rater_factor,
     final_rating_mask,
     prescore,
     reported_notes,
     scope_mask,
-    score_final,
 )
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
@@ -60,7 +60,7 @@ _DILIGENCE_OFF = 100.0
 class ScorerRun:
     """What one scorer produced, over the N notes of the matrix.
 
-    ``final``: the ``score_final`` frame; ``result``: the final-round rule chain; ``scored``:
+    ``final``: the ``scorer.score_final`` frame; ``result``: the final-round rule chain; ``scored``:
     bool[N], notes this scorer gives a result for (an intercept after the capture test);
     ``tags``/``incorrect``/``low_diligence``: filter inputs (aux_note_info columns for Core; the
     pipeline keeps ``tags`` and ``incorrect`` for Core only, ``assemble.kept_for_outputs``);
@@ -83,12 +83,15 @@ class ScorerRun:
     fits: dict[str, np.ndarray] | None = None
 
 
-def fit_values(final: pd.DataFrame, prefix: str, low_diligence: np.ndarray) -> dict[str, np.ndarray]:
+def fit_values(
+    final: Mapping[str, np.ndarray], prefix: str, low_diligence: np.ndarray
+) -> dict[str, np.ndarray]:
     """``rescore.FIT_NAMES`` → float64[N]: a scorer's fitted values as its rules read them (before
     the capture test blanks them), what a later partial rescoring reuses."""
     cols = ("NoteIntercept", "NoteFactor1", "NoteInterceptNoCorrelated", "NoteInterceptPopulationSampled",
             "NoteInterceptMin", "NoteInterceptMax")  # fmt: skip
-    out = {name: final[f"{prefix}{c}"].to_numpy(np.float64) for name, c in zip(FIT_NAMES, cols, strict=False)}
+    pairs = zip(FIT_NAMES, cols, strict=False)
+    out = {name: np.asarray(final[f"{prefix}{c}"], dtype=np.float64) for name, c in pairs}
     out["lowDiligence"] = np.asarray(low_diligence, dtype=np.float64)
     return out
 
@@ -311,12 +314,12 @@ def final_scorer(
 
     # Rules and filters see every fitted note (the tag filter's factor z-normalization included);
     # notes failing the capture test are dropped from the output only (§6.1).
-    final = score_final(inputs, spec, pre, config, engine, capture=False, reuse=reuse)
+    final = final_columns(inputs, spec, pre, config, engine, reuse=reuse)
     drop = captured_out(inputs, spec)
     keep, _ = final_rating_mask(inputs, spec, pre, config)
     p = spec.prefix
-    intercept = final[f"{p}NoteIntercept"].to_numpy(np.float64)
-    factor = final[f"{p}NoteFactor1"].to_numpy(np.float64)
+    intercept = np.asarray(final[f"{p}NoteIntercept"], dtype=np.float64)
+    factor = np.asarray(final[f"{p}NoteFactor1"], dtype=np.float64)
     # A note gets this scorer's status even without an intercept (InitialNMR), as the reference's.
     scored = reported_notes(inputs, spec)
 
@@ -328,12 +331,12 @@ def final_scorer(
     )
 
     def col(name: str) -> np.ndarray:
-        return final[name].to_numpy(np.float64)
+        return np.asarray(final[name], dtype=np.float64)
 
     rule_inputs = RuleInputs(
         intercept=intercept,
         factor=factor,
-        num_ratings=final["numRatings"].to_numpy(),
+        num_ratings=final["numRatings"],
         is_not_misleading=inputs.is_not_misleading,
         intercept_max=col(f"{p}NoteInterceptMax") if spec.pseudoraters else None,
         previous_status=previous_status,
@@ -351,8 +354,8 @@ def final_scorer(
     )
     result = compute_statuses(rule_inputs, spec.rules, final_round=True)
     fits = fit_values(final, p, low_dil)
-    final = drop_captured_out(final, drop, spec)
-    return ScorerRun(spec, pre, final, result, scored, agg, inc, low_dil, thresholds, state.diligence, fits)
+    frame = pd.DataFrame(drop_captured_out(final, drop, spec))
+    return ScorerRun(spec, pre, frame, result, scored, agg, inc, low_dil, thresholds, state.diligence, fits)
 
 
 def run_spec(
