@@ -71,7 +71,7 @@ def surprise_params(config: ScoringConfig) -> SurpriseParams | None:
     if not c.surprise:
         return None
     return SurpriseParams(
-        residual=c.surprise_residual, note_quantile=c.surprise_note_quantile, min_events=c.surprise_min_events
+        residual=c.surprise_residual, fdr=c.surprise_fdr, min_events=c.surprise_min_events
     )
 
 

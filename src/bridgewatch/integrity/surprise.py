@@ -90,6 +90,7 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
+from scipy.special import gammainc
 
 from bridgewatch.integrity.components import connected_components
 
@@ -99,9 +100,12 @@ class SurpriseParams:
     """Knobs of the concerted-surprise defence (Bridgewatch; tuned on ``bridgewatch evaluate``)."""
 
     residual: float = 0.7  # a NOT_HELPFUL rating this far below the robust prediction is surprising
-    note_quantile: float = 0.95  # flag notes whose surprising share exceeds this quantile of all notes
-    min_events: int = 3  # surprising ratings a flagged note needs
-    min_ratings: int = 5  # notes with fewer ratings neither calibrate nor get flagged (minRatingsNeeded)
+    fdr: float = 0.1  # Benjamini–Hochberg false discovery rate of the flagged notes
+    side_prior: float = 3.0  # pseudo-counts pulling the other side's excess (a note's misfit) to 1
+    rater_prior: float = 5.0  # pseudo-counts pulling a rater's own surprise rate to the model's
+    bins: int = 20  # quantile bins of the robust prediction the honest surprise rate is read in
+    min_events: int = 3  # surprising ratings on one side a flagged note needs
+    min_ratings: int = 5  # notes with fewer ratings are never flagged (minRatingsNeeded)
     tukey_c: float = 0.8  # Tukey biweight scale of the per-note refit (ratings are in [0, 1])
     iterations: int = 10
     ridge: float = 0.1  # per-note ridge on (intercept, factor)
@@ -109,24 +113,23 @@ class SurpriseParams:
     min_group: int = 3
     max_per_note: int = 64  # surprising raters paired per flagged note (bounds the pair count)
     rounds: int = 3  # refits; each after the first leaves out the suspects' NOT_HELPFUL ratings
-    round_quantile: float = 0.99  # later rounds add notes above this quantile of the first's shares
 
     def check(self) -> None:
         """Raise ``ValueError`` on a setting outside its range."""
-        if not self.residual > 0 or not 0 < self.note_quantile < 1 or not 0 < self.round_quantile < 1:
-            raise ValueError("surprise: need residual > 0 and 0 < note_quantile, round_quantile < 1")
+        if not self.residual > 0 or not 0 < self.fdr <= 1 or self.side_prior < 0 or self.rater_prior < 0:
+            raise ValueError("surprise: need residual > 0, 0 < fdr <= 1 and priors >= 0")
         if self.tukey_c <= 0 or self.ridge < 0 or self.iterations < 1:
             raise ValueError("surprise: need tukey_c > 0, ridge >= 0, iterations >= 1")
         counts = (self.min_events, self.min_ratings, self.min_shared, self.min_group, self.max_per_note)
-        if min(*counts, self.rounds) < 1:
+        if min(*counts, self.rounds, self.bins) < 1:
             raise ValueError("surprise: counts must be >= 1")
 
 
 @nb.njit(nogil=True, cache=True)
-def _robust_notes(indptr, rater, value, exclude, mu, r_int, r_fac, c, iters, ridge, residual):
-    """bool[R] surprising ratings: per note, IRLS (Tukey biweight) of value − mu − r_int on r_fac;
-    ``exclude`` bool[R] ratings have no weight in the fit but are judged against it."""
-    out = np.zeros(rater.shape[0], dtype=np.bool_)
+def _robust_notes(indptr, rater, value, exclude, mu, r_int, r_fac, c, iters, ridge):
+    """float[R] robust predictions (NaN: rater not fitted): per note, IRLS (Tukey biweight) of
+    value − mu − r_int on r_fac; ``exclude`` bool[R] ratings have no weight in the fit."""
+    out = np.full(rater.shape[0], np.nan)
     for n in range(indptr.shape[0] - 1):
         lo, hi = indptr[n], indptr[n + 1]
         m = hi - lo
@@ -167,12 +170,12 @@ def _robust_notes(indptr, rater, value, exclude, mu, r_int, r_fac, c, iters, rid
                 t = min(1.0, abs(y[i] - a - b * f[i]) / c)
                 w[i] = (1.0 - t * t) ** 2
         for i in range(m):
-            if good[i] and value[lo + i] == 0.0:
-                out[lo + i] = y[i] - a - b * f[i] < -residual
+            if good[i]:
+                out[lo + i] = value[lo + i] - (y[i] - a - b * f[i])
     return out
 
 
-def surprising_ratings_numpy(
+def robust_predictions_numpy(
     note: np.ndarray,
     rater: np.ndarray,
     value: np.ndarray,
@@ -183,7 +186,7 @@ def surprising_ratings_numpy(
     params: SurpriseParams,
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Twin of ``surprising_ratings`` in numpy (all notes at once with ``bincount``; for tests)."""
+    """Twin of ``robust_predictions`` in numpy (all notes at once with ``bincount``; for tests)."""
     y = value - mu - rater_intercept[rater]
     f = rater_factor[rater]
     ok = np.isfinite(y) & np.isfinite(f)
@@ -207,10 +210,10 @@ def surprising_ratings_numpy(
         b = np.where(live, (a11 * swfy - swf * swy) / safe, b)
         t = np.minimum(1.0, np.abs(y - a[note] - b[note] * f) / params.tukey_c)
         w = np.where(fit, (1.0 - t * t) ** 2, 0.0)
-    return ok & (value == 0.0) & (y - a[note] - b[note] * f < -params.residual)
+    return np.where(ok, value - (y - a[note] - b[note] * f), np.nan)
 
 
-def surprising_ratings(
+def robust_predictions(
     note_indptr: np.ndarray,
     rating_rater: np.ndarray,
     rating_value: np.ndarray,
@@ -220,12 +223,12 @@ def surprising_ratings(
     params: SurpriseParams,
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """bool[R]: NOT_HELPFUL ratings more than ``params.residual`` below their note's robust refit.
+    """float[R]: each rating's prediction under its note's robust refit (NaN: rater not fitted).
 
     Ratings sorted by note (``note_indptr`` int64[N+1]), ``rating_rater`` int[R], ``rating_value``
     float[R] (helpfulNum); ``mu`` and ``rater_intercept`` / ``rater_factor`` float[U] (first factor;
-    NaN: rater not fitted, its ratings neither fit nor surprise) from a first fit of all ratings.
-    ``exclude`` bool[R] (None: none): ratings left out of the refit, still judged against it.
+    NaN: rater not fitted) from a first fit of all ratings. ``exclude`` bool[R] (None: none):
+    ratings left out of the refit, still predicted by it.
     """
     params.check()
     indptr = np.ascontiguousarray(note_indptr, dtype=np.int64)
@@ -243,32 +246,91 @@ def surprising_ratings(
     if out.shape != rater.shape:
         raise ValueError("exclude must be a bool array with one entry per rating")
     return _robust_notes(
-        indptr, rater, value, out, float(mu), r_int, r_fac, params.tukey_c, params.iterations, params.ridge,
-        params.residual,
-    )  # fmt: skip
+        indptr, rater, value, out, float(mu), r_int, r_fac, params.tukey_c, params.iterations, params.ridge
+    )
 
 
-def _shares(indptr: np.ndarray, surprising: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(surprising count int64[N], surprising share float[N]) per note."""
-    per = np.diff(indptr)
-    total = np.r_[0, np.cumsum(surprising, dtype=np.int64)]
-    events = total[indptr[1:]] - total[indptr[:-1]]  # any note may be empty, the last ones too
-    return events, events / np.maximum(per, 1)
+def surprising(prediction: np.ndarray, rating_value: np.ndarray, params: SurpriseParams) -> np.ndarray:
+    """bool[R]: NOT_HELPFUL ratings whose robust prediction exceeds ``params.residual`` (the rating
+    lies more than that below it; NaN predictions never surprise)."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(rating_value) == 0.0) & (np.asarray(prediction) > params.residual)
 
 
-def surprising_notes(
-    note_indptr: np.ndarray, surprising: np.ndarray, params: SurpriseParams, quantile: float | None = None
+def _honest_rate(
+    prediction: np.ndarray, events: np.ndarray, fitted: np.ndarray, at_risk: np.ndarray, bins: int
 ) -> np.ndarray:
-    """bool[N]: notes whose surprising share exceeds ``note_quantile`` (or ``quantile``) of the
-    notes with ≥ ``min_ratings`` ratings, with ≥ ``min_events`` surprising ratings."""
+    """float[R]: P(surprising | prediction) on the ``at_risk`` ratings (0 elsewhere), read in
+    ``bins`` quantile bins of the ``fitted`` ratings' predictions: the rate the data's own ratings,
+    most of them honest, show."""
+    out = np.zeros(prediction.shape[0])
+    if not fitted.any():
+        return out
+    edges = np.quantile(prediction[fitted], np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    hits = np.bincount(np.searchsorted(edges, prediction[fitted], side="right"),
+                       weights=events[fitted].astype(np.float64), minlength=bins)  # fmt: skip
+    total = np.bincount(np.searchsorted(edges, prediction[fitted], side="right"), minlength=bins)
+    out[at_risk] = (hits / np.maximum(total, 1))[np.searchsorted(edges, prediction[at_risk], side="right")]
+    return out
+
+
+def note_pvalues(
+    note_indptr: np.ndarray,
+    rating_rater: np.ndarray,
+    rating_value: np.ndarray,
+    prediction: np.ndarray,
+    rater_factor: np.ndarray,
+    params: SurpriseParams,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """float[N]: per note, the p-value of its surprising ratings on its more surprised side under
+    honest disagreement (module docstring, step 2); 1 for notes that cannot be flagged."""
     indptr = np.asarray(note_indptr, dtype=np.int64)
-    events, share = _shares(indptr, surprising)
-    rated = np.diff(indptr) >= params.min_ratings
-    if not rated.any():
-        return np.zeros(rated.shape[0], dtype=bool)
-    q = params.note_quantile if quantile is None else quantile
-    threshold = float(np.quantile(share[rated], q))
-    return rated & (share > threshold) & (events >= params.min_events)
+    rater = np.asarray(rating_rater)
+    per = np.diff(indptr)
+    n_notes = per.shape[0]
+    note = np.repeat(np.arange(n_notes), per)
+    events = surprising(prediction, rating_value, params)
+    with np.errstate(invalid="ignore"):
+        at_risk = prediction > params.residual
+    # read on the fitted ratings only: the left-out ones are the suspects' (a bloc's) turned ratings
+    fitted = at_risk if exclude is None else at_risk & ~np.asarray(exclude, bool)
+    rate = _honest_rate(prediction, events, fitted, at_risk, params.bins)
+    if params.rater_prior > 0:  # a rater's own surprise rate, without this rating, shrunk to 1
+        n_raters = rater_factor.shape[0]
+        seen = np.bincount(rater, weights=events.astype(np.float64), minlength=n_raters)
+        expected = np.bincount(rater, weights=rate, minlength=n_raters)
+        ratio = (seen[rater] - events + params.rater_prior) / (expected[rater] - rate + params.rater_prior)
+        rate = np.minimum(rate * ratio, 1.0)
+    side = np.nan_to_num(np.asarray(rater_factor, dtype=np.float64))[rater] > 0
+
+    def by_note(v: np.ndarray) -> np.ndarray:
+        return np.bincount(note, weights=v, minlength=n_notes)
+
+    count = [by_note((events & (side == s)).astype(np.float64)) for s in (True, False)]
+    expect = [by_note(rate * (side == s)) for s in (True, False)]
+    p = np.ones(n_notes)
+    c = params.side_prior
+    for s in (0, 1):
+        # a misfit of the note's honest raters shows on both sides; a bloc turns one camp
+        misfit = np.maximum(1.0, (count[1 - s] + c) / (expect[1 - s] + c)) if c > 0 else 1.0
+        test = (per >= params.min_ratings) & (count[s] >= params.min_events)
+        lam = np.maximum(misfit * expect[s], 1e-300)
+        p = np.where(test, np.minimum(p, gammainc(np.maximum(count[s], 1.0), lam)), p)  # P(Poisson ≥ count)
+    return np.minimum(1.0, 2.0 * p)  # the more surprised of two sides
+
+
+def benjamini_hochberg(pvalues: np.ndarray, tested: np.ndarray, fdr: float) -> np.ndarray:
+    """bool[N]: the ``tested`` entries Benjamini–Hochberg's step-up rejects at ``fdr``."""
+    p = np.asarray(pvalues)[tested]
+    out = np.zeros(np.asarray(pvalues).shape[0], dtype=bool)
+    if p.shape[0] == 0:
+        return out
+    ranked = np.sort(p)
+    ok = np.flatnonzero(ranked <= fdr * np.arange(1, p.shape[0] + 1) / p.shape[0])
+    if ok.shape[0]:
+        out[tested] = p <= ranked[ok[-1]]
+    return out
 
 
 def surprise_groups(
@@ -320,27 +382,24 @@ def surprise_filter(
     indptr = np.asarray(note_indptr, dtype=np.int64)
     per = np.diff(indptr)
     rater = np.asarray(rating_rater)
-    not_helpful = np.asarray(rating_value) == 0.0
-    events = surprising_ratings(indptr, rater, rating_value, mu, rater_intercept, rater_factor, params)
-    flagged = surprising_notes(indptr, events, params)
-    drop = events & np.repeat(flagged, per)
-    # groups from the direct evidence only: later rounds judge with those raters left out
-    group = surprise_groups(indptr, rater, drop, flagged, len(rater_intercept), params)
+    value = np.asarray(rating_value)
+    exclude = None
+    flagged = np.zeros(per.shape[0], dtype=bool)
+    drop = np.zeros(rater.shape[0], dtype=bool)
+    suspect = np.zeros(len(rater_intercept), dtype=bool)
+    group = np.zeros(len(rater_intercept), dtype=np.int32)
     rated = per >= params.min_ratings
-    if params.rounds > 1 and rated.any():
-        # later rounds add notes only, over the first round's share at ``round_quantile``
-        threshold = float(np.quantile(_shares(indptr, events)[1][rated], params.round_quantile))
-        for _ in range(params.rounds - 1):
-            suspect = np.zeros(len(rater_intercept), dtype=bool)
-            suspect[rater[drop]] = True
-            exclude = suspect[rater] & not_helpful
-            again = surprising_ratings(
-                indptr, rater, rating_value, mu, rater_intercept, rater_factor, params, exclude
-            )
-            count, share = _shares(indptr, again)
-            new = rated & ~flagged & (share > threshold) & (count >= params.min_events)
-            if not new.any():
-                break
-            flagged = flagged | new
-            drop = drop | (again & np.repeat(new, per))
+    for round_ in range(params.rounds):
+        pred = robust_predictions(indptr, rater, value, mu, rater_intercept, rater_factor, params, exclude)
+        p = note_pvalues(indptr, rater, value, pred, rater_factor, params, exclude)
+        new = benjamini_hochberg(p, rated, params.fdr) & ~flagged
+        if not new.any():
+            break
+        flagged |= new
+        drop |= surprising(pred, value, params) & np.repeat(new, per)
+        if round_ == 0:  # groups from the direct evidence only: later rounds judge with them left out
+            group = surprise_groups(indptr, rater, drop, flagged, len(rater_intercept), params)
+        # later rounds refit every note without the NOT_HELPFUL ratings of the raters set aside so far
+        suspect[rater[drop]] = True
+        exclude = suspect[rater] & (value == 0.0)
     return ~drop, group, flagged

@@ -204,7 +204,7 @@ class IntegrityConfig:
         "many (integrity.surprise; off: it refits ~5% of notes on any data, so outputs leave X's)", "ours",
     )  # fmt: skip
     surprise_residual: float = param(0.7, "NH this far below its note's refit: surprising", "ours", ge=0)
-    surprise_note_quantile: float = param(0.95, "flag notes above this share quantile", "ours", 0, 1)
+    surprise_fdr: float = param(0.1, "Benjamini–Hochberg false discovery rate of flagged notes", "ours", 0, 1)
     surprise_min_events: int = param(3, "surprising ratings a flagged note needs", "ours", ge=1)
     surprise_prescoring: bool = param(
         True, "set the surprising ratings aside in prescoring too (false: in final scoring only, so "
