@@ -91,7 +91,7 @@ def test_phased_final_sets_aside_what_prescoring_surprise_set_aside(
 ) -> None:
     # The concerted-surprise defence needs a first MF fit; final scoring does not refit it but
     # reads the (noteId, rater) pairs prescoring found, so the phases equal one process.
-    on = {"surprise": True, "surprise_note_quantile": 0.8, "surprise_prescoring": in_prescoring}
+    on = {"surprise": True, "surprise_fdr": 1.0, "surprise_prescoring": in_prescoring}
     config = with_overrides(ScoringConfig(), {"integrity": on})
     _score(community, tmp_path / "all", config=config)
     for phase in ("prescore", "final", "contributor"):
