@@ -15,6 +15,7 @@ from bridgewatch.integrity.surprise import (
     SurpriseParams,
     benjamini_hochberg,
     note_pvalues,
+    note_pvalues_numpy,
     robust_predictions,
     robust_predictions_numpy,
     surprise_filter,
@@ -103,6 +104,14 @@ def test_kernel_matches_numpy_twin():
     slow_ex = robust_predictions_numpy(note, rater, value, 400, mu, r_int, r_fac, P, exclude)
     np.testing.assert_allclose(fast_ex, slow_ex, rtol=0, atol=1e-12)
     assert surprising(fast_ex, value, P)[exclude].any() and not np.allclose(fast, fast_ex, equal_nan=True)
+    # the p-values' one-pass kernel against its numpy oracle, with and without left-out ratings
+    indptr = _indptr(note, 400)
+    for pred, left_out in ((fast, None), (fast_ex, exclude)):
+        for params in (P, replace(P, rater_prior=0.0, side_prior=0.0)):
+            one_pass = note_pvalues(indptr, rater, value, pred, r_fac, params, left_out)
+            oracle = note_pvalues_numpy(indptr, rater, value, pred, r_fac, params, left_out)
+            np.testing.assert_allclose(one_pass, oracle, rtol=1e-9, atol=1e-300)
+            assert (one_pass < 1e-3).any() and (one_pass == 1.0).any()
 
 
 @pytest.mark.parametrize("seed", [0, 1])
