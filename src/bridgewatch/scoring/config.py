@@ -209,8 +209,9 @@ class IntegrityConfig:
     surprise_fdr: float = param(0.1, "Benjamini–Hochberg false discovery rate of flagged notes", "ours", 0, 1)
     surprise_min_events: int = param(3, "surprising ratings a flagged note needs", "ours", ge=1)
     surprise_prescoring: bool = param(
-        True, "set the surprising ratings aside in prescoring too (false: in final scoring only, so "
-        "raters' parameters and helpfulness stay as without the defence)", "ours",
+        False, "set the surprising ratings aside in prescoring too (false: in final scoring only, so "
+        "raters' parameters and helpfulness stay as without the defence: the same protection, and a "
+        "false flag moves its note alone)", "ours",
     )  # fmt: skip
 
 
