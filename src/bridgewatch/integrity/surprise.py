@@ -59,8 +59,8 @@ notes on honest communities (of ~5,000 notes, small scale): golden mini and smal
 different generator; outputs byte-identical to the defence off), ``simulate --scale small``
 seed 0 (the evaluation's no-attack twin) 0, seed 1: 3, seed 3 with polarization 0.4: 1, seed 2 with
 ``--dims 2`` (a second axis the rank-1 fit misses): 22 (0.45% of notes; the hard case). Targets
-flagged (of 100) at stealth_bloc p = 5 / 10 / 20%: 0 / 15 / 40, against the quantile's ~30 / 51 / 68,
-which bought them with ~170 honest notes flagged per community.
+flagged (of 100) at stealth_bloc p = 5 / 10 / 20%: 0 / 15 / 40 (the quantile's first round 30 / 51
+/ 47, 68 at p = 20% after three rounds, bought with ~150–180 honest notes flagged per community).
 
 What it cannot do: at p = 5% a target carries a median of 2 turned ratings (84 of 99 fewer than
 5), and the 15 with ≥ 5 reach p ≈ 0.04, inside the honest tail; a test that leaves honest
@@ -69,13 +69,24 @@ by the refit even after the rounds (< 30% of their turned ratings surprising), 2
 turned ratings and 11 stay below the threshold (``bench/stealth_bloc.py``; measured on the seed-0
 communities of ``bridgewatch evaluate --scale small``).
 
-EVALUATE_PLACEHOLDER
+Measured (``bridgewatch evaluate --scale small --attack stealth_bloc``, seed 0; targets Helpful when
+the bloc abstains that its ratings push out, defences on, p = 5 / 10 / 20%): 4/32, 8/29, 10/27, the
+same with the set-aside in both phases or in final scoring only (without this defence 8/34, 16/33,
+25/28; with the old quantile 3/34, 3/34, 6/30, bought by refitting ~170 honest notes a community);
+flipped against the sincere twin 4/32, 12/32, 15/32. Honest Helpful precision 0.958–0.966. On
+honest communities with the defence on against off (final-scoring set-aside, the default): golden
+mini and small byte-identical; the ``--dims 2`` community (22 notes flagged): finalRatingStatus
+99.98%, coreRatingStatus 99.84%, expansion 99.82%, decidedBy 99.90% (set aside in both phases:
+core 98.38%, the refitted raters move other notes too, hence the default). Phased runs: prescoring
+saves the set-aside ratings by (noteId, rater) in its state and final scoring sets the same aside
+(the first fit is not repeated there).
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
-numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is a few
-``bincount`` passes and one sort of the notes' p-values, O(R + N log N); pairs are at most flagged
-notes × max_per_note² / 2. Memory: a float[R] prediction and a few float[R] / bool[R] temporaries,
-O(N + U + pairs) more; never O(U²). The runner's first fit is one more MF fit of the kept ratings
+numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is one
+kernel pass (``_side_sums``), one quantile of the at-risk predictions and one sort of the notes'
+p-values, O(R + N log N); pairs are at most flagged notes × max_per_note² / 2. Memory: a float[R]
+prediction, int16[R] bins, a few bool[R] masks, O(N + U + pairs) more; never O(U²). The filter
+itself is ~0.09 s CPU at the small scale (p = 20% community; main's quantile form 0.07 s). The runner's first fit is one more MF fit of the kept ratings
 (1.3 s CPU at the small scale, 300k ratings). Deterministic: no randomness, serial kernel, stable
 sorts.
 """
