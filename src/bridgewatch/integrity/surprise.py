@@ -86,9 +86,9 @@ numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the 
 kernel pass (``_side_sums``), one quantile of the at-risk predictions and one sort of the notes'
 p-values, O(R + N log N); pairs are at most flagged notes × max_per_note² / 2. Memory: a float[R]
 prediction, int16[R] bins, a few bool[R] masks, O(N + U + pairs) more; never O(U²). The filter
-itself is ~0.09 s CPU at the small scale (p = 20% community; main's quantile form 0.07 s). The runner's first fit is one more MF fit of the kept ratings
-(1.3 s CPU at the small scale, 300k ratings). Deterministic: no randomness, serial kernel, stable
-sorts.
+itself is ~0.09 s CPU at the small scale (p = 20% community; main's quantile form 0.07 s). The
+runner's first fit is one more MF fit of the kept ratings (1.3 s CPU at the small scale, 300k
+ratings). Deterministic: no randomness, serial kernels, stable sorts.
 """
 
 from __future__ import annotations
