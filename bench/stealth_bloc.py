@@ -17,7 +17,11 @@ the model says helpful, the rater said NOT_HELPFUL), and
 - the coordinated groups ``coordination.coordinated_groups`` finds on the surprise action sets
   (members and honest raters in a group);
 - targets whose share of surprising ratings exceeds the honest notes' 99th percentile (a note-level
-  test at 1% false positives).
+  test at 1% false positives);
+- with ``--defence``, a second table: what ``integrity.surprise`` (default parameters, on a first
+  fit of all ratings) flags, honest notes and targets, and why the other targets escape: fewer than
+  5 turned ratings, *adopted* (≥ 5 turned but under 30% of them surprising under the note's robust
+  refit: the bloc is its camp's majority there), or surprising but below the significance bar.
 
 Statuses and timings are ``bridgewatch evaluate``'s; this prints counts only.
 """
@@ -31,7 +35,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from bridgewatch.integrity.coordination import coordinated_groups
+from bridgewatch.integrity.surprise import SurpriseParams, robust_predictions, surprise_filter, surprising
 from bridgewatch.io import read_dataset
+from bridgewatch.runner import first_rater_model
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.mf import build_problem, fit_mf
 from bridgewatch.sim.evaluate import MIN_RATINGS, read_truth
@@ -67,10 +73,35 @@ def surprise_row(data_dir: Path, residual: float) -> str:
     )
 
 
+def defence_row(data_dir: Path) -> str:
+    """One markdown row: what the concerted-surprise defence flags in ``data_dir``, and why targets escape."""
+    m = read_dataset(data_dir).ratings
+    params = SurpriseParams()
+    mu, r_int, r_fac = first_rater_model(m, ScoringConfig().validate())
+    _, _, flagged = surprise_filter(m.note_indptr, m.rater, m.value, mu, r_int, r_fac, params)
+    pred = robust_predictions(m.note_indptr, m.rater, m.value, mu, r_int, r_fac, params)
+    notes, raters = read_truth(data_dir)
+    target = np.isin(m.note_ids, notes.index[notes["isAttackTarget"] == "1"].to_numpy(np.int64))
+    bad = np.isin(m.rater_ids, raters.index[raters["isBadActor"] == "1"].to_numpy(dtype=object))
+    turned_rating = bad[m.rater] & target[m.note]
+    turned = np.bincount(m.note[turned_rating], minlength=m.n_notes)
+    caught = np.bincount(m.note[turned_rating & surprising(pred, m.value, params)], minlength=m.n_notes)
+    scorable = np.diff(m.note_indptr) >= MIN_RATINGS
+    missed = target & scorable & ~flagged
+    few = missed & (turned < 5)
+    adopted = missed & ~few & (caught < 0.3 * turned)
+    return (
+        f"| {data_dir.name} | {int((flagged & ~target).sum())} | {int((flagged & target).sum())}"
+        f"/{int((target & scorable).sum())} | {int(few.sum())} | {int(adopted.sum())} "
+        f"| {int((missed & ~few & ~adopted).sum())} | {int(np.median(turned[target]))} |"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data_dirs", nargs="+", type=Path)
     ap.add_argument("--residual", type=float, default=0.5, help="surprising: rating - prediction < -this")
+    ap.add_argument("--defence", action="store_true", help="also the concerted-surprise defence's table")
     args = ap.parse_args()
     print(
         "| level | bloc members | turned ratings | turned & surprising | other surprising "
@@ -79,6 +110,14 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for data_dir in args.data_dirs:
         print(surprise_row(data_dir, args.residual), flush=True)
+    if args.defence:
+        print(
+            "\n| level | honest notes flagged | targets flagged | missed: < 5 turned | adopted "
+            "| below the bar | median turned per target |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for data_dir in args.data_dirs:
+            print(defence_row(data_dir), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ from bridgewatch.integrity.adapters import detect_integrity, integrity_tables
 from bridgewatch.integrity.coordination import CoordinationParams
 from bridgewatch.integrity.surprise import (
     SurpriseParams,
+    benjamini_hochberg,
+    note_pvalues,
+    note_pvalues_numpy,
+    robust_predictions,
+    robust_predictions_numpy,
     surprise_filter,
     surprise_groups,
-    surprising_notes,
-    surprising_ratings,
-    surprising_ratings_numpy,
+    surprising,
 )
 from bridgewatch.integrity.views import RATER_INTEGRITY_FILE
 from bridgewatch.io.matrix import build_rating_matrix
@@ -73,30 +76,42 @@ def test_planted_stealth_bloc_is_found_and_set_aside():
     assert group.max() == 1  # one group, numbered 1
 
 
-def test_honest_world_flags_nobody():
-    for seed in range(3):
+def test_honest_worlds_flag_next_to_nothing():
+    # the test is calibrated on honest disagreement: under Benjamini–Hochberg at fdr 0.1 an honest
+    # world flags no note at all in at least 9 of 10 (here: 2 single notes in 6 worlds, 9 ratings each)
+    flagged_notes = set_aside = 0
+    for seed in range(6):
         note, rater, value, mu, r_int, r_fac, _, _ = _world(seed=seed)
         keep, group, flagged = surprise_filter(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
-        assert not group.any()
-        # a robust refit of at most the top 5% of notes: a few honest ratings set aside there
-        assert flagged.sum() <= (1 - P.note_quantile) * 400 + 1
-        assert (~keep).sum() <= 0.005 * note.shape[0]
+        assert not group.any() and flagged.sum() <= 1
+        flagged_notes += int(flagged.sum())
+        set_aside += int((~keep).sum())
+    assert flagged_notes <= 2 and set_aside <= 20
 
 
 def test_kernel_matches_numpy_twin():
     note, rater, value, mu, r_int, r_fac, _, _ = _world(bloc=30, seed=4)
     r_int = r_int.copy()
     r_int[7] = np.nan  # an unfitted rater neither fits nor surprises
-    fast = surprising_ratings(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
-    slow = surprising_ratings_numpy(note, rater, value, 400, mu, r_int, r_fac, P)
-    np.testing.assert_array_equal(fast, slow)
-    assert fast.any() and not fast[rater == 7].any()
-    # ratings left out of the refit are still judged against it
+    fast = robust_predictions(_indptr(note, 400), rater, value, mu, r_int, r_fac, P)
+    slow = robust_predictions_numpy(note, rater, value, 400, mu, r_int, r_fac, P)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    assert surprising(fast, value, P).any() and np.isnan(fast[rater == 7]).all()
+    assert not surprising(fast, value, P)[rater == 7].any()
+    # ratings left out of the refit are still predicted by it
     exclude = (rater % 3 == 0) & (value == 0.0)
-    fast = surprising_ratings(_indptr(note, 400), rater, value, mu, r_int, r_fac, P, exclude)
-    slow = surprising_ratings_numpy(note, rater, value, 400, mu, r_int, r_fac, P, exclude)
-    np.testing.assert_array_equal(fast, slow)
-    assert fast[exclude].any()
+    fast_ex = robust_predictions(_indptr(note, 400), rater, value, mu, r_int, r_fac, P, exclude)
+    slow_ex = robust_predictions_numpy(note, rater, value, 400, mu, r_int, r_fac, P, exclude)
+    np.testing.assert_allclose(fast_ex, slow_ex, rtol=0, atol=1e-12)
+    assert surprising(fast_ex, value, P)[exclude].any() and not np.allclose(fast, fast_ex, equal_nan=True)
+    # the p-values' one-pass kernel against its numpy oracle, with and without left-out ratings
+    indptr = _indptr(note, 400)
+    for pred, left_out in ((fast, None), (fast_ex, exclude)):
+        for params in (P, replace(P, rater_prior=0.0, side_prior=0.0)):
+            one_pass = note_pvalues(indptr, rater, value, pred, r_fac, params, left_out)
+            oracle = note_pvalues_numpy(indptr, rater, value, pred, r_fac, params, left_out)
+            np.testing.assert_allclose(one_pass, oracle, rtol=1e-9, atol=1e-300)
+            assert (one_pass < 1e-3).any() and (one_pass == 1.0).any()
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -129,33 +144,62 @@ def test_bad_input_errors():
     note, rater, value, mu, r_int, r_fac, _, _ = _world(n_notes=50, n_raters=100, per_note=10)
     indptr = _indptr(note, 50)
     with pytest.raises(ValueError, match="rater indices"):
-        surprising_ratings(indptr, rater + 100, value, mu, r_int, r_fac, P)
+        robust_predictions(indptr, rater + 100, value, mu, r_int, r_fac, P)
     with pytest.raises(ValueError, match="same ratings"):
-        surprising_ratings(indptr, rater[:-1], value[:-1], mu, r_int, r_fac, P)
+        robust_predictions(indptr, rater[:-1], value[:-1], mu, r_int, r_fac, P)
     with pytest.raises(ValueError, match="same length"):
-        surprising_ratings(indptr, rater, value, mu, r_int, r_fac[:-1], P)
+        robust_predictions(indptr, rater, value, mu, r_int, r_fac[:-1], P)
     with pytest.raises(ValueError, match="exclude"):
-        surprising_ratings(indptr, rater, value, mu, r_int, r_fac, P, np.zeros(3, dtype=bool))
-    bads = (SurpriseParams(note_quantile=1.0), SurpriseParams(residual=0), SurpriseParams(min_group=0),
-            SurpriseParams(rounds=0))  # fmt: skip
+        robust_predictions(indptr, rater, value, mu, r_int, r_fac, P, np.zeros(3, dtype=bool))
+    bads = (SurpriseParams(fdr=0.0), SurpriseParams(fdr=1.5), SurpriseParams(residual=0),
+            SurpriseParams(min_group=0), SurpriseParams(rounds=0), SurpriseParams(side_prior=-1))  # fmt: skip
     for bad in bads:
         with pytest.raises(ValueError, match="surprise"):
-            surprising_ratings(indptr, rater, value, mu, r_int, r_fac, bad)
+            robust_predictions(indptr, rater, value, mu, r_int, r_fac, bad)
 
 
-def test_notes_and_groups_by_hand():
+def test_groups_by_hand():
     # 4 notes and an unrated fifth; note 2 collects surprising ratings from raters 0, 1, 2; note 3
     # from 0, 1, 2, 3
     indptr = np.array([0, 10, 20, 30, 40, 40], dtype=np.int64)
     rater = np.tile(np.arange(10), 4)
-    surprising = np.zeros(40, dtype=bool)
-    surprising[[20, 21, 22, 30, 31, 32, 33]] = True
-    p = SurpriseParams(note_quantile=0.5, min_events=3, min_shared=2, min_group=3)
-    flagged = surprising_notes(indptr, surprising, p)
-    np.testing.assert_array_equal(flagged, [False, False, True, True, False])
-    group = surprise_groups(indptr, rater, surprising, flagged, 10, p)
+    events = np.zeros(40, dtype=bool)
+    events[[20, 21, 22, 30, 31, 32, 33]] = True
+    flagged = np.array([False, False, True, True, False])
+    p = SurpriseParams(min_shared=2, min_group=3)
+    group = surprise_groups(indptr, rater, events, flagged, 10, p)
     np.testing.assert_array_equal(group, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0])  # rater 3 shares one note only
-    assert not surprise_groups(indptr, rater, surprising, flagged, 10, SurpriseParams(min_group=4)).any()
+    assert not surprise_groups(indptr, rater, events, flagged, 10, SurpriseParams(min_group=4)).any()
+
+
+def test_benjamini_hochberg_by_hand():
+    p = np.array([0.001, 0.025, 0.026, 0.5, 0.2, 0.0])
+    tested = np.array([True, True, True, True, True, False])
+    # step-up over the 5 tested, 0.05·k/5 = 0.01, 0.02, 0.03: the third passes, so the second
+    # (0.025 > 0.02) is rejected with it; the untested 0.0 never is
+    np.testing.assert_array_equal(benjamini_hochberg(p, tested, 0.05), [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(benjamini_hochberg(p, tested, 0.01), [1, 0, 0, 0, 0, 0])
+    assert not benjamini_hochberg(p, np.zeros(6, dtype=bool), 0.5).any()
+
+
+def test_one_sided_surprise_is_significant_and_a_two_sided_misfit_is_not():
+    # 40 honest notes rated by 20 raters each (10 per side) whose robust prediction is 0.9; one
+    # rating in 20 is a stray NOT_HELPFUL. Note 0: 8 of its +1 side turn NOT_HELPFUL (a bloc);
+    # note 1: 8 surprising ratings too, 4 on each side (the model misfits the note, as a second
+    # axis of disagreement would)
+    n, per = 40, 20
+    indptr = np.arange(n + 1, dtype=np.int64) * per
+    rater = np.tile(np.arange(per), n)
+    factor = np.where(np.arange(per) < 10, 0.3, -0.3)
+    value = np.ones(n * per)
+    value[np.arange(n) * per + 19] = 0.0  # one stray NH per note, on the -1 side
+    value[0:8] = 0.0
+    value[per + np.r_[0:4, 10:14]] = 0.0
+    pred = np.full(n * per, 0.9)
+    pv = note_pvalues(indptr, rater, value, pred, factor, replace(P, rater_prior=0.0))
+    assert pv[0] < 1e-4 and pv[1] > 0.01 and pv[1] > 100 * pv[0]
+    assert (pv[2:] == 1.0).all()  # one surprising rating: below min_events, never tested
+    assert benjamini_hochberg(pv, np.ones(n, dtype=bool), 0.1).tolist() == [True] + [False] * (n - 1)
 
 
 def _notes_and_matrix(note, rater, value, n_raters):
@@ -200,9 +244,11 @@ def test_detect_integrity_carries_the_defence_into_keep_and_views():
 
 
 def test_config_switches_the_defence():
-    assert surprise_params(ScoringConfig()) is None  # off by default: X's integrity
-    on = with_overrides(ScoringConfig(), {"integrity": {"surprise": True, "surprise_note_quantile": 0.9}})
-    assert surprise_params(on) == SurpriseParams(note_quantile=0.9)
+    assert surprise_params(ScoringConfig()) == SurpriseParams()  # on by default: silent on honest data
+    off = with_overrides(ScoringConfig(), {"integrity": {"surprise": False}})
+    assert surprise_params(off) is None
+    tuned = with_overrides(ScoringConfig(), {"integrity": {"surprise_fdr": 0.2}})
+    assert surprise_params(tuned) == SurpriseParams(fdr=0.2)
 
 
 def test_surprise_runs_on_what_the_coordination_collapse_keeps():
@@ -225,4 +271,5 @@ def test_surprise_runs_on_what_the_coordination_collapse_keeps():
     assert (found.coordinated_value[600:610] > 0).all()
     (kept,) = seen
     assert kept.n_ratings == matrix.n_ratings - 200 and not np.isin(kept.rater, bloc).any()
-    assert found.surprise_keep.shape == (matrix.n_ratings,) and not found.surprise_keep.all()
+    # the rest is an honest world: nothing left for the concerted-surprise test to flag
+    assert found.surprise_keep.shape == (matrix.n_ratings,) and found.surprise_keep.all()

@@ -91,7 +91,7 @@ def test_phased_final_sets_aside_what_prescoring_surprise_set_aside(
 ) -> None:
     # The concerted-surprise defence needs a first MF fit; final scoring does not refit it but
     # reads the (noteId, rater) pairs prescoring found, so the phases equal one process.
-    on = {"surprise": True, "surprise_note_quantile": 0.8, "surprise_prescoring": in_prescoring}
+    on = {"surprise": True, "surprise_fdr": 1.0, "surprise_prescoring": in_prescoring}
     config = with_overrides(ScoringConfig(), {"integrity": on})
     _score(community, tmp_path / "all", config=config)
     for phase in ("prescore", "final", "contributor"):
@@ -110,18 +110,20 @@ def test_phased_final_sets_aside_what_prescoring_surprise_set_aside(
 def test_final_scoring_keeps_pss_ratings_without_quasi_clique(buddies: Path, tmp_path: Path) -> None:
     # Bug (golden mini): our final scoring dropped 29 ratings of two PSS cliques that the reference
     # keeps; its final scoring only applies groups that are also quasi-cliques
-    # (integrity.adapters.final_scoring_filter). Prescoring still drops them.
+    # (integrity.adapters.final_scoring_filter). Prescoring still drops them. (X's integrity only:
+    # the concerted-surprise defence's set-aside would change numRatings on the notes it flags.)
+    config = with_overrides(ScoringConfig(), {"integrity": {"surprise": False}})
     dataset = read_dataset(buddies)
-    found = run_integrity(dataset, ScoringConfig())
+    found = run_integrity(dataset, config)
     assert found.post_selection_value.max() == 1 and not found.quasi_clique_value.any()
     assert (~found.keep).sum() >= 2 + 8
-    _score(buddies, tmp_path / "all")
+    _score(buddies, tmp_path / "all", config=config)
     scored = pd.read_csv(tmp_path / "all" / schema.SCORED_NOTES_FILE, sep="\t").set_index("noteId")
     m = dataset.ratings
     raw = pd.Series(np.bincount(m.note, minlength=m.n_notes), index=m.note_ids)
     assert (scored["numRatings"] == raw.reindex(scored.index)).all()
     for phase in ("prescore", "final", "contributor"):  # by id through the state: the same filters
-        _score(buddies, tmp_path / "phased", phase=phase)
+        _score(buddies, tmp_path / "phased", phase=phase, config=config)
     for name in (schema.SCORED_NOTES_FILE, schema.HELPFULNESS_SCORES_FILE):
         assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
 

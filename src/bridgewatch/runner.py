@@ -70,9 +70,7 @@ def surprise_params(config: ScoringConfig) -> SurpriseParams | None:
     c = config.integrity
     if not c.surprise:
         return None
-    return SurpriseParams(
-        residual=c.surprise_residual, note_quantile=c.surprise_note_quantile, min_events=c.surprise_min_events
-    )
+    return SurpriseParams(residual=c.surprise_residual, fdr=c.surprise_fdr, min_events=c.surprise_min_events)
 
 
 def first_rater_model(

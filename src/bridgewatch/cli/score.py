@@ -89,7 +89,7 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--no-parquet", is_flag=True, help="write TSV only")
 @click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
 @click.option("--no-coordination", is_flag=True,
-              help="no coordinated-group defence (ours): X's integrity, unless surprise is on")  # fmt: skip
+              help="no coordinated-group defence (ours): X's integrity with --no-surprise")  # fmt: skip
 @click.option("--no-surprise", is_flag=True, help="no concerted-surprise defence (ours)")
 @click.option(
     "--cache",

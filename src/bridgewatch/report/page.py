@@ -171,7 +171,7 @@ def render(run: RunOutputs, options: ReportOptions = ReportOptions(), title: str
         "coordinated: raters who rate the same notes the same way at any pace (Bridgewatch; on the "
         "notes where such a group acts in concert its ratings are set aside); surprise: raters who "
         "share NOT_HELPFUL ratings against their own viewpoint on notes that collect many of them "
-        "(Bridgewatch, when <code>[integrity] surprise</code> is on; those ratings are set aside).</p>",
+        "(Bridgewatch, <code>[integrity] surprise</code>; those ratings are set aside).</p>",
     ]
     groups = flagged_groups(run)
     if groups.empty:

@@ -190,7 +190,9 @@ class IntegrityConfig:
     (``integrity.coordination``): on the notes where a group acts in concert its ratings are set
     aside (or kept as one rating, ``coordination_keep_earliest``); concerted surprise
     (``integrity.surprise``): on notes that collect many NOT_HELPFUL ratings against the raters' own
-    viewpoints, those ratings are set aside. Both off: integrity is the reference's."""
+    viewpoints, significantly more than honest disagreement gives, those ratings are set aside (on
+    an honest community it flags nothing, so outputs are the reference's). Both off: integrity is
+    the reference's."""
 
     coordination: bool = param(True, "set aside coordinated groups' ratings on the notes they act on", "ours")
     coordination_min_shared: int = param(5, "same (note, value) ratings two members share", "ours", ge=1)
@@ -200,15 +202,16 @@ class IntegrityConfig:
         False, "keep a group's earliest rating on those notes (PSS's rule) instead of none", "ours"
     )
     surprise: bool = param(
-        False, "set aside NOT_HELPFUL ratings against the rater's own viewpoint on notes that collect "
-        "many (integrity.surprise; off: it refits ~5% of notes on any data, so outputs leave X's)", "ours",
+        True, "set aside NOT_HELPFUL ratings against the rater's own viewpoint on notes that collect "
+        "significantly many (integrity.surprise; one more MF fit per run)", "ours",
     )  # fmt: skip
     surprise_residual: float = param(0.7, "NH this far below its note's refit: surprising", "ours", ge=0)
-    surprise_note_quantile: float = param(0.95, "flag notes above this share quantile", "ours", 0, 1)
+    surprise_fdr: float = param(0.1, "Benjamini–Hochberg false discovery rate of flagged notes", "ours", 0, 1)
     surprise_min_events: int = param(3, "surprising ratings a flagged note needs", "ours", ge=1)
     surprise_prescoring: bool = param(
-        True, "set the surprising ratings aside in prescoring too (false: in final scoring only, so "
-        "raters' parameters and helpfulness stay as without the defence)", "ours",
+        False, "set the surprising ratings aside in prescoring too (false: in final scoring only, so "
+        "raters' parameters and helpfulness stay as without the defence: the same protection, and a "
+        "false flag moves its note alone)", "ours",
     )  # fmt: skip
 
 
