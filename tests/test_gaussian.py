@@ -100,6 +100,33 @@ def test_numba_kernel_matches_numpy_twin(params, points):
     assert np.isnan(a[-1]).all()
 
 
+@pytest.mark.parametrize(
+    "params,points", [(g.CRH_PARAMS, g.QUANTILE_RANGE), (g.CRNH_PARAMS, g.SMOOTHED_RANGE)]
+)
+def test_kernel_weights_per_rater_give_the_same_bytes_for_any_keys_and_threads(params, points):
+    """The kernel weights are computed once per key (a rating's rater): keyed by raters, by
+    distinct factor values (no keys), on one thread or two, the pass gives the same bytes."""
+    import numba
+
+    rng = np.random.default_rng(7)
+    n_notes, n_raters = 300, 120
+    note = rng.integers(0, n_notes, 6000)
+    rater = rng.integers(0, n_raters, 6000) * 3 + 5  # sparse, large ids: compacted per pass
+    factor = rng.uniform(-0.8, 0.8, rater.max() + 1)[rater]
+    helpful = rng.choice([0.0, 0.5, 1.0], 6000)
+    want = g.pass_values(note, n_notes, factor, helpful, points, params)
+    threads = numba.get_num_threads()
+    try:
+        for n_threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(n_threads)
+            got = g.pass_values(note, n_notes, factor, helpful, points, params, key=rater)
+            assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want, strict=True))
+    finally:
+        numba.set_num_threads(threads)
+    with pytest.raises(ScoringError, match="key"):
+        g.pass_values(note, n_notes, factor, helpful, points, params, key=rater[:-1])
+
+
 def test_helpful_notes_score_positive_and_unhelpful_negative():
     note, factor, helpful, quality = _random_ratings(2, n_notes=60, per_note=30)
     out = g.gaussian_scores(note, 60, factor, helpful)

@@ -9,8 +9,10 @@ kernel, values flipped); the final intercept is the CRH score unless the CRNH sc
 magnitude, in which case it is minus the CRNH score.
 
 Everything here is a pure function over per-rating arrays. The numba kernel walks notes through a
-CSR ``indptr`` and keeps memory at O(notes × points); ``_pass_values_np`` is its vectorized numpy
-twin (O(ratings × points) memory) and the tests assert the two agree.
+CSR ``indptr`` (blocks of notes in parallel) and keeps memory at O((notes + raters) × points): a
+rating's kernel weights depend on its rater's factor only, so they are computed once per rater
+(``_kernel_table``) and read per rating. ``_pass_values_np`` is its vectorized numpy twin
+(O(ratings × points) memory) and the tests assert the two agree.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numba
 import numpy as np
 
 from bridgewatch.errors import ScoringError
+from bridgewatch.scoring.prefetch import prefetch
 
 # The reference's 50 evaluation points ("quantileRange"): roughly equal-population bins of the
 # rater-factor distribution, symmetric around 0.
@@ -93,87 +96,123 @@ def _pass_arrays(helpful: np.ndarray, params: GaussianPassParams) -> tuple[np.nd
 
 
 @numba.njit(cache=True)
+def _kernel_table(key_factor, points, bandwidth, normalize):
+    """float64[K, P]: each rating's kernel weights over the points, per distinct rater factor.
+
+    A rating's weights depend on its rater's factor alone, so they are computed once per rater
+    instead of once per rating (~50 ``exp`` a rating, most of the pass), with the arithmetic the
+    per-rating loop had, so each weight keeps its bits."""
+    n_pts = points.shape[0]
+    norm = 1.0 / (bandwidth * np.sqrt(2.0 * np.pi))
+    table = np.empty((key_factor.shape[0], n_pts))
+    kern = np.empty(n_pts)
+    for i in range(key_factor.shape[0]):
+        f = key_factor[i]
+        ksum = 0.0
+        for p in range(n_pts):
+            d = (f - points[p]) / bandwidth
+            kern[p] = norm * np.exp(-0.5 * d * d)
+            ksum += kern[p]
+        for p in range(n_pts):
+            table[i, p] = kern[p] / ksum if normalize else kern[p]
+    return table
+
+
+# Ratings between a row's prefetch and its use: each rating's 50-point loop takes ~20 ns, a
+# table row from memory ~100 ns.
+_AHEAD = 8
+# Fixed blocks of notes for the parallel pass (each note's values depend on its ratings only, so
+# any thread count gives the same bytes).
+_NOTE_BLOCKS = 64
+
+
+@numba.njit(cache=True, parallel=True)
 def _pass_values_nb(
-    indptr, factor, value, negative, orig, points, bandwidth, normalize, neg_weight, slope, cap,
+    indptr, factor, key, table, value, negative, orig, points, neg_weight, slope, cap,
     prior_value, min_prior, prior_weight, weight_base, weight_limit, clip_lo, clip_hi, few_sided,
 ):  # fmt: skip
+    """Per note (ratings ``indptr``-grouped, ``key[r]`` the row of ``table`` with the rating's
+    kernel weights): the smoothed, clipped values over the points and the note factor."""
     n_notes = indptr.shape[0] - 1
     n_pts = points.shape[0]
     out = np.empty((n_notes, n_pts))
     note_factor = np.full(n_notes, np.nan)
-    norm = 1.0 / (bandwidth * np.sqrt(2.0 * np.pi))
-    kern = np.empty(n_pts)
-    base = np.empty(n_pts)
-    tw = np.empty(n_pts)
-    tv = np.empty(n_pts)
-    for n in range(n_notes):
-        a, b = indptr[n], indptr[n + 1]
-        count = b - a
-        if count == 0:
-            out[n, :] = np.nan
-            continue
-        # Spread of the negative raters: share of "unexpected" negatives (far from their mean).
-        neg_sum = 0.0
-        neg_cnt = 0
-        for r in range(a, b):
-            if negative[r]:
-                neg_sum += factor[r]
-                neg_cnt += 1
-        mult = 1.0
-        if neg_cnt > 0:
-            mean = neg_sum / neg_cnt
-            soft = 0.0
+    for blk in numba.prange(_NOTE_BLOCKS):
+        base = np.empty(n_pts)
+        tw = np.empty(n_pts)
+        tv = np.empty(n_pts)
+        first, stop = blk * n_notes // _NOTE_BLOCKS, (blk + 1) * n_notes // _NOTE_BLOCKS
+        last = max(indptr[stop] - 1, 0)  # the block's last rating: prefetches stay inside it
+        for n in range(first, stop):
+            a, b = indptr[n], indptr[n + 1]
+            count = b - a
+            if count == 0:
+                out[n, :] = np.nan
+                continue
+            # Spread of the negative raters: share of "unexpected" negatives (far from their mean).
+            neg_sum = 0.0
+            neg_cnt = 0
             for r in range(a, b):
                 if negative[r]:
-                    dist = abs(factor[r] - mean)
-                    soft += 1.0 / (1.0 + np.exp(-_UNEXPECTED_SLOPE * (dist - _UNEXPECTED_HALF_WINDOW)))
-            mult = min(soft / count * slope + 1.0, cap)
-        base[:] = 0.0
-        tw[:] = 0.0
-        tv[:] = 0.0
-        fsum = 0.0
-        n_neg_side = 0
-        n_pos_side = 0
-        for r in range(a, b):
-            f = factor[r]
-            fsum += (orig[r] - 0.5) * 2.0 * f
-            if f < 0:
-                n_neg_side += 1
-            elif f > 0:
-                n_pos_side += 1
-            ksum = 0.0
+                    neg_sum += factor[r]
+                    neg_cnt += 1
+            mult = 1.0
+            if neg_cnt > 0:
+                mean = neg_sum / neg_cnt
+                soft = 0.0
+                for r in range(a, b):
+                    if negative[r]:
+                        dist = abs(factor[r] - mean)
+                        soft += 1.0 / (1.0 + np.exp(-_UNEXPECTED_SLOPE * (dist - _UNEXPECTED_HALF_WINDOW)))
+                mult = min(soft / count * slope + 1.0, cap)
+            base[:] = 0.0
+            tw[:] = 0.0
+            tv[:] = 0.0
+            fsum = 0.0
+            n_neg_side = 0
+            n_pos_side = 0
+            for r in range(a, b):
+                f = factor[r]
+                fsum += (orig[r] - 0.5) * 2.0 * f
+                if f < 0:
+                    n_neg_side += 1
+                elif f > 0:
+                    n_pos_side += 1
+                extra = 1.0
+                if negative[r]:
+                    extra = mult * neg_weight
+                # the weights' row of the rating a few on (~7 cache lines, rows of a table
+                # larger than the caches), asked for now so the loop rarely waits for memory
+                ahead = np.int64(key[min(r + _AHEAD, last)]) * n_pts
+                for q in range(0, n_pts, 8):
+                    prefetch(table, ahead + q)
+                row = key[r]
+                v = value[r]
+                for p in range(n_pts):
+                    k = table[row, p]
+                    base[p] += k
+                    w = k * extra
+                    tw[p] += w
+                    tv[p] += w * v
+            nf = fsum / count
+            note_factor[n] = nf
+            insufficient = False
             for p in range(n_pts):
-                d = (f - points[p]) / bandwidth
-                kern[p] = norm * np.exp(-0.5 * d * d)
-                ksum += kern[p]
-            extra = 1.0
-            if negative[r]:
-                extra = mult * neg_weight
+                if base[p] < weight_limit:
+                    insufficient = True
+            if insufficient:
+                out[n, :] = -1.0
+                continue
+            pw = np.log(max(float(count), weight_base)) / np.log(weight_base) * prior_weight
+            flat = few_sided and (n_neg_side < _MIN_RATERS_PER_SIDE or n_pos_side < _MIN_RATERS_PER_SIDE)
             for p in range(n_pts):
-                k = kern[p] / ksum if normalize else kern[p]
-                base[p] += k
-                w = k * extra
-                tw[p] += w
-                tv[p] += w * value[r]
-        nf = fsum / count
-        note_factor[n] = nf
-        insufficient = False
-        for p in range(n_pts):
-            if base[p] < weight_limit:
-                insufficient = True
-        if insufficient:
-            out[n, :] = -1.0
-            continue
-        pw = np.log(max(float(count), weight_base)) / np.log(weight_base) * prior_weight
-        flat = few_sided and (n_neg_side < _MIN_RATERS_PER_SIDE or n_pos_side < _MIN_RATERS_PER_SIDE)
-        for p in range(n_pts):
-            if flat:
-                prior = _FEW_SIDED_PRIOR
-            else:
-                prior = max(min(nf * points[p] / 2.0 + prior_value, prior_value), min_prior)
-            den = tw[p] + pw
-            v = (tv[p] + prior * pw) / den if den != 0 else clip_lo
-            out[n, p] = min(max(v, clip_lo), clip_hi)
+                if flat:
+                    prior = _FEW_SIDED_PRIOR
+                else:
+                    prior = max(min(nf * points[p] / 2.0 + prior_value, prior_value), min_prior)
+                den = tw[p] + pw
+                v = (tv[p] + prior * pw) / den if den != 0 else clip_lo
+                out[n, p] = min(max(v, clip_lo), clip_hi)
     return out, note_factor
 
 
@@ -240,11 +279,14 @@ def pass_values(
     params: GaussianPassParams,
     *,
     use_numba: bool = True,
+    key: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed, clipped per-point values of one pass.
 
     Inputs per rating (length R): ``note`` int (index < n_notes), ``factor`` the rater's factor,
-    ``helpful`` 0 / 0.5 / 1. Returns ``values`` float64[N, P] (−1 on every point of a note with a
+    ``helpful`` 0 / 0.5 / 1; ``key`` optional int ≥ 0, the same for ratings with the same factor
+    (their raters: the kernel weights are computed once per key; without it, per distinct
+    factor value, which costs a sort). Returns ``values`` float64[N, P] (−1 on every point of a note with a
     point below the weight limit, NaN for notes without ratings) and ``note_factor`` float64[N],
     the mean of (2·h − 1)·f_u (h flipped in the CRNH pass).
     """
@@ -265,13 +307,34 @@ def pass_values(
     order = np.argsort(note, kind="stable")
     indptr = np.zeros(n_notes + 1, dtype=np.int64)
     np.cumsum(np.bincount(note, minlength=n_notes), out=indptr[1:])
+    rows, key_factor = _factor_keys(factor, key)
+    table = _kernel_table(key_factor, points, params.bandwidth, params.normalize)
     p = params
     return _pass_values_nb(
-        indptr, factor[order], value[order], negative[order], orig[order], points, p.bandwidth,
-        p.normalize, p.neg_weight, p.unexpected_slope, p.unexpected_cap, p.prior_value, p.min_prior,
+        indptr, factor[order], rows[order], table, value[order], negative[order], orig[order], points,
+        p.neg_weight, p.unexpected_slope, p.unexpected_cap, p.prior_value, p.min_prior,
         p.prior_weight, p.adaptive_weight_base, p.weight_limit, p.clip_lower, p.clip_upper,
         p.few_sided_prior,
     )  # fmt: skip
+
+
+def _factor_keys(factor: np.ndarray, key: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(int64[R] row per rating, float64[K] factor per row): one row per distinct ``key`` (the
+    ratings' raters), or per distinct factor value without keys."""
+    if key is None:
+        key_factor, rows = np.unique(factor, return_inverse=True)
+        return rows.astype(np.int64).reshape(-1), key_factor
+    key = np.asarray(key, dtype=np.int64)
+    if key.shape != factor.shape:
+        raise ScoringError("gaussian: key must have one entry per rating")
+    if key.size == 0:
+        return key, np.zeros(0)
+    present = np.zeros(int(key.max()) + 1, dtype=bool)
+    present[key] = True
+    rows = (np.cumsum(present) - 1)[key]
+    key_factor = np.empty(int(present.sum()))
+    key_factor[rows] = factor
+    return rows, key_factor
 
 
 def geometric_mean_score(values: np.ndarray) -> np.ndarray:
@@ -324,13 +387,17 @@ def gaussian_scores(
     crnh_points: np.ndarray = SMOOTHED_RANGE,
     author_ratings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     use_numba: bool = True,
+    key: np.ndarray | None = None,
+    author_key: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-note Gaussian intercepts (``gaussianNoteIntercept``).
 
     ``note``/``factor``/``helpful``: per-rating arrays (length R) of the final-round ratings (notes
     with ≥ 5 ratings, raters with prescoring factors above the helpfulness threshold).
     ``author_ratings``: the CRH pass's ratings extended with author implicit ratings (from
-    ``add_author_ratings``), or None to use the same ratings in both passes.
+    ``add_author_ratings``), or None to use the same ratings in both passes. ``key`` /
+    ``author_key``: the raters of ``note`` / of ``author_ratings`` (``pass_values``'s ``key``),
+    optional; they change no value, only how often the kernel weights are computed.
 
     Returns float64[N] arrays: ``intercept`` (NaN for notes without ratings), ``crh_score``,
     ``crnh_score`` and ``note_factor`` (the CRH pass's kernel note factor).
@@ -338,9 +405,12 @@ def gaussian_scores(
     crh_note, crh_factor, crh_helpful = (
         author_ratings if author_ratings is not None else (note, factor, helpful)
     )
+    crh_key = author_key if author_ratings is not None else key
     crh_vals, nf = pass_values(crh_note, n_notes, crh_factor, crh_helpful, crh_points, crh_params,
-                               use_numba=use_numba)  # fmt: skip
-    crnh_vals, _ = pass_values(note, n_notes, factor, helpful, crnh_points, crnh_params, use_numba=use_numba)
+                               use_numba=use_numba, key=crh_key)  # fmt: skip
+    crnh_vals, _ = pass_values(
+        note, n_notes, factor, helpful, crnh_points, crnh_params, use_numba=use_numba, key=key
+    )
     crh = geometric_mean_score(crh_vals)
     crnh = geometric_mean_score(crnh_vals)
     intercept = np.where(np.abs(crh) < np.abs(crnh), -crnh, crh)

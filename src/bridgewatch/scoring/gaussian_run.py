@@ -104,10 +104,13 @@ def gaussian_intercepts(
     author = note_authors(inputs)
     author_factor = np.where(author >= 0, factor[np.maximum(author, 0)], np.nan)
     extended = G.add_author_ratings(note, f, helpful, rater, author, author_factor)
+    # the raters of the extended ratings: the authors' after the real ones (``add_author_ratings``)
+    author_key = np.concatenate([rater, author[extended[0][note.shape[0] :]]])
     crh, crnh = params
     out = G.gaussian_scores(
-        note, m.n_notes, f, helpful, author_ratings=extended, crh_params=crh, crnh_params=crnh
-    )
+        note, m.n_notes, f, helpful, author_ratings=extended, crh_params=crh, crnh_params=crnh,
+        key=rater, author_key=author_key,
+    )  # fmt: skip
     return out["intercept"], out["note_factor"], used
 
 
