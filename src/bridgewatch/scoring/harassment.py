@@ -29,6 +29,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
+    ClassWeights,
     LogisticMFParams,
     Penalty,
     compact,
@@ -235,8 +236,7 @@ def fit_tag_consensus_kept(
     if rate in (0.0, 1.0):
         return empty
     lay = grouped_layout(note, indptr, notes.shape[0])
-    sw = np.where(positive, -(((1.0 - rate) / rate) / r), 1.0 / r)  # weights ÷ R, negated on 1s
-    del positive
+    sw = ClassWeights(positive, -(((1.0 - rate) / rate) / r), 1.0 / r)  # weights ÷ R, negated on 1s
     pen, init = _start(c, r, notes, raters, note_factor_init, rater_factor_init)
     p, _, _ = fit_adam_signed(lay, sw, init, pen, _TRAINABLE, c.adam)
     out = HarassmentResult(
