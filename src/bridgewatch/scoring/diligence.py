@@ -262,9 +262,10 @@ def fit_prescoring_kept(
     start: DiligenceStart | None = None,
 ) -> DiligencePrescoring:
     """``fit_prescoring`` on the ratings ``keep`` (bool[R]) selects, read from the matrix: the same
-    result bit for bit, holding ~29 bytes a kept rating (the layout's uint32 notes, a bool target,
-    the signed weights and the epoch pass's two scratch arrays) instead of the ~60 of the caller's
-    gathered copies, the local indices, the input-order weights and the layout's permutation.
+    result bit for bit, holding ~13 bytes a kept rating (the layout's uint32 notes, a bool target,
+    and from round 3 on the float64 signed weights: rounds 1 and 2 weigh by class, two constants)
+    instead of the ~60 of the caller's gathered copies, the local indices, the input-order weights
+    and the layout's permutation.
 
     Why it is the same: ``rating_pass.kept_by_rater`` lists the kept ratings rater by rater in
     matrix order, the order ``layout``'s stable grouping gives; round 1's and 2's signed weights

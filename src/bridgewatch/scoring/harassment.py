@@ -199,8 +199,8 @@ def fit_tag_consensus_kept(
     config: HarassmentConfig | None = None,
 ) -> HarassmentResult:
     """``fit_tag_consensus`` on the ratings ``keep`` (bool[R]) selects, read from the matrix: the
-    same result bit for bit, holding ~30 bytes a fitted rating (the layout's uint32 notes, a bool
-    label, the signed weights, the epoch pass's two scratch arrays) and a bool[R] selection,
+    same result bit for bit, holding ~5 bytes a fitted rating (the layout's uint32 notes and a bool
+    label; the signed weights are two class constants) and a bool[R] selection,
     instead of five gathered columns, their int64 and float64 widenings and the fit's own copies.
 
     Why it is the same: the labelled ratings and ``count_filter``'s notes → raters → notes pass
