@@ -54,6 +54,8 @@ def test_sub_blocks_cover_the_raters_in_whole_balanced_slices():
     assert per_chunk.max() < counts.sum() / K.CHUNKS + 4 * K.SUB
     empty_sub, empty_chunk = K.sub_blocks(np.zeros(1, dtype=np.int64))
     assert empty_sub.tolist() == [0] and empty_chunk.tolist() == [0] * (K.CHUNKS + 1)
+    assert K.scratch_width(indptr, sub) == np.diff(indptr[sub]).max() >= 3 * K.SUB
+    assert K.scratch_width(np.zeros(1, dtype=np.int64), empty_sub) == 0
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -116,6 +118,31 @@ def test_fit_adam_follows_its_numpy_twin_and_a_prepared_layout_changes_nothing()
     for block in lm.BLOCKS:
         same = {getattr(q, block).tobytes() for q in (fit, again, twice)}
         assert len(same) == 1, block
+
+
+@pytest.mark.parametrize("trainable", [lm.BLOCKS, ("note_intercept", "rater_intercept")])
+def test_class_weights_give_the_per_rating_weights_bytes_for_any_thread_count(trainable):
+    """Two class constants as a bool (``ClassWeights``) are the float64 signed weights they stand
+    for: same fit, same bytes, serial or parallel."""
+    note, rater, target, _, p, pen = _problem(6, r=40_000, n_notes=400, n_raters=2_000)
+    weight = np.where(target == 1.0, 7.0, 1.0)
+    lay = lm.layout(note, rater, 400, 2_000)
+    r = lay.n_ratings
+    cw = lm.ClassWeights(target[lay.order] == 1.0, -(7.0 / r), 1.0 / r)
+    s = lm.AdamSettings(learning_rate=0.05, max_epochs=40, tolerance=1e-6, check_every=5)
+    ref = lm.fit_adam_signed(lay, lay.signed_weights(target, weight), p, pen, trainable, s)
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            fit = lm.fit_adam_signed(lay, cw, p, pen, trainable, s)
+            assert fit[1:] == ref[1:]
+            for block in lm.BLOCKS:
+                assert getattr(fit[0], block).tobytes() == getattr(ref[0], block).tobytes(), block
+    finally:
+        numba.set_num_threads(before)
+    with pytest.raises(ValueError, match="layout"):
+        lm.fit_adam_signed(lay, lm.ClassWeights(cw.positive[:-1], -1.0, 1.0), p, pen, trainable, s)
 
 
 def test_fit_adam_rejects_bad_targets_and_mismatched_layouts():

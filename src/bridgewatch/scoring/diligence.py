@@ -32,6 +32,7 @@ from bridgewatch.errors import ScoringError
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
+    ClassWeights,
     LogisticMFParams,
     Penalty,
     RatingLayout,
@@ -261,9 +262,10 @@ def fit_prescoring_kept(
     start: DiligenceStart | None = None,
 ) -> DiligencePrescoring:
     """``fit_prescoring`` on the ratings ``keep`` (bool[R]) selects, read from the matrix: the same
-    result bit for bit, holding ~29 bytes a kept rating (the layout's uint32 notes, a bool target,
-    the signed weights and the epoch pass's two scratch arrays) instead of the ~60 of the caller's
-    gathered copies, the local indices, the input-order weights and the layout's permutation.
+    result bit for bit, holding ~13 bytes a kept rating (the layout's uint32 notes, a bool target,
+    and from round 3 on the float64 signed weights: rounds 1 and 2 weigh by class, two constants)
+    instead of the ~60 of the caller's gathered copies, the local indices, the input-order weights
+    and the layout's permutation.
 
     Why it is the same: ``rating_pass.kept_by_rater`` lists the kept ratings rater by rater in
     matrix order, the order ``layout``'s stable grouping gives; round 1's and 2's signed weights
@@ -281,14 +283,15 @@ def fit_prescoring_kept(
     if start is not None:
         p.note_factor, p.note_intercept, p.rater_intercept = _random_start(start, notes, raters)
 
-    sw = k.class_weights(c.pos_weight)
+    cw = k.class_weights(c.pos_weight)
     round1 = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round1, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, cw, p, pen, round1, c.adam)
     g1 = float(p.global_intercept[0])
     round2 = ("note_factor", "rater_factor", "rater_intercept", "rater_reputation", "global_intercept")
-    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round2, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, cw, p, pen, round2, c.adam)
     g2 = float(p.global_intercept[0])
     ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
+    sw = np.empty(r)
     k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
     round3 = ("note_intercept", "rater_intercept", "global_intercept")
     p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round3, c.adam)
@@ -344,10 +347,10 @@ def fit_final_kept(
     notes, raters = k.notes, k.raters
     c = config or DiligenceConfig()
     pen, p = _final_start(c, pre, notes, raters, k.n_ratings)
-    sw = k.class_weights(c.pos_weight)
-    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_factor",), c.adam)
+    p, _, _ = fit_adam_signed(k.layout, k.class_weights(c.pos_weight), p, pen, ("note_factor",), c.adam)
     p.global_intercept = np.array([pre.global_intercepts[2]])
     p.rater_intercept = _take_zeroed(pre.rater_intercept, raters)
+    sw = np.empty(k.n_ratings)
     k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
     p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_intercept",), c.adam)
     return _scatter(matrix.n_notes, notes, p.note_intercept), _scatter(matrix.n_notes, notes, p.note_factor)
@@ -367,10 +370,10 @@ class _Kept:
     def n_ratings(self) -> int:
         return self.layout.n_ratings
 
-    def class_weights(self, pos_weight: float) -> np.ndarray:
+    def class_weights(self, pos_weight: float) -> ClassWeights:
         """``rating_weights(…, pos_weight)`` then ``signed_weights``: two constants, ±w/R."""
         r, pw = self.n_ratings, float(pos_weight)
-        return np.where(self.positive, -(pw / r), 1.0 / r)
+        return ClassWeights(self.positive, -(pw / r), 1.0 / r)
 
     def round3_weights(
         self,

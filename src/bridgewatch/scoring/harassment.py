@@ -29,6 +29,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
+    ClassWeights,
     LogisticMFParams,
     Penalty,
     compact,
@@ -198,8 +199,8 @@ def fit_tag_consensus_kept(
     config: HarassmentConfig | None = None,
 ) -> HarassmentResult:
     """``fit_tag_consensus`` on the ratings ``keep`` (bool[R]) selects, read from the matrix: the
-    same result bit for bit, holding ~30 bytes a fitted rating (the layout's uint32 notes, a bool
-    label, the signed weights, the epoch pass's two scratch arrays) and a bool[R] selection,
+    same result bit for bit, holding ~5 bytes a fitted rating (the layout's uint32 notes and a bool
+    label; the signed weights are two class constants) and a bool[R] selection,
     instead of five gathered columns, their int64 and float64 widenings and the fit's own copies.
 
     Why it is the same: the labelled ratings and ``count_filter``'s notes → raters → notes pass
@@ -235,8 +236,7 @@ def fit_tag_consensus_kept(
     if rate in (0.0, 1.0):
         return empty
     lay = grouped_layout(note, indptr, notes.shape[0])
-    sw = np.where(positive, -(((1.0 - rate) / rate) / r), 1.0 / r)  # weights ÷ R, negated on 1s
-    del positive
+    sw = ClassWeights(positive, -(((1.0 - rate) / rate) / r), 1.0 / r)  # weights ÷ R, negated on 1s
     pen, init = _start(c, r, notes, raters, note_factor_init, rater_factor_init)
     p, _, _ = fit_adam_signed(lay, sw, init, pen, _TRAINABLE, c.adam)
     out = HarassmentResult(

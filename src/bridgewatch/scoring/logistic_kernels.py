@@ -34,6 +34,7 @@ SUB = 4096  # ratings per cache-resident sub-block
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # ln 2 split so that k·_LN2_HI is exact for |k| < 2^20
 _LN2_LO = 1.9082149292705877e-10
+_EXP_BIAS_SHIFT = 1023.0 + 2.0**52
 # exp(r) for |r| ≤ ln2/2: Taylor to degree 12 (remainder < 2e-16 relative)
 _EXP_C = tuple(1.0 / float(np.prod(np.arange(1, n + 1))) for n in range(13))
 # log1p(y) = 2·atanh(s), s = y / (2 + y) ≤ 1/3 for y ≤ 1: odd series to s^33 (remainder < 2e-17)
@@ -47,6 +48,17 @@ def _bits_as_f64(typingctx, bits):
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """Reinterpret a float64 as an int64 (a register move LLVM can vectorize)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
 
     return sig, codegen
 
@@ -70,7 +82,10 @@ def _exp_neg(x):
     p = p * r + _EXP_C[2]
     p = p * r + _EXP_C[1]
     p = p * r + _EXP_C[0]
-    return p * _bits_as_f64((np.int64(k) + 1023) << 52)
+    # 2^k from bits, without a float → int conversion (one scalar instruction per lane without
+    # AVX-512): k + 1023 + 2^52 is exact and holds k + 1023 in its low mantissa bits; shifting
+    # them up to the exponent field drops the 2^52's own exponent bits off the top.
+    return p * _bits_as_f64(_f64_bits(k + _EXP_BIAS_SHIFT) << 52)
 
 
 @numba.njit(inline="always")
@@ -163,39 +178,60 @@ def _derivative_loss(x, w):
     return deriv, abs(w) * (max(z, 0.0) + _log1p01(e))
 
 
+@numba.njit(cache=True)
+def scratch_width(indptr: np.ndarray, sub_ptr: np.ndarray) -> int:
+    """The most ratings in one sub-block: the length of each slice's scratch rows (``epoch_nb``)."""
+    width = 0
+    for s in range(sub_ptr.shape[0] - 1):
+        width = max(width, indptr[sub_ptr[s + 1]] - indptr[sub_ptr[s]])
+    return width
+
+
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
 def epoch_nb(
-    indptr, sub_ptr, chunk_ptr, note, sw, nf, ni, rf, ri, rep, mu, want_loss,
-    d, lw, g_rf, g_ri, g_rep, part, loss_c,
+    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu, want_loss,
+    work, g_rf, g_ri, g_rep, part, loss_c,
 ):  # fmt: skip
     """One gradient pass over ratings grouped by rater (``indptr``); returns (data loss, Σ derivative).
 
-    ``sw[j]`` = weight/R, negated for positive targets. Writes the rater blocks ``g_rf/g_ri/g_rep``
-    [U] and the note partials ``part[CHUNKS, N, 2]`` (note factor, note intercept), to be added up
-    in slice order. ``d``/``lw`` are R-sized scratch, ``loss_c`` [CHUNKS]; the loss is only
-    computed when ``want_loss`` (else 0 is returned for it). Per sub-block: gather the logits, turn
-    them into derivatives (a loop of pure arithmetic, which LLVM vectorizes), then add up per rater.
+    Signed weights (weight/R, negated for positive targets): ``sw[j]`` per rating, or, when ``sw``
+    is empty, ``w_pos`` / ``w_neg`` by ``positive[j]`` (bool): a fit whose weights are one
+    constant per class streams 1 byte a rating instead of 8. ``packed[N, 2]``: each note's
+    (factor, intercept) side by side, so a rating's gather is one cache line (``pack_notes``).
+    Writes the rater blocks ``g_rf/g_ri/g_rep`` [U] and the note partials ``part[CHUNKS, N, 2]``
+    (note factor, note intercept), to be added up in slice order. ``work`` is scratch [CHUNKS, 3,
+    ``scratch_width``]: per slice, one sub-block's logits then derivatives, losses and signed
+    weights, reused sub-block after sub-block so they stay in L1/L2 (R-sized scratch was written
+    back to memory and read again every epoch); ``loss_c`` [CHUNKS]. The loss is only computed
+    when ``want_loss`` (else 0 is returned for it). Per sub-block: gather the logits, turn them
+    into derivatives (a loop of pure arithmetic, which LLVM vectorizes), then add up per rater.
     """
-    n_n = nf.shape[0]
+    n_n = packed.shape[0]
     for c in numba.prange(CHUNKS):
         part[c, :, :] = 0.0
         t = 0.0
         last = indptr[sub_ptr[chunk_ptr[c + 1]]] - 1  # the slice's last rating
+        dc, lc, wc = work[c, 0], work[c, 1], work[c, 2]
         for s in range(chunk_ptr[c], chunk_ptr[c + 1]):
             u0, u1 = sub_ptr[s], sub_ptr[s + 1]
+            j0, j1 = indptr[u0], indptr[u1]
             for u in range(u0, u1):
                 a_rf, a_rep, a_ri = rf[u], rep[u], ri[u]
                 for j in range(indptr[u], indptr[u + 1]):
-                    ahead = note[min(j + AHEAD, last)]
-                    prefetch(nf, ahead)
-                    prefetch(ni, ahead)
-                    prefetch(part, (c * n_n + np.int64(ahead)) * 2)
+                    ahead = np.int64(note[min(j + AHEAD, last)])
+                    prefetch(packed, ahead * 2)
+                    prefetch(part, (c * n_n + ahead) * 2)
                     n = note[j]
-                    d[j] = nf[n] * a_rf + ni[n] * a_rep + a_ri + mu
+                    dc[j - j0] = packed[n, 0] * a_rf + packed[n, 1] * a_rep + a_ri + mu
             # slices, not index ranges: a loop over range(len) lets LLVM drop the negative-index
             # wraparound and vectorize the exp/log arithmetic
-            j0, j1 = indptr[u0], indptr[u1]
-            ds, ss, ls = d[j0:j1], sw[j0:j1], lw[j0:j1]
+            ds, ls = dc[: j1 - j0], lc[: j1 - j0]
+            if sw.shape[0] == 0:  # class constants into the (L1-resident) weight row
+                ss, ps = wc[: j1 - j0], positive[j0:j1]
+                for k in range(ss.shape[0]):
+                    ss[k] = w_pos if ps[k] else w_neg
+            else:
+                ss = sw[j0:j1]
             if want_loss:
                 for k in range(ds.shape[0]):
                     ds[k], ls[k] = _derivative_loss(ds[k], ss[k])
@@ -210,11 +246,11 @@ def epoch_nb(
                 q = 0.0
                 a_rf, a_rep = rf[u], rep[u]
                 for j in range(indptr[u], indptr[u + 1]):
-                    dj = d[j]
+                    dj = dc[j - j0]
                     n = note[j]
-                    a += dj * nf[n]
+                    a += dj * packed[n, 0]
                     b += dj
-                    q += dj * ni[n]
+                    q += dj * packed[n, 1]
                     part[c, n, 0] += dj * a_rf
                     part[c, n, 1] += dj * a_rep
                 g_rf[u] = a
@@ -228,6 +264,14 @@ def epoch_nb(
     for u in range(g_ri.shape[0]):
         dsum += g_ri[u]
     return loss, dsum
+
+
+@numba.njit(cache=True)
+def pack_notes(nf, ni, packed):
+    """packed[n] = (nf[n], ni[n]): the note parameters ``epoch_nb`` gathers, one line per note."""
+    for n in range(nf.shape[0]):
+        packed[n, 0] = nf[n]
+        packed[n, 1] = ni[n]
 
 
 @numba.njit(cache=True)

@@ -208,7 +208,7 @@ class RatingLayout:
     n_notes: int
     n_raters: int
     work: np.ndarray
-    loss_work: np.ndarray
+    packed: np.ndarray
     note_part: np.ndarray
 
     @property
@@ -220,6 +220,28 @@ class RatingLayout:
         t = np.asarray(target, dtype=np.float64)[self.order]
         w = np.asarray(weight, dtype=np.float64)[self.order] / max(self.n_ratings, 1)
         return np.where(t == 1.0, -w, w)
+
+
+@dataclass(frozen=True, eq=False)
+class ClassWeights:
+    """Signed weights that are one constant per class (weight/R, negated for target 1):
+    ``positive`` bool[R] in rater order, ``on_positive`` / ``on_negative`` the two constants. The
+    epoch pass then streams the bool (1 byte a rating) instead of float64 ``signed_weights``."""
+
+    positive: np.ndarray
+    on_positive: float
+    on_negative: float
+
+
+SignedWeights = np.ndarray | ClassWeights
+
+
+def _weight_args(sw: SignedWeights) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``K.epoch_nb``'s (positive, sw, w_pos, w_neg) arguments for either form of weights."""
+    if isinstance(sw, ClassWeights):
+        positive = np.asarray(sw.positive, dtype=np.bool_)
+        return positive, np.empty(0), float(sw.on_positive), float(sw.on_negative)
+    return np.empty(0, dtype=np.bool_), np.asarray(sw, dtype=np.float64), 0.0, 0.0
 
 
 def compact(idx: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,8 +284,8 @@ def grouped_layout(
         chunk_ptr=chunk_ptr,
         n_notes=int(n_notes),
         n_raters=int(n_raters),
-        work=np.empty(note.shape[0]),
-        loss_work=np.empty(note.shape[0]),
+        work=np.empty((K.CHUNKS, 3, K.scratch_width(indptr, sub_ptr))),
+        packed=np.empty((n_notes, 2)),
         note_part=np.empty((K.CHUNKS, n_notes, 2)),
     )
 
@@ -292,15 +314,20 @@ def gradient(
 
 
 def layout_gradient(
-    lay: RatingLayout, sw: np.ndarray, p: LogisticMFParams, grads: dict[str, np.ndarray], *, want_loss: bool
+    lay: RatingLayout,
+    sw: SignedWeights,
+    p: LogisticMFParams,
+    grads: dict[str, np.ndarray],
+    *,
+    want_loss: bool,
 ) -> float:
     """The data part of the gradient into ``grads`` (every block, preallocated); returns the data
     loss when ``want_loss`` (else 0.0: the loss adds a third to the pass, and most epochs skip it)."""
+    K.pack_notes(p.note_factor, p.note_intercept, lay.packed)
     loss, dsum = K.epoch_nb(
-        lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, sw,
-        p.note_factor, p.note_intercept, p.rater_factor, p.rater_intercept, p.rater_reputation,
-        float(p.global_intercept[0]), want_loss, lay.work, lay.loss_work,
-        grads["rater_factor"], grads["rater_intercept"], grads["rater_reputation"], lay.note_part,
+        lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, *_weight_args(sw), lay.packed,
+        p.rater_factor, p.rater_intercept, p.rater_reputation, float(p.global_intercept[0]), want_loss,
+        lay.work, grads["rater_factor"], grads["rater_intercept"], grads["rater_reputation"], lay.note_part,
         np.empty(K.CHUNKS),
     )  # fmt: skip
     K.note_totals_nb(lay.note_part, grads["note_factor"], grads["note_intercept"])
@@ -354,21 +381,24 @@ def fit_adam(
 
 def fit_adam_signed(
     lay: RatingLayout,
-    sw: np.ndarray,
+    sw: SignedWeights,
     init: LogisticMFParams,
     pen: Penalty,
     trainable: tuple[str, ...],
     settings: AdamSettings = AdamSettings(),
 ) -> tuple[LogisticMFParams, float, int]:
-    """``fit_adam`` from a layout and its signed weights (``RatingLayout.signed_weights``), for
-    callers that build both in rater order themselves (``diligence.fit_prescoring_kept``: no
-    per-rating arrays in input order, no ``order``)."""
+    """``fit_adam`` from a layout and its signed weights (``RatingLayout.signed_weights``, or
+    ``ClassWeights`` where they are one constant per class), for callers that build both in rater
+    order themselves (``diligence.fit_prescoring_kept``: no per-rating arrays in input order, no
+    ``order``)."""
     unknown = set(trainable) - set(BLOCKS)
     if unknown:
         raise ValueError(f"unknown parameter blocks: {sorted(unknown)}")
     p = init.copy()
     n_notes, n_raters = p.note_factor.shape[0], p.rater_factor.shape[0]
-    if (lay.n_ratings, lay.n_notes, lay.n_raters) != (sw.shape[0], n_notes, n_raters):
+    positive, per_rating, w_pos, w_neg = _weight_args(sw)
+    n_weights = max(positive.shape[0], per_rating.shape[0])
+    if (lay.n_ratings, lay.n_notes, lay.n_raters) != (n_weights, n_notes, n_raters):
         raise ValueError("prepared layout does not match the ratings or parameters")
     s = settings
     if s.stop not in ("periodic", "mf"):
@@ -382,25 +412,27 @@ def fit_adam_signed(
     clip = -1.0 if s.clip_norm is None else float(s.clip_norm)
     with threads_for(lay.n_ratings):
         loss, epochs = _run_nb(
-            lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, sw, lay.work, lay.loss_work,
-            lay.note_part, blocks, grads, m, v, train, pen_c, s.stop == "periodic", int(s.max_epochs),
-            float(s.tolerance), int(s.check_every), float(s.learning_rate), clip, float(s.beta1),
-            float(s.beta2), float(s.eps),
+            lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, positive, per_rating, w_pos, w_neg,
+            lay.work, lay.packed, lay.note_part, blocks, grads, m, v, train, pen_c, s.stop == "periodic",
+            int(s.max_epochs), float(s.tolerance), int(s.check_every), float(s.learning_rate), clip,
+            float(s.beta1), float(s.beta2), float(s.eps),
         )  # fmt: skip
     return p, loss, epochs
 
 
 @numba.njit(cache=True)
 def _evaluate_nb(
-    indptr, sub_ptr, chunk_ptr, note, sw, work, loss_work, part, blocks, grads, train, pen_c, want
-):
+    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, blocks, grads, train,
+    pen_c, want,
+):  # fmt: skip
     """One gradient (``layout_gradient``) plus the penalty gradients of the trained blocks; the
     loss (data + ``penalty_loss``, blocks in ``BLOCKS`` order) when ``want``, else NaN."""
     nf, ni, rf, ri, rep, mu = blocks
     g_nf, g_ni, g_rf, g_ri, g_rep, g_mu = grads
+    K.pack_notes(nf, ni, packed)
     data, dsum = K.epoch_nb(
-        indptr, sub_ptr, chunk_ptr, note, sw, nf, ni, rf, ri, rep, mu[0], want, work, loss_work,
-        g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
+        indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu[0], want,
+        work, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
     )  # fmt: skip
     K.note_totals_nb(part, g_nf, g_ni)
     g_mu[0] = dsum
@@ -416,13 +448,14 @@ def _evaluate_nb(
 
 
 @numba.njit(cache=True)
-def _run_nb(indptr, sub_ptr, chunk_ptr, note, sw, work, loss_work, part, blocks, grads, m, v, train, pen_c,
-            periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2, eps):  # fmt: skip
+def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, blocks,
+            grads, m, v, train, pen_c, periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2,
+            eps):  # fmt: skip
     """``fit_adam``'s epoch loop in one jitted call (the Python loop it replaced, operation for
     operation: a test pins the bytes): the ``periodic`` or ``mf`` stopping rule of ``AdamSettings``;
     ``clip`` < 0: no gradient clipping. Updates the trained ``blocks`` in place; returns (loss,
     epochs). Bias corrections call libm's ``pow``, as CPython's float power does."""
-    ev = (indptr, sub_ptr, chunk_ptr, note, sw, work, loss_work, part)
+    ev = (indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part)
     step = 0
     loss = np.nan
     epoch = 0
