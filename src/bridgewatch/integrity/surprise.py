@@ -82,13 +82,15 @@ saves the set-aside ratings by (noteId, rater) in its state and final scoring se
 (the first fit is not repeated there).
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
-numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is one
-kernel pass (``_side_sums``), one quantile of the at-risk predictions and one sort of the notes'
-p-values, O(R + N log N); pairs are at most flagged notes × max_per_note² / 2. Memory: a float[R]
-prediction, int16[R] bins, a few bool[R] masks, O(N + U + pairs) more; never O(U²). The filter
-itself is ~0.09 s CPU at the small scale (p = 20% community; main's quantile form 0.07 s). The
-runner's first fit is one more MF fit of the kept ratings (1.3 s CPU at the small scale, 300k
-ratings). Deterministic: no randomness, serial kernels, stable sorts.
+numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is three
+kernel passes (``_side_sums``) and one quantile of the at-risk predictions, then one sort of the
+notes' p-values, O(R + N log N); pairs are at most flagged notes × max_per_note² / 2. Memory: a
+round keeps each note's refit (``note_fits``: two float64 per note), not a float[R] prediction;
+every kernel recomputes a rating's prediction from it (``_prediction``, the same expressions, so
+the same bits). Per rating it holds the bool[R] set-aside and, while the quantiles are taken, one
+float64 per fitted at-risk rating; O(N + U + pairs) more; never O(U²). Measured at ``large`` (20M
+ratings, docs/memory.md): the filter adds ~0.1 GiB over what the run holds, the runner's first
+fit (one more MF fit of the kept ratings) ~40 s CPU. Deterministic: no randomness, serial kernels, stable sorts.
 """
 
 from __future__ import annotations
@@ -370,40 +372,39 @@ def _bin(p, edges):
 def _side_sums(indptr, rater, value, suspect, mu, r_int, r_fac, a, b, side, residual, edges, prior):
     """(count float[2, N], expect float[2, N]): per note and side (0: factor > 0), surprising ratings
     and their honest expectation (``note_pvalues_numpy`` step by step, without its float[R] arrays:
-    each pass recomputes the predictions and their bins)."""
+    the first pass recomputes the predictions and keeps only their int16 bins, −1: not at risk)."""
     n_bins = edges.shape[0] + 1
     n_notes = indptr.shape[0] - 1
+    bin_of = np.full(rater.shape[0], -1, dtype=np.int16)
     hits = np.zeros(n_bins)
     total = np.zeros(n_bins)
     for n in range(n_notes):
         for i in range(indptr[n], indptr[n + 1]):
             u = rater[i]
             p = _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n])
-            if p > residual and not (suspect[u] and value[i] == 0.0):  # NaN: never at risk
+            if p > residual:  # NaN: never at risk
                 k = _bin(p, edges)
-                total[k] += 1.0
-                hits[k] += 1.0 if value[i] == 0.0 else 0.0
+                bin_of[i] = k
+                if not (suspect[u] and value[i] == 0.0):
+                    total[k] += 1.0
+                    hits[k] += 1.0 if value[i] == 0.0 else 0.0
     rate = hits / np.maximum(total, 1.0)
     seen = np.zeros(r_int.shape[0])
     expected = np.zeros(r_int.shape[0])
     if prior > 0:
-        for n in range(n_notes):
-            for i in range(indptr[n], indptr[n + 1]):
-                u = rater[i]
-                p = _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n])
-                if p > residual:
-                    seen[u] += 1.0 if value[i] == 0.0 else 0.0
-                    expected[u] += rate[_bin(p, edges)]
+        for i in range(rater.shape[0]):
+            if bin_of[i] >= 0:
+                seen[rater[i]] += 1.0 if value[i] == 0.0 else 0.0
+                expected[rater[i]] += rate[bin_of[i]]
     count = np.zeros((2, n_notes))
     expect = np.zeros((2, n_notes))
     for n in range(n_notes):
         for i in range(indptr[n], indptr[n + 1]):
-            u = rater[i]
-            p = _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n])
-            if not p > residual:
+            if bin_of[i] < 0:
                 continue
+            u = rater[i]
             e = 1.0 if value[i] == 0.0 else 0.0
-            r = rate[_bin(p, edges)]
+            r = rate[bin_of[i]]
             if prior > 0:
                 r = min(r * (seen[u] - e + prior) / (expected[u] - r + prior), 1.0)
             s = 0 if side[u] else 1
@@ -462,7 +463,8 @@ def note_pvalues(
     ``fit`` from ``note_fits`` (with the same ``suspect``): the honest rate is read on the fitted
     ratings only, since the left-out ones are the suspects' (a bloc's) turned ratings. Numba
     kernels that recompute each prediction from ``fit`` (``_at_risk``, ``_side_sums``); O(R)
-    time, one float64 per fitted at-risk rating (the quantiles') and O(N + U) memory.
+    time; one float64 per fitted at-risk rating (the quantiles'), then int16[R] bins, and
+    O(N + U) memory.
     """
     indptr, rater, value, r_int, r_fac, sus = _checked(
         note_indptr, rating_rater, rating_value, rater_intercept, rater_factor, suspect
