@@ -82,15 +82,17 @@ saves the set-aside ratings by (noteId, rater) in its state and final scoring se
 (the first fit is not repeated there).
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
-numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is three
-kernel passes (``_side_sums``) and one quantile of the at-risk predictions, then one sort of the
-notes' p-values, O(R + N log N); pairs are at most flagged notes × max_per_note² / 2. Memory: a
-round keeps each note's refit (``note_fits``: two float64 per note), not a float[R] prediction;
-every kernel recomputes a rating's prediction from it (``_prediction``, the same expressions, so
-the same bits). Per rating it holds the bool[R] set-aside and, while the quantiles are taken, one
-float64 per fitted at-risk rating; O(N + U + pairs) more; never O(U²). Measured at ``large`` (20M
-ratings, docs/memory.md): the filter adds ~0.1 GiB over what the run holds, the runner's first
-fit (one more MF fit of the kept ratings) ~40 s CPU. Deterministic: no randomness, serial kernels, stable sorts.
+numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is two
+kernel passes for the at-risk predictions, one quantile of them, three passes (``_side_sums``)
+and one sort of the notes' p-values, O(R + N log N); pairs are at most flagged notes ×
+max_per_note² / 2. Memory: a round keeps each note's refit (``note_fits``: two float64 per note),
+not a float[R] prediction; the kernels recompute a rating's prediction from it (``_prediction``,
+the same expressions, so the same bits). Per rating it holds the bool[R] set-aside, one float64
+per fitted at-risk rating while the quantiles are taken (~30% of ratings at ``large``), then
+int16[R] bins; O(N + U + pairs) more; never O(U²). Measured at ``large`` (20M ratings,
+docs/memory.md): +0.07–0.14 GiB over what the run holds (the float64[R] form: +0.48–0.58), ~16 s
+CPU (10 s); the runner's first fit, one more MF fit of the kept ratings, ~41 s CPU. Deterministic:
+no randomness, serial kernels, stable sorts.
 """
 
 from __future__ import annotations
