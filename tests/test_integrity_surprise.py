@@ -14,6 +14,7 @@ from bridgewatch.integrity.coordination import CoordinationParams
 from bridgewatch.integrity.surprise import (
     SurpriseParams,
     benjamini_hochberg,
+    note_fits,
     note_pvalues,
     note_pvalues_numpy,
     robust_predictions,
@@ -98,17 +99,19 @@ def test_kernel_matches_numpy_twin():
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
     assert surprising(fast, value, P).any() and np.isnan(fast[rater == 7]).all()
     assert not surprising(fast, value, P)[rater == 7].any()
-    # ratings left out of the refit are still predicted by it
-    exclude = (rater % 3 == 0) & (value == 0.0)
-    fast_ex = robust_predictions(_indptr(note, 400), rater, value, mu, r_int, r_fac, P, exclude)
+    # ratings left out of the refit (the suspects' NOT_HELPFUL ones) are still predicted by it
+    suspect = np.arange(len(r_int)) % 3 == 0
+    exclude = suspect[rater] & (value == 0.0)
+    fast_ex = robust_predictions(_indptr(note, 400), rater, value, mu, r_int, r_fac, P, suspect)
     slow_ex = robust_predictions_numpy(note, rater, value, 400, mu, r_int, r_fac, P, exclude)
     np.testing.assert_allclose(fast_ex, slow_ex, rtol=0, atol=1e-12)
     assert surprising(fast_ex, value, P)[exclude].any() and not np.allclose(fast, fast_ex, equal_nan=True)
-    # the p-values' one-pass kernel against its numpy oracle, with and without left-out ratings
+    # the p-values' kernels (predictions recomputed from the note fits) against the numpy oracle
     indptr = _indptr(note, 400)
-    for pred, left_out in ((fast, None), (fast_ex, exclude)):
+    for pred, sus, left_out in ((fast, None, None), (fast_ex, suspect, exclude)):
+        fit = note_fits(indptr, rater, value, mu, r_int, r_fac, P, sus)
         for params in (P, replace(P, rater_prior=0.0, side_prior=0.0)):
-            one_pass = note_pvalues(indptr, rater, value, pred, r_fac, params, left_out)
+            one_pass = note_pvalues(indptr, rater, value, mu, r_int, r_fac, fit, params, sus)
             oracle = note_pvalues_numpy(indptr, rater, value, pred, r_fac, params, left_out)
             np.testing.assert_allclose(one_pass, oracle, rtol=1e-9, atol=1e-300)
             assert (one_pass < 1e-3).any() and (one_pass == 1.0).any()
@@ -149,7 +152,7 @@ def test_bad_input_errors():
         robust_predictions(indptr, rater[:-1], value[:-1], mu, r_int, r_fac, P)
     with pytest.raises(ValueError, match="same length"):
         robust_predictions(indptr, rater, value, mu, r_int, r_fac[:-1], P)
-    with pytest.raises(ValueError, match="exclude"):
+    with pytest.raises(ValueError, match="suspect"):
         robust_predictions(indptr, rater, value, mu, r_int, r_fac, P, np.zeros(3, dtype=bool))
     bads = (SurpriseParams(fdr=0.0), SurpriseParams(fdr=1.5), SurpriseParams(residual=0),
             SurpriseParams(min_group=0), SurpriseParams(rounds=0), SurpriseParams(side_prior=-1))  # fmt: skip
@@ -195,8 +198,8 @@ def test_one_sided_surprise_is_significant_and_a_two_sided_misfit_is_not():
     value[np.arange(n) * per + 19] = 0.0  # one stray NH per note, on the -1 side
     value[0:8] = 0.0
     value[per + np.r_[0:4, 10:14]] = 0.0
-    pred = np.full(n * per, 0.9)
-    pv = note_pvalues(indptr, rater, value, pred, factor, replace(P, rater_prior=0.0))
+    fit = (np.full(n, 0.4), np.zeros(n))  # every prediction 0.5 + 0.4 (mu + note intercept)
+    pv = note_pvalues(indptr, rater, value, 0.5, np.zeros(per), factor, fit, replace(P, rater_prior=0.0))
     assert pv[0] < 1e-4 and pv[1] > 0.01 and pv[1] > 100 * pv[0]
     assert (pv[2:] == 1.0).all()  # one surprising rating: below min_events, never tested
     assert benjamini_hochberg(pv, np.ones(n, dtype=bool), 0.1).tolist() == [True] + [False] * (n - 1)

@@ -82,13 +82,17 @@ saves the set-aside ratings by (noteId, rater) in its state and final scoring se
 (the first fit is not repeated there).
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
-numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is one
-kernel pass (``_side_sums``), one quantile of the at-risk predictions and one sort of the notes'
-p-values, O(R + N log N); pairs are at most flagged notes × max_per_note² / 2. Memory: a float[R]
-prediction, int16[R] bins, a few bool[R] masks, O(N + U + pairs) more; never O(U²). The filter
-itself is ~0.09 s CPU at the small scale (p = 20% community; main's quantile form 0.07 s). The
-runner's first fit is one more MF fit of the kept ratings (1.3 s CPU at the small scale, 300k
-ratings). Deterministic: no randomness, serial kernels, stable sorts.
+numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is two
+kernel passes for the at-risk predictions, one quantile of them, three passes (``_side_sums``)
+and one sort of the notes' p-values, O(R + N log N); pairs are at most flagged notes ×
+max_per_note² / 2. Memory: a round keeps each note's refit (``note_fits``: two float64 per note),
+not a float[R] prediction; the kernels recompute a rating's prediction from it (``_prediction``,
+the same expressions, so the same bits). Per rating it holds the bool[R] set-aside, one float64
+per fitted at-risk rating while the quantiles are taken (~30% of ratings at ``large``), then
+int16[R] bins; O(N + U + pairs) more; never O(U²). Measured at ``large`` (20M ratings,
+docs/memory.md): +0.07–0.14 GiB over what the run holds (the float64[R] form: +0.48–0.58), ~16 s
+CPU (10 s); the runner's first fit, one more MF fit of the kept ratings, ~41 s CPU. Deterministic:
+no randomness, serial kernels, stable sorts.
 """
 
 from __future__ import annotations
@@ -132,12 +136,25 @@ class SurpriseParams:
             raise ValueError("surprise: counts must be >= 1 (bins at most 4096)")
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _prediction(v, mu, r_int, r_fac, a, b):
+    """One rating's robust prediction from its note's refit (a, b) and its rater's (intercept,
+    factor): the same float64 expressions the refit uses (``value`` − residual), so a prediction
+    recomputed here is bit-identical to one stored; NaN where the rater is not fitted."""
+    y = v - mu - r_int
+    if not (np.isfinite(y) and np.isfinite(r_fac)):
+        return np.nan
+    return v - (y - a - b * r_fac)
+
+
 @nb.njit(nogil=True, cache=True)
-def _robust_notes(indptr, rater, value, exclude, mu, r_int, r_fac, c, iters, ridge):
-    """float[R] robust predictions (NaN: rater not fitted): per note, IRLS (Tukey biweight) of
-    value − mu − r_int on r_fac; ``exclude`` bool[R] ratings have no weight in the fit."""
-    out = np.full(rater.shape[0], np.nan)
-    for n in range(indptr.shape[0] - 1):
+def _note_fits(indptr, rater, value, suspect, mu, r_int, r_fac, c, iters, ridge):
+    """(a float[N], b float[N]): per note, IRLS (Tukey biweight) of value − mu − r_int on r_fac;
+    the NOT_HELPFUL ratings of ``suspect`` bool[U] raters have no weight in the fit."""
+    n_notes = indptr.shape[0] - 1
+    out_a = np.zeros(n_notes)
+    out_b = np.zeros(n_notes)
+    for n in range(n_notes):
         lo, hi = indptr[n], indptr[n + 1]
         m = hi - lo
         if m == 0:
@@ -145,14 +162,15 @@ def _robust_notes(indptr, rater, value, exclude, mu, r_int, r_fac, c, iters, rid
         y = np.empty(m)
         f = np.empty(m)
         w = np.empty(m)
-        good = np.empty(m, dtype=np.bool_)
+        fit = np.empty(m, dtype=np.bool_)
         for i in range(m):
             u = rater[lo + i]
             y[i] = value[lo + i] - mu - r_int[u]
             f[i] = r_fac[u]
-            good[i] = np.isfinite(y[i]) and np.isfinite(f[i])
-            w[i] = 1.0 if good[i] and not exclude[lo + i] else 0.0
-            if not good[i]:
+            good = np.isfinite(y[i]) and np.isfinite(f[i])
+            fit[i] = good and not (suspect[u] and value[lo + i] == 0.0)
+            w[i] = 1.0 if fit[i] else 0.0
+            if not good:
                 y[i] = 0.0
                 f[i] = 0.0
         a = 0.0
@@ -172,13 +190,24 @@ def _robust_notes(indptr, rater, value, exclude, mu, r_int, r_fac, c, iters, rid
             a = (a22 * swy - swf * swfy) / det
             b = (a11 * swfy - swf * swy) / det
             for i in range(m):
-                if not good[i] or exclude[lo + i]:
-                    continue  # an unfitted rater, or an excluded rating, stays out
+                if not fit[i]:
+                    continue  # an unfitted rater, or a left-out rating, stays out
                 t = min(1.0, abs(y[i] - a - b * f[i]) / c)
                 w[i] = (1.0 - t * t) ** 2
-        for i in range(m):
-            if good[i]:
-                out[lo + i] = value[lo + i] - (y[i] - a - b * f[i])
+        out_a[n] = a
+        out_b[n] = b
+    return out_a, out_b
+
+
+@nb.njit(nogil=True, cache=True)
+def _predictions(indptr, rater, value, mu, r_int, r_fac, a, b):
+    """float[R]: every rating's ``_prediction`` (for ``robust_predictions``; the defence itself
+    never holds them all)."""
+    out = np.empty(rater.shape[0])
+    for n in range(indptr.shape[0] - 1):
+        for i in range(indptr[n], indptr[n + 1]):
+            u = rater[i]
+            out[i] = _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n])
     return out
 
 
@@ -220,27 +249,23 @@ def robust_predictions_numpy(
     return np.where(ok, value - (y - a[note] - b[note] * f), np.nan)
 
 
-def robust_predictions(
+Fit = tuple[np.ndarray, np.ndarray]  # (a float[N], b float[N]): each note's robust intercept and factor
+
+
+def _checked(
     note_indptr: np.ndarray,
     rating_rater: np.ndarray,
     rating_value: np.ndarray,
-    mu: float,
     rater_intercept: np.ndarray,
     rater_factor: np.ndarray,
-    params: SurpriseParams,
-    exclude: np.ndarray | None = None,
-) -> np.ndarray:
-    """float[R]: each rating's prediction under its note's robust refit (NaN: rater not fitted).
-
-    Ratings sorted by note (``note_indptr`` int64[N+1]), ``rating_rater`` int[R], ``rating_value``
-    float[R] (helpfulNum); ``mu`` and ``rater_intercept`` / ``rater_factor`` float[U] (first factor;
-    NaN: rater not fitted) from a first fit of all ratings. ``exclude`` bool[R] (None: none):
-    ratings left out of the refit, still predicted by it.
-    """
-    params.check()
+    suspect: np.ndarray | None,
+) -> tuple[np.ndarray, ...]:
+    """The kernels' contiguous arguments, checked. ``rating_value`` keeps a float32 dtype (the
+    matrix's; the kernels widen each value exactly, so a float64[R] copy would change no bit)."""
     indptr = np.ascontiguousarray(note_indptr, dtype=np.int64)
     rater = np.ascontiguousarray(rating_rater)
-    value = np.ascontiguousarray(rating_value, dtype=np.float64)
+    value = np.asarray(rating_value)
+    value = np.ascontiguousarray(value, dtype=value.dtype if value.dtype == np.float32 else np.float64)
     r_int = np.ascontiguousarray(rater_intercept, dtype=np.float64)
     r_fac = np.ascontiguousarray(rater_factor, dtype=np.float64)
     if r_int.ndim != 1 or r_int.shape != r_fac.shape:
@@ -249,12 +274,56 @@ def robust_predictions(
         raise ValueError("note_indptr, rating_rater and rating_value do not describe the same ratings")
     if rater.shape[0] and (int(rater.min()) < 0 or int(rater.max()) >= r_int.shape[0]):
         raise ValueError(f"rater indices must lie in [0, {r_int.shape[0]})")
-    out = np.zeros(rater.shape[0], np.bool_) if exclude is None else np.ascontiguousarray(exclude, np.bool_)
-    if out.shape != rater.shape:
-        raise ValueError("exclude must be a bool array with one entry per rating")
-    return _robust_notes(
-        indptr, rater, value, out, float(mu), r_int, r_fac, params.tukey_c, params.iterations, params.ridge
+    sus = np.zeros(r_int.shape[0], np.bool_) if suspect is None else np.ascontiguousarray(suspect, np.bool_)
+    if sus.shape != r_int.shape:
+        raise ValueError("suspect must be a bool array with one entry per rater")
+    return indptr, rater, value, r_int, r_fac, sus
+
+
+def note_fits(
+    note_indptr: np.ndarray,
+    rating_rater: np.ndarray,
+    rating_value: np.ndarray,
+    mu: float,
+    rater_intercept: np.ndarray,
+    rater_factor: np.ndarray,
+    params: SurpriseParams,
+    suspect: np.ndarray | None = None,
+) -> Fit:
+    """(a float[N], b float[N]): each note's robust refit (module docstring, step 1), O(N).
+
+    Ratings sorted by note (``note_indptr`` int64[N+1]), ``rating_rater`` int[R], ``rating_value``
+    float[R] (helpfulNum); ``mu`` and ``rater_intercept`` / ``rater_factor`` float[U] (first factor;
+    NaN: rater not fitted) from a first fit of all ratings. ``suspect`` bool[U] (None: none): raters
+    whose NOT_HELPFUL ratings are left out of the refit (still predicted by it). The defence keeps
+    these two numbers per note, not a float[R] prediction: each kernel recomputes a rating's
+    prediction where it reads it (``_prediction``).
+    """
+    params.check()
+    indptr, rater, value, r_int, r_fac, sus = _checked(
+        note_indptr, rating_rater, rating_value, rater_intercept, rater_factor, suspect
     )
+    return _note_fits(
+        indptr, rater, value, sus, float(mu), r_int, r_fac, params.tukey_c, params.iterations, params.ridge
+    )
+
+
+def robust_predictions(
+    note_indptr: np.ndarray,
+    rating_rater: np.ndarray,
+    rating_value: np.ndarray,
+    mu: float,
+    rater_intercept: np.ndarray,
+    rater_factor: np.ndarray,
+    params: SurpriseParams,
+    suspect: np.ndarray | None = None,
+) -> np.ndarray:
+    """float[R]: each rating's prediction under its note's robust refit (``note_fits``; NaN: rater
+    not fitted). For tests and ``bench/stealth_bloc.py``; the defence never holds it."""
+    args = (note_indptr, rating_rater, rating_value)
+    fit = note_fits(*args, mu, rater_intercept, rater_factor, params, suspect)
+    indptr, rater, value, r_int, r_fac, _ = _checked(*args, rater_intercept, rater_factor, suspect)
+    return _predictions(indptr, rater, value, float(mu), r_int, r_fac, *fit)
 
 
 def surprising(prediction: np.ndarray, rating_value: np.ndarray, params: SurpriseParams) -> np.ndarray:
@@ -265,41 +334,75 @@ def surprising(prediction: np.ndarray, rating_value: np.ndarray, params: Surpris
 
 
 @nb.njit(nogil=True, cache=True)
-def _side_sums(indptr, rater, value, pred, exclude, side, residual, edges, prior, n_raters):
+def _at_risk(indptr, rater, value, suspect, mu, r_int, r_fac, a, b, residual):
+    """float[F]: the predictions above ``residual`` of the fitted ratings (not a suspect's
+    NOT_HELPFUL), in rating order: the only per-rating array the test holds (two passes)."""
+    n_notes = indptr.shape[0] - 1
+    count = 0
+    for n in range(n_notes):
+        for i in range(indptr[n], indptr[n + 1]):
+            u = rater[i]
+            if not (suspect[u] and value[i] == 0.0):
+                count += _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n]) > residual
+    out = np.empty(count)
+    k = 0
+    for n in range(n_notes):
+        for i in range(indptr[n], indptr[n + 1]):
+            u = rater[i]
+            if not (suspect[u] and value[i] == 0.0):
+                p = _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n])
+                if p > residual:
+                    out[k] = p
+                    k += 1
+    return out
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _bin(p, edges):
+    """The rate bin of prediction ``p``: bisect right, bins hold [edge k-1, edge k)."""
+    lo, hi = 0, edges.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if p < edges[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@nb.njit(nogil=True, cache=True)
+def _side_sums(indptr, rater, value, suspect, mu, r_int, r_fac, a, b, side, residual, edges, prior):
     """(count float[2, N], expect float[2, N]): per note and side (0: factor > 0), surprising ratings
-    and their honest expectation (``note_pvalues_numpy`` step by step, without its float[R] arrays)."""
+    and their honest expectation (``note_pvalues_numpy`` step by step, without its float[R] arrays:
+    the first pass recomputes the predictions and keeps only their int16 bins, −1: not at risk)."""
     n_bins = edges.shape[0] + 1
-    r_all = rater.shape[0]
-    bin_of = np.zeros(r_all, dtype=np.int16)
+    n_notes = indptr.shape[0] - 1
+    bin_of = np.full(rater.shape[0], -1, dtype=np.int16)
     hits = np.zeros(n_bins)
     total = np.zeros(n_bins)
-    for i in range(r_all):
-        if pred[i] > residual:  # NaN: never at risk
-            lo, hi = 0, edges.shape[0]  # bisect right: bins hold [edge k-1, edge k)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if pred[i] < edges[mid]:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            bin_of[i] = lo
-            if not exclude[i]:
-                total[lo] += 1.0
-                hits[lo] += 1.0 if value[i] == 0.0 else 0.0
+    for n in range(n_notes):
+        for i in range(indptr[n], indptr[n + 1]):
+            u = rater[i]
+            p = _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n])
+            if p > residual:  # NaN: never at risk
+                k = _bin(p, edges)
+                bin_of[i] = k
+                if not (suspect[u] and value[i] == 0.0):
+                    total[k] += 1.0
+                    hits[k] += 1.0 if value[i] == 0.0 else 0.0
     rate = hits / np.maximum(total, 1.0)
-    seen = np.zeros(n_raters)
-    expected = np.zeros(n_raters)
+    seen = np.zeros(r_int.shape[0])
+    expected = np.zeros(r_int.shape[0])
     if prior > 0:
-        for i in range(r_all):
-            if pred[i] > residual:
+        for i in range(rater.shape[0]):
+            if bin_of[i] >= 0:
                 seen[rater[i]] += 1.0 if value[i] == 0.0 else 0.0
                 expected[rater[i]] += rate[bin_of[i]]
-    n_notes = indptr.shape[0] - 1
     count = np.zeros((2, n_notes))
     expect = np.zeros((2, n_notes))
     for n in range(n_notes):
         for i in range(indptr[n], indptr[n + 1]):
-            if not pred[i] > residual:
+            if bin_of[i] < 0:
                 continue
             u = rater[i]
             e = 1.0 if value[i] == 0.0 else 0.0
@@ -310,6 +413,17 @@ def _side_sums(indptr, rater, value, pred, exclude, side, residual, edges, prior
             count[s, n] += e
             expect[s, n] += r
     return count, expect
+
+
+@nb.njit(nogil=True, cache=True)
+def _set_aside(indptr, rater, value, mu, r_int, r_fac, a, b, residual, notes, drop):
+    """Mark in ``drop`` bool[R] the surprising ratings (``surprising``) of the ``notes`` bool[N]."""
+    for n in range(indptr.shape[0] - 1):
+        if notes[n]:
+            for i in range(indptr[n], indptr[n + 1]):
+                u = rater[i]
+                if value[i] == 0.0 and _prediction(value[i], mu, r_int[u], r_fac[u], a[n], b[n]) > residual:
+                    drop[i] = True
 
 
 def _pvalues(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> np.ndarray:
@@ -326,42 +440,43 @@ def _pvalues(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: Sur
     return np.minimum(1.0, 2.0 * p)
 
 
-def _edges(prediction: np.ndarray, fitted: np.ndarray, bins: int) -> np.ndarray:
-    """float[bins − 1]: quantiles of the fitted at-risk ratings' predictions (the rate's bins)."""
-    if not fitted.any():
+def _edges(at_risk: np.ndarray, bins: int, overwrite: bool = False) -> np.ndarray:
+    """float[bins − 1]: quantiles of the fitted at-risk ratings' predictions ``at_risk`` (the
+    rate's bins); ``overwrite``: partition ``at_risk`` in place instead of a copy (same values)."""
+    if not at_risk.shape[0]:
         return np.full(bins - 1, np.inf)
-    return np.quantile(prediction[fitted], np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    return np.quantile(at_risk, np.linspace(0.0, 1.0, bins + 1)[1:-1], overwrite_input=overwrite)
 
 
 def note_pvalues(
     note_indptr: np.ndarray,
     rating_rater: np.ndarray,
     rating_value: np.ndarray,
-    prediction: np.ndarray,
+    mu: float,
+    rater_intercept: np.ndarray,
     rater_factor: np.ndarray,
+    fit: Fit,
     params: SurpriseParams,
-    exclude: np.ndarray | None = None,
+    suspect: np.ndarray | None = None,
 ) -> np.ndarray:
     """float[N]: per note, the p-value of its surprising ratings on its more surprised side under
     honest disagreement (module docstring, step 2); 1 for notes that cannot be flagged.
 
-    ``prediction`` float[R] from ``robust_predictions`` (with the same ``exclude``): the honest rate
-    is read on the fitted ratings only, since the left-out ones are the suspects' (a bloc's) turned
-    ratings. One numba kernel (``_side_sums``); O(R) time, int16[R] scratch.
+    ``fit`` from ``note_fits`` (with the same ``suspect``): the honest rate is read on the fitted
+    ratings only, since the left-out ones are the suspects' (a bloc's) turned ratings. Numba
+    kernels that recompute each prediction from ``fit`` (``_at_risk``, ``_side_sums``); O(R)
+    time; one float64 per fitted at-risk rating (the quantiles'), then int16[R] bins, and
+    O(N + U) memory.
     """
-    indptr = np.ascontiguousarray(note_indptr, dtype=np.int64)
-    pred = np.ascontiguousarray(prediction, dtype=np.float64)
-    left_out = (
-        np.zeros(pred.shape[0], np.bool_) if exclude is None else np.ascontiguousarray(exclude, np.bool_)
+    indptr, rater, value, r_int, r_fac, sus = _checked(
+        note_indptr, rating_rater, rating_value, rater_intercept, rater_factor, suspect
     )
-    with np.errstate(invalid="ignore"):
-        edges = _edges(pred, (pred > params.residual) & ~left_out, params.bins)
-    side = np.nan_to_num(np.asarray(rater_factor, dtype=np.float64)) > 0
-    rater = np.ascontiguousarray(rating_rater)
-    value = np.ascontiguousarray(rating_value, dtype=np.float64)
-    residual, prior = float(params.residual), float(params.rater_prior)
+    a, b = (np.ascontiguousarray(x, dtype=np.float64) for x in fit)
+    mu, residual = float(mu), float(params.residual)
+    edges = _edges(_at_risk(indptr, rater, value, sus, mu, r_int, r_fac, a, b, residual), params.bins, True)
+    side = np.nan_to_num(r_fac) > 0
     count, expect = _side_sums(
-        indptr, rater, value, pred, left_out, side, residual, edges, prior, side.shape[0]
+        indptr, rater, value, sus, mu, r_int, r_fac, a, b, side, residual, edges, float(params.rater_prior)
     )
     return _pvalues(np.diff(indptr), count, expect, params)
 
@@ -384,7 +499,7 @@ def note_pvalues_numpy(
     with np.errstate(invalid="ignore"):
         at_risk = prediction > params.residual
     fitted = at_risk if exclude is None else at_risk & ~np.asarray(exclude, bool)
-    edges = _edges(prediction, fitted, params.bins)
+    edges = _edges(prediction[fitted], params.bins)
     k = np.searchsorted(edges, np.nan_to_num(prediction), side="right")
     hits = np.bincount(k[fitted], weights=events[fitted].astype(np.float64), minlength=params.bins)
     total = np.bincount(k[fitted], minlength=params.bins)
@@ -465,27 +580,26 @@ def surprise_filter(
     the views and detection report (U = ``len(rater_intercept)``).
     """
     params = params if params is not None else SurpriseParams()
-    indptr = np.asarray(note_indptr, dtype=np.int64)
+    params.check()
+    indptr, rater, value, r_int, r_fac, suspect = _checked(
+        note_indptr, rating_rater, rating_value, rater_intercept, rater_factor, None
+    )
     per = np.diff(indptr)
-    rater = np.asarray(rating_rater)
-    value = np.asarray(rating_value)
-    exclude = None
+    mu = float(mu)
     flagged = np.zeros(per.shape[0], dtype=bool)
     drop = np.zeros(rater.shape[0], dtype=bool)
-    suspect = np.zeros(len(rater_intercept), dtype=bool)
-    group = np.zeros(len(rater_intercept), dtype=np.int32)
+    group = np.zeros(r_int.shape[0], dtype=np.int32)
     rated = per >= params.min_ratings
     for round_ in range(params.rounds):
-        pred = robust_predictions(indptr, rater, value, mu, rater_intercept, rater_factor, params, exclude)
-        p = note_pvalues(indptr, rater, value, pred, rater_factor, params, exclude)
+        # later rounds refit every note without the NOT_HELPFUL ratings of the raters set aside so far
+        fit = note_fits(indptr, rater, value, mu, r_int, r_fac, params, suspect)
+        p = note_pvalues(indptr, rater, value, mu, r_int, r_fac, fit, params, suspect)
         new = benjamini_hochberg(p, rated, params.fdr) & ~flagged
         if not new.any():
             break
         flagged |= new
-        drop |= surprising(pred, value, params) & np.repeat(new, per)
+        _set_aside(indptr, rater, value, mu, r_int, r_fac, *fit, float(params.residual), new, drop)
         if round_ == 0:  # groups from the direct evidence only: later rounds judge with them left out
-            group = surprise_groups(indptr, rater, drop, flagged, len(rater_intercept), params)
-        # later rounds refit every note without the NOT_HELPFUL ratings of the raters set aside so far
+            group = surprise_groups(indptr, rater, drop, flagged, r_int.shape[0], params)
         suspect[rater[drop]] = True
-        exclude = suspect[rater] & (value == 0.0)
     return ~drop, group, flagged
