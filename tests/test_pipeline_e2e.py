@@ -139,3 +139,20 @@ def test_coordination_defence_is_a_no_op_without_a_coordinated_group(community, 
     result = CliRunner().invoke(cli, ["score", str(community), *args])
     assert result.exit_code == 0, result.output
     assert _digest(out) == _digest(scored)
+
+
+def test_surprise_defence_is_off_by_default_and_on_with_its_flag(community, scored, tmp_path) -> None:
+    # Off by default (it flags ~1% of an honest large community's notes, leaving X's outputs);
+    # `--surprise` turns it on. A false discovery rate of 1 makes it flag on any data, so "on"
+    # shows in the outputs.
+    toml = tmp_path / "loose.toml"
+    toml.write_text("[integrity]\nsurprise_fdr = 1.0\n")
+    digests = {}
+    for name, flag in (("default", []), ("on", ["--surprise"])):
+        out = tmp_path / name
+        args = ["--outdir", str(out), "--epoch-millis", EPOCH, "--quiet", "--config", str(toml), *flag]
+        result = CliRunner().invoke(cli, ["score", str(community), *args])
+        assert result.exit_code == 0, result.output
+        digests[name] = _digest(out)
+    assert digests["default"] == _digest(scored)
+    assert digests["on"][schema.SCORED_NOTES_FILE] != digests["default"][schema.SCORED_NOTES_FILE]

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from bridgewatch.scoring.config import load_config
+from bridgewatch.scoring.config import load_config, with_overrides
 from bridgewatch.sim.attacks import SCENARIOS
 from bridgewatch.sim.eval_table import check_targets, checks_markdown, markdown_table, write_tables
 from bridgewatch.sim.evaluate import SWEEP, run_evaluation
@@ -41,6 +41,8 @@ COUNTERFACTUALS = (
               help="score with the core scorer only, or the whole inventory")  # fmt: skip
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML config overrides for every scoring (e.g. which defences run)")  # fmt: skip
+@click.option("--surprise/--no-surprise", default=True, show_default=True,
+              help="the concerted-surprise defence among the defences (off by default in score)")  # fmt: skip
 @click.option("--keep-data", is_flag=True, help="keep the simulated communities under OUT/data")
 @click.option("--quiet", is_flag=True, help="no progress on stderr")
 def command(
@@ -52,6 +54,7 @@ def command(
     targets: int | None,
     scorers: str,
     config_path: str | None,
+    surprise: bool,
     keep_data: bool,
     quiet: bool,
 ) -> None:
@@ -63,11 +66,12 @@ def command(
     notes it rates anyway, its target ratings turned NOT_HELPFUL.
     """
     console = Console(stderr=True, quiet=quiet)
+    config = with_overrides(load_config(config_path), {"integrity": {"surprise": surprise}})
     with console.status("evaluating…") as spinner:
         table = run_evaluation(
             scale=scale, seed=seed, scenarios=attacks or None, strengths=strengths or None, targets=targets,
             scorers=scorers, workdir=out_dir / "data" if keep_data else None,
-            progress=lambda step: spinner.update(step), config=load_config(config_path),
+            progress=lambda step: spinner.update(step), config=config,
         )  # fmt: skip
     sweep = ", ".join(f"{n} ({SWEEP[n][3]})" for n in (attacks or SWEEP))
     header = (

@@ -90,7 +90,8 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
 @click.option("--no-coordination", is_flag=True,
               help="no coordinated-group defence (ours): X's integrity with --no-surprise")  # fmt: skip
-@click.option("--no-surprise", is_flag=True, help="no concerted-surprise defence (ours)")
+@click.option("--surprise/--no-surprise", default=None,
+              help="concerted-surprise defence (ours; default: the config's, off)")  # fmt: skip
 @click.option(
     "--cache",
     "cache_dir",
@@ -128,7 +129,7 @@ def command(
     no_parquet: bool,
     no_integrity: bool,
     no_coordination: bool,
-    no_surprise: bool,
+    surprise: bool | None,
     cache_dir: str | None,
     no_cache: bool,
     phase: str,
@@ -144,8 +145,8 @@ def command(
     config = load_config(config_path)
     if no_coordination:
         config = with_overrides(config, {"integrity": {"coordination": False}})
-    if no_surprise:
-        config = with_overrides(config, {"integrity": {"surprise": False}})
+    if surprise is not None:
+        config = with_overrides(config, {"integrity": {"surprise": surprise}})
     files = {"notes": notes, "ratings": ratings, "status": status, "enrollment": enrollment}
     source = _stage_inputs(data_dir, files, Path(outdir) / "_inputs")
     if spark_master is not None and engine != "spark":

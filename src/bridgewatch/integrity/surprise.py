@@ -58,7 +58,9 @@ prediction-binned, rater-adjusted, one-sided test above is close to calibrated. 
 notes on honest communities (of ~5,000 notes, small scale): golden mini and small 0 and 0 (a
 different generator; outputs byte-identical to the defence off), ``simulate --scale small``
 seed 0 (the evaluation's no-attack twin) 0, seed 1: 3, seed 3 with polarization 0.4: 1, seed 2 with
-``--dims 2`` (a second axis the rank-1 fit misses): 22 (0.45% of notes; the hard case). Targets
+``--dims 2`` (a second axis the rank-1 fit misses): 22 (0.45% of notes; the hard case); the
+honest ``large`` community (200,000 notes, 20M ratings): 2,562 (1.3%), which is why the
+pipeline runs it only when ``integrity.surprise`` is set (``bridgewatch evaluate`` sets it). Targets
 flagged (of 100) at stealth_bloc p = 5 / 10 / 20%: 0 / 15 / 40 (the quantile's first round 30 / 51
 / 47, 68 at p = 20% after three rounds, bought with ~150–180 honest notes flagged per community).
 
