@@ -333,3 +333,39 @@ def test_emerging_writer_mean_counts_unscored_notes(second_intercept, emerging):
     counts = pd.DataFrame({"raterParticipantId": ["r00"], **{c: [0.0] for c in ct.COUNT_COLUMNS}})
     out = ct.contributor_scores(m, notes, nsh, counts, _no_enrollment(), epoch_millis=NOW, config=CFG)
     assert bool(out.set_index("raterParticipantId").loc["a", "isEmergingWriter"]) is emerging
+
+
+def test_rating_window_counts_match_the_mask_form():
+    """The one-pass counts equal ``np.bincount`` of the former per-rating masks (candidate,
+    awaiting, after, last 28 days), with NaN note times and statuses on both sides."""
+    rng = np.random.default_rng(5)
+    r, n_notes, n_raters, n = 20000, 300, 700, 900
+    note = rng.integers(0, n_notes, r).astype(np.int32)
+    rater = rng.integers(0, n_raters, r).astype(np.int32)
+    created_at = NOW - rng.integers(0, 60 * ct.DAY_MILLIS, r).astype(np.int64)
+    rater_row = rng.permutation(n)[:n_raters].astype(np.int64)
+    note_created = NOW - rng.integers(0, 62 * ct.DAY_MILLIS, n_notes).astype(np.float64)
+    note_created[rng.random(n_notes) < 0.1] = np.nan
+    latest = note_created + rng.integers(0, 3 * ct.DAY_MILLIS, n_notes)
+    latest[rng.random(n_notes) < 0.4] = np.nan
+    status = rng.choice(np.array([schema.NMR, schema.CRH, schema.CRNH], dtype=object), n_notes)
+    delay, recent_from = float(schema.PUBLIC_TSV_TIME_DELAY_MILLIS), float(NOW) - 28 * ct.DAY_MILLIS
+    got = ct._rating_window_counts(
+        note, rater, created_at, rater_row, note_created, latest, status == schema.NMR, delay, recent_from, n
+    )
+    lat = latest[note]
+    candidate = (created_at - note_created[note] < schema.PUBLIC_TSV_TIME_DELAY_MILLIS) & (
+        np.isnan(lat) | (created_at < lat)
+    )
+    awaiting = candidate & (status[note] == schema.NMR)
+    after = created_at > lat
+    u = rater_row[rater]
+    expected = (
+        np.bincount(u[awaiting], minlength=n),
+        np.bincount(u[after], minlength=n),
+        np.bincount(u[candidate], minlength=n),
+        np.bincount(note[created_at > recent_from], minlength=n_notes),
+    )
+    assert all(e.sum() > 0 for e in expected)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g, e)

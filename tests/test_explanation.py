@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridgewatch.schema import HELPFUL_TAG_PRIORITY, HELPFUL_TAGS, NOT_HELPFUL_TAGS, TAG_BIT, Status
+from bridgewatch.schema import (
+    HELPFUL_TAG_PRIORITY,
+    HELPFUL_TAGS,
+    NOT_HELPFUL_TAGS,
+    RATING_TAGS,
+    TAG_BIT,
+    Status,
+)
 from bridgewatch.scoring.explanation import (
     apply_explanation,
     author_top_not_helpful_tags,
@@ -67,6 +74,22 @@ def test_tag_counts_from_bits():
     c = tag_counts(note, tags, 3, HELPFUL_TAGS)
     assert c[0, HELPFUL_TAGS.index("helpfulClear")] == 2
     assert c[0, 0] == 1 and c[1, 0] == 1 and c[2].sum() == 0
+
+
+@pytest.mark.parametrize("names", [HELPFUL_TAGS, NOT_HELPFUL_TAGS, RATING_TAGS])
+def test_tag_counts_match_per_tag_bincount(names):
+    """The one-pass count equals the per-tag ``np.bincount`` of the bit masks (its former form),
+    on unsorted notes, empty notes and every tag bit."""
+    rng = np.random.default_rng(3)
+    note = rng.integers(0, 50, 5000).astype(np.int32)
+    tags = rng.integers(0, 1 << 24, 5000, dtype=np.uint32) & rng.integers(0, 1 << 24, 5000, dtype=np.uint32)
+    has = [((tags >> np.uint32(TAG_BIT[t])) & 1).astype(bool) for t in names]
+    expected = np.stack([np.bincount(note[h], minlength=60) for h in has], 1)
+    got = tag_counts(note, tags, 60, names)
+    assert got.dtype == np.int64 and got.shape == (60, len(names))
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError):
+        tag_counts(note, tags, 40, names)
 
 
 def _nh(**kw):

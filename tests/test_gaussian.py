@@ -149,8 +149,32 @@ def test_author_rating_added_only_where_missing():
     author = np.array([5, 3, 4, -1])  # note 0: author rated it; note 3: no ratings
     author_factor = np.array([0.7, -0.2, np.nan, 0.1])
     n2, f2, h2 = g.add_author_ratings(note, factor, helpful, rater, author, author_factor)
-    assert n2.tolist() == [0, 0, 1, 1, 2, 1]
-    assert f2[-1] == -0.2 and h2[-1] == 1.0
+    # sorted notes: the implicit rating right after its note's own (where a stable sort puts it)
+    assert n2.tolist() == [0, 0, 1, 1, 1, 2]
+    assert f2[4] == -0.2 and h2[4] == 1.0 and f2[-1] == 0.5
+    *_, k2 = g.add_author_ratings(note, factor, helpful, rater, author, author_factor, key=rater)
+    assert k2.tolist() == [5, 6, 7, 8, 3, 9]  # the author's key at its implicit rating
+    shuffled = np.array([2, 1, 0, 1, 0])  # unsorted notes: appended
+    n3, f3, _ = g.add_author_ratings(shuffled, factor, helpful, rater, author, author_factor)
+    assert n3.tolist() == [2, 1, 0, 1, 0, 0, 1] and f3[-2:].tolist() == [0.7, -0.2]
+
+
+def test_sorted_ratings_score_as_shuffled_ones():
+    """Note-sorted ratings (authors' implicit ones inserted, not appended) are read without a
+    sort: the same bits as the unsorted ratings, which the pass sorts stably into that order."""
+    note, factor, helpful, _ = _random_ratings(5)
+    rater = np.arange(note.size)
+    author = np.where(np.arange(40) % 3 == 0, -1, np.arange(40) + note.size)
+    author_factor = np.linspace(-0.6, 0.6, 40)
+    srt = np.argsort(note, kind="stable")
+    s_args = (note[srt].astype(np.int32), factor[srt], helpful[srt])
+    ext_sorted = g.add_author_ratings(*s_args, rater[srt], author, author_factor)
+    ext_appended = g.add_author_ratings(note, factor, helpful, rater, author, author_factor)
+    assert ext_sorted[0].size == ext_appended[0].size > note.size
+    a = g.gaussian_scores(*s_args[:1], 40, *s_args[1:], author_ratings=ext_sorted)
+    b = g.gaussian_scores(note, 40, factor, helpful, author_ratings=ext_appended)
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes()
 
 
 def test_deterministic_and_validates_input():

@@ -87,3 +87,37 @@ def test_raters_changed_counts_every_high_volume_flip_group_change_and_new_rater
         }
     )
     assert raters_changed(previous, current).tolist() == [False, True, True, False, True]
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """The vectorized splitmix64 finalizer the fingerprints were computed with (the oracle)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def test_ratings_hash_is_the_vectorized_chain_summed_per_note() -> None:
+    """The one-pass ``ratingsHash`` equals the former vectorized form: the chained per-rating
+    hash over every column, summed per note with wrapping uint64 arithmetic."""
+    from bridgewatch.scoring.rescore import _id_hashes
+
+    rng = np.random.default_rng(2)
+    r, n_notes, n_raters = 5000, 70, 300
+    m = build_rating_matrix(
+        note=rng.integers(0, n_notes - 5, r), rater=rng.integers(0, n_raters, r),
+        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), r),
+        created_at=NOW - rng.integers(0, 90 * DAY, r), tags=rng.integers(0, 1 << 24, r, dtype=np.uint32),
+        population_sampled=rng.random(r) < 0.1, note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 1,
+        rater_ids=np.array([f"r{u:04d}" for u in range(n_raters)], dtype=object),
+    )  # fmt: skip
+    h = _mix(np.asarray(m.population_sampled, dtype=np.uint64))
+    h = _mix(h ^ np.asarray(m.created_at, dtype=np.int64).view(np.uint64))
+    h = _mix(h ^ np.asarray(m.tags, dtype=np.uint64))
+    h = _mix(h ^ np.asarray(m.value, dtype=np.float64).view(np.uint64))
+    h = _mix(h ^ _id_hashes(m.rater_ids)[m.rater])
+    sums = np.zeros(m.n_ratings + 1, dtype=np.uint64)
+    np.cumsum(h, dtype=np.uint64, out=sums[1:])
+    expected = (sums[m.note_indptr[1:]] - sums[m.note_indptr[:-1]]).view(np.int64)
+    got = note_fingerprints(m, *frames(list(m.note_ids)), None)["ratingsHash"].to_numpy()
+    assert (expected[-5:] == 0).all() and (expected[:-5] != 0).all()
+    np.testing.assert_array_equal(got, expected)

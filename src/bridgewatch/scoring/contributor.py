@@ -9,6 +9,7 @@ tested directly.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -131,6 +132,39 @@ def enrollment_transitions(
     return state, needed, times_out, last_change
 
 
+@numba.njit(cache=True)
+def _rating_window_counts(
+    note, rater, created_at, rater_row, note_created, latest, note_nmr, delay, recent_from, n
+):  # fmt: skip
+    """One pass over the ratings: per participant (``rater_row[rater]`` < ``n``) the ratings made
+    within ``delay`` of their note's creation and before its latest non-NMR status (candidates),
+    those of them on a note now NMR (awaiting), the ratings after that status (after); per note,
+    the ratings made after ``recent_from``. Integer counts, as ``np.bincount`` of the masks gives
+    them; the comparisons are numpy's (int64 times against float64, NaN compares false).
+
+    Why a kernel: the mask expressions held ~40-50 bytes a rating of temporaries at once (the
+    per-rating participant index, the notes' times and status names gathered per rating), the
+    contributor phase's peak."""
+    awaiting = np.zeros(n, dtype=np.int64)
+    after = np.zeros(n, dtype=np.int64)
+    candidate = np.zeros(n, dtype=np.int64)
+    last28 = np.zeros(note_created.shape[0], dtype=np.int64)
+    for i in range(note.shape[0]):
+        k = note[i]
+        c = np.float64(created_at[i])
+        lat = latest[k]
+        if c > recent_from:
+            last28[k] += 1
+        u = rater_row[rater[i]]
+        if c - note_created[k] < delay and (np.isnan(lat) or c < lat):
+            candidate[u] += 1
+            if note_nmr[k]:
+                awaiting[u] += 1
+        if c > lat:
+            after[u] += 1
+    return awaiting, after, candidate, last28
+
+
 def contributor_scores(
     ratings: RatingMatrix,
     notes: pd.DataFrame,
@@ -176,9 +210,6 @@ def contributor_scores(
     rpos = ratings.note_index(note_ids)
     per_note = np.diff(ratings.note_indptr)
     num_ratings = np.where(rpos >= 0, per_note[np.maximum(rpos, 0)], 0)
-    recent = ratings.created_at > now - 28 * DAY_MILLIS
-    last28 = np.bincount(ratings.note[recent], minlength=ratings.n_notes)
-    num_last28 = np.where(rpos >= 0, last28[np.maximum(rpos, 0)], 0)
 
     # Per rating: the rated note's final status and latest non-NMR time.
     status_of_rnote = np.full(ratings.n_notes, schema.NMR, dtype=object)
@@ -188,18 +219,17 @@ def contributor_scores(
     hpos = ratings.note_index(nsh["noteId"].to_numpy(np.int64))
     hk = hpos >= 0
     latest[hpos[hk]] = nsh["timestampMillisOfLatestNonNMRStatus"].to_numpy(np.float64)[hk]
-    rater = idx.get_indexer(np.asarray(ratings.rater_ids, dtype=object).astype(str))[ratings.rater]
+    rater_row = idx.get_indexer(np.asarray(ratings.rater_ids, dtype=object).astype(str))
     note_created = np.full(ratings.n_notes, np.nan)
     note_created[rpos[known]] = created[known]
-    lat = latest[ratings.note]
-    candidate = (ratings.created_at - note_created[ratings.note] < schema.PUBLIC_TSV_TIME_DELAY_MILLIS) & (
-        np.isnan(lat) | (ratings.created_at < lat)
-    )
-    awaiting = candidate & (status_of_rnote[ratings.note] == schema.NMR)
-    after = ratings.created_at > latest[ratings.note]
+    awaiting, after, candidate, last28 = _rating_window_counts(
+        ratings.note, ratings.rater, ratings.created_at, rater_row, note_created, latest,
+        status_of_rnote == schema.NMR, float(schema.PUBLIC_TSV_TIME_DELAY_MILLIS), now - 28 * DAY_MILLIS, n,
+    )  # fmt: skip
+    num_last28 = np.where(rpos >= 0, last28[np.maximum(rpos, 0)], 0)
     out = pd.DataFrame({"raterParticipantId": ids})
-    out["ratingsAwaitingMoreRatings"] = np.bincount(rater[awaiting], minlength=n).astype(np.float64)
-    out["ratedAfterDecision"] = np.bincount(rater[after], minlength=n).astype(np.float64)
+    out["ratingsAwaitingMoreRatings"] = awaiting.astype(np.float64)
+    out["ratedAfterDecision"] = after.astype(np.float64)
 
     counts = rating_counts.assign(raterParticipantId=rating_counts["raterParticipantId"].astype(str))
     counts = counts.set_index("raterParticipantId").reindex(ids)[list(COUNT_COLUMNS)].fillna(0.0)
@@ -208,7 +238,7 @@ def contributor_scores(
     impact = rating_impact(counts.reset_index())
     # The reference counts these over ratings made before the note's status (and within 48 h):
     # a participant with none of those has no row there, so the columns stay empty (not 0).
-    no_window = np.bincount(rater[candidate], minlength=n) == 0
+    no_window = candidate == 0
     for c in (*COUNT_COLUMNS, "ratingsAwaitingMoreRatings", "ratedAfterDecision"):
         out.loc[no_window, c] = np.nan
 

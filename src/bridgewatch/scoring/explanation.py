@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from bridgewatch.schema import (
@@ -27,14 +28,31 @@ RULE_NAME = "InsufficientExplanation (v1.0)"
 def tag_counts(note: np.ndarray, tags: np.ndarray, n_notes: int, tag_names: tuple[str, ...]) -> np.ndarray:
     """int64[N, T]: how many ratings of each note carry each tag of ``tag_names`` (in that order).
 
-    ``note``: int[R] note index; ``tags``: uint32[R] tag bits.
+    ``note``: int[R] note index; ``tags``: uint32[R] tag bits. One pass over the ratings, read as
+    they are: the per-tag numpy form made an index copy of ``note`` and ~4 temporaries of length R
+    per tag (~25 bytes a rating at its peak; final scoring and contributor scoring each count).
     """
     tags = np.asarray(tags, dtype=np.uint32)
-    note = np.asarray(note, dtype=np.intp)
-    out = np.empty((n_notes, len(tag_names)), dtype=np.int64)
-    for j, tag in enumerate(tag_names):
-        has = ((tags >> np.uint32(TAG_BIT[tag])) & np.uint32(1)).astype(bool)
-        out[:, j] = np.bincount(note[has], minlength=n_notes)
+    note = np.asarray(note)
+    if note.dtype.kind not in "iu":
+        note = note.astype(np.intp)
+    if note.size and (note.min() < 0 or note.max() >= n_notes):
+        raise ValueError("tag_counts: note index out of range")  # as np.bincount's minlength would
+    bits = np.array([TAG_BIT[t] for t in tag_names], dtype=np.uint32)
+    return _tag_counts_nb(note, tags, n_notes, bits)
+
+
+@numba.njit(cache=True)
+def _tag_counts_nb(note: np.ndarray, tags: np.ndarray, n_notes: int, bits: np.ndarray) -> np.ndarray:
+    out = np.zeros((n_notes, bits.shape[0]), dtype=np.int64)
+    for r in range(note.shape[0]):
+        t = tags[r]
+        if t == 0:
+            continue
+        n = note[r]
+        for j in range(bits.shape[0]):
+            if (t >> bits[j]) & np.uint32(1):
+                out[n, j] += 1
     return out
 
 

@@ -89,7 +89,7 @@ CRNH_PARAMS = GaussianPassParams(
 
 def _pass_arrays(helpful: np.ndarray, params: GaussianPassParams) -> tuple[np.ndarray, np.ndarray]:
     """Per-rating value in this pass and whether the rating is "negative" (value 0)."""
-    value = np.where(helpful == 0.5, params.somewhat_value, helpful).astype(np.float64)
+    value = np.where(helpful == 0.5, params.somewhat_value, helpful).astype(np.float64, copy=False)
     if params.flip:
         value = 1.0 - value
     return value, value == 0.0
@@ -290,7 +290,9 @@ def pass_values(
     point below the weight limit, NaN for notes without ratings) and ``note_factor`` float64[N],
     the mean of (2·h − 1)·f_u (h flipped in the CRNH pass).
     """
-    note = np.asarray(note, dtype=np.int64)
+    note = np.asarray(note)
+    if note.dtype.kind not in "iu":
+        note = note.astype(np.int64)
     factor = np.asarray(factor, dtype=np.float64)
     helpful = np.asarray(helpful, dtype=np.float64)
     if not (note.shape == factor.shape == helpful.shape):
@@ -304,14 +306,20 @@ def pass_values(
     orig = 1.0 - helpful if params.flip else helpful
     if not use_numba:
         return _pass_values_np(note, n_notes, factor, value, negative, orig, points, params)
-    order = np.argsort(note, kind="stable")
     indptr = np.zeros(n_notes + 1, dtype=np.int64)
     np.cumsum(np.bincount(note, minlength=n_notes), out=indptr[1:])
     rows, key_factor = _factor_keys(factor, key)
     table = _kernel_table(key_factor, points, params.bandwidth, params.normalize)
+    # Ratings already in note order (the matrix's, and ``add_author_ratings``'s for sorted input)
+    # go in as they are: the stable sort's permutation and five reordered copies were ~40 bytes
+    # a rating, the Gaussian scorers' peak.
+    if note.size > 1 and not (note[1:] >= note[:-1]).all():
+        order = np.argsort(note, kind="stable")
+        factor, rows, value = factor[order], rows[order], value[order]
+        negative, orig = negative[order], orig[order]
     p = params
     return _pass_values_nb(
-        indptr, factor[order], rows[order], table, value[order], negative[order], orig[order], points,
+        indptr, factor, rows, table, value, negative, orig, points,
         p.neg_weight, p.unexpected_slope, p.unexpected_cap, p.prior_value, p.min_prior,
         p.prior_weight, p.adaptive_weight_base, p.weight_limit, p.clip_lower, p.clip_upper,
         p.few_sided_prior,
@@ -354,25 +362,38 @@ def add_author_ratings(
     rater: np.ndarray,
     author: np.ndarray,
     author_factor: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    key: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     """Append one implicit HELPFUL rating per note from its author (CRH pass, §6.2).
 
     ``author``: int[N] the author's rater index (−1 if unknown), ``author_factor``: float[N]
     (NaN when the author has no factor). Notes whose author already rated them, has no factor,
-    or has no ratings here get nothing. Returns the extended (note, factor, helpful).
+    or has no ratings here get nothing. Returns the extended (note, factor, helpful): the implicit
+    ratings appended or, when ``note`` is sorted, each right after its note's own ratings (where
+    ``pass_values``'s stable sort puts it, so that it need not sort). With ``key`` (int[R], the
+    ratings' ``pass_values`` keys: their raters), a fourth array: ``key`` extended the same way
+    with each implicit rating's author.
     """
     n_notes = author.shape[0]
     has_ratings = np.bincount(note, minlength=n_notes) > 0
     rated = np.zeros(n_notes, dtype=bool)
-    own = rater == author[note]
-    rated[note[own & (author[note] >= 0)]] = True
+    note_author = author[note]
+    rated[note[(rater == note_author) & (note_author >= 0)]] = True
+    del note_author
     add = has_ratings & ~rated & ~np.isnan(author_factor) & (author >= 0)
     idx = np.flatnonzero(add)
-    return (
-        np.concatenate([note, idx]),
-        np.concatenate([factor, author_factor[idx]]),
-        np.concatenate([helpful, np.ones(idx.shape[0])]),
-    )
+    if note.size < 2 or (note[1:] >= note[:-1]).all():
+        at = np.searchsorted(note, idx, side="right")
+
+        def put(arr: np.ndarray, values: np.ndarray) -> np.ndarray:
+            return np.insert(arr, at, values)
+    else:
+
+        def put(arr: np.ndarray, values: np.ndarray) -> np.ndarray:
+            return np.concatenate([arr, values])
+
+    out = (put(note, idx), put(factor, author_factor[idx]), put(helpful, np.ones(idx.shape[0])))
+    return out if key is None else (*out, put(np.asarray(key), author[idx]))
 
 
 def gaussian_scores(

@@ -98,17 +98,17 @@ def gaussian_intercepts(
     m = inputs.matrix
     used = P.count_filter(m, subset, config.filters.min_ratings_per_note, 0) & helpful_raters[m.rater]
     fit = reuse_or_fit(reuse, used, m.note)
-    note, rater = m.note[fit].astype(np.int64), m.rater[fit].astype(np.int64)
+    # note order (the matrix's), in the matrix's index dtype: the kernel passes read them as they are
+    note, rater = m.note[fit], m.rater[fit].astype(np.int64)
     f = factor[rater]
     helpful = m.value[fit].astype(np.float64)
     author = note_authors(inputs)
     author_factor = np.where(author >= 0, factor[np.maximum(author, 0)], np.nan)
-    extended = G.add_author_ratings(note, f, helpful, rater, author, author_factor)
-    # the raters of the extended ratings: the authors' after the real ones (``add_author_ratings``)
-    author_key = np.concatenate([rater, author[extended[0][note.shape[0] :]]])
+    # the raters of the extended ratings (each author's at its implicit rating) key the weights
+    *extended, author_key = G.add_author_ratings(note, f, helpful, rater, author, author_factor, key=rater)
     crh, crnh = params
     out = G.gaussian_scores(
-        note, m.n_notes, f, helpful, author_ratings=extended, crh_params=crh, crnh_params=crnh,
+        note, m.n_notes, f, helpful, author_ratings=tuple(extended), crh_params=crh, crnh_params=crnh,
         key=rater, author_key=author_key,
     )  # fmt: skip
     return out["intercept"], out["note_factor"], used

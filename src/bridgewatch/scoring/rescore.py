@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -33,12 +34,35 @@ RECENT_MILLIS = 28 * 86_400_000
 FINGERPRINTS = ("ratingsHash", "noteRowHash", "historyRowHash", "topic")
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer over uint64[n] (wrapping arithmetic): a vectorized per-rating hash,
-    ~30x faster than hashing a frame of the same columns."""
+@numba.njit(cache=True, inline="always")
+def _mix1(x):
+    """splitmix64's finalizer of one uint64 (wrapping arithmetic)."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def _ratings_hashes(indptr, population_sampled, created_at, tags, value, rater, rater_hash):
+    """uint64[N]: per note, the wrapping sum over its ratings of the chained ``_mix1`` of
+    (population-sampled, time bits, tags, float64 value bits, rater id hash). One pass: the
+    vectorized chain held ~5 uint64 arrays of length R at once (~40 bytes a rating over every
+    rating of the dataset, final scoring's largest step in phase mode)."""
+    n = indptr.shape[0] - 1
+    out = np.zeros(n, dtype=np.uint64)
+    bits = np.zeros(1, dtype=np.float64)
+    as_int = bits.view(np.uint64)
+    for i in range(n):
+        acc = np.uint64(0)
+        for r in range(indptr[i], indptr[i + 1]):
+            h = _mix1(np.uint64(1) if population_sampled[r] else np.uint64(0))
+            h = _mix1(h ^ np.uint64(created_at[r]))
+            h = _mix1(h ^ np.uint64(tags[r]))
+            bits[0] = np.float64(value[r])
+            h = _mix1(h ^ as_int[0])
+            acc += _mix1(h ^ rater_hash[rater[r]])
+        out[i] = acc
+    return out
 
 
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
@@ -75,15 +99,10 @@ def note_fingerprints(
     ``ratingsHash`` is an order-free sum of per-rating hashes over (rater id, value, tags, time,
     population-sampled), so it does not depend on the dense ids of one run.
     """
-    rater_hash = _id_hashes(matrix.rater_ids)
-    h = _mix(np.asarray(matrix.population_sampled, dtype=np.uint64))
-    h = _mix(h ^ np.asarray(matrix.created_at, dtype=np.int64).view(np.uint64))
-    h = _mix(h ^ np.asarray(matrix.tags, dtype=np.uint64))
-    h = _mix(h ^ np.asarray(matrix.value, dtype=np.float64).view(np.uint64))
-    h = _mix(h ^ rater_hash[matrix.rater])
-    sums = np.zeros(matrix.n_ratings + 1, dtype=np.uint64)
-    np.cumsum(h, dtype=np.uint64, out=sums[1:])
-    ratings = sums[matrix.note_indptr[1:]] - sums[matrix.note_indptr[:-1]]
+    ratings = _ratings_hashes(
+        matrix.note_indptr, matrix.population_sampled, np.asarray(matrix.created_at, dtype=np.int64),
+        matrix.tags, matrix.value, matrix.rater, _id_hashes(matrix.rater_ids),
+    )  # fmt: skip
     t = np.full(matrix.n_notes, -1, dtype=np.int64) if topic is None else np.asarray(topic, dtype=np.int64)
     return pd.DataFrame(
         {
