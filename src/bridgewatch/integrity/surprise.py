@@ -50,38 +50,11 @@ raters of one side whose own viewpoint says HELPFUL.
 The pipeline runs it after the coordination collapse (``adapters.detect_integrity``), on the ratings
 that remain, first fit included: a set-aside campaign would otherwise own its targets' refits.
 
-Why not the share quantile this module used before (flag the notes whose surprising share exceeds
-the 95th percentile of all notes'): it refits the top 5% of notes on any community, so an honest
-one's outputs left X's (golden core status agreement 93.5–96.8%). A binomial test on the shares
-flags ~6% of honest notes at 1% (notes differ far more than one global rate allows); the
-prediction-binned, rater-adjusted, one-sided test above is close to calibrated. Measured flagged
-notes on honest communities (of ~5,000 notes, small scale): golden mini and small 0 and 0 (a
-different generator; outputs byte-identical to the defence off), ``simulate --scale small``
-seed 0 (the evaluation's no-attack twin) 0, seed 1: 3, seed 3 with polarization 0.4: 1, seed 2 with
-``--dims 2`` (a second axis the rank-1 fit misses): 22 (0.45% of notes; the hard case); the
-honest ``large`` community (200,000 notes, 20M ratings): 2,562 (1.3%), which is why the
-pipeline runs it only when ``integrity.surprise`` is set (``bridgewatch evaluate`` sets it). Targets
-flagged (of 100) at stealth_bloc p = 5 / 10 / 20%: 0 / 15 / 40 (the quantile's first round 30 / 51
-/ 47, 68 at p = 20% after three rounds, bought with ~150–180 honest notes flagged per community).
-
-What it cannot do: at p = 5% a target carries a median of 2 turned ratings (84 of 99 fewer than
-5), and the 15 with ≥ 5 reach p ≈ 0.04, inside the honest tail; a test that leaves honest
-communities alone cannot single them out. At p = 20% 23 of the 59 unflagged targets are adopted
-by the refit even after the rounds (< 30% of their turned ratings surprising), 25 carry < 5
-turned ratings and 11 stay below the threshold (``bench/stealth_bloc.py``; measured on the seed-0
-communities of ``bridgewatch evaluate --scale small``).
-
-Measured (``bridgewatch evaluate --scale small --attack stealth_bloc``, seed 0; targets Helpful when
-the bloc abstains that its ratings push out, defences on, p = 5 / 10 / 20%): 4/32, 8/29, 10/27, the
-same with the set-aside in both phases or in final scoring only (without this defence 8/34, 16/33,
-25/28; with the old quantile 3/34, 3/34, 6/30, bought by refitting ~170 honest notes a community);
-flipped against the sincere twin 4/32, 12/32, 15/32. Honest Helpful precision 0.958–0.966. On
-honest communities with the defence on against off (final-scoring set-aside, the default): golden
-mini and small byte-identical; the ``--dims 2`` community (22 notes flagged): finalRatingStatus
-99.98%, coreRatingStatus 99.84%, expansion 99.82%, decidedBy 99.90% (set aside in both phases:
-core 98.38%, the refitted raters move other notes too, hence the default). Phased runs: prescoring
-saves the set-aside ratings by (noteId, rater) in its state and final scoring sets the same aside
-(the first fit is not repeated there).
+Why not the share quantile this module used before (the top 5% of notes by surprising share):
+it refits ~5% of notes on any community, so an honest one's outputs left X's. Flagged notes on
+honest and attacked communities, what the test cannot catch and the measured cost are in
+docs/surprise.md; the pipeline runs the defence only when ``integrity.surprise`` is set (it
+flags ~1.3% of the honest ``large`` community's notes), ``bridgewatch evaluate`` sets it.
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
 numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is two
@@ -91,10 +64,7 @@ max_per_note² / 2. Memory: a round keeps each note's refit (``note_fits``: two 
 not a float[R] prediction; the kernels recompute a rating's prediction from it (``_prediction``,
 the same expressions, so the same bits). Per rating it holds the bool[R] set-aside, one float64
 per fitted at-risk rating while the quantiles are taken (~30% of ratings at ``large``), then
-int16[R] bins; O(N + U + pairs) more; never O(U²). Measured at ``large`` (20M ratings,
-docs/memory.md): +0.07–0.14 GiB over what the run holds (the float64[R] form: +0.48–0.58), ~16 s
-CPU (10 s); the runner's first fit, one more MF fit of the kept ratings, ~41 s CPU. Deterministic:
-no randomness, serial kernels, stable sorts.
+int16[R] bins; O(N + U + pairs) more; never O(U²). Deterministic: no randomness, serial kernels, stable sorts.
 """
 
 from __future__ import annotations
