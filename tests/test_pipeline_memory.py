@@ -106,7 +106,7 @@ def test_scope_masks_are_kept_for_the_last_few_scorers_only(dataset: Dataset) ->
     inputs = pipeline._inputs(dataset, dataset.ratings, cfg, None, None)
     specs = [s for s in default_scorers() if s.topic is None][:6]
     first = [tuple(a.copy() for a in scope_mask(inputs, s)) for s in specs]
-    assert len(S._SCOPES[inputs]) == S._SCOPES_KEPT < len(specs)
+    assert S._SCOPES.held(inputs) == S._SCOPES.size < len(specs)
     for spec, (scope, group) in zip(specs, first, strict=True):  # evicted ones computed again
         again = scope_mask(inputs, spec)
         assert np.array_equal(again[0], scope) and np.array_equal(again[1], group)

@@ -132,7 +132,7 @@ def enrollment_transitions(
     return state, needed, times_out, last_change
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rating_window_counts(
     note, rater, created_at, rater_row, note_created, latest, note_nmr, delay, recent_from, n
 ):  # fmt: skip

@@ -430,7 +430,7 @@ def _local_map(full: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _note_totals_nb(keep, note, rater, tags, mask, note_map, rater_map, per_rater, pw, norm, n_notes):
     """float64[n_notes]: ``rating_weights``' note totals before the normalization (class weight
     × per-rater reputation term / ``norm``), summed in matrix order, as ``np.bincount`` sums the
@@ -445,7 +445,7 @@ def _note_totals_nb(keep, note, rater, tags, mask, note_map, rater_map, per_rate
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _round3_weights_nb(indptr, note, positive, per_rater, per_note, pw, norm, r, out):
     """Round 3's signed weights in rater order into ``out``: ``rating_weights`` (class weight,
     reputation term, note normalization), then ``signed_weights`` (÷ R, negated on positives)."""

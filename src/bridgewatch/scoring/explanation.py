@@ -42,7 +42,7 @@ def tag_counts(note: np.ndarray, tags: np.ndarray, n_notes: int, tag_names: tupl
     return _tag_counts_nb(note, tags, n_notes, bits)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _tag_counts_nb(note: np.ndarray, tags: np.ndarray, n_notes: int, bits: np.ndarray) -> np.ndarray:
     out = np.zeros((n_notes, bits.shape[0]), dtype=np.int64)
     for r in range(note.shape[0]):

@@ -95,7 +95,7 @@ def _pass_arrays(helpful: np.ndarray, params: GaussianPassParams) -> tuple[np.nd
     return value, value == 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kernel_table(key_factor, points, bandwidth, normalize):
     """float64[K, P]: each rating's kernel weights over the points, per distinct rater factor.
 
@@ -126,7 +126,7 @@ _AHEAD = 8
 _NOTE_BLOCKS = 64
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _pass_values_nb(
     indptr, factor, key, table, value, negative, orig, points, neg_weight, slope, cap,
     prior_value, min_prior, prior_weight, weight_base, weight_limit, clip_lo, clip_hi, few_sided,

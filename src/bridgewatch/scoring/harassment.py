@@ -250,7 +250,7 @@ def fit_tag_consensus_kept(
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _labelled_nb(keep, value, tags, created_at, label_tags, min_created_at):
     """bool[R]: kept ratings ``tag_labels`` gives a label (HELPFUL, or tagged with the target or
     ``notHelpfulOther``; not before ``min_created_at``)."""

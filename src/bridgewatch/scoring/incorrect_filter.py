@@ -50,7 +50,7 @@ def rater_incorrect_totals_kept(matrix: RatingMatrix, keep: np.ndarray) -> tuple
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _incorrect_totals_nb(keep, rater, tags, nh_mask, incorrect_bit, n_raters):
     incorrect = np.zeros(n_raters, dtype=np.int64)
     total = np.zeros(n_raters, dtype=np.int64)
@@ -146,7 +146,7 @@ def incorrect_aggregates_kept(
     return IncorrectAggregates(incorrect=incorrect, voters=voters, p_incorrect=p, tf_idf=tf_idf)
 
 
-@numba.njit(cache=True, error_model="numpy")  # x / 0 is inf or NaN, as in numpy
+@numba.njit(cache=True, error_model="numpy", nogil=True)  # x / 0 is inf or NaN, as in numpy
 def _incorrect_sums_nb(keep, note, rater, tags, fn, fu, rater_incorrect, rater_total, nh_mask, bit, width):
     n_notes = fn.shape[0]
     voters = np.zeros(n_notes)

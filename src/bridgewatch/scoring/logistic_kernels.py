@@ -113,7 +113,7 @@ def _log1p01(y):
     return 2.0 * s * q
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def exp_neg(x: np.ndarray) -> np.ndarray:
     """``_exp_neg`` over an array (for tests)."""
     out = np.empty_like(x)
@@ -122,7 +122,7 @@ def exp_neg(x: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def log1p01(y: np.ndarray) -> np.ndarray:
     """``_log1p01`` over an array (for tests)."""
     out = np.empty_like(y)
@@ -131,7 +131,7 @@ def log1p01(y: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def group_order(index: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     """int64[R]: positions grouped by ``index`` (CSR ``indptr``), in input order within a group."""
     order = np.empty(index.shape[0], dtype=np.int64)
@@ -142,7 +142,7 @@ def group_order(index: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     return order
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sub_blocks(indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rater boundaries of sub-blocks (≈ ``SUB`` ratings, whole raters) and of the ``CHUNKS`` slices.
 
@@ -178,7 +178,7 @@ def _derivative_loss(x, w):
     return deriv, abs(w) * (max(z, 0.0) + _log1p01(e))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scratch_width(indptr: np.ndarray, sub_ptr: np.ndarray) -> int:
     """The most ratings in one sub-block: the length of each slice's scratch rows (``epoch_nb``)."""
     width = 0
@@ -187,7 +187,7 @@ def scratch_width(indptr: np.ndarray, sub_ptr: np.ndarray) -> int:
     return width
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
+@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy", nogil=True)
 def epoch_nb(
     indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu, want_loss,
     work, g_rf, g_ri, g_rep, part, loss_c,
@@ -266,7 +266,7 @@ def epoch_nb(
     return loss, dsum
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pack_notes(nf, ni, packed):
     """packed[n] = (nf[n], ni[n]): the note parameters ``epoch_nb`` gathers, one line per note."""
     for n in range(nf.shape[0]):
@@ -274,7 +274,7 @@ def pack_notes(nf, ni, packed):
         packed[n, 1] = ni[n]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def note_totals_nb(part, g_nf, g_ni):
     """Add the note partials in slice order: g_nf[n] = Σ_c part[c, n, 0], g_ni likewise.
 
@@ -291,14 +291,14 @@ def note_totals_nb(part, g_nf, g_ni):
         g_ni[n] = b
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def add_scaled(g, c, x):
     """g += c·x in place."""
     for i in range(g.shape[0]):
         g[i] += c * x[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def adam_nb(p, g, m, v, scale, b1, b2, lr_bc1, sqrt_bc2, eps):
     """One Adam step in place (torch's update, bias corrections folded into ``lr_bc1``/``sqrt_bc2``);
     ``g`` is scaled by ``scale`` first (gradient clipping; 1.0 when off)."""

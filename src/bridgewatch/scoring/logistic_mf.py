@@ -420,7 +420,7 @@ def fit_adam_signed(
     return p, loss, epochs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _evaluate_nb(
     indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, blocks, grads, train,
     pen_c, want,
@@ -447,7 +447,7 @@ def _evaluate_nb(
     return data + reg
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, blocks,
             grads, m, v, train, pen_c, periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2,
             eps):  # fmt: skip
@@ -486,7 +486,7 @@ def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, 
     return loss, epoch
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _adam_step_nb(blocks, grads, m, v, train, step, lr, clip, b1, b2, eps):
     """One Adam step on the trained blocks (clipping by their global norm when ``clip`` ≥ 0);
     returns the new step count."""

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _mean_penalty(x, g, lam, rows):
     """λ·Σx²/rows over a whole block (rows ≤ 0: its size, i.e. λ·mean(x²)); adds its gradient into
     ``g``. Returns the penalty. A positive ``rows`` is the reference's loss-ratio form (§2.2)."""
@@ -53,7 +53,7 @@ def _mean_penalty(x, g, lam, rows):
     return lam * s / den
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _diamond_penalty(ni, nf, g_ni, g_nf, lam, rows):
     """λ_diamond·Σ|f_n·i_n| / rows (rows ≤ 0: mean over the N·k products); gradients use sign(0)
     = 0 like torch's abs. Returns the penalty."""
@@ -82,7 +82,7 @@ def _loss_and_grads(lay, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri
     return _add_penalties(data, g_mu, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _add_penalties(data, g_mu, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf):
     """The penalties' loss and gradients on top of the data part (``data``, ``g_mu``)."""
     reg = _mean_penalty(ri, g_ri, lam[1], rows[0])
@@ -100,7 +100,7 @@ def _add_penalties(data, g_mu, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf
     return data + reg, g_mu
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _adam_update(p, g, m, v, coef, lr_t, bc2_sqrt):
     """One Adam step on a flat view of a parameter block (gradient already known).
 
@@ -209,7 +209,7 @@ def _run(lay: AdamLayout, start, config: MFConfig, learning_rate: float, use_glo
     return (float(mu[0]), ni, nf, ri, rf), epoch
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _evaluate(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf,
               g_ri, g_rf, lam, rows, use_mu):  # fmt: skip
     """``_loss_and_grads`` on the layout's arrays; the μ gradient into ``g_mu[0]``. Returns the loss."""
@@ -221,7 +221,7 @@ def _evaluate(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf,
     return loss
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf,
             g_ri, g_rf, m_ni, m_nf, m_ri, m_rf, m_mu, v_ni, v_nf, v_ri, v_rf, v_mu, lam, rows, use_mu,
             notes_only, learning_rate, convergence, clip_norm, max_epochs):  # fmt: skip

@@ -112,7 +112,7 @@ def layout_of(
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _group_by_rater(rater, note, value, weight, indptr):
     """(note uint32, value, weight) per rating in rater order, each rater's in input order: one
     stable counting-sort scatter instead of a permutation and a gather per array. The notes are
@@ -133,7 +133,7 @@ def _group_by_rater(rater, note, value, weight, indptr):
     return note_out, value_out, weight_out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pack_notes(ni, nf, packed):
     """packed[n] = (ni[n], nf[n, 0], ..., nf[n, k-1]): one row (for k = 1, 16 bytes, never split
     across two cache lines) for the pass to gather per rating."""
@@ -144,7 +144,7 @@ def _pack_notes(ni, nf, packed):
             packed[n, 1 + f] = nf[n, f]
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def _data_pass(indptr, cuts, note, value, weight, mu, packed, ri, rf, g_ri, g_rf, part, sums):
     """Gradient of (1/R)·Σ w·(pred − value)² per slice: rater blocks into ``g_ri``/``g_rf``, note
     partials into ``part[c]``, (squared error, μ gradient) into ``sums[c]``; ``packed`` holds the
@@ -202,7 +202,7 @@ def _data_pass(indptr, cuts, note, value, weight, mu, packed, ri, rf, g_ri, g_rf
         sums[c, 1] = g_mu
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _note_totals(part, sums, g_ni, g_nf):
     """Add the slices' note partials in slice order; returns (Σ squared error, Σ μ gradient).
 
@@ -228,7 +228,7 @@ def _note_totals(part, sums, g_ni, g_nf):
     return sse, g_mu
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def data_pass_nb(
     indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf
 ):

@@ -55,7 +55,7 @@ def _chol_solve(a: np.ndarray, b: np.ndarray) -> None:
         b[i] = t / a[i, i]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def solve_rows_nb(indptr, perm, other, value, mu, other_int, other_fac, pen_int, pen_fac, out_int, out_fac):
     """Ridge-solve every row; write intercepts into out_int[M] and factors into out_fac[M, k].
 
@@ -119,7 +119,7 @@ def solve_rows_np(indptr, perm, other, value, mu, other_int, other_fac, pen_int,
     out_fac[:, :] = sol[:, 1:]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def residual_sum_nb(note, rater, value, note_int, note_fac, rater_int, rater_fac):
     """Σ over ratings of value − i_n − i_u − f_n·f_u (no global intercept), serial fixed order."""
     k = note_fac.shape[1]
@@ -140,7 +140,7 @@ def residual_sum_np(note, rater, value, note_int, note_fac, rater_int, rater_fac
     return float(np.sum(value - pred))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def squared_error_nb(note, rater, value, mu, note_int, note_fac, rater_int, rater_fac):
     """Σ over ratings of (value − r̂)², serial fixed order."""
     k = note_fac.shape[1]
@@ -156,7 +156,7 @@ def squared_error_nb(note, rater, value, mu, note_int, note_fac, rater_int, rate
     return s
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def squared_error_kept_nb(indptr, note_full, kept, rater, value, rater_map, mu, note_int, note_fac, rater_int,
                           rater_fac):  # fmt: skip
     """``squared_error_nb`` over the ratings ``kept`` (``np.packbits`` of bool[R_full]) selects,
@@ -186,7 +186,7 @@ def squared_error_np(note, rater, value, mu, note_int, note_fac, rater_int, rate
     return float(np.sum((value - pred) ** 2))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sum_squares(x: np.ndarray) -> float:
     """Σ x² over a contiguous 1-D array, serial, in index order.
 

@@ -11,8 +11,10 @@ Each phase records its wall time so the CLI can report it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,7 +47,7 @@ from bridgewatch.scoring.scorer_run import (
 )
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec, default_scorers
 from bridgewatch.scoring.sweeps import SweepEngine
-from bridgewatch.scoring.threads import serial_blas
+from bridgewatch.scoring.threads import CONCURRENT_BELOW, scorer_pool, serial_blas
 
 Progress = Callable[[str], None]
 
@@ -277,27 +279,34 @@ def _final(
     runs: dict[str, ScorerRun] = {}
     skipped = set(pre.skipped)
     derived = {spec.name: spec for spec in pre.derived}
-    for name in pre.order or tuple(pre.scorers):
-        if name in pre.scorers:
-            state = pre.scorers[name]
-            runs[name] = clock.phase(
-                f"final {name}",
-                lambda state=state, name=name: A.kept_for_outputs(
-                    final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name)), state
-                ),
-            )
-        elif name in derived:
+    futures: dict[str, Future[ScorerRun]] = {}
+
+    def scorer(name: str) -> ScorerRun:
+        state = pre.scorers[name]
+        run = final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
+        return A.kept_for_outputs(run, state)
+
+    def derived_scorer(spec: ScorerSpec) -> ScorerRun:
+        base = futures.get(spec.prescoring or "")
+        done = {} if base is None else {spec.prescoring or "": base.result()}
+        run = run_derived(inputs, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
+        return A.kept_for_outputs(run, pre.scorers.get(spec.prescoring or ""))
+
+    # Every scorer's final scoring depends only on the inputs and its prescoring, a Gaussian
+    # scorer also on its base scorer's run; small phases run two at a time (``scorer_pool``).
+    with scorer_pool(matrix.n_ratings if engine is None else CONCURRENT_BELOW) as pool:
+        for name in pre.order or tuple(pre.scorers):
+            if name in pre.scorers:
+                futures[name] = pool.submit(clock.phase, f"final {name}", functools.partial(scorer, name))
+            elif name in derived:
+                task = functools.partial(derived_scorer, derived[name])
+                futures[name] = pool.submit(clock.phase, f"final {name}", task)
+        for name, future in futures.items():
             try:
-                runs[name] = clock.phase(
-                    f"final {name}",
-                    lambda spec=derived[name]: A.kept_for_outputs(
-                        run_derived(
-                            inputs, spec, config, prev, runs, engine=engine, reuse=reuse.get(spec.name)
-                        ),
-                        pre.scorers.get(spec.prescoring or ""),
-                    ),
-                )
+                runs[name] = future.result()
             except ScoringError:
+                if name not in derived:
+                    raise
                 skipped.add(name)
     if skipped:
         names = [n for n in pre.order or sorted(skipped) if n in skipped]

@@ -229,7 +229,7 @@ def _cumulative(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kept_index(counts):
     """For the entries with ``counts`` > 0, in order: each entry's new index (only kept entries'
     are read), the kept entries' offsets into the compacted arrays and their old indices."""
@@ -250,7 +250,7 @@ def _kept_index(counts):
     return new_index, indptr, full
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _counts_serial(keep, note, rater, n_notes, n_raters):
     """Kept ratings per note and per rater in one pass on one thread (``_compact_serial``'s first)."""
     per_note = np.zeros(n_notes, dtype=np.int64)
@@ -262,7 +262,7 @@ def _counts_serial(keep, note, rater, n_notes, n_raters):
     return per_note, per_rater
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fill_serial(keep, note, rater, value, note_map, rater_map, rater_indptr, pos_like):
     """``_compact_serial``'s second pass, for a selection already counted (``problem_shape``):
     (note, rater, value, by_rater, rating_full), the same arrays."""
@@ -287,7 +287,7 @@ def _fill_serial(keep, note, rater, value, note_map, rater_map, rater_indptr, po
     return note_out, rater_out, value_out, by_rater, rating_full
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _compact_serial(keep, note, rater, value, n_notes, n_raters, pos_like):
     """``compact_problem``'s arrays in two passes on one thread: counts, then the kept ratings
     in order, each also dropped into its rater's slot (a counting sort, ``_fill_serial``). The
@@ -557,7 +557,7 @@ def rater_counts_of(matrix: RatingMatrix, masks: tuple[np.ndarray, ...]) -> np.n
     return _form(_rater_counts6, r)(matrix.rater, matrix.n_raters, _blocks(r), *arrays)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _penalty(rater, keep, note, value, score, min_score, penalty, multiply, n_raters):
     # Serial on purpose: a float sum per rater in rating order, as ``np.bincount`` adds; one
     # streaming pass without the numpy form's five temporaries of length R.

@@ -42,7 +42,7 @@ def _mix1(x):
     return x ^ (x >> np.uint64(31))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _ratings_hashes(indptr, population_sampled, created_at, tags, value, rater, rater_hash):
     """uint64[N]: per note, the wrapping sum over its ratings of the chained ``_mix1`` of
     (population-sampled, time bits, tags, float64 value bits, rater id hash). One pass: the

@@ -271,7 +271,7 @@ class SideCounts:
     net_min_helpful_ratio: np.ndarray
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _side_counts(note, rater_factor, helpful, n_notes):
     """One pass over the ratings: int64[6, N] counts (neg, pos, neg helpful, neg not helpful,
     pos helpful, pos not helpful) and float64[2, N] helpfulness sums (neg, pos), added in rating

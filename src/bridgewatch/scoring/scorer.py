@@ -8,6 +8,7 @@ take a ``ScoringInputs`` built once per run by ``prepare_inputs``.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -101,33 +102,59 @@ def prepare_inputs(
     )
 
 
+class _Recent:
+    """The last ``size`` values computed per owner object (held weakly), safe to share between
+    the threads of ``threads.scorer_pool``: two scorers then ask for their masks interleaved."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._owners: weakref.WeakKeyDictionary[object, dict] = weakref.WeakKeyDictionary()
+
+    def get(self, owner: object, key: object) -> object | None:
+        with self._lock:
+            values = self._owners.get(owner)
+            if values is None or key not in values:
+                return None
+            values[key] = values.pop(key)  # most recently used last
+            return values[key]
+
+    def put(self, owner: object, key: object, value: object) -> None:
+        with self._lock:
+            values = self._owners.setdefault(owner, {})
+            values[key] = value
+            while len(values) > self.size:
+                del values[next(iter(values))]
+
+    def held(self, owner: object) -> int:
+        """How many values are kept for ``owner``."""
+        with self._lock:
+            return len(self._owners.get(owner, ()))
+
+
 # Per ScoringInputs object: the scopes of the last few scorers, asked for by a scorer's fit,
 # filters, capture test and reported notes (four passes over the ratings per scorer otherwise).
 # Only the last few: each entry is 2 bytes a rating (~0.4 GB at X's 206M ratings) and a run asks
-# for one scorer's (plus, for a Gaussian scorer, its base scorer's) at a time; keeping every
-# scorer's would hold ~27 of them (~11 GB) to the end of the run.
-_SCOPES: weakref.WeakKeyDictionary[ScoringInputs, dict] = weakref.WeakKeyDictionary()
-_SCOPES_KEPT = 3
+# for one scorer's (plus, for a Gaussian scorer, its base scorer's) at a time, or two scorers'
+# when they run two at a time; keeping every scorer's would hold ~27 of them (~11 GB) to the end.
+_SCOPES = _Recent(3)
 
 
 def scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np.ndarray]:
     """(bool[R] ratings this scorer sees, bool[R] of those made by in-group raters) — §6.1.
 
-    Kept for the last ``_SCOPES_KEPT`` scorers asked about per ``inputs``; the arrays are read-only."""
+    Kept for the last few scorers asked about per ``inputs``; the arrays are read-only."""
     try:
-        cache = _SCOPES.setdefault(inputs, {})
         hash(spec)
     except TypeError:  # a spec holding an unhashable field: no cache
         return _scope_mask(inputs, spec)
-    if spec in cache:
-        cache[spec] = cache.pop(spec)  # most recently used last
-        return cache[spec]
+    cached = _SCOPES.get(inputs, spec)
+    if cached is not None:
+        return cached  # type: ignore[return-value]
     out = _scope_mask(inputs, spec)
     for a in out:
         a.flags.writeable = False
-    cache[spec] = out
-    while len(cache) > _SCOPES_KEPT:
-        del cache[next(iter(cache))]
+    _SCOPES.put(inputs, spec, out)
     return out
 
 
@@ -347,19 +374,20 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
     prescoring parameters (and above the helpfulness threshold where the scorer uses it) — §2.8."""
     m = inputs.matrix
     scope, _ = scope_mask(inputs, spec)
-    key = (spec, pre, config.filters.min_ratings_per_note)
-    last = _FINAL_MASK.get(inputs)
-    if last is not None and last[0][0] is spec and last[0][1] is pre and last[0][2] == key[2]:
-        return last[1], scope
+    # Keyed by identity; the value holds ``spec`` and ``pre`` so that their ids stay theirs.
+    key = (id(spec), id(pre), config.filters.min_ratings_per_note)
+    cached = _FINAL_MASK.get(inputs, key)
+    if cached is not None:
+        return cached[2], scope  # type: ignore[index]
     keep = P.count_filter(m, scope, config.filters.min_ratings_per_note, 0) & pre.helpful_raters[m.rater]
     keep.flags.writeable = False
-    _FINAL_MASK[inputs] = (key, keep)
+    _FINAL_MASK.put(inputs, key, (spec, pre, keep))
     return keep, scope
 
 
-# Per ScoringInputs object: the last final-round mask (one bool[R]); a scorer's final scoring
-# asks for it two or three times in a row (fit, filters, rater factors), never interleaved.
-_FINAL_MASK: weakref.WeakKeyDictionary[ScoringInputs, tuple] = weakref.WeakKeyDictionary()
+# Per ScoringInputs object: the last final-round masks (one bool[R] each); a scorer's final
+# scoring asks for its own two or three times (fit, filters, rater factors).
+_FINAL_MASK = _Recent(2)
 
 
 # What final scoring reads of a prescoring helpfulness table (``scored_raters``).

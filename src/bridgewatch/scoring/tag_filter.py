@@ -56,7 +56,7 @@ def distance_weights(distance: np.ndarray, percentile: float = 40.0) -> np.ndarr
         return 1.0 / (1.0 + (distance / scale) ** 5)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _weighted_tags(note, w, tags, bits, n_notes):
     """One pass: per note Σ w (float64[N]), the rating count (int64[N]) and Σ w over the ratings
     carrying each of ``bits`` (float64[N, len(bits)]), added in rating order as ``np.bincount``
@@ -68,7 +68,7 @@ def _weighted_tags(note, w, tags, bits, n_notes):
     return weight, count, adjusted
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _add_weighted_tags(note, w, tags, bits, weight, count, adjusted):
     """``_weighted_tags``' pass, adding into the sums given (a chunk at a time, in rating order)."""
     for i in range(note.shape[0]):
@@ -81,7 +81,7 @@ def _add_weighted_tags(note, w, tags, bits, weight, count, adjusted):
                 adjusted[n, j] += w[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _kept_distances(keep, note, rater, zn, zu):
     """float64[K]: |z(rater factor) − z(note factor)| of the kept ratings with both factors, in
     rating order (what ``note_tag_aggregates`` gathers before its percentile)."""

@@ -34,7 +34,7 @@ _MATRIX_A, _UPPER, _LOWER = 0x9908B0DF, 0x80000000, 0x7FFFFFFF
 _FLOAT_MASK = (1 << 24) - 1  # a float32 uniform uses the low 24 bits of one 32-bit draw
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mt19937_uint32(seed, count):
     """uint32[count]: the first outputs of MT19937 seeded like ``torch.manual_seed(seed)``
     (``init_genrand``; identical to numpy's legacy ``RandomState(seed)``)."""
