@@ -16,7 +16,7 @@ import pytest
 
 from bridgewatch import runner
 from bridgewatch.io import heap
-from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.io.matrix import build_rating_matrix, index_dtype
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import rescore as RS
@@ -139,6 +139,24 @@ def test_the_rank_of_a_subset_orders_it_as_the_whole_dataset_rank_does(seed: int
     keep = (rng.random(m.n_notes) < 0.3)[m.note]
     part = P.reference_rating_rank(m.subset(keep), high, corr, pss)
     np.testing.assert_array_equal(np.argsort(part, kind="stable"), np.argsort(whole[keep], kind="stable"))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_rank_is_the_six_key_lexsort_it_replaced(seed: int) -> None:
+    """(highVolume, correlated, not PSS, note, time, rater): ties in time fall to the rater, and
+    a rater's duplicate ratings of one note (possible in raw files) to the matrix order."""
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 5000, 80, 150)
+    high, corr, pss = (rng.random(m.n_raters) < s for s in (0.2, 0.1, 0.1))
+    r = m.rater
+    order = np.lexsort((r, m.created_at, m.note, ~pss[r], corr[r], high[r]))
+    want = np.empty(m.n_ratings, dtype=np.int64)
+    want[order] = np.arange(m.n_ratings)
+    got = P.reference_rating_rank(m, high, corr, pss)
+    assert got.dtype == index_dtype(m.n_ratings)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(P.reference_rating_rank(m, high), np.argsort(np.lexsort(
+        (r, m.created_at, m.note, high[r]))))  # fmt: skip
 
 
 def test_rater_id_hashes_are_those_of_the_ids_as_text() -> None:

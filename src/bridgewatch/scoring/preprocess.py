@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -110,14 +111,32 @@ def reference_rating_rank(
     u = matrix.n_raters
     corr = np.zeros(u, dtype=bool) if correlated is None else np.asarray(correlated, dtype=bool)
     pss = np.zeros(u, dtype=bool) if pss_member is None else np.asarray(pss_member, dtype=bool)
-    r = matrix.rater
-    order = np.lexsort(
-        (r, matrix.created_at, matrix.note, ~pss[r], corr[r], np.asarray(high_volume, dtype=bool)[r])
-    )
-    dtype = index_dtype(matrix.n_ratings)
-    rank = np.empty(matrix.n_ratings, dtype=dtype)
-    rank[order] = np.arange(matrix.n_ratings, dtype=dtype)
+    high = np.asarray(high_volume, dtype=bool)
+    # The three rater flags as one sort key 0..7, in the order (highVolume, correlated, not PSS).
+    bucket = (high.astype(np.uint8) << 2) | (corr.astype(np.uint8) << 1) | (~pss).astype(np.uint8)
+    rank = np.empty(matrix.n_ratings, dtype=index_dtype(matrix.n_ratings))
+    _rank_nb(matrix.note_indptr, matrix.created_at, bucket[matrix.rater], rank)
     return rank
+
+
+@numba.njit(cache=True, nogil=True)
+def _rank_nb(note_indptr, created_at, bucket, rank):
+    """Fill ``rank`` with each rating's position in the order (bucket, note, time, rater).
+
+    The matrix already lists ratings by note then rater, so that order is a stable sort by time
+    within each note followed by a stable counting sort on the 8 buckets: O(R log k) for notes
+    of k ratings, where the 6-key ``np.lexsort`` it replaces took ~0.4 s per million ratings."""
+    start = np.zeros(9, dtype=np.int64)
+    for r in range(bucket.shape[0]):
+        start[bucket[r] + 1] += 1
+    for b in range(8):
+        start[b + 1] += start[b]
+    for n in range(note_indptr.shape[0] - 1):
+        lo, hi = note_indptr[n], note_indptr[n + 1]
+        for k in np.argsort(created_at[lo:hi], kind="mergesort"):
+            b = bucket[lo + k]
+            rank[lo + k] = start[b]
+            start[b] += 1
 
 
 def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_per_rater: int) -> np.ndarray:
