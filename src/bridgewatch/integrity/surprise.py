@@ -73,7 +73,7 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
-from scipy.special import gammainc
+from scipy.special import betainc, gammainc
 
 from bridgewatch.integrity.components import connected_components
 
@@ -96,11 +96,16 @@ class SurpriseParams:
     min_group: int = 3
     max_per_note: int = 64  # surprising raters paired per flagged note (bounds the pair count)
     rounds: int = 3  # refits; each after the first leaves out the suspects' NOT_HELPFUL ratings
+    # the notes' overdispersion α of the test's negative binomial (Var = λ(1 + αλ)); None: estimated
+    # from the notes each round (``note_dispersion``), 0: the Poisson test of session 7
+    dispersion: float | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` on a setting outside its range."""
         if not self.residual > 0 or not 0 < self.fdr <= 1 or self.side_prior < 0 or self.rater_prior < 0:
             raise ValueError("surprise: need residual > 0, 0 < fdr <= 1 and priors >= 0")
+        if self.dispersion is not None and not self.dispersion >= 0:
+            raise ValueError("surprise: need dispersion >= 0 (or None: estimated)")
         if self.tukey_c <= 0 or self.ridge < 0 or self.iterations < 1:
             raise ValueError("surprise: need tukey_c > 0, ridge >= 0, iterations >= 1")
         counts = (self.min_events, self.min_ratings, self.min_shared, self.min_group, self.max_per_note)
@@ -398,17 +403,71 @@ def _set_aside(indptr, rater, value, mu, r_int, r_fac, a, b, residual, notes, dr
                     drop[i] = True
 
 
-def _pvalues(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> np.ndarray:
-    """float[N] from the per-side sums (module docstring, step 2): the smaller side's Poisson tail
-    against its expectation inflated by the other side's excess, doubled; 1 where untested."""
-    p = np.ones(per.shape[0])
+def _side_means(count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> np.ndarray:
+    """float[2, N]: each side's honest mean, its expectation inflated by the other side's own excess
+    (a misfit of the note's honest raters shows on both sides; a bloc turns one camp)."""
     c = params.side_prior
+    lam = np.empty_like(expect)
     for s in (0, 1):
-        # a misfit of the note's honest raters shows on both sides; a bloc turns one camp
         misfit = np.maximum(1.0, (count[1 - s] + c) / (expect[1 - s] + c)) if c > 0 else 1.0
+        lam[s] = np.maximum(misfit * expect[s], 1e-300)
+    return lam
+
+
+def _upper_tail(count: np.ndarray, lam: np.ndarray, dispersion: float) -> np.ndarray:
+    """P(X ≥ count) (count ≥ 1) for X negative binomial of mean ``lam`` and variance
+    lam · (1 + dispersion · lam): a Poisson whose rate varies from note to note as a gamma of
+    squared coefficient of variation ``dispersion``; 0: the Poisson tail."""
+    x = np.maximum(count, 1.0)
+    if dispersion <= 0:
+        return gammainc(x, lam)
+    k = 1.0 / dispersion
+    return betainc(x, k, lam / (lam + k))
+
+
+def note_dispersion(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> float:
+    """The honest notes' overdispersion α ≥ 0 (module docstring, step 2): the notes' surprise rates
+    vary more than the model's expectation allows, Var = λ(1 + αλ), so a note with many ratings
+    misfits by more surprising ratings than a Poisson allows. Moment estimate Σ((x − λ)² − x) / Σ λ²
+    over both sides of the notes with ≥ ``min_ratings`` ratings, robust to a bloc: the notes with a
+    side whose upper tail is below 1 / (sides) (on an honest community about one of them) are left
+    out (both sides: a bloc's excess inflates its other side's mean, ``_side_means``),
+    first under a Poisson (α = 0), then under each new estimate, until that set stops changing (at
+    most 20 times). From below: α only grows while honest note-sides come back in, and a bloc's
+    targets, far out under any α the honest notes support, stay out (a plain moment estimate, or
+    one started from it, lets the bloc set α and hide itself). Deterministic; O(N) per step. ``params.dispersion`` not None: that value."""
+    if params.dispersion is not None:
+        return float(params.dispersion)
+    lam = _side_means(count, expect, params)
+    rated = per >= params.min_ratings
+    n_sides = 2 * int(rated.sum())
+    if not n_sides:
+        return 0.0
+    keep = None
+    alpha = 0.0
+    for _ in range(20):
+        tail = np.where(count > 0, _upper_tail(count, lam, alpha), 1.0)
+        # a note out on either side leaves with both: a bloc's excess inflates its other side's mean
+        now = rated & (tail >= 1.0 / n_sides).all(axis=0)
+        if keep is not None and np.array_equal(now, keep):
+            break
+        keep = now
+        num = float((((count - lam) ** 2 - count) * keep).sum())
+        den = float((lam * lam * keep).sum())
+        alpha = max(0.0, num / den) if den > 0 else 0.0
+    return alpha
+
+
+def _pvalues(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> np.ndarray:
+    """float[N] from the per-side sums (module docstring, step 2): the smaller side's negative
+    binomial tail (``note_dispersion``) against its expectation inflated by the other side's
+    excess, doubled; 1 where untested."""
+    lam = _side_means(count, expect, params)
+    alpha = note_dispersion(per, count, expect, params)
+    p = np.ones(per.shape[0])
+    for s in (0, 1):
         test = (per >= params.min_ratings) & (count[s] >= params.min_events)
-        lam = np.maximum(misfit * expect[s], 1e-300)
-        p = np.where(test, np.minimum(p, gammainc(np.maximum(count[s], 1.0), lam)), p)  # P(Poisson ≥ count)
+        p = np.where(test, np.minimum(p, _upper_tail(count[s], lam[s], alpha)), p)
     return np.minimum(1.0, 2.0 * p)
 
 
