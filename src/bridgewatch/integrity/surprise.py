@@ -24,9 +24,14 @@ raters of one side whose own viewpoint says HELPFUL.
    surprise rate over its other ratings (shrunk by ``rater_prior`` pseudo-counts: a careless rater
    surprises everywhere). A note's expected count per *side* (sign of the rater factor) sums those
    rates. A bloc turns one camp, so the test is one-sided: the surprising count on one side against
-   a Poisson of its expectation, inflated by the other side's own excess (``side_prior``
-   pseudo-counts; a note the rank-1 model misfits, e.g. along a second axis of disagreement,
-   surprises both sides, and that misfit is not a bloc's); the smaller side p-value, doubled.
+   its expectation, inflated by the other side's own excess (``side_prior`` pseudo-counts; a
+   note the rank-1 model misfits, e.g. along a second axis of disagreement, surprises both sides,
+   and that misfit is not a bloc's); the smaller side p-value, doubled. Not a Poisson of it:
+   honest notes' surprise rates vary around their expectation (Var = λ(1 + αλ), α ≈ 0.15–0.25 on
+   every simulated community), so a Poisson test flags honest notes, the more the more ratings
+   they have (the honest ``large`` community: 1.3% of its notes). The count is a negative binomial
+   of overdispersion α, estimated from the notes each round (``note_dispersion``: a moment
+   estimate that leaves out the notes far in the tail, so a bloc cannot raise α to hide itself).
    Notes need ≥ ``min_ratings`` ratings and ≥ ``min_events`` surprising ratings on the side.
 3. Notes flagged by Benjamini–Hochberg at false discovery rate ``fdr`` over the rated notes, and
    their surprising ratings set aside (the note is judged by the rest, as ``coordination`` does for
@@ -53,8 +58,8 @@ that remain, first fit included: a set-aside campaign would otherwise own its ta
 Why not the share quantile this module used before (the top 5% of notes by surprising share):
 it refits ~5% of notes on any community, so an honest one's outputs left X's. Flagged notes on
 honest and attacked communities, what the test cannot catch and the measured cost are in
-docs/surprise.md; the pipeline runs the defence only when ``integrity.surprise`` is set (it
-flags ~1.3% of the honest ``large`` community's notes), ``bridgewatch evaluate`` sets it.
+docs/surprise.md; the pipeline runs the defence only when ``integrity.surprise`` is set
+(``bridgewatch evaluate`` sets it).
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
 numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is two
@@ -73,9 +78,9 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
-from scipy.special import betainc, gammainc
 
 from bridgewatch.integrity.components import connected_components
+from bridgewatch.integrity.overdispersion import estimate_dispersion, side_means, upper_tail
 
 
 @dataclass(frozen=True)
@@ -404,70 +409,26 @@ def _set_aside(indptr, rater, value, mu, r_int, r_fac, a, b, residual, notes, dr
                     drop[i] = True
 
 
-def _side_means(count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> np.ndarray:
-    """float[2, N]: each side's honest mean, its expectation inflated by the other side's own excess
-    (a misfit of the note's honest raters shows on both sides; a bloc turns one camp)."""
-    c = params.side_prior
-    lam = np.empty_like(expect)
-    for s in (0, 1):
-        misfit = np.maximum(1.0, (count[1 - s] + c) / (expect[1 - s] + c)) if c > 0 else 1.0
-        lam[s] = np.maximum(misfit * expect[s], 1e-300)
-    return lam
-
-
-def _upper_tail(count: np.ndarray, lam: np.ndarray, dispersion: float) -> np.ndarray:
-    """P(X ≥ count) (count ≥ 1) for X negative binomial of mean ``lam`` and variance
-    lam · (1 + dispersion · lam): a Poisson whose rate varies from note to note as a gamma of
-    squared coefficient of variation ``dispersion``; 0: the Poisson tail."""
-    x = np.maximum(count, 1.0)
-    if dispersion <= 0:
-        return gammainc(x, lam)
-    k = 1.0 / dispersion
-    return betainc(x, k, lam / (lam + k))
-
-
 def note_dispersion(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> float:
-    """The honest notes' overdispersion α ≥ 0 (module docstring, step 2): their surprise rates vary
-    more than the expectation allows, Var = λ(1 + αλ), so the more ratings a note has, the more
-    surprising ratings its honest misfit brings beyond a Poisson. ``params.dispersion``, or
-    estimated: Σ((x − λ)² − x) / Σ λ² (x ~ λ·Gamma: E(x − λ)² = λ + αλ²) over both sides of the
-    notes with ≥ ``min_ratings`` ratings, a note left out when a side's upper tail under the current
-    α is below ``dispersion_trim``. Robust from below: first under a Poisson (α = 0, which leaves out
-    the most), then under each new α, until the set left out stops changing (≤ 20 steps), so α
-    grows only while honest notes come back in and a bloc's targets, far out under any α the
-    honest notes support, stay out (a plain moment estimate lets a bloc set α and hide itself: a
-    planted bloc of 12 targets in 400 notes turns 0.1–0.5 into ~2). A whole note leaves: a bloc's
-    excess also inflates its other side's mean (``_side_means``). The trim leaves out ~1% of honest
-    notes too and so reads α a little low (honest ``large``: 0.188 against 0.205 untrimmed), which
-    the test's conservative tail absorbs (docs/surprise.md). Deterministic; O(N) per step."""
+    """The honest notes' overdispersion α (module docstring, step 2): ``params.dispersion``, or
+    ``overdispersion.estimate_dispersion`` over the notes with ≥ ``min_ratings`` ratings, trimmed
+    at ``dispersion_trim``."""
     if params.dispersion is not None:
         return float(params.dispersion)
-    lam = _side_means(count, expect, params)
-    rated = per >= params.min_ratings
-    keep = None
-    alpha = 0.0
-    for _ in range(20):
-        tail = np.where(count > 0, _upper_tail(count, lam, alpha), 1.0)
-        now = rated & (tail >= params.dispersion_trim).all(axis=0)
-        if keep is not None and np.array_equal(now, keep):
-            break
-        keep = now
-        num = float((((count - lam) ** 2 - count) * keep).sum())
-        den = float((lam * lam * keep).sum())
-        alpha = max(0.0, num / den) if den > 0 else 0.0
-    return alpha
+    lam = side_means(count, expect, params.side_prior)
+    return estimate_dispersion(count, lam, per >= params.min_ratings, params.dispersion_trim)
 
 
 def _pvalues(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> np.ndarray:
     """float[N] from the per-side sums (module docstring, step 2): the smaller side's negative
     binomial tail (``note_dispersion``) against its expectation inflated by the other side's
     excess, doubled; 1 where untested."""
-    lam = _side_means(count, expect, params)
+    lam = side_means(count, expect, params.side_prior)
     alpha = note_dispersion(per, count, expect, params)
     p = np.ones(per.shape[0])
     for s in (0, 1):
         test = (per >= params.min_ratings) & (count[s] >= params.min_events)
-        p = np.where(test, np.minimum(p, _upper_tail(count[s], lam[s], alpha)), p)
+        p = np.where(test, np.minimum(p, upper_tail(count[s], lam[s], alpha)), p)
     return np.minimum(1.0, 2.0 * p)
 
 
