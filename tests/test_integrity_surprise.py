@@ -315,9 +315,10 @@ def test_detect_integrity_carries_the_defence_into_keep_and_views():
 
 
 def test_config_switches_the_defence():
-    assert surprise_params(ScoringConfig()) is None  # off by default: not silent on every honest community
-    on = with_overrides(ScoringConfig(), {"integrity": {"surprise": True}})
-    assert surprise_params(on) == SurpriseParams()
+    # on by default: its test leaves honest communities of every size alone (docs/surprise.md)
+    assert surprise_params(ScoringConfig()) == SurpriseParams()
+    off = with_overrides(ScoringConfig(), {"integrity": {"surprise": False}})
+    assert surprise_params(off) is None
     tuned = with_overrides(ScoringConfig(), {"integrity": {"surprise": True, "surprise_fdr": 0.2}})
     assert surprise_params(tuned) == SurpriseParams(fdr=0.2)
 

@@ -58,8 +58,7 @@ that remain, first fit included: a set-aside campaign would otherwise own its ta
 Why not the share quantile this module used before (the top 5% of notes by surprising share):
 it refits ~5% of notes on any community, so an honest one's outputs left X's. Flagged notes on
 honest and attacked communities, what the test cannot catch and the measured cost are in
-docs/surprise.md; the pipeline runs the defence only when ``integrity.surprise`` is set
-(``bridgewatch evaluate`` sets it).
+docs/surprise.md; the pipeline runs the defence when ``integrity.surprise`` is set (the default).
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
 numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is two
