@@ -14,6 +14,7 @@ from bridgewatch.integrity.coordination import CoordinationParams
 from bridgewatch.integrity.surprise import (
     SurpriseParams,
     benjamini_hochberg,
+    note_dispersion,
     note_fits,
     note_pvalues,
     note_pvalues_numpy,
@@ -31,7 +32,9 @@ from bridgewatch.scoring.config import ScoringConfig, with_overrides
 P = SurpriseParams()
 
 
-def _world(seed=0, n_raters=600, n_notes=400, per_note=60, bloc=0, targets=12, participation=0.3):
+def _world(
+    seed=0, n_raters=600, n_notes=400, per_note=60, bloc=0, targets=12, participation=0.3, dissent=0.0
+):
     """An honest community under the rank-1 model the detector assumes, sorted by (note, rater).
 
     Raters have a viewpoint ±1 (factor) and a small leniency; notes a quality and a slant; a
@@ -39,7 +42,9 @@ def _world(seed=0, n_raters=600, n_notes=400, per_note=60, bloc=0, targets=12, p
     ``bloc`` > 0 the first ``bloc`` raters of the +1 side are a stealth bloc: they rate what they
     would rate anyway, plus each target with probability ``participation`` (so they share targets,
     as a denser bloc than the evaluation's does), and turn every target rating NOT_HELPFUL. Targets
-    are good notes slanted their way.
+    are good notes slanted their way. With ``dissent`` > 0 the world is overdispersed: on each
+    (note, side) a share of the raters, drawn from a gamma of mean ``dissent`` (shape 2), rates
+    NOT_HELPFUL whatever the note (honest notes differ beyond what the rank-1 model expects).
     Returns (note, rater, value, mu, rater intercept, rater factor, members, targets)."""
     rng = np.random.default_rng(seed)
     side = np.where(np.arange(n_raters) % 2 == 0, 1.0, -1.0)
@@ -54,6 +59,9 @@ def _world(seed=0, n_raters=600, n_notes=400, per_note=60, bloc=0, targets=12, p
     note, rater = (np.array(x) for x in zip(*sorted(pairs), strict=True))
     z = quality[note] + leniency[rater] + slant[note] * side[rater] + rng.logistic(0, 0.3, note.shape[0])
     value = np.select([z < 0.0, z < 0.7], [0.0, 0.5], 1.0)
+    if dissent:  # drawn last: the worlds without it are unchanged
+        share = rng.gamma(2.0, dissent / 2.0, (n_notes, 2))
+        value[rng.random(note.shape[0]) < share[note, (side[rater] > 0).astype(np.int64)]] = 0.0
     turned = np.isin(note, target) & np.isin(rater, members)
     value[turned] = 0.0
     # the rater model a first fit would give: viewpoint and leniency, on the rating scale
@@ -88,6 +96,63 @@ def test_honest_worlds_flag_next_to_nothing():
         flagged_notes += int(flagged.sum())
         set_aside += int((~keep).sum())
     assert flagged_notes <= 2 and set_aside <= 20
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_overdispersed_honest_world_is_left_alone(seed):
+    # 300 notes rated 200 times each, a gamma share (mean 10%) of each side dissenting: an honest
+    # note's surprising count varies more than a Poisson of its expectation, the more the more
+    # ratings it has. The Poisson test (dispersion 0, session 7's) flags dozens of these honest
+    # notes; the negative binomial with the estimated dispersion flags none
+    world = _world(seed, n_raters=2000, n_notes=300, per_note=200, dissent=0.1)
+    note, rater, value, mu, r_int, r_fac, _, _ = world
+    indptr = _indptr(note, 300)
+    _, _, poisson = surprise_filter(indptr, rater, value, mu, r_int, r_fac, replace(P, dispersion=0.0))
+    keep, group, flagged = surprise_filter(indptr, rater, value, mu, r_int, r_fac, P)
+    assert poisson.sum() >= 30
+    assert not flagged.any() and keep.all() and not group.any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_bloc_in_an_overdispersed_world_is_still_caught(seed):
+    # the same overdispersed world (dissent 5%), 200 of the 1000 raters of the +1 side a bloc
+    note, rater, value, mu, r_int, r_fac, members, target = _world(
+        seed, n_raters=2000, n_notes=300, per_note=200, dissent=0.05, bloc=200
+    )
+    honest = ~np.isin(np.arange(300), target)
+    indptr = _indptr(note, 300)
+    _, _, poisson = surprise_filter(indptr, rater, value, mu, r_int, r_fac, replace(P, dispersion=0.0))
+    keep, group, flagged = surprise_filter(indptr, rater, value, mu, r_int, r_fac, P)
+    assert flagged[target].all() and (flagged & honest).sum() <= 2
+    assert (poisson & honest).sum() >= 8  # what the Poisson test paid for the same targets
+    turned = np.isin(note, target) & np.isin(rater, members) & (value == 0.0)
+    assert (~keep & turned).sum() >= 0.9 * turned.sum()
+    assert np.isin(np.flatnonzero(group > 0), members).all()
+
+
+def test_dispersion_estimate_is_near_the_truth_and_robust_to_a_bloc():
+    # 20,000 notes whose per-side surprise rates are gamma (α = 0.2) around their expectation;
+    # side_prior 0 so that the mean is the expectation
+    rng = np.random.default_rng(0)
+    n = 20_000
+    expect = rng.lognormal(0.5, 0.8, (2, n))
+    count = rng.poisson(expect * rng.gamma(5.0, 0.2, (2, n))).astype(np.float64)
+    per = np.full(n, 50)
+    p = replace(P, side_prior=0.0)
+    plain = replace(p, dispersion_trim=0.0)  # every note in: the moment estimate
+    assert abs(note_dispersion(per, count, expect, plain) - 0.2) < 0.04
+    # the 1% trim reads α low (the tail it leaves out carries much of the moment), not to 0
+    trimmed = note_dispersion(per, count, expect, p)
+    assert 0.12 < trimmed < 0.2
+    # a bloc adds ~8 surprising ratings on one side of 2% of the notes: the moment estimate takes
+    # it for honest dispersion (and would hide it), the trimmed one barely moves
+    bloc = rng.choice(n, n // 50, replace=False)
+    count[0, bloc] += rng.poisson(8.0, bloc.shape[0])
+    assert note_dispersion(per, count, expect, plain) > 0.25
+    assert abs(note_dispersion(per, count, expect, p) - trimmed) < 0.02
+    # a Poisson world: no dispersion; a fixed one is returned as given
+    assert note_dispersion(per, rng.poisson(expect).astype(np.float64), expect, p) < 0.01
+    assert note_dispersion(per, count, expect, replace(p, dispersion=0.3)) == 0.3
 
 
 def test_kernel_matches_numpy_twin():
@@ -155,7 +220,8 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="suspect"):
         robust_predictions(indptr, rater, value, mu, r_int, r_fac, P, np.zeros(3, dtype=bool))
     bads = (SurpriseParams(fdr=0.0), SurpriseParams(fdr=1.5), SurpriseParams(residual=0),
-            SurpriseParams(min_group=0), SurpriseParams(rounds=0), SurpriseParams(side_prior=-1))  # fmt: skip
+            SurpriseParams(min_group=0), SurpriseParams(rounds=0), SurpriseParams(side_prior=-1),
+            SurpriseParams(dispersion=-0.1), SurpriseParams(dispersion_trim=1.0))  # fmt: skip
     for bad in bads:
         with pytest.raises(ValueError, match="surprise"):
             robust_predictions(indptr, rater, value, mu, r_int, r_fac, bad)
@@ -205,14 +271,14 @@ def test_one_sided_surprise_is_significant_and_a_two_sided_misfit_is_not():
     assert benjamini_hochberg(pv, np.ones(n, dtype=bool), 0.1).tolist() == [True] + [False] * (n - 1)
 
 
-def _notes_and_matrix(note, rater, value, n_raters):
-    """240 notes (ids 10..249, seven authors) and the matrix of the given ratings, an hour apart."""
+def _notes_and_matrix(note, rater, value, n_raters, n_notes=240):
+    """``n_notes`` notes (ids 10.., seven authors) and the matrix of the given ratings, an hour apart."""
     notes = pd.DataFrame(
         {
-            "noteId": np.arange(240, dtype=np.int64) + 10,
-            "noteAuthorParticipantId": [f"author{i % 7}" for i in range(240)],
-            "createdAtMillis": np.zeros(240, dtype=np.int64),
-            "tweetId": np.arange(240, dtype=np.int64) + 10_000,
+            "noteId": np.arange(n_notes, dtype=np.int64) + 10,
+            "noteAuthorParticipantId": [f"author{i % 7}" for i in range(n_notes)],
+            "createdAtMillis": np.zeros(n_notes, dtype=np.int64),
+            "tweetId": np.arange(n_notes, dtype=np.int64) + 10_000,
             "classification": schema.MISLEADING,
         }
     )
@@ -227,8 +293,10 @@ def _notes_and_matrix(note, rater, value, n_raters):
 
 
 def test_detect_integrity_carries_the_defence_into_keep_and_views():
-    note, rater, value, mu, r_int, r_fac, members, _ = _world(bloc=40, n_notes=240)
-    notes, matrix = _notes_and_matrix(note, rater, value, n_raters=600)
+    # 12 targets among 400 notes (among 240 they are 5% of the notes, and the overdispersion the
+    # test estimates from so few notes is the bloc's: docs/surprise.md)
+    note, rater, value, mu, r_int, r_fac, members, _ = _world(bloc=40)
+    notes, matrix = _notes_and_matrix(note, rater, value, n_raters=600, n_notes=400)
     off = detect_integrity(matrix, notes)
     on = detect_integrity(matrix, notes, surprise=P, rater_model=(mu, r_int, r_fac))
     assert off.surprise_value is None and on.surprise_keep is not None
@@ -247,9 +315,10 @@ def test_detect_integrity_carries_the_defence_into_keep_and_views():
 
 
 def test_config_switches_the_defence():
-    assert surprise_params(ScoringConfig()) is None  # off by default: not silent on every honest community
-    on = with_overrides(ScoringConfig(), {"integrity": {"surprise": True}})
-    assert surprise_params(on) == SurpriseParams()
+    # on by default: its test leaves honest communities of every size alone (docs/surprise.md)
+    assert surprise_params(ScoringConfig()) == SurpriseParams()
+    off = with_overrides(ScoringConfig(), {"integrity": {"surprise": False}})
+    assert surprise_params(off) is None
     tuned = with_overrides(ScoringConfig(), {"integrity": {"surprise": True, "surprise_fdr": 0.2}})
     assert surprise_params(tuned) == SurpriseParams(fdr=0.2)
 

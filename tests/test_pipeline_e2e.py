@@ -141,18 +141,24 @@ def test_coordination_defence_is_a_no_op_without_a_coordinated_group(community, 
     assert _digest(out) == _digest(scored)
 
 
-def test_surprise_defence_is_off_by_default_and_on_with_its_flag(community, scored, tmp_path) -> None:
-    # Off by default (it flags ~1% of an honest large community's notes, leaving X's outputs);
-    # `--surprise` turns it on. A false discovery rate of 1 makes it flag on any data, so "on"
-    # shows in the outputs.
+def test_surprise_defence_is_on_by_default_and_off_with_its_flag(community, scored, tmp_path) -> None:
+    # On by default: on this honest community it flags nothing, so the default outputs equal those
+    # with `--no-surprise`, byte for byte. A false discovery rate of 1 makes it flag on any data, so
+    # with that config the default ("on") shows in the outputs and `--no-surprise` turns it off.
+    args = ["--epoch-millis", EPOCH, "--quiet"]
+    off = tmp_path / "off"
+    result = CliRunner().invoke(cli, ["score", str(community), "--outdir", str(off), *args, "--no-surprise"])
+    assert result.exit_code == 0, result.output
+    assert _digest(off) == _digest(scored)
     toml = tmp_path / "loose.toml"
     toml.write_text("[integrity]\nsurprise_fdr = 1.0\n")
     digests = {}
-    for name, flag in (("default", []), ("on", ["--surprise"])):
-        out = tmp_path / name
-        args = ["--outdir", str(out), "--epoch-millis", EPOCH, "--quiet", "--config", str(toml), *flag]
-        result = CliRunner().invoke(cli, ["score", str(community), *args])
+    for name, flag in (("default", []), ("off", ["--no-surprise"])):
+        out = tmp_path / f"loose-{name}"
+        result = CliRunner().invoke(
+            cli, ["score", str(community), "--outdir", str(out), *args, "--config", str(toml), *flag]
+        )
         assert result.exit_code == 0, result.output
         digests[name] = _digest(out)
-    assert digests["default"] == _digest(scored)
-    assert digests["on"][schema.SCORED_NOTES_FILE] != digests["default"][schema.SCORED_NOTES_FILE]
+    assert digests["off"] == _digest(scored)
+    assert digests["default"][schema.SCORED_NOTES_FILE] != digests["off"][schema.SCORED_NOTES_FILE]

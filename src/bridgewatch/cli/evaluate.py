@@ -42,7 +42,7 @@ COUNTERFACTUALS = (
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML config overrides for every scoring (e.g. which defences run)")  # fmt: skip
 @click.option("--surprise/--no-surprise", default=True, show_default=True,
-              help="the concerted-surprise defence among the defences (off by default in score)")  # fmt: skip
+              help="the concerted-surprise defence among the defences (as in score)")  # fmt: skip
 @click.option("--keep-data", is_flag=True, help="keep the simulated communities under OUT/data")
 @click.option("--quiet", is_flag=True, help="no progress on stderr")
 def command(

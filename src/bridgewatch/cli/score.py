@@ -91,7 +91,7 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--no-coordination", is_flag=True,
               help="no coordinated-group defence (ours): X's integrity with --no-surprise")  # fmt: skip
 @click.option("--surprise/--no-surprise", default=None,
-              help="concerted-surprise defence (ours; default: the config's, off)")  # fmt: skip
+              help="concerted-surprise defence (ours; default: the config's, on)")  # fmt: skip
 @click.option(
     "--cache",
     "cache_dir",

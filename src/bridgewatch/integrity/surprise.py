@@ -24,9 +24,14 @@ raters of one side whose own viewpoint says HELPFUL.
    surprise rate over its other ratings (shrunk by ``rater_prior`` pseudo-counts: a careless rater
    surprises everywhere). A note's expected count per *side* (sign of the rater factor) sums those
    rates. A bloc turns one camp, so the test is one-sided: the surprising count on one side against
-   a Poisson of its expectation, inflated by the other side's own excess (``side_prior``
-   pseudo-counts; a note the rank-1 model misfits, e.g. along a second axis of disagreement,
-   surprises both sides, and that misfit is not a bloc's); the smaller side p-value, doubled.
+   its expectation, inflated by the other side's own excess (``side_prior`` pseudo-counts; a
+   note the rank-1 model misfits, e.g. along a second axis of disagreement, surprises both sides,
+   and that misfit is not a bloc's); the smaller side p-value, doubled. Not a Poisson of it:
+   honest notes' surprise rates vary around their expectation (Var = λ(1 + αλ), α ≈ 0.15–0.25 on
+   every simulated community), so a Poisson test flags honest notes, the more the more ratings
+   they have (the honest ``large`` community: 1.3% of its notes). The count is a negative binomial
+   of overdispersion α, estimated from the notes each round (``note_dispersion``: a moment
+   estimate that leaves out the notes far in the tail, so a bloc cannot raise α to hide itself).
    Notes need ≥ ``min_ratings`` ratings and ≥ ``min_events`` surprising ratings on the side.
 3. Notes flagged by Benjamini–Hochberg at false discovery rate ``fdr`` over the rated notes, and
    their surprising ratings set aside (the note is judged by the rest, as ``coordination`` does for
@@ -53,8 +58,7 @@ that remain, first fit included: a set-aside campaign would otherwise own its ta
 Why not the share quantile this module used before (the top 5% of notes by surprising share):
 it refits ~5% of notes on any community, so an honest one's outputs left X's. Flagged notes on
 honest and attacked communities, what the test cannot catch and the measured cost are in
-docs/surprise.md; the pipeline runs the defence only when ``integrity.surprise`` is set (it
-flags ~1.3% of the honest ``large`` community's notes), ``bridgewatch evaluate`` sets it.
+docs/surprise.md; the pipeline runs the defence when ``integrity.surprise`` is set (the default).
 
 Cost: ``iterations`` passes over each note's ratings per round (O(R · iterations · rounds), one
 numba kernel over the note-sorted ratings, O(ratings of one note) scratch); the test is two
@@ -73,9 +77,9 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
-from scipy.special import gammainc
 
 from bridgewatch.integrity.components import connected_components
+from bridgewatch.integrity.overdispersion import estimate_dispersion, side_means, upper_tail
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,17 @@ class SurpriseParams:
     min_group: int = 3
     max_per_note: int = 64  # surprising raters paired per flagged note (bounds the pair count)
     rounds: int = 3  # refits; each after the first leaves out the suspects' NOT_HELPFUL ratings
+    # the notes' overdispersion α of the test's negative binomial (Var = λ(1 + αλ)); None: estimated
+    # from the notes each round (``note_dispersion``), 0: the Poisson test of session 7
+    dispersion: float | None = None
+    dispersion_trim: float = 0.01  # notes with a side's tail below this stay out of α's estimate
 
     def check(self) -> None:
         """Raise ``ValueError`` on a setting outside its range."""
         if not self.residual > 0 or not 0 < self.fdr <= 1 or self.side_prior < 0 or self.rater_prior < 0:
             raise ValueError("surprise: need residual > 0, 0 < fdr <= 1 and priors >= 0")
+        if (self.dispersion is not None and not self.dispersion >= 0) or not 0 <= self.dispersion_trim < 1:
+            raise ValueError("surprise: need dispersion >= 0 (or None: estimated), 0 <= dispersion_trim < 1")
         if self.tukey_c <= 0 or self.ridge < 0 or self.iterations < 1:
             raise ValueError("surprise: need tukey_c > 0, ridge >= 0, iterations >= 1")
         counts = (self.min_events, self.min_ratings, self.min_shared, self.min_group, self.max_per_note)
@@ -398,17 +408,26 @@ def _set_aside(indptr, rater, value, mu, r_int, r_fac, a, b, residual, notes, dr
                     drop[i] = True
 
 
+def note_dispersion(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> float:
+    """The honest notes' overdispersion α (module docstring, step 2): ``params.dispersion``, or
+    ``overdispersion.estimate_dispersion`` over the notes with ≥ ``min_ratings`` ratings, trimmed
+    at ``dispersion_trim``."""
+    if params.dispersion is not None:
+        return float(params.dispersion)
+    lam = side_means(count, expect, params.side_prior)
+    return estimate_dispersion(count, lam, per >= params.min_ratings, params.dispersion_trim)
+
+
 def _pvalues(per: np.ndarray, count: np.ndarray, expect: np.ndarray, params: SurpriseParams) -> np.ndarray:
-    """float[N] from the per-side sums (module docstring, step 2): the smaller side's Poisson tail
-    against its expectation inflated by the other side's excess, doubled; 1 where untested."""
+    """float[N] from the per-side sums (module docstring, step 2): the smaller side's negative
+    binomial tail (``note_dispersion``) against its expectation inflated by the other side's
+    excess, doubled; 1 where untested."""
+    lam = side_means(count, expect, params.side_prior)
+    alpha = note_dispersion(per, count, expect, params)
     p = np.ones(per.shape[0])
-    c = params.side_prior
     for s in (0, 1):
-        # a misfit of the note's honest raters shows on both sides; a bloc turns one camp
-        misfit = np.maximum(1.0, (count[1 - s] + c) / (expect[1 - s] + c)) if c > 0 else 1.0
         test = (per >= params.min_ratings) & (count[s] >= params.min_events)
-        lam = np.maximum(misfit * expect[s], 1e-300)
-        p = np.where(test, np.minimum(p, gammainc(np.maximum(count[s], 1.0), lam)), p)  # P(Poisson ≥ count)
+        p = np.where(test, np.minimum(p, upper_tail(count[s], lam[s], alpha)), p)
     return np.minimum(1.0, 2.0 * p)
 
 

@@ -191,10 +191,10 @@ class IntegrityConfig:
     aside (or kept as one rating, ``coordination_keep_earliest``); concerted surprise
     (``integrity.surprise``): on notes that collect many NOT_HELPFUL ratings against the raters' own
     viewpoints, significantly more than honest disagreement gives, those ratings are set aside.
-    Surprise is off by default: it flags nothing on the golden communities, but ~1.3% of the notes
-    of the honest simulated ``large`` community (its one-factor null model misses real structure at
-    that size), so on X's data its outputs would leave the reference's; ``bridgewatch evaluate``
-    turns it on. Both off: integrity is the reference's."""
+    Surprise is on by default since its test takes the honest notes' overdispersion (surp10): it
+    flags no note of the golden communities (outputs byte-identical to it off) nor of the honest
+    simulated ones, ``large`` included (the Poisson test before flagged 1.3% of its notes); it
+    costs one more MF fit per run. Both off: integrity is the reference's."""
 
     coordination: bool = param(True, "set aside coordinated groups' ratings on the notes they act on", "ours")
     coordination_min_shared: int = param(5, "same (note, value) ratings two members share", "ours", ge=1)
@@ -204,7 +204,7 @@ class IntegrityConfig:
         False, "keep a group's earliest rating on those notes (PSS's rule) instead of none", "ours"
     )
     surprise: bool = param(
-        False, "set aside NOT_HELPFUL ratings against the rater's own viewpoint on notes that collect "
+        True, "set aside NOT_HELPFUL ratings against the rater's own viewpoint on notes that collect "
         "significantly many (integrity.surprise; one more MF fit per run)", "ours",
     )  # fmt: skip
     surprise_residual: float = param(0.7, "NH this far below its note's refit: surprising", "ours", ge=0)

@@ -4,7 +4,7 @@ For each scenario of ``sim.attacks.SCENARIOS`` and each strength, one community 
 the attack and one without it (strength 0: same seed, same targets, same honest ratings); both are
 scored with the defences on (post-selection similarity, quasi-clique NoCorrelated refit,
 Bridgewatch's coordinated groups, and concerted surprise, which ``bridgewatch evaluate`` turns on
-(``--no-surprise`` off; ``score``'s default is off), unless ``--config`` turns them off, the
+(``--no-surprise`` off; ``score``'s default is on too), unless ``--config`` turns them off, the
 helpfulness filter) and off. A row of the result says how many targets moved in the attacker's direction, what
 that cost in attack ratings, how well the defences' flags found the attackers, and how well the
 honest notes were scored (``sim.metrics``).
