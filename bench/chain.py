@@ -1,7 +1,7 @@
 """Chained runs: prescore once, then final scoring after 1% more ratings, incremental vs full.
 
 Usage: python bench/chain.py --scale small [--seed 0] [--threads 2] [--scorers all|core] [--data DIR]
-       [--no-prescore-today] [--work DIR]
+       [--no-prescore-today] [--no-surprise] [--work DIR]
 
 Simulates ``--scale`` (cached under /tmp), holds back the newest 1% of ratings by time ("yesterday's
 data"), and in one process:
@@ -19,6 +19,7 @@ full run) and whether the incremental statuses equal the full final run's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import time
@@ -30,6 +31,7 @@ import pandas as pd
 
 from bridgewatch import schema
 from bridgewatch.runner import score_directory
+from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.scorer_specs import core, core_with_topics, expansion, expansion_plus
 from bridgewatch.sim.yesterday import hold_back
 from bridgewatch.state import load_prescoring
@@ -48,6 +50,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="today's community (default: simulate --scale)")
     ap.add_argument("--no-prescore-today", action="store_true", help="skip the cold / warm prescoring pair")
     ap.add_argument("--work", type=Path, default=None, help="scratch (default: /tmp/bridgewatch-chain-*)")
+    ap.add_argument(
+        "--no-surprise", action="store_true", help="integrity.surprise off (its first fit is prescoring's)"
+    )
     args = ap.parse_args()
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     from bridgewatch.sim.config import config_for_scale
@@ -60,12 +65,15 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     held = hold_back(today, work / "yesterday", args.share)
     scorers = [core(), core_with_topics(), expansion(), expansion_plus()] if args.scorers == "core" else None
+    config = ScoringConfig()
+    if args.no_surprise:
+        config = dataclasses.replace(config, integrity=dataclasses.replace(config.integrity, surprise=False))
     rows: list[tuple[str, float]] = []
     cpu: dict[str, float] = {}
 
     def step(name: str, data: Path, out: str, **kw) -> object:
         t, c = time.perf_counter(), time.process_time()
-        result = score_directory(data, work / out, seed=args.seed, scorers=scorers, **kw)
+        result = score_directory(data, work / out, seed=args.seed, scorers=scorers, config=config, **kw)
         rows.append((name, time.perf_counter() - t))
         cpu[name] = time.process_time() - c
         load = os.getloadavg()[0]
@@ -100,7 +108,9 @@ def main() -> None:
     b = pd.read_parquet(work / "full" / "scored_notes.parquet").set_index("noteId")
     same = (a["finalRatingStatus"] == b["finalRatingStatus"].reindex(a.index)).mean()
     print()
-    print(f"scale {args.scale}: {held} ratings held back ({args.share:.0%}), scorers {args.scorers}")
+    surprise = "off" if args.no_surprise else "on"
+    print(f"scale {args.scale}: {held} ratings held back ({args.share:.0%}), scorers {args.scorers}, ", end="")
+    print(f"surprise {surprise}")
     partial = int(inc.timings.get("rescored notes (partially)", 0))
     rescored = int(inc.timings["rescored notes"])
     print(f"notes rescored incrementally: {rescored} of {len(b)} ({partial} partially)")
