@@ -109,8 +109,8 @@ def main() -> None:
     same = (a["finalRatingStatus"] == b["finalRatingStatus"].reindex(a.index)).mean()
     print()
     surprise = "off" if args.no_surprise else "on"
-    print(f"scale {args.scale}: {held} ratings held back ({args.share:.0%}), scorers {args.scorers}, ", end="")
-    print(f"surprise {surprise}")
+    what = f"scorers {args.scorers}, surprise {surprise}"
+    print(f"scale {args.scale}: {held} ratings held back ({args.share:.0%}), {what}")
     partial = int(inc.timings.get("rescored notes (partially)", 0))
     rescored = int(inc.timings["rescored notes"])
     print(f"notes rescored incrementally: {rescored} of {len(b)} ({partial} partially)")
