@@ -1,0 +1,273 @@
+"""The Gaussian passes over the rating matrix itself: its note order, through a selection mask.
+
+``gaussian.gaussian_scores`` takes per-rating arrays: the fit's note, factor and helpfulness,
+author-extended copies of them for the CRH pass, and each pass's value / key arrays (~95 bytes
+per fitted rating at ``large``, 10–13 GiB modelled at X's public scale). The kernel here reads the
+matrix's note-ordered ``rater`` and ``value`` where ``select`` is true, takes each rating's factor
+and kernel weights per rater (``rows`` into the per-rater ``gaussian._kernel_table``), and treats
+each note's implicit author rating inline, after the note's own ratings (where
+``add_author_ratings`` inserts it). Every sum then runs over the same terms in the same order as
+``gaussian._pass_values_nb`` on the extended arrays, so the outputs keep their bits; the only
+per-rating array is the selection. ``gaussian_scores_np`` is the slow twin: it builds those
+arrays and runs ``gaussian.gaussian_scores`` on them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from bridgewatch.errors import ScoringError
+from bridgewatch.scoring import gaussian as G
+from bridgewatch.scoring.prefetch import prefetch
+
+# The pass's constants, as ``gaussian._pass_values_nb`` has them (module globals: numba freezes
+# them at compile time).
+_NOTE_BLOCKS = G._NOTE_BLOCKS
+_AHEAD = G._AHEAD
+_SLOPE, _HALF_WINDOW = G._UNEXPECTED_SLOPE, G._UNEXPECTED_HALF_WINDOW
+_MIN_SIDE, _FEW_SIDED_PRIOR = G._MIN_RATERS_PER_SIDE, G._FEW_SIDED_PRIOR
+
+
+@numba.njit(cache=True)
+def _present_raters(indptr, select, rater, author, with_author, factor):
+    """bool[U]: the raters of the selected ratings, and with ``with_author`` the authors (finite
+    factor) of notes with a selected rating: the raters whose kernel weights a pass reads."""
+    present = np.zeros(factor.shape[0], dtype=np.bool_)
+    for n in range(indptr.shape[0] - 1):
+        rated = False
+        for r in range(indptr[n], indptr[n + 1]):
+            if select[r]:
+                present[rater[r]] = True
+                rated = True
+        if with_author and rated:
+            au = author[n]
+            if au >= 0 and not np.isnan(factor[au]):
+                present[au] = True
+    return present
+
+
+@numba.njit(cache=True, parallel=True)
+def _walk_values_nb(
+    indptr, select, rater, rating_value, factor, rows, table, author, with_author, points,
+    somewhat, flip, neg_weight, slope, cap, prior_value, min_prior, prior_weight, weight_base,
+    weight_limit, clip_lo, clip_hi, few_sided,
+):  # fmt: skip
+    """Per note: ``gaussian._pass_values_nb``'s values, note factor and rating count (author's
+    included) over the note's selected ratings, then (``with_author``) one HELPFUL rating by
+    ``author[n]`` when the note has a selected rating, its author none of them, and a factor.
+
+    Position ``b`` (one past the note's last rating) stands for the author's rating, so each loop
+    visits the terms in the extended arrays' order."""
+    n_notes = indptr.shape[0] - 1
+    n_pts = points.shape[0]
+    out = np.empty((n_notes, n_pts))
+    note_factor = np.full(n_notes, np.nan)
+    counts = np.zeros(n_notes, dtype=np.int64)
+    for blk in numba.prange(_NOTE_BLOCKS):
+        base = np.empty(n_pts)
+        tw = np.empty(n_pts)
+        tv = np.empty(n_pts)
+        first, stop = blk * n_notes // _NOTE_BLOCKS, (blk + 1) * n_notes // _NOTE_BLOCKS
+        last = max(indptr[stop] - 1, 0)  # the block's last rating: prefetches stay inside it
+        for n in range(first, stop):
+            a, b = indptr[n], indptr[n + 1]
+            au = author[n] if with_author else -1
+            count = 0
+            author_rated = False
+            neg_sum = 0.0
+            neg_cnt = 0
+            for r in range(a, b):
+                if not select[r]:
+                    continue
+                count += 1
+                u = rater[r]
+                if u == au:
+                    author_rated = True
+                if _pass_value(np.float64(rating_value[r]), somewhat, flip) == 0.0:
+                    neg_sum += np.float64(factor[u])
+                    neg_cnt += 1
+            if count == 0:
+                out[n, :] = np.nan
+                continue
+            end = b
+            if au >= 0 and not author_rated and not np.isnan(factor[au]):
+                end = b + 1  # the implicit rating, last
+                count += 1
+                if _pass_value(1.0, somewhat, flip) == 0.0:
+                    neg_sum += np.float64(factor[au])
+                    neg_cnt += 1
+            counts[n] = count
+            mult = 1.0
+            if neg_cnt > 0:
+                mean = neg_sum / neg_cnt
+                soft = 0.0
+                for r in range(a, end):
+                    if r < b and not select[r]:
+                        continue
+                    u = rater[r] if r < b else au
+                    h = np.float64(rating_value[r]) if r < b else 1.0
+                    if _pass_value(h, somewhat, flip) == 0.0:
+                        dist = abs(np.float64(factor[u]) - mean)
+                        soft += 1.0 / (1.0 + np.exp(-_SLOPE * (dist - _HALF_WINDOW)))
+                mult = min(soft / count * slope + 1.0, cap)
+            base[:] = 0.0
+            tw[:] = 0.0
+            tv[:] = 0.0
+            fsum = 0.0
+            n_neg_side = 0
+            n_pos_side = 0
+            for r in range(a, end):
+                if r < b and not select[r]:
+                    continue
+                u = rater[r] if r < b else au
+                h = np.float64(rating_value[r]) if r < b else 1.0
+                f = np.float64(factor[u])
+                v = _pass_value(h, somewhat, flip)
+                orig = 1.0 - h if flip else h
+                fsum += (orig - 0.5) * 2.0 * f
+                if f < 0:
+                    n_neg_side += 1
+                elif f > 0:
+                    n_pos_side += 1
+                extra = 1.0
+                if v == 0.0:
+                    extra = mult * neg_weight
+                # the weights' row of a rating a few on, asked for early (selected or not: only a
+                # hint); see ``gaussian._pass_values_nb``
+                ahead = rows[rater[min(r + _AHEAD, last)]]
+                if ahead >= 0:
+                    for q in range(0, n_pts, 8):
+                        prefetch(table, ahead * n_pts + q)
+                row = rows[u]
+                for p in range(n_pts):
+                    k = table[row, p]
+                    base[p] += k
+                    w = k * extra
+                    tw[p] += w
+                    tv[p] += w * v
+            nf = fsum / count
+            note_factor[n] = nf
+            insufficient = False
+            for p in range(n_pts):
+                if base[p] < weight_limit:
+                    insufficient = True
+            if insufficient:
+                out[n, :] = -1.0
+                continue
+            pw = np.log(max(float(count), weight_base)) / np.log(weight_base) * prior_weight
+            flat = few_sided and (n_neg_side < _MIN_SIDE or n_pos_side < _MIN_SIDE)
+            for p in range(n_pts):
+                if flat:
+                    prior = _FEW_SIDED_PRIOR
+                else:
+                    prior = max(min(nf * points[p] / 2.0 + prior_value, prior_value), min_prior)
+                den = tw[p] + pw
+                v = (tv[p] + prior * pw) / den if den != 0 else clip_lo
+                out[n, p] = min(max(v, clip_lo), clip_hi)
+    return out, note_factor, counts
+
+
+@numba.njit(cache=True)
+def _pass_value(h, somewhat, flip):
+    """A rating's value in a pass (``gaussian._pass_arrays``): 0 marks a "negative" rating."""
+    v = somewhat if h == 0.5 else h
+    return 1.0 - v if flip else v
+
+
+def pass_values(
+    indptr: np.ndarray,
+    select: np.ndarray,
+    rater: np.ndarray,
+    value: np.ndarray,
+    factor: np.ndarray,
+    author: np.ndarray | None,
+    points: np.ndarray,
+    params: G.GaussianPassParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the ``select``-ed ratings of a note-ordered matrix.
+
+    ``indptr`` int64[N+1] (note n's ratings ``[indptr[n], indptr[n+1])``), ``select`` bool[R],
+    ``rater`` int[R], ``value`` float[R] (0 / 0.5 / 1), ``factor`` float[U] per rater (NaN: none;
+    every selected rating's rater needs one), ``author`` int[N] (−1: unknown) or None for no
+    implicit author ratings. Returns ``gaussian.pass_values``'s (values float64[N, P],
+    note_factor float64[N]) and int64[N] the ratings each note's pass read (0: no values, NaN).
+    """
+    n_notes = indptr.shape[0] - 1
+    if not (select.shape == rater.shape == value.shape) or indptr[-1] != select.shape[0]:
+        raise ScoringError("gaussian: indptr, select, rater and value must cover the same ratings")
+    factor = np.asarray(factor, dtype=np.float64)
+    with_author = author is not None
+    author = np.full(n_notes, -1, dtype=np.int64) if author is None else np.asarray(author, dtype=np.int64)
+    if author.shape != (n_notes,) or (author >= factor.shape[0]).any():
+        raise ScoringError("gaussian: author needs one rater index (or −1) per note")
+    present = _present_raters(indptr, select, rater, author, with_author, factor)
+    if np.isnan(factor[present]).any():  # authors without a factor are never marked
+        raise ScoringError("gaussian: every rating needs a rater factor (found NaN)")
+    rows = np.where(present, np.cumsum(present) - 1, -1)
+    points = np.asarray(points, dtype=np.float64)
+    table = G._kernel_table(factor[present], points, params.bandwidth, params.normalize)
+    p = params
+    return _walk_values_nb(
+        indptr, select, rater, value, factor, rows, table, author, with_author, points,
+        p.somewhat_value, p.flip, p.neg_weight, p.unexpected_slope, p.unexpected_cap,
+        p.prior_value, p.min_prior, p.prior_weight, p.adaptive_weight_base, p.weight_limit,
+        p.clip_lower, p.clip_upper, p.few_sided_prior,
+    )  # fmt: skip
+
+
+def gaussian_scores(
+    indptr: np.ndarray,
+    select: np.ndarray,
+    rater: np.ndarray,
+    value: np.ndarray,
+    factor: np.ndarray,
+    author: np.ndarray,
+    *,
+    crh_params: G.GaussianPassParams = G.CRH_PARAMS,
+    crnh_params: G.GaussianPassParams = G.CRNH_PARAMS,
+    crh_points: np.ndarray = G.QUANTILE_RANGE,
+    crnh_points: np.ndarray = G.SMOOTHED_RANGE,
+) -> dict[str, np.ndarray]:
+    """``gaussian.gaussian_scores`` of the ``select``-ed ratings (``pass_values``'s arguments),
+    each note's author adding its implicit rating to the CRH pass: the same dict, the same bits.
+
+    The CRH pass's N × P values become scores before the CRNH pass runs, so the two passes'
+    value arrays are never alive together."""
+    crh_vals, nf, _ = pass_values(indptr, select, rater, value, factor, author, crh_points, crh_params)
+    crh = G.geometric_mean_score(crh_vals)
+    del crh_vals
+    crnh_vals, _, count = pass_values(indptr, select, rater, value, factor, None, crnh_points, crnh_params)
+    crnh = G.geometric_mean_score(crnh_vals)
+    del crnh_vals
+    intercept = np.where(np.abs(crh) < np.abs(crnh), -crnh, crh)
+    intercept[count == 0] = np.nan
+    return {"intercept": intercept, "crh_score": crh, "crnh_score": crnh, "note_factor": nf}
+
+
+def gaussian_scores_np(
+    indptr: np.ndarray,
+    select: np.ndarray,
+    rater: np.ndarray,
+    value: np.ndarray,
+    factor: np.ndarray,
+    author: np.ndarray,
+    *,
+    use_numba: bool = False,
+    **params,
+) -> dict[str, np.ndarray]:
+    """Slow twin of ``gaussian_scores``: the per-rating arrays (author-extended for the CRH pass)
+    through ``gaussian.gaussian_scores`` (its numpy passes, or with ``use_numba`` its kernel,
+    which ``gaussian_scores`` matches bit for bit)."""
+    n_notes = indptr.shape[0] - 1
+    note = np.repeat(np.arange(n_notes), np.diff(indptr))[select]
+    who = np.asarray(rater)[select].astype(np.int64)
+    factor = np.asarray(factor, dtype=np.float64)
+    f, helpful = factor[who], np.asarray(value)[select].astype(np.float64)
+    author = np.asarray(author, dtype=np.int64)
+    author_factor = np.where(author >= 0, factor[np.maximum(author, 0)], np.nan)
+    *ext, ext_key = G.add_author_ratings(note, f, helpful, who, author, author_factor, key=who)
+    return G.gaussian_scores(
+        note, n_notes, f, helpful, author_ratings=tuple(ext), use_numba=use_numba, key=who,
+        author_key=ext_key, **params,
+    )  # fmt: skip
