@@ -31,7 +31,7 @@ from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
-from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
+from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, reported_notes, scope_mask
 from bridgewatch.scoring.scorer_run import (
     ScorerRun,
@@ -223,8 +223,8 @@ def run_gaussian(
     # Same ratings and rater factors as the base scorer's reputation fit: reuse it when it exists.
     fit_keep = reuse_or_fit(reuse, keep, m.note)
     low_dil = taken(reuse, "lowDiligence", low_diligence(inputs, spec, pre, fit_keep, round2, base_diligence))
-    sides = note_counts_by_rater_sign(
-        m.note[keep], pre.params.rater_factor[m.rater[keep], 0], m.value[keep], m.n_notes
+    sides = note_counts_by_rater_sign_kept(
+        m.note, m.rater, m.value, keep, pre.params.rater_factor[:, 0], m.n_notes
     )
     # The reference computes the kernel in float32; compare its thresholds in float32 too.
     rule_intercept = intercept.astype(np.float32)
