@@ -98,15 +98,17 @@ def _pass_arrays(helpful: np.ndarray, params: GaussianPassParams) -> tuple[np.nd
 
 
 @numba.njit(cache=True, nogil=True)
-def _kernel_table(key_factor, points, bandwidth, normalize):
-    """float64[K, P]: each rating's kernel weights over the points, per distinct rater factor.
+def _kernel_table(key_factor, points, bandwidth, normalize, with_factor=False):
+    """float64[K, P]: each rating's kernel weights over the points, per distinct rater factor
+    (``with_factor``: [K, P + 1], the factor itself in the last column, read from the same cache
+    lines as the weights by ``gaussian_walk``).
 
     A rating's weights depend on its rater's factor alone, so they are computed once per rater
     instead of once per rating (~50 ``exp`` a rating, most of the pass), with the arithmetic the
     per-rating loop had, so each weight keeps its bits."""
     n_pts = points.shape[0]
     norm = 1.0 / (bandwidth * np.sqrt(2.0 * np.pi))
-    table = np.empty((key_factor.shape[0], n_pts))
+    table = np.empty((key_factor.shape[0], n_pts + 1 if with_factor else n_pts))
     kern = np.empty(n_pts)
     for i in range(key_factor.shape[0]):
         f = key_factor[i]
@@ -117,6 +119,8 @@ def _kernel_table(key_factor, points, bandwidth, normalize):
             ksum += kern[p]
         for p in range(n_pts):
             table[i, p] = kern[p] / ksum if normalize else kern[p]
+        if with_factor:
+            table[i, n_pts] = f
     return table
 
 

@@ -3,9 +3,11 @@
 ``gaussian.gaussian_scores`` takes per-rating arrays: the fit's note, factor and helpfulness,
 author-extended copies of them for the CRH pass, and each pass's value / key arrays (~95 bytes
 per fitted rating at ``large``, 10–13 GiB modelled at X's public scale). The kernel here reads the
-matrix's note-ordered ``rater`` and ``value`` where ``select`` is true, takes each rating's factor
-and kernel weights per rater (``rows`` into the per-rater ``gaussian._kernel_table``), and treats
-each note's implicit author rating inline, after the note's own ratings (where
+matrix's note-ordered ``rater`` and ``value`` where ``select`` is true, takes each rating's kernel
+weights and factor from its rater's row of ``gaussian._kernel_table`` (the factor in the last
+column: one random read a rating, prefetched in the first loop over a note's ratings, so the
+later loops find the rows in the cache; reading ``factor[rater]`` apart made the pass 2x slower),
+and treats each note's implicit author rating inline, after the note's own ratings (where
 ``add_author_ratings`` inserts it). Every sum then runs over the same terms in the same order as
 ``gaussian._pass_values_nb`` on the extended arrays, so the outputs keep their bits; the only
 per-rating array is the selection. ``gaussian_scores_np`` is the slow twin: it builds those
@@ -61,6 +63,7 @@ def _walk_values_nb(
     visits the terms in the extended arrays' order."""
     n_notes = indptr.shape[0] - 1
     n_pts = points.shape[0]
+    width = table.shape[1]  # the weights, then the rater's factor
     out = np.empty((n_notes, n_pts))
     note_factor = np.full(n_notes, np.nan)
     counts = np.zeros(n_notes, dtype=np.int64)
@@ -78,6 +81,15 @@ def _walk_values_nb(
             neg_sum = 0.0
             neg_cnt = 0
             for r in range(a, b):
+                # The table row of the rating a few on, and the row index of the one after
+                # (random reads into tables larger than the caches), asked for now: the note's
+                # rows are then in the cache for this loop and the next ones.
+                prefetch(rows, np.int64(rater[min(r + 2 * _AHEAD, last)]))
+                ahead = rows[rater[min(r + _AHEAD, last)]]
+                if ahead >= 0:
+                    for q in range(0, width, 8):
+                        prefetch(table, ahead * width + q)
+                    prefetch(table, ahead * width + width - 1)
                 if not select[r]:
                     continue
                 count += 1
@@ -85,7 +97,7 @@ def _walk_values_nb(
                 if u == au:
                     author_rated = True
                 if _pass_value(np.float64(rating_value[r]), somewhat, flip) == 0.0:
-                    neg_sum += np.float64(factor[u])
+                    neg_sum += table[rows[u], n_pts]
                     neg_cnt += 1
             if count == 0:
                 out[n, :] = np.nan
@@ -95,7 +107,7 @@ def _walk_values_nb(
                 end = b + 1  # the implicit rating, last
                 count += 1
                 if _pass_value(1.0, somewhat, flip) == 0.0:
-                    neg_sum += np.float64(factor[au])
+                    neg_sum += table[rows[au], n_pts]
                     neg_cnt += 1
             counts[n] = count
             mult = 1.0
@@ -108,7 +120,7 @@ def _walk_values_nb(
                     u = rater[r] if r < b else au
                     h = np.float64(rating_value[r]) if r < b else 1.0
                     if _pass_value(h, somewhat, flip) == 0.0:
-                        dist = abs(np.float64(factor[u]) - mean)
+                        dist = abs(table[rows[u], n_pts] - mean)
                         soft += 1.0 / (1.0 + np.exp(-_SLOPE * (dist - _HALF_WINDOW)))
                 mult = min(soft / count * slope + 1.0, cap)
             base[:] = 0.0
@@ -122,7 +134,8 @@ def _walk_values_nb(
                     continue
                 u = rater[r] if r < b else au
                 h = np.float64(rating_value[r]) if r < b else 1.0
-                f = np.float64(factor[u])
+                row = rows[u]
+                f = table[row, n_pts]
                 v = _pass_value(h, somewhat, flip)
                 orig = 1.0 - h if flip else h
                 fsum += (orig - 0.5) * 2.0 * f
@@ -133,13 +146,6 @@ def _walk_values_nb(
                 extra = 1.0
                 if v == 0.0:
                     extra = mult * neg_weight
-                # the weights' row of a rating a few on, asked for early (selected or not: only a
-                # hint); see ``gaussian._pass_values_nb``
-                ahead = rows[rater[min(r + _AHEAD, last)]]
-                if ahead >= 0:
-                    for q in range(0, n_pts, 8):
-                        prefetch(table, ahead * n_pts + q)
-                row = rows[u]
                 for p in range(n_pts):
                     k = table[row, p]
                     base[p] += k
@@ -206,7 +212,7 @@ def pass_values(
         raise ScoringError("gaussian: every rating needs a rater factor (found NaN)")
     rows = np.where(present, np.cumsum(present) - 1, -1)
     points = np.asarray(points, dtype=np.float64)
-    table = G._kernel_table(factor[present], points, params.bandwidth, params.normalize)
+    table = G._kernel_table(factor[present], points, params.bandwidth, params.normalize, True)
     p = params
     return _walk_values_nb(
         indptr, select, rater, value, factor, rows, table, author, with_author, points,
