@@ -84,9 +84,13 @@ def _walk_values_nb(
                 # The table row of the rating a few on, and the row index of the one after
                 # (random reads into tables larger than the caches), asked for now: the note's
                 # rows are then in the cache for this loop and the next ones.
-                prefetch(rows, np.int64(rater[min(r + 2 * _AHEAD, last)]))
-                ahead = rows[rater[min(r + _AHEAD, last)]]
-                if ahead >= 0:
+                # Only for selected ratings: a sparse selection would fetch others' rows too.
+                j = min(r + 2 * _AHEAD, last)
+                if select[j]:
+                    prefetch(rows, np.int64(rater[j]))
+                j = min(r + _AHEAD, last)
+                if select[j]:
+                    ahead = rows[rater[j]]
                     for q in range(0, width, 8):
                         prefetch(table, ahead * width + q)
                     prefetch(table, ahead * width + width - 1)
