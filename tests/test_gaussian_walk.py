@@ -34,10 +34,12 @@ def _matrix(seed: int, n_notes: int = 90, n_raters: int = 150):
     return indptr, select, rater, value, factor, author
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_walk_gives_the_extended_arrays_bits_at_any_thread_count(seed):
+@pytest.mark.parametrize(("seed", "block"), [(0, 1 << 16), (1, 7), (2, 1)])
+def test_walk_gives_the_extended_arrays_bits_at_any_thread_count(seed, block, monkeypatch):
     """Same bytes as ``gaussian.gaussian_scores`` on the selected, author-extended arrays (the
-    code path it replaced), on one thread or two; close to the numpy passes."""
+    code path it replaced), on one thread or two, in any blocks of notes; close to the numpy
+    passes."""
+    monkeypatch.setattr(GW, "_SCORE_NOTES", block)
     args = _matrix(seed)
     want = GW.gaussian_scores_np(*args, use_numba=True)
     twin = GW.gaussian_scores_np(*args)

@@ -203,6 +203,42 @@ def pass_values(
     implicit author ratings. Returns ``gaussian.pass_values``'s (values float64[N, P],
     note_factor float64[N]) and int64[N] the ratings each note's pass read (0: no values, NaN).
     """
+    walk = _pass_walker(indptr, select, rater, value, factor, author, points, params)
+    return walk(0, indptr.shape[0] - 1)
+
+
+def pass_scores(
+    indptr: np.ndarray,
+    select: np.ndarray,
+    rater: np.ndarray,
+    value: np.ndarray,
+    factor: np.ndarray,
+    author: np.ndarray | None,
+    points: np.ndarray,
+    params: G.GaussianPassParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pass_values`` with each note's values reduced to its ``geometric_mean_score``: (score,
+    note_factor, count) float64[N] / int64[N]. Runs in blocks of ``_SCORE_NOTES`` notes, so the
+    N × P values (1 GB for the CRH pass at X's 2.5M notes) never exist whole; each note's values
+    read its own ratings only, so the blocks change no bit."""
+    n_notes = indptr.shape[0] - 1
+    walk = _pass_walker(indptr, select, rater, value, factor, author, points, params)
+    score, note_factor = np.empty(n_notes), np.empty(n_notes)
+    count = np.empty(n_notes, dtype=np.int64)
+    for lo in range(0, n_notes, _SCORE_NOTES):
+        hi = min(lo + _SCORE_NOTES, n_notes)
+        vals, note_factor[lo:hi], count[lo:hi] = walk(lo, hi)
+        score[lo:hi] = G.geometric_mean_score(vals)
+    return score, note_factor, count
+
+
+# Notes per block of ``pass_scores``: 65,536 × 50 points × 8 bytes = 26 MB of values at a time.
+_SCORE_NOTES = 1 << 16
+
+
+def _pass_walker(indptr, select, rater, value, factor, author, points, params):
+    """Checks the inputs, builds the pass's per-rater kernel table once, and returns
+    ``walk(lo, hi)``: the kernel's (values, note_factor, count) for notes ``lo:hi``."""
     n_notes = indptr.shape[0] - 1
     if not (select.shape == rater.shape == value.shape) or indptr[-1] != select.shape[0]:
         raise ScoringError("gaussian: indptr, select, rater and value must cover the same ratings")
@@ -218,12 +254,17 @@ def pass_values(
     points = np.asarray(points, dtype=np.float64)
     table = G._kernel_table(factor[present], points, params.bandwidth, params.normalize, True)
     p = params
-    return _walk_values_nb(
-        indptr, select, rater, value, factor, rows, table, author, with_author, points,
-        p.somewhat_value, p.flip, p.neg_weight, p.unexpected_slope, p.unexpected_cap,
-        p.prior_value, p.min_prior, p.prior_weight, p.adaptive_weight_base, p.weight_limit,
-        p.clip_lower, p.clip_upper, p.few_sided_prior,
-    )  # fmt: skip
+
+    def walk(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # ``indptr`` holds absolute rating positions: a slice of it walks those notes alone
+        return _walk_values_nb(
+            indptr[lo : hi + 1], select, rater, value, factor, rows, table, author[lo:hi], with_author,
+            points, p.somewhat_value, p.flip, p.neg_weight, p.unexpected_slope, p.unexpected_cap,
+            p.prior_value, p.min_prior, p.prior_weight, p.adaptive_weight_base, p.weight_limit,
+            p.clip_lower, p.clip_upper, p.few_sided_prior,
+        )  # fmt: skip
+
+    return walk
 
 
 def gaussian_scores(
@@ -240,16 +281,11 @@ def gaussian_scores(
     crnh_points: np.ndarray = G.SMOOTHED_RANGE,
 ) -> dict[str, np.ndarray]:
     """``gaussian.gaussian_scores`` of the ``select``-ed ratings (``pass_values``'s arguments),
-    each note's author adding its implicit rating to the CRH pass: the same dict, the same bits.
-
-    The CRH pass's N × P values become scores before the CRNH pass runs, so the two passes'
-    value arrays are never alive together."""
-    crh_vals, nf, _ = pass_values(indptr, select, rater, value, factor, author, crh_points, crh_params)
-    crh = G.geometric_mean_score(crh_vals)
-    del crh_vals
-    crnh_vals, _, count = pass_values(indptr, select, rater, value, factor, None, crnh_points, crnh_params)
-    crnh = G.geometric_mean_score(crnh_vals)
-    del crnh_vals
+    each note's author adding its implicit rating to the CRH pass: the same dict, the same bits
+    (``pass_scores``: no pass's N × P values exist whole)."""
+    args = (indptr, select, rater, value, factor)
+    crh, nf, _ = pass_scores(*args, author, crh_points, crh_params)
+    crnh, _, count = pass_scores(*args, None, crnh_points, crnh_params)
     intercept = np.where(np.abs(crh) < np.abs(crnh), -crnh, crh)
     intercept[count == 0] = np.nan
     return {"intercept": intercept, "crh_score": crh, "crnh_score": crnh, "note_factor": nf}
