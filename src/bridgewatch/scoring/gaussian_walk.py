@@ -59,18 +59,25 @@ def _walk_values_nb(
     included) over the note's selected ratings, then (``with_author``) one HELPFUL rating by
     ``author[n]`` when the note has a selected rating, its author none of them, and a factor.
 
-    Position ``b`` (one past the note's last rating) stands for the author's rating, so each loop
-    visits the terms in the extended arrays' order."""
+    The first loop gathers the note's selected ratings' table rows and helpfulness (then the
+    author's) into per-block buffers, which the later loops read as the old kernel read its
+    compacted arrays: the terms in the extended arrays' order."""
     n_notes = indptr.shape[0] - 1
     n_pts = points.shape[0]
     width = table.shape[1]  # the weights, then the rater's factor
     out = np.empty((n_notes, n_pts))
     note_factor = np.full(n_notes, np.nan)
     counts = np.zeros(n_notes, dtype=np.int64)
+    # a note's selected ratings (and its author's), gathered by the first loop for the others
+    longest = 1
+    for n in range(n_notes):
+        longest = max(longest, indptr[n + 1] - indptr[n] + 1)
     for blk in numba.prange(_NOTE_BLOCKS):
         base = np.empty(n_pts)
         tw = np.empty(n_pts)
         tv = np.empty(n_pts)
+        row_of = np.empty(longest, dtype=np.int64)
+        h_of = np.empty(longest)
         first, stop = blk * n_notes // _NOTE_BLOCKS, (blk + 1) * n_notes // _NOTE_BLOCKS
         last = max(indptr[stop] - 1, 0)  # the block's last rating: prefetches stay inside it
         for n in range(first, stop):
@@ -83,8 +90,8 @@ def _walk_values_nb(
             for r in range(a, b):
                 # The table row of the rating a few on, and the row index of the one after
                 # (random reads into tables larger than the caches), asked for now: the note's
-                # rows are then in the cache for this loop and the next ones.
-                # Only for selected ratings: a sparse selection would fetch others' rows too.
+                # rows are then in the cache for this loop and the next ones. Only for selected
+                # ratings: a sparse selection would fetch the others' rows too.
                 j = min(r + 2 * _AHEAD, last)
                 if select[j]:
                     prefetch(rows, np.int64(rater[j]))
@@ -96,19 +103,23 @@ def _walk_values_nb(
                     prefetch(table, ahead * width + width - 1)
                 if not select[r]:
                     continue
-                count += 1
                 u = rater[r]
                 if u == au:
                     author_rated = True
-                if _pass_value(np.float64(rating_value[r]), somewhat, flip) == 0.0:
-                    neg_sum += table[rows[u], n_pts]
+                row = rows[u]
+                h = np.float64(rating_value[r])
+                row_of[count] = row
+                h_of[count] = h
+                count += 1
+                if _pass_value(h, somewhat, flip) == 0.0:
+                    neg_sum += table[row, n_pts]
                     neg_cnt += 1
             if count == 0:
                 out[n, :] = np.nan
                 continue
-            end = b
             if au >= 0 and not author_rated and not np.isnan(factor[au]):
-                end = b + 1  # the implicit rating, last
+                row_of[count] = rows[au]  # the implicit rating, last
+                h_of[count] = 1.0
                 count += 1
                 if _pass_value(1.0, somewhat, flip) == 0.0:
                     neg_sum += table[rows[au], n_pts]
@@ -118,13 +129,9 @@ def _walk_values_nb(
             if neg_cnt > 0:
                 mean = neg_sum / neg_cnt
                 soft = 0.0
-                for r in range(a, end):
-                    if r < b and not select[r]:
-                        continue
-                    u = rater[r] if r < b else au
-                    h = np.float64(rating_value[r]) if r < b else 1.0
-                    if _pass_value(h, somewhat, flip) == 0.0:
-                        dist = abs(table[rows[u], n_pts] - mean)
+                for i in range(count):
+                    if _pass_value(h_of[i], somewhat, flip) == 0.0:
+                        dist = abs(table[row_of[i], n_pts] - mean)
                         soft += 1.0 / (1.0 + np.exp(-_SLOPE * (dist - _HALF_WINDOW)))
                 mult = min(soft / count * slope + 1.0, cap)
             base[:] = 0.0
@@ -133,12 +140,9 @@ def _walk_values_nb(
             fsum = 0.0
             n_neg_side = 0
             n_pos_side = 0
-            for r in range(a, end):
-                if r < b and not select[r]:
-                    continue
-                u = rater[r] if r < b else au
-                h = np.float64(rating_value[r]) if r < b else 1.0
-                row = rows[u]
+            for i in range(count):
+                row = row_of[i]
+                h = h_of[i]
                 f = table[row, n_pts]
                 v = _pass_value(h, somewhat, flip)
                 orig = 1.0 - h if flip else h
