@@ -31,7 +31,7 @@ _SLOPE, _HALF_WINDOW = G._UNEXPECTED_SLOPE, G._UNEXPECTED_HALF_WINDOW
 _MIN_SIDE, _FEW_SIDED_PRIOR = G._MIN_RATERS_PER_SIDE, G._FEW_SIDED_PRIOR
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _present_raters(indptr, select, rater, author, with_author, factor):
     """bool[U]: the raters of the selected ratings, and with ``with_author`` the authors (finite
     factor) of notes with a selected rating: the raters whose kernel weights a pass reads."""
@@ -49,7 +49,7 @@ def _present_raters(indptr, select, rater, author, with_author, factor):
     return present
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _walk_values_nb(
     indptr, select, rater, rating_value, factor, rows, table, author, with_author, points,
     somewhat, flip, neg_weight, slope, cap, prior_value, min_prior, prior_weight, weight_base,
@@ -182,7 +182,7 @@ def _walk_values_nb(
     return out, note_factor, counts
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pass_value(h, somewhat, flip):
     """A rating's value in a pass (``gaussian._pass_arrays``): 0 marks a "negative" rating."""
     v = somewhat if h == 0.5 else h
