@@ -188,3 +188,17 @@ def test_deterministic_and_validates_input():
         g.gaussian_scores(note, 40, bad, helpful)
     with pytest.raises(ScoringError, match="out of range"):
         g.gaussian_scores(note, 3, factor, helpful)
+
+
+def test_geometric_mean_in_blocks_of_notes_gives_the_whole_arrays_bits(monkeypatch):
+    rng = np.random.default_rng(4)
+    values = rng.uniform(0.05, 0.8, (1001, 50))
+    values[rng.uniform(size=1001) < 0.05] = -1.0
+    values[rng.uniform(size=1001) < 0.05] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.exp(np.log(values).mean(axis=1))
+    want[(values < 0).any(axis=1)] = 0.0
+    for rows in (1, 64, 1 << 15):
+        monkeypatch.setattr(g, "_SCORE_ROWS", rows)
+        assert g.geometric_mean_score(values).tobytes() == want.tobytes()
+    assert g.geometric_mean_score(values[:0]).shape == (0,)

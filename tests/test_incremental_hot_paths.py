@@ -20,7 +20,7 @@ from bridgewatch.io.matrix import build_rating_matrix, index_dtype
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import rescore as RS
-from bridgewatch.scoring.rules import note_counts_by_rater_sign
+from bridgewatch.scoring.rules import note_counts_by_rater_sign, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer import ScoringInputs, drop_captured_out
 from bridgewatch.scoring.scorer_specs import core
 from bridgewatch.scoring.tag_filter import distance_weights, note_tag_aggregates, zscore
@@ -127,6 +127,31 @@ def test_side_counts_are_the_bincounts_to_the_bit(seed: int) -> None:
     for a, b in ((got.neg_mean_helpful, neg_mean), (got.pos_mean_helpful, pos_mean),
                  (got.net_min_helpful_ratio, ratio)):  # fmt: skip
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_side_counts_of_kept_ratings_read_in_place_give_the_copies_bits(seed: int) -> None:
+    """The scorers' form (a matrix's arrays, a keep mask, a factor per rater, no copies) against
+    the per-rating form on the kept copies, as the scorers called it before."""
+    rng = np.random.default_rng(seed)
+    n_notes, n_raters, r = 40, 300, 3000
+    note = np.sort(rng.integers(0, n_notes - 3, r)).astype(np.int32)
+    rater = rng.integers(0, n_raters, r).astype(np.int32)
+    helpful = rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), r)
+    factor = np.column_stack([rng.normal(size=n_raters), rng.normal(size=n_raters)])
+    factor[rng.random(n_raters) < 0.1, 0] = np.nan
+    factor[rng.random(n_raters) < 0.05, 0] = 0.0
+    keep = rng.random(r) < 0.7
+    keep[note == 5] = False  # a note with ratings, none kept
+    got = note_counts_by_rater_sign_kept(note, rater, helpful, keep, factor[:, 0], n_notes)
+    want = note_counts_by_rater_sign(note[keep], factor[rater[keep], 0], helpful[keep], n_notes)
+    for name in ("neg_count", "pos_count", "min_sign_count", "neg_mean_helpful", "pos_mean_helpful",
+                 "net_min_helpful", "net_min_helpful_ratio"):  # fmt: skip
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+    assert got.neg_count[5] == got.pos_count[5] == 0
+    with pytest.raises(ValueError, match="lengths"):
+        note_counts_by_rater_sign_kept(note, rater, helpful, keep[:-1], factor[:, 0], n_notes)
 
 
 @pytest.mark.parametrize("seed", range(3))

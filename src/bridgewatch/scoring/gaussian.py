@@ -12,7 +12,9 @@ Everything here is a pure function over per-rating arrays. The numba kernel walk
 CSR ``indptr`` (blocks of notes in parallel) and keeps memory at O((notes + raters) × points): a
 rating's kernel weights depend on its rater's factor only, so they are computed once per rater
 (``_kernel_table``) and read per rating. ``_pass_values_np`` is its vectorized numpy twin
-(O(ratings × points) memory) and the tests assert the two agree.
+(O(ratings × points) memory) and the tests assert the two agree. The scorers run the passes
+through ``gaussian_walk``, which reads the rating matrix in place with the same arithmetic; the
+per-rating forms here are its reference.
 """
 
 from __future__ import annotations
@@ -96,15 +98,17 @@ def _pass_arrays(helpful: np.ndarray, params: GaussianPassParams) -> tuple[np.nd
 
 
 @numba.njit(cache=True, nogil=True)
-def _kernel_table(key_factor, points, bandwidth, normalize):
-    """float64[K, P]: each rating's kernel weights over the points, per distinct rater factor.
+def _kernel_table(key_factor, points, bandwidth, normalize, with_factor=False):
+    """float64[K, P]: each rating's kernel weights over the points, per distinct rater factor
+    (``with_factor``: [K, P + 1], the factor itself in the last column, read from the same cache
+    lines as the weights by ``gaussian_walk``).
 
     A rating's weights depend on its rater's factor alone, so they are computed once per rater
     instead of once per rating (~50 ``exp`` a rating, most of the pass), with the arithmetic the
     per-rating loop had, so each weight keeps its bits."""
     n_pts = points.shape[0]
     norm = 1.0 / (bandwidth * np.sqrt(2.0 * np.pi))
-    table = np.empty((key_factor.shape[0], n_pts))
+    table = np.empty((key_factor.shape[0], n_pts + 1 if with_factor else n_pts))
     kern = np.empty(n_pts)
     for i in range(key_factor.shape[0]):
         f = key_factor[i]
@@ -115,6 +119,8 @@ def _kernel_table(key_factor, points, bandwidth, normalize):
             ksum += kern[p]
         for p in range(n_pts):
             table[i, p] = kern[p] / ksum if normalize else kern[p]
+        if with_factor:
+            table[i, n_pts] = f
     return table
 
 
@@ -345,13 +351,23 @@ def _factor_keys(factor: np.ndarray, key: np.ndarray | None) -> tuple[np.ndarray
     return rows, key_factor
 
 
+# Notes per block of ``geometric_mean_score``: its log and sign temporaries stay a few MB instead
+# of the values' size (1 GB for the CRH pass at X's 2.5M notes).
+_SCORE_ROWS = 1 << 15
+
+
 def geometric_mean_score(values: np.ndarray) -> np.ndarray:
-    """float64[N]: geometric mean over points; a note with any −1 point scores 0, NaN stays NaN."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logs = np.log(values)
-    score = np.exp(logs.mean(axis=1))
-    insufficient = (values < 0).any(axis=1)
-    score[insufficient] = 0.0
+    """float64[N]: geometric mean over points; a note with any −1 point scores 0, NaN stays NaN.
+
+    Computed in blocks of notes: each note's score reads its own row only (the same bits)."""
+    score = np.empty(values.shape[0])
+    for i in range(0, values.shape[0], _SCORE_ROWS):
+        block = values[i : i + _SCORE_ROWS]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logs = np.log(block)
+        part = np.exp(logs.mean(axis=1))
+        part[(block < 0).any(axis=1)] = 0.0
+        score[i : i + _SCORE_ROWS] = part
     return score
 
 

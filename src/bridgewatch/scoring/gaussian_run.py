@@ -2,9 +2,10 @@
 
 The Gaussian scorers fit nothing of their own for raters: they take the prescoring of the scorer
 named in ``spec.prescoring`` (MFCoreScorer) and only replace the final-round note model by the
-kernel-smoothed curve of ``gaussian.gaussian_scores``. Everything around it — scope, capture
-test, filters, rule chain, output columns — is the ``ScorerRun`` machinery every MF scorer uses,
-so a Gaussian run slots into assembly and meta scoring like any other.
+kernel-smoothed curve of ``gaussian.gaussian_scores`` (run over the matrix itself by
+``gaussian_walk``). Everything around it — scope, capture test, filters, rule chain, output
+columns — is the ``ScorerRun`` machinery every MF scorer uses, so a Gaussian run slots into
+assembly and meta scoring like any other.
 
 As in the reference, each robustness variant (without high-volume raters, without correlated
 raters, population-sampled ratings only) re-applies the ≥ 5 ratings per note filter to its own
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.scoring import gaussian as G
+from bridgewatch.scoring import gaussian_walk as GW
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.incorrect_filter import (
@@ -29,7 +31,7 @@ from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
-from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
+from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, reported_notes, scope_mask
 from bridgewatch.scoring.scorer_run import (
     ScorerRun,
@@ -98,19 +100,12 @@ def gaussian_intercepts(
     m = inputs.matrix
     used = P.count_filter(m, subset, config.filters.min_ratings_per_note, 0) & helpful_raters[m.rater]
     fit = reuse_or_fit(reuse, used, m.note)
-    # note order (the matrix's), in the matrix's index dtype: the kernel passes read them as they are
-    note, rater = m.note[fit], m.rater[fit].astype(np.int64)
-    f = factor[rater]
-    helpful = m.value[fit].astype(np.float64)
-    author = note_authors(inputs)
-    author_factor = np.where(author >= 0, factor[np.maximum(author, 0)], np.nan)
-    # the raters of the extended ratings (each author's at its implicit rating) key the weights
-    *extended, author_key = G.add_author_ratings(note, f, helpful, rater, author, author_factor, key=rater)
+    # The passes walk the matrix's note order through ``fit``, the authors' implicit ratings
+    # inline: no per-rating copies (they were ~95 bytes a fitted rating), the same bits.
     crh, crnh = params
-    out = G.gaussian_scores(
-        note, m.n_notes, f, helpful, author_ratings=tuple(extended), crh_params=crh, crnh_params=crnh,
-        key=rater, author_key=author_key,
-    )  # fmt: skip
+    out = GW.gaussian_scores(
+        m.note_indptr, fit, m.rater, m.value, factor, note_authors(inputs), crh_params=crh, crnh_params=crnh
+    )
     return out["intercept"], out["note_factor"], used
 
 
@@ -228,8 +223,8 @@ def run_gaussian(
     # Same ratings and rater factors as the base scorer's reputation fit: reuse it when it exists.
     fit_keep = reuse_or_fit(reuse, keep, m.note)
     low_dil = taken(reuse, "lowDiligence", low_diligence(inputs, spec, pre, fit_keep, round2, base_diligence))
-    sides = note_counts_by_rater_sign(
-        m.note[keep], pre.params.rater_factor[m.rater[keep], 0], m.value[keep], m.n_notes
+    sides = note_counts_by_rater_sign_kept(
+        m.note, m.rater, m.value, keep, pre.params.rater_factor[:, 0], m.n_notes
     )
     # The reference computes the kernel in float32; compare its thresholds in float32 too.
     rule_intercept = intercept.astype(np.float32)

@@ -26,7 +26,7 @@ from bridgewatch.scoring.mf import MFParams, MFProblem, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
-from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign
+from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.torch_init import TorchInit
@@ -603,7 +603,7 @@ def final_columns(
         lo, hi = bounds.intercept_min, bounds.intercept_max
     lo, hi = taken(reuse, "interceptMin", lo), taken(reuse, "interceptMax", hi)
     factor1 = taken(reuse, "factor", factor[:, 0])
-    sides = note_counts_by_rater_sign(m.note[keep], fit_rf[m.rater[keep]], m.value[keep], m.n_notes)
+    sides = note_counts_by_rater_sign_kept(m.note, m.rater, m.value, keep, fit_rf, m.n_notes)
     p = spec.prefix
     return {
         "noteId": m.note_ids,
