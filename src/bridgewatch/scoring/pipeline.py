@@ -176,7 +176,13 @@ def _same(stage: np.ndarray | None, prescoring: np.ndarray | None) -> bool:
 
 
 def _inputs(
-    dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated, pss_member=None, rank=True,
+    dataset: Dataset,
+    matrix,
+    config: ScoringConfig,
+    topic_ids,
+    correlated,
+    pss_member=None,
+    rank=True,
     high_volume=None,
 ) -> ScoringInputs:
     """``high_volume``: bool[U] computed already over every rating; None counts ``dataset.ratings``."""
