@@ -68,7 +68,8 @@ class RatingsLoan:
     one is freed once its other holders let go (a caller keeping ``dataset.ratings`` keeps it,
     and loses only the memory). ``whole()`` and ``close()`` put the whole matrix back: a new
     object with equal arrays and the same id maps. Callers hold no reference to a subset when they
-    ask for the whole matrix (or another subset), or it lives on beside it.
+    ask for the whole matrix (or another subset), or it lives on beside it. While the whole matrix
+    is being put back the dataset holds none (a failure there, out of memory, leaves it so).
     """
 
     def __init__(self, dataset: Dataset) -> None:
