@@ -134,8 +134,22 @@ def sweep_floor(matrix, threads: int) -> dict[str, float]:
     return {"sweep_s": s, "floor_s": f, "ratio": s / f, "floor_gbps": bytes_read / f / 1e9}
 
 
-def run_scale(scale: str, root: Path, threads: int) -> dict:
-    """The whole measurement for one scale, in this process."""
+def forced_drops(filters: dict, share: float, seed: int = 7) -> dict:
+    """``scoring_filters``' masks with a further ``share`` of the ratings (seeded) dropped from
+    prescoring's and half that share from final scoring's: the path scoring takes when integrity
+    drops ratings, which the honest simulated communities do not."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    keep = filters["rating_keep"]
+    out = dict(filters)
+    out["rating_keep"] = keep & (rng.random(keep.shape[0]) >= share)
+    out["final_keep"] = filters["final_keep"] & (rng.random(keep.shape[0]) >= share / 2)
+    return out
+
+
+def run_scale(scale: str, root: Path, threads: int, drop: float = 0.0) -> dict:
+    """The whole measurement for one scale, in this process (``drop``: ``forced_drops``' share)."""
     import numba
 
     from bridgewatch.integrity.adapters import integrity_tables
@@ -165,6 +179,8 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
     rows.append(("read (columnar cache)", secs, sampler.mark(), cpu))
     rows.start()
     m = dataset.ratings
+    n_ratings, epoch = m.n_ratings, int(m.created_at.max()) + 86_400_000
+    del m  # scoring lends the dataset's matrix out (io.aside): holding it here would keep it
     config = ScoringConfig()
     t = time.perf_counter()
     found = run_integrity(dataset, config)
@@ -177,11 +193,17 @@ def run_scale(scale: str, root: Path, threads: int) -> dict:
         if len(marks) > 1:
             rows.append((marks[-2][0], marks[-1][1] - marks[-2][1], sampler.mark()))
 
+    filters = scoring_filters(dataset, found, config)
+    if drop:
+        filters = forced_drops(filters, drop)
+    dropped = {k: int((~filters[k]).sum()) for k in ("rating_keep", "final_keep")}
+    print(f"ratings dropped: {dropped} of {n_ratings}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     result = score_dataset(
-        dataset, epoch_millis=int(m.created_at.max()) + 86_400_000, config=config, seed=42,
-        progress=progress, **scoring_filters(dataset, found, config),
+        dataset, epoch_millis=epoch, config=config, seed=42, progress=progress, **filters,
     )  # fmt: skip
+    del filters
+    m = dataset.ratings
     scoring_s = time.perf_counter() - t0
     progress("end")
     phases = rows[-(len(marks) - 1) :]
@@ -269,12 +291,13 @@ def main() -> None:
     ap.add_argument("--scales", default="medium,large,public")
     ap.add_argument("--root", default="/tmp/bw-scale")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--drop", type=float, default=0.0, help="also drop this share of ratings (forced_drops)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     if args.worker:
-        print("RESULT " + json.dumps(run_scale(args.worker, root, args.threads)), flush=True)
+        print("RESULT " + json.dumps(run_scale(args.worker, root, args.threads, args.drop)), flush=True)
         return
     parts = []
     for scale in args.scales.split(","):
@@ -287,6 +310,8 @@ def main() -> None:
             str(root),
             "--threads",
             str(args.threads),
+            "--drop",
+            str(args.drop),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]

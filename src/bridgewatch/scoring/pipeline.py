@@ -23,6 +23,7 @@ import pandas as pd
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
 from bridgewatch.io import heap
+from bridgewatch.io.aside import RatingsLoan
 from bridgewatch.io.dataset import Dataset
 from bridgewatch.scoring import assemble as A
 from bridgewatch.scoring import helpfulness as H
@@ -35,7 +36,7 @@ from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescorin
 from bridgewatch.scoring.preprocess import reference_rating_rank
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
 from bridgewatch.scoring.rules import NO_STATUS
-from bridgewatch.scoring.scorer import ScoringInputs, prepare_inputs
+from bridgewatch.scoring.scorer import ScoringInputs, high_volume_flags, prepare_inputs
 from bridgewatch.scoring.scorer_run import (
     ScorerPrescore,
     ScorerRun,
@@ -175,12 +176,21 @@ def _same(stage: np.ndarray | None, prescoring: np.ndarray | None) -> bool:
 
 
 def _inputs(
-    dataset: Dataset, matrix, config: ScoringConfig, topic_ids, correlated, pss_member=None, rank=True
+    dataset: Dataset,
+    matrix,
+    config: ScoringConfig,
+    topic_ids,
+    correlated,
+    pss_member=None,
+    rank=True,
+    high_volume=None,
 ) -> ScoringInputs:
+    """``high_volume``: bool[U] computed already over every rating; None counts ``dataset.ratings``."""
+    volume = dataset.ratings if high_volume is None else None
     return prepare_inputs(
         matrix, dataset.notes, dataset.status_history, dataset.enrollment, config,
-        note_topic=topic_ids, correlated=correlated, volume_matrix=dataset.ratings, pss_member=pss_member,
-        rank=rank,
+        note_topic=topic_ids, correlated=correlated, volume_matrix=volume, pss_member=pss_member,
+        rank=rank, high_volume=high_volume,
     )  # fmt: skip
 
 
@@ -500,30 +510,38 @@ def score_dataset(
     n_notes = dataset.ratings.n_notes  # subsets keep the id maps whole
     note_index = dataset.ratings.note_index(dataset.notes["noteId"].to_numpy(np.int64))
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, n_notes, note_index))
-    # Each phase builds its own subset of the ratings and lets it go before the next phase builds
-    # its own: at most one subset (O(R)) lives beside the dataset's matrix at any time.
-    inputs = clock.phase(
-        "preprocess",
-        lambda: _inputs(dataset, _matrix(dataset, rating_keep), config, topic_ids, correlated, pss_member),
-    )
-    pre = _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, engine=engine, packed=True)
-    if not (_same(final_keep, rating_keep) and _same(final_correlated, correlated)):
-        same_ratings = inputs.matrix if _same(final_keep, rating_keep) else None
+    # The ratings are lent out (io.aside): while a phase scores a subset, the dataset holds that
+    # subset and the dropped ratings' columns instead of the whole matrix, which contributor
+    # scoring gets back at the end; high-volume tagging, which counts every rating, runs first.
+    high = high_volume_flags(dataset.ratings, None, config)
+    loan = RatingsLoan(dataset)
+    try:
+        inputs = clock.phase(
+            "preprocess",
+            lambda: _inputs(
+                dataset, loan.select(rating_keep), config, topic_ids, correlated, pss_member, high_volume=high
+            ),
+        )
+        pre = _prescore(inputs, topic_ids, warn, config, seed, scorers, clock, engine=engine, packed=True)
+        if not (_same(final_keep, rating_keep) and _same(final_correlated, correlated)):
+            same_ratings = inputs.matrix if _same(final_keep, rating_keep) else None
+            del inputs
+            fc = correlated if final_correlated is None else final_correlated
+
+            def final_inputs() -> ScoringInputs:
+                fm = same_ratings if same_ratings is not None else loan.select(final_keep)
+                return _inputs(dataset, fm, config, topic_ids, fc, high_volume=high)
+
+            inputs = clock.phase("preprocess (final)", final_inputs)
+            del same_ratings
+        final = _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
         del inputs
-        fc = correlated if final_correlated is None else final_correlated
-
-        def final_inputs() -> ScoringInputs:
-            fm = same_ratings if same_ratings is not None else _matrix(dataset, final_keep)
-            return _inputs(dataset, fm, config, topic_ids, fc)
-
-        inputs = clock.phase("preprocess (final)", final_inputs)
-        del same_ratings
-    final = _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
-    del inputs
-    notes, runs, warnings = final.notes, final.runs, final.warnings
-    frames = final.scored_notes, final.note_status_history, final.aux_note_info
-    del final  # its inputs hold the final subset; contributor scoring counts every rating
-    helpfulness = _contributor(dataset, dataset.ratings, pre, notes, epoch_millis, config, clock)
+        notes, runs, warnings = final.notes, final.runs, final.warnings
+        frames = final.scored_notes, final.note_status_history, final.aux_note_info
+        del final  # its inputs hold the final subset; contributor scoring counts every rating
+        helpfulness = _contributor(dataset, loan.whole(), pre, notes, epoch_millis, config, clock)
+    finally:
+        loan.close()
     return PipelineResult(
         scored_notes=frames[0],
         helpfulness_scores=helpfulness,

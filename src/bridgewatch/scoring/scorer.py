@@ -78,27 +78,39 @@ def prepare_inputs(
     volume_matrix: RatingMatrix | None = None,
     pss_member: np.ndarray | None = None,
     rank: bool = True,
+    high_volume: np.ndarray | None = None,
 ) -> ScoringInputs:
     """Preprocess once (§1.7): note table, classification filter, groups, high-volume raters.
 
     ``volume_matrix``: the ratings high-volume tagging counts, in ``matrix``'s id spaces. The
     reference tags raters while preprocessing, before the note-classification and PSS filters, so
     the pipeline passes the unfiltered dataset; without it ``matrix``'s kept ratings are counted.
+    ``high_volume``: bool[U] those tags, computed already (``high_volume_flags``); then
+    ``volume_matrix`` is not read.
     ``pss_member``: bool[U] raters in a PSS clique, whose ratings lead the reference's table.
     ``rank``: False leaves ``rating_rank`` None, for a caller that scores a subset of the ratings
     and ranks only those (``reference_rating_rank`` of a subset orders it as the whole does).
     """
     table = P.note_table(matrix, notes, status_history)
     keep = P.classification_mask(matrix, table)
-    f = config.filters
-    counted, counted_keep = (matrix, keep) if volume_matrix is None else (volume_matrix, None)
-    high = P.high_volume_raters(
-        counted, counted_keep, f.high_volume_quantile, f.high_volume_windows_days, f.min_notes_for_prod_data
-    )
+    if high_volume is not None:
+        high = high_volume
+    elif volume_matrix is not None:
+        high = high_volume_flags(volume_matrix, None, config)
+    else:
+        high = high_volume_flags(matrix, keep, config)
     groups = P.rater_groups(matrix, enrollment)
     ranks = P.reference_rating_rank(matrix, high, correlated, pss_member) if rank else None
     return ScoringInputs(
         matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept, ranks
+    )
+
+
+def high_volume_flags(matrix: RatingMatrix, keep: np.ndarray | None, config: ScoringConfig) -> np.ndarray:
+    """bool[U] high-volume raters among ``matrix``'s ratings where ``keep`` (None = all), §1.7."""
+    f = config.filters
+    return P.high_volume_raters(
+        matrix, keep, f.high_volume_quantile, f.high_volume_windows_days, f.min_notes_for_prod_data
     )
 
 
