@@ -8,8 +8,6 @@ take a ``ScoringInputs`` built once per run by ``prepare_inputs``.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -25,6 +23,7 @@ from bridgewatch.scoring.harassment import fit_tag_consensus_kept
 from bridgewatch.scoring.mf import MFParams, MFProblem, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
+from bridgewatch.scoring.recent import Recent
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer_specs import ScorerSpec
@@ -114,42 +113,12 @@ def high_volume_flags(matrix: RatingMatrix, keep: np.ndarray | None, config: Sco
     )
 
 
-class _Recent:
-    """The last ``size`` values computed per owner object (held weakly), safe to share between
-    the threads of ``threads.scorer_pool``: two scorers then ask for their masks interleaved."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._owners: weakref.WeakKeyDictionary[object, dict] = weakref.WeakKeyDictionary()
-
-    def get(self, owner: object, key: object) -> object | None:
-        with self._lock:
-            values = self._owners.get(owner)
-            if values is None or key not in values:
-                return None
-            values[key] = values.pop(key)  # most recently used last
-            return values[key]
-
-    def put(self, owner: object, key: object, value: object) -> None:
-        with self._lock:
-            values = self._owners.setdefault(owner, {})
-            values[key] = value
-            while len(values) > self.size:
-                del values[next(iter(values))]
-
-    def held(self, owner: object) -> int:
-        """How many values are kept for ``owner``."""
-        with self._lock:
-            return len(self._owners.get(owner, ()))
-
-
 # Per ScoringInputs object: the scopes of the last few scorers, asked for by a scorer's fit,
 # filters, capture test and reported notes (four passes over the ratings per scorer otherwise).
 # Only the last few: each entry is 2 bytes a rating (~0.4 GB at X's 206M ratings) and a run asks
 # for one scorer's (plus, for a Gaussian scorer, its base scorer's) at a time, or two scorers'
 # when they run two at a time; keeping every scorer's would hold ~27 of them (~11 GB) to the end.
-_SCOPES = _Recent(3)
+_SCOPES = Recent(3)
 
 
 def scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -399,7 +368,7 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
 
 # Per ScoringInputs object: the last final-round masks (one bool[R] each); a scorer's final
 # scoring asks for its own two or three times (fit, filters, rater factors).
-_FINAL_MASK = _Recent(2)
+_FINAL_MASK = Recent(2)
 
 
 # What final scoring reads of a prescoring helpfulness table (``scored_raters``).
