@@ -202,24 +202,37 @@ def _pass_values_nb(
                     tv[p] += w * v
             nf = fsum / count
             note_factor[n] = nf
-            insufficient = False
-            for p in range(n_pts):
-                if base[p] < weight_limit:
-                    insufficient = True
-            if insufficient:
-                out[n, :] = -1.0
-                continue
-            pw = np.log(max(float(count), weight_base)) / np.log(weight_base) * prior_weight
             flat = few_sided and (n_neg_side < _MIN_RATERS_PER_SIDE or n_pos_side < _MIN_RATERS_PER_SIDE)
-            for p in range(n_pts):
-                if flat:
-                    prior = _FEW_SIDED_PRIOR
-                else:
-                    prior = max(min(nf * points[p] / 2.0 + prior_value, prior_value), min_prior)
-                den = tw[p] + pw
-                v = (tv[p] + prior * pw) / den if den != 0 else clip_lo
-                out[n, p] = min(max(v, clip_lo), clip_hi)
+            note_values(
+                out[n], base, tw, tv, nf, count, points, flat, prior_value, min_prior, prior_weight,
+                weight_base, weight_limit, clip_lo, clip_hi,
+            )  # fmt: skip
     return out, note_factor
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def note_values(
+    row, base, tw, tv, nf, count, points, flat, prior_value, min_prior, prior_weight, weight_base,
+    weight_limit, clip_lo, clip_hi,
+):  # fmt: skip
+    """One note's smoothed, clipped values over the points (``row``), from its sums of kernel
+    weights (``base``), weights (``tw``) and weighted values (``tv``): -1 everywhere when some
+    point has too little weight; the prior pulls by the note's factor ``nf`` unless ``flat``.
+    Shared by this module's pass and ``gaussian_walk``'s, so both write the same bits."""
+    n_pts = points.shape[0]
+    for p in range(n_pts):
+        if base[p] < weight_limit:
+            row[:] = -1.0
+            return
+    pw = np.log(max(float(count), weight_base)) / np.log(weight_base) * prior_weight
+    for p in range(n_pts):
+        if flat:
+            prior = _FEW_SIDED_PRIOR
+        else:
+            prior = max(min(nf * points[p] / 2.0 + prior_value, prior_value), min_prior)
+        den = tw[p] + pw
+        v = (tv[p] + prior * pw) / den if den != 0 else clip_lo
+        row[p] = min(max(v, clip_lo), clip_hi)
 
 
 def _pass_values_np(

@@ -28,7 +28,7 @@ from bridgewatch.scoring.prefetch import prefetch
 _NOTE_BLOCKS = G._NOTE_BLOCKS
 _AHEAD = G._AHEAD
 _SLOPE, _HALF_WINDOW = G._UNEXPECTED_SLOPE, G._UNEXPECTED_HALF_WINDOW
-_MIN_SIDE, _FEW_SIDED_PRIOR = G._MIN_RATERS_PER_SIDE, G._FEW_SIDED_PRIOR
+_MIN_SIDE = G._MIN_RATERS_PER_SIDE
 
 
 @numba.njit(cache=True, nogil=True)
@@ -162,23 +162,11 @@ def _walk_values_nb(
                     tv[p] += w * v
             nf = fsum / count
             note_factor[n] = nf
-            insufficient = False
-            for p in range(n_pts):
-                if base[p] < weight_limit:
-                    insufficient = True
-            if insufficient:
-                out[n, :] = -1.0
-                continue
-            pw = np.log(max(float(count), weight_base)) / np.log(weight_base) * prior_weight
             flat = few_sided and (n_neg_side < _MIN_SIDE or n_pos_side < _MIN_SIDE)
-            for p in range(n_pts):
-                if flat:
-                    prior = _FEW_SIDED_PRIOR
-                else:
-                    prior = max(min(nf * points[p] / 2.0 + prior_value, prior_value), min_prior)
-                den = tw[p] + pw
-                v = (tv[p] + prior * pw) / den if den != 0 else clip_lo
-                out[n, p] = min(max(v, clip_lo), clip_hi)
+            G.note_values(
+                out[n], base, tw, tv, nf, count, points, flat, prior_value, min_prior, prior_weight,
+                weight_base, weight_limit, clip_lo, clip_hi,
+            )  # fmt: skip
     return out, note_factor, counts
 
 
