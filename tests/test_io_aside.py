@@ -17,24 +17,9 @@ from bridgewatch.io.aside import RatingsLoan, rejoin, set_aside
 from bridgewatch.scoring import pipeline
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
+from matrices import ARRAYS, INDEXES, random_matrix
 
-ARRAYS = ("note", "rater", "value", "created_at", "tags", "population_sampled")
-INDEXES = ("note_indptr", "by_rater", "rater_indptr")
 EPOCH = 1795305600000
-
-
-def _random_matrix(rng: np.random.Generator, n_ratings: int, n_notes: int, n_raters: int) -> M.RatingMatrix:
-    """Unsorted input with repeated (note, rater) pairs, so ties exercise the stable orders."""
-    return M.build_rating_matrix(
-        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
-        rater=rng.integers(0, n_raters, n_ratings).astype(np.int32),
-        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), n_ratings),
-        created_at=rng.integers(0, 10**12, n_ratings),
-        tags=rng.integers(0, 2**20, n_ratings).astype(np.uint32),
-        population_sampled=rng.random(n_ratings) < 0.1,
-        note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 3,
-        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
-    )
 
 
 def _assert_same(got: M.RatingMatrix, want: M.RatingMatrix) -> None:
@@ -49,7 +34,7 @@ def _assert_same(got: M.RatingMatrix, want: M.RatingMatrix) -> None:
 @pytest.mark.parametrize("share", [0.0, 0.5, 0.97])
 def test_rejoin_puts_back_the_matrix_set_aside(seed: int, share: float) -> None:
     rng = np.random.default_rng(seed)
-    m = _random_matrix(rng, 3000, 40, 150)
+    m = random_matrix(rng, 3000, 40, 150)
     keep = rng.random(m.n_ratings) < share
     kept, dropped = set_aside(m, keep)
     _assert_same(kept, m.subset(keep))

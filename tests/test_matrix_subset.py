@@ -7,23 +7,7 @@ import pytest
 
 from bridgewatch.io import matrix as M
 from bridgewatch.scoring.mf import build_problem
-
-ARRAYS = ("note", "rater", "value", "created_at", "tags", "population_sampled")
-INDEXES = ("note_indptr", "by_rater", "rater_indptr")
-
-
-def _random_matrix(rng: np.random.Generator, n_ratings: int, n_notes: int, n_raters: int) -> M.RatingMatrix:
-    """Unsorted input with repeated (note, rater) pairs, so ties exercise the stable order."""
-    return M.build_rating_matrix(
-        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
-        rater=rng.integers(0, n_raters, n_ratings).astype(np.int32),
-        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), n_ratings),
-        created_at=rng.integers(0, 10**12, n_ratings),
-        tags=rng.integers(0, 2**20, n_ratings).astype(np.uint32),
-        population_sampled=rng.random(n_ratings) < 0.1,
-        note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 3,
-        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
-    )
+from matrices import ARRAYS, INDEXES, random_matrix
 
 
 def _rebuilt(m: M.RatingMatrix, keep: np.ndarray) -> M.RatingMatrix:
@@ -37,7 +21,7 @@ def _rebuilt(m: M.RatingMatrix, keep: np.ndarray) -> M.RatingMatrix:
 @pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])
 def test_subset_equals_a_fresh_build_of_the_kept_ratings(seed: int, share: float):
     rng = np.random.default_rng(seed)
-    m = _random_matrix(rng, 3000, 40, 150)  # ~0.5 ratings per (note, rater): many repeats
+    m = random_matrix(rng, 3000, 40, 150)  # ~0.5 ratings per (note, rater): many repeats
     keep = rng.random(m.n_ratings) < share
     got, want = m.subset(keep), _rebuilt(m, keep)
     for name in ARRAYS + INDEXES:
@@ -49,7 +33,7 @@ def test_subset_equals_a_fresh_build_of_the_kept_ratings(seed: int, share: float
 
 def test_subset_of_a_subset_and_the_fit_built_on_it_match_one_selection():
     rng = np.random.default_rng(11)
-    m = _random_matrix(rng, 2000, 25, 80)
+    m = random_matrix(rng, 2000, 25, 80)
     a = rng.random(m.n_ratings) < 0.7
     b = rng.random(int(a.sum())) < 0.6
     both = np.zeros(m.n_ratings, dtype=bool)
@@ -73,6 +57,6 @@ def test_kept_order_is_the_stable_sort_of_the_kept_keys():
 
 
 def test_subset_rejects_a_mask_of_the_wrong_length():
-    m = _random_matrix(np.random.default_rng(0), 50, 5, 10)
+    m = random_matrix(np.random.default_rng(0), 50, 5, 10)
     with pytest.raises(ValueError, match="50 ratings"):
         m.subset(np.ones(49, dtype=bool))
