@@ -194,12 +194,7 @@ def _pass_values_nb(
                     prefetch(table, ahead + q)
                 row = key[r]
                 v = value[r]
-                for p in range(n_pts):
-                    k = table[row, p]
-                    base[p] += k
-                    w = k * extra
-                    tw[p] += w
-                    tv[p] += w * v
+                add_weights(base, tw, tv, table, row, n_pts, extra, v)
             nf = fsum / count
             note_factor[n] = nf
             flat = few_sided and (n_neg_side < _MIN_RATERS_PER_SIDE or n_pos_side < _MIN_RATERS_PER_SIDE)
@@ -208,6 +203,19 @@ def _pass_values_nb(
                 weight_base, weight_limit, clip_lo, clip_hi,
             )  # fmt: skip
     return out, note_factor
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def add_weights(base, tw, tv, table, row, n_pts, extra, v):
+    """One rating's kernel weights (``table[row]``) into a note's sums: the weights, the weights
+    times ``extra`` (a negative rating's boost) and those times its value ``v``. Shared by this
+    module's pass and ``gaussian_walk``'s, as ``note_values`` is."""
+    for p in range(n_pts):
+        k = table[row, p]
+        base[p] += k
+        w = k * extra
+        tw[p] += w
+        tv[p] += w * v
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -154,12 +154,7 @@ def _walk_values_nb(
                 extra = 1.0
                 if v == 0.0:
                     extra = mult * neg_weight
-                for p in range(n_pts):
-                    k = table[row, p]
-                    base[p] += k
-                    w = k * extra
-                    tw[p] += w
-                    tv[p] += w * v
+                G.add_weights(base, tw, tv, table, row, n_pts, extra, v)
             nf = fsum / count
             note_factor[n] = nf
             flat = few_sided and (n_neg_side < _MIN_SIDE or n_pos_side < _MIN_SIDE)
