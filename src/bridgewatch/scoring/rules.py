@@ -272,33 +272,12 @@ class SideCounts:
 
 
 @numba.njit(cache=True, nogil=True)
-def _side_counts(note, rater_factor, helpful, n_notes):
-    """One pass over the ratings: int64[6, N] counts (neg, pos, neg helpful, neg not helpful,
-    pos helpful, pos not helpful) and float64[2, N] helpfulness sums (neg, pos), added in rating
-    order as ``np.bincount`` adds them (so the sums are bit for bit its). Ratings without a
-    factor (NaN) or with a note outside [0, N) count nowhere."""
-    counts = np.zeros((6, n_notes), dtype=np.int64)
-    sums = np.zeros((2, n_notes), dtype=np.float64)
-    for i in range(note.shape[0]):
-        f = rater_factor[i]
-        n = note[i]
-        if np.isnan(f) or n < 0 or n >= n_notes:
-            continue
-        side = 0 if f < 0 else 1
-        v = helpful[i]
-        counts[side, n] += 1
-        sums[side, n] += v
-        if v == 1.0:
-            counts[2 + 2 * side, n] += 1
-        elif v == 0.0:
-            counts[3 + 2 * side, n] += 1
-    return counts, sums
-
-
-@numba.njit(cache=True, nogil=True)
 def _side_counts_kept(note, rater, helpful, keep, factor, n_notes):
-    """``_side_counts`` of the ratings where ``keep``, each at its rater's ``factor`` (per rater):
-    the same sums in the same order, without the kept ratings' copies (~40 bytes a rating)."""
+    """One pass over the ratings where ``keep``, each at its rater's ``factor`` (per rater), with
+    no copy of the kept ratings (~40 bytes a rating): int64[6, N] counts (neg, pos, neg helpful,
+    neg not helpful, pos helpful, pos not helpful) and float64[2, N] helpfulness sums (neg, pos),
+    added in rating order as ``np.bincount`` adds them (so the sums are bit for bit its).
+    Ratings without a factor (NaN) or with a note outside [0, N) count nowhere."""
     counts = np.zeros((6, n_notes), dtype=np.int64)
     sums = np.zeros((2, n_notes), dtype=np.float64)
     for i in range(note.shape[0]):
@@ -331,9 +310,13 @@ def note_counts_by_rater_sign(
     the note's ratings with a factor.
     """
     note = np.asarray(note, dtype=np.int64)
-    rater_factor = np.asarray(rater_factor, dtype=np.float64)
+    # Each rating its own "rater": the kept kernel then reads this per-rating factor (one path
+    # for both forms; this one serves small callers and the tests).
+    each = np.arange(note.shape[0], dtype=np.int64)
+    keep = np.ones(note.shape[0], dtype=np.bool_)
+    factor = np.asarray(rater_factor, dtype=np.float64)
     helpful = np.asarray(helpful, dtype=np.float64)
-    return _side_result(*_side_counts(note, rater_factor, helpful, int(n_notes)))
+    return _side_result(*_side_counts_kept(note, each, helpful, keep, factor, int(n_notes)))
 
 
 def note_counts_by_rater_sign_kept(
