@@ -241,7 +241,7 @@ def final_phase(
         # (the next incremental run rescores high-volume flips fully, as this one did).
         fits = None
         if selector.previous_fits is not None:  # read once, by the selector
-            fits = RS.fits_table(result.runs, note_ids, selector.selected)
+            fits = RS.fits_table(result.runs, ids, np.ones(ids.shape[0], dtype=bool))  # (their space)
             fits = RS.merge_fits(fits, selector.previous_fits, ids)
     else:
         fits = RS.fits_table(result.runs, note_ids, np.ones(note_ids.shape[0], dtype=bool))
