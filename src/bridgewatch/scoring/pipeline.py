@@ -33,7 +33,7 @@ from bridgewatch.scoring.explanation import apply_explanation, tag_counts
 from bridgewatch.scoring.history import rescoring_rules, update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
 from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_ratings
-from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
+from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring, topics_in
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, high_volume_flags, prepare_inputs
@@ -393,8 +393,11 @@ def final_dataset(
     config = (config or ScoringConfig()).validate()
     clock = clock or Clock(None)
     matrix = _matrix(dataset, rating_keep)
-    pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
-    topic_ids = final_topics(pre, dataset.notes, matrix.note_ids)
+    if rescore is None:
+        pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
+        topic_ids = final_topics(pre, dataset.notes, matrix.note_ids)
+    else:  # every scorer's arrays move once, into the space of the notes rescored (below)
+        pre, topic_ids = prescoring, topics_in(prescoring, matrix.note_ids)
     # An incremental run ranks only the ratings it rescores: a subset's reference rank orders
     # them as the whole dataset's does (a stable sort restricted), and only that order is read.
     inputs = clock.phase(
@@ -407,10 +410,11 @@ def final_dataset(
     if not rows.any():  # a note space of no notes: score no ratings over every note, keep no row
         sel = np.zeros(matrix.n_ratings, dtype=bool)
         none = with_ratings(inputs, matrix.subset(sel), sel, correlated)
+        pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
         return _final(dataset, none, pre, topic_ids, epoch_millis, config, clock, engine, plan.reuse, rows)
     on = on_notes(inputs, rows, correlated)
     topics = None if topic_ids is None else topic_ids[rows]
-    pre = remap_prescoring(pre, on.matrix.note_ids, on.matrix.rater_ids)
+    pre = remap_prescoring(prescoring, on.matrix.note_ids, on.matrix.rater_ids)
     reuse = reuse_on_notes(plan.reuse, rows)
     result = _final(dataset, on, pre, topics, epoch_millis, config, clock, engine, reuse)
     return dataclasses.replace(result, notes=_spread(result.notes, matrix.note_ids, rows), inputs=inputs)
