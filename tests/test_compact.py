@@ -45,6 +45,8 @@ def test_small_columns_stay_dense(monkeypatch) -> None:
     rng = np.random.default_rng(3)
     small = _sparse_column(rng, np.float64, np.nan, 0.05, n=65_535)
     assert compact(small) is small
+    frame = pd.DataFrame({"a": small, "b": np.zeros(small.size, dtype=np.int32)})
+    assert compact_frame(frame) is frame  # nothing to shrink: not rebuilt column by column
     large = _sparse_column(rng, np.float64, np.nan, 0.05, n=65_536)
     kept = compact(large)
     assert isinstance(kept, pd.arrays.SparseArray)

@@ -60,3 +60,24 @@ def test_subset_rejects_a_mask_of_the_wrong_length():
     m = random_matrix(np.random.default_rng(0), 50, 5, 10)
     with pytest.raises(ValueError, match="50 ratings"):
         m.subset(np.ones(49, dtype=bool))
+
+
+@pytest.mark.parametrize("share", [0.05, 0.5, 1.0])
+def test_on_notes_equals_a_fresh_build_in_a_space_of_those_notes(share: float):
+    rng = np.random.default_rng(5)
+    m = random_matrix(rng, 3000, 40, 150)
+    rows = rng.random(m.n_notes) < share
+    keep = rows[m.note]
+    dense = np.cumsum(rows) - 1
+    arrays = {name: getattr(m, name)[keep] for name in ARRAYS}
+    arrays["note"] = dense[arrays["note"]].astype(m.note.dtype)
+    want = M.build_rating_matrix(**arrays, note_ids=m.note_ids[rows], rater_ids=m.rater_ids)
+    got = m.on_notes(rows)
+    for name in ARRAYS + INDEXES:
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    np.testing.assert_array_equal(got.note_ids, m.note_ids[rows])
+    assert got.rater_ids is m.rater_ids
+    with pytest.raises(ValueError, match="on_notes"):
+        m.on_notes(rows[:-1])

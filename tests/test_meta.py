@@ -306,5 +306,8 @@ def test_status_codes_equal_the_dict_map_they_replaced():
     assert got.dtype == np.int8
     np.testing.assert_array_equal(got, want.to_numpy(dtype=np.int8))
     np.testing.assert_array_equal(meta.status_codes(None, 3), [meta.NONE] * 3)
+    # a text column's values (arrow-backed: NaN for missing), as meta_score reads them
+    text = pd.Series([*names, None], dtype="str").to_numpy()
+    np.testing.assert_array_equal(meta.status_codes(text, len(text)), got[: len(text)])
     with pytest.raises(ScoringError, match="unknown note status 'HELPFULISH'"):
         meta.status_codes(np.array([names[0], None, "HELPFULISH"], dtype=object), 3)

@@ -72,6 +72,14 @@ def test_partially_rescored_notes_equal_a_full_run_exactly(community: Path) -> N
     plan = RS.RescorePlan(partial, RS.reused_fits(table, m.note_ids, partial))
     inc = final_dataset(dataset, pre, epoch_millis=EPOCH, config=after, rescore=lambda inputs: plan)
     ids = m.note_ids[partial]
+    # Scored in a note space of the rescored notes; ``notes`` and ``inputs`` cover every note.
+    np.testing.assert_array_equal(inc.notes.note_ids, m.note_ids)
+    np.testing.assert_array_equal(inc.notes.final_status[partial], full.notes.final_status[partial])
+    np.testing.assert_array_equal(inc.notes.core_intercept[partial], full.notes.core_intercept[partial])
+    assert (
+        pd.isna(inc.notes.final_status[~partial]).all() and np.isnan(inc.notes.core_intercept[~partial]).all()
+    )
+    assert inc.inputs.matrix.n_notes == m.n_notes
     # The NoHighVol refits moved (the flip matters), and the partial run followed them.
     a = old.scored_notes.set_index("noteId").loc[ids, "coreNoteInterceptNoHighVol"]
     b = full.scored_notes.set_index("noteId").loc[ids, "coreNoteInterceptNoHighVol"]

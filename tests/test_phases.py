@@ -272,3 +272,20 @@ def test_state_tables_read_back_as_written_and_output_tables_are_the_output_file
         table_path(tmp_path, "scored_notes").read_bytes()
         == (tmp_path / "out" / "scored_notes.parquet").read_bytes()
     )
+
+
+def test_topics_in_equals_the_topics_of_a_moved_prescoring() -> None:
+    from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring, topics_in
+
+    raters = np.array(["a", "b"], dtype=object)
+    pre = Prescoring(
+        np.array([10, 20, 30], dtype=np.int64), raters, {}, (), np.array([2, -1, 5], dtype=np.int64)
+    )
+    ids = np.array([5, 10, 30, 40], dtype=np.int64)  # new notes 5 and 40, 20 gone
+    notes = pd.DataFrame({"noteId": ids, "tweetId": [1, 1, 2, 2], "summary": ["x"] * 4})
+    want = final_topics(remap_prescoring(pre, ids, raters), notes, ids)
+    got = topics_in(pre, ids)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, [-1, 2, 5, -1])
+    assert got.dtype == np.int64
+    assert topics_in(Prescoring(pre.note_ids, raters, {}, (), None), ids) is None

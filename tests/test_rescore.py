@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.io.matrix import build_rating_matrix
+from bridgewatch.scoring import rescore as RS
+from bridgewatch.scoring.note_space import reuse_on_notes
 from bridgewatch.scoring.rescore import merge_rows, note_fingerprints, notes_to_rescore, raters_changed
 
 DAY = 86_400_000
@@ -121,3 +123,21 @@ def test_ratings_hash_is_the_vectorized_chain_summed_per_note() -> None:
     got = note_fingerprints(m, *frames(list(m.note_ids)), None)["ratingsHash"].to_numpy()
     assert (expected[-5:] == 0).all() and (expected[:-5] != 0).all()
     np.testing.assert_array_equal(got, expected)
+
+
+def test_reuse_on_notes_selects_each_scorers_notes_and_keeps_a_shared_mask_shared() -> None:
+    fixed = np.array([True, False, True, True])
+    values = {"intercept": np.array([1.0, 2.0, 3.0, 4.0]), "noHighVol": np.array([5.0, 6.0, 7.0, 8.0])}
+    flipped = np.array([True, False])
+    reuse = {
+        "A": RS.ReusedFits(fixed, values, flipped),
+        "B": RS.ReusedFits(fixed, {"intercept": values["intercept"]}),
+    }
+    rows = np.array([False, True, True, True])
+    out = reuse_on_notes(reuse, rows)
+    np.testing.assert_array_equal(out["A"].fixed, [False, True, True])
+    assert out["A"].fixed is out["B"].fixed  # one gather of the ratings serves every scorer
+    np.testing.assert_array_equal(out["A"].values["noHighVol"], [6.0, 7.0, 8.0])
+    np.testing.assert_array_equal(out["B"].values["intercept"], [2.0, 3.0, 4.0])
+    assert out["A"].high_flipped is flipped and out["B"].high_flipped is None
+    np.testing.assert_array_equal(out["A"].take("intercept", np.zeros(3)), [0.0, 3.0, 4.0])

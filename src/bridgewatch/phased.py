@@ -224,7 +224,10 @@ def final_phase(
     if selector is not None and selector.selected is not None:
         ids = note_ids[selector.selected]
         rescored = int(ids.shape[0])
-        previous = {name: read_table(state_dir, _stem(name)) for name in frames}
+        # text columns read as the new rows hold them (objects), so the merge casts none back
+        previous = {
+            name: read_table(state_dir, _stem(name), objects=_objects(f)) for name, f in frames.items()
+        }
         # scored_notes and aux_note_info hold the rescored notes' rows only; a full run's rows are
         # the notes with a notes or status-history row. The status history covers every note.
         listed = note_ids[result.inputs.notes["inStatusHistory"].to_numpy(bool)]
@@ -238,7 +241,7 @@ def final_phase(
         # (the next incremental run rescores high-volume flips fully, as this one did).
         fits = None
         if selector.previous_fits is not None:  # read once, by the selector
-            fits = RS.fits_table(result.runs, note_ids, selector.selected)
+            fits = RS.fits_table(result.runs, ids, np.ones(ids.shape[0], dtype=bool))  # (their space)
             fits = RS.merge_fits(fits, selector.previous_fits, ids)
     else:
         fits = RS.fits_table(result.runs, note_ids, np.ones(note_ids.shape[0], dtype=bool))
@@ -267,6 +270,11 @@ def final_phase(
     files = {name: table_path(state_dir, _stem(name)) for name in frames}
     warnings = (*dataset.warnings, *result.warnings)
     return PhaseOutput(frames, warnings, rescored, len(notes), partial, texts, files)
+
+
+def _objects(frame: pd.DataFrame) -> list[str]:
+    """The columns of ``frame`` held as Python objects."""
+    return [c for c, kind in frame.dtypes.items() if kind == np.dtype(object)]
 
 
 def _stem(name: str) -> str:

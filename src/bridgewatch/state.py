@@ -23,7 +23,7 @@ computes in memory (``--phase all``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +87,30 @@ def _arrow(path: Path, columns: Sequence[str] | None = None, *, round2: bool = F
     return file.read(columns=None if columns is None else list(columns), use_threads=False)
 
 
-def _read(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """One state table as the frame ``pd.read_parquet`` gives (same dtypes, pandas metadata applied)."""
-    return _arrow(path, columns).to_pandas(use_threads=False)
+def _read(path: Path, columns: Sequence[str] | None = None, objects: Collection[str] = ()) -> pd.DataFrame:
+    """One state table as the frame ``pd.read_parquet`` gives (same dtypes, pandas metadata
+    applied), but the text columns named in ``objects`` as ``astype(object)`` gives them: str
+    objects, NaN where missing (converted from arrow directly: ~3x less CPU than through pandas'
+    arrow-backed text column)."""
+    table = _arrow(path, columns)
+    text = [c for c in table.column_names if c in objects and _is_text(table.column(c).type)]
+    if not text:
+        return table.to_pandas(use_threads=False)
+    rest = table.drop_columns(text).to_pandas(use_threads=False)
+    out = {}
+    for name in table.column_names:
+        if name not in text:
+            out[name] = rest[name]
+            continue
+        column = table.column(name)
+        values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+        values[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
+        out[name] = pd.Series(values, dtype=object, copy=False)
+    return pd.DataFrame(out)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 class _Columns:
@@ -105,7 +126,7 @@ class _Columns:
 
     def __getitem__(self, name: str) -> np.ndarray:
         column = self._table.column(name)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if _is_text(column.type):
             return column.to_numpy(zero_copy_only=False).astype(object)
         return column.to_numpy(zero_copy_only=False)  # read-only, as a frame's column under copy-on-write
 
@@ -347,8 +368,10 @@ def table_path(state_dir: Path, name: str) -> Path:
     return Path(state_dir) / FINAL_DIR / f"{name}.parquet"
 
 
-def read_table(state_dir: Path, name: str) -> pd.DataFrame:
-    return _read(Path(state_dir) / FINAL_DIR / f"{name}.parquet")
+def read_table(state_dir: Path, name: str, *, objects: Collection[str] = ()) -> pd.DataFrame:
+    """Table ``name`` of the final state; ``objects``: text columns wanted as object arrays (as
+    ``astype(object)`` gives them), for merging with frames that hold them so."""
+    return _read(Path(state_dir) / FINAL_DIR / f"{name}.parquet", objects=objects)
 
 
 def write_text(data: bytes, state_dir: Path, name: str) -> None:

@@ -9,7 +9,7 @@ rating, so X's 206M public ratings fit in ~5 GiB.
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -102,6 +102,19 @@ class RatingMatrix:
             by_rater=kept_order(self.by_rater, keep),
             rater_indptr=counts_indptr(rater, self.n_raters),
         )
+
+    def on_notes(self, rows: np.ndarray) -> RatingMatrix:
+        """The ratings of the notes ``rows`` (bool[N]) selects, in a note space of those notes only
+        (``note_ids[rows]``, same order; raters kept whole): what an incremental final run scores,
+        so every per-note array of its scorers holds the rescored notes, not every note."""
+        rows = np.asarray(rows, dtype=bool)
+        if rows.shape != (self.n_notes,):
+            raise ValueError(f"on_notes: rows has shape {rows.shape}, the matrix {self.n_notes} notes")
+        sub = self.subset(rows[self.note])
+        dense = (np.cumsum(rows, dtype=np.int64) - 1).astype(self.note.dtype)
+        note = dense[sub.note]
+        n = int(rows.sum())
+        return replace(sub, note=note, note_ids=self.note_ids[rows], note_indptr=counts_indptr(note, n))
 
     def release(self, *names: str) -> int:
         """Hand the resident pages of these columns back to the page cache when they are read-only

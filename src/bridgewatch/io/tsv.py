@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.io.atomic import atomic_text
+from bridgewatch.io.tsv_cells import frame_cells, rows_text
 
 
 def write_frame(fh: IO[str], frame: pd.DataFrame, columns: Sequence[str], header: bool) -> None:
@@ -53,7 +54,11 @@ def write_tsv(
 
 
 def frame_text(frame: pd.DataFrame, columns: Sequence[str]) -> bytes:
-    """The bytes ``write_tsv`` writes for ``frame`` (header included), in memory."""
+    """The bytes ``write_tsv`` writes for ``frame`` (header included), in memory: formatted
+    column by column (``tsv_cells``) where every column's dtype allows, else by pandas."""
+    cells = frame_cells(frame, columns)
+    if cells is not None:
+        return rows_text(columns, cells)
     buf = io.StringIO(newline="")
     write_frame(buf, frame, columns, header=True)
     return buf.getvalue().encode("utf-8")

@@ -32,8 +32,8 @@ from bridgewatch.scoring.contributor import contributor_scores
 from bridgewatch.scoring.explanation import apply_explanation, tag_counts
 from bridgewatch.scoring.history import rescoring_rules, update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
-from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
-from bridgewatch.scoring.preprocess import reference_rating_rank
+from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_ratings
+from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring, topics_in
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, high_volume_flags, prepare_inputs
@@ -383,31 +383,58 @@ def final_dataset(
     The dataset may be newer than the prescoring (more notes, raters, ratings): rater parameters
     stay frozen, new raters are ignored until the next prescoring (§6.8). ``rescore``: given the
     preprocessed inputs of the whole dataset, returns the notes to score and the fits of those
-    rescored partially (``rescore.RescorePlan``, §6.7); scored_notes and aux_note_info then hold
-    only those notes' rows, the status history every note's, and the caller merges them with the
-    previous run's (``rescore.merge_rows``).
+    rescored partially (``rescore.RescorePlan``, §6.7); they are scored in a note space of their
+    own (``runs`` hold per-note values of those notes only), scored_notes and aux_note_info then
+    hold only those notes' rows, the status history every note's (the others' passed through
+    unchanged), ``notes`` every note (the others without a status) and ``inputs`` are the whole
+    dataset's; the caller merges them with the previous run's (``rescore.merge_rows``).
     Rater-level inputs (high-volume raters, groups) are always computed over the whole dataset.
     """
     config = (config or ScoringConfig()).validate()
     clock = clock or Clock(None)
     matrix = _matrix(dataset, rating_keep)
-    pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
-    topic_ids = final_topics(pre, dataset.notes, matrix.note_ids)
+    if rescore is None:
+        pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
+        topic_ids = final_topics(pre, dataset.notes, matrix.note_ids)
+    else:  # every scorer's arrays move once, into the space of the notes rescored (below)
+        pre, topic_ids = prescoring, topics_in(prescoring, matrix.note_ids)
     # An incremental run ranks only the ratings it rescores: a subset's reference rank orders
     # them as the whole dataset's does (a stable sort restricted), and only that order is read.
     inputs = clock.phase(
         "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, rank=rescore is None)
     )
-    reuse = rows = None
-    if rescore is not None:
-        plan = rescore(inputs)
-        rows = np.asarray(plan.notes, dtype=bool)
-        sel = rows[matrix.note]
-        sub = matrix.subset(sel)
-        rank = reference_rating_rank(sub, inputs.high_volume, correlated)
-        inputs = dataclasses.replace(inputs, matrix=sub, base_keep=inputs.base_keep[sel], rating_rank=rank)
-        reuse = plan.reuse
-    return _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine, reuse, rows)
+    if rescore is None:
+        return _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
+    plan = rescore(inputs)
+    rows = np.asarray(plan.notes, dtype=bool)
+    if not rows.any():  # a note space of no notes: score no ratings over every note, keep no row
+        sel = np.zeros(matrix.n_ratings, dtype=bool)
+        none = with_ratings(inputs, matrix.subset(sel), sel, correlated)
+        pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
+        return _final(dataset, none, pre, topic_ids, epoch_millis, config, clock, engine, plan.reuse, rows)
+    on = on_notes(inputs, rows, correlated)
+    topics = None if topic_ids is None else topic_ids[rows]
+    pre = remap_prescoring(prescoring, on.matrix.note_ids, on.matrix.rater_ids)
+    reuse = reuse_on_notes(plan.reuse, rows)
+    result = _final(dataset, on, pre, topics, epoch_millis, config, clock, engine, reuse)
+    return dataclasses.replace(result, notes=_spread(result.notes, matrix.note_ids, rows), inputs=inputs)
+
+
+def _spread(notes: FinalNotes, note_ids: np.ndarray, rows: np.ndarray) -> FinalNotes:
+    """``notes`` of the notes ``rows`` selects, over every note of ``note_ids`` (the others: no
+    status, NaN; an incremental run takes their values from the previous run)."""
+
+    def spread(values: np.ndarray, fill: object) -> np.ndarray:
+        out = np.full(note_ids.shape[0], fill, dtype=values.dtype)
+        out[rows] = values
+        return out
+
+    return FinalNotes(
+        np.asarray(note_ids, dtype=np.int64),
+        spread(np.asarray(notes.final_status, dtype=object), None),
+        spread(np.asarray(notes.core_intercept, dtype=np.float64), np.nan),
+        spread(np.asarray(notes.latest_non_nmr, dtype=np.float64), np.nan),
+    )
 
 
 @serial_blas
