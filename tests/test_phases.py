@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -274,18 +275,50 @@ def test_state_tables_read_back_as_written_and_output_tables_are_the_output_file
     )
 
 
-def test_topics_in_equals_the_topics_of_a_moved_prescoring() -> None:
-    from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring, topics_in
+def test_final_topics_of_known_and_newer_notes() -> None:
+    from bridgewatch.scoring.phases import Prescoring, final_topics
 
     raters = np.array(["a", "b"], dtype=object)
     pre = Prescoring(
         np.array([10, 20, 30], dtype=np.int64), raters, {}, (), np.array([2, -1, 5], dtype=np.int64)
     )
     ids = np.array([5, 10, 30, 40], dtype=np.int64)  # new notes 5 and 40, 20 gone
-    notes = pd.DataFrame({"noteId": ids, "tweetId": [1, 1, 2, 2], "summary": ["x"] * 4})
-    want = final_topics(remap_prescoring(pre, ids, raters), notes, ids)
-    got = topics_in(pre, ids)
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(got, [-1, 2, 5, -1])
+    notes = pd.DataFrame({"noteId": ids, "tweetId": [1, 1, 2, 3], "summary": ["x"] * 4})
+    got = final_topics(pre, notes, ids)
+    # Known notes keep theirs; 5 inherits its post's (note 10's); 40, alone on a new post with no
+    # seed term, gets none.
+    np.testing.assert_array_equal(got, [2, 2, 5, -1])
     assert got.dtype == np.int64
-    assert topics_in(Prescoring(pre.note_ids, raters, {}, (), None), ids) is None
+    assert final_topics(Prescoring(pre.note_ids, raters, {}, (), None), notes, ids) is None
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_final_scoring_gives_a_newer_note_its_posts_topic(community: Path, incremental: bool) -> None:
+    """A note prescoring did not see inherits the topic of a known note on its post (final scoring
+    once moved the prescoring to the current notes first, and every newer note got no topic)."""
+    from bridgewatch.scoring import rescore as RS
+    from bridgewatch.scoring.phases import remap_prescoring
+    from bridgewatch.scoring.pipeline import final_dataset, prescore_dataset
+
+    dataset = read_dataset(community)
+    pre = prescore_dataset(dataset, seed=3, scorers=SCORERS)
+    m = dataset.ratings
+    post = dataset.notes.drop_duplicates("noteId").set_index("noteId")["tweetId"].reindex(m.note_ids)
+    shared = post[post.duplicated(keep=False)].sort_values(kind="stable")
+    assert shared.shape[0] >= 2, "the community needs a post with two notes"
+    shared = shared[shared == shared.iloc[0]]
+    # The tiny community's summaries match no topic: give the post's notes one by hand.
+    topic = np.full(m.n_notes, -1, dtype=np.int64)
+    topic[np.isin(m.note_ids, shared.index)] = 2
+    pre = dataclasses.replace(pre, note_topic=topic)
+    newer = int(shared.index[0])
+    narrow = remap_prescoring(pre, m.note_ids[m.note_ids != newer], m.rater_ids)
+    plan = None
+    if incremental:
+        touched = np.isin(m.note_ids, shared.index)
+        plan = lambda inputs: RS.RescorePlan(touched, {})  # noqa: E731
+    out = final_dataset(dataset, narrow, epoch_millis=EPOCH, config=ScoringConfig(), rescore=plan)
+    row = out.scored_notes.set_index("noteId").loc[newer]
+    names = out.scored_notes.set_index("noteId")["noteTopic"]
+    assert row["noteTopic"] == names.loc[shared.index[1]]
+    assert isinstance(row["noteTopic"], str)

@@ -153,16 +153,6 @@ def _index(space: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return pd.Index(space).get_indexer(np.asarray(ids, dtype=space.dtype)).astype(np.int64)
 
 
-def topics_in(pre: Prescoring, note_ids: np.ndarray) -> np.ndarray | None:
-    """int64[N] ``pre``'s topic of each note of ``note_ids`` (-1 where it has none), or None: what
-    ``final_topics`` gives for ``remap_prescoring(pre, note_ids, ...)`` (moved, a prescoring knows
-    every note), without moving every scorer's arrays there first."""
-    if pre.note_topic is None:
-        return None
-    pos = _Positions.of(_index(pre.note_ids, note_ids), pre.note_ids.shape[0])
-    return _take(pre.note_topic, pos, -1).astype(np.int64)
-
-
 def final_topics(pre: Prescoring, notes: pd.DataFrame, note_ids: np.ndarray) -> np.ndarray | None:
     """int64[N] topic per note of ``note_ids`` for final scoring, without retraining the classifier.
 

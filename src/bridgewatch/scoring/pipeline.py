@@ -33,7 +33,7 @@ from bridgewatch.scoring.explanation import apply_explanation, tag_counts
 from bridgewatch.scoring.history import rescoring_rules, update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
 from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_ratings
-from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring, topics_in
+from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import ScoringInputs, high_volume_flags, prepare_inputs
@@ -393,11 +393,10 @@ def final_dataset(
     config = (config or ScoringConfig()).validate()
     clock = clock or Clock(None)
     matrix = _matrix(dataset, rating_keep)
-    if rescore is None:
-        pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids)
-        topic_ids = final_topics(pre, dataset.notes, matrix.note_ids)
-    else:  # every scorer's arrays move once, into the space of the notes rescored (below)
-        pre, topic_ids = prescoring, topics_in(prescoring, matrix.note_ids)
+    # From the prescoring as it was: a moved one knows every note, and newer notes would get none.
+    topic_ids = final_topics(prescoring, dataset.notes, matrix.note_ids)
+    # Incremental: every scorer's arrays move once, into the space of the notes rescored (below).
+    pre = remap_prescoring(prescoring, matrix.note_ids, matrix.rater_ids) if rescore is None else prescoring
     # An incremental run ranks only the ratings it rescores: a subset's reference rank orders
     # them as the whole dataset's does (a stable sort restricted), and only that order is read.
     inputs = clock.phase(
