@@ -79,9 +79,8 @@ def test_pass_gives_the_same_bytes_in_cache_sized_pieces_as_on_the_slice_grid():
     note, rater, target, weight, p, _ = _problem(5)
     lay = lm.layout(note, rater, p.note_factor.shape[0], p.rater_factor.shape[0])
     sub, chunk = K.sub_blocks(lay.rater_indptr, K.SUB)
-    grid = dataclasses.replace(
-        lay, sub_ptr=sub, chunk_ptr=chunk, work=np.empty((K.CHUNKS, 3, K.scratch_width(lay.rater_indptr, sub)))
-    )
+    work = np.empty((K.CHUNKS, 3, K.scratch_width(lay.rater_indptr, sub)))
+    grid = dataclasses.replace(lay, sub_ptr=sub, chunk_ptr=chunk, work=work)
     assert lay.sub_ptr.shape[0] > 2 * sub.shape[0]  # the default cuts finer
     sw = lay.signed_weights(target, weight)
     runs = []
