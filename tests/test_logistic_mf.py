@@ -113,36 +113,6 @@ def test_fused_pass_matches_numpy_twin_and_is_thread_independent(seed):
     assert all(other[0] == loss for other in runs[1:])
 
 
-@pytest.mark.parametrize(
-    "frozen", [(), ("note_factor", "rater_factor", "rater_reputation"), ("note_intercept",)]
-)
-def test_pass_skips_unwanted_gradients_and_keeps_the_bytes_of_the_others(frozen):
-    note, rater, target, weight, p, _ = _problem(6)
-    lay = lm.layout(note, rater, p.note_factor.shape[0], p.rater_factor.shape[0])
-    sw = lay.signed_weights(target, weight)
-
-    def run(wanted):
-        g = {b: np.full_like(getattr(p, b), np.nan) for b in lm.BLOCKS}
-        K.pack_notes(p.note_factor, p.note_intercept, lay.packed)
-        out = K.epoch_nb(
-            lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, np.empty(0, dtype=np.bool_), sw, 0.0, 0.0,
-            lay.packed, p.rater_factor, p.rater_intercept, p.rater_reputation, float(p.global_intercept[0]),
-            True, lay.work, g["rater_factor"], g["rater_intercept"], g["rater_reputation"], lay.note_part,
-            np.empty(K.CHUNKS), wanted,
-        )  # fmt: skip
-        K.note_totals_nb(lay.note_part, g["note_factor"], g["note_intercept"])
-        return out, g
-
-    every, g_all = run(np.ones(len(lm.BLOCKS), dtype=np.bool_))
-    some, g_some = run(np.array([b not in frozen for b in lm.BLOCKS]))
-    assert some == every  # the loss and the global intercept's gradient
-    for b in lm.BLOCKS:
-        if b in frozen:
-            assert not np.any(g_some[b]), b
-        else:
-            assert g_some[b].tobytes() == g_all[b].tobytes(), b
-
-
 def _fit_adam_np(note, rater, target, weight, init, pen, trainable, s):
     """The optimizer in plain numpy over ``gradient_np`` with the loss every epoch: the twin of
     ``fit_adam`` (which evaluates the loss only when the stopping rule reads it)."""

@@ -201,7 +201,7 @@ def scratch_width(indptr: np.ndarray, sub_ptr: np.ndarray) -> int:
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy", nogil=True)
 def epoch_nb(
     indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu, want_loss,
-    work, g_rf, g_ri, g_rep, part, loss_c, wanted,
+    work, g_rf, g_ri, g_rep, part, loss_c,
 ):  # fmt: skip
     """One gradient pass over ratings grouped by rater (``indptr``); returns (data loss, Σ derivative).
 
@@ -216,14 +216,8 @@ def epoch_nb(
     back to memory and read again every epoch); ``loss_c`` [CHUNKS]. The loss is only computed
     when ``want_loss`` (else 0 is returned for it). Per sub-block: gather the logits, turn them
     into derivatives (a loop of pure arithmetic, which LLVM vectorizes), then add up per rater.
-    ``wanted`` bool[6] (``logistic_mf.BLOCKS`` order): the gradients to compute; an unwanted note
-    factor or intercept partial stays 0 and an unwanted ``g_rf`` / ``g_rep`` is written 0 (a fit's
-    frozen blocks: round 3 of the low-diligence model skips half the note scatter). ``g_ri`` is
-    always computed: the global intercept's gradient is its sum. Each gradient computed is the
-    same sum in the same order either way.
     """
     n_n = packed.shape[0]
-    want_nf, want_ni, want_rf, want_rep = wanted[0], wanted[1], wanted[2], wanted[4]
     for c in numba.prange(CHUNKS):
         part[c, :, :] = 0.0
         t = 0.0
@@ -265,15 +259,11 @@ def epoch_nb(
                 for j in range(indptr[u], indptr[u + 1]):
                     dj = dc[j - j0]
                     n = note[j]
+                    a += dj * packed[n, 0]
                     b += dj
-                    if want_rf:
-                        a += dj * packed[n, 0]
-                    if want_rep:
-                        q += dj * packed[n, 1]
-                    if want_nf:
-                        part[c, n, 0] += dj * a_rf
-                    if want_ni:
-                        part[c, n, 1] += dj * a_rep
+                    q += dj * packed[n, 1]
+                    part[c, n, 0] += dj * a_rf
+                    part[c, n, 1] += dj * a_rep
                 g_rf[u] = a
                 g_ri[u] = b
                 g_rep[u] = q

@@ -328,7 +328,7 @@ def layout_gradient(
         lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, *_weight_args(sw), lay.packed,
         p.rater_factor, p.rater_intercept, p.rater_reputation, float(p.global_intercept[0]), want_loss,
         lay.work, grads["rater_factor"], grads["rater_intercept"], grads["rater_reputation"], lay.note_part,
-        np.empty(K.CHUNKS), np.ones(len(BLOCKS), dtype=np.bool_),
+        np.empty(K.CHUNKS),
     )  # fmt: skip
     K.note_totals_nb(lay.note_part, grads["note_factor"], grads["note_intercept"])
     grads["global_intercept"][0] = dsum
@@ -425,15 +425,14 @@ def _evaluate_nb(
     indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, blocks, grads, train,
     pen_c, want,
 ):  # fmt: skip
-    """One gradient (``layout_gradient``) of the trained blocks only, plus their penalty
-    gradients (a frozen block's gradient is left 0 or stale: nothing reads it); the loss (data +
-    ``penalty_loss``, blocks in ``BLOCKS`` order) when ``want``, else NaN."""
+    """One gradient (``layout_gradient``) plus the penalty gradients of the trained blocks; the
+    loss (data + ``penalty_loss``, blocks in ``BLOCKS`` order) when ``want``, else NaN."""
     nf, ni, rf, ri, rep, mu = blocks
     g_nf, g_ni, g_rf, g_ri, g_rep, g_mu = grads
     K.pack_notes(nf, ni, packed)
     data, dsum = K.epoch_nb(
         indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu[0], want,
-        work, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS), train,
+        work, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
     )  # fmt: skip
     K.note_totals_nb(part, g_nf, g_ni)
     g_mu[0] = dsum
