@@ -6,8 +6,9 @@
                                   [--config bw.toml]  # e.g. [mf] solver = "als"
 
 For each scale (read through the columnar cache, no integrity pass), runs ``prescore_scorer`` with
-the steps it calls wrapped (``STEPS``: each wrapped where its caller looks it up, so a step the code
-stops calling shows up as a growing ``self`` time of its caller rather than silently). Prints one
+the steps it calls wrapped (``STEPS``: each wrapped where its caller looks it up; a step renamed
+away fails the wrapping loudly, and work the code moves out of the wrapped steps shows up as its
+caller's ``self`` time rather than silently). Prints one
 row per call, nested under its caller in call order: the MF rounds (problem, layout, Adam epochs),
 the helpfulness steps, the harassment model, tag aggregates and thresholds, incorrect totals and
 the three low-diligence rounds, with ratings, epochs, wall and CPU seconds, ``self`` CPU (the
