@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numba
 import numpy as np
 import pytest
@@ -56,6 +58,38 @@ def test_sub_blocks_cover_the_raters_in_whole_balanced_slices():
     assert empty_sub.tolist() == [0] and empty_chunk.tolist() == [0] * (K.CHUNKS + 1)
     assert K.scratch_width(indptr, sub) == np.diff(indptr[sub]).max() >= 3 * K.SUB
     assert K.scratch_width(np.zeros(1, dtype=np.int64), empty_sub) == 0
+
+
+def test_sub_blocks_cut_the_same_slices_whatever_the_piece():
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 60, 30_000)
+    counts[7] = 2 * K.SUB
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    grid_sub, grid_chunk = K.sub_blocks(indptr, K.SUB)
+    for piece in (K.PIECE, 100, 7 * K.SUB):
+        sub, chunk = K.sub_blocks(indptr, piece)
+        assert np.array_equal(sub[chunk], grid_sub[grid_chunk]), piece  # the same slices
+        assert sub[0] == 0 and sub[-1] == counts.shape[0] and np.all(np.diff(sub) > 0)
+    sub, _ = K.sub_blocks(indptr)
+    sizes = np.diff(indptr[sub])
+    assert np.median(sizes) < 2 * K.PIECE < K.SUB and sizes.max() < 2 * K.SUB + K.PIECE
+
+
+def test_pass_gives_the_same_bytes_in_cache_sized_pieces_as_on_the_slice_grid():
+    note, rater, target, weight, p, _ = _problem(5)
+    lay = lm.layout(note, rater, p.note_factor.shape[0], p.rater_factor.shape[0])
+    sub, chunk = K.sub_blocks(lay.rater_indptr, K.SUB)
+    work = np.empty((K.CHUNKS, 3, K.scratch_width(lay.rater_indptr, sub)))
+    grid = dataclasses.replace(lay, sub_ptr=sub, chunk_ptr=chunk, work=work)
+    assert lay.sub_ptr.shape[0] > 2 * sub.shape[0]  # the default cuts finer
+    sw = lay.signed_weights(target, weight)
+    runs = []
+    for layout in (lay, grid):
+        grads = {b: np.empty_like(getattr(p, b)) for b in lm.BLOCKS}
+        runs.append((lm.layout_gradient(layout, sw, p, grads, want_loss=True), grads))
+    assert runs[0][0] == runs[1][0]
+    for b in lm.BLOCKS:
+        assert runs[0][1][b].tobytes() == runs[1][1][b].tobytes(), b
 
 
 @pytest.mark.parametrize("seed", [0, 1])
