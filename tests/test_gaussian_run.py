@@ -280,3 +280,24 @@ def test_gaussian_filters_see_notes_that_fail_the_capture_test():
     assert dropped.any() and (rated & g.scored).any()
     assert g.tags.present[dropped].all()
     assert np.isnan(g.final["gaussianNoteFactor1"].to_numpy()[dropped]).all()
+
+
+def test_no_correlated_pass_without_correlated_ratings_in_scope_is_the_fit_itself(runs):
+    # No correlated rating in scope: the NoCorrelated pass would run on the scope's own ratings,
+    # so it is the main pass (not run again) — the same bits as that pass.
+    inputs, cfg, done = runs
+    m = inputs.matrix
+    scope, _ = scope_mask(inputs, gaussian())
+    prev = np.full(m.n_notes, NO_STATUS, dtype=np.int8)
+    flagged = replace(inputs, correlated=np.zeros(m.n_raters, dtype=bool))
+    g = run_spec(flagged, gaussian(), cfg, prev, done)
+    assert g.fits["noCorrelated"].tobytes() == g.fits["intercept"].tobytes()
+    base = done["MFCoreScorer"]
+    again = gaussian_intercepts(flagged, scope, base.pre.helpful_raters, rater_factor(base.pre), cfg)[0]
+    assert g.fits["noCorrelated"].tobytes() == again.tobytes()  # what running the pass gives
+    # Flag one in-scope rater: the pass runs on fewer ratings and moves its notes.
+    one = np.zeros(m.n_raters, dtype=bool)
+    one[m.rater[scope][0]] = True
+    moved = run_spec(replace(inputs, correlated=one), gaussian(), cfg, prev, done)
+    assert moved.fits["noCorrelated"].tobytes() != moved.fits["intercept"].tobytes()
+    np.testing.assert_array_equal(moved.fits["intercept"], g.fits["intercept"])

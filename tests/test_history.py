@@ -227,3 +227,41 @@ def test_rescoring_rules_of_a_full_run(age_days, status_age_days, expected):
         nsh = nsh.iloc[:0]
     out = history.rescoring_rules(np.array([7]), np.array([now - age_days * day]), nsh, epoch_millis=now)
     assert out.tolist() == [expected]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a", None, np.nan],
+        ["a", pd.NA],
+        [None, None],
+        [np.nan, None],
+        ["a", 1],
+        ["a", pd.NaT],
+        [],
+    ],
+)
+def test_settled_values_are_those_a_frame_column_gives_back(values):
+    raw = np.array(values, dtype=object) if values else np.zeros(0, dtype=object)
+    before = raw.copy()
+    want = pd.DataFrame({"c": raw})["c"].to_numpy(dtype=object)
+    got = history._settled(raw)
+    assert [repr(v) for v in got] == [repr(v) for v in want]
+    assert [repr(v) for v in raw] == [repr(v) for v in before]  # the input is left as it was
+
+
+def test_history_columns_come_back_as_from_a_frame_round_trip():
+    # An object history column of text with None, another all None: the str column reads NaN
+    # where missing (as the frame gives it), the all-None one keeps its None.
+    nsh = history.merge_notes_into_history(history.empty_history(), notes_frame([1, 2]))
+    nsh["lockedStatus"] = np.array([CRH, None], dtype=object)
+    nsh["currentGroupStatus"] = np.array([None, None], dtype=object)
+    cols = history._typed_columns(nsh)
+    assert repr(cols["lockedStatus"][1]) == "nan"
+    assert cols["currentGroupStatus"][0] is None
+    out = history.update_status_history(
+        nsh, notes_frame([1, 2, 3]), final_frame([2, 3], CRH), epoch_millis=T0 + DAY, config=CFG
+    )
+    assert list(out["noteId"]) == [1, 2, 3]
+    assert out["lockedStatus"].dtype == "str" and out["currentGroupStatus"].dtype == object
+    assert out["currentStatus"].tolist()[1:] == [CRH, CRH]

@@ -175,8 +175,8 @@ def run_gaussian(
             return gaussian_intercepts(inputs, subset, helpful, rf, config, params)[0]
         return taken(reuse, name, gaussian_intercepts(inputs, subset, helpful, rf, config, params, reuse)[0])
 
-    intercept, kernel_factor, keep = gaussian_intercepts(inputs, scope, helpful, rf, config, params, reuse)
-    intercept = taken(reuse, "intercept", intercept)
+    fitted, kernel_factor, keep = gaussian_intercepts(inputs, scope, helpful, rf, config, params, reuse)
+    intercept = taken(reuse, "intercept", fitted)
     # The displayed factor comes from a frozen-rater MF refit; the kernel's factor fills the gaps.
     # The reference builds that MF with default λs, whatever the base scorer's own (group 15).
     mf_cfg = config.mf
@@ -197,7 +197,12 @@ def run_gaussian(
         fresh = gaussian_intercepts(inputs, no_high_subset, helpful, rf, config, params, kept)[0]
         no_high = taken(kept, "noHighVol", fresh)
     corr = inputs.correlated
-    no_corr = intercept.copy() if corr is None else intercept_of(scope & ~corr[m.rater], "noCorrelated")
+    if corr is None:
+        no_corr = intercept.copy()
+    elif scope.any() and not corr[m.rater[scope]].any():  # the pass above, on the same ratings
+        no_corr = taken(reuse, "noCorrelated", fitted.copy())
+    else:
+        no_corr = intercept_of(scope & ~corr[m.rater], "noCorrelated")
     pop = intercept_of(scope & m.population_sampled, "populationSampled")
     num_final = final_round_counts(m, pre, scope, keep)
     num_ratings = note_counts(m, scope)

@@ -522,6 +522,19 @@ def score_final(
     return pd.DataFrame(columns)
 
 
+def _same_fit(
+    mask: np.ndarray, rho_n: float, fit_mask: np.ndarray, fit_rho: float, fitted: np.ndarray
+) -> np.ndarray | None:
+    """A copy of ``fitted`` (float64[N], the final fit's intercepts, made on the ratings
+    ``fit_mask`` bool[R] with ``fit_rho``) when a refit on ``mask`` with ``rho_n`` is that same fit,
+    else None. A fit is a function of its ratings and regularization alone (deterministic), so a
+    refit whose subset drops no rating of the fit's (no correlated rater in scope, say) need not
+    run again: the same bits, one Adam fit less."""
+    if rho_n != fit_rho or not np.array_equal(mask, fit_mask):
+        return None
+    return np.array(fitted, dtype=np.float64, copy=True)
+
+
 def final_columns(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -557,6 +570,8 @@ def final_columns(
         intercept, factor = np.full(m.n_notes, np.nan), np.full((m.n_notes, k), np.nan)
         fit_rf = rf[:, 0].astype(np.float64)
 
+    fitted = intercept  # the final fit's own values (reused ones replace some below)
+
     def refit(subset: np.ndarray, rho_n: float, name: str | None) -> np.ndarray:
         # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the
         # subset* before the rater filter, as in the reference's ``_score_notes_and_users``.
@@ -566,7 +581,9 @@ def final_columns(
             mask = reuse_or_fit(reuse, mask, m.note)
         out = np.full(m.n_notes, np.nan)
         if mask.any():
-            out = final_note_fit(inputs, spec, pre, config, mask, rho_n, engine)[0]
+            out = _same_fit(mask, rho_n, fit_keep, rho, fitted)
+            if out is None:
+                out = final_note_fit(inputs, spec, pre, config, mask, rho_n, engine)[0]
         return out if name is None else taken(reuse, name, out)
 
     no_high = refit(~inputs.high_volume[m.rater], rho, None)
