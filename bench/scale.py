@@ -1,6 +1,8 @@
 """Scale benchmark: every phase of the batch job at medium, large and public scale.
 
     python bench/scale.py [--scales medium,large,public] [--root /tmp/bw-scale] [--threads 2]
+                          [--config bw.toml]   # e.g. profiles/fast.toml
+                          [--scored DIR]       # also write DIR/SCALE-finalRatingStatus.tsv
 
 For each scale, in a fresh subprocess (so that peak RSS is that scale's own):
 
@@ -148,13 +150,22 @@ def forced_drops(filters: dict, share: float, seed: int = 7) -> dict:
     return out
 
 
-def run_scale(scale: str, root: Path, threads: int, drop: float = 0.0) -> dict:
-    """The whole measurement for one scale, in this process (``drop``: ``forced_drops``' share)."""
+def run_scale(
+    scale: str,
+    root: Path,
+    threads: int,
+    drop: float = 0.0,
+    config_path: str | None = None,
+    scored: str | None = None,
+) -> dict:
+    """The whole measurement for one scale, in this process (``drop``: ``forced_drops``' share;
+    ``config_path``: TOML overrides of the scoring configuration; ``scored``: a folder to write
+    each note's final status to, to compare two configurations' outcomes)."""
     import numba
 
     from bridgewatch.integrity.adapters import integrity_tables
     from bridgewatch.runner import core_rater_factor, run_integrity, scoring_filters
-    from bridgewatch.scoring.config import ScoringConfig
+    from bridgewatch.scoring.config import load_config
     from bridgewatch.scoring.pipeline import score_dataset
     from bridgewatch.sim.config import config_for_scale
     from bridgewatch.sim.simulate import simulate
@@ -181,7 +192,7 @@ def run_scale(scale: str, root: Path, threads: int, drop: float = 0.0) -> dict:
     m = dataset.ratings
     n_ratings, epoch = m.n_ratings, int(m.created_at.max()) + 86_400_000
     del m  # scoring lends the dataset's matrix out (io.aside): holding it here would keep it
-    config = ScoringConfig()
+    config = load_config(config_path)
     t = time.perf_counter()
     found = run_integrity(dataset, config)
     rows.append(("integrity (PSS + quasi-cliques)", time.perf_counter() - t, sampler.mark()))
@@ -219,6 +230,10 @@ def run_scale(scale: str, root: Path, threads: int, drop: float = 0.0) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     counts = {"ratings": m.n_ratings, "notes": m.n_notes, "raters": m.n_raters}
     statuses = result.scored_notes["finalRatingStatus"].value_counts().to_dict()
+    if scored is not None:
+        Path(scored).mkdir(parents=True, exist_ok=True)
+        table = result.scored_notes[["noteId", "finalRatingStatus"]]
+        table.to_csv(Path(scored) / f"{scale}-finalRatingStatus.tsv", sep="\t", index=False)
     return {
         "scale": scale,
         "rows": rows,
@@ -292,12 +307,18 @@ def main() -> None:
     ap.add_argument("--root", default="/tmp/bw-scale")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--drop", type=float, default=0.0, help="also drop this share of ratings (forced_drops)")
+    ap.add_argument("--config", default=None, help="TOML overrides of the scoring configuration")
+    ap.add_argument("--scored", default=None, help="write SCALE-finalRatingStatus.tsv into this folder")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     if args.worker:
-        print("RESULT " + json.dumps(run_scale(args.worker, root, args.threads, args.drop)), flush=True)
+        print(
+            "RESULT "
+            + json.dumps(run_scale(args.worker, root, args.threads, args.drop, args.config, args.scored)),
+            flush=True,
+        )
         return
     parts = []
     for scale in args.scales.split(","):
@@ -313,6 +334,8 @@ def main() -> None:
             "--drop",
             str(args.drop),
         ]
+        cmd += ["--config", args.config] if args.config else []
+        cmd += ["--scored", args.scored] if args.scored else []
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:

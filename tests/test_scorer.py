@@ -177,7 +177,9 @@ def test_prescore_fits_harassment_model_on_prepenalty_raters():
     )  # fmt: skip
     author = nt["noteAuthorParticipantId"].to_numpy(dtype=object)
     before = H.helpfulness_scores(m, valid, author, pre.first_round.note_intercept, prov, cfg.helpfulness)
-    expected = harassment_intercepts(m, train & H.helpful_rater_mask(m, before)[m.rater], pre.first_round)
+    expected = harassment_intercepts(
+        m, train & H.helpful_rater_mask(m, before)[m.rater], pre.first_round, ScoringConfig()
+    )
     assert np.array_equal(expected, pre.harassment_intercept, equal_nan=True)
 
 

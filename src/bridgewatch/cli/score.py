@@ -15,7 +15,7 @@ from bridgewatch.engines import ENGINES, close_engine, make_engine
 from bridgewatch.errors import DataFormatError
 from bridgewatch.phased import PHASES
 from bridgewatch.runner import score_directory
-from bridgewatch.scoring.config import load_config, with_overrides
+from bridgewatch.scoring.config import PROFILES, load_config, with_overrides
 from bridgewatch.scoring.pipeline import PipelineResult
 
 CACHE_FOLDER = ".bridgewatch-cache"
@@ -86,6 +86,11 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
 @click.option("--seed", type=int, default=42, show_default=True, help="random seed")
 @click.option("--epoch-millis", type=int, help="scoring time 'now' in ms (default: the wall clock)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config overrides")
+@click.option(
+    "--profile",
+    type=click.Choice(PROFILES),
+    help="a shipped config (fast: fewer Adam epochs, see docs/fast.md); --config overrides it",
+)
 @click.option("--no-parquet", is_flag=True, help="write TSV only")
 @click.option("--no-integrity", is_flag=True, help="skip post-selection similarity and quasi-cliques")
 @click.option("--no-coordination", is_flag=True,
@@ -126,6 +131,7 @@ def command(
     seed: int,
     epoch_millis: int | None,
     config_path: str | None,
+    profile: str | None,
     no_parquet: bool,
     no_integrity: bool,
     no_coordination: bool,
@@ -142,7 +148,7 @@ def command(
 ) -> None:
     """Score notes and contributors the way X's open-source scorer does, deterministically."""
     console = Console(stderr=True, quiet=quiet)
-    config = load_config(config_path)
+    config = load_config(config_path, profile)
     if no_coordination:
         config = with_overrides(config, {"integrity": {"coordination": False}})
     if surprise is not None:

@@ -14,6 +14,7 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bridgewatch.errors import ConfigError
@@ -218,6 +219,31 @@ class IntegrityConfig:
 
 
 @dataclass(frozen=True)
+class DiligenceFitConfig:
+    """Epoch caps of the low-diligence reputation model's Adam fits (§3.5). The reference stops
+    each at 300 epochs, or earlier once the loss moves less than 1e-5 between checks five epochs
+    apart; at scale round 1 reaches that cap without converging and is the largest single cost of a
+    Core-family prescoring. Lower caps (the fast profile, ``docs/fast.md``) trade a little agreement
+    with the reference for CPU; the defaults are the reference's."""
+
+    round1_max_epochs: int = param(
+        300, "prescoring round 1 (reputation fixed at 1): most epochs", "§3.5", ge=1
+    )
+    round2_max_epochs: int = param(300, "prescoring round 2 (reputation learned): most epochs", "§3.5", ge=1)
+    round3_max_epochs: int = param(300, "prescoring round 3 (intercepts refit): most epochs", "§3.5", ge=1)
+    final_max_epochs: int = param(300, "each of final scoring's two fits: most epochs", "§3.5", ge=1)
+
+
+@dataclass(frozen=True)
+class HarassmentFitConfig:
+    """The tag-consensus harassment model's Adam fit (§4.5): the helpfulness solver's stopping rule
+    (loss change below 1e-7, or a rise after epoch 100) with a safety cap, 5000 epochs by default.
+    A lower cap (the fast profile) stops the fit earlier; the defaults are the reference's."""
+
+    max_epochs: int = param(5000, "most Adam epochs of the tag-consensus fit", "§4.5", ge=1)
+
+
+@dataclass(frozen=True)
 class ScoringConfig:
     """The whole configuration: one instance of each section."""
 
@@ -231,6 +257,8 @@ class ScoringConfig:
     contributor: ContributorConfig = field(default_factory=ContributorConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
+    diligence: DiligenceFitConfig = field(default_factory=DiligenceFitConfig)
+    harassment: HarassmentFitConfig = field(default_factory=HarassmentFitConfig)
 
     def validate(self) -> ScoringConfig:
         """Check every bound; raise ``ConfigError`` naming the first bad field."""
@@ -296,11 +324,31 @@ def with_overrides(config: ScoringConfig, overrides: dict[str, Any]) -> ScoringC
     return dataclasses.replace(config, **updates).validate()
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> ScoringConfig:
-    """Defaults, overridden by the TOML file at ``path`` if given."""
+# Shipped configurations (``bridgewatch score --profile NAME``): TOML files beside this module.
+PROFILES_DIR = Path(__file__).with_name("profiles")
+PROFILES = ("fast",)
+
+
+def profile_path(name: str) -> Path:
+    """The TOML file of the shipped profile ``name`` (``PROFILES``)."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES_DIR / f"{name}.toml"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, profile: str | None = None) -> ScoringConfig:
+    """Defaults, overridden by the shipped ``profile`` if given, then by the TOML file at ``path``
+    if given (so a file can adjust a profile)."""
     config = ScoringConfig()
+    if profile is not None:
+        config = _load_toml(config, profile_path(profile))
     if path is None:
         return config.validate()
+    return _load_toml(config, path)
+
+
+def _load_toml(config: ScoringConfig, path: str | os.PathLike[str]) -> ScoringConfig:
+    """``config`` overridden by the TOML file at ``path``; errors name the file."""
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

@@ -22,7 +22,7 @@ float64 arrays over the whole map, NaN where a note or rater had no ratings in t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -71,6 +71,14 @@ class DiligenceConfig:
     adam: AdamSettings = field(
         default_factory=lambda: AdamSettings(learning_rate=0.2, max_epochs=300, tolerance=1e-5, check_every=5)
     )
+    # most Adam epochs of prescoring rounds 1, 2, 3 and of each final fit, in place of
+    # ``adam.max_epochs`` (None: that one); ``config.DiligenceFitConfig`` sets them (fast profile)
+    epoch_caps: tuple[int | None, int | None, int | None, int | None] = (None, None, None, None)
+
+    def settings(self, fit: int) -> AdamSettings:
+        """Adam settings of fit ``fit``: 0, 1, 2 the prescoring rounds, 3 the final fits."""
+        cap = self.epoch_caps[fit]
+        return self.adam if cap is None else replace(self.adam, max_epochs=cap)
 
 
 @dataclass
@@ -225,10 +233,10 @@ def fit_prescoring(
     lay = layout(ln, lr, nn, nu)  # the three rounds fit the same ratings: sort them once
     w12 = rating_weights(ln, target, c.pos_weight)
     round1 = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round1, c.adam, prepared=lay)
+    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round1, c.settings(0), prepared=lay)
     g1 = float(p.global_intercept[0])
     round2 = ("note_factor", "rater_factor", "rater_intercept", "rater_reputation", "global_intercept")
-    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round2, c.adam, prepared=lay)
+    p, _, _ = fit_adam(ln, lr, target, w12, p, pen, round2, c.settings(1), prepared=lay)
     g2 = float(p.global_intercept[0])
     ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
     w3 = rating_weights(
@@ -237,7 +245,7 @@ def fit_prescoring(
         alpha=c.alpha, note_norm_exp=c.third_round_note_norm_exp, n_notes=nn,
     )  # fmt: skip
     round3 = ("note_intercept", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, round3, c.adam, prepared=lay)
+    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, round3, c.settings(2), prepared=lay)
     g3 = float(p.global_intercept[0])
     return DiligencePrescoring(
         note_intercept=_scatter(n_notes, notes, p.note_intercept),
@@ -285,16 +293,16 @@ def fit_prescoring_kept(
 
     cw = k.class_weights(c.pos_weight)
     round1 = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam_signed(k.layout, cw, p, pen, round1, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, cw, p, pen, round1, c.settings(0))
     g1 = float(p.global_intercept[0])
     round2 = ("note_factor", "rater_factor", "rater_intercept", "rater_reputation", "global_intercept")
-    p, _, _ = fit_adam_signed(k.layout, cw, p, pen, round2, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, cw, p, pen, round2, c.settings(1))
     g2 = float(p.global_intercept[0])
     ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
     sw = np.empty(r)
     k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
     round3 = ("note_intercept", "rater_intercept", "global_intercept")
-    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round3, c.adam)
+    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round3, c.settings(2))
     g3 = float(p.global_intercept[0])
     return DiligencePrescoring(
         note_intercept=_scatter(matrix.n_notes, notes, p.note_intercept),
@@ -347,12 +355,14 @@ def fit_final_kept(
     notes, raters = k.notes, k.raters
     c = config or DiligenceConfig()
     pen, p = _final_start(c, pre, notes, raters, k.n_ratings)
-    p, _, _ = fit_adam_signed(k.layout, k.class_weights(c.pos_weight), p, pen, ("note_factor",), c.adam)
+    p, _, _ = fit_adam_signed(
+        k.layout, k.class_weights(c.pos_weight), p, pen, ("note_factor",), c.settings(3)
+    )
     p.global_intercept = np.array([pre.global_intercepts[2]])
     p.rater_intercept = _take_zeroed(pre.rater_intercept, raters)
     sw = np.empty(k.n_ratings)
     k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
-    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_intercept",), c.adam)
+    p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_intercept",), c.settings(3))
     return _scatter(matrix.n_notes, notes, p.note_intercept), _scatter(matrix.n_notes, notes, p.note_factor)
 
 
@@ -479,7 +489,7 @@ def fit_final(
     pen, p = _final_start(c, pre, notes, raters, ln.shape[0])
     lay = layout(ln, lr, nn, nu)
     w2 = rating_weights(ln, target, c.pos_weight)
-    p, _, _ = fit_adam(ln, lr, target, w2, p, pen, ("note_factor",), c.adam, prepared=lay)
+    p, _, _ = fit_adam(ln, lr, target, w2, p, pen, ("note_factor",), c.settings(3), prepared=lay)
     p.global_intercept = np.array([pre.global_intercepts[2]])
     p.rater_intercept = _take_zeroed(pre.rater_intercept, raters)
     w3 = rating_weights(
@@ -487,5 +497,5 @@ def fit_final(
         reputation=np.maximum(p.rater_reputation, 0.0)[lr], reputation_exp=c.reputation_exp,
         alpha=c.alpha, note_norm_exp=c.third_round_note_norm_exp, n_notes=nn,
     )  # fmt: skip
-    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, ("note_intercept",), c.adam, prepared=lay)
+    p, _, _ = fit_adam(ln, lr, target, w3, p, pen, ("note_intercept",), c.settings(3), prepared=lay)
     return _scatter(n_notes, notes, p.note_intercept), _scatter(n_notes, notes, p.note_factor)

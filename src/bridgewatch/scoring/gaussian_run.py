@@ -227,7 +227,9 @@ def run_gaussian(
     )
     # Same ratings and rater factors as the base scorer's reputation fit: reuse it when it exists.
     fit_keep = reuse_or_fit(reuse, keep, m.note)
-    low_dil = taken(reuse, "lowDiligence", low_diligence(inputs, spec, pre, fit_keep, round2, base_diligence))
+    low_dil = taken(
+        reuse, "lowDiligence", low_diligence(inputs, spec, config, pre, fit_keep, round2, base_diligence)
+    )
     sides = note_counts_by_rater_sign_kept(
         m.note, m.rater, m.value, keep, pre.params.rater_factor[:, 0], m.n_notes
     )

@@ -19,7 +19,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
-from bridgewatch.scoring.harassment import fit_tag_consensus_kept
+from bridgewatch.scoring.harassment import HarassmentConfig, fit_tag_consensus_kept
 from bridgewatch.scoring.mf import MFParams, MFProblem, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
@@ -250,11 +250,20 @@ def _torch_init(
     return TorchInit(seed, inputs.rating_rank, unseeded_model=unseeded_model, rater_grouped=rater_grouped)
 
 
-def harassment_intercepts(matrix: RatingMatrix, keep: np.ndarray, round1: MFParams) -> np.ndarray:
+def harassment_intercepts(
+    matrix: RatingMatrix, keep: np.ndarray, round1: MFParams, config: ScoringConfig
+) -> np.ndarray:
     """float[N] ``harassmentNoteIntercept`` (§4.5) fitted on the ratings in ``keep``, factors
-    started from the round-1 helpfulness fit; NaN where the model has no score or aborts."""
+    started from the round-1 helpfulness fit, at most ``config.harassment.max_epochs`` Adam epochs;
+    NaN where the model has no score or aborts."""
+    c = HarassmentConfig()
+    c = replace(c, adam=replace(c.adam, max_epochs=config.harassment.max_epochs))
     return fit_tag_consensus_kept(
-        matrix, keep, note_factor_init=round1.note_factor[:, 0], rater_factor_init=round1.rater_factor[:, 0]
+        matrix,
+        keep,
+        note_factor_init=round1.note_factor[:, 0],
+        rater_factor_init=round1.rater_factor[:, 0],
+        config=c,
     ).note_intercept
 
 
@@ -322,7 +331,7 @@ def prescore(
         # §2.7 steps 4–5: the tag-consensus model learns from the raters who pass the filter
         # before any harassment penalty, so the penalty cannot feed back into its own data.
         before = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc)
-        harassment = harassment_intercepts(m, train & H.helpful_rater_mask(m, before)[m.rater], p1)
+        harassment = harassment_intercepts(m, train & H.helpful_rater_mask(m, before)[m.rater], p1, config)
     penalty = H.harassment_penalty(m, train, harassment, hc)
     table = H.helpfulness_scores(m, valid, author, p1.note_intercept, prov, hc, penalty)
     helpful = H.helpful_rater_mask(m, table)

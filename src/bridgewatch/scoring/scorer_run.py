@@ -117,6 +117,14 @@ def diligence_start(inputs: ScoringInputs, pre: PrescoreResult) -> D.DiligenceSt
     return D.DiligenceStart(pre.seed, k, _id_rank(m.note_ids), _id_rank(m.rater_ids))
 
 
+def diligence_config(config: ScoringConfig) -> D.DiligenceConfig:
+    """The reputation model's settings with ``config.diligence``'s epoch caps (the reference's
+    300 each by default; the fast profile lowers them)."""
+    c = config.diligence
+    caps = (c.round1_max_epochs, c.round2_max_epochs, c.round3_max_epochs, c.final_max_epochs)
+    return D.DiligenceConfig(epoch_caps=caps)
+
+
 @dataclass(frozen=True, eq=False)
 class ScorerPrescore:
     """Everything final scoring needs from one scorer's prescoring (§6.8), in the matrix's index space.
@@ -208,7 +216,9 @@ def prescore_scorer(
     final_round = P.count_filter(m, scope, f.min_ratings_per_note, f.min_ratings_per_rater)
     final_round = final_round & pre.helpful_raters[m.rater]
     if _diligence_on(spec) and final_round.any():
-        dil = D.fit_prescoring_kept(m, final_round, rater_factor(pre), start=diligence_start(inputs, pre))
+        dil = D.fit_prescoring_kept(
+            m, final_round, rater_factor(pre), diligence_config(config), start=diligence_start(inputs, pre)
+        )
     return ScorerPrescore(pre, thresholds, inc_num, inc_total, dil)
 
 
@@ -245,6 +255,7 @@ def note_filters(
 def low_diligence(
     inputs: ScoringInputs,
     spec: ScorerSpec,
+    config: ScoringConfig,
     pre: PrescoreResult,
     final_keep: np.ndarray,
     train: np.ndarray,
@@ -258,17 +269,24 @@ def low_diligence(
     m = inputs.matrix
     dil = prescoring
     if dil is None:
-        dil = D.fit_prescoring_kept(m, train, rater_factor(pre), start=diligence_start(inputs, pre))
-    return _final_low_diligence(inputs, spec, ScorerPrescore(pre, np.zeros(0), train, train, dil), final_keep)
+        dil = D.fit_prescoring_kept(
+            m, train, rater_factor(pre), diligence_config(config), start=diligence_start(inputs, pre)
+        )
+    state = ScorerPrescore(pre, np.zeros(0), train, train, dil)
+    return _final_low_diligence(inputs, spec, config, state, final_keep)
 
 
 def _final_low_diligence(
-    inputs: ScoringInputs, spec: ScorerSpec, state: ScorerPrescore, final_keep: np.ndarray
+    inputs: ScoringInputs,
+    spec: ScorerSpec,
+    config: ScoringConfig,
+    state: ScorerPrescore,
+    final_keep: np.ndarray,
 ):
     m = inputs.matrix
     if not _diligence_on(spec) or state.diligence is None or not final_keep.any():
         return np.full(m.n_notes, np.nan)
-    intercept, _ = D.fit_final_kept(m, final_keep, state.diligence)
+    intercept, _ = D.fit_final_kept(m, final_keep, state.diligence, diligence_config(config))
     return intercept
 
 
@@ -327,7 +345,9 @@ def final_scorer(
         m, keep, factor, rf, thresholds, inc_num, inc_total, tf
     )
     low_dil = taken(
-        reuse, "lowDiligence", _final_low_diligence(inputs, spec, state, reuse_or_fit(reuse, keep, m.note))
+        reuse,
+        "lowDiligence",
+        _final_low_diligence(inputs, spec, config, state, reuse_or_fit(reuse, keep, m.note)),
     )
 
     def col(name: str) -> np.ndarray:
