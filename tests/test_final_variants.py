@@ -51,23 +51,23 @@ def test_final_round_count_is_scope_ratings_of_scored_raters(final):
 
 def test_a_refit_on_the_final_fits_ratings_is_not_run_again_and_gives_the_same_bits(final, monkeypatch):
     # A refit whose subset drops no rating of the final fit's (here: no high-volume rater among
-    # them) is that fit (``_same_fit``); every column equals what running it again gives.
+    # them) is that fit (``same_fit``); every column equals what running it again gives.
     from bridgewatch.scoring import scorer as S
 
     inputs, pre, _ = final
     cfg = ScoringConfig()
     calls = []
-    real = S._same_fit
+    real = S.same_fit
 
     def counted(*args):
         out = real(*args)
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(S, "_same_fit", counted)
+    monkeypatch.setattr(S, "same_fit", counted)
     shared = S.final_columns(inputs, core(), pre, cfg)
     assert any(calls)
-    monkeypatch.setattr(S, "_same_fit", lambda *args: None)
+    monkeypatch.setattr(S, "same_fit", lambda *args: None)
     refitted = S.final_columns(inputs, core(), pre, cfg)
     assert shared.keys() == refitted.keys()
     for name, column in refitted.items():
@@ -80,11 +80,11 @@ def test_a_refit_on_the_final_fits_ratings_is_not_run_again_and_gives_the_same_b
 
 
 def test_same_fit_only_for_the_same_ratings_and_regularization():
-    from bridgewatch.scoring.scorer import _same_fit
+    from bridgewatch.scoring.rescore import same_fit
 
     mask = np.array([True, False, True])
     fitted = np.array([0.5, np.nan])
-    out = _same_fit(mask.copy(), 0.2, mask, 0.2, fitted)
+    out = same_fit(mask.copy(), 0.2, mask, 0.2, fitted)
     assert out is not None and out is not fitted and out.tobytes() == fitted.tobytes()
-    assert _same_fit(np.array([True, True, True]), 0.2, mask, 0.2, fitted) is None
-    assert _same_fit(mask.copy(), 10.0, mask, 0.2, fitted) is None
+    assert same_fit(np.array([True, True, True]), 0.2, mask, 0.2, fitted) is None
+    assert same_fit(mask.copy(), 10.0, mask, 0.2, fitted) is None

@@ -20,8 +20,9 @@ from bridgewatch.io.matrix import build_rating_matrix, index_dtype
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import rescore as RS
+from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.rules import note_counts_by_rater_sign, note_counts_by_rater_sign_kept
-from bridgewatch.scoring.scorer import ScoringInputs, drop_captured_out
+from bridgewatch.scoring.scorer import ScoringInputs
 from bridgewatch.scoring.scorer_specs import core
 from bridgewatch.scoring.tag_filter import distance_weights, note_tag_aggregates, zscore
 

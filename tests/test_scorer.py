@@ -13,11 +13,11 @@ from bridgewatch.io.matrix import build_rating_matrix
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import topics
+from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.rules import NO_STATUS
 from bridgewatch.scoring.scorer import (
     captured_out,
-    drop_captured_out,
     final_columns,
     harassment_intercepts,
     prepare_inputs,

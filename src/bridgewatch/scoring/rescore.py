@@ -378,3 +378,16 @@ def reused_fits(
             values[f] = v
         out[name] = ReusedFits(partial, values, high_flipped)
     return out
+
+
+def same_fit(
+    mask: np.ndarray, rho_n: float, fit_mask: np.ndarray, fit_rho: float, fitted: np.ndarray
+) -> np.ndarray | None:
+    """A copy of ``fitted`` (float64[N], the final fit's intercepts, made on the ratings
+    ``fit_mask`` bool[R] with ``fit_rho``) when a refit on ``mask`` with ``rho_n`` is that same fit,
+    else None. A fit is a function of its ratings and regularization alone (deterministic), so a
+    refit whose subset drops no rating of the fit's (no correlated rater in scope, say) need not
+    run again: the same bits, one Adam fit less."""
+    if rho_n != fit_rho or not np.array_equal(mask, fit_mask):
+        return None
+    return np.array(fitted, dtype=np.float64, copy=True)

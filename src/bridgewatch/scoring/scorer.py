@@ -18,13 +18,14 @@ from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
 from bridgewatch.scoring.harassment import HarassmentConfig, fit_tag_consensus_kept
 from bridgewatch.scoring.mf import MFParams, MFProblem, build_problem, fit_mf
 from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.recent import Recent
-from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
+from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, same_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
@@ -437,30 +438,6 @@ def reported_notes(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
     return topics & in_history & ~captured_out(inputs, spec)
 
 
-# The per-note model columns the capture test blanks (``{prefix}Note{name}``).
-_CAPTURED_COLUMNS = ("Intercept", "Factor1", "InterceptNoHighVol", "InterceptNoCorrelated",
-                     "InterceptPopulationSampled", "InterceptMin", "InterceptMax")  # fmt: skip
-
-
-def drop_captured_out(
-    columns: dict[str, np.ndarray], drop: np.ndarray, spec: ScorerSpec
-) -> dict[str, np.ndarray]:
-    """``score_final``'s columns with the model columns of ``drop`` notes set to NaN (the reference
-    removes those notes' rows after scoring, §6.1); a new dict, the input's arrays untouched.
-
-    Columns, not a frame: final scoring reads a scorer's ~20 columns a few times and builds its
-    frame once, after this (each frame built or column read through pandas was a fixed cost per
-    scorer, ~27 of them in every final run, incremental or not)."""
-    drop = np.asarray(drop, dtype=bool)
-    out = dict(columns)
-    if not drop.any():
-        return out
-    for name in _CAPTURED_COLUMNS:
-        col = f"{spec.prefix}Note{name}"
-        out[col] = np.where(drop, np.nan, np.asarray(columns[col], dtype=np.float64))
-    return out
-
-
 def final_note_fit(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -531,19 +508,6 @@ def score_final(
     return pd.DataFrame(columns)
 
 
-def _same_fit(
-    mask: np.ndarray, rho_n: float, fit_mask: np.ndarray, fit_rho: float, fitted: np.ndarray
-) -> np.ndarray | None:
-    """A copy of ``fitted`` (float64[N], the final fit's intercepts, made on the ratings
-    ``fit_mask`` bool[R] with ``fit_rho``) when a refit on ``mask`` with ``rho_n`` is that same fit,
-    else None. A fit is a function of its ratings and regularization alone (deterministic), so a
-    refit whose subset drops no rating of the fit's (no correlated rater in scope, say) need not
-    run again: the same bits, one Adam fit less."""
-    if rho_n != fit_rho or not np.array_equal(mask, fit_mask):
-        return None
-    return np.array(fitted, dtype=np.float64, copy=True)
-
-
 def final_columns(
     inputs: ScoringInputs,
     spec: ScorerSpec,
@@ -590,7 +554,7 @@ def final_columns(
             mask = reuse_or_fit(reuse, mask, m.note)
         out = np.full(m.n_notes, np.nan)
         if mask.any():
-            out = _same_fit(mask, rho_n, fit_keep, rho, fitted)
+            out = same_fit(mask, rho_n, fit_keep, rho, fitted)
             if out is None:
                 out = final_note_fit(inputs, spec, pre, config, mask, rho_n, engine)[0]
         return out if name is None else taken(reuse, name, out)

@@ -20,6 +20,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.schema import Status
 from bridgewatch.scoring import diligence as D
 from bridgewatch.scoring import preprocess as P
+from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.compact import expand_fields, pack_fields
 from bridgewatch.scoring.config import ScoringConfig, TagFilterConfig
 from bridgewatch.scoring.incorrect_filter import (
@@ -35,7 +36,6 @@ from bridgewatch.scoring.scorer import (
     PrescoreResult,
     ScoringInputs,
     captured_out,
-    drop_captured_out,
     final_columns,
     final_rater_factor,
     final_rating_mask,
