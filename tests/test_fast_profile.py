@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bridgewatch import schema
 from bridgewatch.cli import cli
 from bridgewatch.errors import ConfigError
-from bridgewatch.io.matrix import build_rating_matrix
 from bridgewatch.scoring import diligence as dl
 from bridgewatch.scoring import harassment as hr
 from bridgewatch.scoring.config import PROFILES, ScoringConfig, load_config, profile_path, with_overrides
@@ -26,7 +24,7 @@ from bridgewatch.scoring.scorer_specs import core
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 from matrices import random_matrix
-from test_scorer import community
+from test_scorer import harassed_community
 
 
 def _fast_table() -> dict:
@@ -103,15 +101,7 @@ def test_diligence_caps_reach_each_round_and_the_final_fits(monkeypatch) -> None
 
 
 def test_harassment_cap_reaches_the_tag_consensus_fit(monkeypatch) -> None:
-    m, notes, nsh, enroll = community()
-    tags = m.tags.copy()
-    tags[(m.value == 0.0) & (np.arange(m.n_ratings) % 3 == 0)] |= np.uint32(
-        1 << schema.TAG_BIT["notHelpfulSpamHarassmentOrAbuse"]
-    )
-    m = build_rating_matrix(
-        note=m.note, rater=m.rater, value=m.value, created_at=m.created_at, tags=tags,
-        population_sampled=m.population_sampled, note_ids=m.note_ids, rater_ids=m.rater_ids,
-    )  # fmt: skip
+    m, notes, nsh, enroll = harassed_community()
     rec = _Recorder(monkeypatch, hr)
     cfg = ScoringConfig()
     free = prescore(prepare_inputs(m, notes, nsh, enroll, cfg), core(), cfg)

@@ -151,9 +151,9 @@ def test_core_excludes_notes_of_every_assigned_topic():
     assert not {s.name: s for s in default_scorers()}["MFTopicScorer_InDimensionTwo"].report
 
 
-def test_prescore_fits_harassment_model_on_prepenalty_raters():
-    """§2.7 steps 4–6: the tag-consensus model learns from the ratings of raters who pass before
-    any penalty, and its intercepts drive the penalty column."""
+def harassed_community():
+    """``community()`` with every third NOT_HELPFUL rating tagged spam/harassment/abuse, so the
+    tag-consensus (harassment) model has labels to learn."""
     m, notes, nsh, enroll = community()
     tags = m.tags.copy()
     tags[(m.value == 0.0) & (np.arange(m.n_ratings) % 3 == 0)] |= np.uint32(
@@ -163,6 +163,13 @@ def test_prescore_fits_harassment_model_on_prepenalty_raters():
         note=m.note, rater=m.rater, value=m.value, created_at=m.created_at, tags=tags,
         population_sampled=m.population_sampled, note_ids=m.note_ids, rater_ids=m.rater_ids,
     )  # fmt: skip
+    return m, notes, nsh, enroll
+
+
+def test_prescore_fits_harassment_model_on_prepenalty_raters():
+    """§2.7 steps 4–6: the tag-consensus model learns from the ratings of raters who pass before
+    any penalty, and its intercepts drive the penalty column."""
+    m, notes, nsh, enroll = harassed_community()
     cfg = ScoringConfig()
     inputs = prepare_inputs(m, notes, nsh, enroll, cfg)
     pre = prescore(inputs, core(), cfg)
