@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import build_problem, fit_mf, objective, penalties
 from bridgewatch.scoring.mf_adam import _loss_and_grads, adam_fit
 from bridgewatch.scoring.mf_adam_kernels import adam_layout
+from bridgewatch.scoring.mf_adam_notes import fit_notes
 from test_mf import planted
 
 CFG = MFConfig()
@@ -211,7 +213,6 @@ def test_jitted_epoch_loop_gives_the_python_loops_bytes():
     w = np.random.default_rng(3).random(p.n_ratings)
     cases = [
         (CFG, {}),
-        (CFG, {"notes_only": True, "note_rows": 77.0}),
         (CFG, {"weights": w}),
         (dataclasses.replace(CFG, diamond_lambda=0.03), {"use_global_intercept": False}),
         (dataclasses.replace(CFG, adam_max_epochs=9), {}),
@@ -222,6 +223,42 @@ def test_jitted_epoch_loop_gives_the_python_loops_bytes():
         want, n_want = python_loop(p.note, p.rater, p.value, start(p, 4), cfg, 0.2, **ref_kw)
         assert n_got == n_want > 5 and got[0] == want[0]
         assert all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], want[1:], strict=True))
+
+
+def _two_factor_start(p, seed):
+    rng = np.random.default_rng(seed)
+    mu, ni, _, ri, _ = start(p, seed)
+    return mu, ni, rng.normal(0, 0.3, (p.n_notes, 2)), ri, rng.normal(0, 0.3, (p.n_raters, 2))
+
+
+@pytest.mark.parametrize(
+    ("cfg", "kw", "k"),
+    [
+        (CFG, {"note_rows": 77.0}, 1),
+        (CFG, {}, 1),
+        (CFG, {"weights": True, "note_rows": 50.0}, 1),
+        (dataclasses.replace(CFG, diamond_lambda=0.03), {"use_global_intercept": False}, 1),
+        (CFG, {"note_rows": 77.0}, 2),
+        (dataclasses.replace(CFG, diamond_lambda=0.03), {"weights": True}, 2),
+        (dataclasses.replace(CFG, adam_max_epochs=9), {}, 1),
+    ],
+)
+def test_note_refit_gives_the_python_loops_bytes(cfg, kw, k):
+    """Final scoring's refit, ratings grouped by note (``mf_adam_notes``), against the Python loop
+    over the rater-grouped pass with only the notes trained: the same epochs and bytes. The
+    problem's raters fall in all of the pass's slices, and notes 40-44 have no ratings."""
+    m, _ = planted(n_notes=40, n_raters=90, n_ratings=1500)
+    p = build_problem(m)
+    if kw.get("weights") is True:
+        kw = kw | {"weights": np.random.default_rng(3).random(p.n_ratings)}
+    s = start(p, 4) if k == 1 else _two_factor_start(p, 4)
+    s = (s[0], np.r_[s[1], np.full(5, 0.2)], np.r_[s[2], np.full((5, k), -0.1)], s[3], s[4])
+    got, n_got = fit_notes(p.note, p.rater, p.value, s, cfg, 0.2, **kw)
+    ref_kw = {("use_mu" if key == "use_global_intercept" else key): v for key, v in kw.items()}
+    want, n_want = python_loop(p.note, p.rater, p.value, s, cfg, 0.2, notes_only=True, **ref_kw)
+    assert n_got == n_want > 5 and got[0] == want[0]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], want[1:], strict=True))
+    assert got[3].tobytes() == np.asarray(s[3]).tobytes()  # the raters stay frozen
 
 
 def test_jitted_bias_corrections_are_pythons_float_powers():

@@ -126,16 +126,14 @@ def adam_fit(
     use_global_intercept: bool = True,
     weights: np.ndarray | None = None,
     note_rows: float | None = None,
-    notes_only: bool = False,
 ) -> tuple[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """Run the reference's ``_fit_model`` loop on compact arrays; returns the final parameters
     (μ, i_n, f_n, i_u, f_u — fresh arrays) and the number of epochs.
 
     ``weights``: float64[R] per-rating loss weights (the normalized loss, §2.9); ``note_rows``: the
     simulated number of notes of the loss-ratio form (R/ρ_n, §2.2) dividing the note penalties
-    (None: their mean over the fit's notes); ``notes_only``: raters and μ frozen, as in final
-    scoring — their gradients neither move them nor enter the clipping norm. The loop stops when an
-    epoch changes the loss by ≤
+    (None: their mean over the fit's notes; final scoring's note refit with raters and μ frozen is
+    ``mf_adam_notes.fit_notes``). The loop stops when an epoch changes the loss by ≤
     ``config.adam_convergence``, or after epoch 100 when the loss went up, or (a safeguard the
     reference lacks) after ``config.adam_max_epochs``.
     """
@@ -143,7 +141,7 @@ def adam_fit(
         return _empty(start, use_global_intercept)
     k = np.shape(start[2])[1]
     lay = adam_layout(note, rater, value, np.shape(start[1])[0], np.shape(start[3])[0], k, weights)
-    return _run(lay, start, config, learning_rate, use_global_intercept, note_rows, notes_only)
+    return _run(lay, start, config, learning_rate, use_global_intercept, note_rows)
 
 
 def adam_fit_problem(
@@ -167,7 +165,7 @@ def adam_fit_problem(
         k = np.shape(start[2])[1]
         lay = layout_of(problem.rater_indptr, note, value, np.zeros(0), problem.n_notes, k)
         del note, value
-        return _run(lay, start, config, learning_rate, use_global_intercept, None, False)
+        return _run(lay, start, config, learning_rate, use_global_intercept, None)
 
 
 def _empty(start, use_global_intercept: bool):
@@ -178,7 +176,7 @@ def _empty(start, use_global_intercept: bool):
 
 
 def _run(lay: AdamLayout, start, config: MFConfig, learning_rate: float, use_global_intercept: bool,
-         note_rows: float | None, notes_only: bool):  # fmt: skip
+         note_rows: float | None):  # fmt: skip
     """The epoch loop of ``adam_fit`` on a built layout."""
     mu0, ni0, nf0, ri0, rf0 = start
     mu = np.array([float(mu0) if use_global_intercept else 0.0])
@@ -202,7 +200,7 @@ def _run(lay: AdamLayout, start, config: MFConfig, learning_rate: float, use_glo
     rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
     epoch = _epochs(
         lay.indptr, lay.cuts, lay.note, lay.value, lay.weight, lay.packed, lay.part, lay.sums,
-        mu, ni, nf, ri, rf, g_mu, *grads, *first, *second, lam, rows, use_global_intercept, notes_only,
+        mu, ni, nf, ri, rf, g_mu, *grads, *first, *second, lam, rows, use_global_intercept,
         float(learning_rate), float(config.adam_convergence), float(config.adam_clip_norm),
         int(config.adam_max_epochs),
     )  # fmt: skip
@@ -224,12 +222,12 @@ def _evaluate(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf,
 @numba.njit(cache=True, nogil=True)
 def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf,
             g_ri, g_rf, m_ni, m_nf, m_ri, m_rf, m_mu, v_ni, v_nf, v_ri, v_rf, v_mu, lam, rows, use_mu,
-            notes_only, learning_rate, convergence, clip_norm, max_epochs):  # fmt: skip
+            learning_rate, convergence, clip_norm, max_epochs):  # fmt: skip
     """The reference's epoch loop (``adam_fit``) in one jitted call; updates the parameter blocks
     in place and returns the number of epochs.
 
     Operation for operation the Python loop it replaced (the bits are pinned by a test): the
-    gradient norm adds the blocks' squares in order (ni, nf[, ri, rf, μ]), ``min(1, x)`` keeps
+    gradient norm adds the blocks' squares in order (ni, nf, ri, rf, μ), ``min(1, x)`` keeps
     Python's tie and NaN behaviour (1 unless x < 1), and the bias corrections call libm's ``pow``
     as CPython's float power does."""
     ev = (indptr, cuts, note, value, weight, packed, part, sums)
@@ -241,12 +239,9 @@ def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, r
             break
         prev = loss
         sq = sum_squares(g_ni.ravel()) + sum_squares(g_nf.ravel())
-        mu_sq = 0.0
-        if not notes_only:
-            sq = sq + sum_squares(g_ri.ravel())
-            sq = sq + sum_squares(g_rf.ravel())
-            mu_sq = g_mu[0] * g_mu[0]
-        total = np.sqrt(sq + mu_sq)
+        sq = sq + sum_squares(g_ri.ravel())
+        sq = sq + sum_squares(g_rf.ravel())
+        total = np.sqrt(sq + g_mu[0] * g_mu[0])
         ratio = clip_norm / (total + 1e-6)
         coef = ratio if ratio < 1.0 else 1.0
         t = float(epoch + 1)
@@ -254,11 +249,10 @@ def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, r
         bc2_sqrt = np.sqrt(1.0 - math.pow(_BETA2, t))
         _adam_update(ni, g_ni, m_ni, v_ni, coef, lr_t, bc2_sqrt)
         _adam_update(nf, g_nf, m_nf, v_nf, coef, lr_t, bc2_sqrt)
-        if not notes_only:
-            _adam_update(ri, g_ri, m_ri, v_ri, coef, lr_t, bc2_sqrt)
-            _adam_update(rf, g_rf, m_rf, v_rf, coef, lr_t, bc2_sqrt)
-            if use_mu:
-                _adam_update(mu, g_mu, m_mu, v_mu, coef, lr_t, bc2_sqrt)
+        _adam_update(ri, g_ri, m_ri, v_ri, coef, lr_t, bc2_sqrt)
+        _adam_update(rf, g_rf, m_rf, v_rf, coef, lr_t, bc2_sqrt)
+        if use_mu:
+            _adam_update(mu, g_mu, m_mu, v_mu, coef, lr_t, bc2_sqrt)
         loss = _evaluate(*ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu)
         epoch += 1
     return epoch

@@ -17,6 +17,7 @@ import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import MFProblem
+from bridgewatch.scoring.mf_adam_notes import fit_notes
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
 
 
@@ -86,11 +87,9 @@ def adam_notes(note, rater, value, ri, rf, mu, start, note_rows, config: MFConfi
     """The reference's frozen-rater note refit (compact arrays): Adam at ``adam_init_learning_rate``
     from ``start`` = (i_n float[N], f_n float[N, k]), note penalties over ``note_rows`` simulated
     notes (R/ρ_n; the number of notes for plain mean regularization). Returns (i_n, f_n)."""
-    from bridgewatch.scoring.mf_adam import adam_fit
-
-    (_, ni, nf, _, _), _ = adam_fit(
+    (_, ni, nf, _, _), _ = fit_notes(
         note, rater, value, (float(mu), start[0], start[1], ri, rf), config,
-        config.adam_init_learning_rate, note_rows=note_rows, notes_only=True,
+        config.adam_init_learning_rate, note_rows=note_rows,
     )  # fmt: skip
     return ni, nf
 
