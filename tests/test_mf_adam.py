@@ -241,21 +241,27 @@ def _two_factor_start(p, seed):
         (CFG, {"note_rows": 77.0}, 2),
         (dataclasses.replace(CFG, diamond_lambda=0.03), {"weights": True}, 2),
         (dataclasses.replace(CFG, adam_max_epochs=9), {}, 1),
+        (CFG, {"shuffled": True, "weights": True}, 1),
+        (CFG, {"shuffled": True, "note_rows": 77.0}, 2),
     ],
 )
 def test_note_refit_gives_the_python_loops_bytes(cfg, kw, k):
     """Final scoring's refit, ratings grouped by note (``mf_adam_notes``), against the Python loop
-    over the rater-grouped pass with only the notes trained: the same epochs and bytes. The
-    problem's raters fall in all of the pass's slices, and notes 40-44 have no ratings."""
+    over the rater-grouped pass with only the notes trained: the same epochs and bytes, from
+    ratings in a problem's (note, rater) order or shuffled. The problem's raters fall in all of
+    the pass's slices, and notes 40-44 have no ratings."""
     m, _ = planted(n_notes=40, n_raters=90, n_ratings=1500)
     p = build_problem(m)
+    kw = dict(kw)
+    order = np.random.default_rng(5).permutation(p.n_ratings) if kw.pop("shuffled", False) else slice(None)
+    note, rater, value = p.note[order], p.rater[order], p.value[order]
     if kw.get("weights") is True:
-        kw = kw | {"weights": np.random.default_rng(3).random(p.n_ratings)}
+        kw["weights"] = np.random.default_rng(3).random(p.n_ratings)
     s = start(p, 4) if k == 1 else _two_factor_start(p, 4)
     s = (s[0], np.r_[s[1], np.full(5, 0.2)], np.r_[s[2], np.full((5, k), -0.1)], s[3], s[4])
-    got, n_got = fit_notes(p.note, p.rater, p.value, s, cfg, 0.2, **kw)
+    got, n_got = fit_notes(note, rater, value, s, cfg, 0.2, **kw)
     ref_kw = {("use_mu" if key == "use_global_intercept" else key): v for key, v in kw.items()}
-    want, n_want = python_loop(p.note, p.rater, p.value, s, cfg, 0.2, notes_only=True, **ref_kw)
+    want, n_want = python_loop(note, rater, value, s, cfg, 0.2, notes_only=True, **ref_kw)
     assert n_got == n_want > 5 and got[0] == want[0]
     assert all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], want[1:], strict=True))
     assert got[3].tobytes() == np.asarray(s[3]).tobytes()  # the raters stay frozen

@@ -33,6 +33,7 @@ from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.logistic_kernels import CHUNKS
 from bridgewatch.scoring.mf_adam import _BETA1, _BETA2, _adam_update, _diamond_penalty, _mean_penalty
 from bridgewatch.scoring.mf_kernels import sum_squares
+from bridgewatch.scoring.prefetch import AHEAD, prefetch
 from bridgewatch.scoring.threads import threads_for
 
 
@@ -67,9 +68,12 @@ def note_layout(
     n_notes: int,
     weight: np.ndarray | None = None,
 ) -> NoteLayout:
-    """Group one fit's ratings by note (two stable counting sorts, O(R + N + U)) and cut each
-    note's where ``mf_adam_kernels.layout_of`` cuts the raters into slices (by rating count)."""
+    """Group one fit's ratings by note and cut each note's where ``mf_adam_kernels.layout_of``
+    cuts the raters into slices (by rating count). Ratings already in (note, rater) order (an
+    ``MFProblem``'s) are used as they are; others are sorted (two stable counting sorts, O(R))."""
     note, rater = np.asarray(note), np.asarray(rater)
+    value = np.asarray(value, dtype=np.float64)
+    w = np.zeros(0) if weight is None else np.asarray(weight, dtype=np.float64)
     n_raters = ri.shape[0]
     by_rater = np.zeros(n_raters + 1, dtype=np.int64)
     np.cumsum(np.bincount(rater, minlength=n_raters), out=by_rater[1:])
@@ -78,23 +82,33 @@ def note_layout(
     cuts[0], cuts[-1] = 0, n_raters
     by_note = np.zeros(n_notes + 1, dtype=np.int64)
     np.cumsum(np.bincount(note, minlength=n_notes), out=by_note[1:])
-    order = _note_order(note, rater, by_rater, by_note)
-    sorted_rater = rater.astype(np.int64)[order]
-    notes, segments = _segments(by_note, np.searchsorted(cuts, sorted_rater, side="right"))
-    w = np.zeros(0) if weight is None else np.asarray(weight, dtype=np.float64)
+    if not _in_note_order(note, rater):
+        order = _note_order(note, rater, by_rater, by_note)
+        rater, value, w = rater[order], value[order], (w[order] if w.shape[0] else w)
+        del order
+    notes, segments = _segments(by_note, rater, cuts)
     rows = np.empty((n_raters, 1 + rf.shape[1]))
     rows[:, 0] = mu + ri  # the sum adam_fit's pass forms per rater, once
     rows[:, 1:] = rf
     return NoteLayout(
         notes=notes,
         segments=segments,
-        rater=sorted_rater,
-        value=np.asarray(value, dtype=np.float64)[order],
-        weight=w[order] if w.shape[0] else w,
+        rater=rater,
+        value=value,
+        weight=w,
         rows=rows,
         part=np.empty((n_notes, rf.shape[1])),
         note_sse=np.empty(n_notes),
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _in_note_order(note, rater):
+    """Whether the ratings are in (note, rater) order already."""
+    for j in range(1, note.shape[0]):
+        if note[j] < note[j - 1] or (note[j] == note[j - 1] and rater[j] < rater[j - 1]):
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -116,23 +130,31 @@ def _note_order(note, rater, by_rater, by_note):
 
 
 @numba.njit(cache=True, nogil=True)
-def _segments(by_note, chunk):
+def _segments(by_note, rater, cuts):
     """(first segment of each note int64[N+1], first rating of each segment int64[S+1]): a new
-    segment wherever the note or the rating's slice ``chunk`` changes."""
+    segment at each note's first rating and wherever a rating's rater is in a later slice than
+    the last one's (``cuts``: the slices' first raters). Counted first, then filled: S+1 entries,
+    not R+1."""
     n_n = by_note.shape[0] - 1
-    n_r = chunk.shape[0]
     notes = np.zeros(n_n + 1, dtype=np.int64)
-    starts = np.empty(n_r + 1, dtype=np.int64)
-    s = 0
-    for n in range(n_n):
-        notes[n] = s
-        for j in range(by_note[n], by_note[n + 1]):
-            if j == by_note[n] or chunk[j] != chunk[j - 1]:
-                starts[s] = j
-                s += 1
-    notes[n_n] = s
-    starts[s] = n_r
-    return notes, starts[: s + 1].copy()
+    for fill in range(2):
+        starts = np.empty(notes[n_n] + 1 if fill else 0, dtype=np.int64)
+        s = 0
+        for n in range(n_n):
+            notes[n] = s
+            c = -1
+            end = 0
+            for j in range(by_note[n], by_note[n + 1]):
+                if j == by_note[n] or rater[j] >= end:
+                    if fill:
+                        starts[s] = j
+                    s += 1
+                    while rater[j] >= cuts[c + 1]:
+                        c += 1
+                    end = cuts[c + 1]
+        notes[n_n] = s
+    starts[s] = by_note[n_n]
+    return notes, starts
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", nogil=True)
@@ -142,6 +164,8 @@ def _note_pass(notes, segments, rater, value, weight, rows, ni, nf, g_ni, g_nf, 
     partials, one per segment, added in slice order (module docstring)."""
     n_r = rater.shape[0]
     k = nf.shape[1]
+    width = rows.shape[1]
+    last = n_r - 1
     weighted = weight.shape[0] == n_r
     scale = 2.0 / n_r
     for n in numba.prange(ni.shape[0]):
@@ -156,6 +180,7 @@ def _note_pass(notes, segments, rater, value, weight, rows, ni, nf, g_ni, g_nf, 
                 p0 = 0.0
                 p1 = 0.0
                 for j in range(segments[s], segments[s + 1]):
+                    prefetch(rows, np.int64(rater[min(j + AHEAD, last)]) * width)
                     u = rater[j]
                     pred = rows[u, 0] + a
                     pred += rows[u, 1] * b0
@@ -175,6 +200,7 @@ def _note_pass(notes, segments, rater, value, weight, rows, ni, nf, g_ni, g_nf, 
                 for f in range(1, k):
                     part[n, f] = 0.0
                 for j in range(segments[s], segments[s + 1]):
+                    prefetch(rows, np.int64(rater[min(j + AHEAD, last)]) * width)
                     u = rater[j]
                     pred = rows[u, 0] + a
                     pred += rows[u, 1] * b0
