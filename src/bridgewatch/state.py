@@ -36,7 +36,7 @@ from bridgewatch.errors import ConfigError, DataFormatError
 from bridgewatch.io.atomic import atomic_path
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
-from bridgewatch.scoring.phases import Prescoring
+from bridgewatch.scoring.phases import Prescoring, unread_params
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS, PrescoreResult
 from bridgewatch.scoring.scorer_run import ScorerPrescore
 from bridgewatch.scoring.scorer_specs import ScorerSpec, default_scorers
@@ -64,14 +64,25 @@ class IntegrityState:
     surprise_raters: np.ndarray | None = None
 
 
-def _write(frame: pd.DataFrame, path: Path, *, plain: bool = False) -> None:
+def _write(frame: pd.DataFrame, path: Path, *, plain: bool = False, output: bool = False) -> None:
     """``plain``: without dictionary pages and column statistics, a table only this module reads
     back (whole, so it gains nothing from either): ~4x less CPU for the fits table an incremental
-    run rewrites, for ~the same size; the same frame when read."""
+    run rewrites, for ~the same size; the same frame when read.
+
+    A table that is not an ``output`` keeps a float column's NaN as NaN values, where pandas
+    writes them as nulls: a column without nulls is read as the file's own buffer (no copy, no
+    validity bits to decode), and most parameter columns have NaN (raters a scorer did not fit).
+    The frame read back is the same. Output tables keep nulls, which other readers take as missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = {"use_dictionary": False, "write_statistics": False} if plain else {}
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if not output:
+        for i, name in enumerate(table.column_names):
+            column = frame[name]
+            if table.column(i).null_count and isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+                table = table.set_column(i, name, pa.array(column.to_numpy(), from_pandas=False))
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="snappy", **extra)
+        pq.write_table(table, tmp, compression="snappy", **extra)
 
 
 def _arrow(path: Path, columns: Sequence[str] | None = None, *, round2: bool = False) -> pa.Table:
@@ -245,7 +256,7 @@ def load_prescoring(
     final scoring needs ``scorer.SCORED_RATER_COLUMNS`` only, and with those it gets the saved
     ``scored`` masks instead of the tables, as empty stand-ins, where the state holds the masks;
     a state written before them has its tables read); ``first_round``: False leaves the round-1
-    parameters unread (NaN; final scoring does not use them)."""
+    parameters unread (empty arrays, ``phases.unread_params``; final scoring does not use them)."""
     root = Path(state_dir) / PRESCORE_DIR
     final_only = helpfulness_columns is not None and set(helpfulness_columns) <= set(SCORED_RATER_COLUMNS)
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
@@ -271,8 +282,7 @@ def load_prescoring(
             ni1, nf1 = _params(notes, name, "n1", k)
             ri1, rf1 = _params(raters, name, "r1", k)
         else:
-            ni1, nf1 = np.full_like(ni, np.nan), np.full_like(nf, np.nan)
-            ri1, rf1 = np.full_like(ri, np.nan), np.full_like(rf, np.nan)
+            ni1, nf1, ri1, rf1 = unread_params(k)
         helpfulness = scored = scored_extra = None
         if row["hasHelpfulness"] and extra is not None and f"{name}|scored" in raters:
             # final scoring reads only which raters the table scored: the mask saved beside the
@@ -359,7 +369,7 @@ def write_table(frame: pd.DataFrame, state_dir: Path, name: str, *, output: bool
     """One Parquet table of the final state (``final/<name>.parquet``); ``output``: the table is
     also an output file (``table_path``), written as the output writer writes one, else in the
     cheaper form only the state reads."""
-    _write(frame, Path(state_dir) / FINAL_DIR / f"{name}.parquet", plain=not output)
+    _write(frame, Path(state_dir) / FINAL_DIR / f"{name}.parquet", plain=not output, output=output)
 
 
 def table_path(state_dir: Path, name: str) -> Path:

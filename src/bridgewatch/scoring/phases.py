@@ -78,6 +78,16 @@ def _take(values: np.ndarray, pos: _Positions, fill) -> np.ndarray:
     return out
 
 
+def unread_params(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(i_n, f_n, i_u, f_u) of parameters a load left unread: empty, in no index space, so that
+    ``remap_prescoring`` has nothing to move (final scoring never reads round 1's parameters)."""
+    return np.zeros(0), np.zeros((0, k)), np.zeros(0), np.zeros((0, k))
+
+
+def _unread(p: MFParams) -> bool:
+    return p.note_intercept.shape[0] == 0 and p.rater_intercept.shape[0] == 0
+
+
 def _params(p: MFParams, notes: _Positions, raters: _Positions) -> MFParams:
     return MFParams(
         p.mu,
@@ -118,7 +128,7 @@ def remap_prescoring(pre: Prescoring, note_ids: np.ndarray, rater_ids: np.ndarra
         moved = dataclasses.replace(
             r,
             params=_params(r.params, notes, raters),
-            first_round=_params(r.first_round, notes, raters),
+            first_round=r.first_round if _unread(r.first_round) else _params(r.first_round, notes, raters),
             helpful_raters=_take(r.helpful_raters, raters, False),
             provisional_status=_take(r.provisional_status, notes, NO_STATUS),
             harassment_intercept=None
