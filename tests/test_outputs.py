@@ -138,3 +138,50 @@ def test_write_outputs_is_byte_identical_across_runs(tmp_path):
     assert list(back["noteId"]) == [5, 10, 20, 30]
     header = a[0].read_text().splitlines()[0].split("\t")
     assert header == list(schema.SCORED_NOTES_COLUMNS + schema.SCORED_NOTES_EXTRA_COLUMNS)
+
+
+def _series_form(values, kind: str) -> pd.Series:
+    """``outputs._convert``'s general form (pandas Series conversions), which its array fast
+    path must reproduce."""
+    if kind == O.INT:
+        s = pd.Series(values)
+        return (s.round() if s.dtype.kind == "f" else s).astype("Int64")
+    s = pd.Series(values, dtype=object)
+    if kind == O.BOOL:
+        return s.where(s.notna(), None).astype("boolean")
+    return s.where(s.notna() & (s != ""), None)
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        (np.array([1.5, 2.5, -0.5, np.nan, 3.0, -2.5, 1e15]), O.INT),  # half to even, as Series.round
+        (np.arange(5), O.INT),
+        (np.array([], dtype=float), O.INT),
+        (np.full(3, np.nan), O.INT),
+        (np.array([True, None, False], dtype=object), O.BOOL),
+        (np.array([None, None], dtype=object), O.BOOL),
+        (np.array([True, False]), O.BOOL),
+        (np.array([np.True_, np.nan, False], dtype=object), O.BOOL),
+        (np.array(["a", "", None, np.nan, "b"], dtype=object), O.STR),
+        (np.array([None], dtype=object), O.STR),
+        (np.array([], dtype=object), O.STR),
+        (np.array([1.5, "a", None], dtype=object), O.STR),
+    ],
+)
+def test_array_conversions_give_the_series_forms_values(values, kind):
+    got, want = O._convert(values, kind), _series_form(values, kind)
+    pd.testing.assert_series_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+    assert [v is None for v in got.tolist()] == [v is None for v in want.tolist()]
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [(np.array([1.5, np.inf]), O.INT), (np.array(["yes", True], dtype=object), O.BOOL)],
+)
+def test_array_conversions_leave_what_they_cannot_convert_to_the_series_form(values, kind):
+    """Values the general form rejects are rejected the same way, not converted silently."""
+    with pytest.raises((TypeError, ValueError, OverflowError)) as fast:
+        O._convert(values, kind)
+    with pytest.raises(type(fast.value)):
+        _series_form(values, kind)

@@ -198,6 +198,10 @@ def _convert(values, kind: str) -> pd.Series | np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":  # already numbers
             return pd.Series(values.astype(dtype))
         return pd.to_numeric(pd.Series(values), errors="raise").astype(dtype)
+    if isinstance(values, np.ndarray):  # the arrays scoring builds: ~5x faster than the Series forms
+        fast = _convert_array(values, kind)
+        if fast is not None:
+            return fast
     if kind == INT:
         s = pd.Series(values)
         if s.dtype.kind == "f":
@@ -208,6 +212,37 @@ def _convert(values, kind: str) -> pd.Series | np.ndarray:
         return s.where(s.notna(), None).astype("boolean")
     s = pd.Series(values, dtype=object)
     return s.where(s.notna() & (s != ""), None)
+
+
+def _convert_array(values: np.ndarray, kind: str) -> pd.Series | None:
+    """``_convert``'s Series built from the array directly (the same values, dtype and missing
+    markers); None where the general form must decide (it raises on what it cannot convert)."""
+    if kind == INT:
+        if values.dtype.kind in "iu" and values.dtype.itemsize <= 8 and values.dtype != np.uint64:
+            return pd.Series(pd.arrays.IntegerArray(values.astype(np.int64), np.zeros(values.shape[0], bool)))
+        if values.dtype.kind == "f":
+            missing = np.isnan(values)
+            whole = np.where(missing, 0.0, np.round(values))
+            if np.all(np.abs(whole) < 2.0**63):  # else the general form's error
+                return pd.Series(pd.arrays.IntegerArray(whole.astype(np.int64), missing))
+        return None
+    if kind == BOOL:
+        if values.dtype == np.bool_:
+            return pd.Series(pd.arrays.BooleanArray(values.copy(), np.zeros(values.shape[0], bool)))
+        if values.dtype != object:
+            return None
+        missing = np.asarray(pd.isna(values), dtype=bool)
+        present = values[~missing]
+        if not all(isinstance(v, (bool, np.bool_)) for v in present.tolist()):
+            return None
+        data = np.zeros(values.shape[0], dtype=bool)
+        data[~missing] = present.astype(bool)
+        return pd.Series(pd.arrays.BooleanArray(data, missing))
+    if kind == STR and values.dtype == object:
+        out = values.copy()
+        out[np.asarray(pd.isna(out), dtype=bool) | (out == "")] = None
+        return pd.Series(out, dtype=object, copy=False)
+    return None
 
 
 def build_frame(name: str, columns: Mapping[str, np.ndarray], n: int | None = None) -> pd.DataFrame:
