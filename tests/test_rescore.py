@@ -72,6 +72,16 @@ def test_merge_rows_takes_rescored_rows_from_the_new_run() -> None:
     assert out.dtypes.to_dict() == new.dtypes.to_dict()
 
 
+def test_merge_rows_orders_by_key_over_a_universe_whatever_the_previous_order() -> None:
+    new = pd.DataFrame({"noteId": [5, 2, 7], "s": pd.array(["n5", "n2", "n7"], dtype="string")})
+    prev = pd.DataFrame({"noteId": [9, 7, 1, 2, 5], "s": ["p9", "p7", "p1", "p2", "p5"]})
+    out = merge_rows(new, prev, np.array([2]), universe=np.array([7, 1, 2, 5, 4]))
+    # 9 left the universe, 4 is in no table, 2 was rescored, 1/5/7 keep their previous rows
+    assert list(out["noteId"]) == [1, 2, 5, 7]
+    assert list(out["s"]) == ["p1", "n2", "p5", "p7"]
+    assert out["s"].dtype == new["s"].dtype and list(out.index) == [0, 1, 2, 3]
+
+
 def test_raters_changed_counts_every_high_volume_flip_group_change_and_new_rater() -> None:
     previous = pd.DataFrame(
         {

@@ -285,14 +285,20 @@ def merge_rows(
     missing from ``previous`` keeps its new row; order and dtypes follow ``new``.
     """
     ids = new[key].to_numpy() if universe is None else np.asarray(universe)
-    take_prev = ids[~np.isin(ids, rescored) & np.isin(ids, previous[key].to_numpy())]
-    old = previous[previous[key].isin(take_prev)]
-    old = old[list(new.columns)]
+    old_keys = previous[key].to_numpy()
+    take_prev = ids[~np.isin(ids, rescored) & np.isin(ids, old_keys)]
+    old = previous[list(new.columns)]
     # (the dtypes side by side: reading each of ~100 columns back as a Series cost more than the rest)
     cast = {c: t for (c, t), was in zip(new.dtypes.items(), old.dtypes, strict=True) if was != t}
     old = old.astype(cast) if cast else old
-    merged = pd.concat([new[~new[key].isin(take_prev)], old], ignore_index=True)
-    return merged.sort_values(key, kind="stable").reset_index(drop=True)
+    # new's rows not taken from ``previous``, then previous's taken ones, in key order (stable):
+    # one concatenation and one take per column instead of two filters, a concatenation and a sort
+    new_keys = new[key].to_numpy()
+    from_new = np.flatnonzero(~np.isin(new_keys, take_prev))
+    rows = np.concatenate([from_new, len(new) + np.flatnonzero(np.isin(old_keys, take_prev))])
+    keys = np.concatenate([new_keys, old_keys])[rows]
+    both = pd.concat([new, old], ignore_index=True)
+    return both.take(rows[np.argsort(keys, kind="stable")]).reset_index(drop=True)
 
 
 @dataclass(frozen=True, eq=False)
