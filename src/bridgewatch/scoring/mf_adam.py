@@ -70,6 +70,21 @@ def _diamond_penalty(ni, nf, g_ni, g_nf, lam, rows):
     return lam * s / den
 
 
+def penalty_weights(config: MFConfig) -> np.ndarray:
+    """The penalties' λ as the loss kernels take them: (λ_fu, λ_iu, λ_fn, λ_in, λ_μ, λ_diamond)."""
+    c = config
+    return np.array(
+        [
+            c.user_factor_lambda,
+            c.user_intercept_lambda,
+            c.note_factor_lambda,
+            c.note_intercept_lambda,
+            c.global_intercept_lambda,
+            c.diamond_lambda,
+        ]
+    )
+
+
 def _loss_and_grads(lay, mu, ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf):
     """Mean (weighted) squared error plus penalties; gradients into the ``g_*`` arrays.
 
@@ -187,16 +202,7 @@ def _run(lay: AdamLayout, start, config: MFConfig, learning_rate: float, use_glo
     g_mu = np.zeros(1)
     first = [np.zeros_like(b) for b in blocks] + [np.zeros(1)]
     second = [np.zeros_like(b) for b in blocks] + [np.zeros(1)]
-    lam = np.array(
-        [
-            config.user_factor_lambda,
-            config.user_intercept_lambda,
-            config.note_factor_lambda,
-            config.note_intercept_lambda,
-            config.global_intercept_lambda,
-            config.diamond_lambda,
-        ]
-    )
+    lam = penalty_weights(config)
     rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
     epoch = _epochs(
         lay.indptr, lay.cuts, lay.note, lay.value, lay.weight, lay.packed, lay.part, lay.sums,

@@ -31,7 +31,14 @@ import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.logistic_kernels import CHUNKS
-from bridgewatch.scoring.mf_adam import _BETA1, _BETA2, _adam_update, _diamond_penalty, _mean_penalty
+from bridgewatch.scoring.mf_adam import (
+    _BETA1,
+    _BETA2,
+    _adam_update,
+    _diamond_penalty,
+    _mean_penalty,
+    penalty_weights,
+)
 from bridgewatch.scoring.mf_kernels import sum_squares
 from bridgewatch.scoring.prefetch import AHEAD, prefetch
 from bridgewatch.scoring.threads import threads_for
@@ -290,16 +297,7 @@ def fit_notes(
         return (mu, ni, nf, ri, rf), 0
     with threads_for(np.shape(note)[0]):
         lay = note_layout(np.asarray(note), np.asarray(rater), value, mu, ri, rf, ni.shape[0], weights)
-        lam = np.array(
-            [
-                config.user_factor_lambda,
-                config.user_intercept_lambda,
-                config.note_factor_lambda,
-                config.note_intercept_lambda,
-                config.global_intercept_lambda,
-                config.diamond_lambda,
-            ]
-        )
+        lam = penalty_weights(config)
         rows_pen = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
         fixed = np.array(
             [
