@@ -59,44 +59,73 @@ def test_note_pass_gives_the_rater_pass_bytes(settings, seed):
         for trainable in NOTE_BLOCKS:
             ref = lm.fit_adam_signed(lay, weights, p, pen, trainable, settings, by_note=False)
             assert ref[2] > 3
-            _same(lm.fit_adam_signed(lay, weights, p, pen, trainable, settings), ref)
+            _same(lm.fit_adam_signed(lay, weights, p, pen, trainable, settings, by_note=True), ref)
 
 
 def test_note_pass_bytes_for_any_thread_count_at_parallel_size():
     """Above ``SERIAL_BELOW`` the groups run in parallel: same bytes on one thread or all."""
-    lay, p, pen, cw, sw = _problem(2, r=250_000, n_notes=3_000, n_raters=40_000)
+    lay, p, pen, _, sw = _problem(2, r=250_000, n_notes=3_000, n_raters=40_000)
     s = lm.AdamSettings(learning_rate=0.1, max_epochs=25, tolerance=1e-6, check_every=5)
     ref = lm.fit_adam_signed(lay, sw, p, pen, ("note_factor",), s, by_note=False)
     before = numba.get_num_threads()
     try:
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
-            _same(lm.fit_adam_signed(lay, sw, p, pen, ("note_factor",), s), ref)
+            _same(lm.fit_adam_signed(lay, sw, p, pen, ("note_factor",), s, by_note=True), ref)
     finally:
         numba.set_num_threads(before)
 
 
-def test_note_pass_regroups_each_notes_ratings_in_rater_order_cut_at_the_slices():
+def test_note_pass_regroups_each_notes_ratings_in_rater_order_flagging_the_slice_ends():
     lay, p, _, cw, sw = _problem(3, r=5_000, n_notes=120, n_raters=700)
-    ln = LN.note_pass(lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, lay.n_notes, cw.positive,
-                      np.empty(0), p.rater_factor, p.rater_reputation, p.rater_intercept)  # fmt: skip
-    notes, segments, rater, positive = ln[0], ln[1], ln[2], ln[3]
-    rater_of = np.repeat(np.arange(lay.n_raters), np.diff(lay.rater_indptr))
-    order = np.lexsort((np.arange(lay.n_ratings), lay.note))  # stable: rater order within a note
-    assert rater.tolist() == rater_of[order].tolist()
-    assert positive.tolist() == cw.positive[order].tolist()
-    cuts = lay.rater_indptr[lay.sub_ptr[lay.chunk_ptr]]
-    slice_of = np.searchsorted(cuts, order, side="right") - 1
-    note_sorted = lay.note[order]
-    new = np.ones(order.shape[0], dtype=bool)
-    new[1:] = (note_sorted[1:] != note_sorted[:-1]) | (slice_of[1:] != slice_of[:-1])
-    assert segments[:-1].tolist() == np.flatnonzero(new).tolist() and segments[-1] == lay.n_ratings
-    assert np.diff(notes).tolist() == np.bincount(note_sorted[new], minlength=lay.n_notes).tolist()
-    assert ln[6][0] == 0 and ln[6][-1] == lay.n_notes and (np.diff(ln[6]) >= 0).all()
-    assert ln[7].shape == (LN.GROUPS, 3, K.PIECE)
+    for positive, weights in ((cw.positive, np.empty(0)), (np.empty(0, np.bool_), sw)):
+        ln = LN.note_pass(lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, lay.n_notes, positive,
+                          weights, p.rater_factor, p.rater_reputation, p.rater_intercept)  # fmt: skip
+        rater, pos_n, sw_n, rated, rows, groups = ln[:6]
+        rater_of = np.repeat(np.arange(lay.n_raters), np.diff(lay.rater_indptr))
+        order = np.lexsort((np.arange(lay.n_ratings), lay.note))  # stable: rater order within a note
+        assert (rater & LN._ID).tolist() == rater_of[order].tolist()
+        if weights.shape[0]:
+            assert sw_n.tobytes() == sw[order].tobytes() and pos_n.shape[0] == 0
+        else:
+            assert pos_n.tolist() == cw.positive[order].tolist() and sw_n.shape[0] == 0
+        cuts = lay.rater_indptr[lay.sub_ptr[lay.chunk_ptr]]
+        slice_of = np.searchsorted(cuts, order, side="right") - 1
+        note_sorted = lay.note[order]
+        note_end = np.append(note_sorted[1:] != note_sorted[:-1], True)
+        seg_end = note_end | np.append(slice_of[1:] != slice_of[:-1], True)
+        assert ((rater & LN._SEG_END) != 0).tolist() == seg_end.tolist()
+        assert ((rater & LN._NOTE_END) != 0).tolist() == note_end.tolist()
+        assert rated.tolist() == np.unique(lay.note).tolist()
+        assert (
+            rows[:, :3].tolist()
+            == np.stack([p.rater_factor, p.rater_reputation, p.rater_intercept], 1).tolist()
+        )
+        assert groups[:, 0].tolist() == [0, 0, 0] and groups[:, -1].tolist() == [120, rated.shape[0], 5_000]
+        assert (np.diff(groups, axis=1) >= 0).all()
+        firsts = np.searchsorted(note_sorted, rated[groups[1, 1:-1]])
+        assert groups[2, 1:-1].tolist() == firsts.tolist()  # groups hold whole notes
+        assert ln[6].shape == (LN.GROUPS, 3, K.PIECE)
 
 
 def test_by_note_refuses_rater_blocks():
     lay, p, pen, cw, _ = _problem(4, r=2_000, n_notes=60, n_raters=100)
     with pytest.raises(ValueError, match="note blocks"):
         lm.fit_adam_signed(lay, cw, p, pen, ("note_factor", "rater_factor"), by_note=True)
+
+
+def test_the_note_pass_runs_where_it_pays(monkeypatch):
+    """``fit_adam_signed`` picks the note pass for notes-only fits with few ratings per rater (an
+    incremental run's), the rater pass otherwise."""
+    lay, p, pen, cw, _ = _problem(5, r=3_000, n_notes=100, n_raters=1_000)
+    assert LN.pays(lay.n_ratings, lay.n_raters)
+    assert not LN.pays(20 * LN.MAX_RATERS, 2 * LN.MAX_RATERS) and not LN.pays(11_000, 1_000)
+    chosen = []
+    real = LN.note_pass
+    monkeypatch.setattr(LN, "note_pass", lambda *a: chosen.append(1) or real(*a))
+    s = lm.AdamSettings(max_epochs=10)
+    lm.fit_adam_signed(lay, cw, p, pen, ("note_factor",), s)
+    assert chosen == [1]
+    lm.fit_adam_signed(lay, cw, p, pen, ("note_factor", "rater_factor"), s)
+    lm.fit_adam_signed(lay, cw, p, pen, (), s)
+    assert chosen == [1]

@@ -395,7 +395,7 @@ def fit_adam_signed(
     order themselves (``diligence.fit_prescoring_kept``: no per-rating arrays in input order, no
     ``order``). ``by_note``: run the epochs on ratings regrouped by note (``logistic_notes``; the
     same parameters and epochs), which needs every trained block to be a note block; ``None``:
-    whenever they all are."""
+    whenever they all are and it is the faster pass (``logistic_notes.pays``)."""
     unknown = set(trainable) - set(BLOCKS)
     if unknown:
         raise ValueError(f"unknown parameter blocks: {sorted(unknown)}")
@@ -418,8 +418,10 @@ def fit_adam_signed(
     notes_only = bool(trainable) and set(trainable) <= {"note_factor", "note_intercept"}
     if by_note and not notes_only:
         raise ValueError("by_note needs only note blocks trained")
+    if by_note is None:
+        by_note = notes_only and LN.pays(lay.n_ratings, n_raters)
     with threads_for(lay.n_ratings):
-        if notes_only if by_note is None else by_note:
+        if by_note:
             ln = LN.note_pass(
                 lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, n_notes, positive, per_rating,
                 p.rater_factor, p.rater_reputation, p.rater_intercept,
@@ -428,7 +430,8 @@ def fit_adam_signed(
             ln = LN.no_note_pass()
         loss, epochs = _run_nb(
             lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, positive, per_rating, w_pos, w_neg,
-            lay.work, lay.packed, lay.note_part, ln, blocks, grads, m, v, train, pen_c, s.stop == "periodic",
+            lay.work, lay.packed, lay.note_part, ln, numba.get_num_threads() == 1, blocks, grads, m, v, train,
+            pen_c, s.stop == "periodic",
             int(s.max_epochs), float(s.tolerance), int(s.check_every), float(s.learning_rate), clip,
             float(s.beta1), float(s.beta2), float(s.eps),
         )  # fmt: skip
@@ -437,17 +440,20 @@ def fit_adam_signed(
 
 @numba.njit(cache=True, nogil=True)
 def _evaluate_nb(
-    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, blocks, grads, train,
-    pen_c, frozen_pen, want,
+    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, serial, blocks,
+    grads, train, pen_c, frozen_pen, want,
 ):  # fmt: skip
     """One gradient (``layout_gradient``, or ``LN.note_epoch_nb`` when the note pass ``ln`` is not
-    empty: then only the note gradients) plus the penalty gradients of the trained blocks; the
-    loss (data + ``penalty_loss``, blocks in ``BLOCKS`` order, ``frozen_pen`` the frozen blocks'
-    terms) when ``want``, else NaN."""
+    empty: then only the note gradients; ``serial``: on the calling thread) plus the penalty
+    gradients of the trained blocks; the loss (data + ``penalty_loss``, blocks in ``BLOCKS``
+    order, ``frozen_pen`` the frozen blocks' terms) when ``want``, else NaN."""
     nf, ni, rf, ri, rep, mu = blocks
     g_nf, g_ni, g_rf, g_ri, g_rep, g_mu = grads
-    if ln[0].shape[0] > 0:
-        data = LN.note_epoch_nb(*ln, w_pos, w_neg, nf, ni, mu[0], want, g_nf, g_ni)
+    if ln[5].shape[1] > 0:
+        if serial:
+            data = LN.note_epoch_serial_nb(*ln, w_pos, w_neg, nf, ni, mu[0], want, g_nf, g_ni)
+        else:
+            data = LN.note_epoch_nb(*ln, w_pos, w_neg, nf, ni, mu[0], want, g_nf, g_ni)
     else:
         K.pack_notes(nf, ni, packed)
         data, dsum = K.epoch_nb(
@@ -468,19 +474,20 @@ def _evaluate_nb(
 
 
 @numba.njit(cache=True, nogil=True)
-def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, blocks,
-            grads, m, v, train, pen_c, periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2,
+def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, serial,
+            blocks, grads, m, v, train, pen_c, periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2,
             eps):  # fmt: skip
     """``fit_adam``'s epoch loop in one jitted call (the Python loop it replaced, operation for
     operation: a test pins the bytes): the ``periodic`` or ``mf`` stopping rule of ``AdamSettings``;
     ``clip`` < 0: no gradient clipping. Updates the trained ``blocks`` in place; returns (loss,
     epochs). Bias corrections call libm's ``pow``, as CPython's float power does. ``ln``: the note
-    pass (``logistic_notes``), or empty for the rater pass."""
+    pass (``logistic_notes``), or empty for the rater pass; ``serial``: the note pass's groups on
+    the calling thread (one numba thread: no parallel region to start every epoch)."""
     frozen_pen = np.zeros(len(blocks))  # the frozen blocks' penalty terms, the same every epoch
     for b in range(len(blocks)):
         if not train[b]:
             frozen_pen[b] = pen_c[b] * sum_squares(blocks[b])
-    ev = (indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln)
+    ev = (indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, serial)
     step = 0
     loss = np.nan
     epoch = 0
