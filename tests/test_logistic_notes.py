@@ -76,8 +76,9 @@ def test_note_pass_bytes_for_any_thread_count_at_parallel_size():
         numba.set_num_threads(before)
 
 
-def test_note_pass_regroups_each_notes_ratings_in_rater_order_flagging_the_slice_ends():
+def test_note_pass_regroups_each_notes_ratings_in_rater_order_flagging_the_slice_ends(monkeypatch):
     lay, p, _, cw, sw = _problem(3, r=5_000, n_notes=120, n_raters=700)
+    monkeypatch.setattr(LN, "GROUP_MIN", 500)  # 10 groups
     for positive, weights in ((cw.positive, np.empty(0)), (np.empty(0, np.bool_), sw)):
         ln = LN.note_pass(lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, lay.n_notes, positive,
                           weights, p.rater_factor, p.rater_reputation, p.rater_intercept)  # fmt: skip
@@ -105,7 +106,7 @@ def test_note_pass_regroups_each_notes_ratings_in_rater_order_flagging_the_slice
         assert (np.diff(groups, axis=1) >= 0).all()
         firsts = np.searchsorted(note_sorted, rated[groups[1, 1:-1]])
         assert groups[2, 1:-1].tolist() == firsts.tolist()  # groups hold whole notes
-        assert ln[6].shape == (LN.GROUPS, 3, K.PIECE)
+        assert ln[6].shape == (LN.n_groups(5_000), 3, K.PIECE) == (groups.shape[1] - 1, 3, K.PIECE)
 
 
 def test_by_note_refuses_rater_blocks():

@@ -27,7 +27,11 @@ import numpy as np
 from bridgewatch.scoring import logistic_kernels as K
 from bridgewatch.scoring.prefetch import AHEAD, prefetch
 
-GROUPS = 16  # parallel groups of whole notes (about equal ratings); they fix the loss's sum order
+# Parallel groups of whole notes (about equal ratings; they fix the loss's sum order): up to
+# GROUPS, each of at least GROUP_MIN ratings (a group costs ~0.1 µs an epoch even when it is
+# empty: at an incremental run's hundreds of ratings 16 groups doubled the pass).
+GROUPS = 16
+GROUP_MIN = 4096
 ROW = 4  # a frozen rater row: (f_u, rep_u, i_u, unused), 32 bytes so it never straddles a line
 
 NotePass = tuple[np.ndarray, ...]
@@ -66,14 +70,21 @@ def note_pass(
     ``sub_ptr``, ``chunk_ptr``, ``note``) and its signed weights in rater order (``positive`` or
     ``sw``, the other empty): (rater uint32[R] each rating's rater with the segment and note end
     flags, positive and sw in note order, rated int64[N'] the notes with ratings, rows
-    float64[U, ROW] the frozen rater rows, groups int64[3, GROUPS+1] each group's first note,
-    rated note and rating, work float64[GROUPS, 3, PIECE] scratch, loss_g float64[GROUPS]).
+    float64[U, ROW] the frozen rater rows, groups int64[3, G+1] each group's first note, rated
+    note and rating (``n_groups``), work float64[G, 3, PIECE] scratch, loss_g float64[G]).
     Per rating 4 bytes (the rater) plus the weights; nothing else R-sized."""
-    rater, pos_n, sw_n, rated, groups = _by_note(indptr, sub_ptr, chunk_ptr, note, n_notes, positive, sw)
+    rater, pos_n, sw_n, rated, groups = _by_note(
+        indptr, sub_ptr, chunk_ptr, note, n_notes, positive, sw, n_groups(note.shape[0])
+    )
     rows = np.zeros((rf.shape[0], ROW))
     rows[:, 0], rows[:, 1], rows[:, 2] = rf, rep, ri
-    work = np.empty((GROUPS, 3, K.PIECE))
-    return rater, pos_n, sw_n, rated, rows, groups, work, np.empty(GROUPS)
+    work = np.empty((groups.shape[1] - 1, 3, K.PIECE))
+    return rater, pos_n, sw_n, rated, rows, groups, work, np.empty(groups.shape[1] - 1)
+
+
+def n_groups(n_ratings: int) -> int:
+    """How many groups a pass over ``n_ratings`` ratings cuts its notes into."""
+    return max(1, min(GROUPS, n_ratings // GROUP_MIN))
 
 
 def no_note_pass() -> NotePass:
@@ -93,9 +104,9 @@ def no_note_pass() -> NotePass:
 
 
 @numba.njit(cache=True, nogil=True)
-def _by_note(indptr, sub_ptr, chunk_ptr, note, n_notes, positive, sw):
+def _by_note(indptr, sub_ptr, chunk_ptr, note, n_notes, positive, sw, n_g):
     """Regroup the rater-ordered ratings by note (a stable counting sort: each note's ratings stay
-    in rater order), flag where the pass's slice or the note changes, cut the groups."""
+    in rater order), flag where the pass's slice or the note changes, cut ``n_g`` groups."""
     n_r = note.shape[0]
     nxt = np.zeros(n_notes + 1, dtype=np.int64)
     for j in range(n_r):
@@ -103,10 +114,10 @@ def _by_note(indptr, sub_ptr, chunk_ptr, note, n_notes, positive, sw):
     rated = np.flatnonzero(nxt[1:])
     for n in range(n_notes):
         nxt[n + 1] += nxt[n]  # each note's first rating
-    groups = np.empty((3, GROUPS + 1), dtype=np.int64)
+    groups = np.empty((3, n_g + 1), dtype=np.int64)
     k = 0
-    for g in range(GROUPS + 1):  # group g starts at the first rated note starting at ≥ g·R/G
-        while k < rated.shape[0] and nxt[rated[k]] * GROUPS < g * n_r:
+    for g in range(n_g + 1):  # group g starts at the first rated note starting at ≥ g·R/G
+        while k < rated.shape[0] and nxt[rated[k]] * n_g < g * n_r:
             k += 1
         groups[0, g] = 0 if g == 0 else (rated[k] if k < rated.shape[0] else n_notes)
         groups[1, g] = k
