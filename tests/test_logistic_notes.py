@@ -76,37 +76,41 @@ def test_note_pass_bytes_for_any_thread_count_at_parallel_size():
         numba.set_num_threads(before)
 
 
-def test_note_pass_regroups_each_notes_ratings_in_rater_order_flagging_the_slice_ends(monkeypatch):
+def test_note_pass_regroups_the_ratings_by_group_slice_and_note_flagging_segment_ends(monkeypatch):
+    """Groups of whole notes; in a group, slice by slice; in a slice, note by note, each note's
+    ratings in rater order (a segment); the last rating of each segment flagged, each segment's
+    note listed."""
     lay, p, _, cw, sw = _problem(3, r=5_000, n_notes=120, n_raters=700)
     monkeypatch.setattr(LN, "GROUP_MIN", 500)  # 10 groups
     for positive, weights in ((cw.positive, np.empty(0)), (np.empty(0, np.bool_), sw)):
         ln = LN.note_pass(lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, lay.n_notes, positive,
                           weights, p.rater_factor, p.rater_reputation, p.rater_intercept)  # fmt: skip
-        rater, pos_n, sw_n, rated, rows, groups = ln[:6]
+        rater, pos_n, sw_n, seg_note, rows, groups = ln[:6]
+        assert groups.shape == (3, 11) and groups[:, 0].tolist() == [0, 0, 0]
+        assert groups[0, -1] == 120 and groups[1, -1] == seg_note.shape[0] and groups[2, -1] == 5_000
+        group_of = np.searchsorted(groups[0], np.arange(120), side="right") - 1
+        cuts = lay.rater_indptr[lay.sub_ptr[lay.chunk_ptr]]
+        slice_of = np.searchsorted(cuts, np.arange(5_000), side="right") - 1
+        position = np.arange(5_000)  # rater order; sorted by (group, slice, note), stable
+        order = np.lexsort((position, lay.note, slice_of, group_of[lay.note]))
         rater_of = np.repeat(np.arange(lay.n_raters), np.diff(lay.rater_indptr))
-        order = np.lexsort((np.arange(lay.n_ratings), lay.note))  # stable: rater order within a note
         assert (rater & LN._ID).tolist() == rater_of[order].tolist()
         if weights.shape[0]:
             assert sw_n.tobytes() == sw[order].tobytes() and pos_n.shape[0] == 0
         else:
             assert pos_n.tolist() == cw.positive[order].tolist() and sw_n.shape[0] == 0
-        cuts = lay.rater_indptr[lay.sub_ptr[lay.chunk_ptr]]
-        slice_of = np.searchsorted(cuts, order, side="right") - 1
-        note_sorted = lay.note[order]
-        note_end = np.append(note_sorted[1:] != note_sorted[:-1], True)
-        seg_end = note_end | np.append(slice_of[1:] != slice_of[:-1], True)
+        key = lay.note[order] * 8 + slice_of[order]
+        seg_end = np.append(key[1:] != key[:-1], True)
         assert ((rater & LN._SEG_END) != 0).tolist() == seg_end.tolist()
-        assert ((rater & LN._NOTE_END) != 0).tolist() == note_end.tolist()
-        assert rated.tolist() == np.unique(lay.note).tolist()
+        assert seg_note.tolist() == lay.note[order][seg_end].tolist()
+        firsts = np.searchsorted(group_of[lay.note[order]], np.arange(10))
+        assert groups[2, :-1].tolist() == firsts.tolist()
+        assert groups[1, :-1].tolist() == np.cumsum(np.append(0, seg_end))[firsts].tolist()
         assert (
             rows[:, :3].tolist()
             == np.stack([p.rater_factor, p.rater_reputation, p.rater_intercept], 1).tolist()
         )
-        assert groups[:, 0].tolist() == [0, 0, 0] and groups[:, -1].tolist() == [120, rated.shape[0], 5_000]
-        assert (np.diff(groups, axis=1) >= 0).all()
-        firsts = np.searchsorted(note_sorted, rated[groups[1, 1:-1]])
-        assert groups[2, 1:-1].tolist() == firsts.tolist()  # groups hold whole notes
-        assert ln[6].shape == (LN.n_groups(5_000), 3, K.PIECE) == (groups.shape[1] - 1, 3, K.PIECE)
+        assert ln[6].shape == (10, 3, K.PIECE)
 
 
 def test_by_note_refuses_rater_blocks():
