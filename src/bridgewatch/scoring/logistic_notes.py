@@ -41,11 +41,14 @@ NotePass = tuple[np.ndarray, ...]
 _SEG_END = np.uint32(1 << 31)  # the last of a note's ratings in one slice (a segment)
 _ID = np.uint32((1 << 31) - 1)
 # The note pass reads a random rater row per rating where the rater pass reads a random note row
-# and adds into a random partial row, and it saves the rater pass's per-rater work. Measured on
-# one core (ns per rating, no loss): 2-3 ratings per rater, 3,000-400,000 raters: 7-11 against
-# 15-20; 10 per rater: even at 100,000 raters, 1.8x slower at 500,000 (20 against 12, whatever
-# the notes); 20 per rater: 5-10% slower. It runs where it pays (``pays``).
-MAX_RATERS = 400_000
+# and adds into a random partial row, and it saves the rater pass's per-rater work, so which is
+# faster depends on the shape. Measured (ns per rating-epoch, rater pass → note pass): an
+# incremental run's fits (3,000-10,000 ratings, 2-3 per rater) 17 → 9; 130,000-190,000 ratings,
+# 20,000-50,000 raters of Zipf-spread activity, 4-10 per rater: 12-17 → 11.5-13; 1.3M ratings,
+# 400,000 Zipf raters: 8.7 → 11.4 (2 threads); 5M, 500,000 raters: 7.5 → 10.2; 20M ratings,
+# 2M notes, 1M raters: 20 → 15. It runs where it paid in every shape measured (``pays``):
+# rater rows that stay in the cache (≤ 1.6 MB), few ratings per rater.
+MAX_RATERS = 50_000
 MAX_PER_RATER = 10
 
 
