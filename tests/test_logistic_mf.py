@@ -273,10 +273,17 @@ def _python_loop(note, rater, target, weight, init, pen, trainable, s):
     ],
 )
 def test_jitted_epoch_loop_gives_the_python_loops_bytes(settings, trainable):
+    """The rater pass to the loss's bytes; ``fit_adam``'s own choice (the note pass when only
+    note blocks train) to the parameters' bytes and the epochs, its loss summed note-major."""
     note, rater, target, weight, p, pen = _problem(3, r=8_000, n_notes=150, n_raters=600)
-    fit, loss, epochs = lm.fit_adam(note, rater, target, weight, p, pen, trainable, settings)
+    lay = lm.layout(note, rater, 150, 600)
+    sw = lay.signed_weights(target, weight)
+    fit, loss, epochs = lm.fit_adam_signed(lay, sw, p, pen, trainable, settings, by_note=False)
     ref, ref_loss, ref_epochs = _python_loop(note, rater, target, weight, p, pen, trainable, settings)
     assert epochs == ref_epochs > 3
     assert np.float64(loss).tobytes() == np.float64(ref_loss).tobytes()
+    chosen, chosen_loss, chosen_epochs = lm.fit_adam(note, rater, target, weight, p, pen, trainable, settings)
+    assert chosen_epochs == epochs and chosen_loss == pytest.approx(loss, rel=1e-12)
     for block in lm.BLOCKS:
         assert getattr(fit, block).tobytes() == getattr(ref, block).tobytes(), block
+        assert getattr(chosen, block).tobytes() == getattr(ref, block).tobytes(), block

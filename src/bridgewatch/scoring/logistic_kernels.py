@@ -189,6 +189,31 @@ def _derivative_loss(x, w):
     return deriv, abs(w) * (max(z, 0.0) + _log1p01(e))
 
 
+@numba.njit(inline="always")
+def derivatives(dc, lc, wc, positive, sw, w_pos, w_neg, j0, j1, want_loss, t):
+    """Ratings ``j0:j1``'s logits in ``dc[: j1 - j0]`` → their loss derivatives; returns ``t`` plus
+    their losses in order when ``want_loss`` (``lc`` scratch), else ``t``. Weights as ``epoch_nb``
+    takes them (``wc``: scratch for the class constants). Shared by both epoch passes."""
+    # slices, not index ranges: a loop over range(len) lets LLVM drop the negative-index
+    # wraparound and vectorize the exp/log arithmetic
+    ds, ls = dc[: j1 - j0], lc[: j1 - j0]
+    if sw.shape[0] == 0:  # class constants into the (L1-resident) weight row
+        ss, ps = wc[: j1 - j0], positive[j0:j1]
+        for k in range(ss.shape[0]):
+            ss[k] = w_pos if ps[k] else w_neg
+    else:
+        ss = sw[j0:j1]
+    if want_loss:
+        for k in range(ds.shape[0]):
+            ds[k], ls[k] = _derivative_loss(ds[k], ss[k])
+        for k in range(ds.shape[0]):
+            t += ls[k]
+    else:
+        for k in range(ds.shape[0]):
+            ds[k] = _derivative_loss(ds[k], ss[k])[0]
+    return t
+
+
 @numba.njit(cache=True, nogil=True)
 def scratch_width(indptr: np.ndarray, sub_ptr: np.ndarray) -> int:
     """The most ratings in one sub-block: the length of each slice's scratch rows (``epoch_nb``)."""
@@ -234,23 +259,7 @@ def epoch_nb(
                     prefetch(part, (c * n_n + ahead) * 2)
                     n = note[j]
                     dc[j - j0] = packed[n, 0] * a_rf + packed[n, 1] * a_rep + a_ri + mu
-            # slices, not index ranges: a loop over range(len) lets LLVM drop the negative-index
-            # wraparound and vectorize the exp/log arithmetic
-            ds, ls = dc[: j1 - j0], lc[: j1 - j0]
-            if sw.shape[0] == 0:  # class constants into the (L1-resident) weight row
-                ss, ps = wc[: j1 - j0], positive[j0:j1]
-                for k in range(ss.shape[0]):
-                    ss[k] = w_pos if ps[k] else w_neg
-            else:
-                ss = sw[j0:j1]
-            if want_loss:
-                for k in range(ds.shape[0]):
-                    ds[k], ls[k] = _derivative_loss(ds[k], ss[k])
-                for k in range(ds.shape[0]):
-                    t += ls[k]
-            else:
-                for k in range(ds.shape[0]):
-                    ds[k] = _derivative_loss(ds[k], ss[k])[0]
+            t = derivatives(dc, lc, wc, positive, sw, w_pos, w_neg, j0, j1, want_loss, t)
             for u in range(u0, u1):
                 a = 0.0
                 b = 0.0

@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from bridgewatch.scoring import logistic_kernels as K
+from bridgewatch.scoring import logistic_notes as LN
 from bridgewatch.scoring.mf_kernels import sum_squares
 from bridgewatch.scoring.threads import threads_for
 
@@ -386,11 +387,15 @@ def fit_adam_signed(
     pen: Penalty,
     trainable: tuple[str, ...],
     settings: AdamSettings = AdamSettings(),
+    *,
+    by_note: bool | None = None,
 ) -> tuple[LogisticMFParams, float, int]:
     """``fit_adam`` from a layout and its signed weights (``RatingLayout.signed_weights``, or
     ``ClassWeights`` where they are one constant per class), for callers that build both in rater
     order themselves (``diligence.fit_prescoring_kept``: no per-rating arrays in input order, no
-    ``order``)."""
+    ``order``). ``by_note``: run the epochs on ratings regrouped by note (``logistic_notes``; the
+    same parameters and epochs), which needs every trained block to be a note block; ``None``:
+    whenever they all are and it is the faster pass (``logistic_notes.pays``)."""
     unknown = set(trainable) - set(BLOCKS)
     if unknown:
         raise ValueError(f"unknown parameter blocks: {sorted(unknown)}")
@@ -410,10 +415,23 @@ def fit_adam_signed(
     v = tuple(np.zeros_like(a) for a in blocks)
     pen_c = np.array([float(getattr(pen, b)) for b in BLOCKS])
     clip = -1.0 if s.clip_norm is None else float(s.clip_norm)
+    notes_only = bool(trainable) and set(trainable) <= {"note_factor", "note_intercept"}
+    if by_note and not notes_only:
+        raise ValueError("by_note needs only note blocks trained")
+    if by_note is None:
+        by_note = notes_only and LN.pays(lay.n_ratings, n_raters)
     with threads_for(lay.n_ratings):
+        if by_note:
+            ln = LN.note_pass(
+                lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, n_notes, positive, per_rating,
+                p.rater_factor, p.rater_reputation, p.rater_intercept,
+            )  # fmt: skip
+        else:
+            ln = LN.no_note_pass()
         loss, epochs = _run_nb(
             lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, positive, per_rating, w_pos, w_neg,
-            lay.work, lay.packed, lay.note_part, blocks, grads, m, v, train, pen_c, s.stop == "periodic",
+            lay.work, lay.packed, lay.note_part, ln, numba.get_num_threads() == 1, blocks, grads, m, v, train,
+            pen_c, s.stop == "periodic",
             int(s.max_epochs), float(s.tolerance), int(s.check_every), float(s.learning_rate), clip,
             float(s.beta1), float(s.beta2), float(s.eps),
         )  # fmt: skip
@@ -422,20 +440,28 @@ def fit_adam_signed(
 
 @numba.njit(cache=True, nogil=True)
 def _evaluate_nb(
-    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, blocks, grads, train,
-    pen_c, want,
+    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, serial, blocks,
+    grads, train, pen_c, frozen_pen, want,
 ):  # fmt: skip
-    """One gradient (``layout_gradient``) plus the penalty gradients of the trained blocks; the
-    loss (data + ``penalty_loss``, blocks in ``BLOCKS`` order) when ``want``, else NaN."""
+    """One gradient (``layout_gradient``, or ``LN.note_epoch_nb`` when the note pass ``ln`` is not
+    empty: then only the note gradients; ``serial``: on the calling thread) plus the penalty
+    gradients of the trained blocks; the loss (data + ``penalty_loss``, blocks in ``BLOCKS``
+    order, ``frozen_pen`` the frozen blocks' terms) when ``want``, else NaN."""
     nf, ni, rf, ri, rep, mu = blocks
     g_nf, g_ni, g_rf, g_ri, g_rep, g_mu = grads
-    K.pack_notes(nf, ni, packed)
-    data, dsum = K.epoch_nb(
-        indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu[0], want,
-        work, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
-    )  # fmt: skip
-    K.note_totals_nb(part, g_nf, g_ni)
-    g_mu[0] = dsum
+    if ln[5].shape[1] > 0:
+        if serial:
+            data = LN.note_epoch_serial_nb(*ln, w_pos, w_neg, nf, ni, mu[0], want, g_nf, g_ni)
+        else:
+            data = LN.note_epoch_nb(*ln, w_pos, w_neg, nf, ni, mu[0], want, g_nf, g_ni)
+    else:
+        K.pack_notes(nf, ni, packed)
+        data, dsum = K.epoch_nb(
+            indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu[0], want,
+            work, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
+        )  # fmt: skip
+        K.note_totals_nb(part, g_nf, g_ni)
+        g_mu[0] = dsum
     for b in range(len(blocks)):
         if train[b]:
             K.add_scaled(grads[b], 2.0 * pen_c[b], blocks[b])
@@ -443,19 +469,25 @@ def _evaluate_nb(
         return np.nan
     reg = 0.0
     for b in range(len(blocks)):
-        reg = reg + pen_c[b] * sum_squares(blocks[b])
+        reg = reg + (pen_c[b] * sum_squares(blocks[b]) if train[b] else frozen_pen[b])
     return data + reg
 
 
 @numba.njit(cache=True, nogil=True)
-def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, blocks,
-            grads, m, v, train, pen_c, periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2,
+def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, serial,
+            blocks, grads, m, v, train, pen_c, periodic, max_epochs, tolerance, check_every, lr, clip, b1, b2,
             eps):  # fmt: skip
     """``fit_adam``'s epoch loop in one jitted call (the Python loop it replaced, operation for
     operation: a test pins the bytes): the ``periodic`` or ``mf`` stopping rule of ``AdamSettings``;
     ``clip`` < 0: no gradient clipping. Updates the trained ``blocks`` in place; returns (loss,
-    epochs). Bias corrections call libm's ``pow``, as CPython's float power does."""
-    ev = (indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part)
+    epochs). Bias corrections call libm's ``pow``, as CPython's float power does. ``ln``: the note
+    pass (``logistic_notes``), or empty for the rater pass; ``serial``: the note pass's groups on
+    the calling thread (one numba thread: no parallel region to start every epoch)."""
+    frozen_pen = np.zeros(len(blocks))  # the frozen blocks' penalty terms, the same every epoch
+    for b in range(len(blocks)):
+        if not train[b]:
+            frozen_pen[b] = pen_c[b] * sum_squares(blocks[b])
+    ev = (indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, packed, part, ln, serial)
     step = 0
     loss = np.nan
     epoch = 0
@@ -465,7 +497,7 @@ def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, 
         while epoch <= max_epochs:
             check = tolerance > 0 and epoch % check_every == 0
             want = check or epoch == max_epochs
-            loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, want)
+            loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, frozen_pen, want)
             if check:
                 if have_prior and abs(prior - loss) < tolerance:
                     break
@@ -475,12 +507,12 @@ def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, work, 
             epoch += 1
         return loss, epoch
     prev = 1e10
-    loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, True)
+    loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, frozen_pen, True)
     rising = False
     while abs(loss - prev) > tolerance and not rising and epoch < max_epochs:
         prev = loss
         step = _adam_step_nb(blocks, grads, m, v, train, step, lr, clip, b1, b2, eps)
-        loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, True)
+        loss = _evaluate_nb(*ev, blocks, grads, train, pen_c, frozen_pen, True)
         epoch += 1
         rising = epoch > 100 and loss > prev
     return loss, epoch
