@@ -94,15 +94,9 @@ def layout_of(
     the bytes), with its slices and scratch arrays."""
     if k < 1:
         raise ValueError("the data pass needs at least one factor")
-    n_raters = indptr.shape[0] - 1
-    total = indptr[-1]
-    # slice c starts at the first rater whose ratings begin at or after c/CHUNKS of all ratings
-    targets = -(-np.arange(CHUNKS + 1, dtype=np.int64) * total // CHUNKS)
-    cuts = np.minimum(np.searchsorted(indptr, targets, side="left"), n_raters).astype(np.int64)
-    cuts[0], cuts[-1] = 0, n_raters
     return AdamLayout(
         indptr=indptr,
-        cuts=cuts,
+        cuts=slice_cuts(indptr),
         note=note,
         value=value,
         weight=weight,
@@ -110,6 +104,17 @@ def layout_of(
         part=np.empty((CHUNKS, n_notes, 1 + k)),
         sums=np.empty((CHUNKS, 2)),
     )
+
+
+def slice_cuts(indptr: np.ndarray) -> np.ndarray:
+    """int64[CHUNKS+1]: the first rater of each slice, given the raters' boundaries ``indptr``
+    (int64[U+1]). Slice c starts at the first rater whose ratings begin at or after c/CHUNKS of
+    all ratings; these cuts fix the order the note sums are added in, so the bits."""
+    n_raters = indptr.shape[0] - 1
+    targets = -(-np.arange(CHUNKS + 1, dtype=np.int64) * indptr[-1] // CHUNKS)
+    cuts = np.minimum(np.searchsorted(indptr, targets, side="left"), n_raters).astype(np.int64)
+    cuts[0], cuts[-1] = 0, n_raters
+    return cuts
 
 
 @numba.njit(cache=True, nogil=True)

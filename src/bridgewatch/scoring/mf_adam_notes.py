@@ -30,7 +30,6 @@ import numba
 import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
-from bridgewatch.scoring.logistic_kernels import CHUNKS
 from bridgewatch.scoring.mf_adam import (
     _BETA1,
     _BETA2,
@@ -39,6 +38,7 @@ from bridgewatch.scoring.mf_adam import (
     _mean_penalty,
     penalty_weights,
 )
+from bridgewatch.scoring.mf_adam_kernels import slice_cuts
 from bridgewatch.scoring.mf_kernels import sum_squares
 from bridgewatch.scoring.prefetch import AHEAD, prefetch
 from bridgewatch.scoring.threads import threads_for
@@ -50,7 +50,7 @@ class NoteLayout:
     order), and cut where ``adam_fit``'s slices (``CHUNKS`` runs of whole raters) cut them.
 
     ``notes``: int64[N+1] each note's first segment; ``segments``: int64[S+1] each segment's first
-    rating (a segment: one note's ratings from one slice); ``rater``: int64[R] each rating's rater;
+    rating (a segment: one note's ratings from one slice); ``rater``: [R] each rating's rater;
     ``value`` and ``weight`` (empty when unweighted) per rating; ``rows``: float64[U, 1+k] each
     rater's frozen (μ + i_u, f_u); ``part``: float64[N, k] and ``note_sse``: float64[N] scratch.
     """
@@ -75,8 +75,8 @@ def note_layout(
     n_notes: int,
     weight: np.ndarray | None = None,
 ) -> NoteLayout:
-    """Group one fit's ratings by note and cut each note's where ``mf_adam_kernels.layout_of``
-    cuts the raters into slices (by rating count). Ratings already in (note, rater) order (an
+    """Group one fit's ratings by note and cut each note's where the rater pass cuts the raters
+    into slices (``mf_adam_kernels.slice_cuts``). Ratings already in (note, rater) order (an
     ``MFProblem``'s) are used as they are; others are sorted (two stable counting sorts, O(R))."""
     note, rater = np.asarray(note), np.asarray(rater)
     value = np.asarray(value, dtype=np.float64)
@@ -84,9 +84,7 @@ def note_layout(
     n_raters = ri.shape[0]
     by_rater = np.zeros(n_raters + 1, dtype=np.int64)
     np.cumsum(np.bincount(rater, minlength=n_raters), out=by_rater[1:])
-    targets = -(-np.arange(CHUNKS + 1, dtype=np.int64) * by_rater[-1] // CHUNKS)
-    cuts = np.minimum(np.searchsorted(by_rater, targets, side="left"), n_raters).astype(np.int64)
-    cuts[0], cuts[-1] = 0, n_raters
+    cuts = slice_cuts(by_rater)
     by_note = np.zeros(n_notes + 1, dtype=np.int64)
     np.cumsum(np.bincount(note, minlength=n_notes), out=by_note[1:])
     if not _in_note_order(note, rater):
