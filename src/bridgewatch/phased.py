@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,7 +236,6 @@ def final_phase(
             name: RS.merge_rows(f, previous[name], ids, universe=None if name == _NSH else listed)
             for name, f in frames.items()
         }
-        texts = _spliced_texts(frames, previous, state_dir, ids)
         notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
         # A state from before fits were kept has none for the notes not rescored: keep none then
         # (the next incremental run rescores high-volume flips fully, as this one did).
@@ -246,26 +246,32 @@ def final_phase(
     else:
         fits = RS.fits_table(result.runs, note_ids, np.ones(note_ids.shape[0], dtype=bool))
 
-    texts = {name: texts.get(name) or frame_text(f, COLUMNS[name]) for name, f in frames.items()}
     # The rater flags are the whole dataset's either way: the selector's table is this one.
     raters = selector.raters if selector is not None and selector.raters is not None else None
+    if raters is None:
+        raters = _rater_table(result.inputs)
 
-    def save() -> None:
+    def tables() -> None:
         for name, frame in frames.items():
             write_table(frame, state_dir, _stem(name), output=True)
-            write_text(texts[name], state_dir, name)
         write_table(notes, state_dir, "notes")
         if fits is not None:
             write_table(fits, state_dir, "fits")
-        write_table(_rater_table(result.inputs) if raters is None else raters, state_dir, "raters")
-        run = {
-            "epochMillis": [epoch_millis],
-            "prescoreDigest": [digest],
-            "configDigest": [config_digest(config)],
-        }
-        write_table(pd.DataFrame(run), state_dir, "run")
+        write_table(raters, state_dir, "raters")
 
-    clock.phase("write state", save)
+    # The Parquet tables are written on a second thread while this one formats the texts: on two
+    # cores the other one is idle here, and Parquet encoding runs without the GIL. The old texts
+    # are read before any new one is written; the run table, which marks the state complete, last.
+    with ThreadPoolExecutor(1) as pool:
+        written = pool.submit(clock.phase, "write state", tables)
+        if selector is not None and selector.selected is not None:
+            texts = _spliced_texts(frames, previous, state_dir, ids)
+        texts = {name: texts.get(name) or frame_text(f, COLUMNS[name]) for name, f in frames.items()}
+        written.result()
+    for name in frames:
+        write_text(texts[name], state_dir, name)
+    run = {"epochMillis": [epoch_millis], "prescoreDigest": [digest], "configDigest": [config_digest(config)]}
+    write_table(pd.DataFrame(run), state_dir, "run")
     partial = selector.partial if selector is not None else 0
     files = {name: table_path(state_dir, _stem(name)) for name in frames}
     warnings = (*dataset.warnings, *result.warnings)
