@@ -10,8 +10,9 @@ dataset gives byte-identical outputs to ``--phase all`` (which alone also writes
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,7 @@ def final_phase(
     notes = _notes_table(result.notes, fingerprints)
     note_ids = result.inputs.matrix.note_ids
     rescored = -1
-    texts: dict[str, bytes] = {}
+    spliced: Callable[[], dict[str, bytes]] = dict  # TSV texts made from the last run's (none: a full run)
     if selector is not None and selector.selected is not None:
         ids = note_ids[selector.selected]
         rescored = int(ids.shape[0])
@@ -236,6 +237,7 @@ def final_phase(
             name: RS.merge_rows(f, previous[name], ids, universe=None if name == _NSH else listed)
             for name, f in frames.items()
         }
+        spliced = functools.partial(_spliced_texts, frames, previous, state_dir, ids)
         notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
         # A state from before fits were kept has none for the notes not rescored: keep none then
         # (the next incremental run rescores high-volume flips fully, as this one did).
@@ -264,8 +266,7 @@ def final_phase(
     # are read before any new one is written; the run table, which marks the state complete, last.
     with ThreadPoolExecutor(1) as pool:
         written = pool.submit(clock.phase, "write state", tables)
-        if selector is not None and selector.selected is not None:
-            texts = _spliced_texts(frames, previous, state_dir, ids)
+        texts = spliced()
         texts = {name: texts.get(name) or frame_text(f, COLUMNS[name]) for name, f in frames.items()}
         written.result()
     for name in frames:
