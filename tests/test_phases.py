@@ -177,6 +177,62 @@ def test_incremental_without_changes_rescores_only_clock_notes(community: Path, 
     assert a == (tmp_path / "b" / "scored_notes.tsv").read_bytes()
 
 
+def test_a_final_run_that_dies_while_saving_leaves_no_state_to_splice_into(
+    community: Path, held_back: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The final state is several files; an incremental run splices into the texts and merges into
+    # the tables. A run that died after writing the new tables but before the texts would leave a
+    # state whose fingerprints say "current" for rows its texts hold as old: the next incremental
+    # run must not trust it.
+    state = tmp_path / "state"
+    _score(held_back, tmp_path / "pre", phase="prescore", state_dir=state)
+    _score(held_back, tmp_path / "day1", phase="final", state_dir=state)
+    shutil.copytree(state, tmp_path / "state_full")
+    later = EPOCH + 2 * HOUR
+    import bridgewatch.phased as phased
+
+    def dies(*_args, **_kw) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(phased, "write_text", dies)
+        with pytest.raises(OSError, match="disk full"):
+            _score(
+                community, tmp_path / "dead", phase="final", state_dir=state, incremental=True, epoch=later
+            )
+    assert (state / "final" / "notes.parquet").is_file()  # the new tables were written ...
+    assert not (state / "final" / "run.parquet").exists()  # ... and the state reads as unfinished
+    with pytest.raises(DataFormatError, match="run the earlier phase first"):
+        _score(community, tmp_path / "dead", phase="contributor", state_dir=state, epoch=later)
+    inc = _score(community, tmp_path / "inc", phase="final", state_dir=state, incremental=True, epoch=later)
+    assert "rescored notes" not in inc.timings  # a full run
+    _score(community, tmp_path / "full", phase="final", state_dir=tmp_path / "state_full", epoch=later)
+    for name in (schema.SCORED_NOTES_FILE, schema.NOTE_STATUS_HISTORY_FILE, schema.AUX_NOTE_INFO_FILE):
+        assert (tmp_path / "inc" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+
+
+def test_a_prescoring_that_dies_while_saving_is_not_read_by_final(
+    community: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    import bridgewatch.state as state_mod
+
+    real = state_mod._write
+
+    def dies_on_scorers(frame, path, **kw) -> None:
+        if path.name == "scorers.parquet":
+            raise OSError("disk full")
+        real(frame, path, **kw)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(state_mod, "_write", dies_on_scorers)
+        with pytest.raises(OSError, match="disk full"):
+            _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    with pytest.raises(DataFormatError, match="run the earlier phase first"):
+        _score(community, tmp_path / "final", phase="final", state_dir=state)
+
+
 def test_phase_flags_outside_their_phase_are_rejected(community: Path, tmp_path: Path) -> None:
     from bridgewatch.errors import ConfigError
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
+from bridgewatch.errors import DataFormatError
 from bridgewatch.io import Dataset
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.tsv import frame_text, splice_rows
@@ -34,7 +35,9 @@ from bridgewatch.scoring.scorer import ScoringInputs
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.state import (
+    FINAL_DIR,
     IntegrityState,
+    begin_save,
     has_final_state,
     has_table,
     prescoring_digest,
@@ -263,7 +266,9 @@ def final_phase(
 
     # The Parquet tables are written on a second thread while this one formats the texts: on two
     # cores the other one is idle here, and Parquet encoding runs without the GIL. The old texts
-    # are read before any new one is written; the run table, which marks the state complete, last.
+    # are read before any new one is written; the run table, which marks the state complete, is
+    # removed first and written last (``begin_save``).
+    begin_save(state_dir, FINAL_DIR)
     with ThreadPoolExecutor(1) as pool:
         written = pool.submit(clock.phase, "write state", tables)
         texts = spliced()
@@ -310,7 +315,10 @@ def _spliced_texts(
 
 
 def load_final_notes(state_dir: Path) -> FinalNotes:
-    """What contributor scoring needs from the last final run."""
+    """What contributor scoring needs from the last final run (which must have finished saving)."""
+    if not has_final_state(state_dir):
+        path = Path(state_dir) / FINAL_DIR / "run.parquet"
+        raise DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
     t = read_table(state_dir, "notes")
     return FinalNotes(
         t["noteId"].to_numpy(np.int64),

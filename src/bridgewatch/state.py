@@ -148,9 +148,21 @@ def _param_columns(cols: dict, name: str, tag: str, vec: np.ndarray, mat: np.nda
         cols[f"{name}|{tag}f{j}"] = np.asarray(mat[:, j], dtype=np.float64)
 
 
+def begin_save(state_dir: Path, phase: str) -> None:
+    """Mark ``phase``'s state (``PRESCORE_DIR`` or ``FINAL_DIR``) incomplete before rewriting it.
+
+    Each file is replaced atomically, but a phase writes several. Its ``run.parquet`` says the
+    state is whole, so it goes first and comes back last: a run that dies halfway leaves a state
+    that reads as absent (the next final run starts from scratch, a final phase without
+    prescoring stops with a clear error), never new tables beside an old run's texts."""
+    (Path(state_dir) / phase / "run.parquet").unlink(missing_ok=True)
+
+
 def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState | None, seed: int) -> None:
-    """Write ``pre`` (and the integrity groups it was computed with) under ``state_dir/prescore``."""
+    """Write ``pre`` (and the integrity groups it was computed with) under ``state_dir/prescore``;
+    ``run.parquet``, which marks it whole, last (``begin_save``)."""
     root = Path(state_dir) / PRESCORE_DIR
+    begin_save(state_dir, PRESCORE_DIR)
     notes: dict[str, np.ndarray] = {"noteId": pre.note_ids}
     raters: dict[str, np.ndarray] = {"raterParticipantId": pre.rater_ids.astype(str)}
     if pre.note_topic is not None:
@@ -197,12 +209,6 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
     cols = {k: np.concatenate(v) if v else np.zeros(0, dtype=object) for k, v in extra.items()}
     _write(pd.DataFrame({k: pd.Series(v, dtype=str) for k, v in cols.items()}), root / _SCORED_EXTRA)
     _write(pd.DataFrame(rows), root / "scorers.parquet")
-    run = {
-        "seed": [seed], "skipped": [",".join(pre.skipped)], "topicWarning": [pre.topic_warning],
-        "hasTopics": [pre.note_topic is not None], "hasIntegrity": [integrity is not None],
-        "derived": [",".join(s.name for s in pre.derived)], "order": [",".join(pre.order)],
-    }  # fmt: skip
-    _write(pd.DataFrame(run), root / "run.parquet")
     if integrity is not None:
         correlated = pd.Index(integrity.participant_ids).isin(integrity.correlated_ids)
         frame = pd.DataFrame(
@@ -223,6 +229,12 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
             _write(pd.DataFrame(pairs), root / "surprise.parquet")
         else:
             (root / "surprise.parquet").unlink(missing_ok=True)  # a stale one from an earlier run
+    run = {
+        "seed": [seed], "skipped": [",".join(pre.skipped)], "topicWarning": [pre.topic_warning],
+        "hasTopics": [pre.note_topic is not None], "hasIntegrity": [integrity is not None],
+        "derived": [",".join(s.name for s in pre.derived)], "order": [",".join(pre.order)],
+    }  # fmt: skip
+    _write(pd.DataFrame(run), root / "run.parquet")
 
 
 def _scored_mask(rater_index: pd.Index, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
