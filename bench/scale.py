@@ -336,10 +336,12 @@ def main() -> None:
         ]
         cmd += ["--config", args.config] if args.config else []
         cmd += ["--scored", args.scored] if args.scored else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # The worker's stderr is this process's: its rows appear as each phase ends, and a run
+        # killed for memory an hour in still leaves the phases it finished on the terminal.
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
         lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
-            print(f"{scale}: failed (exit {proc.returncode})\n{proc.stderr[-3000:]}")
+            print(f"{scale}: failed (exit {proc.returncode}); its finished phases are on stderr above")
             continue
         text = markdown(json.loads(lines[-1][7:]))
         print(text, flush=True)
