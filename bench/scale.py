@@ -41,9 +41,8 @@ class RssSampler:
     Read from the kernel's own high-water mark (``VmHWM``), reset at each mark by writing 5 to
     ``/proc/self/clear_refs``: exact, whatever the main thread is doing. Where that reset is not
     allowed, a thread samples ``/proc/self/statm`` every ``interval`` s instead; that thread needs
-    the GIL, so it misses a peak reached inside a long call that holds it (a pandas or numba call
-    without ``nogil``): at public scale its rows up to integrity's said 10.1 GiB at most while the
-    kernel's mark stood at 16.2 GiB."""
+    the GIL, so it can miss a peak reached inside a long call that holds it (a pandas or numba
+    call without ``nogil``)."""
 
     def __init__(self, interval: float = 0.02) -> None:
         self._peak = 0
