@@ -59,25 +59,30 @@ def quasi_cliques(
     ``note_misleading`` bool. Returns ``quasiCliqueValue`` int32[U] (0 = none, ids from 1) and one
     dict per clique (``id``, ``raters`` int32 array, ``tweets`` int64 array of the group-action tweets).
     """
-    note = np.asarray(rating_note, dtype=np.int64)
-    rater = np.asarray(rating_rater, dtype=np.int64)
-    helpful_num = np.rint(np.asarray(rating_value, dtype=np.float64) * 2).astype(np.int64)
     note_tweet = np.asarray(note_tweet, dtype=np.int64)
     note_created = np.asarray(note_created, dtype=np.int64)
     value = np.zeros(n_raters, dtype=np.int32)
-    if note.shape[0] == 0:
+    if np.shape(rating_note)[0] == 0:
         return value, []
-    latest = note_created[np.unique(note)].max()
-    scope = (
-        (note_created[note] > latest - params.recency_cutoff_millis)
-        & (note_tweet[note] != -1)
-        & np.asarray(note_misleading, dtype=bool)[note]
+    # The scope is decided per note, then read once per rating (1 byte a rating): the 13-week
+    # window holds a few percent of a long history's ratings, and only those are widened to int64
+    # (widening all of them first held ~40 bytes a rating at once, by dtype).
+    rated = np.zeros(note_created.shape[0], dtype=bool)
+    rated[rating_note] = True
+    latest = note_created[rated].max()
+    in_scope = (
+        (note_created > latest - params.recency_cutoff_millis)
+        & (note_tweet != -1)
+        & np.asarray(note_misleading, dtype=bool)
     )
-    idx = np.flatnonzero(scope)
-    tweet, group = note_tweet[note[idx]], note[idx] * 3 + helpful_num[idx]
+    idx = np.flatnonzero(in_scope[rating_note])
+    note = np.asarray(rating_note)[idx].astype(np.int64)
+    rater = np.asarray(rating_rater)[idx].astype(np.int64)
+    helpful_num = np.rint(np.asarray(np.asarray(rating_value)[idx], dtype=np.float64) * 2).astype(np.int64)
+    tweet, group = note_tweet[note], note * 3 + helpful_num
     perm, gptr, tptr = _pairs.order_by_tweet(tweet, group, np.zeros(idx.shape[0], dtype=np.int64))
     keys, counts = _pairs.count_pairs(
-        rater[idx][perm].astype(np.int32),
+        rater[perm].astype(np.int32),
         np.zeros(perm.shape[0], dtype=np.int64),
         gptr,
         tptr,
@@ -88,7 +93,7 @@ def quasi_cliques(
     in_pairs = np.zeros(n_raters, dtype=bool)
     in_pairs[lo] = True
     in_pairs[hi] = True
-    sub = idx[in_pairs[rater[idx]]]
+    sub = np.flatnonzero(in_pairs[rater])
     actions = _Actions(
         tweet=note_tweet[note[sub]],
         note=note[sub],
@@ -192,4 +197,4 @@ def _grow(acts: _Actions, seed: list[int], p: QuasiCliqueParams) -> tuple[np.nda
 
 def correlated_rater(rating_rater: np.ndarray, quasi_clique_value: np.ndarray) -> np.ndarray:
     """``correlatedRater`` per rating (bool[R]): the rater belongs to a quasi-clique (§7.1, §2.8)."""
-    return np.asarray(quasi_clique_value)[np.asarray(rating_rater, dtype=np.int64)] > 0
+    return (np.asarray(quasi_clique_value) > 0)[rating_rater]  # no int64 copy of the rater column
