@@ -48,7 +48,8 @@ def test_second_read_comes_from_the_cache(tmp_path: Path) -> None:
     _rewrite_keeping_stat(path, path.read_bytes().replace(b"\tNOT_HELPFUL\t", b"\tNOT_HELPFUX\t"))
     second = read_dataset(data, cache_dir=cdir)
     _same(second, first)
-    second.ratings.value[0] = 0.25  # arrays from the cache are private copies on write
+    with pytest.raises(ValueError, match="read-only"):  # nobody can write through to the cache
+        second.ratings.value[0] = 0.25
     _same(read_dataset(data, cache_dir=cdir), first)
 
 
@@ -136,16 +137,18 @@ def _rss_file() -> int:
     raise AssertionError("no RssFile line")
 
 
-def test_created_at_from_the_cache_is_read_only_and_its_pages_can_be_handed_back(tmp_path: Path) -> None:
+def test_rating_columns_from_the_cache_are_read_only_and_can_be_handed_back(tmp_path: Path) -> None:
     data = write_basic(tmp_path / "data")
     cdir = tmp_path / "cache"
     fresh = read_dataset(data, cache_dir=cdir).ratings
     cached = read_dataset(data, cache_dir=cdir).ratings
-    assert not cached.created_at.flags.writeable  # a write raises: no copy-on-write page to lose
-    assert cached.value.flags.writeable
+    for name in cache.READ_ONLY:  # a write raises: no copy-on-write page to lose
+        assert not getattr(cached, name).flags.writeable, name
     assert cached.release("created_at") == cached.created_at.nbytes > 0
-    assert fresh.release("created_at", "value") == 0  # in memory: nothing to hand back
-    assert np.array_equal(cached.created_at, fresh.created_at)  # read back after the release
+    assert cached.release() == sum(getattr(cached, name).nbytes for name in cache.READ_ONLY)
+    assert fresh.release() == 0  # in memory: nothing to hand back
+    for name in cache.READ_ONLY:  # read back after the release
+        assert np.array_equal(getattr(cached, name), getattr(fresh, name)), name
     with pytest.raises(ValueError):
         cached.created_at[0] = 0
 

@@ -8,11 +8,12 @@ dtype, shape and CRC-32.
 
 An entry is used only if the version and every file's stat match (otherwise it is stale and
 rebuilt) and every array loads with its recorded dtype, shape and checksum (otherwise it is
-corrupt: rebuilt, with a warning). Arrays are memory-mapped copy-on-write, so loading costs
-one checksum pass over the bytes and callers may still write to them; except ``created_at``,
-mapped read-only and handed back to the page cache after its checksum (``READ_ONLY``): few passes
-read it, and a run need not keep its 8 bytes a rating resident between them. Entries are written to a
-temporary folder and renamed into place, so a crash never leaves a half-written entry behind.
+corrupt: rebuilt, with a warning). Arrays are memory-mapped, so loading costs one checksum pass
+over the bytes. The per-rating columns are mapped read-only (``READ_ONLY``; a write raises) and
+handed back to the page cache after their checksum: most passes read a few of them, and a run need
+not keep all ~29 bytes a rating resident while a phase reads none or some (``RatingMatrix.release``).
+The per-note and per-rater indexes are mapped copy-on-write. Entries are written to a temporary
+folder and renamed into place, so a crash never leaves a half-written entry behind.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RATING_COLUMNS, RatingMatrix
 
 CACHE_VERSION = 2  # 2: ``by_rater`` int32
 _META = "meta.json"
@@ -46,8 +47,8 @@ _ARRAYS = (
 )
 _FILES = (*_ARRAYS, "rater_ids.offsets", "rater_ids.bytes")
 # Mapped read-only (writes raise), so their pages can be dropped and read again
-# (``RatingMatrix.release``).
-READ_ONLY = ("created_at",)
+# (``RatingMatrix.release``): every per-rating column.
+READ_ONLY = RATING_COLUMNS
 
 PathLike = str | os.PathLike[str]
 

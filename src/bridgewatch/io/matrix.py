@@ -18,6 +18,9 @@ import pyarrow.compute as pc
 
 from bridgewatch import schema
 
+# The per-rating columns (R long): what ``RatingMatrix.release`` hands back when none is named.
+RATING_COLUMNS = ("note", "rater", "value", "created_at", "tags", "population_sampled", "by_rater")
+
 
 @dataclass(frozen=True, eq=False)
 class RatingMatrix:
@@ -117,18 +120,20 @@ class RatingMatrix:
         return replace(sub, note=note, note_ids=self.note_ids[rows], note_indptr=counts_indptr(note, n))
 
     def release(self, *names: str) -> int:
-        """Hand the resident pages of these columns back to the page cache when they are read-only
-        file mappings (the columnar cache maps ``created_at`` so, ``io.cache``); the next read
-        faults them back in, from the page cache while the machine has room for it, else from
-        disk. Returns the bytes released (0 for columns held in memory).
+        """Hand the resident pages of these columns (none named: every per-rating column) back to
+        the page cache when they are read-only file mappings (the columnar cache maps them so,
+        ``io.cache``); the next read faults them back in, from the page cache while the machine
+        has room for it, else from disk. Returns the bytes released (0 for columns held in memory).
 
-        Why: ``created_at`` (8 bytes a rating, 1.5 GiB at X's scale) is read by a few passes
-        (high-volume tagging, the helpfulness validity, the harassment labels, contributor counts),
-        not by the fits, and once read every page of it stays resident; the biggest fits release
-        it first (``mf.build_problem``) so that their arrays need not sit on top of it.
+        Why: once read, every page of a column stays resident, though most passes read a few
+        columns: ``created_at`` (8 bytes a rating, 1.5 GiB at X's scale) is read by high-volume
+        tagging, the helpfulness validity, the harassment labels and contributor counts, not by
+        the fits; the topic model reads no rating at all. Every fit first releases the columns
+        no fit reads (``mf.build_problem``), and the pipeline releases them all before the topic
+        model, so that their arrays need not sit on top of columns they do not read.
         """
         released = 0
-        for name in names:
+        for name in names or RATING_COLUMNS:
             arr = getattr(self, name)
             mapping = _read_only_mapping(arr)
             if mapping is not None:

@@ -263,6 +263,7 @@ def prescore_dataset(
     clock = clock or Clock(None)
     matrix = _matrix(dataset, rating_keep)
     note_index = matrix.note_index(dataset.notes["noteId"].to_numpy(np.int64))
+    dataset.ratings.release()  # the topic model reads no rating (``RatingMatrix.release``)
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
     inputs = clock.phase(
         "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, pss_member)
@@ -535,6 +536,7 @@ def score_dataset(
     clock = Clock(progress)
     n_notes = dataset.ratings.n_notes  # subsets keep the id maps whole
     note_index = dataset.ratings.note_index(dataset.notes["noteId"].to_numpy(np.int64))
+    dataset.ratings.release()  # the topic model reads no rating (``RatingMatrix.release``)
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, n_notes, note_index))
     # The ratings are lent out (io.aside): while a phase scores a subset, the dataset holds that
     # subset and the dropped ratings' columns instead of the whole matrix, which contributor
