@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bridgewatch.io.matrix import RATING_COLUMNS, RatingMatrix
+from bridgewatch.io.matrix import RATING_COLUMNS, RatingMatrix, release_pages
 
 CACHE_VERSION = 2  # 2: ``by_rater`` int32
 _META = "meta.json"
@@ -98,7 +98,6 @@ def load(
         names.validate(full=True)
         rater_ids = np.asarray(names.to_numpy(zero_copy_only=False), dtype=object)
         matrix = RatingMatrix(**arrays, rater_ids=rater_ids)
-        matrix.release(*READ_ONLY)  # the checksum pass made every page resident
         ratings_warnings = [str(w) for w in meta["warnings"]]
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
         warnings.append(f"ratings cache {entry} is corrupt ({exc}); rebuilt it")
@@ -112,6 +111,10 @@ def _load_array(entry: Path, name: str, expect: dict[str, object]) -> np.ndarray
         raise ValueError(f"{name}: {arr.dtype}{list(arr.shape)}, expected {expect['dtype']}{expect['shape']}")
     if _crc(arr) != expect["crc32"]:
         raise ValueError(f"{name}: checksum mismatch")
+    # The checksum made every page resident: a read-only column's go back at once, so the load
+    # holds one column's pages at a time, not the whole matrix (at X's scale 9.4 GiB at the
+    # peak, when all of them went back only at the end).
+    release_pages(arr)
     return np.asarray(arr)
 
 

@@ -132,14 +132,7 @@ class RatingMatrix:
         no fit reads (``mf.build_problem``), and the pipeline releases them all before the topic
         model, so that their arrays need not sit on top of columns they do not read.
         """
-        released = 0
-        for name in names or RATING_COLUMNS:
-            arr = getattr(self, name)
-            mapping = _read_only_mapping(arr)
-            if mapping is not None:
-                mapping.madvise(mmap.MADV_DONTNEED)
-                released += int(arr.nbytes)
-        return released
+        return sum(release_pages(getattr(self, name)) for name in names or RATING_COLUMNS)
 
     def nbytes(self) -> int:
         """Bytes held by the rating arrays and indexes (id maps excluded)."""
@@ -193,6 +186,16 @@ def _text(values: pd.Series | np.ndarray) -> pa.Array:
     if isinstance(values, np.ndarray):
         values = pd.Series(values, dtype=object)
     return pa.array(values, type=pa.string())
+
+
+def release_pages(arr: np.ndarray) -> int:
+    """Drop ``arr``'s resident pages when it is a read-only file mapping (``RatingMatrix.release``);
+    the bytes released, 0 for an array held in memory."""
+    mapping = _read_only_mapping(arr)
+    if mapping is None:
+        return 0
+    mapping.madvise(mmap.MADV_DONTNEED)
+    return int(arr.nbytes)
 
 
 def _read_only_mapping(arr: np.ndarray) -> mmap.mmap | None:
