@@ -541,7 +541,7 @@ def score_dataset(
     # The ratings are lent out (io.aside): while a phase scores a subset, the dataset holds that
     # subset and the dropped ratings' columns instead of the whole matrix, which contributor
     # scoring gets back at the end; high-volume tagging, which counts every rating, runs first.
-    high = high_volume_flags(dataset.ratings, None, config)
+    high = clock.phase("high-volume tagging", lambda: high_volume_flags(dataset.ratings, None, config))
     loan = RatingsLoan(dataset)
     try:
         inputs = clock.phase(
