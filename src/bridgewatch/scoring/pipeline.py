@@ -109,6 +109,9 @@ def note_topics(dataset: Dataset, n_notes: int, note_index: np.ndarray) -> tuple
     notes = dataset.notes
     if notes.empty or "summary" not in notes.columns:
         return None, "no note summaries: topic scorers skipped"
+    # It reads no rating: the matrix's pages go back first, so its working set does not sit on
+    # them (``RatingMatrix.release``; at X's scale ~3 GiB resident after integrity).
+    dataset.ratings.release()
     try:
         names = assign_topics(notes).note_topic
     except ScoringError as exc:
@@ -263,7 +266,6 @@ def prescore_dataset(
     clock = clock or Clock(None)
     matrix = _matrix(dataset, rating_keep)
     note_index = matrix.note_index(dataset.notes["noteId"].to_numpy(np.int64))
-    dataset.ratings.release()  # the topic model reads no rating (``RatingMatrix.release``)
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
     inputs = clock.phase(
         "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, pss_member)
@@ -536,7 +538,6 @@ def score_dataset(
     clock = Clock(progress)
     n_notes = dataset.ratings.n_notes  # subsets keep the id maps whole
     note_index = dataset.ratings.note_index(dataset.notes["noteId"].to_numpy(np.int64))
-    dataset.ratings.release()  # the topic model reads no rating (``RatingMatrix.release``)
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, n_notes, note_index))
     # The ratings are lent out (io.aside): while a phase scores a subset, the dataset holds that
     # subset and the dropped ratings' columns instead of the whole matrix, which contributor
