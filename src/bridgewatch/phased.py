@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
-from bridgewatch.errors import DataFormatError
 from bridgewatch.io import Dataset
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.tsv import frame_text, splice_rows
@@ -43,6 +42,7 @@ from bridgewatch.state import (
     prescoring_digest,
     read_table,
     read_text,
+    require_final_state,
     save_prescoring,
     table_path,
     write_table,
@@ -316,9 +316,7 @@ def _spliced_texts(
 
 def load_final_notes(state_dir: Path) -> FinalNotes:
     """What contributor scoring needs from the last final run (which must have finished saving)."""
-    if not has_final_state(state_dir):
-        path = Path(state_dir) / FINAL_DIR / "run.parquet"
-        raise DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
+    require_final_state(state_dir)
     t = read_table(state_dir, "notes")
     return FinalNotes(
         t["noteId"].to_numpy(np.int64),

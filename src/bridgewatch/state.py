@@ -85,13 +85,17 @@ def _write(frame: pd.DataFrame, path: Path, *, plain: bool = False, output: bool
         pq.write_table(table, tmp, compression="snappy", **extra)
 
 
+def _missing(path: Path) -> DataFormatError:
+    return DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
+
+
 def _arrow(path: Path, columns: Sequence[str] | None = None, *, round2: bool = False) -> pa.Table:
     """One state table as Arrow (``columns``: None = all; ``round2``: all but round 1's
     parameters). ``ParquetFile.read`` skips the dataset layer ``pd.read_parquet`` goes through,
     half the CPU of a small file (an incremental final run reads ~36 of them); on this thread:
     arrow's pool spent ~40% more CPU than it saved on files this small."""
     if not path.is_file():
-        raise DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
+        raise _missing(path)
     file = pq.ParquetFile(path)
     if round2:
         columns = [c for c in file.schema_arrow.names if "|n1" not in c and "|r1" not in c]
@@ -421,3 +425,9 @@ def has_prescoring(state_dir: Path) -> bool:
 
 def has_final_state(state_dir: Path) -> bool:
     return (Path(state_dir) / FINAL_DIR / "run.parquet").is_file()
+
+
+def require_final_state(state_dir: Path) -> None:
+    """Raise the missing-state error unless the last final run finished saving (``begin_save``)."""
+    if not has_final_state(state_dir):
+        raise _missing(Path(state_dir) / FINAL_DIR / "run.parquet")
