@@ -78,7 +78,7 @@ def quasi_cliques(
     idx = np.flatnonzero(in_scope[rating_note])
     note = np.asarray(rating_note)[idx].astype(np.int64)
     rater = np.asarray(rating_rater)[idx].astype(np.int64)
-    helpful_num = np.rint(np.asarray(np.asarray(rating_value)[idx], dtype=np.float64) * 2).astype(np.int64)
+    helpful_num = np.rint(np.asarray(rating_value)[idx].astype(np.float64) * 2).astype(np.int64)
     tweet, group = note_tweet[note], note * 3 + helpful_num
     perm, gptr, tptr = _pairs.order_by_tweet(tweet, group, np.zeros(idx.shape[0], dtype=np.int64))
     keys, counts = _pairs.count_pairs(
@@ -95,7 +95,7 @@ def quasi_cliques(
     in_pairs[hi] = True
     sub = np.flatnonzero(in_pairs[rater])
     actions = _Actions(
-        tweet=note_tweet[note[sub]],
+        tweet=tweet[sub],
         note=note[sub],
         helpful_num=helpful_num[sub],
         rater=rater[sub],
