@@ -27,6 +27,7 @@ import numpy as np
 
 from bridgewatch.scoring import logistic_kernels as K
 from bridgewatch.scoring.prefetch import AHEAD, prefetch
+from bridgewatch.scoring.threads import twin_kernels
 
 # Parallel groups of whole notes (about equal ratings; they fix the loss's sum order): up to
 # GROUPS, each of at least GROUP_MIN ratings (a group costs ~0.1 µs an epoch even when it is
@@ -223,9 +224,8 @@ def _note_group(g, rater, positive, sw, seg_note, rows, groups, work, loss_g, w_
     loss_g[g] = t
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy", nogil=True)
-def note_epoch_nb(rater, positive, sw, seg_note, rows, groups, work, loss_g, w_pos, w_neg, nf, ni, mu,
-                  want_loss, g_nf, g_ni):  # fmt: skip
+def _note_epoch(rater, positive, sw, seg_note, rows, groups, work, loss_g, w_pos, w_neg, nf, ni, mu,
+                want_loss, g_nf, g_ni):  # fmt: skip
     """``epoch_nb``'s note gradients (``g_nf``, ``g_ni`` [N]) with raters and μ frozen, and its data
     loss when ``want_loss`` (else 0.0); groups in parallel. Per group of notes, in pieces of
     ``PIECE`` ratings cut anywhere: gather the logits, derivatives as ``epoch_nb`` forms them,
@@ -237,16 +237,11 @@ def note_epoch_nb(rater, positive, sw, seg_note, rows, groups, work, loss_g, w_p
     return _total(loss_g)
 
 
-@numba.njit(cache=True, fastmath={"contract"}, error_model="numpy", nogil=True)
-def note_epoch_serial_nb(rater, positive, sw, seg_note, rows, groups, work, loss_g, w_pos, w_neg, nf, ni, mu,
-                         want_loss, g_nf, g_ni):  # fmt: skip
-    """``note_epoch_nb`` on the calling thread: the same bits without a parallel region's start
-    and barrier, which cost as much as a small fit's epoch (an incremental run's hundreds of
-    ratings)."""
-    for g in range(groups.shape[1] - 1):
-        _note_group(g, rater, positive, sw, seg_note, rows, groups, work, loss_g, w_pos, w_neg, nf, ni, mu,
-                    want_loss, g_nf, g_ni)  # fmt: skip
-    return _total(loss_g)
+# The serial form, the same bits without a parallel region's start and barrier, runs on one numba
+# thread: those cost as much as a small fit's epoch (an incremental run's hundreds of ratings).
+note_epoch_serial_nb, note_epoch_nb = twin_kernels(fastmath={"contract"}, error_model="numpy", nogil=True)(
+    _note_epoch
+)
 
 
 @numba.njit(cache=True, nogil=True)

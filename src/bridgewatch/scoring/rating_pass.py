@@ -16,12 +16,11 @@ floating-point sum (the penalty) runs serially in rating order, the order ``np.b
 
 from __future__ import annotations
 
-import types
-
 import numba
 import numpy as np
 
 from bridgewatch.io.matrix import RatingMatrix, index_dtype
+from bridgewatch.scoring.threads import twin_kernels
 
 # Fixed number of blocks for the compaction's two passes: the output does not depend on it, it
 # only needs to exceed the thread count.
@@ -35,12 +34,7 @@ _BLOCKS = 64
 PARALLEL_FROM = 4_000_000
 
 
-def _both(fn):
-    """(serial, parallel) compiled forms of one kernel (``prange`` is ``range`` in the first). The
-    serial twin gets its own name, so numba's on-disk cache keeps the two apart."""
-    twin = types.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_serial", fn.__defaults__)
-    twin.__qualname__ = f"{fn.__qualname__}_serial"
-    return numba.njit(cache=True)(twin), numba.njit(cache=True, parallel=True)(fn)
+_both = twin_kernels()  # (serial, parallel) forms of a pass; ``_form`` picks one
 
 
 def _form(kernel, n_ratings: int):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -37,6 +38,24 @@ CONCURRENT_BELOW = 5_000_000
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def twin_kernels(**options: object) -> Callable[[Callable], tuple[Callable, Callable]]:
+    """Decorator: (serial, parallel) compiled forms of one kernel written with ``numba.prange``,
+    which is ``range`` in the first; ``options`` go to both ``numba.njit`` calls (plus
+    ``parallel=True`` to the second). The same code, so the same bits: the serial form runs where
+    a parallel region's start and barrier would cost more than the pass (small passes, one numba
+    thread). The serial twin gets its own name, so numba's on-disk cache keeps the two apart."""
+
+    def both(fn: Callable) -> tuple[Callable, Callable]:
+        twin = types.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_serial", fn.__defaults__)
+        twin.__qualname__ = f"{fn.__qualname__}_serial"
+        return (
+            numba.njit(cache=True, **options)(twin),  # type: ignore[call-overload]
+            numba.njit(cache=True, parallel=True, **options)(fn),  # type: ignore[call-overload]
+        )
+
+    return both
 
 
 def serial_blas(fn: Callable[P, R]) -> Callable[P, R]:
