@@ -258,10 +258,10 @@ def run_scale(
     integrity_tables(m, found, factor, num_threads=threads)
     rows.append(("integrity views (after scoring)", time.perf_counter() - t, sampler.mark()))
     floor = sweep_floor(m, threads)
-    peak = max(sampler.mark(), sampler.highest)
+    sampler.mark()  # the sweep floor's window
     sampler.close()
-    if not sampler.exact:
-        peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    # the kernel's own peak, unless the marks reset it (then their largest is the process peak)
+    peak = sampler.highest if sampler.exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     counts = {"ratings": m.n_ratings, "notes": m.n_notes, "raters": m.n_raters}
     statuses = result.scored_notes["finalRatingStatus"].value_counts().to_dict()
     if scored is not None:
