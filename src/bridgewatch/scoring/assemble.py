@@ -19,7 +19,6 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.compact import compact, compact_frame
 from bridgewatch.scoring.helpfulness import ValidRatings
 from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
-from bridgewatch.scoring.rating_pass import rater_counts
 from bridgewatch.scoring.rescore import RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
@@ -156,8 +155,7 @@ def meta_frame(inputs: ScoringInputs, scored: Mapping[str, np.ndarray]) -> pd.Da
 
 def rating_counts(matrix: RatingMatrix, valid: ValidRatings) -> pd.DataFrame:
     """Per rater: the six valid-rating success / failure counts of helpfulness_scores (§4.1)."""
-    masks = (valid.success_helpful, valid.success_not_helpful, valid.fail_helpful, valid.fail_not_helpful)
-    sh, sn, fh, fn = (rater_counts(matrix, mask) for mask in masks)
+    sh, sn, fh, fn = valid.rater_counts(matrix)
     return pd.DataFrame(
         {
             "raterParticipantId": matrix.rater_ids,

@@ -17,20 +17,52 @@ from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.schema import Status
 from bridgewatch.scoring.config import HelpfulnessConfig
-from bridgewatch.scoring.rating_pass import penalty_per_rater, rater_counts_of, valid_rating_masks
+from bridgewatch.scoring.rating_pass import penalty_per_rater, rater_code_counts, valid_rating_codes
 
 
 @dataclass(frozen=True, eq=False)
 class ValidRatings:
-    """Per rating (length R of the matrix): ``valid`` (counts toward helpfulness), ``agrees`` (valid
-    and matches the note's status) and the four outcome classes of §4.1."""
+    """Per rating (length R of the matrix): its §4.1 outcome as one int8 ``code``: ``INVALID``, or
+    which of the four classes a valid rating falls in (they are disjoint and together make up the
+    valid ratings). One byte a rating where six bool masks took six: at X's scale the helpfulness
+    pass held 1.2 GiB of them through the harassment fit. The masks are derived on demand."""
 
-    valid: np.ndarray
-    agrees: np.ndarray
-    success_helpful: np.ndarray
-    success_not_helpful: np.ndarray
-    fail_helpful: np.ndarray
-    fail_not_helpful: np.ndarray
+    code: np.ndarray
+
+    INVALID = 0
+    SUCCESS_HELPFUL = 1
+    SUCCESS_NOT_HELPFUL = 2
+    FAIL_HELPFUL = 3
+    FAIL_NOT_HELPFUL = 4
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.code != self.INVALID
+
+    @property
+    def agrees(self) -> np.ndarray:
+        """Valid and matching the note's status (a success)."""
+        return (self.code == self.SUCCESS_HELPFUL) | (self.code == self.SUCCESS_NOT_HELPFUL)
+
+    @property
+    def success_helpful(self) -> np.ndarray:
+        return self.code == self.SUCCESS_HELPFUL
+
+    @property
+    def success_not_helpful(self) -> np.ndarray:
+        return self.code == self.SUCCESS_NOT_HELPFUL
+
+    @property
+    def fail_helpful(self) -> np.ndarray:
+        return self.code == self.FAIL_HELPFUL
+
+    @property
+    def fail_not_helpful(self) -> np.ndarray:
+        return self.code == self.FAIL_NOT_HELPFUL
+
+    def rater_counts(self, matrix: RatingMatrix) -> np.ndarray:
+        """int64[4, U]: per rater, its valid ratings of each class, in code order (one pass)."""
+        return rater_code_counts(matrix, self.code, 4)
 
 
 def valid_ratings(
@@ -51,12 +83,12 @@ def valid_ratings(
     """
     # One parallel pass over the notes (each scorer's helpfulness pass makes one, twice in
     # prescoring); the numpy form made a dozen bool/float temporaries of length R.
-    valid, sh, snh, fh, fnh = valid_rating_masks(
+    code = valid_rating_codes(
         matrix, keep, note_created, note_latest_non_nmr, note_status,
         window=config.valid_rating_window_millis, launch=schema.DELETED_NOTE_TOMBSTONES_LAUNCH_MILLIS,
         first_n=config.legacy_first_n_ratings, crh=int(Status.CRH), crnh=int(Status.CRNH),
     )  # fmt: skip
-    return ValidRatings(valid, sh | snh, sh, snh, fh, fnh)
+    return ValidRatings(code)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,21 +100,20 @@ class AuthorScores:
 
 
 def author_helpfulness(
-    participant_ids: np.ndarray,
-    note_author: np.ndarray,
+    author_row: np.ndarray,
+    n_participants: int,
     intercept: np.ndarray,
     note_status: np.ndarray,
     config: HelpfulnessConfig,
 ) -> AuthorScores:
-    """§4.3 over notes with an intercept. ``note_author``: object[N] author ids; ``intercept``:
-    float[N] (NaN = not scored); ``note_status``: int8[N]. Participants without scored notes: NaN."""
-    scored = ~np.isnan(intercept)
-    pos = np.searchsorted(participant_ids, note_author[scored].astype(str))
-    p = len(participant_ids)
+    """§4.3 over the scored notes (those with an intercept): ``author_row`` int[S] each one's
+    author's row among ``n_participants`` (``participant_ids``), ``intercept`` float[S],
+    ``note_status`` int8[S]. Participants without scored notes: NaN."""
+    pos, p = author_row, n_participants
     n = np.bincount(pos, minlength=p).astype(np.float64)
-    crh = np.bincount(pos, weights=(note_status[scored] == Status.CRH).astype(float), minlength=p)
-    crnh = np.bincount(pos, weights=(note_status[scored] == Status.CRNH).astype(float), minlength=p)
-    total = np.bincount(pos, weights=intercept[scored].astype(np.float64), minlength=p)
+    crh = np.bincount(pos, weights=(note_status == Status.CRH).astype(float), minlength=p)
+    crnh = np.bincount(pos, weights=(note_status == Status.CRNH).astype(float), minlength=p)
+    total = np.bincount(pos, weights=np.asarray(intercept, dtype=np.float64), minlength=p)
     with np.errstate(invalid="ignore", divide="ignore"):
         diff = np.where(n > 0, crh / n - config.crnh_multiplier * crnh / n, np.nan)
         mean = np.where(n > 0, total / n, np.nan)
@@ -91,28 +122,41 @@ def author_helpfulness(
 
 def participant_ids(
     matrix: RatingMatrix, has_valid: np.ndarray, authors: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, ridx): the sorted union of the raters ``has_valid`` (bool[U]) and ``authors`` (sorted
-    unique str), as ``np.union1d`` of their strings gives it, and each valid rater's row in it.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, ridx, arow): ``ids`` object[P] the sorted union of the raters ``has_valid`` (bool[U])
+    and ``authors`` (ids in any order, repeats allowed; a missing one reads "nan", as ``str``
+    makes it), as ``np.union1d`` of their strings orders it; ``ridx`` each valid rater's row in
+    it, ``arow`` each author's.
 
-    ``matrix.rater_ids`` is already sorted and unique, so the raters' part is a selection; only the
-    authors who never rated are placed among them by string search. A union and a search over
-    every rater's id string, as before, cost seconds per scorer on a large community.
+    Why in objects and indices, not numpy strings: X's ids are 64 characters, 256 bytes each as a
+    numpy string; the string union, searches and the per-note author strings of each helpfulness
+    pass held ~1.5 GiB of copies at X's scale (2.5M notes, 1.4M raters). ``matrix.rater_ids``
+    is sorted and unique, so the raters' part is a selection; authors are looked up in its hash
+    index, and only the few who never rated are sorted and placed among them.
     """
-    ridx_author = matrix.rater_index(authors.astype(object))
+    authors = np.asarray(authors, dtype=object)
+    missing = pd.isna(authors)
+    if missing.any():
+        authors = authors.copy()
+        authors[missing] = "nan"
+    ra = matrix.rater_index(authors)  # -1: never rated
+    rated = ra >= 0
     chosen = has_valid.copy()
-    chosen[ridx_author[ridx_author >= 0]] = True
-    main = matrix.rater_ids[chosen].astype(str)
-    extra = authors[ridx_author < 0]
-    width = max(main.dtype.itemsize, extra.dtype.itemsize) // np.dtype("U1").itemsize
-    kind = np.dtype(f"U{max(width, 1)}")
-    main, extra = main.astype(kind), extra.astype(kind)
+    chosen[ra[rated]] = True
+    main = matrix.rater_ids[chosen]
+    extra, which = np.unique(authors[~rated], return_inverse=True)
     at = np.searchsorted(main, extra)  # extra ids never equal a rater's
     ids = np.insert(main, at, extra)
-    # Row of each chosen rater: its rank among them plus the extra ids placed before it.
-    rank = np.cumsum(chosen)[has_valid] - 1
-    ridx = rank + np.searchsorted(at, rank, side="right")
-    return ids, ridx
+    # Row of the k-th chosen rater: k plus the extra ids placed before it; the j-th extra id
+    # lands at at[j] + j (np.insert's placement for sorted positions).
+    rank = np.cumsum(chosen) - 1
+    ridx = rank[has_valid]
+    ridx = ridx + np.searchsorted(at, ridx, side="right")
+    arow = np.empty(authors.shape[0], dtype=np.int64)
+    k = rank[ra[rated]]
+    arow[rated] = k + np.searchsorted(at, k, side="right")
+    arow[~rated] = (at + np.arange(at.shape[0]))[which]
+    return ids, ridx, arow
 
 
 def helpfulness_scores(
@@ -133,20 +177,20 @@ def helpfulness_scores(
     ``aboveHelpfulnessThreshold``, sorted by participant id.
     """
     # The six per-rater counts in one pass over the ratings.
-    per_rater = rater_counts_of(
-        matrix, (valid.valid, valid.agrees, valid.success_helpful, valid.success_not_helpful,
-                 valid.fail_helpful, valid.fail_not_helpful),
-    ).astype(np.float64)  # fmt: skip
-    count, agree = per_rater[0], per_rater[1]
+    # The four class counts per rater in one pass over the ratings' codes.
+    per_rater = valid.rater_counts(matrix).astype(np.float64)
+    count = per_rater.sum(axis=0)
+    agree = per_rater[0] + per_rater[1]
     has_valid = count > 0
-    ids, ridx = participant_ids(matrix, has_valid, np.unique(note_author[~np.isnan(intercept)].astype(str)))
-    author = author_helpfulness(ids, note_author, intercept, note_status, config)
+    scored = ~np.isnan(intercept)
+    ids, ridx, arow = participant_ids(matrix, has_valid, note_author[scored])
+    author = author_helpfulness(arow, ids.shape[0], intercept[scored], note_status[scored], config)
     cols = {}
     for name, arr in (
-        ("successfulRatingHelpfulCount", per_rater[2]),
-        ("successfulRatingNotHelpfulCount", per_rater[3]),
-        ("unsuccessfulRatingHelpfulCount", per_rater[4]),
-        ("unsuccessfulRatingNotHelpfulCount", per_rater[5]),
+        ("successfulRatingHelpfulCount", per_rater[0]),
+        ("successfulRatingNotHelpfulCount", per_rater[1]),
+        ("unsuccessfulRatingHelpfulCount", per_rater[2]),
+        ("unsuccessfulRatingNotHelpfulCount", per_rater[3]),
         ("_count", count),
         ("_agree", agree),
     ):

@@ -432,18 +432,18 @@ def compact_problem(
     }
 
 
+# ``helpfulness.ValidRatings``' codes: a valid rating's class (0: not valid)
+_SUCCESS_HELPFUL, _SUCCESS_NOT_HELPFUL, _FAIL_HELPFUL, _FAIL_NOT_HELPFUL = 1, 2, 3, 4
+
+
 @numba.njit(cache=True, inline="always")
-def _mark_valid(p, v, crh, crnh, valid, sh, snh, fh, fnh):
+def _mark_valid(p, v, crh, crnh, code):
     """Rating ``p`` (value ``v``) on a CRH / CRNH note: HELPFUL and NOT_HELPFUL ratings are valid
     (§4.1) and agree or disagree with the status; SOMEWHAT_HELPFUL ones are neither."""
     if v == 1.0:
-        valid[p] = True
-        sh[p] = crh
-        fnh[p] = crnh
+        code[p] = _SUCCESS_HELPFUL if crh else _FAIL_NOT_HELPFUL
     elif v == 0.0:
-        valid[p] = True
-        snh[p] = crnh
-        fh[p] = crh
+        code[p] = _SUCCESS_NOT_HELPFUL if crnh else _FAIL_HELPFUL
 
 
 @_both
@@ -452,11 +452,7 @@ def _valid(
     window, launch, first_n, crh_code, crnh_code,
 ):  # fmt: skip
     r = keep.shape[0]
-    valid = np.zeros(r, dtype=np.bool_)
-    sh = np.zeros(r, dtype=np.bool_)
-    snh = np.zeros(r, dtype=np.bool_)
-    fh = np.zeros(r, dtype=np.bool_)
-    fnh = np.zeros(r, dtype=np.bool_)
+    code = np.zeros(r, dtype=np.int8)
     n = indptr.shape[0] - 1
     for i in numba.prange(n):
         a, b = indptr[i], indptr[i + 1]
@@ -483,7 +479,7 @@ def _valid(
                 times = created_at[cand]
                 cand = cand[np.argsort(times, kind="mergesort")[:first_n]]
             for p in cand:
-                _mark_valid(p, value[p], crh, crnh, valid, sh, snh, fh, fnh)
+                _mark_valid(p, value[p], crh, crnh, code)
             continue
         for p in range(a, b):
             if not keep[p]:
@@ -493,11 +489,11 @@ def _valid(
                 continue
             if not (t < latest or latest_none):
                 continue
-            _mark_valid(p, value[p], crh, crnh, valid, sh, snh, fh, fnh)
-    return valid, sh, snh, fh, fnh
+            _mark_valid(p, value[p], crh, crnh, code)
+    return code
 
 
-def valid_rating_masks(
+def valid_rating_codes(
     matrix: RatingMatrix,
     keep: np.ndarray,
     note_created: np.ndarray,
@@ -509,9 +505,9 @@ def valid_rating_masks(
     first_n: int,
     crh: int,
     crnh: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """bool[R] × 5: valid, success helpful / not helpful, fail helpful / not helpful (§4.1; see
-    ``helpfulness.valid_ratings``), one parallel pass over the notes."""
+) -> np.ndarray:
+    """int8[R]: each rating's §4.1 outcome code (``helpfulness.ValidRatings``), one parallel pass
+    over the notes."""
     return _form(_valid, matrix.n_ratings)(
         matrix.note_indptr, np.asarray(keep, dtype=np.bool_), matrix.created_at, matrix.value,
         np.asarray(note_created, dtype=np.float64), np.asarray(note_latest_non_nmr, dtype=np.float64),
@@ -520,35 +516,32 @@ def valid_rating_masks(
 
 
 @_both
-def _rater_counts6(rater, n_raters, blocks, a0, a1, a2, a3, a4, a5):
+def _rater_code_counts(rater, code, n_codes, n_raters, blocks):
     r = rater.shape[0]
     step = (r + blocks - 1) // blocks
-    part = np.zeros((blocks, 6, n_raters), dtype=np.int32)  # < 2^31 ratings
+    part = np.zeros((blocks, n_codes + 1, n_raters), dtype=np.int32)  # < 2^31 ratings
     for b in numba.prange(blocks):
         for i in range(b * step, min(r, (b + 1) * step)):
-            if a0[i] or a1[i] or a2[i] or a3[i] or a4[i] or a5[i]:
-                u = rater[i]
-                part[b, 0, u] += a0[i]
-                part[b, 1, u] += a1[i]
-                part[b, 2, u] += a2[i]
-                part[b, 3, u] += a3[i]
-                part[b, 4, u] += a4[i]
-                part[b, 5, u] += a5[i]
-    out = np.zeros((6, n_raters), dtype=np.int64)
+            k = code[i]
+            if k != 0:
+                part[b, k, rater[i]] += 1
+    out = np.zeros((n_codes, n_raters), dtype=np.int64)
     for u in numba.prange(n_raters):
-        for k in range(6):
+        for k in range(n_codes):
             c = 0
             for b in range(blocks):
-                c += part[b, k, u]
+                c += part[b, k + 1, u]
             out[k, u] = c
     return out
 
 
-def rater_counts_of(matrix: RatingMatrix, masks: tuple[np.ndarray, ...]) -> np.ndarray:
-    """int64[6, U]: per rater, the ratings set in each of six bool[R] masks (one pass)."""
-    arrays = (np.asarray(m, dtype=np.bool_) for m in masks)
+def rater_code_counts(matrix: RatingMatrix, code: np.ndarray, n_codes: int) -> np.ndarray:
+    """int64[n_codes, U]: per rater, its ratings of each nonzero code 1..n_codes (int8[R]; 0 is
+    not counted), in one pass."""
     r = matrix.n_ratings
-    return _form(_rater_counts6, r)(matrix.rater, matrix.n_raters, _blocks(r), *arrays)
+    return _form(_rater_code_counts, r)(
+        matrix.rater, np.asarray(code, dtype=np.int8), n_codes, matrix.n_raters, _blocks(r)
+    )
 
 
 @numba.njit(cache=True, nogil=True)
