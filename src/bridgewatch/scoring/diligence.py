@@ -406,6 +406,7 @@ class _Kept:
                 per_rater, pw3, norm, nn,
             )  # fmt: skip
             per_note = (totals + 2.0**-20) ** c.third_round_note_norm_exp
+            matrix.release_unfitted()  # the totals' tags: the epochs after read none
         else:
             per_note = np.ones(nn)  # × 1.0: exact
         lay = self.layout
@@ -430,6 +431,7 @@ def _kept(matrix: RatingMatrix, keep: np.ndarray) -> _Kept:
     note, tags = kept_by_rater(matrix, np.packbits(keep), notes, raters, indptr, matrix.tags)
     positive = (tags & np.uint32(_tag_mask())) != 0
     del tags
+    matrix.release_unfitted()  # the targets' tags: the epochs read none
     return _Kept(notes, raters, positive, grouped_layout(note, indptr, notes.shape[0]))
 
 

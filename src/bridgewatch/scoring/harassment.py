@@ -229,6 +229,7 @@ def fit_tag_consensus_kept(
         return empty
     note, tags = RP.kept_by_rater(matrix, np.packbits(fit), notes, raters, indptr, matrix.tags)
     del fit
+    matrix.release_unfitted()  # the labels' created_at and tags: the epochs read neither
     positive = (tags >> np.uint32(schema.TAG_BIT[HARASSMENT_TAG])) & np.uint32(1) == 1
     del tags
     rate = int(np.count_nonzero(positive)) / r  # = label[keep].mean(): a sum of 0/1 is exact

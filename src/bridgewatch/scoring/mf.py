@@ -145,9 +145,8 @@ def build_problem(matrix: RatingMatrix, keep: np.ndarray | None = None) -> MFPro
     keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     if keep.shape != (matrix.n_ratings,):
         raise ValueError(f"build_problem: keep has shape {keep.shape}, the matrix {matrix.n_ratings} ratings")
-    # no fit reads these (``RatingMatrix.release``); the columns it reads stay (every fit would
-    # fault them back in)
-    matrix.release("created_at", "tags", "population_sampled")
+    # the columns it reads stay (every fit would fault them back in)
+    matrix.release_unfitted()
     shape = problem_shape(matrix, keep)
     bits = np.packbits(keep)
     return MFProblem(matrix, bits, **shape, n_notes_full=matrix.n_notes, n_raters_full=matrix.n_raters)

@@ -1,0 +1,117 @@
+"""Every fit hands back the pages of the columns its epochs do not read before they start.
+
+At X's scale ``created_at`` and ``tags`` are 2.3 GiB; the harassment labels and the low-diligence
+targets read them just before their fits, which would leave them resident through hundreds of
+epochs. The check reads the process's own page table (``/proc/self/pagemap``'s present bit) for
+the columns of a matrix mapped read-only from ``.npy`` files, as the columnar cache maps them, at
+the moment the fit's epochs begin.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridgewatch import schema
+from bridgewatch.io.matrix import RATING_COLUMNS, UNFITTED_COLUMNS, RatingMatrix, build_rating_matrix
+from bridgewatch.scoring import diligence as dl
+from bridgewatch.scoring import harassment as hr
+from bridgewatch.scoring import mf
+
+
+def mapped_pages(arr: np.ndarray) -> int:
+    """How many of ``arr``'s pages this process has mapped now (present bit, bit 63)."""
+    page = mmap.PAGESIZE
+    first = arr.ctypes.data // page
+    last = (arr.ctypes.data + arr.nbytes - 1) // page
+    with open("/proc/self/pagemap", "rb") as fh:
+        fh.seek(first * 8)
+        raw = np.frombuffer(fh.read((last - first + 1) * 8), dtype=np.uint64)
+    return int(np.count_nonzero(raw >> np.uint64(63)))
+
+
+def _matrix(tmp_path: Path, seed: int = 0, n_ratings: int = 40_000) -> RatingMatrix:
+    """A community whose per-rating columns are read-only file mappings, each many pages long."""
+    rng = np.random.default_rng(seed)
+    n_notes, n_raters = 400, 600
+    abuse = 1 << schema.TAG_BIT[hr.HARASSMENT_TAG]
+    dil = sum(1 << schema.TAG_BIT[t] for t in dl.DILIGENCE_TAGS)
+    tags = np.where(rng.random(n_ratings) < 0.15, abuse, 0) | np.where(rng.random(n_ratings) < 0.2, dil, 0)
+    m = build_rating_matrix(
+        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
+        rater=rng.integers(0, n_raters, n_ratings).astype(np.int32),
+        value=rng.choice(np.array([0.0, 0.5, 1.0], dtype=np.float32), n_ratings),
+        created_at=hr.LAST_RATING_TAGS_CHANGE_MILLIS + rng.integers(0, 300, n_ratings) * 86_400_000,
+        tags=tags.astype(np.uint32),
+        population_sampled=np.zeros(n_ratings, dtype=bool),
+        note_ids=np.arange(n_notes, dtype=np.int64) * 7 + 3,
+        rater_ids=np.array([f"r{i:05d}" for i in range(n_raters)], dtype=object),
+    )
+    columns = {}
+    for name in RATING_COLUMNS:
+        np.save(tmp_path / f"{name}.npy", getattr(m, name))
+        columns[name] = np.load(tmp_path / f"{name}.npy", mmap_mode="r")
+    return replace(m, **columns)
+
+
+def _watch(monkeypatch, module, name: str, m: RatingMatrix) -> list[dict[str, int]]:
+    """Record the mapped pages of every per-rating column each time ``module.name`` is called."""
+    seen: list[dict[str, int]] = []
+    real = getattr(module, name)
+
+    def watched(*args, **kwargs):
+        seen.append({col: mapped_pages(getattr(m, col)) for col in RATING_COLUMNS})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, watched)
+    return seen
+
+
+def _touch(m: RatingMatrix) -> None:
+    for name in RATING_COLUMNS:
+        int(np.asarray(getattr(m, name)).view(np.uint8).sum())  # every page mapped
+        assert mapped_pages(getattr(m, name)) > 0, name
+
+
+def _check(seen: list[dict[str, int]], fits: int) -> None:
+    assert len(seen) == fits
+    for pages in seen:
+        for name in UNFITTED_COLUMNS:
+            assert pages[name] == 0, (name, pages)
+        assert pages["note"] > 0  # what a fit still reads is left alone
+
+
+def test_harassment_fit_starts_without_the_labels_columns(tmp_path: Path, monkeypatch) -> None:
+    m = _matrix(tmp_path)
+    _touch(m)
+    seen = _watch(monkeypatch, hr, "fit_adam_signed", m)
+    out = hr.fit_tag_consensus_kept(m, np.ones(m.n_ratings, dtype=bool))
+    assert np.isfinite(out.note_intercept).any()
+    _check(seen, 1)
+
+
+def test_low_diligence_fits_start_without_the_target_columns(tmp_path: Path, monkeypatch) -> None:
+    m = _matrix(tmp_path, seed=1)
+    _touch(m)
+    seen = _watch(monkeypatch, dl, "fit_adam_signed", m)
+    keep = np.ones(m.n_ratings, dtype=bool)
+    pre = dl.fit_prescoring_kept(m, keep, np.zeros(m.n_raters))
+    _check(seen, 3)  # round 3 after its weights read the tags again
+    seen.clear()
+    _touch(m)
+    dl.fit_final_kept(m, keep, pre)
+    _check(seen, 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_factorization_problem_leaves_the_unfitted_columns_unmapped(tmp_path: Path, seed: int) -> None:
+    m = _matrix(tmp_path, seed=seed)
+    _touch(m)
+    mf.build_problem(m, np.ones(m.n_ratings, dtype=bool))
+    for name in UNFITTED_COLUMNS:
+        assert mapped_pages(getattr(m, name)) == 0, name
+    assert mapped_pages(m.note) > 0
