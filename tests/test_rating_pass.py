@@ -192,3 +192,43 @@ def test_participant_ids_are_the_string_union_and_its_search(seed: int):
         np.testing.assert_array_equal(ids.astype(str), want)
         np.testing.assert_array_equal(ridx, np.searchsorted(want, m.rater_ids[has_valid].astype(str)))
         np.testing.assert_array_equal(arow, np.searchsorted(want, as_text))
+
+
+def _high_volume_numpy(m, keep, quantile, windows_days, min_notes):
+    """``preprocess.high_volume_raters`` as it was: gathered columns, masks and a note sort."""
+    keep = np.ones(m.n_ratings, dtype=bool) if keep is None else keep
+    flagged = np.zeros(m.n_raters, dtype=bool)
+    if keep.sum() == 0 or np.unique(m.note[keep]).shape[0] < min_notes:
+        return flagged
+    created, rater = m.created_at[keep], m.rater[keep]
+    newest = created.max()
+    for days in windows_days:
+        counts = np.bincount(rater[created > newest - days * DAY], minlength=m.n_raters)
+        active = counts > 0
+        if active.any():
+            flagged |= active & (counts > np.quantile(counts[active].astype(np.float64), quantile))
+    return flagged
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_counts_since_a_time_and_the_newest_kept_rating_are_the_gathered_forms(pass_threads, seed: int):
+    from bridgewatch.scoring import preprocess as P
+
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 8000, 300, 150)
+    newest_all = int(m.created_at.max())
+    for keep in (None, rng.random(m.n_ratings) < 0.6, np.zeros(m.n_ratings, dtype=bool)):
+        k = np.ones(m.n_ratings, dtype=bool) if keep is None else keep
+        assert RP.newest_kept(m, keep) == (int(m.created_at[k].max()) if k.any() else None)
+        cutoffs = np.array([newest_all - 3 * DAY, newest_all - 30 * DAY, LAUNCH], dtype=np.int64)
+        got = RP.rater_counts_since(m, keep, cutoffs)
+        assert got.shape == (3, m.n_raters) and got.dtype == np.int64
+        for row, cut in zip(got, cutoffs, strict=True):
+            want = np.bincount(m.rater[k & (m.created_at > cut)], minlength=m.n_raters)
+            np.testing.assert_array_equal(row, want)
+        for q, days, min_notes in ((0.9, (2, 5), 200), (0.5, (1,), 10), (0.9, (7,), 301)):
+            np.testing.assert_array_equal(
+                P.high_volume_raters(m, keep, q, days, min_notes),
+                _high_volume_numpy(m, keep, q, days, min_notes),
+            )
+    assert P.high_volume_raters(m, None, 0.5, (5,), 10).any()  # the comparisons saw flags

@@ -72,18 +72,18 @@ def high_volume_raters(
     """bool[U]: raters whose rating count in a window ending at the newest rating is strictly above
     that window's ``quantile`` over raters active in it (union over windows; §1.7 step 3).
 
-    Off (all False) when fewer than ``min_notes`` distinct notes are rated (§9.7).
+    Off (all False) when fewer than ``min_notes`` distinct notes are rated (§9.7). Streams the
+    columns (``rating_pass.rater_counts_since``): no gathered copy, mask or sort of R ratings.
     """
-    keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else keep
     flagged = np.zeros(matrix.n_raters, dtype=bool)
-    if keep.sum() == 0 or np.unique(matrix.note[keep]).shape[0] < min_notes:
+    newest = rating_pass.newest_kept(matrix, keep)
+    if newest is None:
         return flagged
-    created = matrix.created_at[keep]
-    rater = matrix.rater[keep]
-    newest = created.max()
-    for days in windows_days:
-        in_window = created > newest - days * DAY_MILLIS
-        counts = np.bincount(rater[in_window], minlength=matrix.n_raters)
+    per_note = np.diff(matrix.note_indptr) if keep is None else note_counts(matrix, keep)
+    if np.count_nonzero(per_note) < min_notes:
+        return flagged
+    cutoffs = np.array([newest - days * DAY_MILLIS for days in windows_days], dtype=np.int64)
+    for counts in rating_pass.rater_counts_since(matrix, keep, cutoffs):
         active = counts > 0
         if not active.any():
             continue

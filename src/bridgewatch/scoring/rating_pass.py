@@ -77,6 +77,72 @@ def _rater_counts(rater: np.ndarray, keep: np.ndarray, n_raters: int, blocks: in
 
 
 @_both
+def _rater_counts_since(rater, created_at, keep, all_kept, cutoffs, n_raters, blocks):
+    """Per cutoff w, kept ratings per rater made after ``cutoffs[w]`` (``all_kept``: every
+    rating, ``keep`` unread): histograms per block of consecutive ratings, then their sum."""
+    r = rater.shape[0]
+    w_n = cutoffs.shape[0]
+    step = (r + blocks - 1) // blocks
+    part = np.zeros((blocks, w_n, n_raters), dtype=np.int32)  # < 2^31 ratings
+    for b in numba.prange(blocks):
+        for i in range(b * step, min(r, (b + 1) * step)):
+            if all_kept or keep[i]:
+                t = created_at[i]
+                for w in range(w_n):
+                    if t > cutoffs[w]:
+                        part[b, w, rater[i]] += 1
+    out = np.zeros((w_n, n_raters), dtype=np.int64)
+    for u in numba.prange(n_raters):
+        for w in range(w_n):
+            c = 0
+            for b in range(blocks):
+                c += part[b, w, u]
+            out[w, u] = c
+    return out
+
+
+@_both
+def _newest_kept(created_at, keep, blocks):
+    """The latest ``created_at`` of a kept rating (int64 min when none): a max, so any blocking
+    gives it."""
+    r = keep.shape[0]
+    step = (r + blocks - 1) // blocks
+    part = np.full(blocks, np.iinfo(np.int64).min, dtype=np.int64)
+    for b in numba.prange(blocks):
+        best = np.iinfo(np.int64).min
+        for i in range(b * step, min(r, (b + 1) * step)):
+            if keep[i] and created_at[i] > best:
+                best = created_at[i]
+        part[b] = best
+    return part.max()
+
+
+def rater_counts_since(matrix: RatingMatrix, keep: np.ndarray | None, cutoffs: np.ndarray) -> np.ndarray:
+    """int64[W, U]: per cutoff (int64 ms), the kept ratings (None: all) each rater made after
+    it; ``np.bincount(matrix.rater[keep & (created_at > cutoff)])`` for each, in one pass and
+    without a gathered copy of the columns (at X's scale the gathers and masks of high-volume
+    tagging held ~5 GiB)."""
+    r = matrix.n_ratings
+    all_kept = keep is None
+    keep_arr = np.zeros(0, dtype=np.bool_) if all_kept else np.asarray(keep, dtype=np.bool_)
+    return _form(_rater_counts_since, r)(
+        matrix.rater, np.asarray(matrix.created_at, dtype=np.int64), keep_arr, all_kept,
+        np.asarray(cutoffs, dtype=np.int64), matrix.n_raters, _blocks(r),
+    )  # fmt: skip
+
+
+def newest_kept(matrix: RatingMatrix, keep: np.ndarray | None) -> int | None:
+    """The latest ``created_at`` among the kept ratings (None: all), None when none is kept."""
+    if keep is None:
+        return int(matrix.created_at.max()) if matrix.n_ratings else None
+    r = matrix.n_ratings
+    best = _form(_newest_kept, r)(
+        np.asarray(matrix.created_at, dtype=np.int64), np.asarray(keep, dtype=np.bool_), _blocks(r)
+    )
+    return None if best == np.iinfo(np.int64).min else int(best)
+
+
+@_both
 def _drop_raters(rater: np.ndarray, keep: np.ndarray, counts: np.ndarray, min_count: int) -> None:
     """In place: clear ``keep`` on the ratings of raters with fewer than ``min_count``."""
     for i in numba.prange(keep.shape[0]):
