@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bridgewatch.io import matrix as M
 
@@ -59,3 +60,26 @@ def test_first_positions_of_text_ids_equal_the_pandas_lookup() -> None:
     unique = space[:3]
     np.testing.assert_array_equal(M.first_positions(unique, values), pd.Index(unique).get_indexer(values))
     assert M.first_positions(space, np.array([], dtype=object)).shape == (0,)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_union_with_raters_is_the_numpy_string_union(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    raters = np.array(sorted({f"{rng.integers(0, 10**6):064X}" for _ in range(300)}), dtype=object)
+    strangers = np.array(["nan", "zz-stranger", "0-first", "0-first", np.nan, ""], dtype=object)
+    pool = np.concatenate([raters, strangers])
+    others = [pool[rng.integers(0, pool.shape[0], k)] for k in (0, 50, 400)]
+    got = M.union_with_raters(raters, *others, pd.Series(others[1], dtype="str"))
+    old = np.unique(np.concatenate([raters, *others, others[1]]).astype(str))  # the form it replaced
+    assert got.dtype == object
+    np.testing.assert_array_equal(got.astype(str), old)
+    assert M.union_with_raters(raters).tolist() == raters.tolist()
+    assert (
+        M.union_with_raters(raters[:0], others[1]).astype(str).tolist()
+        == np.unique(others[1].astype(str)).tolist()
+    )
+    twice = np.concatenate([raters, raters[:3]])  # not unique: no hash index, the same union
+    np.testing.assert_array_equal(
+        M.union_with_raters(twice, others[2]).astype(str),
+        np.unique(np.concatenate([raters, others[2]]).astype(str)),
+    )

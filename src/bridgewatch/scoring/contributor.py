@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, union_with_raters
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.explanation import author_top_not_helpful_tags, tag_counts
 
@@ -189,15 +189,11 @@ def contributor_scores(
     states = enr["enrollmentState"]
     if states.dtype == object or str(states.dtype) in ("str", "string"):
         enr["enrollmentState"] = states.map(ES)
-    ids = np.unique(
-        np.concatenate(
-            [
-                np.asarray(ratings.rater_ids, dtype=object),
-                notes["noteAuthorParticipantId"].astype(str).to_numpy(dtype=object),
-                enr["participantId"].astype(str).to_numpy(dtype=object),
-                rating_counts["raterParticipantId"].astype(str).to_numpy(dtype=object),
-            ]
-        ).astype(str)
+    ids = union_with_raters(
+        ratings.rater_ids,
+        notes["noteAuthorParticipantId"].astype(str),
+        enr["participantId"].astype(str),
+        rating_counts["raterParticipantId"].astype(str),
     )
     idx = pd.Index(ids)
     n = ids.size
@@ -219,7 +215,7 @@ def contributor_scores(
     hpos = ratings.note_index(nsh["noteId"].to_numpy(np.int64))
     hk = hpos >= 0
     latest[hpos[hk]] = nsh["timestampMillisOfLatestNonNMRStatus"].to_numpy(np.float64)[hk]
-    rater_row = idx.get_indexer(np.asarray(ratings.rater_ids, dtype=object).astype(str))
+    rater_row = idx.get_indexer(np.asarray(ratings.rater_ids, dtype=object))
     note_created = np.full(ratings.n_notes, np.nan)
     note_created[rpos[known]] = created[known]
     awaiting, after, candidate, last28 = _rating_window_counts(

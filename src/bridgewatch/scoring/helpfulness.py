@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, id_objects
 from bridgewatch.schema import Status
 from bridgewatch.scoring.config import HelpfulnessConfig
 from bridgewatch.scoring.rating_pass import penalty_per_rater, rater_code_counts, valid_rating_codes
@@ -134,11 +134,7 @@ def participant_ids(
     is sorted and unique, so the raters' part is a selection; authors are looked up in its hash
     index, and only the few who never rated are sorted and placed among them.
     """
-    authors = np.asarray(authors, dtype=object)
-    missing = pd.isna(authors)
-    if missing.any():
-        authors = authors.copy()
-        authors[missing] = "nan"
+    authors = id_objects(authors)
     ra = matrix.rater_index(authors)  # -1: never rated
     rated = ra >= 0
     chosen = has_valid.copy()
