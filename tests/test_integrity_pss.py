@@ -287,7 +287,23 @@ def test_apply_pss_keeps_earliest_per_note_and_clique_and_drops_same_clique_auth
 def test_participant_space_puts_raters_first():
     ids, author_index = participant_space(np.array(["a", "c"], dtype=object), np.array(["c", "b", "z", "b"]))
     assert ids.tolist() == ["a", "c", "b", "z"]
-    assert author_index.tolist() == [1, 2, 3, 2]
+    assert author_index.tolist() == [1, 2, 3, 2] and author_index.dtype == np.int32
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_participant_space_is_the_string_form(seed: int):
+    """The hash-index form gives the ids and indices of the numpy-string form it replaced."""
+    rng = np.random.default_rng(seed)
+    raters = np.array(sorted({f"{rng.integers(0, 10**6):064X}" for _ in range(200)}), dtype=object)
+    pool = np.concatenate([raters, np.array(["zz", "0", "0", "nan", "mid"], dtype=object)])
+    authors = pool[rng.integers(0, pool.shape[0], 500)]
+    ids, author_index = participant_space(raters, authors)
+    uniq = np.unique(authors.astype(str)).astype(object)
+    want = np.concatenate([raters, uniq[~np.isin(uniq, raters)]])
+    assert ids.tolist() == want.tolist()
+    assert ids[author_index].tolist() == authors.tolist()
+    missing = participant_space(raters, np.array([raters[3], np.nan], dtype=object))
+    assert missing[0][-1] == "nan" and missing[1].tolist() == [3, raters.shape[0]]
 
 
 def test_radix_sort_and_run_length_agree_with_numpy():

@@ -22,9 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from bridgewatch.integrity import pairs as _pairs
 from bridgewatch.integrity.components import connected_components
+from bridgewatch.io.matrix import id_objects
 
 MINUTE_MS = 60_000
 _BLOCK = 1 << 24  # ratings per block where a full-length temporary would cost 8 bytes a rating
@@ -55,20 +57,20 @@ def participant_space(rater_ids: np.ndarray, author_ids: np.ndarray) -> tuple[np
 
     ``rater_ids``: object[U] sorted (``RatingMatrix.rater_ids``); ``author_ids``: object[N] author of
     each note. Returns ``ids`` object[P] (the U raters, then the other authors sorted) and
-    ``author_index`` int32[N] into ``ids``; rater indices stay valid as participant indices.
+    ``author_index`` int32[N] into ``ids``; rater indices stay valid as participant indices. A
+    missing author reads "nan" (``id_objects``).
+
+    Authors are found in a hash index of the raters; only those who never rated are sorted (as
+    strings, the order ``np.unique`` gives). A numpy string copy of every author (256 bytes an id
+    at X's 64 characters) and a dict of every participant cost ~1 GiB and seconds at X's scale.
     """
     rater_ids = np.asarray(rater_ids, dtype=object)
-    author_ids = np.asarray(author_ids, dtype=object)
-    uniq = np.unique(author_ids.astype(str)).astype(object)
-    if rater_ids.shape[0]:
-        pos = np.minimum(np.searchsorted(rater_ids, uniq), rater_ids.shape[0] - 1)
-        extra = uniq[rater_ids[pos] != uniq]
-    else:
-        extra = uniq
-    ids = np.concatenate([rater_ids, extra])
-    lookup = {v: i for i, v in enumerate(ids)}
-    author_index = np.fromiter((lookup[a] for a in author_ids), dtype=np.int32, count=author_ids.shape[0])
-    return ids, author_index
+    authors = id_objects(author_ids)
+    pos = pd.Index(rater_ids).get_indexer(authors)  # the raters are unique: -1 = never rated
+    stranger = pos < 0
+    extra, which = np.unique(authors[stranger], return_inverse=True)
+    pos[stranger] = rater_ids.shape[0] + which
+    return np.concatenate([rater_ids, extra]), pos.astype(np.int32)
 
 
 def author_rater_pairs(
