@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, id_objects
 from bridgewatch.scoring.compact import compact, compact_frame
 from bridgewatch.scoring.helpfulness import ValidRatings
 from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
@@ -179,8 +179,10 @@ def first_round_listed(matrix: RatingMatrix, pre: PrescoreResult) -> np.ndarray:
     """
     listed = np.isfinite(np.asarray(pre.params.rater_intercept, dtype=np.float64))
     if pre.helpfulness is not None:
-        ids = pre.helpfulness["raterParticipantId"].to_numpy(dtype=object)
-        listed = listed | np.isin(matrix.rater_ids.astype(str), ids.astype(str))
+        # looked up in the raters' hash index: ``np.isin`` of both id lists as numpy text held
+        # ~1.5 GiB a scorer at X's scale (256 bytes an id)
+        at = matrix.rater_index(id_objects(pre.helpfulness["raterParticipantId"]))
+        listed[at[at >= 0]] = True
     return listed
 
 
