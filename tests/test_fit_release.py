@@ -1,4 +1,5 @@
-"""Every fit hands back the pages of the columns its epochs do not read before they start.
+"""Every fit hands back the pages of the columns its epochs do not read before they start, and
+the passes that read ``created_at`` hand it back once read.
 
 At X's scale ``created_at`` and ``tags`` are 2.3 GiB; the harassment labels and the low-diligence
 targets read them just before their fits, which would leave them resident through hundreds of
@@ -89,9 +90,28 @@ def test_harassment_fit_starts_without_the_labels_columns(tmp_path: Path, monkey
     m = _matrix(tmp_path)
     _touch(m)
     seen = _watch(monkeypatch, hr, "fit_adam_signed", m)
+    counted = _watch(monkeypatch, hr.RP, "count_filter", m)
     out = hr.fit_tag_consensus_kept(m, np.ones(m.n_ratings, dtype=bool))
     assert np.isfinite(out.note_intercept).any()
     _check(seen, 1)
+    # created_at goes right after the labels read it: the count filter and layout, where the
+    # set-up peaks, run without it
+    assert [c["created_at"] for c in counted] == [0] and counted[0]["tags"] > 0
+
+
+def test_validity_pass_hands_back_the_rating_times(tmp_path: Path) -> None:
+    from bridgewatch.schema import Status
+    from bridgewatch.scoring import helpfulness as H
+    from bridgewatch.scoring.config import HelpfulnessConfig
+
+    m = _matrix(tmp_path, seed=2)
+    _touch(m)
+    created = np.full(m.n_notes, float(hr.LAST_RATING_TAGS_CHANGE_MILLIS))
+    status = np.full(m.n_notes, Status.CRH, dtype=np.int8)
+    valid = H.valid_ratings(m, np.ones(m.n_ratings, dtype=bool), created, np.full(m.n_notes, np.nan), status,
+                            HelpfulnessConfig())  # fmt: skip
+    assert valid.valid.any()
+    assert mapped_pages(m.created_at) == 0 and mapped_pages(m.value) > 0
 
 
 def test_low_diligence_fits_start_without_the_target_columns(tmp_path: Path, monkeypatch) -> None:

@@ -216,6 +216,9 @@ def fit_tag_consensus_kept(
         np.uint32(1 << schema.TAG_BIT[HARASSMENT_TAG] | 1 << schema.TAG_BIT[OTHER_TAG]),
         np.int64(c.min_created_at_millis),
     )  # fmt: skip
+    # its last read of created_at (1.5 GiB at X's scale): not resident under the count filter and
+    # the layout, where this fit's set-up peaks
+    matrix.release("created_at")
     fit = RP.count_filter(matrix, labelled, c.min_ratings_per_note, c.min_ratings_per_rater)
     del labelled
     empty = HarassmentResult(
@@ -229,7 +232,7 @@ def fit_tag_consensus_kept(
         return empty
     note, tags = RP.kept_by_rater(matrix, np.packbits(fit), notes, raters, indptr, matrix.tags)
     del fit
-    matrix.release_unfitted()  # the labels' created_at and tags: the epochs read neither
+    matrix.release_unfitted()  # the labels' tags: the epochs read none
     positive = (tags >> np.uint32(schema.TAG_BIT[HARASSMENT_TAG])) & np.uint32(1) == 1
     del tags
     rate = int(np.count_nonzero(positive)) / r  # = label[keep].mean(): a sum of 0/1 is exact
