@@ -13,7 +13,10 @@ row per call, nested under its caller in call order: the MF rounds (problem, lay
 the helpfulness steps, the harassment model, tag aggregates and thresholds, incorrect totals and
 the three low-diligence rounds, with ratings, epochs, wall and CPU seconds, ``self`` CPU (the
 call's own, outside the wrapped steps under it; on the top row: what no step accounts for) and CPU
-nanoseconds per rating-epoch. That last number is what should stay flat as the data grows: epochs
+nanoseconds per rating-epoch, and the resident memory before the call and at its highest during it
+(the kernel's high-water mark, reset at every step's start and end, so a call's peak is exact and
+its caller's is the highest of its own and its steps'; where the reset is not allowed the column
+is the process's peak so far). The ns/rating-epoch number is what should stay flat as the data grows: epochs
 times ratings is the work, so a rising ns/rating-epoch means each rating costs more (cache misses
 in the note gathers), a rising epoch count means the optimizer runs longer. CPU time includes
 numba's threads and is steadier than wall time on a shared machine; each row also carries the
@@ -73,6 +76,23 @@ def _load() -> str:
     return open("/proc/loadavg", encoding="ascii").read().split()[0]
 
 
+def _status_gib(field: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def _reset_hwm() -> None:
+    """Restart the kernel's VmHWM at the current RSS (a no-op where not allowed)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def _ratings(args: tuple) -> int | None:
     """The ratings a step works on: a bool[R] selection's count, else its first argument's."""
     for a in args[1:2]:
@@ -91,6 +111,8 @@ class Call:
     cpu: float = 0.0
     child_cpu: float = 0.0
     load: str = ""
+    rss_before: float = 0.0  # GiB
+    peak: float = 0.0  # GiB
 
 
 @dataclass
@@ -101,6 +123,14 @@ class Recorder:
     stack: list[Call] = field(default_factory=list)
     seen: Counter = field(default_factory=Counter)
 
+    def mark(self, *also: Call) -> None:
+        """Fold the high-water mark since the last mark into every open call (and ``also``),
+        then restart it."""
+        high = _status_gib("VmHWM")
+        for call in (*self.stack, *also):
+            call.peak = max(call.peak, high)
+        _reset_hwm()
+
     def wrap(self, module, name: str, label: str, epochs_of) -> None:
         fn = getattr(module, name)
 
@@ -108,6 +138,8 @@ class Recorder:
             self.seen[label] += 1  # the MF fits and diligence rounds numbered in call order
             call = Call(f"{label} {self.seen[label]}" if label in _NUMBERED else label, len(self.stack))
             call.ratings = _ratings(args)
+            self.mark()
+            call.rss_before = _status_gib("VmRSS")
             self.calls.append(call)
             self.stack.append(call)
             w, c = time.perf_counter(), time.process_time()
@@ -116,6 +148,7 @@ class Recorder:
             finally:
                 call.wall, call.cpu = time.perf_counter() - w, time.process_time() - c
                 call.load = _load()
+                self.mark()
                 self.stack.pop()
                 if self.stack:
                     self.stack[-1].child_cpu += call.cpu
@@ -143,18 +176,22 @@ def run(data: Path, cache: Path, threads: int, scorer: str, config_path: str | N
     config = load_config(config_path)
     inputs = _inputs(dataset, dataset.ratings, config, None, None)
     top = Call("prescore_scorer (self: unaccounted)", 0, inputs.matrix.n_ratings)
+    rec.mark()
+    top.rss_before = _status_gib("VmRSS")
     rec.calls.append(top)
     rec.stack.append(top)
     w, c = time.perf_counter(), time.process_time()
     prescore_scorer(inputs, getattr(scorer_specs, scorer)(), config, seed=42)
     top.wall, top.cpu, top.load = time.perf_counter() - w, time.process_time() - c, _load()
+    rec.mark()
     return rec.calls
 
 
 def table(calls: list[Call]) -> list[str]:
     out = [
-        "| step | ratings | epochs | wall s | cpu s | self cpu s | cpu ns/rating-epoch | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| step | ratings | epochs | wall s | cpu s | self cpu s | cpu ns/rating-epoch | RSS before GiB "
+        "| peak GiB | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for call in calls:
         per = f"{call.cpu / (call.ratings * call.epochs) * 1e9:.2f}" if call.epochs and call.ratings else ""
@@ -162,7 +199,8 @@ def table(calls: list[Call]) -> list[str]:
         name = "· " * call.depth + call.label
         out.append(
             f"| {name} | {n} | {call.epochs or ''} | {call.wall:.2f} | {call.cpu:.2f} | "
-            f"{call.cpu - call.child_cpu:.2f} | {per} | {call.load} |"
+            f"{call.cpu - call.child_cpu:.2f} | {per} | {call.rss_before:.3f} | {call.peak:.3f} "
+            f"| {call.load} |"
         )
     return out
 
