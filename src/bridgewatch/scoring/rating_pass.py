@@ -78,8 +78,8 @@ def _rater_counts(rater: np.ndarray, keep: np.ndarray, n_raters: int, blocks: in
 
 @_both
 def _rater_counts_since(rater, created_at, keep, all_kept, cutoffs, n_raters, blocks):
-    """Per cutoff w, kept ratings per rater made after ``cutoffs[w]`` (``all_kept``: every
-    rating, ``keep`` unread): histograms per block of consecutive ratings, then their sum."""
+    """Per block of consecutive ratings and cutoff w, its kept ratings per rater made after
+    ``cutoffs[w]`` (``all_kept``: every rating, ``keep`` unread); the caller adds the blocks up."""
     r = rater.shape[0]
     w_n = cutoffs.shape[0]
     step = (r + blocks - 1) // blocks
@@ -91,14 +91,7 @@ def _rater_counts_since(rater, created_at, keep, all_kept, cutoffs, n_raters, bl
                 for w in range(w_n):
                     if t > cutoffs[w]:
                         part[b, w, rater[i]] += 1
-    out = np.zeros((w_n, n_raters), dtype=np.int64)
-    for u in numba.prange(n_raters):
-        for w in range(w_n):
-            c = 0
-            for b in range(blocks):
-                c += part[b, w, u]
-            out[w, u] = c
-    return out
+    return part
 
 
 @_both
@@ -125,10 +118,11 @@ def rater_counts_since(matrix: RatingMatrix, keep: np.ndarray | None, cutoffs: n
     r = matrix.n_ratings
     all_kept = keep is None
     keep_arr = np.zeros(0, dtype=np.bool_) if all_kept else np.asarray(keep, dtype=np.bool_)
-    return _form(_rater_counts_since, r)(
+    part = _form(_rater_counts_since, r)(
         matrix.rater, np.asarray(matrix.created_at, dtype=np.int64), keep_arr, all_kept,
         np.asarray(cutoffs, dtype=np.int64), matrix.n_raters, _blocks(r),
     )  # fmt: skip
+    return part.sum(axis=0, dtype=np.int64)  # integers: any blocking gives the same
 
 
 def newest_kept(matrix: RatingMatrix, keep: np.ndarray | None) -> int | None:
@@ -583,6 +577,7 @@ def valid_rating_codes(
 
 @_both
 def _rater_code_counts(rater, code, n_codes, n_raters, blocks):
+    """Per block of consecutive ratings, its ratings per (code, rater); the caller adds them up."""
     r = rater.shape[0]
     step = (r + blocks - 1) // blocks
     part = np.zeros((blocks, n_codes + 1, n_raters), dtype=np.int32)  # < 2^31 ratings
@@ -591,23 +586,17 @@ def _rater_code_counts(rater, code, n_codes, n_raters, blocks):
             k = code[i]
             if k != 0:
                 part[b, k, rater[i]] += 1
-    out = np.zeros((n_codes, n_raters), dtype=np.int64)
-    for u in numba.prange(n_raters):
-        for k in range(n_codes):
-            c = 0
-            for b in range(blocks):
-                c += part[b, k + 1, u]
-            out[k, u] = c
-    return out
+    return part
 
 
 def rater_code_counts(matrix: RatingMatrix, code: np.ndarray, n_codes: int) -> np.ndarray:
     """int64[n_codes, U]: per rater, its ratings of each nonzero code 1..n_codes (int8[R]; 0 is
     not counted), in one pass."""
     r = matrix.n_ratings
-    return _form(_rater_code_counts, r)(
+    part = _form(_rater_code_counts, r)(
         matrix.rater, np.asarray(code, dtype=np.int8), n_codes, matrix.n_raters, _blocks(r)
     )
+    return part[:, 1:].sum(axis=0, dtype=np.int64)  # integers: any blocking gives the same
 
 
 @numba.njit(cache=True, nogil=True)
