@@ -127,6 +127,25 @@ def test_low_diligence_fits_start_without_the_target_columns(tmp_path: Path, mon
     _check(seen, 2)
 
 
+def test_release_range_drops_only_the_pages_inside_the_range(tmp_path: Path) -> None:
+    from bridgewatch.io.matrix import release_range
+
+    np.save(tmp_path / "col.npy", np.arange(200_000, dtype=np.int64))  # ~390 pages
+    col = np.load(tmp_path / "col.npy", mmap_mode="r")
+    total = int(col.sum())
+    all_pages = mapped_pages(col)
+    per_page = mmap.PAGESIZE // col.itemsize
+    dropped = release_range(col, 10_000, 110_000)
+    assert dropped % mmap.PAGESIZE == 0 and 0.95 * 100_000 * 8 <= dropped <= 100_000 * 8
+    assert mapped_pages(col) == all_pages - dropped // mmap.PAGESIZE
+    assert mapped_pages(col[: 10_000 - per_page]) > 0 and mapped_pages(col[110_000 + per_page :]) > 0
+    assert mapped_pages(col[10_000 + per_page : 110_000 - per_page]) == 0
+    assert int(col.sum()) == total  # read back as it was
+    assert (
+        release_range(col, 5, 6) == 0 and release_range(np.arange(9), 0, 9) == 0
+    )  # part of a page; in memory
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_factorization_problem_leaves_the_unfitted_columns_unmapped(tmp_path: Path, seed: int) -> None:
     m = _matrix(tmp_path, seed=seed)

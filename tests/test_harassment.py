@@ -157,3 +157,14 @@ def test_fit_from_the_matrix_without_labels_or_positives_is_empty():
     assert zero.positive_rate == 0.0 and np.isnan(zero.note_intercept).all()
     cols = (m.note[no_abuse], m.rater[no_abuse], m.value[no_abuse], m.tags[no_abuse], m.created_at[no_abuse])
     assert hr.fit_tag_consensus(*cols, m.n_notes, m.n_raters).positive_rate == 0.0
+
+
+def test_fit_from_the_matrix_reads_the_labels_in_chunks_to_the_same_bits(monkeypatch):
+    m = _rating_matrix(4)
+    keep = np.random.default_rng(9).random(m.n_ratings) < 0.8
+    whole = hr.fit_tag_consensus_kept(m, keep)
+    monkeypatch.setattr(hr, "_LABEL_CHUNK", 1000)  # six chunks and a short one
+    chunked = hr.fit_tag_consensus_kept(m, keep)
+    for name in ("note_intercept", "note_factor", "rater_intercept", "rater_factor"):
+        assert getattr(chunked, name).tobytes() == getattr(whole, name).tobytes(), name
+    assert np.isfinite(whole.note_intercept).any()

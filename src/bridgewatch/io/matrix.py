@@ -241,6 +241,24 @@ def release_pages(arr: np.ndarray) -> int:
     return int(arr.nbytes)
 
 
+def release_range(arr: np.ndarray, lo: int, hi: int) -> int:
+    """Drop the resident pages lying wholly inside ``arr[lo:hi]`` (a 1-D read-only file
+    mapping; an array held in memory is left alone); the bytes released. For a pass that streams
+    a column it reads once: handed back chunk by chunk, the column never sits whole in memory."""
+    mapping = _read_only_mapping(arr)
+    if mapping is None or hi <= lo:
+        return 0
+    origin = np.frombuffer(mapping, dtype=np.uint8).ctypes.data  # the mapping's first byte
+    at = arr.ctypes.data - origin
+    page = mmap.PAGESIZE
+    first = -(-(at + lo * arr.itemsize) // page) * page  # whole pages only: a neighbour's stay
+    last = (at + hi * arr.itemsize) // page * page
+    if last <= first:
+        return 0
+    mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+    return last - first
+
+
 def _read_only_mapping(arr: np.ndarray) -> mmap.mmap | None:
     """The ``mmap`` under a read-only memory-mapped array (``np.load(..., mmap_mode="r")``), else
     None. Only a read-only one: dropping the pages of a writable (copy-on-write) mapping would

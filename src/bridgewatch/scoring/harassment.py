@@ -25,7 +25,7 @@ import numpy as np
 
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, release_range
 from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
@@ -109,6 +109,8 @@ class HarassmentResult:
     positive_rate: float
 
 
+# Ratings the labels pass reads before handing their created_at pages back (32 MiB of it).
+_LABEL_CHUNK = 1 << 22
 _TRAINABLE = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
 
 
@@ -211,14 +213,19 @@ def fit_tag_consensus_kept(
     """
     c = config or HarassmentConfig()
     n_notes, n_raters = matrix.n_notes, matrix.n_raters
-    labelled = _labelled_nb(
-        np.asarray(keep, dtype=np.bool_), matrix.value, matrix.tags, matrix.created_at,
-        np.uint32(1 << schema.TAG_BIT[HARASSMENT_TAG] | 1 << schema.TAG_BIT[OTHER_TAG]),
-        np.int64(c.min_created_at_millis),
-    )  # fmt: skip
-    # its last read of created_at (1.5 GiB at X's scale): not resident under the count filter and
-    # the layout, where this fit's set-up peaks
-    matrix.release("created_at")
+    keep = np.asarray(keep, dtype=np.bool_)
+    labelled = np.empty(matrix.n_ratings, dtype=np.bool_)
+    label_tags = np.uint32(1 << schema.TAG_BIT[HARASSMENT_TAG] | 1 << schema.TAG_BIT[OTHER_TAG])
+    for lo in range(0, matrix.n_ratings, _LABEL_CHUNK):
+        hi = min(lo + _LABEL_CHUNK, matrix.n_ratings)
+        labelled[lo:hi] = _labelled_nb(
+            keep[lo:hi], matrix.value[lo:hi], matrix.tags[lo:hi], matrix.created_at[lo:hi], label_tags,
+            np.int64(c.min_created_at_millis),
+        )  # fmt: skip
+        # this fit's last read of created_at: handed back chunk by chunk, it never sits whole
+        # (1.5 GiB at X's scale) on top of the set-up, where the model's memory peaks
+        release_range(matrix.created_at, lo, hi)
+    matrix.release("created_at")  # the pages the chunks straddled
     fit = RP.count_filter(matrix, labelled, c.min_ratings_per_note, c.min_ratings_per_rater)
     del labelled
     empty = HarassmentResult(
