@@ -16,6 +16,7 @@ import pandas as pd
 from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix, id_objects
 from bridgewatch.schema import Status
+from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.config import HelpfulnessConfig
 from bridgewatch.scoring.rating_pass import penalty_per_rater, rater_code_counts, valid_rating_codes
 
@@ -29,11 +30,11 @@ class ValidRatings:
 
     code: np.ndarray
 
-    INVALID = 0
-    SUCCESS_HELPFUL = 1
-    SUCCESS_NOT_HELPFUL = 2
-    FAIL_HELPFUL = 3
-    FAIL_NOT_HELPFUL = 4
+    INVALID = RP.INVALID
+    SUCCESS_HELPFUL = RP.SUCCESS_HELPFUL
+    SUCCESS_NOT_HELPFUL = RP.SUCCESS_NOT_HELPFUL
+    FAIL_HELPFUL = RP.FAIL_HELPFUL
+    FAIL_NOT_HELPFUL = RP.FAIL_NOT_HELPFUL
 
     @property
     def valid(self) -> np.ndarray:

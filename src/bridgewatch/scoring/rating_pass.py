@@ -493,7 +493,7 @@ def compact_problem(
 
 
 # ``helpfulness.ValidRatings``' codes: a valid rating's class (0: not valid)
-_SUCCESS_HELPFUL, _SUCCESS_NOT_HELPFUL, _FAIL_HELPFUL, _FAIL_NOT_HELPFUL = 1, 2, 3, 4
+INVALID, SUCCESS_HELPFUL, SUCCESS_NOT_HELPFUL, FAIL_HELPFUL, FAIL_NOT_HELPFUL = 0, 1, 2, 3, 4
 
 
 @numba.njit(cache=True, inline="always")
@@ -501,9 +501,9 @@ def _mark_valid(p, v, crh, crnh, code):
     """Rating ``p`` (value ``v``) on a CRH / CRNH note: HELPFUL and NOT_HELPFUL ratings are valid
     (§4.1) and agree or disagree with the status; SOMEWHAT_HELPFUL ones are neither."""
     if v == 1.0:
-        code[p] = _SUCCESS_HELPFUL if crh else _FAIL_NOT_HELPFUL
+        code[p] = SUCCESS_HELPFUL if crh else FAIL_NOT_HELPFUL
     elif v == 0.0:
-        code[p] = _SUCCESS_NOT_HELPFUL if crnh else _FAIL_HELPFUL
+        code[p] = SUCCESS_NOT_HELPFUL if crnh else FAIL_HELPFUL
 
 
 @_both
