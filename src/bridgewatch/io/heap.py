@@ -12,6 +12,7 @@ millisecond here; elsewhere (macOS, musl) this does nothing.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from collections.abc import Callable
 
@@ -56,12 +57,41 @@ def free_bytes() -> int | None:
     return None if _INFO is None else int(_INFO().fordblks)
 
 
+def use_malloc_for_arrow() -> None:
+    """Make Arrow allocate its buffers with malloc instead of its bundled mimalloc.
+
+    Why: mimalloc keeps the pages of freed buffers for reuse, in 1 GiB arenas of its own that
+    ``malloc_trim`` cannot reach, and the readers' conversions (TSV and Parquet to frames, the
+    cache's columns) free about as much as they keep. Measured at ``large``: the TSV read's peak
+    1.32 → 1.14 GiB at the same speed, and 0.44 GiB less anonymous memory held when prescoring
+    starts (1.67 → 1.24 GiB resident), most of it freed Arrow buffers mimalloc still held.
+    A deployment that chose a pool through ``ARROW_DEFAULT_MEMORY_POOL`` keeps its choice."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    import pyarrow as pa
+
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _release_arrow() -> None:
+    """Hand back what Arrow's own allocator (mimalloc or jemalloc, not malloc) keeps of the
+    buffers it freed: it holds freed pages for reuse, and the frames' conversions free as much as
+    they keep (measured at ``large``: 0.19 GiB of a 0.65 GiB read returned). Only where pyarrow
+    is loaded already: importing it here would cost more than any trim. With the system pool
+    (``use_malloc_for_arrow``) ``malloc_trim`` below does the same work."""
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        pa.default_memory_pool().release_unused()
+
+
 def release(min_free: int = 0) -> None:
     """Return the free heap pages of every malloc arena to the operating system, if it can.
 
     ``min_free``: only when the arenas hold at least that many free bytes (always where that is
     unknown). A trim is not free: it costs its walk of the arenas, and every page it returns
     faults back in when the next step allocates again; with little free it buys nothing."""
+    _release_arrow()
     if _TRIM is None:
         return
     if min_free > 0:

@@ -172,7 +172,7 @@ def _id_index(keys: np.ndarray) -> pd.Index | None:
     hit = _ID_INDEXES.get(id(keys))
     if hit is not None and hit[0] is keys:
         return hit[1]
-    index = pd.Index(keys)
+    index = pd.Index(keys, dtype=object)  # the ids' own str objects: no Arrow copy, no second set
     if not index.is_unique:
         return None
     if len(_ID_INDEXES) >= _MAX_ID_INDEXES:
