@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bridgewatch import schema
-from bridgewatch.integrity.adapters import detect_integrity, final_scoring_filter
+from bridgewatch.integrity.adapters import detect_integrity, final_scoring_filter, nth_true
 from bridgewatch.integrity.pss import PSSParams
+from bridgewatch.integrity.quasi_clique import correlated_rater
 from bridgewatch.io.matrix import build_rating_matrix
 
 MIN = 60_000
@@ -61,7 +63,7 @@ def test_buddies_and_writer_form_one_clique_and_their_ratings_go():
     buddy = np.isin(matrix.rater_ids[matrix.rater], ["b1", "b2"])
     # every buddy rating is on a note by the writer in their own clique: all dropped
     assert not res.keep[buddy].any() and res.keep[~buddy].all()
-    assert not res.correlated_rater.any()
+    assert not correlated_rater(matrix.rater, res.quasi_clique_value).any()
 
 
 def test_small_notes_table_keeps_everything():
@@ -85,3 +87,23 @@ def test_final_scoring_filter_applies_only_groups_that_are_also_quasi_cliques():
     keep, corr = final_scoring_filter(*args, both, PSSParams(final_needs_quasi_clique=False))
     assert keep.tobytes() == res.keep.tobytes()
     assert sorted(matrix.rater_ids[corr]) == ["b1", "h00"]
+
+
+def test_nth_true_is_flatnonzero_picked_by_rank():
+    rng = np.random.default_rng(3)
+    mask = rng.random(10_000) < 0.3
+    ranks = np.sort(rng.choice(int(mask.sum()), size=50, replace=False))
+    np.testing.assert_array_equal(nth_true(mask, ranks), np.flatnonzero(mask)[ranks])
+    assert nth_true(mask, np.empty(0, dtype=np.int64)).shape == (0,)
+    np.testing.assert_array_equal(nth_true(mask, [int(mask.sum()) - 1]), np.flatnonzero(mask)[-1:])
+
+
+@pytest.mark.parametrize("ranks", [[3, 3], [5, 2], [-1]])
+def test_nth_true_refuses_ranks_out_of_order(ranks):
+    with pytest.raises(ValueError, match="ascending"):
+        nth_true(np.ones(10, dtype=bool), ranks)
+
+
+def test_nth_true_names_a_rank_past_the_true_entries():
+    with pytest.raises(ValueError, match="fewer than 4 true"):
+        nth_true(np.array([True, False, True, True]), [0, 3])

@@ -83,8 +83,8 @@ def integrity_state(found, rater_ids: np.ndarray, matrix: RatingMatrix | None = 
     correlated = np.asarray(rater_ids, dtype=object)[: qc.shape[0]][qc > 0]
     pss, coordinated = found.post_selection_value, found.coordinated_value
     s_notes = s_raters = None
-    if matrix is not None and found.surprise_keep is not None:
-        out = np.flatnonzero(~np.asarray(found.surprise_keep))
+    if matrix is not None and found.surprise_aside is not None:
+        out = found.surprise_aside
         s_notes, s_raters = matrix.note_ids[matrix.note[out]], matrix.rater_ids[matrix.rater[out]]
     return IntegrityState(found.participant_ids, pss, correlated, coordinated, s_notes, s_raters)
 

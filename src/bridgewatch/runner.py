@@ -114,8 +114,8 @@ def scoring_filters(dataset: Dataset, found: IntegrityResult, config: ScoringCon
         coordinated_value=found.coordinated_value,
         coordination=coordination_params(config),
     )
-    if found.surprise_keep is not None:  # the surprising ratings stay out of the final fit too
-        final_keep = final_keep & found.surprise_keep
+    if found.surprise_aside is not None:  # the surprising ratings stay out of the final fit too
+        final_keep[found.surprise_aside] = False
     return {
         "rating_keep": found.keep,
         "correlated": found.quasi_clique_value > 0,

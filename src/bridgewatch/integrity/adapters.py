@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
 from bridgewatch.integrity.coordination import CoordinationParams, concerted_ratings, coordinated_groups
 from bridgewatch.integrity.pss import PSSParams, apply_pss, participant_space, post_selection_similarity
-from bridgewatch.integrity.quasi_clique import QuasiCliqueParams, correlated_rater, quasi_cliques
+from bridgewatch.integrity.quasi_clique import QuasiCliqueParams, quasi_cliques
 from bridgewatch.integrity.surprise import SurpriseParams, surprise_filter
 from bridgewatch.integrity.views import (
     GROUP_ACTIVITY_FILE,
@@ -42,20 +43,32 @@ class IntegrityResult:
     ``participant_ids`` object[P] (the matrix's raters first, then authors who never rated);
     ``post_selection_value`` int32[P], ``quasi_clique_value`` int32[P] and ``coordinated_value``
     int32[P] (0 = none; the last two are 0 for authors who never rated; ``coordinated_value`` is
-    None when the coordination defence is off); ``keep`` bool[R] and ``correlated_rater`` bool[R]
-    in matrix order. ``surprise_value`` int32[P] (concerted-surprise group, 0 = none) and
-    ``surprise_keep`` bool[R] (false: a surprising rating on a flagged note, already out of
-    ``keep``) are None when that defence is off.
+    None when the coordination defence is off); ``keep`` bool[R] in matrix order.
+    ``surprise_value`` int32[P] (concerted-surprise group, 0 = none) and ``surprise_aside``
+    (int64, ascending positions in the matrix of the surprising ratings on flagged notes, already
+    out of ``keep``) are None when that defence is off.
+
+    Why positions and no per-rating flags beyond ``keep``: the caller holds this result through
+    the whole run, and at X's scale each bool[R] is 0.19 GiB; the set-aside ratings are a few,
+    and each rating's quasi-clique flag is ``correlated_rater(matrix.rater, quasi_clique_value)``.
     """
 
     participant_ids: np.ndarray
     post_selection_value: np.ndarray
     quasi_clique_value: np.ndarray
     keep: np.ndarray
-    correlated_rater: np.ndarray
     coordinated_value: np.ndarray | None = None
     surprise_value: np.ndarray | None = None
-    surprise_keep: np.ndarray | None = None
+    surprise_aside: np.ndarray | None = None
+
+    @property
+    def surprise_keep(self) -> np.ndarray | None:
+        """bool[R], made on each call: false where the defence set a rating aside (final scoring's mask)."""
+        if self.surprise_aside is None:
+            return None
+        out = np.ones(self.keep.shape[0], dtype=bool)
+        out[self.surprise_aside] = False
+        return out
 
     @property
     def correlated_ids(self) -> np.ndarray:
@@ -93,6 +106,33 @@ def _note_arrays(matrix: RatingMatrix, notes: pd.DataFrame):
     tweet[row[hit]] = pd.to_numeric(notes["tweetId"], errors="coerce").fillna(-1).to_numpy(np.int64)[hit]
     misleading[row[hit]] = (notes["classification"] == schema.MISLEADING).to_numpy()[hit]
     return ids, author_all, author, created, tweet, misleading
+
+
+def nth_true(mask: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """int64: the positions of the ``ranks``-th (ascending, 0-based) true entries of ``mask``
+    (bool[R]), in one pass and without ``flatnonzero``'s int64 per true entry (1.6 GiB at X's scale)."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    if ranks.shape[0] and (np.any(np.diff(ranks) <= 0) or ranks[0] < 0):
+        raise ValueError("ranks must be ascending, distinct and non-negative")
+    out = _nth_true_nb(np.asarray(mask, dtype=np.bool_), ranks)
+    if ranks.shape[0] and out[-1] < 0:
+        raise ValueError(f"mask has fewer than {int(ranks[-1]) + 1} true entries")
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _nth_true_nb(mask, ranks):
+    out = np.full(ranks.shape[0], -1, dtype=np.int64)
+    seen, j = 0, 0
+    for i in range(mask.shape[0]):
+        if j == ranks.shape[0]:
+            break
+        if mask[i]:
+            if seen == ranks[j]:
+                out[j] = i
+                j += 1
+            seen += 1
+    return out
 
 
 def _collapsed(
@@ -270,19 +310,18 @@ def detect_integrity(
     )
     keep = _pss_after(first, base, author, clique, len(notes), pss)
     qc, _ = quasi_cliques(base.note, base.rater, base.value, tweet, created, misleading, base.n_raters, quasi)
-    surprise_value = surprise_keep = None
+    surprise_value = aside = None
     if surprise is not None and rater_model is not None:
         mu, r_int, r_fac = rater_model(base) if callable(rater_model) else rater_model
         kept, group, _ = surprise_filter(base.note_indptr, base.rater, base.value, mu, r_int, r_fac, surprise)
-        surprise_keep = np.ones(matrix.n_ratings, dtype=bool)
-        surprise_keep[first] = kept
+        aside = np.flatnonzero(~kept)  # positions in ``base``, which lists ``first``'s in matrix order
+        if base is not matrix:
+            aside = nth_true(first, aside)
         surprise_value = np.zeros(n_p, dtype=np.int32)
         surprise_value[: matrix.n_raters] = group
         if surprise_prescoring:
-            keep &= surprise_keep
-    return IntegrityResult(
-        ids, clique, qc, keep, correlated_rater(matrix.rater, qc), coordinated, surprise_value, surprise_keep
-    )
+            keep[aside] = False
+    return IntegrityResult(ids, clique, qc, keep, coordinated, surprise_value, aside)
 
 
 def integrity_tables(
