@@ -113,7 +113,7 @@ def test_adam_fit_from_the_matrix_pins_the_old_fits_bytes(pass_threads, cold: bo
     m = _matrix(rng, 8000, 80, 500)
     keep = _keep(rng, m, 0.8)
     config = dataclasses.replace(MFConfig(), solver="adam", adam_max_epochs=60)
-    torch_init = TorchInit(42, np.argsort(rng.random(m.n_ratings)).astype(np.int32)) if cold else None
+    torch_init = TorchInit(42, rng.integers(0, 8, m.n_raters).astype(np.uint8)) if cold else None
     init = None
     if not cold:
         init = fit_mf(build_problem(m, keep & (m.rater % 2 == 0)), config, seed=0).params

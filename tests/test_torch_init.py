@@ -9,6 +9,7 @@ from bridgewatch.io.matrix import build_rating_matrix
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import build_problem, initial_params
+from bridgewatch.scoring.rating_pass import compact_problem
 from bridgewatch.scoring.torch_init import (
     TorchGenerator,
     TorchInit,
@@ -16,6 +17,7 @@ from bridgewatch.scoring.torch_init import (
     mt19937_uint32,
     mt19937_uint32_numpy,
     reputation_model_start,
+    table_orders,
     torch_factors,
 )
 
@@ -98,9 +100,9 @@ def test_cold_start_uses_the_reference_order_of_the_fit(matrix):
     starting factor does not depend on our sorted id order."""
     hv = np.zeros(4, bool)
     pss = np.array([False, True, False, False])
-    rank = P.reference_rating_rank(matrix, hv, None, pss)
+    bucket = P.reference_rater_bucket(matrix.n_raters, hv, None, pss)
     problem = build_problem(matrix)
-    _, _, nf, _, rf = initial_params(problem, 1, 0, None, TorchInit(42, rank))
+    _, _, nf, _, rf = initial_params(problem, 1, 0, None, TorchInit(42, bucket))
     gen = TorchGenerator(42)
     expect_r = gen.xavier_uniform_(4, 1)[:, 0]  # first appearance: b, c, a, d
     expect_n = gen.xavier_uniform_(3, 1)[:, 0]  # notes 200 (b's), 100, 300
@@ -144,3 +146,56 @@ def test_reputation_model_start_draws_after_the_round2_model_in_embedding_order(
     expect_ni, expect_ri = gen.normal_(n), gen.normal_(u)
     assert np.array_equal(nf, expect_nf) and np.array_equal(ni, expect_ni) and np.array_equal(ri, expect_ri)
     assert not np.array_equal(nf, TorchGenerator(3).normal_(n))  # the skip matters
+
+
+def _random_matrix(rng, n_ratings, n_notes, n_raters):
+    """Duplicate (note, rater) ratings (raw files have them) and ties in time, both on purpose."""
+    return build_rating_matrix(
+        note=rng.integers(0, n_notes, n_ratings).astype(np.int32),
+        rater=rng.integers(0, n_raters, n_ratings).astype(np.int32),
+        value=np.ones(n_ratings, np.float32),
+        created_at=rng.integers(0, 40, n_ratings) * 1000,
+        tags=np.zeros(n_ratings, np.uint32),
+        population_sampled=np.zeros(n_ratings, bool),
+        note_ids=np.arange(n_notes, dtype=np.int64) * 3 + 7,
+        rater_ids=np.array([f"u{i:04d}" for i in range(n_raters)], dtype=object),
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("grouped", [False, True], ids=["table", "rater-grouped"])
+def test_table_orders_are_first_appearance_by_the_reference_rank(seed, grouped):
+    """The rank-free orders are ``fit_order`` over ``reference_rating_rank``, the per-rating form
+    they replace (and, grouped, over the rank regrouped by rater as the round-2 tables are)."""
+    rng = np.random.default_rng(seed)
+    m = _random_matrix(rng, 6000, 70, 400)
+    high, corr, pss = (rng.random(m.n_raters) < share for share in (0.2, 0.1, 0.1))
+    keep = rng.random(m.n_ratings) < 0.7
+    problem = build_problem(m, keep)
+    init = TorchInit(1, P.reference_rater_bucket(m.n_raters, high, corr, pss), rater_grouped=grouped)
+    got = table_orders(m.note_indptr, problem.note_full, problem.kept, m.rater, problem.rater_full,
+                       m.created_at, init)  # fmt: skip
+    arrays = compact_problem(m, keep)
+    rank = P.reference_rating_rank(m, high, corr, pss)[arrays["rating_full"]]
+    if grouped:
+        order = np.lexsort((rank, arrays["rater"]))
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.shape[0])
+    want = fit_order(rank, arrays["rater"]), fit_order(rank, arrays["note"])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_a_duplicate_rating_orders_its_rater_by_the_earlier_time():
+    # rater "b" rated note 0 twice: at 50 (listed first) and at 5, so it comes before "a" (at 20)
+    ids = np.array(["a", "b"], dtype=object)
+    m = build_rating_matrix(
+        note=np.array([0, 0, 0]), rater=np.array([0, 1, 1]), value=np.ones(3, np.float32),
+        created_at=np.array([20, 50, 5]), tags=np.zeros(3, np.uint32),
+        population_sampled=np.zeros(3, bool), note_ids=np.array([9]), rater_ids=ids,
+    )  # fmt: skip
+    problem = build_problem(m)
+    init = TorchInit(1, np.ones(2, np.uint8))
+    raters, _ = table_orders(m.note_indptr, problem.note_full, problem.kept, m.rater, problem.rater_full,
+                             m.created_at, init)  # fmt: skip
+    assert raters.tolist() == [1, 0]

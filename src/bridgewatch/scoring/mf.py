@@ -30,7 +30,7 @@ from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.rating_pass import compact_problem, problem_shape
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
 from bridgewatch.scoring.threads import SERIAL_BELOW
-from bridgewatch.scoring.torch_init import TorchInit, fit_order, torch_factors
+from bridgewatch.scoring.torch_init import TorchInit, table_orders, torch_factors
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,14 +241,11 @@ def initial_params(
         mu = 0.0 if not np.isfinite(init.mu) else float(init.mu)
         return mu, ni, nf.reshape(n, k), ri, rf.reshape(u, k)
     if torch_init is not None:
-        arrays = problem.rating_arrays()  # for this lookup only: an Adam fit keeps none of them
-        rank = torch_init.rating_rank[arrays["rating_full"]]
-        if torch_init.rater_grouped:  # the table was regrouped by rater (sorted ids), rows kept in order
-            order = np.lexsort((rank, arrays["rater"]))
-            rank = np.empty_like(order)
-            rank[order] = np.arange(order.shape[0])
-        rater_order, note_order = fit_order(rank, arrays["rater"]), fit_order(rank, arrays["note"])
-        del arrays
+        m = problem.matrix
+        args = (m.note_indptr, problem.note_full, problem.kept, m.rater, problem.rater_full, m.created_at)
+        rater_order, note_order = table_orders(*args, torch_init)
+        if not torch_init.rater_grouped:
+            m.release("created_at")  # read at one rating a rater: not for the fit to carry
         nf, rf = torch_factors(rater_order, note_order, k, torch_init)
         return 0.0, np.zeros(n), nf, np.zeros(u), rf
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from bridgewatch.io.matrix import RatingMatrix
-from bridgewatch.scoring.preprocess import reference_rating_rank
+from bridgewatch.scoring.preprocess import reference_rater_bucket
 from bridgewatch.scoring.rescore import ReusedFits
 from bridgewatch.scoring.scorer import ScoringInputs
 
@@ -22,11 +22,11 @@ from bridgewatch.scoring.scorer import ScoringInputs
 def with_ratings(
     inputs: ScoringInputs, sub: RatingMatrix, sel: np.ndarray, correlated: np.ndarray | None
 ) -> ScoringInputs:
-    """``inputs`` on ``sub``, the matrix of its ratings ``sel`` (bool[R]). A subset's reference
-    rank orders its ratings as the whole dataset's does (a stable sort restricted), and only that
-    order is read."""
-    rank = reference_rating_rank(sub, inputs.high_volume, correlated)
-    return dataclasses.replace(inputs, matrix=sub, base_keep=inputs.base_keep[sel], rating_rank=rank)
+    """``inputs`` on ``sub``, the matrix of its ratings ``sel`` (bool[R]). The reference's table
+    order is read from the matrix a fit is given and each rater's bucket, so a subset is ordered
+    as the whole dataset is (PSS membership is not kept here: the buckets of ``correlated``)."""
+    bucket = reference_rater_bucket(sub.n_raters, inputs.high_volume, correlated)
+    return dataclasses.replace(inputs, matrix=sub, base_keep=inputs.base_keep[sel], rater_bucket=bucket)
 
 
 def on_notes(inputs: ScoringInputs, rows: np.ndarray, correlated: np.ndarray | None) -> ScoringInputs:

@@ -92,6 +92,21 @@ def high_volume_raters(
     return flagged
 
 
+def reference_rater_bucket(
+    n_raters: int,
+    high_volume: np.ndarray,
+    correlated: np.ndarray | None = None,
+    pss_member: np.ndarray | None = None,
+) -> np.ndarray:
+    """uint8[U]: each rater's block of the reference's rating table, 0..7, the three rater flags
+    as one sort key in the order (highVolume, correlated, not PSS) (``reference_rating_rank``
+    says why); with note, time and rater it orders the table (``torch_init.table_orders``)."""
+    corr = np.zeros(n_raters, dtype=bool) if correlated is None else np.asarray(correlated, dtype=bool)
+    pss = np.zeros(n_raters, dtype=bool) if pss_member is None else np.asarray(pss_member, dtype=bool)
+    high = np.asarray(high_volume, dtype=bool)
+    return (high.astype(np.uint8) << 2) | (corr.astype(np.uint8) << 1) | (~pss).astype(np.uint8)
+
+
 def reference_rating_rank(
     matrix: RatingMatrix,
     high_volume: np.ndarray,
@@ -108,12 +123,7 @@ def reference_rating_rank(
     order; the public files list each note's ratings together, oldest first, so note then time
     (then rater, for determinism) stands for it.
     """
-    u = matrix.n_raters
-    corr = np.zeros(u, dtype=bool) if correlated is None else np.asarray(correlated, dtype=bool)
-    pss = np.zeros(u, dtype=bool) if pss_member is None else np.asarray(pss_member, dtype=bool)
-    high = np.asarray(high_volume, dtype=bool)
-    # The three rater flags as one sort key 0..7, in the order (highVolume, correlated, not PSS).
-    bucket = (high.astype(np.uint8) << 2) | (corr.astype(np.uint8) << 1) | (~pss).astype(np.uint8)
+    bucket = reference_rater_bucket(matrix.n_raters, high_volume, correlated, pss_member)
     rank = np.empty(matrix.n_ratings, dtype=index_dtype(matrix.n_ratings))
     _rank_nb(matrix.note_indptr, matrix.created_at, bucket[matrix.rater], rank)
     return rank

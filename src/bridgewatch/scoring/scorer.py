@@ -43,8 +43,9 @@ class ScoringInputs:
     - ``note_topic``: int[N] topic id, -1 = none, or None when no topic model ran;
     - ``harassment_intercept``: float[N] or None: the §4.5 model's note intercepts for every
       scorer; None (the default) fits each scorer's own model on its own ratings in prescoring;
-    - ``rating_rank``: int32[R] (``index_dtype``) each rating's row in the reference's rating table
-      (``preprocess.reference_rating_rank``), which orders the factors a cold fit draws.
+    - ``rater_bucket``: uint8[U] each rater's block of the reference's rating table
+      (``preprocess.reference_rater_bucket``), which with note and time orders the factors a cold
+      fit draws (``torch_init.table_orders``); None: no reference order (numpy's draws).
     """
 
     matrix: RatingMatrix
@@ -55,7 +56,7 @@ class ScoringInputs:
     correlated: np.ndarray | None = None
     note_topic: np.ndarray | None = None
     harassment_intercept: np.ndarray | None = None
-    rating_rank: np.ndarray | None = None
+    rater_bucket: np.ndarray | None = None
 
     @cached_property
     def is_not_misleading(self) -> np.ndarray:
@@ -88,8 +89,8 @@ def prepare_inputs(
     ``high_volume``: bool[U] those tags, computed already (``high_volume_flags``); then
     ``volume_matrix`` is not read.
     ``pss_member``: bool[U] raters in a PSS clique, whose ratings lead the reference's table.
-    ``rank``: False leaves ``rating_rank`` None, for a caller that scores a subset of the ratings
-    and ranks only those (``reference_rating_rank`` of a subset orders it as the whole does).
+    ``rank``: False leaves ``rater_bucket`` None, for a caller that sets its own
+    (``note_space.with_ratings``).
     """
     table = P.note_table(matrix, notes, status_history)
     keep = P.classification_mask(matrix, table)
@@ -100,9 +101,9 @@ def prepare_inputs(
     else:
         high = high_volume_flags(matrix, keep, config)
     groups = P.rater_groups(matrix, enrollment)
-    ranks = P.reference_rating_rank(matrix, high, correlated, pss_member) if rank else None
+    bucket = P.reference_rater_bucket(matrix.n_raters, high, correlated, pss_member) if rank else None
     return ScoringInputs(
-        matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept, ranks
+        matrix, table, keep, groups, high, correlated, note_topic, harassment_intercept, bucket
     )
 
 
@@ -246,9 +247,9 @@ def _torch_init(
     inputs: ScoringInputs, seed: int, *, unseeded_model: bool = False, rater_grouped: bool = False
 ) -> TorchInit | None:
     """How a fit draws random factors (``torch_init``); None without a reference row order."""
-    if inputs.rating_rank is None:
+    if inputs.rater_bucket is None:
         return None
-    return TorchInit(seed, inputs.rating_rank, unseeded_model=unseeded_model, rater_grouped=rater_grouped)
+    return TorchInit(seed, inputs.rater_bucket, unseeded_model=unseeded_model, rater_grouped=rater_grouped)
 
 
 def harassment_intercepts(

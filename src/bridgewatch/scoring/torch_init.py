@@ -18,8 +18,12 @@ none, so its factors follow the ``normal_`` fills of its own four tables, right 
 seeded the generator at the start of prescoring.
 
 Rows of an embedding are the fit's raters (notes) in order of first appearance in the rating
-table the fit receives; ``fit_order`` gives that order from each rating's rank in the
-reference's table (``preprocess.reference_rating_rank``).
+table the fit receives. That table is ordered by (rater bucket, note, time, rater)
+(``preprocess.reference_rating_rank``), so first appearance needs no per-rating rank
+(``table_orders``): a note first appears with its lowest-bucket rater, and notes of one bucket
+come in note order; a rater first appears on its first note, ordered among the raters of its
+bucket by that note, then by the time of its rating there. ``fit_order`` over the rank is the
+reference twin the tests pin it to.
 """
 
 from __future__ import annotations
@@ -161,18 +165,84 @@ def _box_muller_16(x: np.ndarray) -> np.ndarray:
 class TorchInit:
     """How a cold-started fit draws its factors.
 
-    ``seed``: the scorer's seed; ``rating_rank``: int64[R_full], each rating's position in the
-    reference's rating table (first appearance there orders the embedding rows);
+    ``seed``: the scorer's seed; ``rater_bucket``: uint8[U_full], each rater's block of the
+    reference's rating table (``preprocess.reference_rater_bucket``: PSS members first,
+    high-volume raters last), which with note, time and rater orders the table, and first
+    appearance there the embedding rows (``table_orders``);
     ``unseeded_model``: True for the stable initialization's helper model, whose factors come
     after its own embeddings' ``normal_`` fills instead of right after a re-seed;
     ``rater_grouped``: the fit's table was regrouped by rater (sorted ids) keeping each rater's rows
     in order — the round-2 and final tables, built by merging the included raters with the ratings.
+
+    Why a byte per rater and not each rating's rank: the rank was 4 bytes a rating (0.77 GiB at
+    X's scale) held from preprocessing to the end of final scoring, for a few cold fits.
     """
 
     seed: int
-    rating_rank: np.ndarray
+    rater_bucket: np.ndarray
     unseeded_model: bool = False
     rater_grouped: bool = False
+
+
+def table_orders(
+    note_indptr: np.ndarray,
+    note_full: np.ndarray,
+    kept: np.ndarray,
+    rater: np.ndarray,
+    rater_full: np.ndarray,
+    created_at: np.ndarray,
+    init: TorchInit,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rater_order, note_order): a fit's compact raters and notes in order of first appearance in
+    the table ``init`` describes, as ``fit_order`` gives them from the rank, without it.
+
+    The fit is the ratings ``kept`` (``np.packbits`` of bool[R]) selects from a matrix (its
+    ``note_indptr``, ``rater``, ``created_at``; ratings listed by note, then rater); compact note
+    ``n`` is full note ``note_full[n]``, compact rater ``u`` full rater ``rater_full[u]`` (both
+    ascending). One pass over the selection, O(R) time and O(N + U) memory; ``created_at`` is
+    read at one rating per rater (a rater's ratings of its first note, where it rated it twice).
+    """
+    n_raters = rater_full.shape[0]
+    rater_map = np.zeros(max(int(init.rater_bucket.shape[0]), 1), dtype=np.int64)
+    rater_map[rater_full] = np.arange(n_raters, dtype=np.int64)
+    bucket = np.asarray(init.rater_bucket, dtype=np.uint8)
+    note_bucket, note_rater, first, first_note = _first_seen_nb(
+        note_indptr, note_full, kept, rater, rater_map, created_at, bucket, n_raters, not init.rater_grouped
+    )
+    if init.rater_grouped:  # by rater, then each rater's rows in table order
+        return np.arange(n_raters, dtype=np.int64), np.argsort(note_rater, kind="stable")
+    note_order = np.argsort(note_bucket, kind="stable")
+    time = np.asarray(created_at[first], dtype=np.int64)
+    rater_order = np.lexsort((first, time, first_note, bucket[rater_full]))
+    return rater_order, note_order
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_seen_nb(indptr, note_full, kept, rater, rater_map, created_at, bucket, n_raters, timed):
+    """Per compact note: the lowest bucket and the lowest compact rater among its kept ratings;
+    per compact rater: the position of its first rating in table order on its first note (the
+    earliest of them where it rated that note twice, ties to the matrix order) and that note."""
+    n_notes = note_full.shape[0]
+    note_bucket = np.full(n_notes, 255, dtype=np.uint8)
+    note_rater = np.full(n_notes, n_raters, dtype=np.int64)
+    first = np.full(n_raters, -1, dtype=np.int64)
+    first_note = np.full(n_raters, -1, dtype=np.int64)
+    for n in range(n_notes):
+        full = note_full[n]
+        for i in range(indptr[full], indptr[full + 1]):
+            if (kept[i >> 3] >> (7 - (i & 7))) & 1:
+                fu = rater[i]
+                u = rater_map[fu]
+                if bucket[fu] < note_bucket[n]:
+                    note_bucket[n] = bucket[fu]
+                if u < note_rater[n]:
+                    note_rater[n] = u
+                if first[u] < 0:
+                    first[u] = i
+                    first_note[u] = n
+                elif timed and first_note[u] == n and created_at[i] < created_at[first[u]]:
+                    first[u] = i
+    return note_bucket, note_rater, first, first_note
 
 
 def fit_order(rank: np.ndarray, index: np.ndarray) -> np.ndarray:
