@@ -388,3 +388,27 @@ def test_candidate_pairs_are_counted_exactly_and_alone():
         np.testing.assert_array_equal(got_c, counts[keep])
     none_k, none_c = pairs.count_pairs(r, tt, gptr, tptr, W, candidates=np.zeros(0, dtype=np.int64))
     assert none_k.shape == (0,) and none_c.shape == (0,)
+
+
+def test_pss_reads_the_callers_rating_notes_as_it_would_make_them():
+    note, rater, t, note_time, _, n_part = _ring_world(seed=5)
+    order = np.argsort(note, kind="stable")  # note order, as a matrix lists its ratings
+    note, rater, t = note[order], rater[order], t[order]
+    n_notes = note_time.shape[0]
+    indptr = np.r_[0, np.cumsum(np.bincount(note, minlength=n_notes))]
+    author = (np.arange(n_notes) % n_part).astype(np.int32)  # authors, so the fast-helpful pairs count
+    args = (
+        indptr,
+        rater,
+        t,
+        np.ones(rater.shape[0], dtype=bool),
+        author,
+        note_time,
+        np.arange(n_notes),
+        n_part,
+    )
+    made = post_selection_similarity(*args)
+    given = post_selection_similarity(*args, rating_note=note.astype(np.int32))
+    assert made.tobytes() == given.tobytes() and made.any()
+    with pytest.raises(ValueError, match="rating_note has"):
+        post_selection_similarity(*args, rating_note=note[:-1].astype(np.int32))

@@ -307,6 +307,7 @@ def detect_integrity(
         writer_total=writer_total,
         num_threads=num_threads,
         progress=progress,
+        rating_note=base.note,
     )
     keep = _pss_after(first, base, author, clique, len(notes), pss)
     qc, _ = quasi_cliques(base.note, base.rater, base.value, tweet, created, misleading, base.n_raters, quasi)
