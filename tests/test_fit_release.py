@@ -154,3 +154,36 @@ def test_factorization_problem_leaves_the_unfitted_columns_unmapped(tmp_path: Pa
     for name in UNFITTED_COLUMNS:
         assert mapped_pages(getattr(m, name)) == 0, name
     assert mapped_pages(m.note) > 0
+
+
+def test_pss_co_selection_runs_without_the_note_and_value_pages(tmp_path: Path, monkeypatch) -> None:
+    """PSS peaks in its co-selection step, which reads raters and times only: the note and value
+    columns (read by coordination and the author pairs before it) are handed back first."""
+    import pandas as pd
+
+    from bridgewatch.integrity import pairs
+    from bridgewatch.integrity.adapters import detect_integrity
+
+    m = _matrix(tmp_path)
+    n = m.n_notes
+    notes = pd.DataFrame(
+        {
+            "noteId": m.note_ids,
+            "noteAuthorParticipantId": m.rater_ids[np.arange(n) % m.n_raters],
+            "createdAtMillis": np.full(n, hr.LAST_RATING_TAGS_CHANGE_MILLIS, dtype=np.int64),
+            "tweetId": np.arange(n, dtype=np.int64) // 3 + 1,
+            "classification": schema.MISLEADING,
+        }
+    )
+    seen: list[tuple[int, int]] = []
+    gather = pairs.gather_notes_by_tweet
+
+    def spy(*args, **kwargs):
+        seen.append((mapped_pages(m.note), mapped_pages(m.value)))
+        return gather(*args, **kwargs)
+
+    monkeypatch.setattr(pairs, "gather_notes_by_tweet", spy)
+    m.note.sum(), m.value.sum()  # resident, as coordination leaves them
+    assert mapped_pages(m.note) > 0 and mapped_pages(m.value) > 0
+    detect_integrity(m, notes)
+    assert seen == [(0, 0)]

@@ -294,11 +294,13 @@ def detect_integrity(
         )
     first, base = _collapsed(matrix, author, len(notes), coordinated, coordination, pss)
     writer_total = np.bincount(author_all, minlength=n_p)
+    helpful = base.value == 1.0
+    base.release("value")  # read again by the quasi-cliques, not by PSS, which peaks in between
     clique = post_selection_similarity(
         base.note_indptr,
         base.rater,
         base.created_at,
-        base.value == 1.0,
+        helpful,
         author,
         created,
         tweet,
@@ -309,6 +311,7 @@ def detect_integrity(
         progress=progress,
         rating_note=base.note,
     )
+    del helpful
     keep = _pss_after(first, base, author, clique, len(notes), pss)
     qc, _ = quasi_cliques(base.note, base.rater, base.value, tweet, created, misleading, base.n_raters, quasi)
     surprise_value = aside = None

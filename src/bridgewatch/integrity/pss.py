@@ -26,7 +26,7 @@ import pandas as pd
 
 from bridgewatch.integrity import pairs as _pairs
 from bridgewatch.integrity.components import connected_components
-from bridgewatch.io.matrix import id_objects
+from bridgewatch.io.matrix import id_objects, release_pages
 
 MINUTE_MS = 60_000
 _BLOCK = 1 << 24  # ratings per block where a full-length temporary would cost 8 bytes a rating
@@ -242,6 +242,8 @@ def post_selection_similarity(
     inputs, the rest needs about 12 bytes a rating (the co-selection layout). ``rating_note``:
     int32[R] each rating's note, when the caller holds it (a matrix's ``note``, resident already
     in the integrity phase); else it is made from ``note_indptr`` (4 B/R, 0.77 GiB at X's scale).
+    Where that column is a read-only file mapping its pages go back once the author pairs are
+    found: the co-selection step, where this function peaks, does not read it.
 
     Complexity: O(R log g + (1 + K)·E) time (g ratings of a note, E the summed 20-minute window
     occupancy, K the counting passes: about the thread count T up to E ≈ 2·10^9 with 2 GiB,
@@ -266,6 +268,7 @@ def post_selection_similarity(
         params,
         writer_total,
     )
+    release_pages(rating_note)  # a mapped column of the caller's: its pages, not the array
     del rating_note  # the co-selection layout needs the room
     co = co_selection_pairs(
         note_indptr,
