@@ -16,9 +16,9 @@ import pandas as pd
 from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix, id_objects
 from bridgewatch.schema import Status
-from bridgewatch.scoring import rating_pass as RP
+from bridgewatch.scoring import helpfulness_pass as HP
 from bridgewatch.scoring.config import HelpfulnessConfig
-from bridgewatch.scoring.rating_pass import penalty_per_rater, rater_code_counts, valid_rating_codes
+from bridgewatch.scoring.helpfulness_pass import penalty_per_rater, rater_code_counts, valid_rating_codes
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,11 +30,11 @@ class ValidRatings:
 
     code: np.ndarray
 
-    INVALID = RP.INVALID
-    SUCCESS_HELPFUL = RP.SUCCESS_HELPFUL
-    SUCCESS_NOT_HELPFUL = RP.SUCCESS_NOT_HELPFUL
-    FAIL_HELPFUL = RP.FAIL_HELPFUL
-    FAIL_NOT_HELPFUL = RP.FAIL_NOT_HELPFUL
+    INVALID = HP.INVALID
+    SUCCESS_HELPFUL = HP.SUCCESS_HELPFUL
+    SUCCESS_NOT_HELPFUL = HP.SUCCESS_NOT_HELPFUL
+    FAIL_HELPFUL = HP.FAIL_HELPFUL
+    FAIL_NOT_HELPFUL = HP.FAIL_NOT_HELPFUL
 
     @property
     def valid(self) -> np.ndarray:

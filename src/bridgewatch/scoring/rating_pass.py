@@ -1,9 +1,9 @@
 """The per-rating passes every scorer makes, as parallel numba kernels over the matrix's two orders.
 
 Each of the ~30 scorers of a run walks all R ratings several times outside its fits: the count
-filters (§2.5), the compaction of its ratings into a fit's CSR arrays (``mf.build_problem``), the
-valid ratings of its helpfulness pass (§4.1) with their per-rater counts, the harassment penalty
-(§4.2) and the selections its tag filters and diligence model read. Written as chains of numpy
+filters (§2.5), the compaction of its ratings into a fit's CSR arrays (``mf.build_problem``) and
+the selections its tag filters and diligence model read; its helpfulness pass (§4.1–4.2) makes
+its own with the forms defined here (``helpfulness_pass``). Written as chains of numpy
 expressions these run on one core and make a bool, int or float temporary of length R per step.
 Here each is one or two passes, in parallel over notes (``note_indptr``: a note's ratings are
 contiguous) or over blocks of consecutive ratings (per-rater counts: one histogram per block,
@@ -34,15 +34,15 @@ _BLOCKS = 64
 PARALLEL_FROM = 4_000_000
 
 
-_both = twin_kernels()  # (serial, parallel) forms of a pass; ``_form`` picks one
+both_forms = twin_kernels()  # (serial, parallel) forms of a pass; ``pass_form`` picks one
 
 
-def _form(kernel, n_ratings: int):
+def pass_form(kernel, n_ratings: int):
     """The kernel's form for a pass over ``n_ratings`` ratings."""
     return kernel[1] if n_ratings >= PARALLEL_FROM and numba.get_num_threads() > 1 else kernel[0]
 
 
-@_both
+@both_forms
 def _note_counts(indptr: np.ndarray, keep: np.ndarray) -> np.ndarray:
     n = indptr.shape[0] - 1
     out = np.zeros(n, dtype=np.int64)
@@ -55,7 +55,7 @@ def _note_counts(indptr: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return out
 
 
-@_both
+@both_forms
 def _rater_counts(rater: np.ndarray, keep: np.ndarray, n_raters: int, blocks: int) -> np.ndarray:
     """Kept ratings per rater: one histogram per block of consecutive ratings, then their sum
     (integers: the same for any blocking). Reads the ratings in order, unlike a walk of the
@@ -76,7 +76,7 @@ def _rater_counts(rater: np.ndarray, keep: np.ndarray, n_raters: int, blocks: in
     return out
 
 
-@_both
+@both_forms
 def _rater_counts_since(rater, created_at, keep, all_kept, cutoffs, n_raters, blocks):
     """Per block of consecutive ratings and cutoff w, its kept ratings per rater made after
     ``cutoffs[w]`` (``all_kept``: every rating, ``keep`` unread); the caller adds the blocks up."""
@@ -94,7 +94,7 @@ def _rater_counts_since(rater, created_at, keep, all_kept, cutoffs, n_raters, bl
     return part
 
 
-@_both
+@both_forms
 def _newest_kept(created_at, keep, blocks):
     """The latest ``created_at`` of a kept rating (int64 min when none): a max, so any blocking
     gives it."""
@@ -118,9 +118,9 @@ def rater_counts_since(matrix: RatingMatrix, keep: np.ndarray | None, cutoffs: n
     r = matrix.n_ratings
     all_kept = keep is None
     keep_arr = np.zeros(0, dtype=np.bool_) if all_kept else np.asarray(keep, dtype=np.bool_)
-    part = _form(_rater_counts_since, r)(
+    part = pass_form(_rater_counts_since, r)(
         matrix.rater, np.asarray(matrix.created_at, dtype=np.int64), keep_arr, all_kept,
-        np.asarray(cutoffs, dtype=np.int64), matrix.n_raters, _blocks(r),
+        np.asarray(cutoffs, dtype=np.int64), matrix.n_raters, histogram_blocks(r),
     )  # fmt: skip
     return part.sum(axis=0, dtype=np.int64)  # integers: any blocking gives the same
 
@@ -130,13 +130,13 @@ def newest_kept(matrix: RatingMatrix, keep: np.ndarray | None) -> int | None:
     if keep is None:
         return int(matrix.created_at.max()) if matrix.n_ratings else None
     r = matrix.n_ratings
-    best = _form(_newest_kept, r)(
-        np.asarray(matrix.created_at, dtype=np.int64), np.asarray(keep, dtype=np.bool_), _blocks(r)
+    best = pass_form(_newest_kept, r)(
+        np.asarray(matrix.created_at, dtype=np.int64), np.asarray(keep, dtype=np.bool_), histogram_blocks(r)
     )
     return None if best == np.iinfo(np.int64).min else int(best)
 
 
-@_both
+@both_forms
 def _drop_raters(rater: np.ndarray, keep: np.ndarray, counts: np.ndarray, min_count: int) -> None:
     """In place: clear ``keep`` on the ratings of raters with fewer than ``min_count``."""
     for i in numba.prange(keep.shape[0]):
@@ -144,12 +144,12 @@ def _drop_raters(rater: np.ndarray, keep: np.ndarray, counts: np.ndarray, min_co
             keep[i] = False
 
 
-def _blocks(n_ratings: int) -> int:
+def histogram_blocks(n_ratings: int) -> int:
     """Histogram blocks for the rater counts: one per thread (any number gives the same counts)."""
     return max(1, numba.get_num_threads()) if n_ratings >= PARALLEL_FROM else 1
 
 
-@_both
+@both_forms
 def _drop_notes(indptr: np.ndarray, keep: np.ndarray, min_count: int) -> None:
     """In place: clear ``keep`` on every note with fewer than ``min_count`` kept ratings."""
     n = indptr.shape[0] - 1
@@ -166,14 +166,14 @@ def _drop_notes(indptr: np.ndarray, keep: np.ndarray, min_count: int) -> None:
 def note_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     """int64[N]: kept ratings per note, ``np.bincount(matrix.note[keep], minlength=N)``."""
     r = matrix.n_ratings
-    return _form(_note_counts, r)(matrix.note_indptr, np.asarray(keep, dtype=np.bool_))
+    return pass_form(_note_counts, r)(matrix.note_indptr, np.asarray(keep, dtype=np.bool_))
 
 
 def rater_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     """int64[U]: kept ratings per rater, ``np.bincount(matrix.rater[keep], minlength=U)``."""
     r = matrix.n_ratings
-    return _form(_rater_counts, r)(
-        matrix.rater, np.asarray(keep, dtype=np.bool_), matrix.n_raters, _blocks(r)
+    return pass_form(_rater_counts, r)(
+        matrix.rater, np.asarray(keep, dtype=np.bool_), matrix.n_raters, histogram_blocks(r)
     )
 
 
@@ -182,15 +182,15 @@ def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_
     one copy of ``keep``."""
     out = np.array(keep, dtype=np.bool_, copy=True)
     r = matrix.n_ratings
-    _form(_drop_notes, r)(matrix.note_indptr, out, min_per_note)
+    pass_form(_drop_notes, r)(matrix.note_indptr, out, min_per_note)
     if min_per_rater > 0:
-        counts = _form(_rater_counts, r)(matrix.rater, out, matrix.n_raters, _blocks(r))
-        _form(_drop_raters, r)(matrix.rater, out, counts, min_per_rater)
-        _form(_drop_notes, r)(matrix.note_indptr, out, min_per_note)
+        counts = pass_form(_rater_counts, r)(matrix.rater, out, matrix.n_raters, histogram_blocks(r))
+        pass_form(_drop_raters, r)(matrix.rater, out, counts, min_per_rater)
+        pass_form(_drop_notes, r)(matrix.note_indptr, out, min_per_note)
     return out
 
 
-@_both
+@both_forms
 def _block_offsets(keep, blocks):
     """int64[blocks+1]: where each block of consecutive ratings starts writing its kept ones, so
     that a parallel selection lands in rating order."""
@@ -208,7 +208,7 @@ def _block_offsets(keep, blocks):
     return counts
 
 
-@_both
+@both_forms
 def _compact(keep, note, rater, value, note_map, rater_map, counts, pos_like):
     """The kept ratings' positions, compact note/rater indices and float64 values, in order, plus
     each kept rating's new position (``new_pos``; undefined where not kept). Positions have the
@@ -235,7 +235,7 @@ def _compact(keep, note, rater, value, note_map, rater_map, counts, pos_like):
     return rating_full, note_out, rater_out, value_out, new_pos
 
 
-@_both
+@both_forms
 def _select3(keep, a, b, c, counts):
     r = keep.shape[0]
     blocks = counts.shape[0] - 1
@@ -258,11 +258,11 @@ def note_rater_tags(matrix: RatingMatrix, keep: np.ndarray) -> tuple[np.ndarray,
     """``(matrix.note[keep], matrix.rater[keep], matrix.tags[keep])`` in one parallel pass: what
     each scorer's tag-outlier, "incorrect" and diligence inputs select."""
     keep = np.asarray(keep, dtype=np.bool_)
-    counts = _form(_block_offsets, matrix.n_ratings)(keep, _BLOCKS)
-    return _form(_select3, matrix.n_ratings)(keep, matrix.note, matrix.rater, matrix.tags, counts)
+    counts = pass_form(_block_offsets, matrix.n_ratings)(keep, _BLOCKS)
+    return pass_form(_select3, matrix.n_ratings)(keep, matrix.note, matrix.rater, matrix.tags, counts)
 
 
-@_both
+@both_forms
 def _kept_order(indptr, order, keep, new_pos, offsets):
     """``new_pos[order[keep[order]]]``, written rater by rater from ``offsets`` (int64[U+1])."""
     out = np.empty(offsets[offsets.shape[0] - 1], dtype=new_pos.dtype)
@@ -373,11 +373,11 @@ def problem_shape(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarra
     ``note_full``/``rater_full`` (compact → full index); counting passes only, nothing of length R."""
     keep = np.asarray(keep, dtype=np.bool_)
     r = matrix.n_ratings
-    if _form(_note_counts, r) is _note_counts[0]:  # one thread: both counts in one pass
+    if pass_form(_note_counts, r) is _note_counts[0]:  # one thread: both counts in one pass
         per_note, per_rater = _counts_serial(keep, matrix.note, matrix.rater, matrix.n_notes, matrix.n_raters)
     else:
-        per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
-        per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
+        per_note = pass_form(_note_counts, r)(matrix.note_indptr, keep)
+        per_rater = pass_form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, histogram_blocks(r))
     note_present = per_note > 0
     rater_present = per_rater > 0
     return {
@@ -388,7 +388,7 @@ def problem_shape(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarra
     }
 
 
-@_both
+@both_forms
 def _by_rater_kept(indptr, order, kept, note, value, note_map, rater_full, offsets):
     """(note uint32, value) of the kept ratings in (rater, note) order, notes as compact indices."""
     out_note = np.empty(offsets[offsets.shape[0] - 1], dtype=np.uint32)
@@ -427,7 +427,7 @@ def kept_by_rater(
     """
     note_map = np.zeros(matrix.n_notes, dtype=np.int64)
     note_map[note_full] = np.arange(note_full.shape[0], dtype=np.int64)
-    return _form(_by_rater_kept, matrix.n_ratings)(
+    return pass_form(_by_rater_kept, matrix.n_ratings)(
         matrix.rater_indptr, matrix.by_rater, kept, matrix.note, matrix.value if value is None else value,
         note_map, rater_full, rater_indptr,
     )  # fmt: skip
@@ -441,7 +441,7 @@ def compact_problem(
     selection's ``problem_shape``, when known, spares its two counting passes."""
     keep = np.asarray(keep, dtype=np.bool_)
     r = matrix.n_ratings
-    if _form(_note_counts, r) is _note_counts[0]:  # one thread: the fused two-pass form
+    if pass_form(_note_counts, r) is _note_counts[0]:  # one thread: the fused two-pass form
         names = ("note", "rater", "value", "note_indptr", "by_rater", "rater_indptr", "note_full",
                  "rater_full", "rating_full")  # fmt: skip
         if shape is not None:  # counted already: the second pass alone
@@ -459,8 +459,8 @@ def compact_problem(
             )  # fmt: skip
         return dict(zip(names, arrays, strict=True))
     if shape is None:
-        per_note = _form(_note_counts, r)(matrix.note_indptr, keep)
-        per_rater = _form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, _blocks(r))
+        per_note = pass_form(_note_counts, r)(matrix.note_indptr, keep)
+        per_rater = pass_form(_rater_counts, r)(matrix.rater, keep, matrix.n_raters, histogram_blocks(r))
     else:
         per_note = np.zeros(matrix.n_notes, dtype=np.int64)
         per_note[shape["note_full"]] = np.diff(shape["note_indptr"])
@@ -470,12 +470,12 @@ def compact_problem(
     rater_present = per_rater > 0
     note_map = np.cumsum(note_present) - 1
     rater_map = np.cumsum(rater_present) - 1
-    rating_full, note, rater, value, new_pos = _form(_compact, r)(
+    rating_full, note, rater, value, new_pos = pass_form(_compact, r)(
         keep, matrix.note, matrix.rater, matrix.value, note_map, rater_map,
-        _form(_block_offsets, r)(keep, _BLOCKS),
+        pass_form(_block_offsets, r)(keep, _BLOCKS),
         np.empty(0, dtype=index_dtype(r)),
     )  # fmt: skip
-    by_rater = _form(_kept_order, r)(
+    by_rater = pass_form(_kept_order, r)(
         matrix.rater_indptr, matrix.by_rater, keep, new_pos, _cumulative(per_rater)
     )
     del new_pos
@@ -490,141 +490,3 @@ def compact_problem(
         "rater_full": np.flatnonzero(rater_present).astype(np.int64),
         "rating_full": rating_full,
     }
-
-
-# ``helpfulness.ValidRatings``' codes: a valid rating's class (0: not valid)
-INVALID, SUCCESS_HELPFUL, SUCCESS_NOT_HELPFUL, FAIL_HELPFUL, FAIL_NOT_HELPFUL = 0, 1, 2, 3, 4
-
-
-@numba.njit(cache=True, inline="always")
-def _mark_valid(p, v, crh, crnh, code):
-    """Rating ``p`` (value ``v``) on a CRH / CRNH note: HELPFUL and NOT_HELPFUL ratings are valid
-    (§4.1) and agree or disagree with the status; SOMEWHAT_HELPFUL ones are neither."""
-    if v == 1.0:
-        code[p] = SUCCESS_HELPFUL if crh else FAIL_NOT_HELPFUL
-    elif v == 0.0:
-        code[p] = SUCCESS_NOT_HELPFUL if crnh else FAIL_HELPFUL
-
-
-@_both
-def _valid(
-    indptr, keep, created_at, value, note_created, note_latest, note_status,
-    window, launch, first_n, crh_code, crnh_code,
-):  # fmt: skip
-    r = keep.shape[0]
-    code = np.zeros(r, dtype=np.int8)
-    n = indptr.shape[0] - 1
-    for i in numba.prange(n):
-        a, b = indptr[i], indptr[i + 1]
-        created = note_created[i]
-        latest = note_latest[i]
-        latest_none = np.isnan(latest)
-        new_note = created >= launch
-        old_note = (not new_note) and not np.isnan(created)
-        st = note_status[i]
-        crh = st == crh_code
-        crnh = st == crnh_code
-        if not (crh or crnh) or not (new_note or old_note):
-            continue
-        if old_note:
-            # Only the first ``first_n`` candidates by time count (ties in rating order).
-            cand = np.empty(b - a, dtype=np.int64)
-            c = 0
-            for p in range(a, b):
-                if keep[p] and np.float64(created_at[p]) - created < window:
-                    cand[c] = p
-                    c += 1
-            cand = cand[:c]
-            if c > first_n:
-                times = created_at[cand]
-                cand = cand[np.argsort(times, kind="mergesort")[:first_n]]
-            for p in cand:
-                _mark_valid(p, value[p], crh, crnh, code)
-            continue
-        for p in range(a, b):
-            if not keep[p]:
-                continue
-            t = np.float64(created_at[p])
-            if not (t - created < window):
-                continue
-            if not (t < latest or latest_none):
-                continue
-            _mark_valid(p, value[p], crh, crnh, code)
-    return code
-
-
-def valid_rating_codes(
-    matrix: RatingMatrix,
-    keep: np.ndarray,
-    note_created: np.ndarray,
-    note_latest_non_nmr: np.ndarray,
-    note_status: np.ndarray,
-    *,
-    window: float,
-    launch: float,
-    first_n: int,
-    crh: int,
-    crnh: int,
-) -> np.ndarray:
-    """int8[R]: each rating's §4.1 outcome code (``helpfulness.ValidRatings``), one parallel pass
-    over the notes."""
-    return _form(_valid, matrix.n_ratings)(
-        matrix.note_indptr, np.asarray(keep, dtype=np.bool_), matrix.created_at, matrix.value,
-        np.asarray(note_created, dtype=np.float64), np.asarray(note_latest_non_nmr, dtype=np.float64),
-        np.asarray(note_status, dtype=np.int8), float(window), float(launch), int(first_n), crh, crnh,
-    )  # fmt: skip
-
-
-@_both
-def _rater_code_counts(rater, code, n_codes, n_raters, blocks):
-    """Per block of consecutive ratings, its ratings per (code, rater); the caller adds them up."""
-    r = rater.shape[0]
-    step = (r + blocks - 1) // blocks
-    part = np.zeros((blocks, n_codes + 1, n_raters), dtype=np.int32)  # < 2^31 ratings
-    for b in numba.prange(blocks):
-        for i in range(b * step, min(r, (b + 1) * step)):
-            k = code[i]
-            if k != 0:
-                part[b, k, rater[i]] += 1
-    return part
-
-
-def rater_code_counts(matrix: RatingMatrix, code: np.ndarray, n_codes: int) -> np.ndarray:
-    """int64[n_codes, U]: per rater, its ratings of each nonzero code 1..n_codes (int8[R]; 0 is
-    not counted), in one pass."""
-    r = matrix.n_ratings
-    part = _form(_rater_code_counts, r)(
-        matrix.rater, np.asarray(code, dtype=np.int8), n_codes, matrix.n_raters, _blocks(r)
-    )
-    return part[:, 1:].sum(axis=0, dtype=np.int64)  # integers: any blocking gives the same
-
-
-@numba.njit(cache=True, nogil=True)
-def _penalty(rater, keep, note, value, score, min_score, penalty, multiply, n_raters):
-    # Serial on purpose: a float sum per rater in rating order, as ``np.bincount`` adds; one
-    # streaming pass without the numpy form's five temporaries of length R.
-    out = np.zeros(n_raters, dtype=np.float64)
-    for i in range(keep.shape[0]):
-        if keep[i] and value[i] == 1.0:
-            h = score[note[i]]
-            if h >= min_score:
-                out[rater[i]] += penalty * h / min_score if multiply else penalty
-    return out
-
-
-def penalty_per_rater(
-    matrix: RatingMatrix,
-    keep: np.ndarray,
-    harassment_intercept: np.ndarray,
-    *,
-    min_score: float,
-    penalty: float,
-    multiply: bool,
-) -> np.ndarray:
-    """float64[U]: ``helpfulness.harassment_penalty``'s sum per rater, in the same order of
-    additions as its ``np.bincount`` (ascending rating position)."""
-    return _penalty(
-        matrix.rater, np.asarray(keep, dtype=np.bool_), matrix.note, matrix.value,
-        np.asarray(harassment_intercept, dtype=np.float64), float(min_score), float(penalty), bool(multiply),
-        matrix.n_raters,
-    )  # fmt: skip
