@@ -54,6 +54,8 @@ def _anonymous_mib() -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and glibc's trim")
 def test_freed_arrow_buffers_leave_the_process() -> None:
+    """It passes under mimalloc too (there ``release_unused`` hands whole segments back), so it
+    shows that freed buffers leave, not which pool served them; the first test pins the pool."""
     heap.release()
     before = _anonymous_mib()
     buffers = [pa.allocate_buffer(1 << 20) for _ in range(256)]  # the default pool, as readers use
@@ -63,3 +65,23 @@ def test_freed_arrow_buffers_leave_the_process() -> None:
     del buffers
     heap.release()
     assert _anonymous_mib() - before < 64
+
+
+@pytest.mark.skipif(heap.free_bytes() is None, reason="needs glibc's mallinfo2 and trim")
+def test_a_release_under_its_gate_keeps_the_freed_arrow_pages() -> None:
+    """With the system pool, Arrow's own ``release_unused`` is a ``malloc_trim``: were it called
+    ahead of the ``min_free`` gate, every phase end would trim whatever the arenas held."""
+    heap.release()
+    buffers = [pa.allocate_buffer(64 << 10) for _ in range(1025)]  # under the mmap threshold: heap
+    for buf in buffers:
+        np.frombuffer(buf, dtype=np.uint8)[::4096] = 1
+    pin = buffers.pop()  # the heap's top stays in use, so free() alone cannot shrink it
+    del buffers
+    free = heap.free_bytes()
+    assert free is not None and free > 48 << 20
+    before = _anonymous_mib()
+    heap.release(min_free=free + (1 << 30))
+    assert _anonymous_mib() > before - 8  # under the gate: nothing handed back
+    heap.release()
+    assert _anonymous_mib() < before - 48
+    del pin

@@ -79,10 +79,14 @@ def _release_arrow() -> None:
     buffers it freed: it holds freed pages for reuse, and the frames' conversions free as much as
     they keep (measured at ``large``: 0.19 GiB of a 0.65 GiB read returned). Only where pyarrow
     is loaded already: importing it here would cost more than any trim. With the system pool
-    (``use_malloc_for_arrow``) ``malloc_trim`` below does the same work."""
+    (``use_malloc_for_arrow``) this is skipped: there ``release_unused`` is an unconditional
+    ``malloc_trim``, which would defeat ``release``'s ``min_free`` gate at every phase end."""
     pa = sys.modules.get("pyarrow")
-    if pa is not None:
-        pa.default_memory_pool().release_unused()
+    if pa is None:
+        return
+    pool = pa.default_memory_pool()
+    if pool.backend_name != "system":
+        pool.release_unused()
 
 
 def release(min_free: int = 0) -> None:
