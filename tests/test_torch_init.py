@@ -173,8 +173,7 @@ def test_table_orders_are_first_appearance_by_the_reference_rank(seed, grouped):
     keep = rng.random(m.n_ratings) < 0.7
     problem = build_problem(m, keep)
     init = TorchInit(1, P.reference_rater_bucket(m.n_raters, high, corr, pss), rater_grouped=grouped)
-    got = table_orders(m.note_indptr, problem.note_full, problem.kept, m.rater, problem.rater_full,
-                       m.created_at, init)  # fmt: skip
+    got = table_orders(problem, init)
     arrays = compact_problem(m, keep)
     rank = P.reference_rating_rank(m, high, corr, pss)[arrays["rating_full"]]
     if grouped:
@@ -196,6 +195,5 @@ def test_a_duplicate_rating_orders_its_rater_by_the_earlier_time():
     )  # fmt: skip
     problem = build_problem(m)
     init = TorchInit(1, np.ones(2, np.uint8))
-    raters, _ = table_orders(m.note_indptr, problem.note_full, problem.kept, m.rater, problem.rater_full,
-                             m.created_at, init)  # fmt: skip
+    raters, _ = table_orders(problem, init)
     assert raters.tolist() == [1, 0]

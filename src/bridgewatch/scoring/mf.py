@@ -241,11 +241,9 @@ def initial_params(
         mu = 0.0 if not np.isfinite(init.mu) else float(init.mu)
         return mu, ni, nf.reshape(n, k), ri, rf.reshape(u, k)
     if torch_init is not None:
-        m = problem.matrix
-        args = (m.note_indptr, problem.note_full, problem.kept, m.rater, problem.rater_full, m.created_at)
-        rater_order, note_order = table_orders(*args, torch_init)
+        rater_order, note_order = table_orders(problem, torch_init)
         if not torch_init.rater_grouped:
-            m.release("created_at")  # read at one rating a rater: not for the fit to carry
+            problem.matrix.release("created_at")  # read at one rating a rater: not for the fit to carry
         nf, rf = torch_factors(rater_order, note_order, k, torch_init)
         return 0.0, np.zeros(n), nf, np.zeros(u), rf
     rng = np.random.default_rng(seed)

@@ -29,9 +29,13 @@ reference twin the tests pin it to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
+
+if TYPE_CHECKING:  # only the annotation: mf imports this module
+    from bridgewatch.scoring.mf import MFProblem
 
 _N, _M = 624, 397
 _MATRIX_A, _UPPER, _LOWER = 0x9908B0DF, 0x80000000, 0x7FFFFFFF
@@ -184,35 +188,29 @@ class TorchInit:
     rater_grouped: bool = False
 
 
-def table_orders(
-    note_indptr: np.ndarray,
-    note_full: np.ndarray,
-    kept: np.ndarray,
-    rater: np.ndarray,
-    rater_full: np.ndarray,
-    created_at: np.ndarray,
-    init: TorchInit,
-) -> tuple[np.ndarray, np.ndarray]:
+def table_orders(problem: MFProblem, init: TorchInit) -> tuple[np.ndarray, np.ndarray]:
     """(rater_order, note_order): a fit's compact raters and notes in order of first appearance in
     the table ``init`` describes, as ``fit_order`` gives them from the rank, without it.
 
-    The fit is the ratings ``kept`` (``np.packbits`` of bool[R]) selects from a matrix (its
-    ``note_indptr``, ``rater``, ``created_at``; ratings listed by note, then rater); compact note
-    ``n`` is full note ``note_full[n]``, compact rater ``u`` full rater ``rater_full[u]`` (both
-    ascending). One pass over the selection, O(R) time and O(N + U) memory; ``created_at`` is
-    read at one rating per rater (a rater's ratings of its first note, where it rated it twice).
+    ``problem`` is the fit (``mf.MFProblem``, named for type checking only: this module stays below mf):
+    the ratings its ``kept`` bits select from its ``matrix`` (``note_indptr``, ``rater``,
+    ``created_at``; ratings listed by note, then rater); compact note ``n`` is full note
+    ``note_full[n]``, compact rater ``u`` full rater ``rater_full[u]`` (both ascending). One pass
+    over the selection, O(R) time and O(N + U) memory; ``created_at`` is read at one rating per
+    rater (a rater's ratings of its first note, where it rated it twice).
     """
+    m = problem.matrix
+    rater_full = problem.rater_full
     n_raters = rater_full.shape[0]
-    rater_map = np.zeros(max(int(init.rater_bucket.shape[0]), 1), dtype=np.int64)
-    rater_map[rater_full] = np.arange(n_raters, dtype=np.int64)
     bucket = np.asarray(init.rater_bucket, dtype=np.uint8)
+    args = (m.note_indptr, problem.note_full, problem.kept, m.rater, problem.rater_map(), m.created_at)
     note_bucket, note_rater, first, first_note = _first_seen_nb(
-        note_indptr, note_full, kept, rater, rater_map, created_at, bucket, n_raters, not init.rater_grouped
+        *args, bucket, n_raters, not init.rater_grouped
     )
     if init.rater_grouped:  # by rater, then each rater's rows in table order
         return np.arange(n_raters, dtype=np.int64), np.argsort(note_rater, kind="stable")
     note_order = np.argsort(note_bucket, kind="stable")
-    time = np.asarray(created_at[first], dtype=np.int64)
+    time = np.asarray(m.created_at[first], dtype=np.int64)
     rater_order = np.lexsort((first, time, first_note, bucket[rater_full]))
     return rater_order, note_order
 
