@@ -7,9 +7,9 @@
 For each scale, in a fresh subprocess (so that peak RSS is that scale's own):
 
 1. simulate the community once into ``ROOT/SCALE`` (reused when present; reported, not scored);
-2. read the TSV files, writing the columnar cache as a first ingest does (``read TSV``; one
-   parse: at public that is minutes), then the dataset again from the cache (``read (columnar
-   cache)``);
+2. read the TSV files, writing the columnar cache as a first ingest does (``read TSV (writes the
+   columnar cache)``; one parse: at public that is minutes), then the dataset again from the cache
+   (``read (columnar cache)``);
 3. run the batch job phase by phase (integrity, topics, preprocess, every scorer, meta, status
    history, contributor scoring, then the integrity views the job writes beside the outputs),
    recording each phase's wall time and the peak RSS reached during it (a sampling thread reads
