@@ -18,7 +18,6 @@ from bridgewatch.io.matrix import RatingMatrix, id_objects
 from bridgewatch.schema import Status
 from bridgewatch.scoring import helpfulness_pass as HP
 from bridgewatch.scoring.config import HelpfulnessConfig
-from bridgewatch.scoring.helpfulness_pass import penalty_per_rater, rater_code_counts, valid_rating_codes
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +62,7 @@ class ValidRatings:
 
     def rater_counts(self, matrix: RatingMatrix) -> np.ndarray:
         """int64[4, U]: per rater, its valid ratings of each class, in code order (one pass)."""
-        return rater_code_counts(matrix, self.code, 4)
+        return HP.rater_code_counts(matrix, self.code, HP.FAIL_NOT_HELPFUL)
 
 
 def valid_ratings(
@@ -84,7 +83,7 @@ def valid_ratings(
     """
     # One parallel pass over the notes (each scorer's helpfulness pass makes one, twice in
     # prescoring); the numpy form made a dozen bool/float temporaries of length R.
-    code = valid_rating_codes(
+    code = HP.valid_rating_codes(
         matrix, keep, note_created, note_latest_non_nmr, note_status,
         window=config.valid_rating_window_millis, launch=schema.DELETED_NOTE_TOMBSTONES_LAUNCH_MILLIS,
         first_n=config.legacy_first_n_ratings, crh=int(Status.CRH), crnh=int(Status.CRNH),
@@ -267,7 +266,7 @@ def harassment_penalty(
     when not multiplying). None when no harassment scores are given (the hook is optional)."""
     if harassment_intercept is None:
         return None
-    return penalty_per_rater(
+    return HP.penalty_per_rater(
         matrix, keep, harassment_intercept, min_score=config.harassment_min_score,
         penalty=config.harassment_penalty, multiply=config.multiply_penalty_by_score,
     )  # fmt: skip
