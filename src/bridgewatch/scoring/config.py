@@ -45,6 +45,14 @@ class MFConfig:
     solver: str = param(
         "adam", "prescoring fits: 'adam' (reference optimizer) or 'als'", "§2.3", choices=("adam", "als")
     )
+    final_solver: str = param(
+        "adam",
+        "final scoring's frozen-rater note fits: 'adam' (replay the reference's), 'exact' (their"
+        " closed-form optimum) or 'exact_refits' (Adam for the fit the rules read, exact for the"
+        " robustness and pseudo-rater refits); with solver 'als' all are exact",
+        "ours",
+        choices=("adam", "exact", "exact_refits"),
+    )
     max_iterations: int = param(500, "most ALS sweeps per fit", "ours", ge=1)
     tolerance: float = param(1e-9, "stop when the relative objective change is below this", "ours", ge=0)
     adam_init_learning_rate: float = param(0.2, "initLearningRate (note and rater init given)", "§2.2", ge=0)
@@ -56,6 +64,13 @@ class MFConfig:
     stable_init_group: int = param(13, "modeling group used for stable initialization", "§2.6")
     stable_init_min_share: float = param(0.75, "note share of ratings from that group", "§2.6", 0, 1)
     use_stable_init: bool = param(True, "fit the stable-init group first, then warm start", "§2.6")
+
+    @property
+    def adam_note_refits(self) -> bool:
+        """Whether final scoring replays the reference's Adam for its note-only refits: the
+        reference stops ~1e-3 short of their optimum, which decides notes on a threshold, so
+        only an opted-in ``final_solver = "exact"`` (or ALS) trades that for a direct solve."""
+        return self.solver == "adam" and self.final_solver != "exact"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ live scorer calls ``score_note`` on one note's ratings, a closed-form solve.
 
 The reference reaches that optimum with Adam from prescoring's note parameters and stops about
 1e-3 short of it (its 1e-7 loss-change rule), which moves notes sitting on a threshold (0.30,
-0.40). So batch scoring with ``MFConfig.solver == "adam"`` replays that fit (``adam_notes``);
-with ``"als"`` ``score_notes`` solves exactly through the solver's row kernel.
+0.40). So batch scoring replays that fit (``adam_notes``) by default; with ``MFConfig.solver =
+"als"`` or ``final_solver = "exact"`` (the fast profile) ``score_notes`` solves exactly through the
+solver's row kernel, one pass over each note's ratings instead of an epoch per Adam step.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def score_notes(
     init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized ``score_note`` over every note of ``problem`` (one note half-sweep of ``engine``),
-    or with ``config.solver == "adam"`` the reference's Adam note refit from ``init`` (full-space
+    or with ``config.adam_note_refits`` the reference's Adam note refit from ``init`` (full-space
     note intercepts float[N_full] and factors float[N_full, k]; NaN or None → 0).
 
     ``rater_intercept``: float[U_full], ``rater_factor``: float[U_full, k] frozen parameters in the
@@ -69,7 +70,7 @@ def score_notes(
     ri = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full]
     rf = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)[problem.rater_full]
     k = rf.shape[1]
-    if config.solver == "adam":
+    if config.adam_note_refits:
         rows = problem.n_ratings / max(float(rho_n), 1e-12)
         start = _start(problem, k, init)
         ni, nf = adam_notes(problem.note, problem.rater, problem.value, ri, rf, mu, start, rows, config)

@@ -205,7 +205,11 @@ def _mf(spec: ScorerSpec, config: ScoringConfig) -> MFConfig:
     if own.normalized_loss or own.diamond_lambda > 0:
         return own
     return replace(
-        own, solver=config.mf.solver, max_iterations=config.mf.max_iterations, tolerance=config.mf.tolerance
+        own,
+        solver=config.mf.solver,
+        final_solver=config.mf.final_solver,
+        max_iterations=config.mf.max_iterations,
+        tolerance=config.mf.tolerance,
     )
 
 
@@ -448,6 +452,7 @@ def final_note_fit(
     rho_note: float,
     engine: SweepEngine | None = None,
     problem: MFProblem | None = None,
+    mf: MFConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One final fit of note parameters on the ratings ``mask`` (bool[R]), §2.8: (intercept
     float64[N], factor float64[N, k], rater factor float64[U] its rules and filters read).
@@ -458,7 +463,7 @@ def final_note_fit(
     when the caller has it already (each build is a few passes over the ratings).
     """
     m = inputs.matrix
-    mfc = _mf(spec, config)
+    mfc = _mf(spec, config) if mf is None else mf
     problem = build_problem(m, mask) if problem is None else problem
     ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
     if not mfc.normalized_loss or not problem.n_ratings:
@@ -545,6 +550,7 @@ def final_columns(
         fit_rf = rf[:, 0].astype(np.float64)
 
     fitted = intercept  # the final fit's own values (reused ones replace some below)
+    refit_mf = replace(mfc, final_solver="exact") if mfc.final_solver == "exact_refits" else mfc
 
     def refit(subset: np.ndarray, rho_n: float, name: str | None) -> np.ndarray:
         # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the
@@ -557,7 +563,7 @@ def final_columns(
         if mask.any():
             out = same_fit(mask, rho_n, fit_keep, rho, fitted)
             if out is None:
-                out = final_note_fit(inputs, spec, pre, config, mask, rho_n, engine)[0]
+                out = final_note_fit(inputs, spec, pre, config, mask, rho_n, engine, mf=refit_mf)[0]
         return out if name is None else taken(reuse, name, out)
 
     no_high = refit(~inputs.high_volume[m.rater], rho, None)
@@ -571,7 +577,8 @@ def final_columns(
     lo = hi = np.full(m.n_notes, np.nan)
     if spec.pseudoraters and problem.n_ratings:
         whole = None if reuse is None else build_problem(m, keep)
-        bounds = pseudo_rater_bounds(problem, ri, rf, mu, mfc, start=(intercept, factor), reference=whole)
+        start = (intercept, factor)
+        bounds = pseudo_rater_bounds(problem, ri, rf, mu, refit_mf, start=start, reference=whole)
         lo, hi = bounds.intercept_min, bounds.intercept_max
     lo, hi = taken(reuse, "interceptMin", lo), taken(reuse, "interceptMax", hi)
     factor1 = taken(reuse, "factor", factor[:, 0])
