@@ -258,3 +258,37 @@ def test_small_als_fit_runs_on_one_thread_and_restores_the_pool(monkeypatch):
     fit_mf(build_problem(m), dataclasses.replace(ALS, max_iterations=3), seed=9)
     assert seen and set(seen) == {1}
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_note_solves_through_the_selection_equal_the_compact_arrays_bit_for_bit(k):
+    """``score_notes``' exact path and ``normal_equations`` read the matrix through the fit's
+    selection (no per-rating copies); they must give the compact arrays' results, the same bits."""
+    from bridgewatch.scoring.note_solve import normal_equations
+    from bridgewatch.scoring.sweeps import LocalEngine
+
+    m, _ = planted(n_notes=60, n_raters=120, n_ratings=3000)
+    rng = np.random.default_rng(11)
+    keep = (rng.random(m.n_ratings) < 0.7) & (m.note >= 5) & (m.rater >= 10)  # compact ≠ full spaces
+    p = build_problem(m, keep)
+    assert p.n_notes == m.n_notes - 5 and p.n_raters == m.n_raters - 10 and p.n_ratings == keep.sum()
+    ri = np.full(m.n_raters, np.nan)  # raters outside the fit are never read
+    rf = np.full((m.n_raters, k), np.nan)
+    ri[p.rater_full] = rng.normal(size=p.n_raters)
+    rf[p.rater_full] = rng.normal(size=(p.n_raters, k))
+    cfg = dataclasses.replace(MFConfig(), solver="als", num_factors=k)
+    kept = score_notes(p, ri, rf, 0.1, 2.5, cfg)
+    compact = score_notes(p, ri, rf, 0.1, 2.5, cfg, engine=LocalEngine("numba"))
+    for got, want in zip(kept, compact, strict=True):
+        assert np.array_equal(got, want, equal_nan=True)
+    assert np.isfinite(kept[0][p.note_full]).all()
+
+    a, b = normal_equations(p, ri, rf, 0.1)
+    rfc = rf[p.rater_full][p.rater]
+    x = np.concatenate([np.ones((p.n_ratings, 1)), rfc], axis=1)
+    t = p.value - 0.1 - ri[p.rater_full][p.rater]
+    for f in range(k + 1):
+        assert np.array_equal(b[:, f], np.bincount(p.note, weights=x[:, f] * t, minlength=p.n_notes))
+        for g in range(k + 1):
+            want = np.bincount(p.note, weights=x[:, f] * x[:, g], minlength=p.n_notes)
+            assert np.array_equal(a[:, f, g], want)

@@ -55,6 +55,32 @@ def _chol_solve(a: np.ndarray, b: np.ndarray) -> None:
         b[i] = t / a[i, i]
 
 
+@numba.njit(cache=True, inline="always")
+def _accumulate(a: np.ndarray, b: np.ndarray, t: float, fac: np.ndarray, o: int, k: int) -> None:
+    """Add one rating (target ``t``, other side's row ``o`` of ``fac``) to a row's normal
+    equations: the lower triangle of a = Σ x xᵀ and b = Σ x t, x = [1, fac[o]]."""
+    a[0, 0] += 1.0
+    b[0] += t
+    for f in range(k):
+        x = fac[o, f]
+        a[f + 1, 0] += x
+        b[f + 1] += x * t
+        for g in range(f + 1):
+            a[f + 1, g + 1] += x * fac[o, g]
+
+
+@numba.njit(cache=True, inline="always")
+def _solve_row(a, b, pen_int, pen_fac, out_int, out_fac, row, k) -> None:
+    """Penalize a row's normal equations, solve them and write the row's parameters."""
+    a[0, 0] += pen_int
+    for f in range(k):
+        a[f + 1, f + 1] += pen_fac
+    _chol_solve(a, b)
+    out_int[row] = b[0]
+    for f in range(k):
+        out_fac[row, f] = b[f + 1]
+
+
 @numba.njit(cache=True, parallel=True, nogil=True)
 def solve_rows_nb(indptr, perm, other, value, mu, other_int, other_fac, pen_int, pen_fac, out_int, out_fac):
     """Ridge-solve every row; write intercepts into out_int[M] and factors into out_fac[M, k].
@@ -77,22 +103,61 @@ def solve_rows_nb(indptr, perm, other, value, mu, other_int, other_fac, pen_int,
             prefetch(other_fac, o_ahead * k)
             j = perm[p]
             o = other[j]
-            t = value[j] - mu - other_int[o]
-            a[0, 0] += 1.0
-            b[0] += t
-            for f in range(k):
-                x = other_fac[o, f]
-                a[f + 1, 0] += x
-                b[f + 1] += x * t
-                for g in range(f + 1):
-                    a[f + 1, g + 1] += x * other_fac[o, g]
-        a[0, 0] += pen_int
-        for f in range(k):
-            a[f + 1, f + 1] += pen_fac
-        _chol_solve(a, b)
-        out_int[row] = b[0]
-        for f in range(k):
-            out_fac[row, f] = b[f + 1]
+            _accumulate(a, b, value[j] - mu - other_int[o], other_fac, o, k)
+        _solve_row(a, b, pen_int, pen_fac, out_int, out_fac, row, k)
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def solve_notes_kept_nb(indptr, note_full, kept, rater, value, mu, rater_int, rater_fac, pen_int, pen_fac,
+                        out_int, out_fac):  # fmt: skip
+    """``solve_rows_nb`` over a fit's notes, read from the full matrix through its selection.
+
+    Why: a fit's compact per-rating arrays (``MFProblem.note``/``rater``/``value``/``identity``)
+    are ~28 bytes a fitted rating, ~4 GiB for a Core-family final fit at X's scale, only to be
+    read once. Here compact note ``n`` is full note ``note_full[n]``, whose matrix ratings
+    ``indptr[full]:indptr[full + 1]`` are visited in order and taken where ``kept`` (``np.packbits``
+    of bool[R_full]) is set; ``rater_int`` float64[U_full] and ``rater_fac`` float64[U_full, k]
+    are in the full rater space. The kept ratings come in the compact arrays' (note, rater) order
+    and each term is computed as there (the value widened to float64 first): the same bits.
+    """
+    n_rows = note_full.shape[0]
+    k = rater_fac.shape[1]
+    for row in numba.prange(n_rows):
+        d = k + 1
+        a = np.zeros((d, d))
+        b = np.zeros(d)
+        full = note_full[row]
+        for i in range(indptr[full], indptr[full + 1]):
+            if not (kept[i >> 3] >> (7 - (i & 7))) & 1:
+                continue
+            o = rater[i]
+            _accumulate(a, b, np.float64(value[i]) - mu - rater_int[o], rater_fac, o, k)
+        _solve_row(a, b, pen_int, pen_fac, out_int, out_fac, row, k)
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def normal_equations_kept_nb(indptr, note_full, kept, rater, value, mu, rater_int, rater_fac, a, b):
+    """Per-note sufficient statistics of a fit into ``a`` float64[N, d, d] and ``b`` float64[N, d]
+    (d = k + 1, zeroed by the caller), read as ``solve_notes_kept_nb`` reads (no per-rating array).
+    Each entry sums ``x_f · x_g`` and ``x_f · t`` (x = [1, f_u], t = value − mu − i_u) in the
+    ratings' order, as ``np.bincount`` over the compact arrays does: the same bits."""
+    n_rows = note_full.shape[0]
+    d = rater_fac.shape[1] + 1
+    for row in numba.prange(n_rows):
+        full = note_full[row]
+        x = np.empty(d)
+        x[0] = 1.0
+        for i in range(indptr[full], indptr[full + 1]):
+            if not (kept[i >> 3] >> (7 - (i & 7))) & 1:
+                continue
+            o = rater[i]
+            t = np.float64(value[i]) - mu - rater_int[o]
+            for f in range(1, d):
+                x[f] = rater_fac[o, f - 1]
+            for f in range(d):
+                b[row, f] += x[f] * t
+                for g in range(d):
+                    a[row, f, g] += x[f] * x[g]
 
 
 def solve_rows_np(indptr, perm, other, value, mu, other_int, other_fac, pen_int, pen_fac, out_int, out_fac):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import MFProblem
 from bridgewatch.scoring.mf_adam_notes import fit_notes
@@ -75,13 +76,27 @@ def score_notes(
         start = _start(problem, k, init)
         ni, nf = adam_notes(problem.note, problem.rater, problem.value, ri, rf, mu, start, rows, config)
         return _full(problem, ni, nf)
+    pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
+    if engine is None and kernels == "numba":  # read through the selection: no per-rating copies
+        ri_full, rf_full = _full_raters(problem, rater_intercept, rater_factor)
+        ni, nf = np.zeros(problem.n_notes), np.zeros((problem.n_notes, k))
+        m = problem.matrix
+        K.solve_notes_kept_nb(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, float(mu),
+                              ri_full, rf_full, pen_int, pen_fac, ni, nf)  # fmt: skip
+        return _full(problem, ni, nf)
     sweeps = (engine or LocalEngine(kernels)).bind(problem)
     try:
-        pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
         ni, nf = sweeps.solve_notes(float(mu), ri, rf, pen_int, pen_fac)
     finally:
         sweeps.close()
     return _full(problem, ni, nf)
+
+
+def _full_raters(problem: MFProblem, rater_intercept, rater_factor) -> tuple[np.ndarray, np.ndarray]:
+    """Full-space rater parameters as contiguous float64 (U_full) and (U_full, k) arrays."""
+    ri = np.ascontiguousarray(rater_intercept, dtype=np.float64)
+    rf = np.ascontiguousarray(np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1))
+    return ri, rf
 
 
 def adam_notes(note, rater, value, ri, rf, mu, start, note_rows, config: MFConfig):
@@ -118,20 +133,17 @@ def normal_equations(
     """Per-note sufficient statistics (A float[N, d, d], b float[N, d]), d = k + 1, without penalty.
 
     Pseudo-rater refits (§5) add one rating to every note; adding its outer product to A is
-    cheaper than rebuilding the problem.
+    cheaper than rebuilding the problem. Read from the matrix through the fit's selection
+    (``mf_kernels.normal_equations_kept_nb``): no per-rating array, where the vectorized form
+    held ~48 bytes a fitted rating (7 GiB for a Core final fit at X's scale, from the dtypes).
     """
-    ri = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full][problem.rater]
-    rf = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)[problem.rater_full]
-    rf = rf[problem.rater]
-    x = np.concatenate([np.ones((rf.shape[0], 1)), rf], axis=1)
-    t = problem.value - mu - ri
-    n, d = problem.n_notes, x.shape[1]
+    ri, rf = _full_raters(problem, rater_intercept, rater_factor)
+    n, d = problem.n_notes, rf.shape[1] + 1
     a = np.zeros((n, d, d))
     b = np.zeros((n, d))
-    for f in range(d):
-        b[:, f] = np.bincount(problem.note, weights=x[:, f] * t, minlength=n)
-        for g in range(d):
-            a[:, f, g] = np.bincount(problem.note, weights=x[:, f] * x[:, g], minlength=n)
+    m = problem.matrix
+    K.normal_equations_kept_nb(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, float(mu),
+                               ri, rf, a, b)  # fmt: skip
     return a, b
 
 
