@@ -66,11 +66,18 @@ class MFConfig:
     use_stable_init: bool = param(True, "fit the stable-init group first, then warm start", "§2.6")
 
     @property
-    def adam_note_refits(self) -> bool:
-        """Whether final scoring replays the reference's Adam for its note-only refits: the
-        reference stops ~1e-3 short of their optimum, which decides notes on a threshold, so
-        only an opted-in ``final_solver = "exact"`` (or ALS) trades that for a direct solve."""
+    def adam_final_fits(self) -> bool:
+        """Whether a final-scoring note fit under these settings replays the reference's Adam:
+        the reference stops ~1e-3 short of the fit's optimum, which decides notes on a
+        threshold, so only ALS or an opted-in ``final_solver`` trades that for a direct solve."""
         return self.solver == "adam" and self.final_solver != "exact"
+
+    def for_refits(self) -> MFConfig:
+        """The settings of final scoring's refits (pseudo-rater bounds, robustness intercepts):
+        under ``exact_refits`` they are solved exactly while the fit the rules read keeps Adam."""
+        return (
+            dataclasses.replace(self, final_solver="exact") if self.final_solver == "exact_refits" else self
+        )
 
 
 @dataclass(frozen=True)

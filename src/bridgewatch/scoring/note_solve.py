@@ -61,24 +61,23 @@ def score_notes(
     init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized ``score_note`` over every note of ``problem`` (one note half-sweep of ``engine``),
-    or with ``config.adam_note_refits`` the reference's Adam note refit from ``init`` (full-space
+    or with ``config.adam_final_fits`` the reference's Adam note refit from ``init`` (full-space
     note intercepts float[N_full] and factors float[N_full, k]; NaN or None → 0).
 
     ``rater_intercept``: float[U_full], ``rater_factor``: float[U_full, k] frozen parameters in the
     full rater space (every rater of the problem must have finite values). Returns full-space
     ``(intercept float64[N_full], factor float64[N_full, k])``, NaN for notes outside the problem.
     """
-    ri = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full]
-    rf = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)[problem.rater_full]
-    k = rf.shape[1]
-    if config.adam_note_refits:
+    ri_full, rf_full = _full_raters(problem, rater_intercept, rater_factor)
+    k = rf_full.shape[1]
+    if config.adam_final_fits:
         rows = problem.n_ratings / max(float(rho_n), 1e-12)
         start = _start(problem, k, init)
+        ri, rf = ri_full[problem.rater_full], rf_full[problem.rater_full]
         ni, nf = adam_notes(problem.note, problem.rater, problem.value, ri, rf, mu, start, rows, config)
         return _full(problem, ni, nf)
     pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
     if engine is None and kernels == "numba":  # read through the selection: no per-rating copies
-        ri_full, rf_full = _full_raters(problem, rater_intercept, rater_factor)
         ni, nf = np.zeros(problem.n_notes), np.zeros((problem.n_notes, k))
         m = problem.matrix
         K.solve_notes_kept_nb(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, float(mu),
@@ -86,7 +85,9 @@ def score_notes(
         return _full(problem, ni, nf)
     sweeps = (engine or LocalEngine(kernels)).bind(problem)
     try:
-        ni, nf = sweeps.solve_notes(float(mu), ri, rf, pen_int, pen_fac)
+        ni, nf = sweeps.solve_notes(
+            float(mu), ri_full[problem.rater_full], rf_full[problem.rater_full], pen_int, pen_fac
+        )
     finally:
         sweeps.close()
     return _full(problem, ni, nf)
@@ -135,7 +136,8 @@ def normal_equations(
     Pseudo-rater refits (§5) add one rating to every note; adding its outer product to A is
     cheaper than rebuilding the problem. Read from the matrix through the fit's selection
     (``mf_kernels.normal_equations_kept_nb``): no per-rating array, where the vectorized form
-    held ~48 bytes a fitted rating (7 GiB for a Core final fit at X's scale, from the dtypes).
+    held ~48 bytes a fitted rating (~7 GB for a Core final fit of ~150M ratings at X's scale,
+    from the dtypes).
     """
     ri, rf = _full_raters(problem, rater_intercept, rater_factor)
     n, d = problem.n_notes, rf.shape[1] + 1

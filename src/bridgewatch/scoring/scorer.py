@@ -550,7 +550,7 @@ def final_columns(
         fit_rf = rf[:, 0].astype(np.float64)
 
     fitted = intercept  # the final fit's own values (reused ones replace some below)
-    refit_mf = replace(mfc, final_solver="exact") if mfc.final_solver == "exact_refits" else mfc
+    refit_mf = mfc.for_refits()
 
     def refit(subset: np.ndarray, rho_n: float, name: str | None) -> np.ndarray:
         # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the

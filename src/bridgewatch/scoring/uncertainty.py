@@ -6,7 +6,7 @@ parameters with raters and μ frozen — four fits in all with the unchanged dat
 fresh model without the loss-ratio option, i.e. plain mean regularization: in sum form the note
 penalty is λ·R'/N, where R' counts the ratings of that dataset (R, or R + N with the pseudo
 ratings) and N the notes. Per note the min/max over the four fits are the interval
-(``coreNoteInterceptMin/Max``); UcbCRNH reads the max. With ``MFConfig.adam_note_refits`` each
+(``coreNoteInterceptMin/Max``); UcbCRNH reads the max. With ``MFConfig.adam_final_fits`` each
 refit replays the reference's Adam from the final note parameters (``note_solve.adam_notes``),
 which stops short of the optimum as the reference's does; else they are solved exactly.
 """
@@ -63,7 +63,7 @@ def pseudo_rater_bounds(
     p_int = float(ri_ref.min()) if ri_ref.size else 0.0
     factors = (float(rf_ref[:, 0].min()), 0.0, float(rf_ref[:, 0].max())) if rf_ref.size else (0.0, 0.0, 0.0)
     density = None if reference is None else reference.n_ratings / max(reference.n_notes, 1)
-    if config.adam_note_refits:
+    if config.adam_final_fits:
         fits = _adam_refits(problem, ri_fit, rf_fit, mu, config, start, p_int, factors, density)
     else:
         fits = _exact_refits(problem, rater_intercept, rf_full, mu, config, p_int, factors, density)
