@@ -20,8 +20,9 @@ import pandas as pd
 from bridgewatch.io.dataset import read_dataset
 from bridgewatch.schema import STATUS_CODES
 from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.final_scoring import score_final
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses
-from bridgewatch.scoring.scorer import prepare_inputs, prescore, score_final
+from bridgewatch.scoring.scorer import prepare_inputs, prescore
 from bridgewatch.scoring.scorer_specs import TOPICS, core
 
 

@@ -18,7 +18,8 @@ import numba
 
 from bridgewatch.io.dataset import read_dataset
 from bridgewatch.scoring.config import ScoringConfig
-from bridgewatch.scoring.scorer import prepare_inputs, prescore, score_final
+from bridgewatch.scoring.final_scoring import score_final
+from bridgewatch.scoring.scorer import prepare_inputs, prescore
 from bridgewatch.scoring.scorer_specs import core
 
 

@@ -8,7 +8,8 @@ import pytest
 from bridgewatch.errors import ConfigError
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig, with_overrides
-from bridgewatch.scoring.scorer import prepare_inputs, prescore, scope_mask, score_final, scored_raters
+from bridgewatch.scoring.final_scoring import score_final
+from bridgewatch.scoring.scorer import prepare_inputs, prescore, scope_mask, scored_raters
 from bridgewatch.scoring.scorer_specs import core
 from test_scorer import community
 
@@ -53,7 +54,7 @@ def test_final_round_count_is_scope_ratings_of_scored_raters(final):
 def test_a_refit_on_the_final_fits_ratings_is_not_run_again_and_gives_the_same_bits(final, monkeypatch):
     # A refit whose subset drops no rating of the final fit's (here: no high-volume rater among
     # them) is that fit (``same_fit``); every column equals what running it again gives.
-    from bridgewatch.scoring import scorer as S
+    from bridgewatch.scoring import final_scoring as S
 
     inputs, pre, _ = final
     cfg = ScoringConfig()

@@ -15,16 +15,9 @@ from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import topics
 from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.final_scoring import captured_out, final_columns, score_final
 from bridgewatch.scoring.rules import NO_STATUS
-from bridgewatch.scoring.scorer import (
-    captured_out,
-    final_columns,
-    harassment_intercepts,
-    prepare_inputs,
-    prescore,
-    scope_mask,
-    score_final,
-)
+from bridgewatch.scoring.scorer import harassment_intercepts, prepare_inputs, prescore, scope_mask
 from bridgewatch.scoring.scorer_specs import TOPICS, core, default_scorers, group
 
 T0 = 1_750_000_000_000
@@ -274,8 +267,8 @@ def test_scorers_without_capture_report_every_note_of_their_history_scope():
     """Bug: notes with no in-scope rating had no ExpansionPlus / topic status, so meta scoring
     left them to MetaInitialNMR. The reference outer-joins its note counts with the status
     history, so a scorer without a capture threshold gives every such note InitialNMR (§6.1)."""
+    from bridgewatch.scoring.final_scoring import reported_notes
     from bridgewatch.scoring.rules import NO_STATUS, Rule
-    from bridgewatch.scoring.scorer import reported_notes
     from bridgewatch.scoring.scorer_run import run_scorer
     from bridgewatch.scoring.scorer_specs import expansion_plus, topic
 
@@ -322,7 +315,7 @@ def test_normalized_loss_scorer_retrains_raters_in_final_scoring():
     refitted with re-drawn notes, and its filters read those raters (§2.9 quirk)."""
     import dataclasses
 
-    from bridgewatch.scoring.scorer import final_note_fit, final_rater_factor, final_rating_mask
+    from bridgewatch.scoring.final_scoring import final_note_fit, final_rater_factor, final_rating_mask
 
     m, notes, nsh, enroll = community()
     cfg = ScoringConfig()
@@ -394,14 +387,14 @@ def test_scorers_with_their_own_lambdas_take_the_configured_solver():
     import dataclasses
 
     from bridgewatch.scoring.config import MFConfig
-    from bridgewatch.scoring.scorer import _mf
+    from bridgewatch.scoring.scorer import scorer_mf
 
     als = ScoringConfig(mf=MFConfig(solver="als", max_iterations=7))
-    own = _mf(group(18), als)
+    own = scorer_mf(group(18), als)
     assert own.solver == "als" and own.max_iterations == 7
     assert own.user_intercept_lambda == group(18).mf.user_intercept_lambda == 0.03
-    assert _mf(group(14), als).solver == "adam"
-    assert _mf(group(18), ScoringConfig()) == group(18).mf  # defaults untouched
+    assert scorer_mf(group(14), als).solver == "adam"
+    assert scorer_mf(group(18), ScoringConfig()) == group(18).mf  # defaults untouched
 
     m, notes, nsh, enroll = community()
     inputs = prepare_inputs(m, notes, nsh, enroll, ScoringConfig())

@@ -24,6 +24,7 @@ from bridgewatch.scoring import gaussian as G
 from bridgewatch.scoring import gaussian_walk as GW
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig
+from bridgewatch.scoring.final_scoring import final_round_counts, reported_notes
 from bridgewatch.scoring.incorrect_filter import (
     rater_incorrect_totals_kept,
 )
@@ -32,7 +33,7 @@ from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
-from bridgewatch.scoring.scorer import ScoringInputs, final_round_counts, reported_notes, scope_mask
+from bridgewatch.scoring.scorer import ScoringInputs, scope_mask
 from bridgewatch.scoring.scorer_run import (
     ScorerRun,
     expand_prescore,

@@ -1,9 +1,8 @@
-"""Prescoring and final scoring of one MF scorer (§2.6–2.8), for any ``ScorerSpec``.
+"""Prescoring of one MF scorer (§2.6–2.7), for any ``ScorerSpec``, and the run's scoring inputs.
 
 ``prescore`` runs round 1 (with stable initialization), provisional statuses, contributor
-helpfulness and round 2; ``score_final`` scores every note with the prescoring rater parameters
-frozen, plus the NoHighVol / NoCorrelated / PopulationSampled refits and pseudo-rater bounds. Both
-take a ``ScoringInputs`` built once per run by ``prepare_inputs``.
+helpfulness and round 2, on a ``ScoringInputs`` built once per run by ``prepare_inputs``. Final
+scoring against its result is ``final_scoring``.
 """
 
 from __future__ import annotations
@@ -18,19 +17,15 @@ from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring import preprocess as P
-from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
 from bridgewatch.scoring.harassment import HarassmentConfig, fit_tag_consensus_kept
-from bridgewatch.scoring.mf import MFParams, MFProblem, build_problem, fit_mf
-from bridgewatch.scoring.note_solve import score_notes
+from bridgewatch.scoring.mf import MFParams, build_problem, fit_mf
 from bridgewatch.scoring.rating_pass import note_counts
 from bridgewatch.scoring.recent import Recent
-from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, same_fit, taken
-from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
+from bridgewatch.scoring.rules import RuleInputs, compute_statuses
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.torch_init import TorchInit
-from bridgewatch.scoring.uncertainty import pseudo_rater_bounds
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,7 +189,7 @@ class PrescoreResult:
         return self.final_round_num_ratings / max(self.final_round_num_notes, 1)
 
 
-def _mf(spec: ScorerSpec, config: ScoringConfig) -> MFConfig:
+def scorer_mf(spec: ScorerSpec, config: ScoringConfig) -> MFConfig:
     """The scorer's factorization settings: its own (groups 14, 15, 18, InDimensionTwo) or the
     configuration's. A scorer's own settings fix its objective (λs), not the optimizer, so they
     take ``config.mf``'s solver choice (and ALS's sweep limits) too; except an objective ALS cannot
@@ -226,7 +221,7 @@ def fit_round1(
     Without ratings from the stable-init group (a self-hosted system without modeling groups) the
     fit simply starts from scratch instead of failing.
     """
-    mfc = _mf(spec, config)
+    mfc = scorer_mf(spec, config)
     init = None
     if spec.stable_init and mfc.use_stable_init:
         f = config.filters
@@ -239,15 +234,15 @@ def fit_round1(
             f.min_ratings_per_note,
         )
         if sub.any():
-            helper = _torch_init(inputs, seed, unseeded_model=True)
+            helper = scorer_torch_init(inputs, seed, unseeded_model=True)
             problem = build_problem(inputs.matrix, sub)
             init = fit_mf(problem, mfc, seed=seed, engine=engine, torch_init=helper).params
-    cold = _torch_init(inputs, seed, unseeded_model=False) if init is None else None
+    cold = scorer_torch_init(inputs, seed, unseeded_model=False) if init is None else None
     problem = build_problem(inputs.matrix, train)
     return fit_mf(problem, mfc, seed=seed, init=init, engine=engine, torch_init=cold)
 
 
-def _torch_init(
+def scorer_torch_init(
     inputs: ScoringInputs, seed: int, *, unseeded_model: bool = False, rater_grouped: bool = False
 ) -> TorchInit | None:
     """How a fit draws random factors (``torch_init``); None without a reference row order."""
@@ -297,7 +292,7 @@ def prescore(
     if warm is None:
         round1 = fit_round1(inputs, spec, train, config, seed, engine)
     else:
-        mfc = _mf(spec, config)
+        mfc = scorer_mf(spec, config)
         round1 = fit_mf(build_problem(m, train), mfc, seed=seed, init=warm.first_round, engine=engine)
     p1 = round1.params
     num_ratings = note_counts(m, scope)
@@ -345,8 +340,8 @@ def prescore(
     # The reference starts round 2 from round 1's notes and raters but μ = 0 (§2.7 step 7).
     init2 = p1 if warm is None else warm.params
     round2 = fit_mf(
-        build_problem(m, final_keep), _mf(spec, config), seed=seed, init=init2, engine=engine,
-        init_mu=warm is not None, torch_init=_torch_init(inputs, seed, rater_grouped=True),
+        build_problem(m, final_keep), scorer_mf(spec, config), seed=seed, init=init2, engine=engine,
+        init_mu=warm is not None, torch_init=scorer_torch_init(inputs, seed, rater_grouped=True),
     )  # fmt: skip
     p2 = round2.params
     return PrescoreResult(
@@ -363,27 +358,6 @@ def prescore(
         harassment,
         seed,
     )
-
-
-def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResult, config: ScoringConfig):
-    """(bool[R] final-round ratings, bool[R] scope): notes with ≥ 5 in-scope ratings, raters with
-    prescoring parameters (and above the helpfulness threshold where the scorer uses it) — §2.8."""
-    m = inputs.matrix
-    scope, _ = scope_mask(inputs, spec)
-    # Keyed by identity; the value holds ``spec`` and ``pre`` so that their ids stay theirs.
-    key = (id(spec), id(pre), config.filters.min_ratings_per_note)
-    cached = _FINAL_MASK.get(inputs, key)
-    if cached is not None:
-        return cached[2], scope  # type: ignore[index]
-    keep = P.count_filter(m, scope, config.filters.min_ratings_per_note, 0) & pre.helpful_raters[m.rater]
-    keep.flags.writeable = False
-    _FINAL_MASK.put(inputs, key, (spec, pre, keep))
-    return keep, scope
-
-
-# Per ScoringInputs object: the last final-round masks (one bool[R] each); a scorer's final
-# scoring asks for its own two or three times (fit, filters, rater factors).
-_FINAL_MASK = Recent(2)
 
 
 # What final scoring reads of a prescoring helpfulness table (``scored_raters``).
@@ -407,197 +381,3 @@ def scored_raters(m: RatingMatrix, pre: PrescoreResult) -> np.ndarray:
     mask = np.zeros(m.n_raters, dtype=bool)
     mask[idx[idx >= 0]] = True
     return mask
-
-
-def final_round_counts(
-    m: RatingMatrix, pre: PrescoreResult, scope: np.ndarray, keep: np.ndarray
-) -> np.ndarray:
-    """float[N] ``NumFinalRoundRatings``: the reference counts a note's in-scope ratings by every
-    rater its prescoring scored — not only the ratings the final fit used (golden cases agree
-    exactly); NaN for notes without any. Scorers without reputation count the fitted ratings."""
-    used = keep if pre.helpfulness is None else scope & scored_raters(m, pre)[m.rater]
-    counts = note_counts(m, used).astype(np.float64)
-    counts[counts == 0] = np.nan
-    return counts
-
-
-def captured_out(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
-    """bool[N]: notes whose share of ratings from in-scope raters is below the scorer's capture
-    threshold (§6.1); all False without one."""
-    if spec.capture_threshold is None:
-        return np.zeros(inputs.matrix.n_notes, dtype=bool)
-    _, in_group = scope_mask(inputs, spec)
-    share = P.capture_share(inputs.matrix, inputs.base_keep, in_group)
-    return ~(share >= spec.capture_threshold)
-
-
-def reported_notes(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
-    """bool[N]: notes this scorer gives a result for (§6.1) — every note of the status history
-    in its topic scope that passes the capture test. The reference outer-joins its note counts
-    with the (topic-filtered) status history, so without a capture threshold even a note with
-    no in-scope rating gets a status (InitialNMR); a capture test needs ratings to pass."""
-    topics = P.note_topic_mask(
-        inputs.matrix.n_notes, inputs.note_topic, topic=spec.topic, exclude_topics=spec.exclude_topics
-    )
-    in_history = inputs.notes["inStatusHistory"].to_numpy(dtype=bool)
-    return topics & in_history & ~captured_out(inputs, spec)
-
-
-def final_note_fit(
-    inputs: ScoringInputs,
-    spec: ScorerSpec,
-    pre: PrescoreResult,
-    config: ScoringConfig,
-    mask: np.ndarray,
-    rho_note: float,
-    engine: SweepEngine | None = None,
-    problem: MFProblem | None = None,
-    mf: MFConfig | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One final fit of note parameters on the ratings ``mask`` (bool[R]), §2.8: (intercept
-    float64[N], factor float64[N, k], rater factor float64[U] its rules and filters read).
-
-    Raters and μ stay at prescoring's values — except for a normalized-loss scorer, whose final
-    fit retrains them (``mf_normalized``); its rater factors are then the retrained ones (NaN for
-    raters outside the fit) instead of prescoring's. ``problem``: ``build_problem(matrix, mask)``
-    when the caller has it already (each build is a few passes over the ratings).
-    """
-    m = inputs.matrix
-    mfc = _mf(spec, config) if mf is None else mf
-    problem = build_problem(m, mask) if problem is None else problem
-    ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
-    if not mfc.normalized_loss or not problem.n_ratings:
-        start = (pre.params.note_intercept, pre.params.note_factor)
-        intercept, factor = score_notes(problem, ri, rf, mu, rho_note, mfc, engine=engine, init=start)
-        return intercept, factor, rf[:, 0].astype(np.float64)
-    from bridgewatch.scoring.mf import to_full
-    from bridgewatch.scoring.mf_normalized import normalized_final_fit
-
-    torch_init = _torch_init(inputs, pre.seed, rater_grouped=True)
-    fit = normalized_final_fit(problem, pre.params, rho_note, mfc, pre.seed, torch_init)
-    full = to_full(problem, *fit)
-    return full.note_intercept, full.note_factor, full.rater_factor[:, 0]
-
-
-def final_rater_factor(
-    inputs: ScoringInputs,
-    spec: ScorerSpec,
-    pre: PrescoreResult,
-    config: ScoringConfig,
-    engine: SweepEngine | None = None,
-) -> np.ndarray:
-    """float64[U] rater factors final scoring's filters use: prescoring's, for raters allowed in
-    final scoring (NaN elsewhere); a normalized-loss scorer's retrained ones (``final_note_fit``)."""
-    helpful = pre.helpful_raters
-    if not _mf(spec, config).normalized_loss:
-        return np.where(helpful, pre.params.rater_factor[:, 0].astype(np.float64), np.nan)
-    keep, _ = final_rating_mask(inputs, spec, pre, config)
-    return final_note_fit(inputs, spec, pre, config, keep, pre.rho_note, engine)[2]
-
-
-def score_final(
-    inputs: ScoringInputs,
-    spec: ScorerSpec,
-    pre: PrescoreResult,
-    config: ScoringConfig,
-    engine: SweepEngine | None = None,
-    *,
-    capture: bool = True,
-    reuse: ReusedFits | None = None,
-) -> pd.DataFrame:
-    """Final scoring (§2.8, §5): one row per note of the matrix (N rows, ``noteId`` order), the
-    frame of ``final_columns`` (see there); notes below the capture threshold get NaN parameters
-    unless ``capture`` is False."""
-    columns = final_columns(inputs, spec, pre, config, engine, reuse=reuse)
-    if capture:
-        columns = drop_captured_out(columns, captured_out(inputs, spec), spec)
-    return pd.DataFrame(columns)
-
-
-def final_columns(
-    inputs: ScoringInputs,
-    spec: ScorerSpec,
-    pre: PrescoreResult,
-    config: ScoringConfig,
-    engine: SweepEngine | None = None,
-    *,
-    reuse: ReusedFits | None = None,
-) -> dict[str, np.ndarray]:
-    """Final scoring (§2.8, §5) as columns of N values (the matrix's notes, ``noteId`` order).
-
-    Columns (prefix = ``spec.prefix``): ``noteId``, ``{p}NoteIntercept``, ``{p}NoteFactor1``,
-    ``{p}NumFinalRoundRatings``, ``{p}NoteInterceptNoHighVol``, ``{p}NoteInterceptNoCorrelated``,
-    ``{p}NoteInterceptPopulationSampled``, ``{p}NoteInterceptMin/Max`` (pseudo-raters, NaN if off),
-    ``numRatings`` (in-scope ratings, the minRatingsNeeded count), and the side counts the rules
-    need: ``minSignCount``, ``negMeanHelpful``, ``posMeanHelpful``, ``netMinHelpful``,
-    ``netMinHelpfulRatio``. Every fitted note has its parameters: rules and filters see them all,
-    as the reference's do, and ``drop_captured_out`` blanks the capture test's failures after.
-    ``reuse``: fits of some notes carried over from the previous run (partial rescoring): only
-    their NoHighVol refit runs; not for a normalized-loss scorer, whose final fit moves raters.
-    """
-    m = inputs.matrix
-    mfc = _mf(spec, config)
-    keep, scope = final_rating_mask(inputs, spec, pre, config)
-    rho = pre.rho_note
-    ri, rf, mu = pre.params.rater_intercept, pre.params.rater_factor, pre.params.mu
-    fit_keep = reuse_or_fit(reuse, keep, m.note)
-    problem = build_problem(m, fit_keep)
-    if fit_keep.any() or reuse is None:
-        intercept, factor, fit_rf = final_note_fit(inputs, spec, pre, config, fit_keep, rho, engine, problem)
-    else:  # every note's fit is reused
-        k = pre.params.note_factor.shape[1]
-        intercept, factor = np.full(m.n_notes, np.nan), np.full((m.n_notes, k), np.nan)
-        fit_rf = rf[:, 0].astype(np.float64)
-
-    fitted = intercept  # the final fit's own values (reused ones replace some below)
-    refit_mf = mfc.for_refits()
-
-    def refit(subset: np.ndarray, rho_n: float, name: str | None) -> np.ndarray:
-        # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the
-        # subset* before the rater filter, as in the reference's ``_score_notes_and_users``.
-        mask = P.count_filter(m, scope & subset, config.filters.min_ratings_per_note, 0)
-        mask &= pre.helpful_raters[m.rater]
-        if name is not None:
-            mask = reuse_or_fit(reuse, mask, m.note)
-        out = np.full(m.n_notes, np.nan)
-        if mask.any():
-            out = same_fit(mask, rho_n, fit_keep, rho, fitted)
-            if out is None:
-                out = final_note_fit(inputs, spec, pre, config, mask, rho_n, engine, mf=refit_mf)[0]
-        return out if name is None else taken(reuse, name, out)
-
-    no_high = refit(~inputs.high_volume[m.rater], rho, None)
-    intercept = taken(reuse, "intercept", intercept)
-    no_corr = (
-        refit(~inputs.correlated[m.rater], rho, "noCorrelated")
-        if inputs.correlated is not None
-        else intercept.copy()
-    )
-    pop = refit(m.population_sampled, 10.0, "populationSampled")
-    lo = hi = np.full(m.n_notes, np.nan)
-    if spec.pseudoraters and problem.n_ratings:
-        whole = None if reuse is None else build_problem(m, keep)
-        start = (intercept, factor)
-        bounds = pseudo_rater_bounds(problem, ri, rf, mu, refit_mf, start=start, reference=whole)
-        lo, hi = bounds.intercept_min, bounds.intercept_max
-    lo, hi = taken(reuse, "interceptMin", lo), taken(reuse, "interceptMax", hi)
-    factor1 = taken(reuse, "factor", factor[:, 0])
-    sides = note_counts_by_rater_sign_kept(m.note, m.rater, m.value, keep, fit_rf, m.n_notes)
-    p = spec.prefix
-    return {
-        "noteId": m.note_ids,
-        f"{p}NoteIntercept": intercept,
-        f"{p}NoteFactor1": factor1,
-        f"{p}NumFinalRoundRatings": final_round_counts(m, pre, scope, keep),
-        f"{p}NoteInterceptNoHighVol": no_high,
-        f"{p}NoteInterceptNoCorrelated": no_corr,
-        f"{p}NoteInterceptPopulationSampled": pop,
-        f"{p}NoteInterceptMin": lo,
-        f"{p}NoteInterceptMax": hi,
-        "numRatings": note_counts(m, scope),
-        "minSignCount": sides.min_sign_count,
-        "negMeanHelpful": sides.neg_mean_helpful,
-        "posMeanHelpful": sides.pos_mean_helpful,
-        "netMinHelpful": sides.net_min_helpful,
-        "netMinHelpfulRatio": sides.net_min_helpful_ratio,
-    }

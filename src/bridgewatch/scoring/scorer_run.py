@@ -23,6 +23,13 @@ from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.compact import expand_fields, pack_fields
 from bridgewatch.scoring.config import ScoringConfig, TagFilterConfig
+from bridgewatch.scoring.final_scoring import (
+    captured_out,
+    final_columns,
+    final_rater_factor,
+    final_rating_mask,
+    reported_notes,
+)
 from bridgewatch.scoring.incorrect_filter import (
     IncorrectAggregates,
     incorrect_aggregates_kept,
@@ -32,17 +39,7 @@ from bridgewatch.scoring.incorrect_filter import (
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.rescore import FIT_NAMES, ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
-from bridgewatch.scoring.scorer import (
-    PrescoreResult,
-    ScoringInputs,
-    captured_out,
-    final_columns,
-    final_rater_factor,
-    final_rating_mask,
-    prescore,
-    reported_notes,
-    scope_mask,
-)
+from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs, prescore, scope_mask
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.tag_filter import (
@@ -60,7 +57,7 @@ _DILIGENCE_OFF = 100.0
 class ScorerRun:
     """What one scorer produced, over the N notes of the matrix.
 
-    ``final``: the ``scorer.score_final`` frame; ``result``: the final-round rule chain; ``scored``:
+    ``final``: the ``final_scoring.score_final`` frame; ``result``: the final-round rule chain; ``scored``:
     bool[N], notes this scorer gives a result for (an intercept after the capture test);
     ``tags``/``incorrect``/``low_diligence``: filter inputs (aux_note_info columns for Core; the
     pipeline keeps ``tags`` and ``incorrect`` for Core only, ``assemble.kept_for_outputs``);
