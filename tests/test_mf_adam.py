@@ -11,7 +11,7 @@ from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import build_problem, fit_mf, objective, penalties
 from bridgewatch.scoring.mf_adam import _loss_and_grads, adam_fit
 from bridgewatch.scoring.mf_adam_kernels import adam_layout
-from bridgewatch.scoring.mf_adam_notes import fit_notes
+from bridgewatch.scoring.mf_adam_notes import fit_notes, fit_problem_notes
 from test_mf import planted
 
 CFG = MFConfig()
@@ -265,6 +265,40 @@ def test_note_refit_gives_the_python_loops_bytes(cfg, kw, k):
     assert n_got == n_want > 5 and got[0] == want[0]
     assert all(a.tobytes() == b.tobytes() for a, b in zip(got[1:], want[1:], strict=True))
     assert got[3].tobytes() == np.asarray(s[3]).tobytes()  # the raters stay frozen
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("pseudo", [None, -1.3, 0.0, 2.1])
+def test_note_refit_through_the_selection_gives_the_compact_arrays_bytes(k, pseudo):
+    """``fit_problem_notes`` reads a problem's ratings from the matrix through its selection; it
+    gives ``fit_notes``' epochs and bytes over the problem's own arrays, and with a pseudo-rater
+    those over the arrays with one helpful rating a note appended (§5, the old refit's form).
+    The selection drops ~30% of ratings and whole raters (rater indices differ from the
+    compact ones), and a fit-sized matrix puts raters in every one of the pass's slices."""
+    m, _ = planted(n_notes=60, n_raters=120, n_ratings=3000)
+    rng = np.random.default_rng(11)
+    keep = (rng.random(m.n_ratings) < 0.7) & (m.rater % 7 != 3)
+    p = build_problem(m, keep)
+    assert p.n_raters < m.n_raters and p.n_ratings < keep.size
+    ri_full = rng.normal(0, 0.2, m.n_raters)
+    rf_full = rng.normal(0, 0.4, (m.n_raters, k))
+    ri_full[m.rater[~keep]] = np.where(np.isin(m.rater[~keep], p.rater_full), ri_full[m.rater[~keep]], np.nan)
+    ni0, nf0 = rng.normal(0, 0.1, p.n_notes), rng.normal(0, 0.2, (p.n_notes, k))
+    ri, rf = ri_full[p.rater_full], rf_full[p.rater_full]
+    note, rater, value = p.note, p.rater, p.value
+    extra = None
+    if pseudo is not None:
+        extra = (-0.4, np.r_[pseudo, np.zeros(k - 1)])
+        n = p.n_notes
+        note = np.concatenate([note, np.arange(n, dtype=note.dtype)])
+        rater = np.concatenate([rater, np.full(n, p.n_raters, dtype=rater.dtype)])
+        value = np.concatenate([value, np.ones(n)])
+        ri, rf = np.append(ri, extra[0]), np.vstack([rf, extra[1][None, :]])
+    want, n_want = fit_notes(note, rater, value, (0.07, ni0, nf0, ri, rf), CFG, 0.2, note_rows=55.0)
+    kw = {"note_rows": 55.0, "pseudo": extra}
+    ni, nf, n_got = fit_problem_notes(p, 0.07, (ni0, nf0), ri_full, rf_full, CFG, 0.2, **kw)
+    assert n_got == n_want > 5
+    assert ni.tobytes() == want[1].tobytes() and nf.tobytes() == want[2].tobytes()
 
 
 def test_jitted_bias_corrections_are_pythons_float_powers():

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
+from bridgewatch.scoring.mf import MFProblem
 from bridgewatch.scoring.mf_adam import (
     _BETA1,
     _BETA2,
@@ -46,23 +47,42 @@ from bridgewatch.scoring.threads import threads_for
 
 @dataclass(frozen=True, eq=False)
 class NoteLayout:
-    """One notes-only fit's ratings grouped by note, each note's in rater order (ties in input
-    order), and cut where ``adam_fit``'s slices (``CHUNKS`` runs of whole raters) cut them.
+    """One notes-only fit's ratings as the note pass reads them: note ``n``'s ratings are those
+    of ``[indptr[note_map[n]], indptr[note_map[n] + 1])`` whose bit is set in ``kept`` (all when
+    ``kept`` is empty), in rater order (ties in input order), then, when ``pseudo`` ≥ 0, one
+    rating of value 1 by the rater of row ``pseudo`` (§5's pseudo-raters).
 
-    ``notes``: int64[N+1] each note's first segment; ``segments``: int64[S+1] each segment's first
-    rating (a segment: one note's ratings from one slice); ``rater``: [R] each rating's rater;
-    ``value`` and ``weight`` (empty when unweighted) per rating; ``rows``: float64[U, 1+k] each
-    rater's frozen (μ + i_u, f_u); ``part``: float64[N, k] and ``note_sse``: float64[N] scratch.
+    ``rater``/``value``/``weight`` (empty: unweighted) per position; ``rows``: float64[rows, 1+k]
+    each rater's frozen (μ + i_u, f_u) by the index ``rater`` holds; ``cuts``: int64[CHUNKS+1] in
+    that index, where ``adam_fit``'s slices (``CHUNKS`` runs of whole raters) begin; ``n_fit``:
+    the fit's number of ratings; ``part``: float64[N, k] and ``note_sse``: float64[N] scratch.
+    Either a fit's own arrays grouped by note (``note_layout``) or a matrix read through a
+    problem's selection (``kept_layout``: no per-rating array at all).
     """
 
-    notes: np.ndarray
-    segments: np.ndarray
+    indptr: np.ndarray
+    note_map: np.ndarray
+    kept: np.ndarray
     rater: np.ndarray
     value: np.ndarray
     weight: np.ndarray
     rows: np.ndarray
+    cuts: np.ndarray
+    pseudo: int
+    n_fit: int
     part: np.ndarray
     note_sse: np.ndarray
+
+    def args(self) -> tuple:
+        return (self.indptr, self.note_map, self.kept, self.rater, self.value, self.weight, self.rows,
+                self.cuts, self.pseudo, self.n_fit, self.part, self.note_sse)  # fmt: skip
+
+
+def _rows(mu: float, ri: np.ndarray, rf: np.ndarray) -> np.ndarray:
+    rows = np.empty((ri.shape[0], 1 + rf.shape[1]))
+    rows[:, 0] = mu + ri  # the sum adam_fit's pass forms per rater, once
+    rows[:, 1:] = rf
+    return rows
 
 
 def note_layout(
@@ -75,35 +95,79 @@ def note_layout(
     n_notes: int,
     weight: np.ndarray | None = None,
 ) -> NoteLayout:
-    """Group one fit's ratings by note and cut each note's where the rater pass cuts the raters
-    into slices (``mf_adam_kernels.slice_cuts``). Ratings already in (note, rater) order (an
-    ``MFProblem``'s) are used as they are; others are sorted (two stable counting sorts, O(R))."""
+    """Group one fit's ratings by note, cut where the rater pass cuts the raters into slices
+    (``mf_adam_kernels.slice_cuts``). Ratings already in (note, rater) order (an ``MFProblem``'s)
+    are used as they are; others are sorted (two stable counting sorts, O(R))."""
     note, rater = np.asarray(note), np.asarray(rater)
     value = np.asarray(value, dtype=np.float64)
     w = np.zeros(0) if weight is None else np.asarray(weight, dtype=np.float64)
     n_raters = ri.shape[0]
     by_rater = np.zeros(n_raters + 1, dtype=np.int64)
     np.cumsum(np.bincount(rater, minlength=n_raters), out=by_rater[1:])
-    cuts = slice_cuts(by_rater)
     by_note = np.zeros(n_notes + 1, dtype=np.int64)
     np.cumsum(np.bincount(note, minlength=n_notes), out=by_note[1:])
     if not _in_note_order(note, rater):
         order = _note_order(note, rater, by_rater, by_note)
         rater, value, w = rater[order], value[order], (w[order] if w.shape[0] else w)
         del order
-    notes, segments = _segments(by_note, rater, cuts)
-    rows = np.empty((n_raters, 1 + rf.shape[1]))
-    rows[:, 0] = mu + ri  # the sum adam_fit's pass forms per rater, once
-    rows[:, 1:] = rf
     return NoteLayout(
-        notes=notes,
-        segments=segments,
+        indptr=by_note,
+        note_map=np.arange(n_notes, dtype=np.int64),
+        kept=np.zeros(0, dtype=np.uint8),
         rater=rater,
         value=value,
         weight=w,
-        rows=rows,
+        rows=_rows(mu, ri, rf),
+        cuts=slice_cuts(by_rater),
+        pseudo=-1,
+        n_fit=int(rater.shape[0]),
         part=np.empty((n_notes, rf.shape[1])),
         note_sse=np.empty(n_notes),
+    )
+
+
+def kept_layout(
+    problem: MFProblem,
+    mu: float,
+    ri_full: np.ndarray,
+    rf_full: np.ndarray,
+    pseudo: tuple[float, np.ndarray] | None = None,
+) -> NoteLayout:
+    """``problem``'s ratings read from its matrix through its selection, as ``note_layout`` of
+    its ``note``/``rater``/``value`` (plus, with ``pseudo`` = (i_u, f_u), one rating of value 1 a
+    note by that extra rater, after every real one) would lay them out, with the same slices:
+    the pass adds the same terms in the same order, without the fit's per-rating arrays (24 bytes
+    a rating) or the pseudo-rated copies (~44 more while they are sorted).
+
+    Slices are cut over the fit's own raters (and the pseudo-rater, one rating a note) as
+    ``adam_fit`` cuts them, then carried to the matrix's rater index: compact raters keep the
+    order of the full ones, so a rating is in the same slice either way.
+    """
+    m = problem.matrix
+    counts = problem.rater_indptr
+    rows = _rows(mu, ri_full, rf_full)
+    if pseudo is not None:
+        counts = np.append(counts, counts[-1] + problem.n_notes)
+        extra = np.concatenate([[mu + pseudo[0]], np.asarray(pseudo[1], dtype=np.float64)])
+        rows = np.vstack([rows, extra[None, :]])
+    cut = slice_cuts(counts)  # in the fit's compact rater index (the pseudo-rater: U)
+    u, full = problem.n_raters, problem.rater_full
+    inside = full[np.minimum(cut, max(u - 1, 0))] if u else 0
+    cuts = np.where(cut < u, inside, problem.n_raters_full + cut - u)
+    k = rf_full.shape[1]
+    return NoteLayout(
+        indptr=m.note_indptr,
+        note_map=problem.note_full,
+        kept=problem.kept,
+        rater=m.rater,
+        value=m.value,
+        weight=np.zeros(0),
+        rows=rows,
+        cuts=cuts.astype(np.int64),
+        pseudo=problem.n_raters_full if pseudo is not None else -1,
+        n_fit=problem.n_ratings + (problem.n_notes if pseudo is not None else 0),
+        part=np.empty((problem.n_notes, k)),
+        note_sse=np.empty(problem.n_notes),
     )
 
 
@@ -134,106 +198,116 @@ def _note_order(note, rater, by_rater, by_note):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
-def _segments(by_note, rater, cuts):
-    """(first segment of each note int64[N+1], first rating of each segment int64[S+1]): a new
-    segment at each note's first rating and wherever a rating's rater is in a later slice than
-    the last one's (``cuts``: the slices' first raters). Counted first, then filled: S+1 entries,
-    not R+1."""
-    n_n = by_note.shape[0] - 1
-    notes = np.zeros(n_n + 1, dtype=np.int64)
-    for fill in range(2):
-        starts = np.empty(notes[n_n] + 1 if fill else 0, dtype=np.int64)
-        s = 0
-        for n in range(n_n):
-            notes[n] = s
-            c = -1
-            end = 0
-            for j in range(by_note[n], by_note[n + 1]):
-                if j == by_note[n] or rater[j] >= end:
-                    if fill:
-                        starts[s] = j
-                    s += 1
-                    while rater[j] >= cuts[c + 1]:
-                        c += 1
-                    end = cuts[c + 1]
-        notes[n_n] = s
-    starts[s] = by_note[n_n]
-    return notes, starts
-
-
 @numba.njit(cache=True, parallel=True, error_model="numpy", nogil=True)
-def _note_pass(notes, segments, rater, value, weight, rows, ni, nf, g_ni, g_nf, part, note_sse):
+def _note_pass(indptr, note_map, kept, rater, value, weight, rows, cuts, pseudo, n_fit, part, note_sse,
+               ni, nf, g_ni, g_nf):  # fmt: skip
     """Data gradient of (1/R)·Σ w·(pred − value)² into ``g_ni``/``g_nf``; each note's Σ w·err² into
     ``note_sse``. Per rating the arithmetic of ``mf_adam_kernels._data_pass``; per note its slice
-    partials, one per segment, added in slice order (module docstring)."""
-    n_r = rater.shape[0]
+    partials, a new one wherever a rating's rater lies in a later slice than the last one's,
+    added in slice order (module docstring). The first slice's opening adds +0.0 to +0.0, which
+    leaves the sum as the rater pass starts it."""
     k = nf.shape[1]
     width = rows.shape[1]
-    last = n_r - 1
-    weighted = weight.shape[0] == n_r
-    scale = 2.0 / n_r
+    last = rater.shape[0] - 1
+    selected = kept.shape[0] > 0
+    weighted = weight.shape[0] > 0
+    extra = 1 if pseudo >= 0 else 0
+    scale = 2.0 / n_fit
     for n in numba.prange(ni.shape[0]):
         a = ni[n]
         b0 = nf[n, 0]
         t0 = 0.0
         t1 = 0.0
+        p0 = 0.0
+        p1 = 0.0
         sse = 0.0
+        c = -1
+        end = 0  # the first rater past the current slice; 0: none open yet
+        lo = indptr[note_map[n]]
+        hi = indptr[note_map[n] + 1]
         if k == 1 and not weighted:  # production's case, no loop over factors left in it (w = 1
             # multiplies exactly: err·err and scale·err are the general case's bits)
-            for s in range(notes[n], notes[n + 1]):
-                p0 = 0.0
-                p1 = 0.0
-                for j in range(segments[s], segments[s + 1]):
+            for j in range(lo, hi + extra):
+                if j < hi:
+                    if selected and not (kept[j >> 3] >> (7 - (j & 7))) & 1:
+                        continue
                     prefetch(rows, np.int64(rater[min(j + AHEAD, last)]) * width)
-                    u = rater[j]
-                    pred = rows[u, 0] + a
-                    pred += rows[u, 1] * b0
-                    err = pred - value[j]
-                    sse += err * err
-                    d = scale * err
-                    p0 += d
-                    p1 += d * rows[u, 1]
-                t0 += p0
-                t1 += p1
+                    u = np.int64(rater[j])
+                    y = np.float64(value[j])
+                else:
+                    u = np.int64(pseudo)
+                    y = 1.0
+                if u >= end:
+                    t0 += p0
+                    t1 += p1
+                    p0 = 0.0
+                    p1 = 0.0
+                    while u >= cuts[c + 1]:
+                        c += 1
+                    end = cuts[c + 1]
+                pred = rows[u, 0] + a
+                pred += rows[u, 1] * b0
+                err = pred - y
+                sse += err * err
+                d = scale * err
+                p0 += d
+                p1 += d * rows[u, 1]
+            t0 += p0
+            t1 += p1
         else:
             for f in range(1, k):
                 g_nf[n, f] = 0.0
-            for s in range(notes[n], notes[n + 1]):
-                p0 = 0.0
-                p1 = 0.0
-                for f in range(1, k):
-                    part[n, f] = 0.0
-                for j in range(segments[s], segments[s + 1]):
+                part[n, f] = 0.0
+            for j in range(lo, hi + extra):
+                if j < hi:
+                    if selected and not (kept[j >> 3] >> (7 - (j & 7))) & 1:
+                        continue
                     prefetch(rows, np.int64(rater[min(j + AHEAD, last)]) * width)
-                    u = rater[j]
-                    pred = rows[u, 0] + a
-                    pred += rows[u, 1] * b0
-                    for f in range(1, k):
-                        pred += rows[u, 1 + f] * nf[n, f]
-                    err = pred - value[j]
+                    u = np.int64(rater[j])
+                    y = np.float64(value[j])
                     w = weight[j] if weighted else 1.0
-                    sse += w * err * err
-                    d = scale * w * err
-                    p0 += d
-                    p1 += d * rows[u, 1]
+                else:
+                    u = np.int64(pseudo)
+                    y = 1.0
+                    w = 1.0
+                if u >= end:
+                    t0 += p0
+                    t1 += p1
+                    p0 = 0.0
+                    p1 = 0.0
                     for f in range(1, k):
-                        part[n, f] += d * rows[u, 1 + f]
-                t0 += p0
-                t1 += p1
+                        g_nf[n, f] += part[n, f]
+                        part[n, f] = 0.0
+                    while u >= cuts[c + 1]:
+                        c += 1
+                    end = cuts[c + 1]
+                pred = rows[u, 0] + a
+                pred += rows[u, 1] * b0
                 for f in range(1, k):
-                    g_nf[n, f] += part[n, f]
+                    pred += rows[u, 1 + f] * nf[n, f]
+                err = pred - y
+                sse += w * err * err
+                d = scale * w * err
+                p0 += d
+                p1 += d * rows[u, 1]
+                for f in range(1, k):
+                    part[n, f] += d * rows[u, 1 + f]
+            t0 += p0
+            t1 += p1
+            for f in range(1, k):
+                g_nf[n, f] += part[n, f]
         g_ni[n] = t0
         g_nf[n, 0] = t1
         note_sse[n] = sse
 
 
 @numba.njit(cache=True, nogil=True)
-def _evaluate(notes, segments, rater, value, weight, rows, part, note_sse, ni, nf, g_ni, g_nf, lam, rows_pen,
-              fixed):  # fmt: skip
+def _evaluate(lay, ni, nf, g_ni, g_nf, lam, rows_pen, fixed):
     """``mf_adam._loss_and_grads`` with raters and μ frozen: ``fixed`` is the loss's constant part
-    (the rater penalties, as ``_add_penalties`` adds them), the μ penalty added where it adds it."""
-    _note_pass(notes, segments, rater, value, weight, rows, ni, nf, g_ni, g_nf, part, note_sse)
+    (the rater penalties, as ``_add_penalties`` adds them), the μ penalty added where it adds it.
+    ``lay``: ``NoteLayout.args()``."""
+    _note_pass(*lay, ni, nf, g_ni, g_nf)
+    note_sse = lay[11]
     sse = 0.0
     for n in range(note_sse.shape[0]):
         sse += note_sse[n]
@@ -244,17 +318,16 @@ def _evaluate(notes, segments, rater, value, weight, rows, part, note_sse, ni, n
         reg += _diamond_penalty(ni, nf, g_ni, g_nf, lam[5], rows_pen[1])
     if fixed[2] > 0:
         reg += fixed[1]
-    return sse / rater.shape[0] + reg
+    return sse / lay[9] + reg
 
 
 @numba.njit(cache=True, nogil=True)
-def _epochs(notes, segments, rater, value, weight, rows, part, note_sse, ni, nf, g_ni, g_nf, m_ni, m_nf, v_ni,
-            v_nf, lam, rows_pen, fixed, learning_rate, convergence, clip_norm, max_epochs):  # fmt: skip
+def _epochs(lay, ni, nf, g_ni, g_nf, m_ni, m_nf, v_ni, v_nf, lam, rows_pen, fixed, learning_rate, convergence,
+            clip_norm, max_epochs):  # fmt: skip
     """``mf_adam._epochs`` with only the note blocks trained: the same stopping rule, clipping
     (the note gradients' norm) and updates."""
-    ev = (notes, segments, rater, value, weight, rows, part, note_sse)
     prev = 1e10
-    loss = _evaluate(*ev, ni, nf, g_ni, g_nf, lam, rows_pen, fixed)
+    loss = _evaluate(lay, ni, nf, g_ni, g_nf, lam, rows_pen, fixed)
     epoch = 0
     while abs(loss - prev) > convergence and not (epoch > 100 and loss > prev):
         if epoch >= max_epochs:
@@ -268,7 +341,7 @@ def _epochs(notes, segments, rater, value, weight, rows, part, note_sse, ni, nf,
         bc2_sqrt = np.sqrt(1.0 - math.pow(_BETA2, t))
         _adam_update(ni, g_ni, m_ni, v_ni, coef, lr_t, bc2_sqrt)
         _adam_update(nf, g_nf, m_nf, v_nf, coef, lr_t, bc2_sqrt)
-        loss = _evaluate(*ev, ni, nf, g_ni, g_nf, lam, rows_pen, fixed)
+        loss = _evaluate(lay, ni, nf, g_ni, g_nf, lam, rows_pen, fixed)
         epoch += 1
     return epoch
 
@@ -295,23 +368,59 @@ def fit_notes(
         return (mu, ni, nf, ri, rf), 0
     with threads_for(np.shape(note)[0]):
         lay = note_layout(np.asarray(note), np.asarray(rater), value, mu, ri, rf, ni.shape[0], weights)
-        lam = penalty_weights(config)
-        rows_pen = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
-        fixed = np.array(
-            [
-                _rater_penalties(ri, rf, lam, rows_pen),
-                config.global_intercept_lambda * mu * mu,
-                1.0 if use_global_intercept else 0.0,
-            ]
-        )
-        g_ni, g_nf = np.zeros_like(ni), np.zeros_like(nf)
-        moments = [np.zeros_like(ni), np.zeros_like(nf), np.zeros_like(ni), np.zeros_like(nf)]
-        epoch = _epochs(
-            lay.notes, lay.segments, lay.rater, lay.value, lay.weight, lay.rows, lay.part, lay.note_sse,
-            ni, nf, g_ni, g_nf, *moments, lam, rows_pen, fixed, float(learning_rate),
-            float(config.adam_convergence), float(config.adam_clip_norm), int(config.adam_max_epochs),
-        )  # fmt: skip
+        epoch = _train(lay, ni, nf, ri, rf, mu, config, learning_rate, note_rows, use_global_intercept)
     return (mu, ni, nf, ri, rf), epoch
+
+
+def fit_problem_notes(
+    problem: MFProblem,
+    mu: float,
+    start: tuple[np.ndarray, np.ndarray],
+    ri_full: np.ndarray,
+    rf_full: np.ndarray,
+    config: MFConfig,
+    learning_rate: float,
+    *,
+    note_rows: float | None = None,
+    pseudo: tuple[float, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``fit_notes`` of ``problem``'s ``note``/``rater``/``value`` (plus, with ``pseudo``, one
+    helpful rating a note by that extra rater, appended after the real ones as §5's refits
+    append them) from ``start`` = (i_n float[N], f_n float[N, k]) in the problem's note space,
+    read through the selection (``kept_layout``): the same bits without the per-rating arrays.
+    ``ri_full``/``rf_full``: float64 rater parameters over the matrix's raters (those outside the
+    fit never read). Returns (i_n, f_n, epochs), fresh arrays."""
+    ni, nf = np.array(start[0], dtype=np.float64), np.array(start[1], dtype=np.float64)
+    if problem.n_ratings == 0 and pseudo is None:
+        return ni, nf, 0
+    ri, rf = ri_full[problem.rater_full], rf_full[problem.rater_full]
+    if pseudo is not None:  # the compact raters' penalties count the pseudo-rater as a last rater
+        ri = np.append(ri, pseudo[0])
+        rf = np.vstack([rf, np.asarray(pseudo[1], dtype=np.float64).reshape(1, -1)])
+    with threads_for(problem.n_ratings):
+        lay = kept_layout(problem, float(mu), ri_full, rf_full, pseudo)
+        epoch = _train(lay, ni, nf, ri, rf, float(mu), config, learning_rate, note_rows, True)
+    return ni, nf, epoch
+
+
+def _train(lay: NoteLayout, ni, nf, ri, rf, mu: float, config: MFConfig, learning_rate: float,
+           note_rows: float | None, use_global_intercept: bool) -> int:  # fmt: skip
+    """Adam epochs on ``ni``/``nf`` in place; ``ri``/``rf``: the fit's raters, for the penalties."""
+    lam = penalty_weights(config)
+    rows_pen = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
+    fixed = np.array(
+        [
+            _rater_penalties(ri, rf, lam, rows_pen),
+            config.global_intercept_lambda * mu * mu,
+            1.0 if use_global_intercept else 0.0,
+        ]
+    )
+    g_ni, g_nf = np.zeros_like(ni), np.zeros_like(nf)
+    moments = [np.zeros_like(ni), np.zeros_like(nf), np.zeros_like(ni), np.zeros_like(nf)]
+    return _epochs(
+        lay.args(), ni, nf, g_ni, g_nf, *moments, lam, rows_pen, fixed, float(learning_rate),
+        float(config.adam_convergence), float(config.adam_clip_norm), int(config.adam_max_epochs),
+    )  # fmt: skip
 
 
 def _rater_penalties(ri: np.ndarray, rf: np.ndarray, lam: np.ndarray, rows_pen: np.ndarray) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import MFProblem
-from bridgewatch.scoring.mf_adam_notes import fit_notes
+from bridgewatch.scoring.mf_adam_notes import fit_problem_notes
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
 
 
@@ -72,9 +72,7 @@ def score_notes(
     k = rf_full.shape[1]
     if config.adam_final_fits:
         rows = problem.n_ratings / max(float(rho_n), 1e-12)
-        start = _start(problem, k, init)
-        ri, rf = ri_full[problem.rater_full], rf_full[problem.rater_full]
-        ni, nf = adam_notes(problem.note, problem.rater, problem.value, ri, rf, mu, start, rows, config)
+        ni, nf = adam_notes(problem, ri_full, rf_full, mu, _start(problem, k, init), rows, config)
         return _full(problem, ni, nf)
     pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
     if engine is None and kernels == "numba":  # read through the selection: no per-rating copies
@@ -100,13 +98,15 @@ def _full_raters(problem: MFProblem, rater_intercept, rater_factor) -> tuple[np.
     return ri, rf
 
 
-def adam_notes(note, rater, value, ri, rf, mu, start, note_rows, config: MFConfig):
-    """The reference's frozen-rater note refit (compact arrays): Adam at ``adam_init_learning_rate``
-    from ``start`` = (i_n float[N], f_n float[N, k]), note penalties over ``note_rows`` simulated
-    notes (R/ρ_n; the number of notes for plain mean regularization). Returns (i_n, f_n)."""
-    (_, ni, nf, _, _), _ = fit_notes(
-        note, rater, value, (float(mu), start[0], start[1], ri, rf), config,
-        config.adam_init_learning_rate, note_rows=note_rows,
+def adam_notes(problem: MFProblem, ri_full, rf_full, mu, start, note_rows, config: MFConfig, pseudo=None):
+    """The reference's frozen-rater note refit of ``problem``: Adam at ``adam_init_learning_rate``
+    from ``start`` = (i_n float[N], f_n float[N, k]) in its note space, note penalties over
+    ``note_rows`` simulated notes (R/ρ_n; the number of notes for plain mean regularization);
+    ``pseudo``: (i_u, f_u) of a rater adding one helpful rating to every note (§5). Read
+    through the selection (``mf_adam_notes.fit_problem_notes``). Returns (i_n, f_n)."""
+    ni, nf, _ = fit_problem_notes(
+        problem, float(mu), start, ri_full, rf_full, config, config.adam_init_learning_rate,
+        note_rows=note_rows, pseudo=pseudo,
     )  # fmt: skip
     return ni, nf
 

@@ -55,8 +55,6 @@ def pseudo_rater_bounds(
     are that problem's, as a run over all of it would use.
     """
     rf_full = np.asarray(rater_factor, dtype=np.float64).reshape(problem.n_raters_full, -1)
-    ri_fit = np.asarray(rater_intercept, dtype=np.float64)[problem.rater_full]
-    rf_fit = rf_full[problem.rater_full]
     ref = problem if reference is None else reference
     ri_ref = np.asarray(rater_intercept, dtype=np.float64)[ref.rater_full]
     rf_ref = rf_full[ref.rater_full]
@@ -64,7 +62,8 @@ def pseudo_rater_bounds(
     factors = (float(rf_ref[:, 0].min()), 0.0, float(rf_ref[:, 0].max())) if rf_ref.size else (0.0, 0.0, 0.0)
     density = None if reference is None else reference.n_ratings / max(reference.n_notes, 1)
     if config.adam_final_fits:
-        fits = _adam_refits(problem, ri_fit, rf_fit, mu, config, start, p_int, factors, density)
+        ri_full = np.ascontiguousarray(rater_intercept, dtype=np.float64)
+        fits = _adam_refits(problem, ri_full, rf_full, mu, config, start, p_int, factors, density)
     else:
         fits = _exact_refits(problem, rater_intercept, rf_full, mu, config, p_int, factors, density)
     ints = np.stack([s[:, 0] for s in fits], axis=1)
@@ -85,12 +84,13 @@ def pseudo_rater_bounds(
     )
 
 
-def _adam_refits(problem, ri, rf, mu, config, start, p_int, factors, density=None) -> list[np.ndarray]:
+def _adam_refits(problem, ri_full, rf_full, mu, config, start, p_int, factors, density=None) -> list:
     """The four Adam refits as float[N, 1 + k] (intercept, factors) each, in the reference's
-    order: the original ratings, then one helpful pseudo-rating per note for each factor.
+    order: the original ratings, then one helpful pseudo-rating per note for each factor (read
+    through the selection, the pseudo-rating after each note's own: no rating copied).
     ``density``: ratings per note of the whole problem when ``problem`` is part of it (the mean
     penalties then divide by the notes that many ratings would make); None: ``problem``'s own."""
-    n, k = problem.n_notes, rf.shape[1]
+    n, k = problem.n_notes, rf_full.shape[1]
     rows, rows_p = n, n
     if density is not None:
         rows, rows_p = problem.n_ratings / max(density, 1e-12), (problem.n_ratings + n) / (density + 1.0)
@@ -100,18 +100,12 @@ def _adam_refits(problem, ri, rf, mu, config, start, p_int, factors, density=Non
         ni = np.nan_to_num(np.asarray(start[0], dtype=np.float64)[problem.note_full], nan=0.0)
         nf = np.asarray(start[1], dtype=np.float64).reshape(problem.n_notes_full, -1)[problem.note_full]
         s = (ni, np.nan_to_num(nf, nan=0.0))
-    out = [
-        np.column_stack(adam_notes(problem.note, problem.rater, problem.value, ri, rf, mu, s, rows, config))
-    ]
-    notes = np.arange(n, dtype=problem.note.dtype)
-    note = np.concatenate([problem.note, notes])
-    rater = np.concatenate([problem.rater, np.full(n, rf.shape[0], dtype=problem.rater.dtype)])
-    value = np.concatenate([problem.value, np.ones(n)])
+    out = [np.column_stack(adam_notes(problem, ri_full, rf_full, mu, s, rows, config))]
     for f in factors:
-        extra = np.zeros((1, k))
-        extra[0, 0] = f
-        ri_p, rf_p = np.append(ri, p_int), np.vstack([rf, extra])
-        out.append(np.column_stack(adam_notes(note, rater, value, ri_p, rf_p, mu, s, rows_p, config)))
+        extra = np.zeros(k)
+        extra[0] = f
+        fit = adam_notes(problem, ri_full, rf_full, mu, s, rows_p, config, pseudo=(p_int, extra))
+        out.append(np.column_stack(fit))
     return out
 
 
