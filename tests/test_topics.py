@@ -130,7 +130,13 @@ def test_no_seed_matches_assigns_nothing():
 def test_topic_note_confident():
     note = np.array([0] * 10 + [1] * 10)
     factor = np.array([-0.5] * 5 + [0.0] * 5 + [-0.5] * 4 + [0.5] * 5 + [np.nan])
-    assert tp.topic_note_confident(note, factor, 2).tolist() == [True, False]
+    rater = np.arange(20)  # each rating its own rater
+    assert tp.topic_note_confident(note, rater, factor, 2).tolist() == [True, False]
+    # raters' factors read per rater: two raters, each rating several notes
+    note = np.array([0, 0, 0, 1, 1, 1, 1])
+    rater = np.array([0, 1, 1, 0, 0, 1, 1])
+    assert tp.topic_note_confident(note, rater, np.array([0.2, -0.1]), 2, 1).tolist() == [False, True]
+    assert tp.topic_note_confident(note, rater, np.array([np.nan, -0.1]), 2, 0).tolist() == [False, False]
 
 
 def _literal_seed_topics(text: str) -> set[int]:

@@ -115,8 +115,8 @@ def scored_columns(
             cols["noteTopic"] = np.where(owner >= 0, names[np.maximum(owner, 0)], None)
             confident = np.zeros(n, dtype=bool)
             for k, run in enumerate(family):
-                rf = expand_prescore(run.pre.params).rater_factor[:, 0].astype(np.float64)[m.rater]
-                ok = topic_note_confident(m.note, rf, n, run.spec.confident_min)
+                rf = expand_prescore(run.pre.params).rater_factor[:, 0].astype(np.float64)
+                ok = topic_note_confident(m.note, m.rater, rf, n, run.spec.confident_min)
                 # Only notes the scorer gave an intercept count (the reference's scoredNotes).
                 ok &= np.isfinite(run.final[f"{run.spec.prefix}NoteIntercept"].to_numpy(np.float64))
                 confident[owner == k] = ok[owner == k]
