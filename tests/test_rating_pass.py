@@ -232,3 +232,26 @@ def test_counts_since_a_time_and_the_newest_kept_rating_are_the_gathered_forms(p
                 _high_volume_numpy(m, keep, q, days, min_notes),
             )
     assert P.high_volume_raters(m, None, 0.5, (5,), 10).any()  # the comparisons saw flags
+
+
+@pytest.mark.parametrize("masks", [(), ("rating",), ("rating", "rater", "note")])
+def test_rater_side_counts_are_the_gathered_bincounts(masks):
+    """Ratings per note by raters of each factor sign (topic confidence, population-sampled
+    counts): the numpy form's counts, NaN factors on neither side, -0.0 on the ≥ 0 side."""
+    rng = np.random.default_rng(8)
+    m = _matrix(rng, 20_000, 300, 900)
+    factor = rng.normal(0, 1, m.n_raters).astype(np.float32)
+    factor[rng.random(m.n_raters) < 0.1] = np.nan
+    factor[:5] = -0.0
+    rating_ok = m.population_sampled if "rating" in masks else np.ones(m.n_ratings, bool)
+    rater_ok = rng.random(m.n_raters) < 0.8 if "rater" in masks else np.ones(m.n_raters, bool)
+    note_ok = rng.random(m.n_notes) < 0.7 if "note" in masks else np.ones(m.n_notes, bool)
+    kw = {"rating_ok": rating_ok if "rating" in masks else None,
+          "rater_ok": rater_ok if "rater" in masks else None,
+          "note_ok": note_ok if "note" in masks else None}  # fmt: skip
+    neg, pos = RP.rater_side_counts(m.note, m.rater, factor, m.n_notes, **kw)
+    ok = rating_ok & rater_ok[m.rater] & note_ok[m.note]
+    f = factor[m.rater]
+    assert neg.tolist() == np.bincount(m.note[ok & (f < 0)], minlength=m.n_notes).tolist()
+    assert pos.tolist() == np.bincount(m.note[ok & (f >= 0)], minlength=m.n_notes).tolist()
+    assert 0 < pos.sum() + neg.sum() < ok.sum()  # NaN factors counted nowhere

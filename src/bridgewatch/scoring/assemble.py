@@ -19,6 +19,7 @@ from bridgewatch.io.matrix import RatingMatrix, id_objects
 from bridgewatch.scoring.compact import compact, compact_frame
 from bridgewatch.scoring.helpfulness import ValidRatings
 from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
+from bridgewatch.scoring.rating_pass import rater_side_counts
 from bridgewatch.scoring.rescore import RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
@@ -139,12 +140,11 @@ def population_sampled_counts(m: RatingMatrix, core: ScorerRun) -> dict[str, np.
     Core's scored-notes frame and fills the notes missing from it with 0 when it merges.
     """
     pre = expand_prescore(core.pre)
-    helpful = pre.helpful_raters[m.rater] & m.population_sampled & core.scored[m.note]
-    rf = pre.params.rater_factor[:, 0][m.rater]
-    return {
-        name: np.bincount(m.note[helpful & side], minlength=m.n_notes).astype(np.float64)
-        for name, side in zip(POP_COUNT_COLUMNS, (rf < 0, rf >= 0), strict=True)
-    }
+    sides = rater_side_counts(
+        m.note, m.rater, pre.params.rater_factor[:, 0], m.n_notes,
+        rating_ok=m.population_sampled, rater_ok=pre.helpful_raters, note_ok=core.scored,
+    )  # fmt: skip
+    return {name: side.astype(np.float64) for name, side in zip(POP_COUNT_COLUMNS, sides, strict=True)}
 
 
 def meta_frame(inputs: ScoringInputs, scored: Mapping[str, np.ndarray]) -> pd.DataFrame:

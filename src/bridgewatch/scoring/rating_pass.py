@@ -177,6 +177,49 @@ def rater_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     )
 
 
+def rater_side_counts(
+    note: np.ndarray,
+    rater: np.ndarray,
+    factor: np.ndarray,
+    n_notes: int,
+    *,
+    rating_ok: np.ndarray | None = None,
+    rater_ok: np.ndarray | None = None,
+    note_ok: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(int64[N] ratings by raters with factor < 0, int64[N] by raters with factor ≥ 0) per
+    note; raters without a factor (NaN) count on neither side. ``note``, ``rater``: per rating
+    (a matrix's own arrays); ``factor``: per rater; the optional masks keep ratings (bool[R]),
+    raters (bool[U]) and notes (bool[N]). One pass, no per-rating array: the gathered numpy
+    form (factor per rating, masks, the masked notes) held ~10–27 bytes a rating."""
+    empty = np.zeros(0, dtype=np.bool_)
+
+    def mask(values: np.ndarray | None) -> np.ndarray:
+        return empty if values is None else np.asarray(values, dtype=np.bool_)
+
+    return _side_counts(note, rater, np.asarray(factor), mask(rating_ok), mask(rater_ok), mask(note_ok),
+                        int(n_notes))  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True)
+def _side_counts(note, rater, factor, rating_ok, rater_ok, note_ok, n_notes):
+    neg = np.zeros(n_notes, dtype=np.int64)
+    pos = np.zeros(n_notes, dtype=np.int64)
+    for i in range(note.shape[0]):
+        if rating_ok.shape[0] and not rating_ok[i]:
+            continue
+        u = rater[i]
+        n = note[i]
+        if (rater_ok.shape[0] and not rater_ok[u]) or (note_ok.shape[0] and not note_ok[n]):
+            continue
+        f = factor[u]
+        if f < 0:
+            neg[n] += 1
+        elif f >= 0:
+            pos[n] += 1
+    return neg, pos
+
+
 def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_per_rater: int) -> np.ndarray:
     """bool[R]: ``preprocess.count_filter`` (notes, then raters, then notes once more), in place on
     one copy of ``keep``."""

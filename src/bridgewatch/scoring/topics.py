@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pandas as pd
 
 from bridgewatch.errors import ScoringError
+from bridgewatch.scoring.rating_pass import rater_side_counts
 
 TOPICS = ("Unassigned", "UkraineConflict", "GazaConflict", "MessiRonaldo", "Scams", "InDimensionTwo")
 UNASSIGNED = 0
@@ -338,21 +338,5 @@ def topic_note_confident(
     the topic scorer's factor per rater (NaN: no factor, not counted). One pass with no
     per-rating array: the gathered form held ~27 bytes a rating (~5 GiB at X's 206M ratings).
     """
-    pos, neg = _sign_counts(note, rater, np.asarray(rater_factor, dtype=np.float64), int(n_notes))
+    neg, pos = rater_side_counts(note, rater, rater_factor, n_notes)
     return (pos > min_per_side) & (neg > min_per_side)
-
-
-@numba.njit(cache=True, nogil=True)
-def _sign_counts(note, rater, factor, n_notes):
-    """(int64[N] ratings with factor ≥ 0, int64[N] with factor < 0) per note."""
-    pos = np.zeros(n_notes, dtype=np.int64)
-    neg = np.zeros(n_notes, dtype=np.int64)
-    for i in range(note.shape[0]):
-        f = factor[rater[i]]
-        if np.isnan(f):
-            continue
-        if f < 0:
-            neg[note[i]] += 1
-        else:
-            pos[note[i]] += 1
-    return pos, neg
