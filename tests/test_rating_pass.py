@@ -255,3 +255,17 @@ def test_rater_side_counts_are_the_gathered_bincounts(masks):
     assert neg.tolist() == np.bincount(m.note[ok & (f < 0)], minlength=m.n_notes).tolist()
     assert pos.tolist() == np.bincount(m.note[ok & (f >= 0)], minlength=m.n_notes).tolist()
     assert 0 < pos.sum() + neg.sum() < ok.sum()  # NaN factors counted nowhere
+
+
+def test_any_rater_in_is_the_gathered_any():
+    rng = np.random.default_rng(9)
+    m = _matrix(rng, 5_000, 100, 400)
+    keep = rng.random(m.n_ratings) < 0.3
+    for share in (0.0, 0.001, 0.2):
+        raters = rng.random(m.n_raters) < share
+        assert RP.any_rater_in(m.rater, keep, raters) == bool(raters[m.rater[keep]].any())
+    raters = np.zeros(m.n_raters, bool)
+    raters[m.rater[0]] = True  # a rater whose every rating lies outside the selection
+    keep &= m.rater != m.rater[0]
+    assert not RP.any_rater_in(m.rater, keep, raters)
+    assert RP.any_rater_in(m.rater, np.ones(m.n_ratings, bool), raters)

@@ -30,7 +30,7 @@ from bridgewatch.scoring.incorrect_filter import (
 )
 from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
-from bridgewatch.scoring.rating_pass import note_counts
+from bridgewatch.scoring.rating_pass import any_rater_in, note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer import ScoringInputs, scope_mask
@@ -200,7 +200,7 @@ def run_gaussian(
     corr = inputs.correlated
     if corr is None:
         no_corr = intercept.copy()
-    elif scope.any() and not corr[m.rater[scope]].any():  # the pass above, on the same ratings
+    elif scope.any() and not any_rater_in(m.rater, scope, corr):  # the pass above, on the same ratings
         no_corr = taken(reuse, "noCorrelated", fitted.copy())
     else:
         no_corr = intercept_of(scope & ~corr[m.rater], "noCorrelated")
