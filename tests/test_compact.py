@@ -15,12 +15,14 @@ from bridgewatch.scoring import compact as C
 from bridgewatch.scoring import pipeline
 from bridgewatch.scoring.compact import (
     MAX_DENSITY,
+    Overlay,
     Packed,
     compact,
     compact_frame,
     expand,
     expand_frame,
     kept_bytes,
+    overlay,
     pack,
     pack_frame,
 )
@@ -153,7 +155,7 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
     monkeypatch.setattr(A, "kept_for_outputs", record)
     pipeline.score_dataset(dataset, epoch_millis=EPOCH)
     assert len(pairs) > 4 and any(gaussians) and not all(gaussians)
-    shrunk = 0
+    shrunk = overlays = 0
     for full, kept in pairs:
         name = full.spec.name
         assert list(kept.final.columns) == list(full.final.columns), name
@@ -163,11 +165,23 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
         for k, v in full.fits.items():
             _same(np.asarray(kept.fits[k]), v)
         _same(np.asarray(kept.low_diligence), full.low_diligence)
+        held = [kept.low_diligence, *(kept.final[c].array for c in kept.final.columns)]
+        held += [kept.final[c].to_numpy() for c in kept.final.columns]
+
+        def kept_again(v: object, held: list = held) -> bool:
+            base = v.base if isinstance(v, Overlay) else v
+            return any(base is h or (isinstance(base, np.ndarray) and isinstance(h, np.ndarray)
+                                     and np.shares_memory(base, h)) for h in held)  # fmt: skip
+
+        overlays += sum(isinstance(v, Overlay) for v in kept.fits.values())
+        if full.spec.capture_threshold is None:  # each fit its final column again (or an overlay), no copy
+            assert all(kept_again(v) for v in kept.fits.values()), name
         before = kept_bytes(full.final) + kept_bytes(full.fits) + kept_bytes(full.low_diligence)
         after = kept_bytes(kept.final) + kept_bytes(kept.fits) + kept_bytes(kept.low_diligence)
         assert after <= before, name
         shrunk += full.scored.mean() < 0.2 and after < before / 2
     assert shrunk > 0
+    assert overlays > 0
 
 
 @pytest.mark.filterwarnings("ignore:The 'sparse_index' parameter")
@@ -257,3 +271,23 @@ def test_packed_prescoring_states_expand_to_the_fitted_ones(dataset: Dataset) ->
                 _same(back[key], value)
         unpacked = expand_prescore(state)  # a state never packed keeps its values
         _same(unpacked.pre.params.rater_factor, state.pre.params.rater_factor)
+
+
+def test_overlay_keeps_only_the_entries_that_differ_from_a_held_column() -> None:
+    rng = np.random.default_rng(12)
+    base = rng.random(100_000)
+    base[rng.random(base.size) < 0.9] = np.nan
+    kept_base = compact(base)
+    same = overlay(base.copy(), base, kept_base)
+    assert same is kept_base  # every bit the same: the held object itself
+    few = base.copy()
+    few[[3, 70_000]] = [0.25, -np.float64(np.nan)]  # a negative NaN differs too
+    kept = overlay(few, base, kept_base)
+    assert isinstance(kept, Overlay) and kept.positions.tolist() == [3, 70_000]
+    _same(np.asarray(kept), few)
+    assert np.asarray(kept, dtype=np.float32).dtype == np.float32 and len(kept) == few.size
+    assert kept_bytes(kept) == 2 * (8 + 4)
+    many = rng.random(100_000)  # differs nearly everywhere: kept on its own
+    assert not isinstance(overlay(many, base, kept_base), Overlay)
+    _same(np.asarray(overlay(many, base, kept_base)), many)
+    assert not isinstance(overlay(few.astype(np.float32), base, kept_base), Overlay)  # other dtype

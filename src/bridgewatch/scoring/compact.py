@@ -86,6 +86,46 @@ def compact_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({name: compact(frame[name].to_numpy()) for name in frame.columns}, index=frame.index)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Overlay:
+    """A kept column that is another kept column (``base``: an array or ``SparseArray`` held
+    anyway) but for a few entries: ``values`` at int32 ``positions``. ``np.asarray`` expands it.
+
+    Why: a scorer keeps its fits (the values before the capture test blanks a note) beside its
+    final frame (after it); they differ on the notes that failed the test only."""
+
+    base: object
+    positions: np.ndarray
+    values: np.ndarray
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.array(self.base, dtype=self.values.dtype, copy=True)
+        out[self.positions] = self.values
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return int(np.shape(self.base)[0])
+
+
+def overlay(values: np.ndarray, dense_base: np.ndarray, kept_base: object) -> object:
+    """``values`` kept as an ``Overlay`` of ``kept_base`` (which expands to ``dense_base``) when
+    they differ in fewer bits than ``compact(values)`` would hold, else ``compact(values)``; the
+    base itself when every bit is the same."""
+    values = np.asarray(values)
+    if values.dtype != dense_base.dtype or values.shape != dense_base.shape or values.dtype.kind != "f":
+        return compact(values)
+    unsigned = f"u{values.dtype.itemsize}"
+    differ = np.ascontiguousarray(values).view(unsigned) != np.ascontiguousarray(dense_base).view(unsigned)
+    count = int(np.count_nonzero(differ))
+    if count == 0:
+        return kept_base
+    own = compact(values)
+    if count * (values.dtype.itemsize + 4) >= kept_bytes(own):
+        return own
+    pos = np.flatnonzero(differ).astype(np.int32)
+    return Overlay(kept_base, pos, values[pos])
+
+
 def kept_bytes(values: object) -> int:
     """Bytes a kept column holds: values plus positions for a sparse one, ``nbytes`` otherwise;
     summed over a frame's columns, a dict's values, a ``Packed``'s columns and a dataclass's
@@ -98,6 +138,8 @@ def kept_bytes(values: object) -> int:
         return sum(kept_bytes(v) for v in values.values())
     if isinstance(values, Packed):
         return sum(kept_bytes(c) for c in values.columns)
+    if isinstance(values, Overlay):  # its base is counted where it is held
+        return int(values.positions.nbytes + values.values.nbytes)
     if isinstance(values, PackedFrame):
         return kept_bytes(values.columns)
     if dataclasses.is_dataclass(values) and not isinstance(values, type):
