@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from bridgewatch.scoring import mf_adam_notes
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import build_problem, fit_mf, objective, penalties
 from bridgewatch.scoring.mf_adam import _loss_and_grads, adam_fit
@@ -269,12 +270,15 @@ def test_note_refit_gives_the_python_loops_bytes(cfg, kw, k):
 
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("pseudo", [None, -1.3, 0.0, 2.1])
-def test_note_refit_through_the_selection_gives_the_compact_arrays_bytes(k, pseudo):
-    """``fit_problem_notes`` reads a problem's ratings from the matrix through its selection; it
-    gives ``fit_notes``' epochs and bytes over the problem's own arrays, and with a pseudo-rater
-    those over the arrays with one helpful rating a note appended (§5, the old refit's form).
-    The selection drops ~30% of ratings and whole raters (rater indices differ from the
-    compact ones), and a fit-sized matrix puts raters in every one of the pass's slices."""
+@pytest.mark.parametrize("dense_share", [0.0, 2.0])
+def test_note_refit_through_the_selection_gives_the_compact_arrays_bytes(k, pseudo, dense_share, monkeypatch):
+    """``fit_problem_notes`` reads a problem's ratings from the matrix through its selection (in
+    place, or gathered first: ``dense_share`` forces either); it gives ``fit_notes``' epochs and
+    bytes over the problem's own arrays, and with a pseudo-rater those over the arrays with one
+    helpful rating a note appended (§5, the old refit's form). The selection drops ~30% of
+    ratings and whole raters (rater indices differ from the compact ones; raters outside the
+    fit have NaN parameters), and a fit-sized matrix puts raters in every one of the pass's slices."""
+    monkeypatch.setattr(mf_adam_notes, "DENSE_SHARE", dense_share)
     m, _ = planted(n_notes=60, n_raters=120, n_ratings=3000)
     rng = np.random.default_rng(11)
     keep = (rng.random(m.n_ratings) < 0.7) & (m.rater % 7 != 3)

@@ -145,7 +145,15 @@ def kept_layout(
     """
     m = problem.matrix
     counts = problem.rater_indptr
-    rows = _rows(mu, ri_full, rf_full)
+    # Raters outside the fit are read (weighed 0) by the pass: their rows must be finite.
+    rows = np.nan_to_num(_rows(mu, ri_full, rf_full), nan=0.0, posinf=0.0, neginf=0.0)
+    indptr, note_map, kept, rater, value = m.note_indptr, problem.note_full, problem.kept, m.rater, m.value
+    spans = m.note_indptr[problem.note_full + 1] - m.note_indptr[problem.note_full]
+    if problem.n_ratings < DENSE_SHARE * float(spans.sum()):
+        # A sparse selection of its notes' ratings: walking them all costs more than gathering
+        # the kept ones (``_gather_kept``, 8 bytes a kept rating in the matrix's note order).
+        indptr, note_map, kept = problem.note_indptr, np.arange(problem.n_notes, dtype=np.int64), kept[:0]
+        rater, value = _gather_kept(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, indptr)
     if pseudo is not None:
         counts = np.append(counts, counts[-1] + problem.n_notes)
         extra = np.concatenate([[mu + pseudo[0]], np.asarray(pseudo[1], dtype=np.float64)])
@@ -156,11 +164,11 @@ def kept_layout(
     cuts = np.where(cut < u, inside, problem.n_raters_full + cut - u)
     k = rf_full.shape[1]
     return NoteLayout(
-        indptr=m.note_indptr,
-        note_map=problem.note_full,
-        kept=problem.kept,
-        rater=m.rater,
-        value=m.value,
+        indptr=indptr,
+        note_map=note_map,
+        kept=kept,
+        rater=rater,
+        value=value,
         weight=np.zeros(0),
         rows=rows,
         cuts=cuts.astype(np.int64),
@@ -169,6 +177,28 @@ def kept_layout(
         part=np.empty((problem.n_notes, k)),
         note_sse=np.empty(problem.n_notes),
     )
+
+
+# Selections keeping at least this share of their notes' ratings are read in place; sparser ones
+# gathered first. Measured at ``large`` (30 epochs, 2 threads): in place as fast as the compact
+# arrays at 95% kept, 1.45x their time at 60%, 7x at 9% (every rating of the fit's notes read).
+DENSE_SHARE = 0.85
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _gather_kept(note_indptr, note_full, kept, rater, value, out_indptr):
+    """(rater int32, value float32) of the kept ratings in note order (note ``n``'s at
+    ``out_indptr[n]``), each note's in the matrix's order."""
+    out_rater = np.empty(out_indptr[-1], dtype=rater.dtype)
+    out_value = np.empty(out_indptr[-1], dtype=value.dtype)
+    for n in numba.prange(note_full.shape[0]):
+        q = out_indptr[n]
+        for j in range(note_indptr[note_full[n]], note_indptr[note_full[n] + 1]):
+            if (kept[j >> 3] >> (7 - (j & 7))) & 1:
+                out_rater[q] = rater[j]
+                out_value[q] = value[j]
+                q += 1
+    return out_rater, out_value
 
 
 @numba.njit(cache=True, nogil=True)
@@ -196,6 +226,24 @@ def _note_order(note, rater, by_rater, by_note):
         out[nxt[note[j]]] = j
         nxt[note[j]] += 1
     return out
+
+
+@numba.njit(inline="always")
+def _open_slice(u, cuts, c, t0, t1, p0, p1):
+    """The last slice's partials added in, a new slice opened at rater ``u``'s."""
+    while u >= cuts[c + 1]:
+        c += 1
+    return t0 + p0, t1 + p1, 0.0, 0.0, c, cuts[c + 1]
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _term(rows, u, a, b0, y, on, scale, p0, p1, sse):
+    """One rating's squared error and gradient terms (weighed ``on``: 1, or 0 outside the fit)."""
+    pred = rows[u, 0] + a
+    pred += rows[u, 1] * b0
+    err = (pred - y) * on
+    d = scale * err
+    return p0 + d, p1 + d * rows[u, 1], sse + err * err
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy", nogil=True)
@@ -227,31 +275,21 @@ def _note_pass(indptr, note_map, kept, rater, value, weight, rows, cuts, pseudo,
         hi = indptr[note_map[n] + 1]
         if k == 1 and not weighted:  # production's case, no loop over factors left in it (w = 1
             # multiplies exactly: err·err and scale·err are the general case's bits)
-            for j in range(lo, hi + extra):
-                if j < hi:
-                    if selected and not (kept[j >> 3] >> (7 - (j & 7))) & 1:
-                        continue
-                    prefetch(rows, np.int64(rater[min(j + AHEAD, last)]) * width)
-                    u = np.int64(rater[j])
-                    y = np.float64(value[j])
-                else:
-                    u = np.int64(pseudo)
-                    y = 1.0
+            for j in range(lo, hi):
+                # A rating outside the selection is not skipped (an unpredictable branch) but
+                # weighed 0: its err is ±0.0, and adding ±0.0 changes no sum that started at +0.0
+                # and so is never -0.0 (its rater's row must be finite); a slice it opens early
+                # has only such terms before the next kept rating.
+                on = np.float64((kept[j >> 3] >> (7 - (j & 7))) & 1) if selected else 1.0
+                prefetch(rows, np.int64(rater[min(j + AHEAD, last)]) * width)
+                u = rater[j]
                 if u >= end:
-                    t0 += p0
-                    t1 += p1
-                    p0 = 0.0
-                    p1 = 0.0
-                    while u >= cuts[c + 1]:
-                        c += 1
-                    end = cuts[c + 1]
-                pred = rows[u, 0] + a
-                pred += rows[u, 1] * b0
-                err = pred - y
-                sse += err * err
-                d = scale * err
-                p0 += d
-                p1 += d * rows[u, 1]
+                    t0, t1, p0, p1, c, end = _open_slice(u, cuts, c, t0, t1, p0, p1)
+                p0, p1, sse = _term(rows, u, a, b0, np.float64(value[j]), on, scale, p0, p1, sse)
+            if pseudo >= 0:
+                if pseudo >= end:
+                    t0, t1, p0, p1, c, end = _open_slice(pseudo, cuts, c, t0, t1, p0, p1)
+                p0, p1, sse = _term(rows, pseudo, a, b0, 1.0, 1.0, scale, p0, p1, sse)
             t0 += p0
             t1 += p1
         else:
