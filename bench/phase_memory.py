@@ -19,36 +19,21 @@ import time
 G = 2**30
 
 
-def _rss() -> int:
-    with open("/proc/self/statm", encoding="ascii") as fh:
-        return int(fh.read().split()[1]) * 4096
-
-
-def _hwm() -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset() -> None:
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-        fh.write("5")
-
-
 def main() -> None:
     from bridgewatch.cli import main as cli
     from bridgewatch.scoring import pipeline
+    from scale import RssSampler  # this folder's scale benchmark: the same kernel counters
+
+    rss, hwm, reset = RssSampler.rss, RssSampler._read_hwm, RssSampler._reset_hwm
 
     phase = pipeline.Clock.phase
 
     def measured(self, name, fn):
-        _reset()
-        start, t, cpu = _rss(), time.perf_counter(), time.process_time()
+        reset()
+        start, t, cpu = rss(), time.perf_counter(), time.process_time()
         out = phase(self, name, fn)
         print(f"{name:<44} {time.perf_counter() - t:8.1f} s {time.process_time() - cpu:8.1f} cpu s  "
-              f"start {start / G:6.2f}  peak {_hwm() / G:6.2f}  end {_rss() / G:6.2f} GiB",
+              f"start {start / G:6.2f}  peak {hwm() / G:6.2f}  end {rss() / G:6.2f} GiB",
               file=sys.stderr, flush=True)  # fmt: skip
         return out
 
