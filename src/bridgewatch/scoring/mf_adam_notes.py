@@ -56,8 +56,9 @@ class NoteLayout:
     each rater's frozen (μ + i_u, f_u) by the index ``rater`` holds; ``cuts``: int64[CHUNKS+1] in
     that index, where ``adam_fit``'s slices (``CHUNKS`` runs of whole raters) begin; ``n_fit``:
     the fit's number of ratings; ``part``: float64[N, k] and ``note_sse``: float64[N] scratch.
-    Either a fit's own arrays grouped by note (``note_layout``) or a matrix read through a
-    problem's selection (``kept_layout``: no per-rating array at all).
+    Either a fit's own arrays grouped by note (``note_layout``) or a problem's ratings taken
+    from its matrix (``kept_layout``): read in place through the selection's bits, or gathered
+    first (8 bytes a kept rating) when the selection keeps under ``DENSE_SHARE`` of its notes'.
     """
 
     indptr: np.ndarray
@@ -133,11 +134,12 @@ def kept_layout(
     rf_full: np.ndarray,
     pseudo: tuple[float, np.ndarray] | None = None,
 ) -> NoteLayout:
-    """``problem``'s ratings read from its matrix through its selection, as ``note_layout`` of
-    its ``note``/``rater``/``value`` (plus, with ``pseudo`` = (i_u, f_u), one rating of value 1 a
-    note by that extra rater, after every real one) would lay them out, with the same slices:
-    the pass adds the same terms in the same order, without the fit's per-rating arrays (24 bytes
-    a rating) or the pseudo-rated copies (~44 more while they are sorted).
+    """``problem``'s ratings taken from its matrix, as ``note_layout`` of its ``note``/``rater``/
+    ``value`` (plus, with ``pseudo`` = (i_u, f_u), one rating of value 1 a note by that extra
+    rater, after every real one) would lay them out, with the same slices: the pass adds the
+    same terms in the same order, without the fit's per-rating arrays (24 bytes a rating) or the
+    pseudo-rated copies (~44 more while they are sorted). A dense selection is read in place, a
+    sparser one gathered (``DENSE_SHARE``).
 
     Slices are cut over the fit's own raters (and the pseudo-rater, one rating a note) as
     ``adam_fit`` cuts them, then carried to the matrix's rater index: compact raters keep the
