@@ -19,7 +19,7 @@ from bridgewatch.io.matrix import RatingMatrix, id_objects
 from bridgewatch.scoring.compact import compact, compact_frame, overlay
 from bridgewatch.scoring.helpfulness import ValidRatings
 from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
-from bridgewatch.scoring.rating_pass import rater_side_counts
+from bridgewatch.scoring.rating_pass import note_counts, rater_side_counts
 from bridgewatch.scoring.rescore import RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
@@ -281,7 +281,7 @@ def scored_notes_frame(
             "secondTag": np.where(tags.second_tag == "", None, tags.second_tag),
             "classification": inputs.notes["classification"].to_numpy(dtype=object),
             "createdAtMillis": inputs.notes["createdAtMillis"].to_numpy(np.float64),
-            "numRatings": np.bincount(m.note, minlength=n),
+            "numRatings": np.diff(m.note_indptr),  # bincount(m.note) without an int64 copy of the notes
             "timestampMillisOfCurrentStatus": nsh["timestampMillisOfCurrentStatus"].to_numpy(np.float64),
             "timestampMillisOfNmrDueToMinStableCrhTime": nsh[
                 "timestampMillisOfNmrDueToMinStableCrhTime"
@@ -375,7 +375,6 @@ def aux_frame(
     than 28 days before the scoring time ``epoch_millis`` (not before the newest rating).
     """
     m = inputs.matrix
-    n = m.n_notes
     cols: dict[str, np.ndarray] = {"noteId": m.note_ids}
     for j, tag in enumerate(schema.RATING_TAGS):
         cols[tag] = counts[:, j]
@@ -385,9 +384,9 @@ def aux_frame(
     cols["noteAuthorParticipantId"] = inputs.notes["noteAuthorParticipantId"].to_numpy(dtype=object)
     before = previous_nsh.drop_duplicates(subset=["noteId"]).set_index("noteId")["currentStatus"]
     cols["currentStatus"] = before.reindex(m.note_ids).to_numpy(object)
-    cols["numPopulationSampledRatings"] = np.bincount(m.note[m.population_sampled], minlength=n)
+    cols["numPopulationSampledRatings"] = note_counts(m, m.population_sampled)
     recent = m.created_at > epoch_millis - RECENT_MILLIS
-    cols["numRatingsLast28"] = np.bincount(m.note[recent], minlength=n)
+    cols["numRatingsLast28"] = note_counts(m, recent)
     core = runs.get(AUX_SCORER)
     if core is not None:
         agg, inc = core.tags, core.incorrect  # kept for this scorer (``kept_for_outputs``)

@@ -135,7 +135,7 @@ def kept_no_high(
     helpful = np.asarray(helpful_raters, dtype=bool)[m.rater]
     now = P.count_filter(m, scope & ~high[m.rater], min_ratings, 0) & helpful
     then = P.count_filter(m, scope & ~before[m.rater], min_ratings, 0) & helpful
-    moved = np.bincount(m.note[now != then], minlength=m.n_notes) > 0
+    moved = note_counts(m, now != then) > 0
     same = np.asarray(reuse.fixed, dtype=bool) & ~moved
     if not same.any():
         return None

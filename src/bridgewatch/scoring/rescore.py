@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.io.matrix import RatingMatrix, first_positions
+from bridgewatch.scoring.rating_pass import note_counts
 
 HOUR_MILLIS = 3_600_000
 # aux_note_info's numRatingsLast28 counts ratings newer than this before the scoring time.
@@ -221,7 +222,7 @@ def raters_changed(previous: pd.DataFrame, current: pd.DataFrame) -> np.ndarray:
 def touched_notes(matrix: RatingMatrix, raters: np.ndarray) -> np.ndarray:
     """bool[N]: notes with at least one rating by ``raters`` (bool[U])."""
     hit = np.asarray(raters, dtype=bool)[matrix.rater]
-    return np.bincount(matrix.note[hit], minlength=matrix.n_notes) > 0
+    return note_counts(matrix, hit) > 0
 
 
 def ratings_aged_out(matrix: RatingMatrix, previous_epoch_millis: int, epoch_millis: int) -> np.ndarray:
@@ -229,7 +230,7 @@ def ratings_aged_out(matrix: RatingMatrix, previous_epoch_millis: int, epoch_mil
     (their ``numRatingsLast28`` moved although no input did)."""
     created = matrix.created_at
     left = (created > previous_epoch_millis - RECENT_MILLIS) & (created <= epoch_millis - RECENT_MILLIS)
-    return np.bincount(matrix.note[left], minlength=matrix.n_notes) > 0
+    return note_counts(matrix, left) > 0
 
 
 def notes_to_rescore(
