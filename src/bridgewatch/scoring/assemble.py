@@ -20,7 +20,7 @@ from bridgewatch.scoring.compact import compact, compact_frame, overlay
 from bridgewatch.scoring.helpfulness import ValidRatings
 from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
 from bridgewatch.scoring.rating_pass import note_counts, rater_side_counts
-from bridgewatch.scoring.rescore import RECENT_MILLIS
+from bridgewatch.scoring.rescore import FIT_COLUMNS, RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
 from bridgewatch.scoring.scorer_run import ScorerPrescore, ScorerRun, expand_prescore, pack_prescore
@@ -324,18 +324,6 @@ def kept_for_outputs(run: ScorerRun, prescoring: ScorerPrescore | None = None) -
     return dataclasses.replace(kept, tags=None, incorrect=None)
 
 
-# The final frame's column (after the scorer's prefix) each fit is before the capture test.
-_FIT_COLUMNS = {
-    "intercept": "NoteIntercept",
-    "factor": "NoteFactor1",
-    "noCorrelated": "NoteInterceptNoCorrelated",
-    "populationSampled": "NoteInterceptPopulationSampled",
-    "interceptMin": "NoteInterceptMin",
-    "interceptMax": "NoteInterceptMax",
-    "noHighVol": "NoteInterceptNoHighVol",
-}
-
-
 def _shared_fits(run: ScorerRun, final: pd.DataFrame, low_diligence: object) -> dict[str, object]:
     """``run.fits`` as kept: each fit over the column of ``run.final`` it was before the capture
     test blanked some notes (``compact.overlay``: that column's kept object, plus the few notes
@@ -343,10 +331,10 @@ def _shared_fits(run: ScorerRun, final: pd.DataFrame, low_diligence: object) -> 
     fits were ~55 bytes a note a scorer at X's 2.5M notes from each final scoring to the outputs."""
     out: dict[str, object] = {}
     for name, values in (run.fits or {}).items():
-        column = f"{run.spec.prefix}{_FIT_COLUMNS.get(name, '')}"
+        column = f"{run.spec.prefix}{FIT_COLUMNS.get(name, '')}"
         if name == "lowDiligence":
             out[name] = overlay(values, np.asarray(run.low_diligence), low_diligence)
-        elif name in _FIT_COLUMNS and column in run.final.columns:
+        elif name in FIT_COLUMNS and column in run.final.columns:
             out[name] = overlay(values, run.final[column].to_numpy(), _kept_column(final, column))
         else:
             out[name] = compact(np.asarray(values))

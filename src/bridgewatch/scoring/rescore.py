@@ -128,6 +128,17 @@ FIT_NAMES = (
     "lowDiligence",
     "noHighVol",
 )
+# The final frame's column (after the scorer's prefix) each fit is, before the capture test
+# blanks some notes; the low-diligence fit is the run's ``low_diligence`` instead.
+FIT_COLUMNS = {
+    "intercept": "NoteIntercept",
+    "factor": "NoteFactor1",
+    "noCorrelated": "NoteInterceptNoCorrelated",
+    "populationSampled": "NoteInterceptPopulationSampled",
+    "interceptMin": "NoteInterceptMin",
+    "interceptMax": "NoteInterceptMax",
+    "noHighVol": "NoteInterceptNoHighVol",
+}
 # Fits a scorer may leave out of its ``fits`` (stored as NaN) and a state may lack (older runs):
 # the Gaussian NoHighVol pass, reused where its inputs provably did not move (``gaussian_run``).
 OPTIONAL_FITS = frozenset({"noHighVol"})

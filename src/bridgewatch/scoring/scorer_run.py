@@ -37,7 +37,7 @@ from bridgewatch.scoring.incorrect_filter import (
     rater_incorrect_totals_kept,
 )
 from bridgewatch.scoring.mf import MFParams
-from bridgewatch.scoring.rescore import FIT_NAMES, ReusedFits, reuse_or_fit, taken
+from bridgewatch.scoring.rescore import FIT_COLUMNS, OPTIONAL_FITS, ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs, prescore, scope_mask
 from bridgewatch.scoring.scorer_specs import ScorerSpec
@@ -85,10 +85,11 @@ def fit_values(
 ) -> dict[str, np.ndarray]:
     """``rescore.FIT_NAMES`` → float64[N]: a scorer's fitted values as its rules read them (before
     the capture test blanks them), what a later partial rescoring reuses."""
-    cols = ("NoteIntercept", "NoteFactor1", "NoteInterceptNoCorrelated", "NoteInterceptPopulationSampled",
-            "NoteInterceptMin", "NoteInterceptMax")  # fmt: skip
-    pairs = zip(FIT_NAMES, cols, strict=False)
-    out = {name: np.asarray(final[f"{prefix}{c}"], dtype=np.float64) for name, c in pairs}
+    out = {
+        name: np.asarray(final[f"{prefix}{column}"], dtype=np.float64)
+        for name, column in FIT_COLUMNS.items()
+        if name not in OPTIONAL_FITS
+    }
     out["lowDiligence"] = np.asarray(low_diligence, dtype=np.float64)
     return out
 
