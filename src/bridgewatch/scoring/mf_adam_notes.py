@@ -127,35 +127,44 @@ def note_layout(
     )
 
 
+def fit_ratings(problem: MFProblem) -> tuple[np.ndarray, ...]:
+    """(indptr, note_map, kept, rater, value): ``problem``'s ratings as the note pass reads them.
+    A selection keeping at least ``DENSE_SHARE`` of its notes' ratings is the matrix's own arrays
+    read through its bits; a sparser one is gathered (``_gather_kept``: 8 bytes a kept rating in
+    the matrix's note order), since walking every rating of its notes costs more. Fits over the
+    same problem (the four pseudo-rater refits) can share one."""
+    m = problem.matrix
+    spans = m.note_indptr[problem.note_full + 1] - m.note_indptr[problem.note_full]
+    if problem.n_ratings >= DENSE_SHARE * float(spans.sum()):
+        return m.note_indptr, problem.note_full, problem.kept, m.rater, m.value
+    indptr = problem.note_indptr
+    rater, value = _gather_kept(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, indptr)
+    return indptr, np.arange(problem.n_notes, dtype=np.int64), problem.kept[:0], rater, value
+
+
 def kept_layout(
     problem: MFProblem,
     mu: float,
     ri_full: np.ndarray,
     rf_full: np.ndarray,
     pseudo: tuple[float, np.ndarray] | None = None,
+    ratings: tuple[np.ndarray, ...] | None = None,
 ) -> NoteLayout:
     """``problem``'s ratings taken from its matrix, as ``note_layout`` of its ``note``/``rater``/
     ``value`` (plus, with ``pseudo`` = (i_u, f_u), one rating of value 1 a note by that extra
     rater, after every real one) would lay them out, with the same slices: the pass adds the
     same terms in the same order, without the fit's per-rating arrays (24 bytes a rating) or the
-    pseudo-rated copies (~44 more while they are sorted). A dense selection is read in place, a
-    sparser one gathered (``DENSE_SHARE``).
+    pseudo-rated copies (~44 more while they are sorted). ``ratings``: ``fit_ratings(problem)``
+    when the caller has it already.
 
     Slices are cut over the fit's own raters (and the pseudo-rater, one rating a note) as
     ``adam_fit`` cuts them, then carried to the matrix's rater index: compact raters keep the
     order of the full ones, so a rating is in the same slice either way.
     """
-    m = problem.matrix
     counts = problem.rater_indptr
     # Raters outside the fit are read (weighed 0) by the pass: their rows must be finite.
     rows = np.nan_to_num(_rows(mu, ri_full, rf_full), nan=0.0, posinf=0.0, neginf=0.0)
-    indptr, note_map, kept, rater, value = m.note_indptr, problem.note_full, problem.kept, m.rater, m.value
-    spans = m.note_indptr[problem.note_full + 1] - m.note_indptr[problem.note_full]
-    if problem.n_ratings < DENSE_SHARE * float(spans.sum()):
-        # A sparse selection of its notes' ratings: walking them all costs more than gathering
-        # the kept ones (``_gather_kept``, 8 bytes a kept rating in the matrix's note order).
-        indptr, note_map, kept = problem.note_indptr, np.arange(problem.n_notes, dtype=np.int64), kept[:0]
-        rater, value = _gather_kept(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, indptr)
+    indptr, note_map, kept, rater, value = fit_ratings(problem) if ratings is None else ratings
     if pseudo is not None:
         counts = np.append(counts, counts[-1] + problem.n_notes)
         extra = np.concatenate([[mu + pseudo[0]], np.asarray(pseudo[1], dtype=np.float64)])
@@ -423,13 +432,15 @@ def fit_problem_notes(
     *,
     note_rows: float | None = None,
     pseudo: tuple[float, np.ndarray] | None = None,
+    ratings: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """``fit_notes`` of ``problem``'s ``note``/``rater``/``value`` (plus, with ``pseudo``, one
     helpful rating a note by that extra rater, appended after the real ones as §5's refits
     append them) from ``start`` = (i_n float[N], f_n float[N, k]) in the problem's note space,
     read through the selection (``kept_layout``): the same bits without the per-rating arrays.
     ``ri_full``/``rf_full``: float64 rater parameters over the matrix's raters (those outside the
-    fit never read). Returns (i_n, f_n, epochs), fresh arrays."""
+    fit never read); ``ratings``: ``fit_ratings(problem)``, made here when None. Returns (i_n,
+    f_n, epochs), fresh arrays."""
     ni, nf = np.array(start[0], dtype=np.float64), np.array(start[1], dtype=np.float64)
     if problem.n_ratings == 0 and pseudo is None:
         return ni, nf, 0
@@ -438,7 +449,7 @@ def fit_problem_notes(
         ri = np.append(ri, pseudo[0])
         rf = np.vstack([rf, np.asarray(pseudo[1], dtype=np.float64).reshape(1, -1)])
     with threads_for(problem.n_ratings):
-        lay = kept_layout(problem, float(mu), ri_full, rf_full, pseudo)
+        lay = kept_layout(problem, float(mu), ri_full, rf_full, pseudo, ratings)
         epoch = _train(lay, ni, nf, ri, rf, float(mu), config, learning_rate, note_rows, True)
     return ni, nf, epoch
 

@@ -98,15 +98,17 @@ def _full_raters(problem: MFProblem, rater_intercept, rater_factor) -> tuple[np.
     return ri, rf
 
 
-def adam_notes(problem: MFProblem, ri_full, rf_full, mu, start, note_rows, config: MFConfig, pseudo=None):
+def adam_notes(problem: MFProblem, ri_full, rf_full, mu, start, note_rows, config: MFConfig, pseudo=None,
+               ratings=None):  # fmt: skip
     """The reference's frozen-rater note refit of ``problem``: Adam at ``adam_init_learning_rate``
     from ``start`` = (i_n float[N], f_n float[N, k]) in its note space, note penalties over
     ``note_rows`` simulated notes (R/ρ_n; the number of notes for plain mean regularization);
-    ``pseudo``: (i_u, f_u) of a rater adding one helpful rating to every note (§5). Read
-    through the selection (``mf_adam_notes.fit_problem_notes``). Returns (i_n, f_n)."""
+    ``pseudo``: (i_u, f_u) of a rater adding one helpful rating to every note (§5); ``ratings``:
+    ``mf_adam_notes.fit_ratings(problem)`` when the caller has it. Read through the selection
+    (``mf_adam_notes.fit_problem_notes``). Returns (i_n, f_n)."""
     ni, nf, _ = fit_problem_notes(
         problem, float(mu), start, ri_full, rf_full, config, config.adam_init_learning_rate,
-        note_rows=note_rows, pseudo=pseudo,
+        note_rows=note_rows, pseudo=pseudo, ratings=ratings,
     )  # fmt: skip
     return ni, nf
 

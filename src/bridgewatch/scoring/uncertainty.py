@@ -19,6 +19,7 @@ import numpy as np
 
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import MFProblem
+from bridgewatch.scoring.mf_adam_notes import fit_ratings
 from bridgewatch.scoring.note_solve import adam_notes, normal_equations, solve_normal
 
 
@@ -100,11 +101,13 @@ def _adam_refits(problem, ri_full, rf_full, mu, config, start, p_int, factors, d
         ni = np.nan_to_num(np.asarray(start[0], dtype=np.float64)[problem.note_full], nan=0.0)
         nf = np.asarray(start[1], dtype=np.float64).reshape(problem.n_notes_full, -1)[problem.note_full]
         s = (ni, np.nan_to_num(nf, nan=0.0))
-    out = [np.column_stack(adam_notes(problem, ri_full, rf_full, mu, s, rows, config))]
+    ratings = fit_ratings(problem)  # laid out once for the four fits
+    out = [np.column_stack(adam_notes(problem, ri_full, rf_full, mu, s, rows, config, ratings=ratings))]
     for f in factors:
         extra = np.zeros(k)
         extra[0] = f
-        fit = adam_notes(problem, ri_full, rf_full, mu, s, rows_p, config, pseudo=(p_int, extra))
+        pseudo = (p_int, extra)
+        fit = adam_notes(problem, ri_full, rf_full, mu, s, rows_p, config, pseudo=pseudo, ratings=ratings)
         out.append(np.column_stack(fit))
     return out
 
