@@ -287,7 +287,7 @@ def _note_pass(indptr, note_map, kept, rater, value, weight, rows, cuts, pseudo,
         if k == 1 and not weighted:  # production's case, no loop over factors left in it (w = 1
             # multiplies exactly: err·err and scale·err are the general case's bits)
             for j in range(lo, hi):
-                # A rating outside the selection is not skipped (an unpredictable branch) but
+                # A rating outside the selection is not skipped (no data-dependent branch) but
                 # weighed 0: its err is ±0.0, and adding ±0.0 changes no sum that started at +0.0
                 # and so is never -0.0 (its rater's row must be finite); a slice it opens early
                 # has only such terms before the next kept rating.
