@@ -9,6 +9,7 @@ every note fitted together, so numbers agree to its tolerance and statuses exact
 from __future__ import annotations
 
 import dataclasses
+import io
 import shutil
 from pathlib import Path
 
@@ -218,6 +219,14 @@ def test_incremental_runs_are_deterministic(community: Path, day1: Path, tmp_pat
             assert path.read_bytes() == (tmp_path / y / path.name).read_bytes(), path
 
 
+def _splice(old: bytes, old_keys, new: bytes, new_keys, keys) -> bytes | None:
+    out = io.BytesIO()
+    if not splice_rows(io.BytesIO(old), old_keys, io.BytesIO(new), new_keys, keys, out):
+        assert out.getvalue() == b""  # nothing written when it cannot splice
+        return None
+    return out.getvalue()
+
+
 def test_splice_rows_equals_formatting_the_whole_frame() -> None:
     cols = ["noteId", "x", "s"]
     old = pd.DataFrame(
@@ -229,7 +238,7 @@ def test_splice_rows_equals_formatting_the_whole_frame() -> None:
     new = pd.concat([new, pd.DataFrame({"noteId": [4], "x": np.float32([1.5]), "s": ["n"]})])
     new = new.sort_values("noteId").reset_index(drop=True)
     rows = new[new["noteId"].isin([2, 4])]
-    text = splice_rows(
+    text = _splice(
         frame_text(old, cols), old["noteId"].to_numpy(), frame_text(rows, cols), rows["noteId"].to_numpy(),
         new["noteId"].to_numpy(),
     )  # fmt: skip
@@ -237,12 +246,41 @@ def test_splice_rows_equals_formatting_the_whole_frame() -> None:
     # Nothing rescored, or nothing kept: one side is only a header.
     keys = old["noteId"].to_numpy()
     none = frame_text(old.iloc[:0], cols)
-    assert splice_rows(frame_text(old, cols), keys, none, keys[:0], keys) == frame_text(old, cols)
-    assert splice_rows(none, keys[:0], frame_text(old, cols), keys, keys) == frame_text(old, cols)
+    assert _splice(frame_text(old, cols), keys, none, keys[:0], keys) == frame_text(old, cols)
+    assert _splice(none, keys[:0], frame_text(old, cols), keys, keys) == frame_text(old, cols)
     # A quoted newline makes lines and rows differ: the caller formats the whole frame instead.
     broken = rows.assign(s=["two\nlines", "n"])
-    assert splice_rows(frame_text(old, cols), old["noteId"].to_numpy(), frame_text(broken, cols),
-                       rows["noteId"].to_numpy(), new["noteId"].to_numpy()) is None  # fmt: skip
+    assert _splice(frame_text(old, cols), old["noteId"].to_numpy(), frame_text(broken, cols),
+                   rows["noteId"].to_numpy(), new["noteId"].to_numpy()) is None  # fmt: skip
+    # Other headers, a key in neither text, an empty old text: no splice either.
+    other = frame_text(rows.rename(columns={"s": "t"}), ["noteId", "x", "t"])
+    assert (
+        _splice(frame_text(old, cols), keys, other, rows["noteId"].to_numpy(), new["noteId"].to_numpy())
+        is None
+    )
+    assert _splice(frame_text(old, cols), keys, none, keys[:0], np.array([1, 9])) is None
+    assert _splice(b"", keys[:0], none, keys[:0], keys[:0]) is None
+
+
+def test_splice_rows_reads_texts_longer_than_its_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The texts are read a chunk at a time (at X's scale they are gigabytes); rows and runs that
+    # straddle chunk boundaries must come out whole.
+    import bridgewatch.io.tsv as tsv
+
+    monkeypatch.setattr(tsv, "_CHUNK", 7)
+    n = 300
+    rng = np.random.default_rng(3)
+    old = pd.DataFrame(
+        {"noteId": np.arange(n) * 2, "x": rng.normal(size=n), "s": [f"v{i}" * (i % 5) for i in range(n)]}
+    )
+    new = old.copy()
+    changed = rng.random(n) < 0.3
+    new.loc[changed, "x"] = rng.normal(size=int(changed.sum()))
+    cols = ["noteId", "x", "s"]
+    rows = new[changed]
+    keys = new["noteId"].to_numpy()
+    text = _splice(frame_text(old, cols), keys, frame_text(rows, cols), rows["noteId"].to_numpy(), keys)
+    assert text == frame_text(new, cols)
 
 
 def test_rater_changes_split_group_changes_from_high_volume_flips() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bridgewatch.io.tsv import frame_text, write_frame
+from bridgewatch.io.tsv import frame_text, write_frame, write_rows, write_tsv
 from bridgewatch.io.tsv_cells import column_cells, frame_cells, rows_text
 
 
@@ -104,3 +104,32 @@ def test_rows_text_quotes_like_the_csv_writer() -> None:
     cells = [np.array(['a"b', "c\td", "e"], dtype=object), np.array(["1", "2", "x\ny"], dtype=object)]
     assert rows_text(["h1", "h 2"], cells) == b'h1\th 2\n"a""b"\t1\n"c\td"\t2\ne\t"x\ny"\n'
     assert rows_text(["only"], [np.array(["", "v"], dtype=object)]) == b'only\n""\nv\n'
+    assert rows_text(None, cells) == b'"a""b"\t1\n"c\td"\t2\ne\t"x\ny"\n'  # rows only
+    assert rows_text(None, [np.array([], dtype=object)]) == b""
+
+
+@pytest.mark.parametrize("block_rows", [1, 3, 7, 40, 1000])
+def test_blocks_of_rows_write_the_same_bytes(block_rows: int) -> None:
+    # Formatting is bounded by blocks of rows; no block size may change a byte, whether the
+    # block is formatted by tsv_cells or (a dtype it does not know) by pandas.
+    frame = _nasty()
+    frame["when"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(frame)), unit="h")
+    for columns in (list(frame.columns[:-1]), list(frame.columns), ["object"]):
+        buf = io.BytesIO()
+        write_rows(buf, frame, columns, block_rows=block_rows)
+        assert buf.getvalue() == _pandas_text(frame, columns), columns
+    empty = io.BytesIO()
+    write_rows(empty, frame.iloc[:0], ["f32", "str"], block_rows=block_rows)
+    assert empty.getvalue() == _pandas_text(frame.iloc[:0], ["f32", "str"])
+    headless = io.BytesIO()
+    write_rows(headless, frame, ["f32", "str"], header=False, block_rows=block_rows)
+    assert headless.getvalue() == _pandas_text(frame, ["f32", "str"]).split(b"\n", 1)[1]
+
+
+def test_write_tsv_writes_chunks_and_a_lone_header(tmp_path) -> None:
+    frame = _nasty()
+    path = tmp_path / "t.tsv"
+    write_tsv(path, (frame.iloc[i : i + 9] for i in range(0, len(frame), 9)), list(frame.columns))
+    assert path.read_bytes() == _pandas_text(frame, list(frame.columns))
+    write_tsv(path, iter(()), ["a", "b"])
+    assert path.read_bytes() == b"a\tb\n"

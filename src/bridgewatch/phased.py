@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -23,7 +25,7 @@ import pandas as pd
 from bridgewatch import schema
 from bridgewatch.io import Dataset
 from bridgewatch.io.matrix import RatingMatrix
-from bridgewatch.io.tsv import frame_text, splice_rows
+from bridgewatch.io.tsv import splice_rows, write_rows
 from bridgewatch.scoring import rescore as RS
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.outputs import COLUMNS
@@ -41,10 +43,10 @@ from bridgewatch.state import (
     has_table,
     prescoring_digest,
     read_table,
-    read_text,
     require_final_state,
     save_prescoring,
     table_path,
+    text_path,
     write_table,
     write_text,
 )
@@ -58,15 +60,15 @@ _NSH = schema.NOTE_STATUS_HISTORY_FILE
 class PhaseOutput:
     """What one phase produced: output frames by file name, warnings, and (final) how many notes
     were rescored of how many (``rescored`` = -1 for a full run; ``partial`` of them only partially),
-    and the TSV text / Parquet file of frames already encoded (``texts``, ``parquet_files``, by
-    output file name)."""
+    and the TSV / Parquet files of frames already written (``text_files``, ``parquet_files``, by
+    output file name: the state's, which the outputs copy)."""
 
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     rescored: int = -1
     notes: int = 0
     partial: int = 0
-    texts: dict[str, bytes] = field(default_factory=dict)
+    text_files: dict[str, Path] = field(default_factory=dict)
     parquet_files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -225,7 +227,8 @@ def final_phase(
     notes = _notes_table(result.notes, fingerprints)
     note_ids = result.inputs.matrix.note_ids
     rescored = -1
-    spliced: Callable[[], dict[str, bytes]] = dict  # TSV texts made from the last run's (none: a full run)
+    spliced: dict[str, pd.DataFrame] = {}  # the last run's tables whose texts take the new rows
+    ids = note_ids[:0]
     if selector is not None and selector.selected is not None:
         ids = note_ids[selector.selected]
         rescored = int(ids.shape[0])
@@ -240,7 +243,7 @@ def final_phase(
             name: RS.merge_rows(f, previous[name], ids, universe=None if name == _NSH else listed)
             for name, f in frames.items()
         }
-        spliced = functools.partial(_spliced_texts, frames, previous, state_dir, ids)
+        spliced = previous
         notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
         # A state from before fits were kept has none for the notes not rescored: keep none then
         # (the next incremental run rescores high-volume flips fully, as this one did).
@@ -264,22 +267,26 @@ def final_phase(
             write_table(fits, state_dir, "fits")
         write_table(raters, state_dir, "raters")
 
-    # The Parquet tables are written on a second thread while this one formats the texts: on two
-    # cores the other one is idle here, and Parquet encoding runs without the GIL. The old texts
-    # are read before any new one is written; the run table, which marks the state complete, is
+    # The Parquet tables are written on a second thread while this one writes the texts: on two
+    # cores the other one is idle here, and Parquet encoding runs without the GIL. Each old text
+    # is read before its new one replaces it; the run table, which marks the state complete, is
     # removed first and written last (``begin_save``).
     begin_save(state_dir, FINAL_DIR)
     with ThreadPoolExecutor(1) as pool:
         written = pool.submit(clock.phase, "write state", tables)
-        texts = spliced()
-        texts = {name: texts.get(name) or frame_text(f, COLUMNS[name]) for name, f in frames.items()}
+        for name, frame in frames.items():
+            old = spliced.get(name)
+            write_text(
+                state_dir,
+                name,
+                functools.partial(_write_text, frame, name, old, ids, text_path(state_dir, name)),
+            )
         written.result()
-    for name in frames:
-        write_text(texts[name], state_dir, name)
     run = {"epochMillis": [epoch_millis], "prescoreDigest": [digest], "configDigest": [config_digest(config)]}
     write_table(pd.DataFrame(run), state_dir, "run")
     partial = selector.partial if selector is not None else 0
     files = {name: table_path(state_dir, _stem(name)) for name in frames}
+    texts = {name: text_path(state_dir, name) for name in frames}
     warnings = (*dataset.warnings, *result.warnings)
     return PhaseOutput(frames, warnings, rescored, len(notes), partial, texts, files)
 
@@ -293,25 +300,28 @@ def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0]
 
 
-def _spliced_texts(
-    frames: dict[str, pd.DataFrame], previous: dict[str, pd.DataFrame], state_dir: Path, ids: np.ndarray
-) -> dict[str, bytes]:
-    """TSV text of each merged frame: the previous run's text with the ``ids`` rows reformatted
-    (byte-identical to formatting the whole frame); frames it cannot splice are left out."""
-    out = {}
-    for name, frame in frames.items():
-        old = read_text(state_dir, name)
-        if old is None:
-            continue
+def _write_text(
+    frame: pd.DataFrame,
+    name: str,
+    previous: pd.DataFrame | None,
+    ids: np.ndarray,
+    old_text: Path,
+    out: IO[bytes],
+) -> None:
+    """The TSV text of ``frame`` (output file ``name``) to ``out``. With ``previous`` (the last
+    run's table of it), the last run's text ``old_text`` with the ``ids`` rows reformatted: the
+    same bytes as formatting the whole frame, the old text read in bounded chunks. The whole
+    frame is formatted when there is no old text or it cannot be spliced."""
+    columns = COLUMNS[name]
+    if previous is not None and old_text.is_file():
         keys = frame["noteId"].to_numpy(np.int64)
-        new_rows = frame[np.isin(keys, ids)]
-        text = splice_rows(
-            old, previous[name]["noteId"].to_numpy(np.int64), frame_text(new_rows, COLUMNS[name]),
-            new_rows["noteId"].to_numpy(np.int64), keys,
-        )  # fmt: skip
-        if text is not None:
-            out[name] = text
-    return out
+        rows = frame[np.isin(keys, ids)]
+        with open(old_text, "rb") as old, tempfile.TemporaryFile(dir=old_text.parent) as new:
+            write_rows(new, rows, columns)
+            old_keys, new_keys = previous["noteId"].to_numpy(np.int64), rows["noteId"].to_numpy(np.int64)
+            if splice_rows(old, old_keys, new, new_keys, keys, out):
+                return
+    write_rows(out, frame, columns)
 
 
 def load_final_notes(state_dir: Path) -> FinalNotes:

@@ -220,7 +220,7 @@ def score_directory(
     dataset = read_dataset(source, cache_dir=cache_dir, note_columns=note_columns)
     timings = {"read": time.perf_counter() - start}
     found = None
-    texts: dict[str, bytes] = {}
+    text_files: dict[str, Path] = {}
     parquet_files: dict[str, Path] = {}
     if phase == "all":
         filters: dict[str, np.ndarray] = {}
@@ -245,14 +245,16 @@ def score_directory(
             dataset, phase, state, now, config, seed, integrity, incremental, progress, timings, scorers,
             warm_start, engine,
         )  # fmt: skip
-        frames, runs, warnings, texts = out.frames, {}, out.warnings, out.texts
+        frames, runs, warnings, text_files = out.frames, {}, out.warnings, out.text_files
         parquet_files = out.parquet_files
         if out.rescored >= 0:
             timings["rescored notes"] = float(out.rescored)
             timings["rescored notes (partially)"] = float(out.partial)
     if out_dir is not None and frames:
         t0 = time.perf_counter()
-        write_outputs(Path(out_dir), frames, parquet=parquet, texts=texts, parquet_files=parquet_files)
+        write_outputs(
+            Path(out_dir), frames, parquet=parquet, text_files=text_files, parquet_files=parquet_files
+        )
         timings["write"] = time.perf_counter() - t0
         if found is not None:
             t0 = time.perf_counter()

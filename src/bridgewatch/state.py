@@ -23,9 +23,10 @@ computes in memory (``--phase all``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -400,18 +401,18 @@ def read_table(state_dir: Path, name: str, *, objects: Collection[str] = ()) -> 
     return _read(Path(state_dir) / FINAL_DIR / f"{name}.parquet", objects=objects)
 
 
-def write_text(data: bytes, state_dir: Path, name: str) -> None:
+def write_text(state_dir: Path, name: str, write: Callable[[IO[bytes]], None]) -> None:
     """One output file's text as the last final run wrote it (``final/<name>``), which the next
-    incremental run splices its rescored rows into."""
-    path = Path(state_dir) / FINAL_DIR / name
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    incremental run splices its rescored rows into: ``write`` writes it to the binary stream it
+    is given, which replaces the old text only once written (so ``write`` may read the old one)."""
+    with atomic_path(text_path(state_dir, name)) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
-def read_text(state_dir: Path, name: str) -> bytes | None:
-    """``write_text``'s bytes, None when absent (a state from an older version)."""
-    path = Path(state_dir) / FINAL_DIR / name
-    return path.read_bytes() if path.is_file() else None
+def text_path(state_dir: Path, name: str) -> Path:
+    """Where ``write_text`` puts the text of output file ``name`` (absent in a state from an
+    older version, or one whose final run has not written it)."""
+    return Path(state_dir) / FINAL_DIR / name
 
 
 def has_table(state_dir: Path, name: str) -> bool:

@@ -129,12 +129,19 @@ def _csv_line(cells: Sequence[str]) -> str:
     return buf.getvalue()[: -len(WRITER["lineterminator"])]
 
 
-def rows_text(header: Sequence[object], columns: Sequence[np.ndarray]) -> bytes:
-    """TSV bytes (UTF-8) of a header row and of rows given as cells (``column_cells``, one array
-    per column, at least one): what ``csv.writer`` with ``WRITER`` writes for the same values."""
-    cells = [
-        np.concatenate([np.array([_text(h)], dtype=object), c]) for h, c in zip(header, columns, strict=True)
-    ]
+def rows_text(header: Sequence[object] | None, columns: Sequence[np.ndarray]) -> bytes:
+    """TSV bytes (UTF-8) of a header row (None: none) and of rows given as cells
+    (``column_cells``, one array per column, at least one): what ``csv.writer`` with ``WRITER``
+    writes for the same values."""
+    if header is None:
+        cells = list(columns)
+        if cells[0].shape[0] == 0:
+            return b""
+    else:
+        cells = [
+            np.concatenate([np.array([_text(h)], dtype=object), c])
+            for h, c in zip(header, columns, strict=True)
+        ]
     quoted = np.zeros(cells[0].shape[0], dtype=bool)
     for c in cells:
         q = _quoted(c, alone=len(cells) == 1)

@@ -278,23 +278,22 @@ def write_outputs(
     frames: Mapping[str, pd.DataFrame],
     *,
     parquet: bool = True,
-    texts: Mapping[str, bytes] | None = None,
+    text_files: Mapping[str, Path] | None = None,
     parquet_files: Mapping[str, Path] | None = None,
 ) -> list[Path]:
     """Write each frame as ``<name>`` TSV (and ``.parquet`` beside it) atomically; returns paths.
 
-    ``texts``: TSV bytes already formatted for some frames (``io.tsv.frame_text``), written as is;
-    ``parquet_files``: Parquet files already written for some frames the way this function writes
-    them (``state.table_path``), copied.
+    ``text_files`` / ``parquet_files``: TSV / Parquet files already written for some frames the way
+    this function writes them (``state.text_path``, ``state.table_path``), copied.
     """
     out = Path(out_dir)
     written = []
     for name, frame in frames.items():
         path = out / name
-        text = (texts or {}).get(name)
+        text = (text_files or {}).get(name)
         if text is not None:
             with atomic_path(path) as tmp:
-                tmp.write_bytes(text)
+                shutil.copyfile(text, tmp)
         else:
             write_tsv(path, frame, COLUMNS.get(name, tuple(frame.columns)))
         written.append(path)
