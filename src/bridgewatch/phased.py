@@ -258,6 +258,13 @@ def final_phase(
     raters = selector.raters if selector is not None and selector.raters is not None else None
     if raters is None:
         raters = _rater_table(result.inputs)
+    warnings = (*dataset.warnings, *result.warnings)
+    # Everything left is written from the frames and tables above: the run's ratings (a subset's
+    # copy when integrity filtered some), every scorer's kept run and the last run's fits go
+    # before the writing, whose peak is a frame's Arrow copy.
+    del result
+    if selector is not None:
+        selector.previous_fits = None
 
     def tables() -> None:
         for name, frame in frames.items():
@@ -275,19 +282,16 @@ def final_phase(
     with ThreadPoolExecutor(1) as pool:
         written = pool.submit(clock.phase, "write state", tables)
         for name, frame in frames.items():
-            old = spliced.get(name)
-            write_text(
-                state_dir,
-                name,
-                functools.partial(_write_text, frame, name, old, ids, text_path(state_dir, name)),
+            write = functools.partial(
+                _write_text, frame, name, spliced.get(name), ids, text_path(state_dir, name)
             )
+            clock.phase(f"write {name}", functools.partial(write_text, state_dir, name, write))
         written.result()
     run = {"epochMillis": [epoch_millis], "prescoreDigest": [digest], "configDigest": [config_digest(config)]}
     write_table(pd.DataFrame(run), state_dir, "run")
     partial = selector.partial if selector is not None else 0
     files = {name: table_path(state_dir, _stem(name)) for name in frames}
     texts = {name: text_path(state_dir, name) for name in frames}
-    warnings = (*dataset.warnings, *result.warnings)
     return PhaseOutput(frames, warnings, rescored, len(notes), partial, texts, files)
 
 

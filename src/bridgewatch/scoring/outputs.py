@@ -266,9 +266,11 @@ def build_frame(name: str, columns: Mapping[str, np.ndarray], n: int | None = No
         elif len(values) != n:
             raise ValueError(f"{name}: column {col} has {len(values)} rows, expected {n}")
         data[col] = _convert(values, kinds[col]).reset_index(drop=True)
-    frame = pd.DataFrame(data, columns=list(order))
+    # The converted columns are the frame's own (no consolidating copy), and rows already in key
+    # order are not sorted (a copy of every column): both ~doubled the frame at its peak.
+    frame = pd.DataFrame(data, columns=list(order), copy=False)
     key = SORT_KEY[name]
-    if n:
+    if n and not frame[key].is_monotonic_increasing:
         frame = frame.sort_values(key, kind="stable").reset_index(drop=True)
     return frame
 

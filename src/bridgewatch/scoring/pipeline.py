@@ -325,20 +325,26 @@ def _final(
         names = [n for n in pre.order or sorted(skipped) if n in skipped]
         warnings.append(f"scorers without enough data (skipped): {', '.join(names)}")
 
-    scored = A.scored_columns(inputs, runs, topic_ids)
-    created = inputs.notes["createdAtMillis"]
-    scored["rescoringActiveRules"] = rescoring_rules(matrix.note_ids, created, nsh, epoch_millis=epoch_millis)
+    def columns() -> dict[str, np.ndarray]:
+        out = A.scored_columns(inputs, runs, topic_ids)
+        created = inputs.notes["createdAtMillis"]
+        out["rescoringActiveRules"] = rescoring_rules(
+            matrix.note_ids, created, nsh, epoch_millis=epoch_millis
+        )
+        return out
+
+    scored: dict[str, np.ndarray] = clock.phase("output columns", columns)  # type: ignore[assignment]
     counts = tag_counts(matrix.note, matrix.tags, matrix.n_notes, schema.RATING_TAGS)
     counts_frame = pd.DataFrame(counts, columns=list(schema.RATING_TAGS))
     counts_frame.insert(0, "noteId", matrix.note_ids)
     meta_in = A.meta_frame(inputs, scored)
+    flags = explanation_flags(counts_frame, config)
     meta = clock.phase(
         "meta",
-        lambda: meta_score(
-            meta_in, nsh, epoch_millis=epoch_millis, config=config,
-            explanation=explanation_flags(counts_frame, config),
+        functools.partial(
+            meta_score, meta_in, nsh, epoch_millis=epoch_millis, config=config, explanation=flags
         ),
-    )  # fmt: skip
+    )
     final_codes = np.array([schema.STATUS_CODES[s] for s in meta["finalRatingStatus"]], dtype=np.int8)
     ex = config.explanation
     tags = apply_explanation(
@@ -349,20 +355,33 @@ def _final(
         min_tags_needed=ex.min_tags_needed_for_status,
     )
     history_in = pd.concat([meta, meta_in.drop(columns=["noteId"])], axis=1)
+    # Each per-note intermediate goes once read: at X's 2.5M notes they are ~1 KB a note each.
+    del meta_in, counts_frame
     new_nsh = clock.phase(
         "status history",
-        lambda: update_status_history(nsh, notes, history_in, epoch_millis=epoch_millis, config=config),
+        functools.partial(
+            update_status_history, nsh, notes, history_in, epoch_millis=epoch_millis, config=config
+        ),
     )
+    del history_in
     keep_rows = inputs.notes["inStatusHistory"].to_numpy(bool)
     if rows is not None:  # an incremental run: the other notes' rows come from the last run
         keep_rows = keep_rows & rows
-    scored_frame = A.scored_notes_frame(inputs, scored, meta, tags, new_nsh, keep_rows, runs)
-    aux = A.aux_frame(inputs, runs, meta, counts, nsh, keep_rows, epoch_millis)
+    core_intercept = np.asarray(scored.get("coreNoteIntercept", np.full(matrix.n_notes, np.nan)), np.float64)
+    scored_frame = clock.phase(
+        "scored_notes frame",
+        functools.partial(A.scored_notes_frame, inputs, scored, meta, tags, new_nsh, keep_rows, runs),
+    )
+    del scored, tags
+    aux = clock.phase(
+        "aux_note_info frame",
+        functools.partial(A.aux_frame, inputs, runs, meta, counts, nsh, keep_rows, epoch_millis),
+    )
     latest = new_nsh.set_index("noteId")["timestampMillisOfLatestNonNMRStatus"]
     final_notes = FinalNotes(
         matrix.note_ids,
         meta["finalRatingStatus"].to_numpy(dtype=object),
-        np.asarray(scored.get("coreNoteIntercept", np.full(matrix.n_notes, np.nan)), dtype=np.float64),
+        core_intercept,
         latest.reindex(matrix.note_ids).to_numpy(np.float64),
     )
     return FinalResult(scored_frame, new_nsh, aux, runs, final_notes, tuple(warnings), inputs)
