@@ -247,12 +247,14 @@ def final_phase(
         notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
         # A state from before fits were kept has none for the notes not rescored: keep none then
         # (the next incremental run rescores high-volume flips fully, as this one did).
-        fits = None
+        fits: list[pd.DataFrame] | None = None
         if selector.previous_fits is not None:  # read once, by the selector
-            fits = RS.fits_table(result.runs, ids, np.ones(ids.shape[0], dtype=bool))  # (their space)
-            fits = RS.merge_fits(fits, selector.previous_fits, ids)
-    else:
-        fits = RS.fits_table(result.runs, note_ids, np.ones(note_ids.shape[0], dtype=bool))
+            new_fits = RS.fits_table(result.runs, ids, np.ones(ids.shape[0], dtype=bool))  # (their space)
+            fits = [RS.merge_fits(new_fits, selector.previous_fits, ids)]
+    else:  # written a scorer at a time, never concatenated
+        fits = RS.fits_frames(result.runs, note_ids, np.ones(note_ids.shape[0], dtype=bool)) or [
+            RS.empty_fits()
+        ]
 
     # The rater flags are the whole dataset's either way: the selector's table is this one.
     raters = selector.raters if selector is not None and selector.raters is not None else None

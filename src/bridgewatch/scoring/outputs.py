@@ -20,6 +20,7 @@ import pandas as pd
 
 from bridgewatch import schema
 from bridgewatch.io.atomic import atomic_path
+from bridgewatch.io.parquet import write_parquet_blocks
 from bridgewatch.io.tsv import write_tsv
 from bridgewatch.scoring.rules import RuleResult, active_rule_strings
 
@@ -306,6 +307,6 @@ def write_outputs(
                 if source is not None:
                     shutil.copyfile(source, tmp)
                 else:
-                    frame.to_parquet(tmp, index=False, engine="pyarrow", compression="snappy")
+                    write_parquet_blocks(tmp, frame)
             written.append(pq_path)
     return written
