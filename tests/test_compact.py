@@ -15,11 +15,14 @@ from bridgewatch.scoring import compact as C
 from bridgewatch.scoring import pipeline
 from bridgewatch.scoring.compact import (
     MAX_DENSITY,
+    Coded,
     Overlay,
     Packed,
+    code,
     compact,
     compact_frame,
     expand,
+    expand_fields,
     expand_frame,
     kept_bytes,
     overlay,
@@ -143,8 +146,10 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
     gaussians: list[bool] = []
     real = A.kept_for_outputs
 
-    def record(run, prescoring=None):
-        kept = real(run, prescoring)
+    def record(run, prescoring=None, note_ids=None):
+        kept = real(run, prescoring, note_ids)
+        # every scorer's note ids are the dataset's own array, held once
+        assert note_ids is not None and np.shares_memory(kept.final["noteId"].to_numpy(), note_ids)
         if prescoring is not None:  # a run keeps the packed state it was scored on (Gaussian: its base's)
             assert kept.pre is prescoring.pre and isinstance(kept.pre.params.note_intercept, Packed)
             assert kept.diligence is (None if run.diligence is None else prescoring.diligence)
@@ -155,7 +160,7 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
     monkeypatch.setattr(A, "kept_for_outputs", record)
     pipeline.score_dataset(dataset, epoch_millis=EPOCH)
     assert len(pairs) > 4 and any(gaussians) and not all(gaussians)
-    shrunk = overlays = 0
+    shrunk = overlays = coded = 0
     for full, kept in pairs:
         name = full.spec.name
         assert list(kept.final.columns) == list(full.final.columns), name
@@ -165,6 +170,11 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
         for k, v in full.fits.items():
             _same(np.asarray(kept.fits[k]), v)
         _same(np.asarray(kept.low_diligence), full.low_diligence)
+        expanded = expand_fields(kept.result)
+        for f in ("status", "rule_mask", "deciding_rule"):
+            _same(getattr(expanded, f), getattr(full.result, f))
+        assert expanded.active_filter_tags.tolist() == full.result.active_filter_tags.tolist(), name
+        coded += isinstance(kept.result.active_filter_tags, Coded)
         held = [kept.low_diligence, *(kept.final[c].array for c in kept.final.columns)]
         held += [kept.final[c].to_numpy() for c in kept.final.columns]
 
@@ -182,6 +192,7 @@ def test_kept_runs_expand_to_every_scorers_full_results(dataset: Dataset, monkey
         shrunk += full.scored.mean() < 0.2 and after < before / 2
     assert shrunk > 0
     assert overlays > 0
+    assert coded == len(pairs)  # the filter tags: a few distinct texts, None for most notes
 
 
 @pytest.mark.filterwarnings("ignore:The 'sparse_index' parameter")
@@ -291,3 +302,33 @@ def test_overlay_keeps_only_the_entries_that_differ_from_a_held_column() -> None
     assert not isinstance(overlay(many, base, kept_base), Overlay)
     _same(np.asarray(overlay(many, base, kept_base)), many)
     assert not isinstance(overlay(few.astype(np.float32), base, kept_base), Overlay)  # other dtype
+
+
+def test_code_keeps_few_texts_as_codes_and_none_as_none() -> None:
+    texts = np.array(["", "", "a,b", None, "", "c"] * 50, dtype=object)
+    kept = code(texts)
+    assert isinstance(kept, Coded) and len(kept) == texts.size
+    back = np.asarray(kept)
+    assert back.dtype == object and back.tolist() == texts.tolist()
+    assert [v is None for v in back.tolist()] == [v is None for v in texts.tolist()]
+    assert kept_bytes(kept) < texts.nbytes / 2
+    assert expand(kept).tolist() == texts.tolist()
+    # NaN (another missing value), many distinct texts, or numbers: left as they are
+    for other in (
+        np.array(["", np.nan] * 50, dtype=object),
+        np.array([f"t{i}" for i in range(300)], dtype=object),
+        np.arange(300),
+    ):
+        assert code(other) is other
+
+
+def test_shared_columns_are_the_held_array_and_dense_ones_copies() -> None:
+    ids = np.arange(500, dtype=np.int64) * 7
+    frame = pd.DataFrame({"noteId": ids.copy(), "x": np.random.default_rng(1).random(500)})
+    kept = compact_frame(frame, {"noteId": ids})
+    assert np.shares_memory(kept["noteId"].to_numpy(), ids)
+    # a dense column is its own copy, not a view that keeps the frame's block alive
+    assert not np.shares_memory(kept["x"].to_numpy(), frame["x"].to_numpy())
+    other = compact_frame(frame, {"noteId": ids + 1})  # not equal: kept as a column of its own
+    assert not np.shares_memory(other["noteId"].to_numpy(), ids)
+    _same(other["noteId"].to_numpy(), ids)

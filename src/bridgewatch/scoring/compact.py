@@ -77,13 +77,25 @@ def compact(values: np.ndarray) -> np.ndarray | pd.arrays.SparseArray:
     return _sparse(values, keep, best)
 
 
-def compact_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def compact_frame(frame: pd.DataFrame, shared: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """``frame`` with each column ``compact`` would shrink made sparse (same index and order);
     ``frame`` itself when it has too few rows for any (an incremental run's scorers: rebuilding
-    each one's frame column by column cost ~2% of the run)."""
+    each one's frame column by column cost ~2% of the run). ``shared``: arrays held anyway (the
+    dataset's note ids); a column equal to one of them, bit for bit and in dtype, becomes that
+    array itself (every scorer's frame has the note ids: 8 bytes a note a scorer)."""
     if len(frame) < MIN_ENTRIES:
         return frame
-    return pd.DataFrame({name: compact(frame[name].to_numpy()) for name in frame.columns}, index=frame.index)
+    columns = {}
+    for name in frame.columns:
+        values = frame[name].to_numpy()
+        same = (shared or {}).get(name)
+        if same is not None and same.dtype == values.dtype and np.array_equal(same, values):
+            columns[name] = pd.Series(same, index=frame.index, copy=False)
+        else:
+            kept = compact(values)
+            # a dense column read from the frame's 2-D block is a view that would keep it whole
+            columns[name] = values.copy() if kept is values and values.base is not None else kept
+    return pd.DataFrame(columns, index=frame.index, copy=False)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -126,6 +138,41 @@ def overlay(values: np.ndarray, dense_base: np.ndarray, kept_base: object) -> ob
     return Overlay(kept_base, pos, values[pos])
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Coded:
+    """A text column of few distinct values kept as ``compact`` int codes into ``uniques``;
+    ``np.asarray`` expands it (the same objects, so the same text).
+
+    Why: a rule chain's per-note active filter tags are "" for nearly every note; as objects they
+    were 8 bytes a note a scorer, kept by every final run until the outputs are assembled."""
+
+    codes: object
+    uniques: np.ndarray
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.uniques[np.asarray(self.codes)]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return int(np.shape(self.codes)[0])
+
+
+def code(values: np.ndarray) -> object:
+    """An object column as ``Coded`` when it has ``MIN_ENTRIES`` or more entries, at most 127
+    distinct values, and no missing value but None (kept as None); else unchanged."""
+    values = np.asarray(values)
+    if values.dtype != object or values.ndim != 1 or values.size < max(MIN_ENTRIES, 1):
+        return values
+    codes, uniques = pd.factorize(values)  # a missing value's code is -1
+    missing = codes < 0
+    if uniques.shape[0] > 126 or not all(v is None for v in values[missing].tolist()):
+        return values
+    table = np.empty(uniques.shape[0] + 1, dtype=object)
+    table[:-1] = uniques
+    table[-1] = None  # code -1 reads the last entry
+    return Coded(compact(codes.astype(np.int8)), table)
+
+
 def kept_bytes(values: object) -> int:
     """Bytes a kept column holds: values plus positions for a sparse one, ``nbytes`` otherwise;
     summed over a frame's columns, a dict's values, a ``Packed``'s columns and a dataclass's
@@ -140,6 +187,8 @@ def kept_bytes(values: object) -> int:
         return sum(kept_bytes(c) for c in values.columns)
     if isinstance(values, Overlay):  # its base is counted where it is held
         return int(values.positions.nbytes + values.values.nbytes)
+    if isinstance(values, Coded):
+        return kept_bytes(values.codes) + int(values.uniques.nbytes)
     if isinstance(values, PackedFrame):
         return kept_bytes(values.columns)
     if dataclasses.is_dataclass(values) and not isinstance(values, type):
@@ -193,8 +242,9 @@ def pack(values: object) -> object:
 
 
 def expand(values: object) -> object:
-    """The array ``pack`` (or ``compact``) replaced, as a fresh ndarray; anything else unchanged."""
-    if isinstance(values, pd.arrays.SparseArray):
+    """The array ``pack`` (or ``compact``, ``code``) replaced, as a fresh ndarray; anything else
+    unchanged."""
+    if isinstance(values, pd.arrays.SparseArray | Coded):
         return np.asarray(values)
     if not isinstance(values, Packed):
         return values
@@ -253,7 +303,7 @@ def expand_fields(obj: T, nested: tuple[type, ...] = ()) -> T:
         value = getattr(obj, f.name)
         if isinstance(value, nested):
             changes[f.name] = expand_fields(value, nested)
-        elif isinstance(value, Packed | pd.arrays.SparseArray):
+        elif isinstance(value, Packed | pd.arrays.SparseArray | Coded):
             changes[f.name] = expand(value)
         elif isinstance(value, PackedFrame):
             changes[f.name] = expand_frame(value)

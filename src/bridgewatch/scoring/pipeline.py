@@ -297,13 +297,13 @@ def _final(
     def scorer(name: str) -> ScorerRun:
         state = pre.scorers[name]
         run = final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
-        return A.kept_for_outputs(run, state)
+        return A.kept_for_outputs(run, state, matrix.note_ids)
 
     def derived_scorer(spec: ScorerSpec) -> ScorerRun:
         base = futures.get(spec.prescoring or "")
         done = {} if base is None else {spec.prescoring or "": base.result()}
         run = run_derived(inputs, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
-        return A.kept_for_outputs(run, pre.scorers.get(spec.prescoring or ""))
+        return A.kept_for_outputs(run, pre.scorers.get(spec.prescoring or ""), matrix.note_ids)
 
     # Every scorer's final scoring depends only on the inputs and its prescoring, a Gaussian
     # scorer also on its base scorer's run; small phases run two at a time (``scorer_pool``).
