@@ -251,10 +251,12 @@ def final_phase(
         if selector.previous_fits is not None:  # read once, by the selector
             new_fits = RS.fits_table(result.runs, ids, np.ones(ids.shape[0], dtype=bool))  # (their space)
             fits = [RS.merge_fits(new_fits, selector.previous_fits, ids)]
-    else:  # written a scorer at a time, never concatenated
-        fits = RS.fits_frames(result.runs, note_ids, np.ones(note_ids.shape[0], dtype=bool)) or [
-            RS.empty_fits()
-        ]
+    else:  # written now, a scorer at a time as the kept runs give them: never whole
+        begin_save(state_dir, FINAL_DIR)
+        every = np.ones(note_ids.shape[0], dtype=bool)
+        fits_of = functools.partial(RS.fits_frames, result.runs, note_ids, every)
+        clock.phase("write fits", lambda: write_table(fits_of(), state_dir, "fits"))
+        fits = None
 
     # The rater flags are the whole dataset's either way: the selector's table is this one.
     raters = selector.raters if selector is not None and selector.raters is not None else None
@@ -279,7 +281,7 @@ def final_phase(
     # The Parquet tables are written on a second thread while this one writes the texts: on two
     # cores the other one is idle here, and Parquet encoding runs without the GIL. Each old text
     # is read before its new one replaces it; the run table, which marks the state complete, is
-    # removed first and written last (``begin_save``).
+    # removed first (``begin_save``; a full run did so before its fits) and written last.
     begin_save(state_dir, FINAL_DIR)
     with ThreadPoolExecutor(1) as pool:
         written = pool.submit(clock.phase, "write state", tables)

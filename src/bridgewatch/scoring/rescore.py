@@ -19,7 +19,7 @@ actually changed, so statuses match a full final run on the same data.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numba
@@ -327,18 +327,18 @@ def fits_table(runs: Mapping[str, object], note_ids: np.ndarray, rows: np.ndarra
     one row per (scorer, note) with any finite value, sorted by scorer then noteId.
 
     ``runs``: scorer name → ``ScorerRun`` (its ``fits``: ``FIT_NAMES`` → float64[N])."""
-    frames = fits_frames(runs, note_ids, rows)
-    return pd.concat(frames, ignore_index=True) if frames else empty_fits()
+    return pd.concat(list(fits_frames(runs, note_ids, rows)), ignore_index=True)
 
 
-def fits_frames(runs: Mapping[str, object], note_ids: np.ndarray, rows: np.ndarray) -> list[pd.DataFrame]:
-    """``fits_table`` as one frame per scorer, in its order: written as they are (``state``), the
-    table is never concatenated (at X's scale ~20M rows, ~2 GB a copy)."""
+def fits_frames(runs: Mapping[str, object], note_ids: np.ndarray, rows: np.ndarray) -> Iterator[pd.DataFrame]:
+    """``fits_table`` as one frame per scorer, in its order (one empty frame when no scorer has
+    fits), made as they are read: written so (``state``), the table is never whole (at X's
+    scale ~20M rows, ~2 GB a copy)."""
     rows = np.asarray(rows, dtype=bool)
     ids = np.asarray(note_ids, dtype=np.int64)
     picked = np.flatnonzero(rows)
     nan = np.full(picked.shape[0], np.nan)
-    out = []
+    made = False
     for name in sorted(runs):
         fits = getattr(runs[name], "fits", None)
         if not fits:
@@ -350,8 +350,10 @@ def fits_frames(runs: Mapping[str, object], note_ids: np.ndarray, rows: np.ndarr
         }
         keep = np.logical_or.reduce([np.isfinite(v) for v in values.values()])
         frame = {"scorer": np.full(int(keep.sum()), name, dtype=object), "noteId": ids[picked[keep]]}
-        out.append(pd.DataFrame(frame | {f: v[keep] for f, v in values.items()}, copy=False))
-    return out
+        yield pd.DataFrame(frame | {f: v[keep] for f, v in values.items()}, copy=False)
+        made = True
+    if not made:
+        yield empty_fits()
 
 
 def empty_fits() -> pd.DataFrame:
