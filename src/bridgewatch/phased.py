@@ -227,36 +227,38 @@ def final_phase(
     notes = _notes_table(result.notes, fingerprints)
     note_ids = result.inputs.matrix.note_ids
     rescored = -1
-    spliced: dict[str, pd.DataFrame] = {}  # the last run's tables whose texts take the new rows
+    previous_keys: dict[str, np.ndarray] = {}  # the last run's rows, whose texts take the new ones
     ids = note_ids[:0]
+    every = np.ones(note_ids.shape[0], dtype=bool)
+    begin_save(state_dir, FINAL_DIR)  # (the selector has read the last run's table)
     if selector is not None and selector.selected is not None:
         ids = note_ids[selector.selected]
         rescored = int(ids.shape[0])
-        # text columns read as the new rows hold them (objects), so the merge casts none back
-        previous = {
-            name: read_table(state_dir, _stem(name), objects=_objects(f)) for name, f in frames.items()
-        }
+        # A state from before fits were kept has none for the notes not rescored: keep none then
+        # (the next incremental run rescores high-volume flips fully, as this one did). The
+        # selector read the last fits once; merged, they are written now and dropped.
+        if selector.previous_fits is not None:
+            new_fits = RS.fits_table(result.runs, ids, np.ones(ids.shape[0], dtype=bool))  # (their space)
+            merged = RS.merge_fits(new_fits, selector.previous_fits, ids)
+            selector.previous_fits = None
+            clock.phase("write fits", functools.partial(write_table, merged, state_dir, "fits"))
+            del new_fits, merged
         # scored_notes and aux_note_info hold the rescored notes' rows only; a full run's rows are
         # the notes with a notes or status-history row. The status history covers every note.
+        # One of the last run's tables at a time, kept only for its merge (then its row keys).
         listed = note_ids[result.inputs.notes["inStatusHistory"].to_numpy(bool)]
-        frames = {
-            name: RS.merge_rows(f, previous[name], ids, universe=None if name == _NSH else listed)
-            for name, f in frames.items()
-        }
-        spliced = previous
+        merged_frames = {}
+        for name, frame in frames.items():
+            # text columns read as the new rows hold them (objects), so the merge casts none back
+            old = read_table(state_dir, _stem(name), objects=_objects(frame))
+            previous_keys[name] = old["noteId"].to_numpy(np.int64)
+            merged_frames[name] = RS.merge_rows(frame, old, ids, universe=None if name == _NSH else listed)
+            del old
+        frames = merged_frames
         notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
-        # A state from before fits were kept has none for the notes not rescored: keep none then
-        # (the next incremental run rescores high-volume flips fully, as this one did).
-        fits: list[pd.DataFrame] | None = None
-        if selector.previous_fits is not None:  # read once, by the selector
-            new_fits = RS.fits_table(result.runs, ids, np.ones(ids.shape[0], dtype=bool))  # (their space)
-            fits = [RS.merge_fits(new_fits, selector.previous_fits, ids)]
     else:  # written now, a scorer at a time as the kept runs give them: never whole
-        begin_save(state_dir, FINAL_DIR)
-        every = np.ones(note_ids.shape[0], dtype=bool)
         fits_of = functools.partial(RS.fits_frames, result.runs, note_ids, every)
         clock.phase("write fits", lambda: write_table(fits_of(), state_dir, "fits"))
-        fits = None
 
     # The rater flags are the whole dataset's either way: the selector's table is this one.
     raters = selector.raters if selector is not None and selector.raters is not None else None
@@ -274,20 +276,17 @@ def final_phase(
         for name, frame in frames.items():
             write_table(frame, state_dir, _stem(name), output=True)
         write_table(notes, state_dir, "notes")
-        if fits is not None:
-            write_table(fits, state_dir, "fits")
         write_table(raters, state_dir, "raters")
 
     # The Parquet tables are written on a second thread while this one writes the texts: on two
     # cores the other one is idle here, and Parquet encoding runs without the GIL. Each old text
     # is read before its new one replaces it; the run table, which marks the state complete, is
-    # removed first (``begin_save``; a full run did so before its fits) and written last.
-    begin_save(state_dir, FINAL_DIR)
+    # removed first (``begin_save``, before the fits) and written last.
     with ThreadPoolExecutor(1) as pool:
         written = pool.submit(clock.phase, "write state", tables)
         for name, frame in frames.items():
             write = functools.partial(
-                _write_text, frame, name, spliced.get(name), ids, text_path(state_dir, name)
+                _write_text, frame, name, previous_keys.get(name), ids, text_path(state_dir, name)
             )
             clock.phase(f"write {name}", functools.partial(write_text, state_dir, name, write))
         written.result()
@@ -311,23 +310,22 @@ def _stem(name: str) -> str:
 def _write_text(
     frame: pd.DataFrame,
     name: str,
-    previous: pd.DataFrame | None,
+    old_keys: np.ndarray | None,
     ids: np.ndarray,
     old_text: Path,
     out: IO[bytes],
 ) -> None:
-    """The TSV text of ``frame`` (output file ``name``) to ``out``. With ``previous`` (the last
-    run's table of it), the last run's text ``old_text`` with the ``ids`` rows reformatted: the
+    """The TSV text of ``frame`` (output file ``name``) to ``out``. With ``old_keys`` (the keys of
+    the last run's rows), the last run's text ``old_text`` with the ``ids`` rows reformatted: the
     same bytes as formatting the whole frame, the old text read in bounded chunks. The whole
     frame is formatted when there is no old text or it cannot be spliced."""
     columns = COLUMNS[name]
-    if previous is not None and old_text.is_file():
+    if old_keys is not None and old_text.is_file():
         keys = frame["noteId"].to_numpy(np.int64)
         rows = frame[np.isin(keys, ids)]
         with open(old_text, "rb") as old, tempfile.TemporaryFile(dir=old_text.parent) as new:
             write_rows(new, rows, columns)
-            old_keys, new_keys = previous["noteId"].to_numpy(np.int64), rows["noteId"].to_numpy(np.int64)
-            if splice_rows(old, old_keys, new, new_keys, keys, out):
+            if splice_rows(old, old_keys, new, rows["noteId"].to_numpy(np.int64), keys, out):
                 return
     write_rows(out, frame, columns)
 
