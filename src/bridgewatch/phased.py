@@ -247,14 +247,17 @@ def final_phase(
         # the notes with a notes or status-history row. The status history covers every note.
         # One of the last run's tables at a time, kept only for its merge (then its row keys).
         listed = note_ids[result.inputs.notes["inStatusHistory"].to_numpy(bool)]
-        merged_frames = {}
-        for name, frame in frames.items():
+
+        def merged(name: str, frame: pd.DataFrame) -> pd.DataFrame:
             # text columns read as the new rows hold them (objects), so the merge casts none back
             old = read_table(state_dir, _stem(name), objects=_objects(frame))
             previous_keys[name] = old["noteId"].to_numpy(np.int64)
-            merged_frames[name] = RS.merge_rows(frame, old, ids, universe=None if name == _NSH else listed)
-            del old
-        frames = merged_frames
+            return RS.merge_rows(frame, old, ids, universe=None if name == _NSH else listed)
+
+        frames = {
+            name: clock.phase(f"merge {name}", functools.partial(merged, name, f))
+            for name, f in frames.items()
+        }
         notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
     else:  # written now, a scorer at a time as the kept runs give them: never whole
         fits_of = functools.partial(RS.fits_frames, result.runs, note_ids, every)

@@ -309,8 +309,14 @@ def merge_rows(
     from_new = np.flatnonzero(~np.isin(new_keys, take_prev))
     rows = np.concatenate([from_new, len(new) + np.flatnonzero(np.isin(old_keys, take_prev))])
     keys = np.concatenate([new_keys, old_keys])[rows]
-    both = pd.concat([new, old], ignore_index=True)
-    return both.take(rows[np.argsort(keys, kind="stable")]).reset_index(drop=True)
+    order = rows[np.argsort(keys, kind="stable")]
+    # A column at a time: the two frames concatenated, then taken, were two copies of the whole
+    # table at once (an incremental run's rows are mostly the last run's: the whole table).
+    columns = {}
+    for c in new.columns:
+        both = pd.concat([new[c], old[c]], ignore_index=True)
+        columns[c] = both.take(order).reset_index(drop=True)
+    return pd.DataFrame(columns, copy=False)
 
 
 @dataclass(frozen=True, eq=False)
