@@ -229,7 +229,6 @@ def final_phase(
     rescored = -1
     previous_keys: dict[str, np.ndarray] = {}  # the last run's rows, whose texts take the new ones
     ids = note_ids[:0]
-    every = np.ones(note_ids.shape[0], dtype=bool)
     begin_save(state_dir, FINAL_DIR)  # (the selector has read the last run's table)
     if selector is not None and selector.selected is not None:
         ids = note_ids[selector.selected]
@@ -260,6 +259,7 @@ def final_phase(
         }
         notes = RS.merge_rows(notes, read_table(state_dir, "notes"), ids)
     else:  # written now, a scorer at a time as the kept runs give them: never whole
+        every = np.ones(note_ids.shape[0], dtype=bool)
         fits_of = functools.partial(RS.fits_frames, result.runs, note_ids, every)
         clock.phase("write fits", lambda: write_table(fits_of(), state_dir, "fits"))
 
@@ -269,11 +269,8 @@ def final_phase(
         raters = _rater_table(result.inputs)
     warnings = (*dataset.warnings, *result.warnings)
     # Everything left is written from the frames and tables above: the run's ratings (a subset's
-    # copy when integrity filtered some), every scorer's kept run and the last run's fits go
-    # before the writing, whose peak is a frame's Arrow copy.
+    # copy when integrity filtered some) and every scorer's kept run go before the writing.
     del result
-    if selector is not None:
-        selector.previous_fits = None
 
     def tables() -> None:
         for name, frame in frames.items():

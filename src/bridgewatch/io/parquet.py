@@ -9,8 +9,9 @@ value in one block is still text), so every block is written with the same one.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ def write_parquet_blocks(
     schema = pa.Schema.from_pandas(first, preserve_index=False)
     with pq.ParquetWriter(path, schema, compression="snappy", **options) as writer:  # type: ignore[arg-type]
         rows = 0
-        for frame in _chain(first, chunks):
+        for frame in itertools.chain([first], chunks):
             for start in range(0, len(frame), block_rows):
                 block = frame.iloc[start : start + block_rows]
                 table = pa.Table.from_pandas(block, schema=schema, preserve_index=False)
@@ -53,11 +54,6 @@ def write_parquet_blocks(
                 rows += len(block)
         if rows == 0:  # one empty row group, as pyarrow writes an empty table
             writer.write_table(pa.Table.from_pandas(first.iloc[:0], schema=schema, preserve_index=False))
-
-
-def _chain(first: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    yield first
-    yield from rest
 
 
 def _nan_values(table: pa.Table, frame: pd.DataFrame) -> pa.Table:
