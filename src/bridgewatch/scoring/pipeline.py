@@ -324,6 +324,10 @@ def _final(
     if skipped:
         names = [n for n in pre.order or sorted(skipped) if n in skipped]
         warnings.append(f"scorers without enough data (skipped): {', '.join(names)}")
+    # The outputs' assembly reads neither the rating values nor the rater-ordered index, which
+    # the fits read last: their pages (read-only mappings of the columnar cache) go back to the
+    # page cache instead of counting in the process through it (8 bytes a rating).
+    matrix.release("value", "by_rater")
 
     def columns() -> dict[str, np.ndarray]:
         out = A.scored_columns(inputs, runs, topic_ids)
