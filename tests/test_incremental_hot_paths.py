@@ -18,6 +18,7 @@ from bridgewatch import runner
 from bridgewatch.io import heap
 from bridgewatch.io.matrix import build_rating_matrix, index_dtype
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
+from bridgewatch.scoring import compact as compact_module
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import rescore as RS
 from bridgewatch.scoring.capture import drop_captured_out
@@ -308,8 +309,12 @@ def _reused_fits_groupby(table, note_ids, partial, high_flipped=None):
     return out
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("optional", [True, False])
-def test_reused_fits_equals_the_groupby_form(optional: bool) -> None:
+def test_reused_fits_equals_the_groupby_form(optional: bool, sparse: bool, monkeypatch) -> None:
+    # ``sparse``: values kept compact (as at X's scale, where ``compact`` applies), read back the same
+    if sparse:
+        monkeypatch.setattr(compact_module, "MIN_ENTRIES", 0)
     rng = np.random.default_rng(4)
     n_rows = 400
     table = pd.DataFrame(
@@ -334,7 +339,11 @@ def test_reused_fits_equals_the_groupby_form(optional: bool) -> None:
         assert got[name].fixed is partial and got[name].high_flipped is flipped
         assert list(got[name].values) == list(want[name].values)
         for f, v in want[name].values.items():
-            np.testing.assert_array_equal(got[name].values[f], v)
+            kept = got[name].values[f]
+            assert isinstance(kept, pd.arrays.SparseArray) == (sparse and np.isnan(v).mean() >= 0.5)
+            np.testing.assert_array_equal(np.asarray(kept), v)
+            fresh = np.arange(v.shape[0], dtype=np.float64)
+            np.testing.assert_array_equal(got[name].take(f, fresh), want[name].take(f, fresh))
     assert RS.reused_fits(table.iloc[:0], note_ids, partial) == {}
 
 

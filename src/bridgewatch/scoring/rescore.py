@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.io.matrix import RatingMatrix, first_positions
+from bridgewatch.scoring.compact import compact
 from bridgewatch.scoring.rating_pass import note_counts
 
 HOUR_MILLIS = 3_600_000
@@ -149,8 +150,9 @@ class ReusedFits:
     """One scorer's fits carried over from the previous final run (partial rescoring).
 
     ``fixed``: bool[N] notes (of the matrix being scored) whose fits are not redone;
-    ``values``: ``FIT_NAMES`` → float64[N], the previous run's values (read on ``fixed`` only;
-    an ``OPTIONAL_FITS`` name the previous state lacks is absent).
+    ``values``: ``FIT_NAMES`` → float64[N] (or its ``compact`` form: read through ``np.asarray``),
+    the previous run's values (read on ``fixed`` only; an ``OPTIONAL_FITS`` name the previous
+    state lacks is absent).
     The NoHighVol refit runs; every other fit skips the ``fixed`` notes' ratings. ``high_flipped``:
     bool[U] raters whose high-volume flag alone flipped since that run (None: unknown), from
     which a scorer whose NoHighVol values depend on each note's ratings only (Gaussian) tells
@@ -402,7 +404,9 @@ def reused_fits(
         for f, column in columns.items():  # an OPTIONAL_FITS name an older state lacks is absent
             v = np.full(index.shape[0], np.nan)
             v[pos[rows]] = column[rows]
-            values[f] = v
+            # kept sparse: read on the few partial notes only, it was 8 bytes a note a fit a
+            # scorer (~1.9 KB a note over ~30 scorers) for the incremental run's whole scoring
+            values[f] = compact(v)
         out[name] = ReusedFits(partial, values, high_flipped)
     return out
 
