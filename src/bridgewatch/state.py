@@ -208,8 +208,12 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
         rows.append(row)
         if r.helpfulness is not None:
             _write(r.helpfulness.reset_index(drop=True), root / "helpfulness" / f"{name}.parquet")
-    _write(pd.DataFrame(notes), root / "notes.parquet")
-    _write(pd.DataFrame(raters), root / "raters.parquet")
+    # The tables are every scorer's columns side by side: over the columns as they are (no
+    # consolidating copy of them all), written a block of rows at a time (``_write``).
+    _write(pd.DataFrame(notes, copy=False), root / "notes.parquet")
+    del notes
+    _write(pd.DataFrame(raters, copy=False), root / "raters.parquet")
+    del raters
     cols = {k: np.concatenate(v) if v else np.zeros(0, dtype=object) for k, v in extra.items()}
     _write(pd.DataFrame({k: pd.Series(v, dtype=str) for k, v in cols.items()}), root / _SCORED_EXTRA)
     _write(pd.DataFrame(rows), root / "scorers.parquet")
