@@ -29,9 +29,7 @@ from bridgewatch.scoring import assemble as A
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.contributor import contributor_scores
-from bridgewatch.scoring.explanation import apply_explanation, tag_counts
-from bridgewatch.scoring.history import rescoring_rules, update_status_history
-from bridgewatch.scoring.meta import explanation_flags, meta_score
+from bridgewatch.scoring.final_outputs import FinalNotes, FinalResult, final_outputs
 from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_ratings
 from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
@@ -137,33 +135,6 @@ def previous_status(nsh: pd.DataFrame, note_ids: np.ndarray) -> np.ndarray:
     )
     out[pos[ok]] = codes.astype(np.int8)
     return out
-
-
-@dataclass(frozen=True, eq=False)
-class FinalNotes:
-    """Per note of the matrix (N, ``note_ids`` order): what contributor scoring reads from final.
-
-    ``final_status``: object[N] status names; ``core_intercept``: float64[N] (NaN unscored);
-    ``latest_non_nmr``: float64[N] updated ``timestampMillisOfLatestNonNMRStatus`` (NaN none).
-    """
-
-    note_ids: np.ndarray
-    final_status: np.ndarray
-    core_intercept: np.ndarray
-    latest_non_nmr: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class FinalResult:
-    """Final scoring's three output frames, each scorer's run and the per-note ``FinalNotes``."""
-
-    scored_notes: pd.DataFrame
-    note_status_history: pd.DataFrame
-    aux_note_info: pd.DataFrame
-    runs: dict[str, ScorerRun]
-    notes: FinalNotes
-    warnings: tuple[str, ...]
-    inputs: ScoringInputs
 
 
 def _matrix(dataset: Dataset, rating_keep: np.ndarray | None):
@@ -324,71 +295,9 @@ def _final(
     if skipped:
         names = [n for n in pre.order or sorted(skipped) if n in skipped]
         warnings.append(f"scorers without enough data (skipped): {', '.join(names)}")
-    # The outputs' assembly reads neither the rating values nor the rater-ordered index, which
-    # the fits read last: their pages (read-only mappings of the columnar cache) go back to the
-    # page cache instead of counting in the process through it (8 bytes a rating).
-    matrix.release("value", "by_rater")
-
-    def columns() -> dict[str, np.ndarray]:
-        out = A.scored_columns(inputs, runs, topic_ids)
-        created = inputs.notes["createdAtMillis"]
-        out["rescoringActiveRules"] = rescoring_rules(
-            matrix.note_ids, created, nsh, epoch_millis=epoch_millis
-        )
-        return out
-
-    scored: dict[str, np.ndarray] = clock.phase("output columns", columns)  # type: ignore[assignment]
-    counts = tag_counts(matrix.note, matrix.tags, matrix.n_notes, schema.RATING_TAGS)
-    counts_frame = pd.DataFrame(counts, columns=list(schema.RATING_TAGS))
-    counts_frame.insert(0, "noteId", matrix.note_ids)
-    meta_in = A.meta_frame(inputs, scored)
-    flags = explanation_flags(counts_frame, config)
-    meta = clock.phase(
-        "meta",
-        functools.partial(
-            meta_score, meta_in, nsh, epoch_millis=epoch_millis, config=config, explanation=flags
-        ),
+    return final_outputs(
+        inputs, runs, topic_ids, notes, nsh, epoch_millis, config, clock.phase, rows, warnings
     )
-    final_codes = np.array([schema.STATUS_CODES[s] for s in meta["finalRatingStatus"]], dtype=np.int8)
-    ex = config.explanation
-    tags = apply_explanation(
-        final_codes,
-        counts[:, : len(schema.HELPFUL_TAGS)],
-        counts[:, len(schema.HELPFUL_TAGS) :],
-        min_ratings_to_get_tag=ex.min_ratings_to_get_tag,
-        min_tags_needed=ex.min_tags_needed_for_status,
-    )
-    history_in = pd.concat([meta, meta_in.drop(columns=["noteId"])], axis=1)
-    # Each per-note intermediate goes once read: at X's 2.5M notes they are ~1 KB a note each.
-    del meta_in, counts_frame
-    new_nsh = clock.phase(
-        "status history",
-        functools.partial(
-            update_status_history, nsh, notes, history_in, epoch_millis=epoch_millis, config=config
-        ),
-    )
-    del history_in
-    keep_rows = inputs.notes["inStatusHistory"].to_numpy(bool)
-    if rows is not None:  # an incremental run: the other notes' rows come from the last run
-        keep_rows = keep_rows & rows
-    core_intercept = np.asarray(scored.get("coreNoteIntercept", np.full(matrix.n_notes, np.nan)), np.float64)
-    scored_frame = clock.phase(
-        "scored_notes frame",
-        functools.partial(A.scored_notes_frame, inputs, scored, meta, tags, new_nsh, keep_rows, runs),
-    )
-    del scored, tags
-    aux = clock.phase(
-        "aux_note_info frame",
-        functools.partial(A.aux_frame, inputs, runs, meta, counts, nsh, keep_rows, epoch_millis),
-    )
-    latest = new_nsh.set_index("noteId")["timestampMillisOfLatestNonNMRStatus"]
-    final_notes = FinalNotes(
-        matrix.note_ids,
-        meta["finalRatingStatus"].to_numpy(dtype=object),
-        core_intercept,
-        latest.reindex(matrix.note_ids).to_numpy(np.float64),
-    )
-    return FinalResult(scored_frame, new_nsh, aux, runs, final_notes, tuple(warnings), inputs)
 
 
 @serial_blas
