@@ -19,7 +19,7 @@ import pytest
 
 from bridgewatch import schema
 from bridgewatch.io import read_dataset
-from bridgewatch.io.tsv import frame_text, splice_rows
+from bridgewatch.io.tsv import splice_rows
 from bridgewatch.runner import score_directory
 from bridgewatch.scoring import rescore as RS
 from bridgewatch.scoring.config import FilterConfig, MFConfig, ScoringConfig
@@ -30,6 +30,7 @@ from bridgewatch.scoring.scorer_specs import core, expansion, gaussian
 from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 from bridgewatch.sim.yesterday import hold_back
+from texts import frame_text
 
 EPOCH = 1_795_305_600_000
 HOUR = 3_600_000

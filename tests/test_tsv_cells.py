@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bridgewatch.io.tsv import frame_text, write_frame, write_rows, write_tsv
+from bridgewatch.io.tsv import write_frame, write_rows, write_tsv
 from bridgewatch.io.tsv_cells import column_cells, frame_cells, rows_text
+from texts import frame_text
 
 
 def _pandas_text(frame: pd.DataFrame, columns: list[str]) -> bytes:

@@ -92,13 +92,6 @@ def _cells(frame: pd.DataFrame, columns: Sequence[str]) -> list[np.ndarray]:
     return cells
 
 
-def frame_text(frame: pd.DataFrame, columns: Sequence[str]) -> bytes:
-    """The bytes ``write_tsv`` writes for ``frame`` (header included), in memory."""
-    buf = io.BytesIO()
-    write_rows(buf, frame, columns)
-    return buf.getvalue()
-
-
 # Bytes read at a time when scanning or copying a text (bounded, whatever the file's size).
 _CHUNK = 1 << 24
 

@@ -154,7 +154,7 @@ def meta_frame(inputs: ScoringInputs, scored: Mapping[str, np.ndarray]) -> pd.Da
     column insertions one by one cost ~10 ms a run), over the columns' own arrays: meta and the
     status history only read it, and a copy was ~0.5 KB a note beside ``scored``. Text columns
     stay the object arrays they are: inferred as pandas' str dtype, each became an Arrow copy
-    (~0.6 KB a note in all, outside the Python heap)."""
+    outside the Python heap (at ``large`` ~0.6 KB a note in all)."""
     columns = {
         k: pd.Series(v, dtype=object, copy=False) if v.dtype == object else v for k, v in scored.items()
     }

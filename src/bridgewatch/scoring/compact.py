@@ -158,8 +158,9 @@ class Coded:
 
 
 def code(values: np.ndarray) -> object:
-    """An object column as ``Coded`` when it has ``MIN_ENTRIES`` or more entries, at most 127
-    distinct values, and no missing value but None (kept as None); else unchanged."""
+    """An object column as ``Coded`` when it has ``MIN_ENTRIES`` or more entries, at most 126
+    distinct values besides None (an int8 code each, None's -1), and no missing value but None
+    (kept as None); else unchanged."""
     values = np.asarray(values)
     if values.dtype != object or values.ndim != 1 or values.size < max(MIN_ENTRIES, 1):
         return values

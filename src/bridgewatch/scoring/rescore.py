@@ -405,7 +405,7 @@ def reused_fits(
             v = np.full(index.shape[0], np.nan)
             v[pos[rows]] = column[rows]
             # kept sparse: read on the few partial notes only, it was 8 bytes a note a fit a
-            # scorer (~1.9 KB a note over ~30 scorers) for the incremental run's whole scoring
+            # scorer (~1.9 KB a note over ~30 scorers, by dtype) for the incremental run's scoring
             values[f] = compact(v)
         out[name] = ReusedFits(partial, values, high_flipped)
     return out
