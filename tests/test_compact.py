@@ -24,6 +24,7 @@ from bridgewatch.scoring.compact import (
     expand,
     expand_fields,
     expand_frame,
+    expand_rows,
     kept_bytes,
     overlay,
     pack,
@@ -235,6 +236,27 @@ def test_pack_expands_bit_for_bit_and_narrows_only_when_exact() -> None:
     assert kept_bytes(pack(counts)) < counts.nbytes / 4
     assert kept_bytes(pack(wide)) == wide.nbytes
     assert pack(np.array(["a"], dtype=object)).dtype == object  # text stays as it is
+
+
+def test_rows_of_a_packed_column_are_its_expanded_rows() -> None:
+    """``expand_rows`` gives a block of what ``expand`` gives, bit for bit, from every kept form."""
+    rng = np.random.default_rng(8)
+    narrow = rng.random((1000, 2)).astype(np.float32).astype(np.float64)
+    narrow[100:, 0] = np.nan
+    narrow[5, 1] = -0.0
+    narrow[7, 0] = -np.float64(np.nan)
+    sparse_neg = np.full(1000, -np.float64(np.nan))  # a -NaN fill, as NaN arithmetic leaves it
+    sparse_neg[::50] = rng.random(20)
+    counts = np.zeros(1000, dtype=np.int64)
+    counts[::13] = 7
+    cases = [(pack(narrow), narrow), (pack(rng.random(1000)), None), (pack(counts), counts),
+             (compact(sparse_neg), sparse_neg), (narrow, narrow)]  # fmt: skip
+    for kept, full in cases:
+        full = np.asarray(expand(kept)) if full is None else full
+        for start, stop in ((0, 1000), (0, 1), (333, 777), (990, 1000), (1000, 1000)):
+            for column in (None,) if full.ndim == 1 else (0, 1):
+                want = full[start:stop] if column is None else full[start:stop, column]
+                _same(expand_rows(kept, start, stop, column), want)
 
 
 def test_packed_frame_keeps_dtypes_index_and_text() -> None:

@@ -378,3 +378,39 @@ def test_final_scoring_gives_a_newer_note_its_posts_topic(community: Path, incre
     names = out.scored_notes.set_index("noteId")["noteTopic"]
     assert row["noteTopic"] == names.loc[shared.index[1]]
     assert isinstance(row["noteTopic"], str)
+
+
+def test_packed_states_write_the_tables_dense_ones_do_a_block_at_a_time(
+    community: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The prescore phase keeps each scorer's state packed and ``save_prescoring`` expands the wide
+    tables a block of rows at a time: the same tables as from the float64 states, in many row
+    groups, and the same prescoring read back."""
+    import pyarrow.parquet as pq
+
+    from bridgewatch import state as S
+    from bridgewatch.scoring.pipeline import prescore_dataset
+    from bridgewatch.scoring.scorer_run import pack_prescore
+
+    dataset = read_dataset(community)
+    pre = prescore_dataset(dataset, seed=3, scorers=SCORERS)
+    S.save_prescoring(pre, tmp_path / "dense", None, 3)
+    packed = dataclasses.replace(pre, scorers={k: pack_prescore(v) for k, v in pre.scorers.items()})
+    monkeypatch.setattr(S, "WIDE_BLOCK_BYTES", 8 * 60 * 7)  # 7 rows a block over ~60 columns
+    S.save_prescoring(packed, tmp_path / "packed", None, 3)
+    for table in ("notes", "raters"):
+        dense = tmp_path / "dense" / "prescore" / f"{table}.parquet"
+        blocks = tmp_path / "packed" / "prescore" / f"{table}.parquet"
+        assert pq.ParquetFile(dense).num_row_groups == 1
+        assert pq.ParquetFile(blocks).num_row_groups > 2
+        pd.testing.assert_frame_equal(pd.read_parquet(blocks), pd.read_parquet(dense), check_exact=True)
+    a, _, _ = load_prescoring(tmp_path / "dense", SCORERS)
+    b, _, _ = load_prescoring(tmp_path / "packed", SCORERS)
+    for name, state in a.scorers.items():
+        other = b.scorers[name]
+        for field in ("note_intercept", "note_factor", "rater_intercept", "rater_factor"):
+            want = getattr(state.pre.params, field)
+            assert getattr(other.pre.params, field).tobytes() == want.tobytes(), (name, field)
+        assert np.array_equal(other.pre.helpful_raters, state.pre.helpful_raters)
+        assert np.array_equal(other.thresholds, state.thresholds)
+        pd.testing.assert_frame_equal(other.pre.helpfulness, state.pre.helpfulness, check_exact=True)

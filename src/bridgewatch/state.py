@@ -23,7 +23,7 @@ computes in memory (``--phase all``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -35,7 +35,8 @@ import pyarrow.parquet as pq
 
 from bridgewatch.errors import ConfigError, DataFormatError
 from bridgewatch.io.atomic import atomic_path
-from bridgewatch.io.parquet import write_parquet_blocks
+from bridgewatch.io.parquet import BLOCK_ROWS, write_parquet_blocks
+from bridgewatch.scoring.compact import expand, expand_frame, expand_rows
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.phases import Prescoring, unread_params
@@ -48,6 +49,8 @@ _SCORED_EXTRA = "scored_extra.parquet"
 FINAL_DIR = "final"
 _NOTE_DIL = ("note_intercept", "note_factor", "note_intercept_round2")
 _RATER_DIL = ("rater_intercept", "rater_intercept_round2", "rater_factor", "rater_reputation")
+# Bytes of one row group of a wide prescoring table (``_block_frames``; 8 bytes a cell).
+WIDE_BLOCK_BYTES = 1 << 24
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,10 +149,40 @@ class _Columns:
         return column.to_numpy(zero_copy_only=False)  # read-only, as a frame's column under copy-on-write
 
 
-def _param_columns(cols: dict, name: str, tag: str, vec: np.ndarray, mat: np.ndarray) -> None:
-    cols[f"{name}|{tag}i"] = np.asarray(vec, dtype=np.float64)
-    for j in range(mat.shape[1]):
-        cols[f"{name}|{tag}f{j}"] = np.asarray(mat[:, j], dtype=np.float64)
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """A column of a wide state table, expanded a block of rows at a time (``compact.expand_rows``):
+    ``source`` may be packed (``pack_prescore``), ``column`` picks a 2-D one's column."""
+
+    source: object
+    dtype: np.dtype
+    column: int | None = None
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return expand_rows(self.source, start, stop, self.column).astype(self.dtype, copy=False)
+
+
+def _block_frames(columns: dict[str, _Rows], n: int) -> Iterator[pd.DataFrame]:
+    """The table of ``columns`` (``n`` rows) as frames of ~``WIDE_BLOCK_BYTES`` (one row group
+    each): only one block of every column is ever expanded, and encoded, at a time. A scorer's
+    states are ~12 columns, so a block of ``io.parquet.BLOCK_ROWS`` rows over ~24 scorers' would
+    be ~0.6 GB, twice over with its Arrow copy, against ~1 GB of packed states at X's scale."""
+    rows = max(1, min(BLOCK_ROWS, WIDE_BLOCK_BYTES // (8 * max(len(columns), 1))))
+    for start in range(0, max(n, 1), rows):
+        stop = min(n, start + rows)
+        yield pd.DataFrame({k: v.rows(start, stop) for k, v in columns.items()}, copy=False)
+
+
+def _dtype(values: object) -> np.dtype:
+    """The dtype ``values`` expands to (a ``Packed`` keeps its array's)."""
+    dtype = getattr(values, "dtype", None)
+    return np.dtype(dtype if dtype is not None else np.asarray(values).dtype)
+
+
+def _param_columns(cols: dict, name: str, tag: str, vec: object, mat: object) -> None:
+    cols[f"{name}|{tag}i"] = _Rows(vec, np.dtype(np.float64))
+    for j in range(mat.shape[1]):  # type: ignore[attr-defined]
+        cols[f"{name}|{tag}f{j}"] = _Rows(mat, np.dtype(np.float64), j)
 
 
 def begin_save(state_dir: Path, phase: str) -> None:
@@ -164,55 +197,59 @@ def begin_save(state_dir: Path, phase: str) -> None:
 
 def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState | None, seed: int) -> None:
     """Write ``pre`` (and the integrity groups it was computed with) under ``state_dir/prescore``;
-    ``run.parquet``, which marks it whole, last (``begin_save``)."""
+    ``run.parquet``, which marks it whole, last (``begin_save``). Its states may be packed
+    (``pack_prescore``, as the prescore phase keeps them): the wide tables expand a block at a time."""
     root = Path(state_dir) / PRESCORE_DIR
     begin_save(state_dir, PRESCORE_DIR)
-    notes: dict[str, np.ndarray] = {"noteId": pre.note_ids}
-    raters: dict[str, np.ndarray] = {"raterParticipantId": pre.rater_ids.astype(str)}
+    rater_text = pre.rater_ids.astype(str)
+    notes: dict[str, _Rows] = {"noteId": _Rows(pre.note_ids, pre.note_ids.dtype)}
+    raters: dict[str, _Rows] = {"raterParticipantId": _Rows(rater_text, rater_text.dtype)}
     if pre.note_topic is not None:
-        notes["topic"] = pre.note_topic.astype(np.int64)
+        notes["topic"] = _Rows(pre.note_topic, np.dtype(np.int64))
     rows = []
-    rater_index = pd.Index(pre.rater_ids.astype(str))
+    rater_index = pd.Index(rater_text)
     extra: dict[str, list[np.ndarray]] = {"scorer": [], "participantId": []}
+    f64, i8, flag = np.dtype(np.float64), np.dtype(np.int8), np.dtype(bool)
     for name, s in pre.scorers.items():
         r = s.pre
-        if r.helpfulness is not None:
-            raters[f"{name}|scored"], ids = _scored_mask(rater_index, r.helpfulness)
+        helpfulness = expand_frame(r.helpfulness)
+        if helpfulness is not None:
+            mask, ids = _scored_mask(rater_index, helpfulness)
+            raters[f"{name}|scored"] = _Rows(mask, flag)
             extra["scorer"].append(np.full(ids.shape[0], name, dtype=object))
             extra["participantId"].append(ids)
         _param_columns(notes, name, "n", r.params.note_intercept, r.params.note_factor)
         _param_columns(notes, name, "n1", r.first_round.note_intercept, r.first_round.note_factor)
-        notes[f"{name}|prov"] = r.provisional_status.astype(np.int8)
+        notes[f"{name}|prov"] = _Rows(r.provisional_status, i8)
         _param_columns(raters, name, "r", r.params.rater_intercept, r.params.rater_factor)
         _param_columns(raters, name, "r1", r.first_round.rater_intercept, r.first_round.rater_factor)
-        raters[f"{name}|helpful"] = r.helpful_raters.astype(bool)
-        raters[f"{name}|incnum"] = np.asarray(s.incorrect_num, dtype=np.float64)
-        raters[f"{name}|inctotal"] = np.asarray(s.incorrect_total, dtype=np.float64)
+        raters[f"{name}|helpful"] = _Rows(r.helpful_raters, flag)
+        raters[f"{name}|incnum"] = _Rows(s.incorrect_num, f64)
+        raters[f"{name}|inctotal"] = _Rows(s.incorrect_total, f64)
         row = {
             "scorer": name, "mu": r.params.mu, "mu1": r.first_round.mu,
             "k": r.params.note_factor.shape[1], "numRatings": r.final_round_num_ratings,
             "numNotes": r.final_round_num_notes, "numUsers": r.final_round_num_users,
-            "round1Mse": r.round1_mse, "hasHelpfulness": r.helpfulness is not None,
-            "incDtype": str(np.asarray(s.incorrect_num).dtype), "hasDiligence": s.diligence is not None,
+            "round1Mse": r.round1_mse, "hasHelpfulness": helpfulness is not None,
+            "incDtype": str(_dtype(s.incorrect_num)), "hasDiligence": s.diligence is not None,
         }  # fmt: skip
-        for j, t in enumerate(s.thresholds):
+        for j, t in enumerate(np.asarray(expand(s.thresholds))):
             row[f"threshold{j}"] = float(t)
         d = s.diligence
         if d is not None:
             for field in _NOTE_DIL:
-                notes[f"{name}|dil_{field}"] = getattr(d, field)
+                notes[f"{name}|dil_{field}"] = _Rows(getattr(d, field), _dtype(getattr(d, field)))
             for field in _RATER_DIL:
-                raters[f"{name}|dil_{field}"] = getattr(d, field)
-            row.update({f"dilG{j}": g for j, g in enumerate(d.global_intercepts)})
+                raters[f"{name}|dil_{field}"] = _Rows(getattr(d, field), _dtype(getattr(d, field)))
+            row.update({f"dilG{j}": g for j, g in enumerate(expand(d.global_intercepts))})
             row.update(dilRatings=d.n_ratings, dilNotes=d.n_notes, dilRaters=d.n_raters)
         rows.append(row)
-        if r.helpfulness is not None:
-            _write(r.helpfulness.reset_index(drop=True), root / "helpfulness" / f"{name}.parquet")
-    # The tables are every scorer's columns side by side: over the columns as they are (no
-    # consolidating copy of them all), written a block of rows at a time (``_write``).
-    _write(pd.DataFrame(notes, copy=False), root / "notes.parquet")
+        if helpfulness is not None:
+            _write(helpfulness.reset_index(drop=True), root / "helpfulness" / f"{name}.parquet")
+        del helpfulness
+    _write(_block_frames(notes, pre.note_ids.shape[0]), root / "notes.parquet")
     del notes
-    _write(pd.DataFrame(raters, copy=False), root / "raters.parquet")
+    _write(_block_frames(raters, rater_text.shape[0]), root / "raters.parquet")
     del raters
     cols = {k: np.concatenate(v) if v else np.zeros(0, dtype=object) for k, v in extra.items()}
     _write(pd.DataFrame({k: pd.Series(v, dtype=str) for k, v in cols.items()}), root / _SCORED_EXTRA)

@@ -258,6 +258,19 @@ def expand(values: object) -> object:
     return out
 
 
+def expand_rows(values: object, start: int, stop: int, column: int | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of ``expand(values)`` (of its column ``column`` when 2-D), bit for bit,
+    expanding only those rows: a packed state is written a block of rows at a time without a
+    full-size copy of any column. ``values``: a ``Packed``, ``SparseArray`` or ndarray."""
+    if isinstance(values, Packed):
+        part = np.asarray(values.columns[column or 0][start:stop])
+        return part.astype(values.dtype, copy=False)
+    if isinstance(values, pd.arrays.SparseArray):
+        return np.asarray(values[start:stop])
+    block = np.asarray(values)[start:stop]
+    return block if column is None else block[:, column]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PackedFrame:
     """A DataFrame whose numeric columns are ``Packed`` (text columns kept as they are)."""
