@@ -414,3 +414,32 @@ def test_packed_states_write_the_tables_dense_ones_do_a_block_at_a_time(
         assert np.array_equal(other.pre.helpful_raters, state.pre.helpful_raters)
         assert np.array_equal(other.thresholds, state.thresholds)
         pd.testing.assert_frame_equal(other.pre.helpfulness, state.pre.helpfulness, check_exact=True)
+
+
+def test_final_scoring_reads_each_state_packed_and_remaps_it_packed(community: Path, tmp_path: Path) -> None:
+    """``load_prescoring(packed=True)`` (what final scoring holds) expands to the float64 states,
+    and moving it to another index space keeps it packed, with the values ``remap`` gives."""
+    from bridgewatch.scoring.compact import Packed
+    from bridgewatch.scoring.phases import remap_prescoring
+    from bridgewatch.scoring.scorer_run import expand_prescore
+
+    state = tmp_path / "state"
+    _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    kw = {"helpfulness_columns": SCORED_RATER_COLUMNS, "first_round": False}
+    dense, _, _ = load_prescoring(state, SCORERS, **kw)
+    packed, _, _ = load_prescoring(state, SCORERS, packed=True, **kw)
+    notes = np.concatenate([dense.note_ids[::-1], [10**15]])  # reordered, and a note it never saw
+    raters = np.concatenate([dense.rater_ids[1:], np.array(["new"], dtype=object)])
+    moved_dense = remap_prescoring(dense, notes, raters)
+    moved_packed = remap_prescoring(packed, notes, raters)
+    for name, s in dense.scorers.items():
+        pairs = ((packed.scorers[name], s), (moved_packed.scorers[name], moved_dense.scorers[name]))
+        for kept, full in pairs:
+            assert isinstance(kept.pre.params.rater_factor, Packed)
+            back = expand_prescore(kept)
+            for field in ("note_intercept", "note_factor", "rater_intercept", "rater_factor"):
+                want = getattr(full.pre.params, field)
+                assert getattr(back.pre.params, field).tobytes() == want.tobytes(), (name, field)
+            assert np.array_equal(back.pre.scored, full.pre.scored)
+            assert np.array_equal(back.incorrect_num, full.incorrect_num)
+            assert back.incorrect_num.dtype == full.incorrect_num.dtype

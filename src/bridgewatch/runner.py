@@ -317,7 +317,7 @@ def _run_phase(
     else:
         columns = SCORED_RATER_COLUMNS if phase == "final" else None
         prescoring, groups, _ = load_prescoring(
-            state, scorers, helpfulness_columns=columns, first_round=phase != "final"
+            state, scorers, helpfulness_columns=columns, first_round=phase != "final", packed=phase == "final"
         )
         if groups is not None and phase == "final":  # contributor scoring counts every rating
             keep, correlated = final_scoring_filter(

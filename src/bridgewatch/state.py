@@ -41,7 +41,7 @@ from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.phases import Prescoring, unread_params
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS, PrescoreResult
-from bridgewatch.scoring.scorer_run import ScorerPrescore
+from bridgewatch.scoring.scorer_run import ScorerPrescore, pack_prescore
 from bridgewatch.scoring.scorer_specs import ScorerSpec, default_scorers
 
 PRESCORE_DIR = "prescore"
@@ -92,17 +92,14 @@ def _missing(path: Path) -> DataFormatError:
     return DataFormatError("missing phase state (run the earlier phase first)", path=str(path))
 
 
-def _arrow(path: Path, columns: Sequence[str] | None = None, *, round2: bool = False) -> pa.Table:
-    """One state table as Arrow (``columns``: None = all; ``round2``: all but round 1's
-    parameters). ``ParquetFile.read`` skips the dataset layer ``pd.read_parquet`` goes through,
-    half the CPU of a small file (an incremental final run reads ~36 of them); on this thread:
-    arrow's pool spent ~40% more CPU than it saved on files this small."""
+def _arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """One state table as Arrow (``columns``: None = all). ``ParquetFile.read`` skips the dataset
+    layer ``pd.read_parquet`` goes through, half the CPU of a small file (an incremental final run
+    reads ~36 of them); on this thread: arrow's pool spent ~40% more CPU than it saved on files
+    this small."""
     if not path.is_file():
         raise _missing(path)
-    file = pq.ParquetFile(path)
-    if round2:
-        columns = [c for c in file.schema_arrow.names if "|n1" not in c and "|r1" not in c]
-    return file.read(columns=None if columns is None else list(columns), use_threads=False)
+    return pq.ParquetFile(path).read(columns=None if columns is None else list(columns), use_threads=False)
 
 
 def _read(path: Path, columns: Sequence[str] | None = None, objects: Collection[str] = ()) -> pd.DataFrame:
@@ -132,18 +129,21 @@ def _is_text(kind: pa.DataType) -> bool:
 
 
 class _Columns:
-    """A wide state table's columns as numpy arrays, converted on first use only (final scoring
-    reads a few of each scorer's ~10 columns; ``DataFrame`` conversion of all 250 cost more)."""
+    """A wide state table's columns as numpy arrays, each read from the file when first used
+    (final scoring reads a few of each scorer's ~10 columns; ``DataFrame`` conversion of all 250
+    cost more, and the whole table read at once was a second, Arrow copy of every state)."""
 
-    def __init__(self, table: pa.Table) -> None:
-        self._table = table
-        self._names = set(table.column_names)
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise _missing(path)
+        self._file = pq.ParquetFile(path)
+        self._names = set(self._file.schema_arrow.names)
 
     def __contains__(self, name: str) -> bool:
         return name in self._names
 
     def __getitem__(self, name: str) -> np.ndarray:
-        column = self._table.column(name)
+        column = self._file.read(columns=[name], use_threads=False).column(0)
         if _is_text(column.type):
             return column.to_numpy(zero_copy_only=False).astype(object)
         return column.to_numpy(zero_copy_only=False)  # read-only, as a frame's column under copy-on-write
@@ -306,6 +306,7 @@ def load_prescoring(
     *,
     helpfulness_columns: Sequence[str] | None = None,
     first_round: bool = True,
+    packed: bool = False,
 ) -> tuple[Prescoring, IntegrityState | None, int]:
     """Read what ``save_prescoring`` wrote: (prescoring, integrity groups or None, seed).
 
@@ -313,14 +314,16 @@ def load_prescoring(
     final scoring needs ``scorer.SCORED_RATER_COLUMNS`` only, and with those it gets the saved
     ``scored`` masks instead of the tables, as empty stand-ins, where the state holds the masks;
     a state written before them has its tables read); ``first_round``: False leaves the round-1
-    parameters unread (empty arrays, ``phases.unread_params``; final scoring does not use them)."""
+    parameters unread (empty arrays, ``phases.unread_params``; final scoring does not use them);
+    ``packed``: each scorer's state packed as soon as it is read (``pack_prescore``), for final
+    scoring, which expands one scorer's at a time: in float64 the ~24 states were ~230 bytes a
+    note-and-rater pair of rows each (by dtype), ~5 GiB at X's scale, held through the phase."""
     root = Path(state_dir) / PRESCORE_DIR
     final_only = helpfulness_columns is not None and set(helpfulness_columns) <= set(SCORED_RATER_COLUMNS)
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
     run = _read(root / "run.parquet").iloc[0]
     table = _read(root / "scorers.parquet")
-    notes = _Columns(_arrow(root / "notes.parquet", round2=not first_round))
-    raters = _Columns(_arrow(root / "raters.parquet", round2=not first_round))
+    notes, raters = _Columns(root / "notes.parquet"), _Columns(root / "raters.parquet")
     extra = None  # the ids scored outside the raters, per scorer (a state that saved the masks)
     if final_only and (root / _SCORED_EXTRA).is_file():
         frame = _read(root / _SCORED_EXTRA)
@@ -376,13 +379,15 @@ def load_prescoring(
                 n_raters=int(row["dilRaters"]),
             )
         inc_dtype = np.dtype(row["incDtype"])
-        states[name] = ScorerPrescore(
+        state = ScorerPrescore(
             pre,
             thresholds,
             np.asarray(raters[f"{name}|incnum"], dtype=np.float64).astype(inc_dtype),
             np.asarray(raters[f"{name}|inctotal"], dtype=np.float64).astype(inc_dtype),
             dil,
         )
+        states[name] = pack_prescore(state) if packed else state
+        del state, pre, dil
     topic = np.asarray(notes["topic"], dtype=np.int64) if bool(run["hasTopics"]) else None
     skipped = tuple(s for s in str(run["skipped"]).split(",") if s)
     prescoring = Prescoring(

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch.io.matrix import first_positions
-from bridgewatch.scoring.compact import expand
+from bridgewatch.scoring.compact import Packed, expand
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.rules import NO_STATUS
-from bridgewatch.scoring.scorer_run import ScorerPrescore
+from bridgewatch.scoring.scorer_run import ScorerPrescore, pack_prescore
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec
 
 
@@ -136,13 +136,15 @@ def remap_prescoring(pre: Prescoring, note_ids: np.ndarray, rater_ids: np.ndarra
             else _take(r.harassment_intercept, notes, np.nan),
             scored=None if r.scored is None else _take(r.scored, raters, False),
         )
-        scorers[name] = ScorerPrescore(
+        state = ScorerPrescore(
             moved,
             s.thresholds,
             _take(s.incorrect_num, raters, 0),
             _take(s.incorrect_total, raters, 0),
             _diligence(s.diligence, notes, raters),
         )
+        # a packed state (as final scoring reads them) stays packed: one scorer's is expanded at a time
+        scorers[name] = pack_prescore(state) if isinstance(r.helpful_raters, Packed) else state
     topic = None if pre.note_topic is None else _take(pre.note_topic, notes, -1)
     return Prescoring(
         np.asarray(note_ids, dtype=np.int64), np.asarray(rater_ids, dtype=object), scorers,
