@@ -214,9 +214,10 @@ def score_directory(
     config = (config or ScoringConfig()).validate()
     now = int(time.time() * 1000) if epoch_millis is None else int(epoch_millis)
     start = time.perf_counter()
-    # The one-process job keeps only the notes columns scoring reads (~0.4 GiB less at X's
-    # scale); a single phase keeps every column, as its state and change detection expect.
-    note_columns = SCORING_NOTE_COLUMNS if phase == "all" else None
+    # The one-process job and prescoring keep only the notes columns scoring reads (~0.4 GiB
+    # less at X's scale, by the columns' sizes); final and contributor scoring keep every column,
+    # as their state and incremental change detection (the notes' fingerprints) expect.
+    note_columns = SCORING_NOTE_COLUMNS if phase in ("all", "prescore") else None
     dataset = read_dataset(source, cache_dir=cache_dir, note_columns=note_columns)
     timings = {"read": time.perf_counter() - start}
     found = None
