@@ -139,3 +139,28 @@ def test_a_conflict_in_a_column_not_kept_is_still_fatal(tmp_path: Path) -> None:
     path.write_text("".join([*lines, "\t".join(row) + "\n"]), encoding="utf-8")
     with pytest.raises(DataFormatError, match="appears again with different values"):
         read_dataset(tmp_path, note_columns=SCORING_NOTE_COLUMNS)
+
+
+def test_prescoring_keeps_no_scope_once_each_scorer_is_done(dataset: Dataset, monkeypatch) -> None:
+    """Each scorer's prescoring finds its scope kept for its own passes, and the next scorer's
+    starts with none kept (no older mask held through its fits)."""
+    from bridgewatch.scoring import scorer_run
+
+    cfg = ScoringConfig()
+    inputs = pipeline._inputs(dataset, dataset.ratings, cfg, None, None)
+    own = [s for s in default_scorers() if s.topic is None and s.kernel == "mf" and s.prescoring is None]
+    specs = own[:3]
+    held_at_start, held_at_end = [], []
+    fit = scorer_run.prescore_scorer
+
+    def counted(inputs, spec, *args, **kw):
+        held_at_start.append(S._SCOPES.held(inputs))
+        out = fit(inputs, spec, *args, **kw)
+        held_at_end.append(S._SCOPES.held(inputs))
+        return out
+
+    monkeypatch.setattr(pipeline, "prescore_scorer", counted)
+    pipeline._prescore(inputs, None, "", cfg, 42, specs, pipeline.Clock(None))
+    assert held_at_start == [0, 0, 0]
+    assert all(n >= 1 for n in held_at_end)  # the scorer's own passes did keep its scope
+    assert S._SCOPES.held(inputs) == 0

@@ -34,7 +34,7 @@ from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_rating
 from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
 from bridgewatch.scoring.rules import NO_STATUS
-from bridgewatch.scoring.scorer import ScoringInputs, high_volume_flags, prepare_inputs
+from bridgewatch.scoring.scorer import ScoringInputs, forget_scopes, high_volume_flags, prepare_inputs
 from bridgewatch.scoring.scorer_run import (
     ScorerPrescore,
     ScorerRun,
@@ -205,6 +205,8 @@ def _prescore(
             del state
         except ScoringError:
             skipped.append(spec.name)
+        finally:
+            forget_scopes(inputs)
     order = tuple(s.name for s in specs)
     return Prescoring(
         m.note_ids, m.rater_ids, states, tuple(skipped), topic_ids, topic_warning, tuple(derived), order

@@ -35,6 +35,11 @@ class Recent:
             while len(values) > self.size:
                 del values[next(iter(values))]
 
+    def clear(self, owner: object) -> None:
+        """Forget every value kept for ``owner``."""
+        with self._lock:
+            self._owners.pop(owner, None)
+
     def held(self, owner: object) -> int:
         """How many values are kept for ``owner``."""
         with self._lock:
