@@ -128,6 +128,30 @@ def test_scoring_note_columns_score_the_same(tmp_path: Path, dataset: Dataset) -
     )
 
 
+def test_prescoring_status_columns_prescore_the_same(tmp_path: Path) -> None:
+    """Prescoring's lean status history (``PRESCORING_STATUS_COLUMNS``) holds the same values and
+    prescores to the same states as the whole one; with no status history file, the same columns."""
+    from bridgewatch.io.formats import PRESCORING_STATUS_COLUMNS
+
+    data = tmp_path / "community"
+    simulate(config_for_scale("tiny", seed=5), data)
+    lean = read_dataset(data, status_columns=PRESCORING_STATUS_COLUMNS)
+    full = read_dataset(data)
+    assert tuple(lean.status_history.columns) == PRESCORING_STATUS_COLUMNS
+    assert len(full.status_history.columns) > len(PRESCORING_STATUS_COLUMNS)
+    kept = full.status_history[list(PRESCORING_STATUS_COLUMNS)]
+    pd.testing.assert_frame_equal(lean.status_history, kept, check_exact=True)
+    a, b = pipeline.prescore_dataset(lean), pipeline.prescore_dataset(full)
+    for name, state in b.scorers.items():
+        for field in ("note_intercept", "note_factor", "rater_intercept", "rater_factor"):
+            want = getattr(state.pre.params, field)
+            assert getattr(a.scorers[name].pre.params, field).tobytes() == want.tobytes(), (name, field)
+        assert np.array_equal(a.scorers[name].pre.provisional_status, state.pre.provisional_status)
+    (data / "noteStatusHistory-00000.tsv").unlink()
+    none = read_dataset(data, status_columns=PRESCORING_STATUS_COLUMNS)
+    assert tuple(none.status_history.columns) == PRESCORING_STATUS_COLUMNS and none.status_history.empty
+
+
 def test_a_conflict_in_a_column_not_kept_is_still_fatal(tmp_path: Path) -> None:
     simulate(config_for_scale("tiny", seed=5), tmp_path)
     path = tmp_path / "notes-00000.tsv"

@@ -30,7 +30,7 @@ from bridgewatch.integrity.coordination import CoordinationParams
 from bridgewatch.integrity.surprise import SurpriseParams
 from bridgewatch.integrity.views import VIEW_FILES
 from bridgewatch.io import Dataset, read_dataset
-from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
+from bridgewatch.io.formats import PRESCORING_STATUS_COLUMNS, SCORING_NOTE_COLUMNS
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.phased import (
     PHASES,
@@ -218,7 +218,10 @@ def score_directory(
     # less at X's scale, by the columns' sizes); final and contributor scoring keep every column,
     # as their state and incremental change detection (the notes' fingerprints) expect.
     note_columns = SCORING_NOTE_COLUMNS if phase in ("all", "prescore") else None
-    dataset = read_dataset(source, cache_dir=cache_dir, note_columns=note_columns)
+    status_columns = PRESCORING_STATUS_COLUMNS if phase == "prescore" else None
+    dataset = read_dataset(
+        source, cache_dir=cache_dir, note_columns=note_columns, status_columns=status_columns
+    )
     timings = {"read": time.perf_counter() - start}
     found = None
     text_files: dict[str, Path] = {}

@@ -125,6 +125,7 @@ def read_dataset(
     cache_dir: PathLike | None = None,
     num_threads: int | None = None,
     note_columns: tuple[str, ...] | None = None,
+    status_columns: tuple[str, ...] | None = None,
 ) -> Dataset:
     """Read a data directory (or explicit files; explicit paths override the directory's).
 
@@ -135,6 +136,8 @@ def read_dataset(
     parsing the ratings (None: one per core); the result does not depend on it.
     ``note_columns``: keep only these notes columns (every column is still checked), e.g.
     ``formats.SCORING_NOTE_COLUMNS`` for a batch job that only scores; None: all of them.
+    ``status_columns``: likewise for the note status history (``formats.PRESCORING_STATUS_COLUMNS``
+    for prescoring, which writes no status history).
     Raises ``DataFormatError`` on a bad file (see the module docstring for what is fatal).
     """
     found: dict[str, object] = find_input_files(source) if source is not None else {}
@@ -165,10 +168,12 @@ def read_dataset(
     warnings: list[str] = []
     notes_frame = read_notes(notes_path, warnings, note_columns)  # type: ignore[arg-type]
     nsh = (
-        read_status_history(status_path, warnings)  # type: ignore[arg-type]
+        read_status_history(status_path, warnings, status_columns)  # type: ignore[arg-type]
         if status_path is not None
         else empty_frame(formats.STATUS_HISTORY)
     )
+    if status_columns is not None and status_path is None:
+        nsh = nsh[list(status_columns)]
     enroll = (
         read_enrollment(enroll_path, warnings)  # type: ignore[arg-type]
         if enroll_path is not None
