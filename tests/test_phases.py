@@ -443,3 +443,20 @@ def test_final_scoring_reads_each_state_packed_and_remaps_it_packed(community: P
             assert np.array_equal(back.pre.scored, full.pre.scored)
             assert np.array_equal(back.incorrect_num, full.incorrect_num)
             assert back.incorrect_num.dtype == full.incorrect_num.dtype
+
+
+def test_prescoring_drops_the_summaries_only_when_asked_and_scores_the_same(community: Path) -> None:
+    """The prescore phase has the topic model read the summaries, then drops them from its own
+    dataset; the states are those of a prescoring that kept them, topics included."""
+    from bridgewatch.scoring.pipeline import prescore_dataset
+
+    kept, dropped = read_dataset(community), read_dataset(community)
+    a = prescore_dataset(kept, seed=3, scorers=SCORERS)
+    b = prescore_dataset(dropped, seed=3, scorers=SCORERS, keep_summaries=False)
+    assert "summary" in kept.notes.columns and "summary" not in dropped.notes.columns
+    assert a.topic_warning == b.topic_warning  # (this community is too small for the topic model)
+    assert (a.note_topic is None) == (b.note_topic is None)
+    for name, state in a.scorers.items():
+        other = b.scorers[name].pre.params
+        assert state.pre.params.rater_factor.tobytes() == other.rater_factor.tobytes()
+        assert state.pre.params.note_intercept.tobytes() == other.note_intercept.tobytes()

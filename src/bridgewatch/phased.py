@@ -109,6 +109,7 @@ def prescore_phase(
     pre = _prescore_dataset(
         dataset, config=config, seed=seed, scorers=scorers, rating_keep=rating_keep, correlated=correlated,
         clock=clock, warm=warm, engine=engine, pss_member=pss_member, packed=True,
+        keep_summaries=False,
     )  # fmt: skip
     clock.phase("write state", lambda: save_prescoring(pre, state_dir, integrity, seed))
     warnings = [pre.topic_warning] if pre.topic_warning else []
