@@ -248,8 +248,8 @@ def prescore_dataset(
     matrix = _matrix(dataset, rating_keep)
     note_index = matrix.note_index(dataset.notes["noteId"].to_numpy(np.int64))
     topic_ids, warn = clock.phase("topics", lambda: note_topics(dataset, matrix.n_notes, note_index))
-    if not keep_summaries:
-        dataset.notes.drop(columns=["summary"], inplace=True, errors="ignore")
+    if not keep_summaries and "summary" in dataset.notes.columns:
+        del dataset.notes["summary"]  # (the frame itself: ``drop(inplace=True)`` is deprecated)
     inputs = clock.phase(
         "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, pss_member)
     )
