@@ -169,18 +169,20 @@ class _Rows:
     ``source`` may be packed (``pack_prescore``), ``column`` picks a 2-D one's column."""
 
     source: object
-    dtype: np.dtype
+    dtype: np.dtype | None = None  # None: the source's own
     column: int | None = None
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        return expand_rows(self.source, start, stop, self.column).astype(self.dtype, copy=False)
+        block = expand_rows(self.source, start, stop, self.column)
+        return block if self.dtype is None else block.astype(self.dtype, copy=False)
 
 
 def _block_frames(columns: dict[str, _Rows], n: int) -> Iterator[pd.DataFrame]:
     """The table of ``columns`` (``n`` rows) as frames of ~``WIDE_BLOCK_BYTES`` (one row group
-    each): only one block of every column is ever expanded, and encoded, at a time. A scorer's
-    states are ~12 columns, so a block of ``io.parquet.BLOCK_ROWS`` rows over ~24 scorers' would
-    be ~0.6 GB, twice over with its Arrow copy, against ~1 GB of packed states at X's scale."""
+    each): only one block of every column is ever expanded, and encoded, at a time. The raters
+    table is ~290 columns, so a block of ``io.parquet.BLOCK_ROWS`` rows would be ~0.6 GB by
+    arithmetic, twice over with its Arrow copy (`medium`, one block: the writing's peak +0.23 GiB;
+    in ~16 MiB blocks +0.11)."""
     rows = max(1, min(BLOCK_ROWS, WIDE_BLOCK_BYTES // (8 * max(len(columns), 1))))
     for start in range(0, max(n, 1), rows):
         stop = min(n, start + rows)
@@ -216,8 +218,8 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
     root = Path(state_dir) / PRESCORE_DIR
     begin_save(state_dir, PRESCORE_DIR)
     rater_text = pre.rater_ids.astype(str)
-    notes: dict[str, _Rows] = {"noteId": _Rows(pre.note_ids, pre.note_ids.dtype)}
-    raters: dict[str, _Rows] = {"raterParticipantId": _Rows(rater_text, rater_text.dtype)}
+    notes: dict[str, _Rows] = {"noteId": _Rows(pre.note_ids)}
+    raters: dict[str, _Rows] = {"raterParticipantId": _Rows(rater_text)}
     if pre.note_topic is not None:
         notes["topic"] = _Rows(pre.note_topic, np.dtype(np.int64))
     rows = []
@@ -252,9 +254,9 @@ def save_prescoring(pre: Prescoring, state_dir: Path, integrity: IntegrityState 
         d = s.diligence
         if d is not None:
             for field in _NOTE_DIL:
-                notes[f"{name}|dil_{field}"] = _Rows(getattr(d, field), _dtype(getattr(d, field)))
+                notes[f"{name}|dil_{field}"] = _Rows(getattr(d, field))
             for field in _RATER_DIL:
-                raters[f"{name}|dil_{field}"] = _Rows(getattr(d, field), _dtype(getattr(d, field)))
+                raters[f"{name}|dil_{field}"] = _Rows(getattr(d, field))
             row.update({f"dilG{j}": g for j, g in enumerate(expand(d.global_intercepts))})
             row.update(dilRatings=d.n_ratings, dilNotes=d.n_notes, dilRaters=d.n_raters)
         rows.append(row)
@@ -330,8 +332,8 @@ def load_prescoring(
     a state written before them has its tables read); ``first_round``: False leaves the round-1
     parameters unread (empty arrays, ``phases.unread_params``; final scoring does not use them);
     ``packed``: each scorer's state packed as soon as it is read (``pack_prescore``), for final
-    scoring, which expands one scorer's at a time: in float64 the ~24 states were ~230 bytes a
-    note-and-rater pair of rows each (by dtype), ~5 GiB at X's scale, held through the phase."""
+    scoring, which expands one scorer's at a time: read in float64, every state was held through
+    the phase (`medium`: the final phase started at 0.70 GiB, 0.47 packed; docs/memory.md)."""
     root = Path(state_dir) / PRESCORE_DIR
     final_only = helpfulness_columns is not None and set(helpfulness_columns) <= set(SCORED_RATER_COLUMNS)
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}

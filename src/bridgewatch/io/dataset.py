@@ -168,11 +168,11 @@ def read_dataset(
     warnings: list[str] = []
     notes_frame = read_notes(notes_path, warnings, note_columns)  # type: ignore[arg-type]
     nsh = (
-        read_status_history(status_path, warnings, status_columns)  # type: ignore[arg-type]
+        read_status_history(status_path, warnings)  # type: ignore[arg-type]
         if status_path is not None
         else empty_frame(formats.STATUS_HISTORY)
     )
-    if status_columns is not None and status_path is None:
+    if status_columns is not None:  # (after every column was checked and deduplicated)
         nsh = nsh[list(status_columns)]
     enroll = (
         read_enrollment(enroll_path, warnings)  # type: ignore[arg-type]

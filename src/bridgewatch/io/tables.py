@@ -175,16 +175,12 @@ def read_notes(
     return frame if columns is None else frame[list(columns)]
 
 
-def read_status_history(
-    path: str | os.PathLike[str], warnings: list[str], columns: tuple[str, ...] | None = None
-) -> pd.DataFrame:
-    """Note status history: all 24 columns (legacy 22/23-column files get NaN late columns), or
-    only ``columns`` (in that order), kept after every column was checked and deduplicated."""
+def read_status_history(path: str | os.PathLike[str], warnings: list[str]) -> pd.DataFrame:
+    """Note status history: all 24 columns; legacy 22/23-column files get NaN late columns."""
     table, layout = load_table(path, formats.STATUS_HISTORY, warnings)
     frame = to_frame(table, formats.STATUS_HISTORY, formats.STATUS_HISTORY.order)
     del table
-    frame = _dedupe(frame, "noteId", layout, formats.STATUS_HISTORY, warnings)
-    return frame if columns is None else frame[list(columns)]
+    return _dedupe(frame, "noteId", layout, formats.STATUS_HISTORY, warnings)
 
 
 def read_enrollment(path: str | os.PathLike[str], warnings: list[str]) -> pd.DataFrame:
