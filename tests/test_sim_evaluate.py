@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from bridgewatch.cli import cli
+from bridgewatch.io import read_dataset
 from bridgewatch.sim.eval_table import write_tables
-from bridgewatch.sim.evaluate import run_evaluation
+from bridgewatch.sim.evaluate import _campaign, _simulate, read_truth, run_evaluation, score_outcome
 
 # The smallest community the defences still run on (PSS needs >= 200 notes).
 SMALL = {"notes": 200, "raters": 600, "ratings": 5_000, "days": 40.0}
@@ -47,3 +49,22 @@ def test_timing_attack_end_to_end(tmp_path: Path) -> None:
 def test_cli_rejects_an_unknown_scenario(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["evaluate", "--out", str(tmp_path), "--attack", "nope"])
     assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_withheld_ratings_are_scored_as_removed(tmp_path: Path) -> None:
+    """``score_outcome(withhold=...)`` (``bench/stealth_oracle.py``'s oracles) removes exactly the
+    ratings it names: withholding the campaign is the abstaining counterfactual, bit for bit."""
+    path, now = _simulate(tmp_path, "tiny", 3, "timing_attack", 10, True, 16, SMALL)
+    notes, raters = read_truth(path)
+    hit = _campaign(read_dataset(path).ratings, notes.index[notes["isAttackTarget"] == "1"],
+                    raters.index[raters["isBadActor"] == "1"])  # fmt: skip
+    assert hit.sum() == 160
+
+    def statuses(**how: object) -> pd.Series:
+        return score_outcome(path, defences=False, scorers="core", epoch_millis=now, seed=42, **how).status
+
+    abstaining = statuses(campaign=False)
+    pd.testing.assert_series_equal(statuses(withhold=hit), abstaining)
+    pd.testing.assert_series_equal(statuses(withhold=hit, campaign=False), abstaining)
+    with pytest.raises(ValueError, match="keep has shape"):
+        statuses(withhold=hit[:-1])

@@ -138,18 +138,23 @@ def score_outcome(
     seed: int,
     campaign: bool = True,
     config: ScoringConfig | None = None,
+    withhold: np.ndarray | None = None,
 ) -> Outcome:
     """Score ``data_dir`` with the defences on or off (off: no PSS, no quasi-cliques, no
     coordinated groups, and every scorer without its helpfulness filter); ``scorers``: ``core``
     or ``all``. ``campaign=False`` first removes every attacker rating of a target (the truth says
     which): what a perfect defence would leave, the attackers' withheld sincere votes still missing.
     ``config``: the scoring configuration (default: the defaults), e.g. which defences "on" means.
+    ``withhold``: bool[R] over the ratings as ``read_dataset`` orders them, more ratings to remove
+    (``bench/stealth_oracle.py``: what a detector that caught only some attackers would leave).
     """
     dataset = read_dataset(data_dir)
+    hit = np.zeros(dataset.ratings.n_ratings, dtype=bool) if withhold is None else withhold.copy()
     if not campaign:
         notes, raters = read_truth(data_dir)
-        hit = _campaign(dataset.ratings, notes.index[notes["isAttackTarget"] == "1"],
-                        raters.index[raters["isBadActor"] == "1"])  # fmt: skip
+        hit |= _campaign(dataset.ratings, notes.index[notes["isAttackTarget"] == "1"],
+                         raters.index[raters["isBadActor"] == "1"])  # fmt: skip
+    if hit.any():
         dataset = replace(dataset, ratings=dataset.ratings.subset(~hit))
     config = (config or ScoringConfig()).validate()
     specs = [core()] if scorers == "core" else default_scorers()
