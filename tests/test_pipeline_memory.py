@@ -188,3 +188,38 @@ def test_prescoring_keeps_no_scope_once_each_scorer_is_done(dataset: Dataset, mo
     assert held_at_start == [0, 0, 0]
     assert all(n >= 1 for n in held_at_end)  # the scorer's own passes did keep its scope
     assert S._SCOPES.held(inputs) == 0
+
+
+def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, monkeypatch) -> None:
+    """Each scorer's final scoring (a Gaussian scorer's too) finds no scope nor final-round mask
+    kept from the scorer before it: a kept final mask also held that scorer's expanded
+    prescoring through every later fit and the outputs' assembly."""
+    import numba
+
+    from bridgewatch.scoring import final_scoring as F
+
+    held: list[tuple[str, int, int, int, int]] = []
+
+    def counted(fn, name_of):
+        def run(inputs, spec_or_pre, *args, **kw):
+            start = (S._SCOPES.held(inputs), F._FINAL_MASK.held(inputs))
+            out = fn(inputs, spec_or_pre, *args, **kw)
+            held.append((name_of(out), *start, S._SCOPES.held(inputs), F._FINAL_MASK.held(inputs)))
+            return out
+
+        return run
+
+    monkeypatch.setattr(pipeline, "final_scorer", counted(pipeline.final_scorer, lambda run: run.spec.name))
+    monkeypatch.setattr(pipeline, "run_derived", counted(pipeline.run_derived, lambda run: run.spec.name))
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # scorers one at a time, so that no other scorer's masks are in flight
+    try:
+        result = pipeline.score_dataset(dataset, epoch_millis=EPOCH)
+    finally:
+        numba.set_num_threads(threads)
+    names = [h[0] for h in held]
+    assert any(n.startswith("Gaussian") for n in names) and "MFCoreScorer" in names
+    assert [(h[1], h[2]) for h in held] == [(0, 0)] * len(held), held
+    assert all(h[3] >= 1 for h in held)  # each scorer's own passes did keep its scope
+    assert sum(h[4] for h in held) > 0  # and the final-round masks
+    assert "finalRatingStatus" in result.scored_notes.columns

@@ -24,6 +24,7 @@ from bridgewatch.scoring.rules import note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer import (
     PrescoreResult,
     ScoringInputs,
+    forget_scopes,
     scope_mask,
     scored_raters,
     scorer_mf,
@@ -53,6 +54,16 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
 # Per ScoringInputs object: the last final-round masks (one bool[R] each); a scorer's final
 # scoring asks for its own two or three times (fit, filters, rater factors).
 _FINAL_MASK = Recent(2)
+
+
+def forget_masks(inputs: ScoringInputs) -> None:
+    """Drop the scopes and final-round masks kept for ``inputs`` once a scorer's final scoring is
+    done. The next scorer asks for its own (a Gaussian scorer for its base's, computed again: one
+    pass), and a kept final mask also holds its scorer's expanded prescoring, so keeping the
+    last few held 3 scopes, 2 masks and 2 dense states through every later fit and the outputs'
+    assembly (~1.5 GiB of masks alone at 206M ratings, by their size)."""
+    forget_scopes(inputs)
+    _FINAL_MASK.clear(inputs)
 
 
 def final_round_counts(

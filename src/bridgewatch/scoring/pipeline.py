@@ -30,6 +30,7 @@ from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.contributor import contributor_scores
 from bridgewatch.scoring.final_outputs import FinalNotes, FinalResult, final_outputs
+from bridgewatch.scoring.final_scoring import forget_masks
 from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_ratings
 from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
@@ -279,13 +280,19 @@ def _final(
 
     def scorer(name: str) -> ScorerRun:
         state = pre.scorers[name]
-        run = final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
+        try:
+            run = final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
+        finally:
+            forget_masks(inputs)
         return A.kept_for_outputs(run, state, matrix.note_ids)
 
     def derived_scorer(spec: ScorerSpec) -> ScorerRun:
         base = futures.get(spec.prescoring or "")
         done = {} if base is None else {spec.prescoring or "": base.result()}
-        run = run_derived(inputs, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
+        try:
+            run = run_derived(inputs, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
+        finally:
+            forget_masks(inputs)
         return A.kept_for_outputs(run, pre.scorers.get(spec.prescoring or ""), matrix.note_ids)
 
     # Every scorer's final scoring depends only on the inputs and its prescoring, a Gaussian
