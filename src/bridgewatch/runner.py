@@ -320,8 +320,10 @@ def _run_phase(
         )  # fmt: skip
     else:
         columns = SCORED_RATER_COLUMNS if phase == "final" else None
+        # Both phases expand one scorer's state at a time: packed, the contributor phase started
+        # at 12.88 GiB at public with every state read dense (docs/memory.md, session 19).
         prescoring, groups, _ = load_prescoring(
-            state, scorers, helpfulness_columns=columns, first_round=phase != "final", packed=phase == "final"
+            state, scorers, helpfulness_columns=columns, first_round=phase != "final", packed=True
         )
         if groups is not None and phase == "final":  # contributor scoring counts every rating
             keep, correlated = final_scoring_filter(
