@@ -65,21 +65,21 @@ def level_rows(
     abstain = status(data_dir, campaign=False)
     attacked = status(data_dir)
     turned, member_turns, note = turned_ratings(data_dir)
-    eligible = M.attack_shift(abstain, attacked, sign).flip_eligible
+    eligible = int(M.flip_eligible(abstain, sign).sum())
     rows = []
     for k in [None, *min_turned]:
         gone = turned & (member_turns >= k) if k is not None else np.zeros_like(turned)
         after = status(data_dir, withhold=gone) if k is not None else attacked
-        flipped = M.attack_shift(abstain, after, sign).flipped
+        n_flipped = int(M.flipped(abstain, after, sign).sum())
         name = f"members with ≥ {k} turned" if k is not None else "none (as attacked)"
         rows.append(
             f"| {level} | {name} | {int(gone.sum()):,} of {int(turned.sum()):,} "
-            f"| {flipped}/{eligible} | {flipped / eligible:.1%} |"
+            f"| {n_flipped}/{eligible} | {n_flipped / eligible:.1%} |"
         )
     at = targets.get_indexer(note[turned])  # each turned rating's target
     per_target = np.bincount(at, minlength=len(targets))
     single = np.bincount(at[member_turns[turned] == 1], minlength=len(targets))
-    flipped = np.flatnonzero((M.status_rank(abstain) == 1) & (M.status_rank(attacked) < 1) & (sign < 0))
+    flipped = np.flatnonzero(M.flipped(abstain, attacked, sign))
     detail = [
         f"| {level} | {targets[i]} | {abstain[i]} → {attacked[i]} | {per_target[i]} | {single[i]} |"
         for i in flipped

@@ -124,27 +124,25 @@ def report(n_ratings: int) -> str:
 
 
 def main() -> None:
+    from bridgewatch import runner
     from bridgewatch.cli import cli
 
     _install()
+    scored: list[int] = []  # the ratings of the dataset the job read (after the reader's checks)
+    read = runner.read_dataset
+
+    def counted_read(*args, **kwargs):
+        dataset = read(*args, **kwargs)
+        scored.append(dataset.ratings.n_ratings)
+        return dataset
+
+    runner.read_dataset = counted_read
     sys.argv = ["bridgewatch", *sys.argv[1:]]
     try:
         cli(prog_name="bridgewatch", standalone_mode=False)
     finally:
-        print(report(_ratings_of(sys.argv)), file=sys.stderr, flush=True)
-
-
-def _ratings_of(argv: list[str]) -> int:
-    """The number of ratings of the community scored (``meta.json`` of a simulated one, else the
-    ratings files' lines)."""
-    import json
-    from pathlib import Path
-
-    data = Path(argv[argv.index("score") + 1])
-    meta = data / "meta.json"
-    if meta.exists():
-        return int(json.loads(meta.read_text())["counts"]["ratings"])
-    return sum(sum(1 for _ in open(p, "rb")) - 1 for p in sorted(data.glob("ratings*.tsv")))
+        if scored:
+            print(report(scored[-1]), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

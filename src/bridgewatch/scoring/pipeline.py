@@ -280,29 +280,31 @@ def _final(
 
     def scorer(name: str) -> ScorerRun:
         state = pre.scorers[name]
-        try:
-            run = final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
-        finally:
-            forget_masks(inputs)
+        run = final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
         return A.kept_for_outputs(run, state, matrix.note_ids)
 
     def derived_scorer(spec: ScorerSpec) -> ScorerRun:
         base = futures.get(spec.prescoring or "")
         done = {} if base is None else {spec.prescoring or "": base.result()}
+        run = run_derived(inputs, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
+        return A.kept_for_outputs(run, pre.scorers.get(spec.prescoring or ""), matrix.note_ids)
+
+    def forgetting(task: Callable[[], ScorerRun]) -> ScorerRun:
+        """``task``, then its masks dropped (``final_scoring.forget_masks`` says why)."""
         try:
-            run = run_derived(inputs, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
+            return task()
         finally:
             forget_masks(inputs)
-        return A.kept_for_outputs(run, pre.scorers.get(spec.prescoring or ""), matrix.note_ids)
 
     # Every scorer's final scoring depends only on the inputs and its prescoring, a Gaussian
     # scorer also on its base scorer's run; small phases run two at a time (``scorer_pool``).
     with scorer_pool(matrix.n_ratings if engine is None else CONCURRENT_BELOW) as pool:
         for name in pre.order or tuple(pre.scorers):
             if name in pre.scorers:
-                futures[name] = pool.submit(clock.phase, f"final {name}", functools.partial(scorer, name))
+                task = functools.partial(forgetting, functools.partial(scorer, name))
+                futures[name] = pool.submit(clock.phase, f"final {name}", task)
             elif name in derived:
-                task = functools.partial(derived_scorer, derived[name])
+                task = functools.partial(forgetting, functools.partial(derived_scorer, derived[name]))
                 futures[name] = pool.submit(clock.phase, f"final {name}", task)
         for name, future in futures.items():
             try:

@@ -72,15 +72,24 @@ def attack_shift(baseline: np.ndarray, attacked: np.ndarray, sign: np.ndarray) -
     rank_before, rank_after = status_rank(baseline), status_rank(attacked)
     before, after = rank_before * sign, rank_after * sign
     eligible = before < 1
-    up = sign > 0
-    flip_eligible = np.where(up, rank_before < 1, rank_before == 1)
-    flipped = flip_eligible & np.where(up, rank_after == 1, rank_after < 1)
     return Shift(
         int(eligible.sum()),
         int((eligible & (after > before)).sum()),
-        int(flip_eligible.sum()),
-        int(flipped.sum()),
+        int(flip_eligible(baseline, sign).sum()),
+        int(flipped(baseline, attacked, sign).sum()),
     )
+
+
+def flip_eligible(baseline: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """bool[n]: targets that can cross the line: an "up" one not Helpful yet, a "down" one Helpful."""
+    rank = status_rank(baseline)
+    return np.where(np.asarray(sign) > 0, rank < 1, rank == 1)
+
+
+def flipped(baseline: np.ndarray, attacked: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """bool[n]: targets ``attack_shift`` counts as flipped (crossed the line the attack pushes at)."""
+    rank = status_rank(attacked)
+    return flip_eligible(baseline, sign) & np.where(np.asarray(sign) > 0, rank == 1, rank < 1)
 
 
 @dataclass(frozen=True)
