@@ -461,3 +461,28 @@ def test_prescoring_drops_the_summaries_only_when_asked_and_scores_the_same(comm
         other = b.scorers[name].pre.params
         assert state.pre.params.rater_factor.tobytes() == other.rater_factor.tobytes()
         assert state.pre.params.note_intercept.tobytes() == other.note_intercept.tobytes()
+
+
+def test_contributor_scoring_reads_only_the_states_whose_rater_columns_it_writes(
+    community: Path, tmp_path: Path
+) -> None:
+    """helpfulness_scores writes the rater parameters of Core, CoreWithTopics, Expansion and
+    ExpansionPlus only (the reference leaves the group, multi-group and topic ones empty), so
+    contributor scoring reads those states and no other: a state it skips may be unreadable."""
+    from bridgewatch.scoring.assemble import rater_column_scorers
+    from bridgewatch.scoring.scorer_specs import default_scorers
+
+    names = rater_column_scorers(default_scorers())
+    assert names == ("MFCoreScorer", "MFCoreWithTopicsScorer", "MFExpansionScorer", "MFExpansionPlusScorer")
+    state = tmp_path / "state"
+    _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    full, _, _ = load_prescoring(state, SCORERS)
+    (state / "prescore" / "helpfulness" / "MFExpansionScorer.parquet").write_bytes(b"not parquet")
+    with pytest.raises(Exception):  # noqa: B017 (what a reader of that table meets)
+        load_prescoring(state, SCORERS)
+    some, _, _ = load_prescoring(state, SCORERS, only=("MFCoreScorer",))
+    assert list(some.scorers) == ["MFCoreScorer"]
+    assert some.order == full.order  # the run's order is the state's, whatever was read
+    a, b = full.scorers["MFCoreScorer"].pre, some.scorers["MFCoreScorer"].pre
+    assert np.array_equal(a.params.rater_intercept, b.params.rater_intercept, equal_nan=True)
+    assert a.helpfulness is not None and b.helpfulness is not None and a.helpfulness.equals(b.helpfulness)

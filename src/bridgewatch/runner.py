@@ -30,7 +30,7 @@ from bridgewatch.integrity.coordination import CoordinationParams
 from bridgewatch.integrity.surprise import SurpriseParams
 from bridgewatch.integrity.views import VIEW_FILES
 from bridgewatch.io import Dataset, read_dataset
-from bridgewatch.io.formats import PRESCORING_STATUS_COLUMNS, SCORING_NOTE_COLUMNS
+from bridgewatch.io.formats import CONTRIBUTOR_NOTE_COLUMNS, PRESCORING_STATUS_COLUMNS, SCORING_NOTE_COLUMNS
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.phased import (
     PHASES,
@@ -40,12 +40,13 @@ from bridgewatch.phased import (
     integrity_state,
     prescore_phase,
 )
+from bridgewatch.scoring.assemble import rater_column_scorers
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.mf import build_problem, fit_mf
 from bridgewatch.scoring.outputs import write_outputs
 from bridgewatch.scoring.pipeline import Clock, PipelineResult, score_dataset
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS
-from bridgewatch.scoring.scorer_specs import ScorerSpec
+from bridgewatch.scoring.scorer_specs import ScorerSpec, default_scorers
 from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.state import has_prescoring, load_prescoring
 
@@ -217,8 +218,12 @@ def score_directory(
     # The one-process job and prescoring keep only the notes columns scoring reads (~0.4 GiB
     # less at X's scale, by the columns' sizes); final and contributor scoring keep every column,
     # as their state and incremental change detection (the notes' fingerprints) expect.
-    note_columns = SCORING_NOTE_COLUMNS if phase in ("all", "prescore") else None
-    status_columns = PRESCORING_STATUS_COLUMNS if phase == "prescore" else None
+    note_columns = {"all": SCORING_NOTE_COLUMNS, "prescore": SCORING_NOTE_COLUMNS}.get(phase)
+    # Contributor scoring reads the notes' authors, times and classes and the statuses' latest
+    # non-NMR times: the summaries and the other 20 status columns were ~1.4 GiB at public.
+    if phase == "contributor":
+        note_columns = CONTRIBUTOR_NOTE_COLUMNS
+    status_columns = PRESCORING_STATUS_COLUMNS if phase in ("prescore", "contributor") else None
     dataset = read_dataset(
         source, cache_dir=cache_dir, note_columns=note_columns, status_columns=status_columns
     )
@@ -322,9 +327,11 @@ def _run_phase(
         columns = SCORED_RATER_COLUMNS if phase == "final" else None
         # Both phases expand one scorer's state at a time: packed, the contributor phase started
         # at 12.88 GiB at public with every state read dense (docs/memory.md, session 19).
+        only = None if phase == "final" else rater_column_scorers(scorers or default_scorers())
         prescoring, groups, _ = load_prescoring(
-            state, scorers, helpfulness_columns=columns, first_round=phase != "final", packed=True
-        )
+            state, scorers, helpfulness_columns=columns, first_round=phase != "final", packed=True,
+            only=only,
+        )  # fmt: skip
         if groups is not None and phase == "final":  # contributor scoring counts every rating
             keep, correlated = final_scoring_filter(
                 dataset.ratings, dataset.notes, groups.participant_ids, groups.clique, groups.correlated_ids,

@@ -323,6 +323,7 @@ def load_prescoring(
     helpfulness_columns: Sequence[str] | None = None,
     first_round: bool = True,
     packed: bool = False,
+    only: Collection[str] | None = None,
 ) -> tuple[Prescoring, IntegrityState | None, int]:
     """Read what ``save_prescoring`` wrote: (prescoring, integrity groups or None, seed).
 
@@ -334,7 +335,9 @@ def load_prescoring(
     ``packed``: each scorer's state packed as soon as it is read (``pack_prescore``), for final
     and contributor scoring, which expand one scorer's at a time: read in float64, every state was
     held through the phase (`medium`: the final phase started at 0.70 GiB, 0.47 packed; public:
-    the contributor phase 12.88, 8.14 packed; docs/memory.md)."""
+    the contributor phase 12.88, 8.14 packed; docs/memory.md); ``only``: the scorers whose states
+    to read (None: all; contributor scoring reads ``assemble.rater_column_scorers``), the others
+    left out of ``Prescoring.scorers``."""
     root = Path(state_dir) / PRESCORE_DIR
     final_only = helpfulness_columns is not None and set(helpfulness_columns) <= set(SCORED_RATER_COLUMNS)
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
@@ -353,6 +356,8 @@ def load_prescoring(
         name, k = row["scorer"], int(row["k"])
         if name not in specs:
             raise ConfigError(f"prescoring state names scorer {name!r}, which this run does not know")
+        if only is not None and name not in only:
+            continue
         notes.scorer(name, first_round)
         raters.scorer(name, first_round)
         ni, nf = _params(notes, name, "n", k)

@@ -96,9 +96,13 @@ SCORING_NOTE_COLUMNS = (
     "summary",
 )
 
-# The note status history columns prescoring reads (``preprocess.note_table``'s fallbacks and
-# the last non-NMR time): it writes no status history, so it keeps 4 of the 24 columns (96 of
-# 371 bytes a row, measured deep at `medium`; ~0.64 GiB less at X's 2.5M notes by that ratio).
+# What contributor scoring reads of the notes (``preprocess.note_table``).
+CONTRIBUTOR_NOTE_COLUMNS = ("noteId", "noteAuthorParticipantId", "createdAtMillis", "classification")
+
+# The note status history columns prescoring and contributor scoring read
+# (``preprocess.note_table``'s fallbacks and the last non-NMR time): neither writes a status
+# history, so they keep 4 of the 24 columns (96 of 371 bytes a row, measured deep at `medium`;
+# ~0.64 GiB less at X's 2.5M notes by that ratio).
 PRESCORING_STATUS_COLUMNS = (
     "noteId",
     "noteAuthorParticipantId",

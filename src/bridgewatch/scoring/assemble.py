@@ -9,7 +9,7 @@ says which scorer and which rule decided each note.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from bridgewatch.scoring.rescore import FIT_COLUMNS, RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
 from bridgewatch.scoring.scorer_run import ScorerPrescore, ScorerRun, expand_prescore, pack_prescore
-from bridgewatch.scoring.scorer_specs import TOPICS
+from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec
 from bridgewatch.scoring.topics import topic_note_confident
 
 _SCORED = set(schema.SCORED_NOTES_COLUMNS)
@@ -194,6 +194,19 @@ def first_round_listed(matrix: RatingMatrix, pre: PrescoreResult) -> np.ndarray:
     return listed
 
 
+def rater_column_scorers(specs: Iterable[ScorerSpec]) -> tuple[str, ...]:
+    """The scorers of ``specs`` whose rater parameters helpfulness_scores can write: those with
+    rater columns there, less the group, topic and multi-group ones, which the reference leaves
+    empty. Contributor scoring reads only their prescoring states (3 of X's 24: the others were
+    ~2 GiB of its start at public, read for nothing)."""
+    return tuple(
+        spec.name
+        for spec in specs
+        if spec.prefix not in ("topic", "group", "multiGroup")
+        and f"{spec.prefix}RaterIntercept" in schema.HELPFULNESS_SCORES_COLUMNS
+    )
+
+
 def helpfulness_frame(
     matrix: RatingMatrix, contrib: pd.DataFrame, counts: pd.DataFrame, runs: Mapping[str, ScorerRun]
 ) -> pd.DataFrame:
@@ -209,12 +222,9 @@ def helpfulness_frame(
         return out
 
     cols = {c: frame[c].to_numpy() for c in frame.columns}
-    for run in runs.values():
+    for name in rater_column_scorers([run.spec for run in runs.values()]):
+        run = runs[name]
         p = run.spec.prefix
-        # The reference leaves the group, topic and multi-group rater columns empty.
-        empty_in_reference = p in ("topic", "group", "multiGroup")
-        if empty_in_reference or f"{p}RaterIntercept" not in schema.HELPFULNESS_SCORES_COLUMNS:
-            continue
         if f"{p}RaterIntercept" in cols and p != "core":
             continue
         params = expand_prescore(run.pre.params)
