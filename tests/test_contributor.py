@@ -353,6 +353,13 @@ def test_rating_window_counts_match_the_mask_form():
     got = ct._rating_window_counts(
         note, rater, created_at, rater_row, note_created, latest, status == schema.NMR, delay, recent_from, n
     )
+    # read a chunk at a time (the last one short), the counts are the same
+    chunked = ct._rating_window_counts(
+        note, rater, created_at, rater_row, note_created, latest, status == schema.NMR, delay, recent_from, n,
+        chunk=4096,
+    )  # fmt: skip
+    for g, c in zip(got, chunked, strict=True):
+        np.testing.assert_array_equal(g, c)
     lat = latest[note]
     candidate = (created_at - note_created[note] < schema.PUBLIC_TSV_TIME_DELAY_MILLIS) & (
         np.isnan(lat) | (created_at < lat)

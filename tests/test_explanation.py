@@ -88,6 +88,7 @@ def test_tag_counts_match_per_tag_bincount(names):
     got = tag_counts(note, tags, 60, names)
     assert got.dtype == np.int64 and got.shape == (60, len(names))
     np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(tag_counts(note, tags, 60, names, chunk=999), expected)  # read in chunks
     with pytest.raises(ValueError):
         tag_counts(note, tags, 40, names)
 

@@ -407,7 +407,9 @@ def aux_frame(
     cols["currentStatus"] = before.reindex(m.note_ids).to_numpy(object)
     cols["numPopulationSampledRatings"] = note_counts(m, m.population_sampled)
     recent = m.created_at > epoch_millis - RECENT_MILLIS
+    m.release("created_at")  # (read here only: 8 bytes a rating under the rest of the frame)
     cols["numRatingsLast28"] = note_counts(m, recent)
+    del recent
     core = runs.get(AUX_SCORER)
     if core is not None:
         agg, inc = core.tags, core.incorrect  # kept for this scorer (``kept_for_outputs``)
@@ -426,6 +428,7 @@ def aux_frame(
         cols["tf_idf_incorrect_interval"] = format_tf_idf(inc.tf_idf, core.scored & ~np.isnan(inc.voters))
         cols["lowDiligenceIntercept"] = scored(core.low_diligence)
         cols.update(population_sampled_counts(m, core))
+    m.release()  # every rating column read above: not under the frame's build
     return build_frame(schema.AUX_NOTE_INFO_FILE, *_rows(cols, keep_rows))
 
 

@@ -73,7 +73,10 @@ def final_outputs(
     matrix = inputs.matrix
     # The outputs' assembly reads neither the rating values nor the rater-ordered index, which
     # the fits read last: their pages (read-only mappings of the columnar cache) go back to the
-    # page cache instead of counting in the process through it (8 bytes a rating).
+    # page cache instead of counting in the process through it (8 bytes a rating). The columns it
+    # does read go back once each step that reads them is done (the notes, raters and
+    # population-sampled flags: the output columns; the tags: the tag counts; the times and the
+    # flags again: the aux_note_info frame): ~20 bytes a rating, under every later step before.
     matrix.release("value", "by_rater")
 
     def columns() -> dict[str, np.ndarray]:
@@ -86,6 +89,7 @@ def final_outputs(
 
     scored: dict[str, np.ndarray] = phase("output columns", columns)  # type: ignore[assignment]
     counts = tag_counts(matrix.note, matrix.tags, matrix.n_notes, schema.RATING_TAGS)
+    matrix.release()
     counts_frame = pd.DataFrame(counts, columns=list(schema.RATING_TAGS))
     counts_frame.insert(0, "noteId", matrix.note_ids)
     meta_in = A.meta_frame(inputs, scored)

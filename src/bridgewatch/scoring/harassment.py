@@ -25,7 +25,7 @@ import numpy as np
 
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
-from bridgewatch.io.matrix import RatingMatrix, release_range
+from bridgewatch.io.matrix import STREAM_CHUNK, RatingMatrix, streamed
 from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
@@ -109,8 +109,7 @@ class HarassmentResult:
     positive_rate: float
 
 
-# Ratings the labels pass reads before handing their created_at pages back (32 MiB of it).
-_LABEL_CHUNK = 1 << 22
+_LABEL_CHUNK = STREAM_CHUNK  # ratings the labels pass reads before handing their times back
 _TRAINABLE = ("note_factor", "note_intercept", "rater_factor", "rater_intercept", "global_intercept")
 
 
@@ -216,16 +215,13 @@ def fit_tag_consensus_kept(
     keep = np.asarray(keep, dtype=np.bool_)
     labelled = np.empty(matrix.n_ratings, dtype=np.bool_)
     label_tags = np.uint32(1 << schema.TAG_BIT[HARASSMENT_TAG] | 1 << schema.TAG_BIT[OTHER_TAG])
-    for lo in range(0, matrix.n_ratings, _LABEL_CHUNK):
-        hi = min(lo + _LABEL_CHUNK, matrix.n_ratings)
+    # this fit's last read of created_at: handed back chunk by chunk, it never sits whole (1.5
+    # GiB at X's scale) on top of the set-up, where the model's memory peaks
+    for lo, hi in streamed([matrix.created_at], matrix.n_ratings, _LABEL_CHUNK):
         labelled[lo:hi] = _labelled_nb(
             keep[lo:hi], matrix.value[lo:hi], matrix.tags[lo:hi], matrix.created_at[lo:hi], label_tags,
             np.int64(c.min_created_at_millis),
         )  # fmt: skip
-        # this fit's last read of created_at: handed back chunk by chunk, it never sits whole
-        # (1.5 GiB at X's scale) on top of the set-up, where the model's memory peaks
-        release_range(matrix.created_at, lo, hi)
-    matrix.release("created_at")  # the pages the chunks straddled
     fit = RP.count_filter(matrix, labelled, c.min_ratings_per_note, c.min_ratings_per_rater)
     del labelled
     empty = HarassmentResult(

@@ -439,6 +439,10 @@ def _contributor(
         created = table["createdAtMillis"].to_numpy(np.float64)
         valid = H.valid_ratings(matrix, base_keep, created, latest, codes, config.helpfulness)
         rating_counts = A.rating_counts(matrix, valid)
+        # Each pass below reads its own rating columns: those read so far go back to the page
+        # cache (``RatingMatrix.release``) rather than stay on top of them (24 bytes a rating).
+        del base_keep, valid
+        matrix.release()
         note_frame = pd.DataFrame(
             {
                 "noteId": matrix.note_ids,
