@@ -223,3 +223,25 @@ def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, 
     assert all(h[3] >= 1 for h in held)  # each scorer's own passes did keep its scope
     assert sum(h[4] for h in held) > 0  # and the final-round masks
     assert "finalRatingStatus" in result.scored_notes.columns
+
+
+def test_aux_note_info_takes_cores_population_counts_from_the_output_columns(
+    dataset: Dataset, monkeypatch
+) -> None:
+    """Core's population-sampled counts (a pass over the notes, raters and flags of every rating)
+    are counted once, with the output columns, and aux_note_info writes them from there (its
+    values are checked against the reference's on the golden cases, bench/agreement.py)."""
+    from bridgewatch.scoring import assemble as A
+
+    calls: list[int] = []
+    real = A.population_sampled_counts
+
+    def counted(m, core):
+        calls.append(m.n_ratings)
+        return real(m, core)
+
+    monkeypatch.setattr(A, "population_sampled_counts", counted)
+    result = pipeline.score_dataset(dataset, epoch_millis=EPOCH)
+    assert len(calls) == 1
+    aux = result.aux_note_info
+    assert all(aux[column].notna().any() for column in A.POP_COUNT_COLUMNS)

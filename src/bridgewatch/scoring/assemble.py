@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bridgewatch import schema
-from bridgewatch.io.matrix import RatingMatrix, id_objects
+from bridgewatch.io.matrix import RatingMatrix, id_objects, streamed
 from bridgewatch.scoring.compact import code, compact, compact_frame, expand_fields, overlay
 from bridgewatch.scoring.helpfulness import ValidRatings
 from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
@@ -388,12 +388,16 @@ def aux_frame(
     previous_nsh: pd.DataFrame,
     keep_rows: np.ndarray,
     epoch_millis: int,
+    population_counts: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """aux_note_info.tsv: tag counts, Core's filter inputs, and meta's intermediate statuses.
 
     Its ``currentStatus`` is the status the note had *before* this run (``previous_nsh``, the
     input status history), as the reference writes it; ``numRatingsLast28`` counts ratings newer
     than 28 days before the scoring time ``epoch_millis`` (not before the newest rating).
+    ``population_counts``: ``population_sampled_counts`` of Core's run where the caller has them
+    (scored_notes has the same columns): a second pass read the notes, raters and flags again,
+    9 bytes a rating, where this frame peaked at `large`.
     """
     m = inputs.matrix
     cols: dict[str, np.ndarray] = {"noteId": m.note_ids}
@@ -406,8 +410,9 @@ def aux_frame(
     before = previous_nsh.drop_duplicates(subset=["noteId"]).set_index("noteId")["currentStatus"]
     cols["currentStatus"] = before.reindex(m.note_ids).to_numpy(object)
     cols["numPopulationSampledRatings"] = note_counts(m, m.population_sampled)
-    recent = m.created_at > epoch_millis - RECENT_MILLIS
-    m.release("created_at")  # (read here only: 8 bytes a rating under the rest of the frame)
+    recent = np.empty(m.n_ratings, dtype=np.bool_)
+    for lo, hi in streamed([m.created_at], m.n_ratings):  # (its last read: 8 bytes a rating)
+        np.greater(m.created_at[lo:hi], epoch_millis - RECENT_MILLIS, out=recent[lo:hi])
     cols["numRatingsLast28"] = note_counts(m, recent)
     del recent
     core = runs.get(AUX_SCORER)
@@ -427,7 +432,7 @@ def aux_frame(
         # A note with interval voters but no "incorrect" tag has 0/0, which the reference writes "nan".
         cols["tf_idf_incorrect_interval"] = format_tf_idf(inc.tf_idf, core.scored & ~np.isnan(inc.voters))
         cols["lowDiligenceIntercept"] = scored(core.low_diligence)
-        cols.update(population_sampled_counts(m, core))
+        cols.update(population_sampled_counts(m, core) if population_counts is None else population_counts)
     m.release()  # every rating column read above: not under the frame's build
     return build_frame(schema.AUX_NOTE_INFO_FILE, *_rows(cols, keep_rows))
 

@@ -127,10 +127,11 @@ def final_outputs(
         "scored_notes frame",
         functools.partial(A.scored_notes_frame, inputs, scored, meta, tags, new_nsh, keep_rows, runs),
     )
+    population = {c: scored[c] for c in A.POP_COUNT_COLUMNS if c in scored} or None
     del scored, tags
     aux = phase(
         "aux_note_info frame",
-        functools.partial(A.aux_frame, inputs, runs, meta, counts, nsh, keep_rows, epoch_millis),
+        functools.partial(A.aux_frame, inputs, runs, meta, counts, nsh, keep_rows, epoch_millis, population),
     )
     latest = new_nsh.set_index("noteId")["timestampMillisOfLatestNonNMRStatus"]
     final_notes = FinalNotes(
