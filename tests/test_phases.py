@@ -13,6 +13,7 @@ import pytest
 from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
 from bridgewatch.io import read_dataset
+from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 from bridgewatch.runner import run_integrity, score_directory
 from bridgewatch.scoring.config import ScoringConfig, with_overrides
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS
@@ -486,3 +487,43 @@ def test_contributor_scoring_reads_only_the_states_whose_rater_columns_it_writes
     a, b = full.scorers["MFCoreScorer"].pre, some.scorers["MFCoreScorer"].pre
     assert np.array_equal(a.params.rater_intercept, b.params.rater_intercept, equal_nan=True)
     assert a.helpfulness is not None and b.helpfulness is not None and a.helpfulness.equals(b.helpfulness)
+
+
+def test_a_prescoring_read_shares_the_datasets_rater_ids_where_they_are_the_same(
+    community: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    _score(community, tmp_path / "pre", phase="prescore", state_dir=state)
+    ids = read_dataset(community).ratings.rater_ids
+    shared, _, _ = load_prescoring(state, SCORERS, rater_ids=ids)
+    assert shared.rater_ids is ids
+    other = ids[::-1].copy()  # the same ids in another order are another index space
+    own, _, _ = load_prescoring(state, SCORERS, rater_ids=other)
+    assert own.rater_ids is not other and np.array_equal(own.rater_ids, ids)
+
+
+def test_final_scoring_narrows_the_notes_but_still_sees_a_change_in_any_column(
+    community: Path, tmp_path: Path
+) -> None:
+    """The final phase keeps only the notes columns scoring reads (and the summaries of notes
+    prescoring did not know), but it hashes the whole rows first: an edit to a column it drops
+    still makes an incremental run rescore that note."""
+    from bridgewatch.phased import narrow_final_notes
+
+    notes = read_dataset(community).notes
+    known = notes["noteId"].to_numpy(np.int64)[:-3]  # the last three are newer than prescoring
+    narrow_final_notes(notes, known)
+    assert list(notes.columns) == [c for c in schema.NOTE_COLUMNS if c in SCORING_NOTE_COLUMNS]
+    assert notes["summary"].isna().sum() == len(notes) - 3 and notes["summary"].iloc[-3:].notna().all()
+
+    data = tmp_path / "data"
+    shutil.copytree(community, data)
+    state = tmp_path / "state"
+    _score(data, tmp_path / "pre", phase="prescore", state_dir=state)
+    _score(data, tmp_path / "a", phase="final", state_dir=state)
+    unchanged = _score(data, tmp_path / "b", phase="final", state_dir=state, incremental=True)
+    table = pd.read_csv(data / schema.NOTES_FILE, sep="\t", dtype=str, keep_default_na=False)
+    table.loc[0, "trustworthySources"] = "0" if table.loc[0, "trustworthySources"] == "1" else "1"
+    table.to_csv(data / schema.NOTES_FILE, sep="\t", index=False)
+    edited = _score(data, tmp_path / "c", phase="final", state_dir=state, incremental=True)
+    assert edited.timings["rescored notes"] == unchanged.timings["rescored notes"] + 1

@@ -24,6 +24,7 @@ import pandas as pd
 
 from bridgewatch import schema
 from bridgewatch.io import Dataset
+from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.io.tsv import splice_rows, write_rows
 from bridgewatch.scoring import rescore as RS
@@ -144,8 +145,11 @@ class _Selector:
     those whose own inputs or raters' groups changed, partially (NoHighVol refits only, the other
     fits from the previous run's ``fits`` table) those touched only by high-volume flips."""
 
-    def __init__(self, dataset: Dataset, state_dir: Path, epoch_millis: int, config: ScoringConfig) -> None:
-        self.dataset, self.state_dir, self.epoch, self.config = dataset, state_dir, epoch_millis, config
+    def __init__(
+        self, dataset: Dataset, state: Path, epoch_millis: int, config: ScoringConfig, note_rows: np.ndarray
+    ) -> None:
+        self.dataset, self.state_dir, self.epoch, self.config = dataset, state, epoch_millis, config
+        self.note_rows = note_rows  # the notes' row hashes, taken before the frame was narrowed
         self.fingerprints: pd.DataFrame | None = None
         self.selected: np.ndarray | None = None
         self.partial = 0
@@ -155,7 +159,9 @@ class _Selector:
     def __call__(self, inputs: ScoringInputs) -> RS.RescorePlan:
         m = inputs.matrix
         d = self.dataset
-        self.fingerprints = RS.note_fingerprints(d.ratings, d.notes, d.status_history, inputs.note_topic)
+        self.fingerprints = RS.note_fingerprints(
+            d.ratings, d.notes, d.status_history, inputs.note_topic, self.note_rows
+        )
         self.raters = _rater_table(inputs)
         group, high = RS.rater_changes(read_table(self.state_dir, "raters"), self.raters)
         fits = read_table(self.state_dir, "fits") if has_table(self.state_dir, "fits") else None
@@ -191,6 +197,20 @@ def _can_reuse(state_dir: Path, config: ScoringConfig, digest: str) -> bool:
     return str(run["prescoreDigest"]) == digest and str(run["configDigest"]) == config_digest(config)
 
 
+def narrow_final_notes(notes: pd.DataFrame, known: np.ndarray) -> None:
+    """Drop, in place, what final scoring does not read of the notes frame: every column but
+    ``formats.SCORING_NOTE_COLUMNS``, and the summaries of the notes prescoring knew (``known``: its note
+    ids), whose topics it saved; a newer note's summary gives its seed topic (``final_topics``).
+    At X's 2.5M notes the rest was ~360 bytes a note (~0.8 GiB by the columns' sizes) under
+    every fit and the outputs' assembly; the notes' row hashes (``rescore.note_row_hashes``)
+    are taken over the whole rows first."""
+    for column in [c for c in notes.columns if c not in SCORING_NOTE_COLUMNS]:
+        del notes[column]  # (the frame itself: ``drop(inplace=True)`` is deprecated)
+    if "summary" in notes.columns:
+        newer = ~np.isin(notes["noteId"].to_numpy(np.int64), known)
+        notes["summary"] = notes["summary"].where(newer)
+
+
 def final_phase(
     dataset: Dataset,
     state_dir: Path,
@@ -205,11 +225,14 @@ def final_phase(
     engine: SweepEngine | None = None,
 ) -> PhaseOutput:
     """Final scoring against the saved prescoring; with ``incremental`` and a usable previous final
-    state (same prescoring, same configuration), only notes whose inputs changed are rescored."""
+    state (same prescoring, same configuration), only notes whose inputs changed are rescored.
+    ``dataset.notes`` is narrowed in place (``narrow_final_notes``) once its rows are hashed."""
     digest = prescoring_digest(state_dir)
+    note_rows = RS.note_row_hashes(dataset.notes, dataset.ratings.note_ids)
+    narrow_final_notes(dataset.notes, prescoring.note_ids)
     selector = None
     if incremental and _can_reuse(state_dir, config, digest):
-        selector = _Selector(dataset, state_dir, epoch_millis, config)
+        selector = _Selector(dataset, state_dir, epoch_millis, config, note_rows)
     result: FinalResult = final_dataset(
         dataset, prescoring, epoch_millis=epoch_millis, config=config, rating_keep=rating_keep,
         correlated=correlated, rescore=selector, clock=clock, engine=engine,
@@ -223,7 +246,7 @@ def final_phase(
         fingerprints = selector.fingerprints
     else:
         fingerprints = RS.note_fingerprints(
-            dataset.ratings, dataset.notes, dataset.status_history, result.inputs.note_topic
+            dataset.ratings, dataset.notes, dataset.status_history, result.inputs.note_topic, note_rows
         )
     notes = _notes_table(result.notes, fingerprints)
     # Nothing below reads a rating: the columns' pages (read-only mappings of the columnar cache,

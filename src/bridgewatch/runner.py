@@ -330,7 +330,7 @@ def _run_phase(
         only = None if phase == "final" else rater_column_scorers(scorers or default_scorers())
         prescoring, groups, _ = load_prescoring(
             state, scorers, helpfulness_columns=columns, first_round=phase != "final", packed=True,
-            only=only,
+            only=only, rater_ids=dataset.ratings.rater_ids,
         )  # fmt: skip
         if groups is not None and phase == "final":  # contributor scoring counts every rating
             keep, correlated = final_scoring_filter(

@@ -324,6 +324,7 @@ def load_prescoring(
     first_round: bool = True,
     packed: bool = False,
     only: Collection[str] | None = None,
+    rater_ids: np.ndarray | None = None,
 ) -> tuple[Prescoring, IntegrityState | None, int]:
     """Read what ``save_prescoring`` wrote: (prescoring, integrity groups or None, seed).
 
@@ -337,7 +338,9 @@ def load_prescoring(
     held through the phase (`medium`: the final phase started at 0.70 GiB, 0.47 packed; public:
     the contributor phase 12.88, 8.14 packed; docs/memory.md); ``only``: the scorers whose states
     to read (None: all; contributor scoring reads ``assemble.rater_column_scorers``), the others
-    left out of ``Prescoring.scorers``."""
+    left out of ``Prescoring.scorers``; ``rater_ids``: the dataset's rater ids, whose objects the
+    state's rater and integrity id lists use where they are the same ids (each list read is its
+    own set of strings, ~110 bytes an id: ~0.3 GiB of copies at X's 1.4M raters)."""
     root = Path(state_dir) / PRESCORE_DIR
     final_only = helpfulness_columns is not None and set(helpfulness_columns) <= set(SCORED_RATER_COLUMNS)
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
@@ -416,7 +419,7 @@ def load_prescoring(
     skipped = tuple(s for s in str(run["skipped"]).split(",") if s)
     prescoring = Prescoring(
         np.asarray(notes["noteId"], dtype=np.int64),
-        raters["raterParticipantId"],
+        _shared(raters["raterParticipantId"], rater_ids),
         states,
         skipped,
         topic,
@@ -427,7 +430,7 @@ def load_prescoring(
     integrity = None
     if bool(run["hasIntegrity"]):
         frame = _read(root / "integrity.parquet")
-        ids = frame["participantId"].to_numpy(dtype=object)
+        ids = _shared(frame["participantId"].to_numpy(dtype=object), rater_ids)
         coordinated = frame["coordinatedGroup"].to_numpy(np.int32) if "coordinatedGroup" in frame else None
         s_notes = s_raters = None
         if (root / "surprise.parquet").is_file():
@@ -439,6 +442,13 @@ def load_prescoring(
             s_notes, s_raters,
         )  # fmt: skip
     return prescoring, integrity, int(run["seed"])
+
+
+def _shared(ids: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """``known`` when it holds the same ids as ``ids``, in the same order; else ``ids``."""
+    if known is not None and ids.shape == known.shape and np.array_equal(ids, known):
+        return known
+    return ids
 
 
 def prescoring_digest(state_dir: Path) -> str:

@@ -93,24 +93,37 @@ def _id_hashes(ids: np.ndarray) -> np.ndarray:
     return pd.util.hash_array(ids.astype(str))
 
 
+def note_row_hashes(notes: pd.DataFrame, note_ids: np.ndarray) -> np.ndarray:
+    """uint64[N]: the ``noteRowHash`` fingerprint of each note of ``note_ids`` (0: no notes row),
+    over every column of its notes row: for a caller that narrows the notes frame before
+    ``note_fingerprints`` runs."""
+    return _per_note(notes, note_ids)
+
+
 def note_fingerprints(
-    matrix: RatingMatrix, notes: pd.DataFrame, status_history: pd.DataFrame, topic: np.ndarray | None
+    matrix: RatingMatrix,
+    notes: pd.DataFrame,
+    status_history: pd.DataFrame,
+    topic: np.ndarray | None,
+    note_rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per note of ``matrix`` (N rows): noteId and the ``FINGERPRINTS`` columns (int64).
 
     ``ratingsHash`` is an order-free sum of per-rating hashes over (rater id, value, tags, time,
-    population-sampled), so it does not depend on the dense ids of one run.
+    population-sampled), so it does not depend on the dense ids of one run. ``note_rows``:
+    ``note_row_hashes`` of the notes as read, where ``notes`` has been narrowed since.
     """
     ratings = _ratings_hashes(
         matrix.note_indptr, matrix.population_sampled, np.asarray(matrix.created_at, dtype=np.int64),
         matrix.tags, matrix.value, matrix.rater, _id_hashes(matrix.rater_ids),
     )  # fmt: skip
     t = np.full(matrix.n_notes, -1, dtype=np.int64) if topic is None else np.asarray(topic, dtype=np.int64)
+    rows = _per_note(notes, matrix.note_ids) if note_rows is None else note_rows
     return pd.DataFrame(
         {
             "noteId": matrix.note_ids,
             "ratingsHash": ratings.view(np.int64),
-            "noteRowHash": _per_note(notes, matrix.note_ids).view(np.int64),
+            "noteRowHash": rows.view(np.int64),
             "historyRowHash": _per_note(status_history, matrix.note_ids).view(np.int64),
             "topic": t,
         }
