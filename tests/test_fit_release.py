@@ -231,3 +231,31 @@ def test_the_contributor_passes_hand_back_what_they_read_last(tmp_path: Path) ->
     assert np.array_equal(got[3], np.bincount(m.note, minlength=m.n_notes))  # every rating is recent
     assert all(mapped_pages(getattr(m, c)) == 0 for c in ("rater", "created_at"))
     assert mapped_pages(m.value) > 0
+
+
+def test_the_validity_pass_gives_the_same_codes_a_block_of_notes_at_a_time(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The validity codes do not depend on how the notes are blocked (each note's outcome reads
+    its own ratings only), old notes' first-n rule and notes without ratings included."""
+    from bridgewatch.schema import Status
+    from bridgewatch.scoring import helpfulness_pass as HP
+
+    m = _matrix(tmp_path, seed=4)
+    rng = np.random.default_rng(4)
+    launch = float(hr.LAST_RATING_TAGS_CHANGE_MILLIS) + 30 * 86_400_000
+    created = launch + rng.integers(-60, 60, m.n_notes) * 86_400_000.0  # old and new notes
+    latest = np.where(rng.random(m.n_notes) < 0.5, created + 5 * 86_400_000.0, np.nan)
+    status = rng.choice(np.array([Status.CRH, Status.CRNH, Status.NMR], dtype=np.int8), m.n_notes)
+    keep = rng.random(m.n_ratings) < 0.9
+
+    def codes() -> np.ndarray:
+        return HP.valid_rating_codes(
+            m, keep, created, latest, status, window=200 * 86_400_000.0, launch=launch, first_n=5,
+            crh=int(Status.CRH), crnh=int(Status.CRNH),
+        )  # fmt: skip
+
+    whole = codes()
+    assert len(np.unique(whole)) == 5  # every outcome occurs
+    monkeypatch.setattr(HP, "VALID_BLOCK", 997)
+    assert np.array_equal(codes(), whole)

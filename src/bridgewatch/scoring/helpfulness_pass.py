@@ -9,12 +9,15 @@ sum, runs serially in rating order, the order ``np.bincount`` adds in.
 
 from __future__ import annotations
 
+import itertools
+
 import numba
 import numpy as np
 
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, release_range
 from bridgewatch.scoring.rating_pass import both_forms, histogram_blocks, pass_form
 
+VALID_BLOCK = 1 << 24  # ratings of the notes the validity pass reads between hand-backs
 # ``helpfulness.ValidRatings``' codes: a valid rating's class (0: not valid)
 INVALID, SUCCESS_HELPFUL, SUCCESS_NOT_HELPFUL, FAIL_HELPFUL, FAIL_NOT_HELPFUL = 0, 1, 2, 3, 4
 
@@ -90,12 +93,28 @@ def valid_rating_codes(
     crnh: int,
 ) -> np.ndarray:
     """int8[R]: each rating's §4.1 outcome code (``helpfulness.ValidRatings``), one parallel pass
-    over the notes."""
-    return pass_form(_valid, matrix.n_ratings)(
-        matrix.note_indptr, np.asarray(keep, dtype=np.bool_), matrix.created_at, matrix.value,
-        np.asarray(note_created, dtype=np.float64), np.asarray(note_latest_non_nmr, dtype=np.float64),
-        np.asarray(note_status, dtype=np.int8), float(window), float(launch), int(first_n), crh, crnh,
-    )  # fmt: skip
+    over the notes, a block of notes at a time (``VALID_BLOCK`` ratings or so): each block's
+    rating times, read here for the last time before the next pass that needs them, go back to
+    the page cache once it is done (``release_range``), so that the column (8 bytes a rating,
+    1.5 GiB at X's scale) never sits whole under the pass. A note's outcome depends on its own
+    ratings only, so the codes are the same for any blocking."""
+    keep = np.asarray(keep, dtype=np.bool_)
+    created = np.asarray(note_created, dtype=np.float64)
+    latest = np.asarray(note_latest_non_nmr, dtype=np.float64)
+    status = np.asarray(note_status, dtype=np.int8)
+    indptr, times = matrix.note_indptr, matrix.created_at
+    kernel = pass_form(_valid, matrix.n_ratings)
+    code = np.zeros(matrix.n_ratings, dtype=np.int8)
+    starts = np.searchsorted(indptr, np.arange(0, matrix.n_ratings, VALID_BLOCK), side="right") - 1
+    bounds = np.unique(np.concatenate([[0], starts, [matrix.n_notes]]))
+    for a, b in itertools.pairwise(bounds):
+        lo, hi = int(indptr[a]), int(indptr[b])
+        code[lo:hi] = kernel(
+            indptr[a : b + 1] - lo, keep[lo:hi], times[lo:hi], matrix.value[lo:hi], created[a:b], latest[a:b],
+            status[a:b], float(window), float(launch), int(first_n), crh, crnh,
+        )  # fmt: skip
+        release_range(times, lo, hi)
+    return code
 
 
 @both_forms
