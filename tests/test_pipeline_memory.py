@@ -77,6 +77,16 @@ def test_only_core_keeps_its_per_note_filter_aggregates(dataset: Dataset) -> Non
     weight = pd.Series(core.tags.rating_weight, index=core.final["noteId"]).loc[ids]
     written = aux.loc[ids, "ratingWeight"].to_numpy()
     np.testing.assert_array_equal(written, weight.to_numpy().astype(written.dtype))  # as aux stores it
+    # kept in the float32 aux_note_info writes them in: no written value can differ
+    from bridgewatch import schema
+    from bridgewatch.scoring.outputs import KINDS
+
+    kinds = KINDS[schema.AUX_NOTE_INFO_FILE]
+    columns = ["ratingWeight", *(f"{t}Adjusted{r}" for t in schema.NOT_HELPFUL_TAGS for r in ("", "Ratio"))]
+    assert {kinds[c] for c in columns} == {"f32"}
+    assert {core.tags.rating_weight.dtype, core.tags.adjusted.dtype, core.tags.adjusted_ratio.dtype} == {
+        np.dtype(np.float32)
+    }
 
 
 def test_runs_keep_their_prescoring_packed(dataset: Dataset) -> None:

@@ -25,6 +25,7 @@ from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
 from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs
 from bridgewatch.scoring.scorer_run import ScorerPrescore, ScorerRun, expand_prescore, pack_prescore
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec
+from bridgewatch.scoring.tag_filter import TagAggregates
 from bridgewatch.scoring.topics import topic_note_confident
 
 _SCORED = set(schema.SCORED_NOTES_COLUMNS)
@@ -345,8 +346,20 @@ def kept_for_outputs(
         result=_kept_result(run.result),
     )  # fmt: skip
     if run.spec.name == AUX_SCORER:
-        return kept
+        return kept if run.tags is None else dataclasses.replace(kept, tags=_as_written(run.tags))
     return dataclasses.replace(kept, tags=None, incorrect=None)
+
+
+def _as_written(agg: TagAggregates) -> TagAggregates:
+    """Core's tag aggregates in the float32 aux_note_info writes them in (its ``ratingWeight``,
+    ``<tag>Adjusted`` and ``<tag>AdjustedRatio`` kinds): the same written values, half the ~220
+    bytes a note they held from Core's final scoring to the outputs (~0.27 GB at X's 2.5M notes)."""
+    return dataclasses.replace(
+        agg,
+        adjusted=agg.adjusted.astype(np.float32),
+        rating_weight=agg.rating_weight.astype(np.float32),
+        adjusted_ratio=agg.adjusted_ratio.astype(np.float32),
+    )
 
 
 def _kept_result(result: RuleResult) -> RuleResult:
