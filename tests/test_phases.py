@@ -512,7 +512,7 @@ def test_final_scoring_narrows_the_notes_but_still_sees_a_change_in_any_column(
 
     notes = read_dataset(community).notes
     known = notes["noteId"].to_numpy(np.int64)[:-3]  # the last three are newer than prescoring
-    narrow_final_notes(notes, known)
+    narrow_final_notes(notes, notes["noteId"].to_numpy(np.int64), known)
     assert list(notes.columns) == [c for c in schema.NOTE_COLUMNS if c in SCORING_NOTE_COLUMNS]
     assert notes["summary"].isna().sum() == len(notes) - 3 and notes["summary"].iloc[-3:].notna().all()
 

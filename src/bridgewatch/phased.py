@@ -197,18 +197,20 @@ def _can_reuse(state_dir: Path, config: ScoringConfig, digest: str) -> bool:
     return str(run["prescoreDigest"]) == digest and str(run["configDigest"]) == config_digest(config)
 
 
-def narrow_final_notes(notes: pd.DataFrame, known: np.ndarray) -> None:
-    """Drop, in place, what final scoring does not read of the notes frame: every column but
-    ``formats.SCORING_NOTE_COLUMNS``, and the summaries of the notes prescoring knew (``known``: its note
-    ids), whose topics it saved; a newer note's summary gives its seed topic (``final_topics``).
-    At X's 2.5M notes the rest was ~360 bytes a note (~0.8 GiB by the columns' sizes) under
-    every fit and the outputs' assembly; the notes' row hashes (``rescore.note_row_hashes``)
-    are taken over the whole rows first."""
+def narrow_final_notes(notes: pd.DataFrame, note_ids: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The notes' row hashes over whole rows (``rescore.note_row_hashes`` of ``note_ids``, which
+    the fingerprints take), then, in place, what final scoring does not read of the notes frame
+    dropped: every column but ``formats.SCORING_NOTE_COLUMNS``, and the summaries of the notes
+    prescoring knew (``known``: its note ids), whose topics it saved; a newer note's summary gives
+    its seed topic (``final_topics``). At X's 2.5M notes the rest was ~360 bytes a note (~0.8 GiB,
+    estimated from the columns' sizes) under every fit and the outputs' assembly."""
+    rows = RS.note_row_hashes(notes, note_ids)
     for column in [c for c in notes.columns if c not in SCORING_NOTE_COLUMNS]:
         del notes[column]  # (the frame itself: ``drop(inplace=True)`` is deprecated)
     if "summary" in notes.columns:
         newer = ~np.isin(notes["noteId"].to_numpy(np.int64), known)
         notes["summary"] = notes["summary"].where(newer)
+    return rows
 
 
 def final_phase(
@@ -228,8 +230,7 @@ def final_phase(
     state (same prescoring, same configuration), only notes whose inputs changed are rescored.
     ``dataset.notes`` is narrowed in place (``narrow_final_notes``) once its rows are hashed."""
     digest = prescoring_digest(state_dir)
-    note_rows = RS.note_row_hashes(dataset.notes, dataset.ratings.note_ids)
-    narrow_final_notes(dataset.notes, prescoring.note_ids)
+    note_rows = narrow_final_notes(dataset.notes, dataset.ratings.note_ids, prescoring.note_ids)
     selector = None
     if incremental and _can_reuse(state_dir, config, digest):
         selector = _Selector(dataset, state_dir, epoch_millis, config, note_rows)

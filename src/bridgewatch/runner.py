@@ -216,13 +216,15 @@ def score_directory(
     now = int(time.time() * 1000) if epoch_millis is None else int(epoch_millis)
     start = time.perf_counter()
     # The one-process job and prescoring keep only the notes columns scoring reads (~0.4 GiB
-    # less at X's scale, by the columns' sizes); final and contributor scoring keep every column,
-    # as their state and incremental change detection (the notes' fingerprints) expect.
-    note_columns = {"all": SCORING_NOTE_COLUMNS, "prescore": SCORING_NOTE_COLUMNS}.get(phase)
-    # Contributor scoring reads the notes' authors, times and classes and the statuses' latest
-    # non-NMR times: the summaries and the other 20 status columns were ~1.4 GiB at public.
-    if phase == "contributor":
-        note_columns = CONTRIBUTOR_NOTE_COLUMNS
+    # less at X's scale, by the columns' sizes), contributor scoring the notes' authors, times
+    # and classes; final scoring reads every column, whose rows its notes' fingerprints hash
+    # (``phased.narrow_final_notes`` drops the rest after). Prescoring and contributor scoring
+    # read 4 of the 24 status-history columns; final scoring writes the history back whole.
+    note_columns = {
+        "all": SCORING_NOTE_COLUMNS,
+        "prescore": SCORING_NOTE_COLUMNS,
+        "contributor": CONTRIBUTOR_NOTE_COLUMNS,
+    }.get(phase)
     status_columns = PRESCORING_STATUS_COLUMNS if phase in ("prescore", "contributor") else None
     dataset = read_dataset(
         source, cache_dir=cache_dir, note_columns=note_columns, status_columns=status_columns

@@ -338,9 +338,9 @@ def load_prescoring(
     held through the phase (`medium`: the final phase started at 0.70 GiB, 0.47 packed; public:
     the contributor phase 12.88, 8.14 packed; docs/memory.md); ``only``: the scorers whose states
     to read (None: all; contributor scoring reads ``assemble.rater_column_scorers``), the others
-    left out of ``Prescoring.scorers``; ``rater_ids``: the dataset's rater ids, whose objects the
-    state's rater and integrity id lists use where they are the same ids (each list read is its
-    own set of strings, ~110 bytes an id: ~0.3 GiB of copies at X's 1.4M raters)."""
+    left out of ``Prescoring.scorers``; ``rater_ids``: the dataset's rater ids, whose objects
+    ``Prescoring.rater_ids`` is where they are the same ids: one set of strings rather than two
+    (~110 bytes an id), and ``remap_prescoring`` sees the same object."""
     root = Path(state_dir) / PRESCORE_DIR
     final_only = helpfulness_columns is not None and set(helpfulness_columns) <= set(SCORED_RATER_COLUMNS)
     specs = {s.name: s for s in (scorers if scorers is not None else default_scorers())}
@@ -416,10 +416,13 @@ def load_prescoring(
         states[name] = pack_prescore(state) if packed else state
         del state, pre, dil
     topic = np.asarray(notes["topic"], dtype=np.int64) if bool(run["hasTopics"]) else None
+    rater_space = raters["raterParticipantId"]
+    if rater_ids is not None and np.array_equal(rater_space, rater_ids):  # (False for another length)
+        rater_space = rater_ids
     skipped = tuple(s for s in str(run["skipped"]).split(",") if s)
     prescoring = Prescoring(
         np.asarray(notes["noteId"], dtype=np.int64),
-        _shared(raters["raterParticipantId"], rater_ids),
+        rater_space,
         states,
         skipped,
         topic,
@@ -430,7 +433,7 @@ def load_prescoring(
     integrity = None
     if bool(run["hasIntegrity"]):
         frame = _read(root / "integrity.parquet")
-        ids = _shared(frame["participantId"].to_numpy(dtype=object), rater_ids)
+        ids = frame["participantId"].to_numpy(dtype=object)
         coordinated = frame["coordinatedGroup"].to_numpy(np.int32) if "coordinatedGroup" in frame else None
         s_notes = s_raters = None
         if (root / "surprise.parquet").is_file():
@@ -442,13 +445,6 @@ def load_prescoring(
             s_notes, s_raters,
         )  # fmt: skip
     return prescoring, integrity, int(run["seed"])
-
-
-def _shared(ids: np.ndarray, known: np.ndarray | None) -> np.ndarray:
-    """``known`` when it holds the same ids as ``ids``, in the same order; else ``ids``."""
-    if known is not None and ids.shape == known.shape and np.array_equal(ids, known):
-        return known
-    return ids
 
 
 def prescoring_digest(state_dir: Path) -> str:

@@ -118,7 +118,8 @@ def remap_prescoring(pre: Prescoring, note_ids: np.ndarray, rater_ids: np.ndarra
 
     Returns ``pre`` itself when the spaces already agree, so a one-process run copies nothing.
     """
-    if np.array_equal(pre.note_ids, note_ids) and np.array_equal(pre.rater_ids, rater_ids):
+    same_raters = pre.rater_ids is rater_ids or np.array_equal(pre.rater_ids, rater_ids)
+    if same_raters and np.array_equal(pre.note_ids, note_ids):
         return pre
     notes = _Positions.of(_index(pre.note_ids, note_ids), pre.note_ids.shape[0])
     raters = _Positions.of(_index(pre.rater_ids, rater_ids), pre.rater_ids.shape[0])
