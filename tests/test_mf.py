@@ -264,6 +264,7 @@ def test_small_als_fit_runs_on_one_thread_and_restores_the_pool(monkeypatch):
 def test_note_solves_through_the_selection_equal_the_compact_arrays_bit_for_bit(k):
     """``score_notes``' exact path and ``normal_equations`` read the matrix through the fit's
     selection (no per-rating copies); they must give the compact arrays' results, the same bits."""
+    from bridgewatch.engines import make_engine
     from bridgewatch.scoring.note_solve import normal_equations
     from bridgewatch.scoring.sweeps import LocalEngine
 
@@ -277,10 +278,20 @@ def test_note_solves_through_the_selection_equal_the_compact_arrays_bit_for_bit(
     ri[p.rater_full] = rng.normal(size=p.n_raters)
     rf[p.rater_full] = rng.normal(size=(p.n_raters, k))
     cfg = dataclasses.replace(MFConfig(), solver="als", num_factors=k)
+
+    class CompactArrays(LocalEngine):  # not the in-process default (``in_process``): its own path
+        pass
+
     kept = score_notes(p, ri, rf, 0.1, 2.5, cfg)
-    compact = score_notes(p, ri, rf, 0.1, 2.5, cfg, engine=LocalEngine("numba"))
-    for got, want in zip(kept, compact, strict=True):
+    assert "_arrays" not in p.__dict__  # the selection read, no compact arrays built
+    # The CLI's engine (``make_engine("local")``) is the in-process default: the same path.
+    local = score_notes(p, ri, rf, 0.1, 2.5, cfg, engine=make_engine("local"))
+    assert "_arrays" not in p.__dict__
+    compact = score_notes(p, ri, rf, 0.1, 2.5, cfg, engine=CompactArrays("numba"))
+    assert "_arrays" in p.__dict__
+    for got, again, want in zip(kept, local, compact, strict=True):
         assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(again, want, equal_nan=True)
     assert np.isfinite(kept[0][p.note_full]).all()
 
     a, b = normal_equations(p, ri, rf, 0.1)
@@ -292,3 +303,18 @@ def test_note_solves_through_the_selection_equal_the_compact_arrays_bit_for_bit(
         for g in range(k + 1):
             want = np.bincount(p.note, weights=x[:, f] * x[:, g], minlength=p.n_notes)
             assert np.array_equal(a[:, f, g], want)
+
+
+def test_in_process_engines():
+    """The CLI's local engine takes the in-process paths as no engine does; the numpy kernels, a
+    subclass and Spark-like engines keep their own."""
+    from bridgewatch.engines import make_engine
+    from bridgewatch.scoring.sweeps import LocalEngine, in_process
+
+    class Other(LocalEngine):
+        pass
+
+    assert in_process(None) and in_process(make_engine("local")) and in_process(LocalEngine())
+    assert not in_process(LocalEngine("numpy"))
+    assert not in_process(Other())
+    assert not in_process(object())  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from bridgewatch.io.matrix import RatingMatrix, index_dtype
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.rating_pass import compact_problem, problem_shape
-from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
+from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine, in_process
 from bridgewatch.scoring.threads import SERIAL_BELOW
 from bridgewatch.scoring.torch_init import TorchInit, table_orders, torch_factors
 
@@ -315,7 +315,7 @@ def fit_mf(
     old_threads = numba.get_num_threads()
     if num_threads is not None:
         numba.set_num_threads(max(1, min(num_threads, numba.config.NUMBA_NUM_THREADS)))
-    elif engine is None and problem.n_ratings < SERIAL_BELOW:
+    elif in_process(engine) and problem.n_ratings < SERIAL_BELOW:
         numba.set_num_threads(1)  # as the Adam fits (``threads_for``): a sweep is too short to pay a barrier
     try:
         converged = False

@@ -20,7 +20,7 @@ from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import MFProblem
 from bridgewatch.scoring.mf_adam_notes import fit_problem_notes
-from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine
+from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine, in_process
 
 
 def score_note(
@@ -75,7 +75,7 @@ def score_notes(
         ni, nf = adam_notes(problem, ri_full, rf_full, mu, _start(problem, k, init), rows, config)
         return _full(problem, ni, nf)
     pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
-    if engine is None and kernels == "numba":  # read through the selection: no per-rating copies
+    if kernels == "numba" if engine is None else in_process(engine):  # through the selection: no copies
         ni, nf = np.zeros(problem.n_notes), np.zeros((problem.n_notes, k))
         m = problem.matrix
         K.solve_notes_kept_nb(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, float(mu),

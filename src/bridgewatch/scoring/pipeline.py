@@ -46,7 +46,7 @@ from bridgewatch.scoring.scorer_run import (
     run_derived,
 )
 from bridgewatch.scoring.scorer_specs import TOPICS, ScorerSpec, default_scorers
-from bridgewatch.scoring.sweeps import SweepEngine
+from bridgewatch.scoring.sweeps import SweepEngine, in_process
 from bridgewatch.scoring.threads import CONCURRENT_BELOW, scorer_pool, serial_blas
 
 Progress = Callable[[str], None]
@@ -298,7 +298,7 @@ def _final(
 
     # Every scorer's final scoring depends only on the inputs and its prescoring, a Gaussian
     # scorer also on its base scorer's run; small phases run two at a time (``scorer_pool``).
-    with scorer_pool(matrix.n_ratings if engine is None else CONCURRENT_BELOW) as pool:
+    with scorer_pool(matrix.n_ratings if in_process(engine) else CONCURRENT_BELOW) as pool:
         for name in pre.order or tuple(pre.scorers):
             if name in pre.scorers:
                 task = functools.partial(forgetting, functools.partial(scorer, name))

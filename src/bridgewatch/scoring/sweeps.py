@@ -96,3 +96,17 @@ class LocalEngine:
 
     def bind(self, problem: MFProblem) -> LocalSweeps:
         return LocalSweeps(problem, self.kernels)
+
+
+def in_process(engine: SweepEngine | None) -> bool:
+    """Whether ``engine`` runs the sweeps here with the numba kernels: none given, or the local
+    engine with its default kernels, which is what ``bridgewatch score --engine local`` (the CLI's
+    default) passes. Exactly that class: a subclass (a test's, say) keeps the engine's own path.
+
+    Why: the paths that read a fit's ratings through its selection instead of compact copies
+    (``note_solve.score_notes``), the two scorers at a time of a small community (``pipeline``)
+    and the single thread of a short fit (``mf.fit_mf``) are in-process choices. Keyed on
+    ``engine is None`` alone, the CLI's runs never took them: each final note solve built its
+    fit's compact arrays (~28 bytes a fitted rating; Core's at `large` were 0.32 of the fit's
+    0.56 GiB high-water mark), though both forms give the same bits."""
+    return engine is None or (type(engine) is LocalEngine and engine.kernels == "numba")
