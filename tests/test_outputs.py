@@ -167,6 +167,8 @@ def _series_form(values, kind: str) -> pd.Series:
         (np.array([None], dtype=object), O.STR),
         (np.array([], dtype=object), O.STR),
         (np.array([1.5, "a", None], dtype=object), O.STR),
+        (np.array([1, 1.0, True, "1"], dtype=object), O.STR),  # equal hashes, different texts
+        (np.array(["x", pd.NA, "y", "x", ""], dtype=object), O.STR),
     ],
 )
 def test_array_conversions_give_the_series_forms_values(values, kind):
@@ -185,3 +187,14 @@ def test_array_conversions_leave_what_they_cannot_convert_to_the_series_form(val
         O._convert(values, kind)
     with pytest.raises(type(fast.value)):
         _series_form(values, kind)
+
+
+def test_text_columns_share_one_object_per_distinct_value():
+    """An output frame's text columns hold one str object per distinct value (a frame lives until
+    written; a str a note was ~50 bytes and its text), with the same values and missing ones."""
+    values = np.array([str(i % 3) + "_status" for i in range(30)] + [None, ""], dtype=object)
+    got = O._convert(values, O.STR).tolist()
+    assert got == [str(i % 3) + "_status" for i in range(30)] + [None, None]
+    assert len({id(v) for v in got[:30]}) == 3
+    mixed = np.array([1, 1.0, True, "1"], dtype=object)  # not text: each keeps its own value
+    assert [repr(v) for v in O._convert(mixed, O.STR).tolist()] == ["1", "1.0", "True", "'1'"]

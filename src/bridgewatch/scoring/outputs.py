@@ -240,10 +240,30 @@ def _convert_array(values: np.ndarray, kind: str) -> pd.Series | None:
         data[~missing] = present.astype(bool)
         return pd.Series(pd.arrays.BooleanArray(data, missing))
     if kind == STR and values.dtype == object:
-        out = values.copy()
-        out[np.asarray(pd.isna(out), dtype=bool) | (out == "")] = None
+        out = _shared_text(values)
+        if out is None:
+            out = values.copy()
+            out[np.asarray(pd.isna(out), dtype=bool) | (out == "")] = None
         return pd.Series(out, dtype=object, copy=False)
     return None
+
+
+def _shared_text(values: np.ndarray) -> np.ndarray | None:
+    """object[N] ``values`` (every one a str or missing) with one str object per distinct value,
+    None for the missing and empty ones; None when some value is not text (``factorize`` would
+    take 1, 1.0 and True for one value).
+
+    Why: an output frame holds its text columns until they are written, and they come from
+    per-note conversions (``to_numpy(dtype=object)`` of pandas' text columns) that make a str
+    object a note (~50 bytes and its text) though most columns hold a handful of values (the
+    statuses, the rules, the classification). Sharing the objects leaves 8 bytes a note."""
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return None
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)  # the last entry: the missing ones' (code -1)
+    table[:-1] = np.asarray(uniques, dtype=object)
+    table[:-1][table[:-1] == ""] = None
+    return table[codes]
 
 
 def build_frame(name: str, columns: Mapping[str, np.ndarray], n: int | None = None) -> pd.DataFrame:
