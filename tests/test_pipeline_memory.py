@@ -13,6 +13,7 @@ from bridgewatch.errors import DataFormatError
 from bridgewatch.io import Dataset, read_dataset
 from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 from bridgewatch.scoring import pipeline
+from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring import scorer as S
 from bridgewatch.scoring.assemble import AUX_SCORER
 from bridgewatch.scoring.config import ScoringConfig
@@ -184,11 +185,12 @@ def test_prescoring_keeps_no_scope_once_each_scorer_is_done(dataset: Dataset, mo
     inputs = pipeline._inputs(dataset, dataset.ratings, cfg, None, None)
     own = [s for s in default_scorers() if s.topic is None and s.kernel == "mf" and s.prescoring is None]
     specs = own[:3]
-    held_at_start, held_at_end = [], []
+    held_at_start, held_at_end, filtered_at_start = [], [], []
     fit = scorer_run.prescore_scorer
 
     def counted(inputs, spec, *args, **kw):
         held_at_start.append(S._SCOPES.held(inputs))
+        filtered_at_start.append(inputs.matrix in P._LAST_FILTER)
         out = fit(inputs, spec, *args, **kw)
         held_at_end.append(S._SCOPES.held(inputs))
         return out
@@ -198,6 +200,8 @@ def test_prescoring_keeps_no_scope_once_each_scorer_is_done(dataset: Dataset, mo
     assert held_at_start == [0, 0, 0]
     assert all(n >= 1 for n in held_at_end)  # the scorer's own passes did keep its scope
     assert S._SCOPES.held(inputs) == 0
+    # nor the last scorer's filtered scope (``count_filter``'s, a rating mask)
+    assert filtered_at_start == [False, False, False] and inputs.matrix not in P._LAST_FILTER
 
 
 def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, monkeypatch) -> None:
@@ -230,7 +234,9 @@ def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, 
     names = [h[0] for h in held]
     assert any(n.startswith("Gaussian") for n in names) and "MFCoreScorer" in names
     assert [(h[1], h[2]) for h in held] == [(0, 0)] * len(held), held
-    assert all(h[3] >= 1 for h in held)  # each scorer's own passes did keep its scope
+    gaussian = [h for h in held if h[0].startswith("Gaussian")]
+    assert all(h[3] >= 1 for h in held if h not in gaussian)  # each MF scorer's passes kept its scope
+    assert all(h[3] == 0 for h in gaussian)  # a Gaussian one lets its scopes go before its filters
     assert sum(h[4] for h in held) > 0  # and the final-round masks
     assert "finalRatingStatus" in result.scored_notes.columns
 

@@ -33,7 +33,7 @@ from bridgewatch.scoring.note_solve import score_notes
 from bridgewatch.scoring.rating_pass import any_rater_in, note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
-from bridgewatch.scoring.scorer import ScoringInputs, scope_mask
+from bridgewatch.scoring.scorer import ScoringInputs, forget_scopes, scope_mask
 from bridgewatch.scoring.scorer_run import (
     ScorerRun,
     expand_prescore,
@@ -197,6 +197,7 @@ def run_gaussian(
     else:
         fresh = gaussian_intercepts(inputs, no_high_subset, helpful, rf, config, params, kept)[0]
         no_high = taken(kept, "noHighVol", fresh)
+    del no_high_subset  # (each rating mask is 1 byte a rating: 0.19 GiB at X's scale)
     corr = inputs.correlated
     if corr is None:
         no_corr = intercept.copy()
@@ -221,6 +222,11 @@ def run_gaussian(
     # The filters read the base scorer's prescoring: tag thresholds and incorrect-tag habits.
     base_scope, _ = scope_mask(inputs, base.spec)
     round2 = base_scope & helpful[m.rater]
+    # Neither scope is read again, and the kept scopes (with their in-group masks) are four
+    # rating masks under the filters' and the low-diligence fit's arrays, where this scorer
+    # peaks: they go now, not at the scorer's end (``final_scoring.forget_masks``).
+    del scope, base_scope
+    forget_scopes(inputs)
     inc_num, inc_total = rater_incorrect_totals_kept(m, round2)
     thresholds = base.tag_thresholds
     agg, tag_flags, tag_names, inc, inc_flags = note_filters(

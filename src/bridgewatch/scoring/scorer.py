@@ -141,6 +141,7 @@ def forget_scopes(inputs: ScoringInputs) -> None:
     again once that scorer is done, so a kept one only weighs on the next scorer's fits (two
     older masks were ~0.8 GB at X's 206M ratings, by their size, through each big fit)."""
     _SCOPES.clear(inputs)
+    P.forget_last_filter(inputs.matrix)
 
 
 def _scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np.ndarray]:
