@@ -39,7 +39,7 @@ from bridgewatch.scoring.incorrect_filter import (
 from bridgewatch.scoring.mf import MFParams
 from bridgewatch.scoring.rescore import FIT_COLUMNS, OPTIONAL_FITS, ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, RuleResult, compute_statuses
-from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs, prescore, scope_mask
+from bridgewatch.scoring.scorer import PrescoreResult, ScoringInputs, forget_scopes, prescore, scope_mask
 from bridgewatch.scoring.scorer_specs import ScorerSpec
 from bridgewatch.scoring.sweeps import SweepEngine
 from bridgewatch.scoring.tag_filter import (
@@ -338,6 +338,10 @@ def final_scorer(
     factor = np.asarray(final[f"{p}NoteFactor1"], dtype=np.float64)
     # A note gets this scorer's status even without an intercept (InitialNMR), as the reference's.
     scored = reported_notes(inputs, spec)
+    # The capture test above read the scopes for the last time: their masks (scope, in-group and
+    # count_filter's kept result, 3 bytes a rating) go before the filters and the low-diligence
+    # fit, where the scorer peaks, not at its end (``final_scoring.forget_masks``).
+    forget_scopes(inputs)
 
     agg, tag_flags, tag_names, inc, inc_flags = note_filters(
         m, keep, factor, rf, thresholds, inc_num, inc_total, tf
