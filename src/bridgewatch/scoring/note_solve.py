@@ -75,13 +75,14 @@ def score_notes(
         ni, nf = adam_notes(problem, ri_full, rf_full, mu, _start(problem, k, init), rows, config)
         return _full(problem, ni, nf)
     pen_int, pen_fac = config.note_intercept_lambda * rho_n, config.note_factor_lambda * rho_n
-    if kernels == "numba" if engine is None else in_process(engine):  # through the selection: no copies
+    engine = LocalEngine(kernels) if engine is None else engine
+    if in_process(engine):  # read through the selection: no per-rating copies
         ni, nf = np.zeros(problem.n_notes), np.zeros((problem.n_notes, k))
         m = problem.matrix
         K.solve_notes_kept_nb(m.note_indptr, problem.note_full, problem.kept, m.rater, m.value, float(mu),
                               ri_full, rf_full, pen_int, pen_fac, ni, nf)  # fmt: skip
         return _full(problem, ni, nf)
-    sweeps = (engine or LocalEngine(kernels)).bind(problem)
+    sweeps = engine.bind(problem)
     try:
         ni, nf = sweeps.solve_notes(
             float(mu), ri_full[problem.rater_full], rf_full[problem.rater_full], pen_int, pen_fac

@@ -118,7 +118,7 @@ def note_fingerprints(
         matrix.tags, matrix.value, matrix.rater, _id_hashes(matrix.rater_ids),
     )  # fmt: skip
     t = np.full(matrix.n_notes, -1, dtype=np.int64) if topic is None else np.asarray(topic, dtype=np.int64)
-    rows = _per_note(notes, matrix.note_ids) if note_rows is None else note_rows
+    rows = note_row_hashes(notes, matrix.note_ids) if note_rows is None else note_rows
     return pd.DataFrame(
         {
             "noteId": matrix.note_ids,

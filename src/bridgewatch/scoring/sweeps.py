@@ -107,6 +107,7 @@ def in_process(engine: SweepEngine | None) -> bool:
     (``note_solve.score_notes``), the two scorers at a time of a small community (``pipeline``)
     and the single thread of a short fit (``mf.fit_mf``) are in-process choices. Keyed on
     ``engine is None`` alone, the CLI's runs never took them: each final note solve built its
-    fit's compact arrays (~28 bytes a fitted rating; Core's at `large` were 0.32 of the fit's
-    0.56 GiB high-water mark), though both forms give the same bits."""
+    fit's compact arrays (~28 bytes a fitted rating by their dtypes; at `large`, 0.31 GiB of
+    the 0.54 GiB Core's final scoring held at its peak, memray), though both forms give the same
+    bits."""
     return engine is None or (type(engine) is LocalEngine and engine.kernels == "numba")
