@@ -185,7 +185,8 @@ def test_aux_frame_follows_the_reference(runs):
     before = pd.DataFrame({"noteId": m.note_ids[:1], "currentStatus": [schema.CRH]})
     counts = np.zeros((n, len(schema.RATING_TAGS)), dtype=np.int64)
     epoch = int(m.created_at.max()) + 28 * 86_400_000 - 20 * 3_600_000  # window: the last 20 h
-    aux = A.aux_frame(inputs, done, meta, counts, before, np.ones(n, dtype=bool), epoch).set_index("noteId")
+    columns = A.aux_columns(inputs, done, meta, counts, before, np.ones(n, dtype=bool), epoch)
+    aux = columns.frame().set_index("noteId")
     # Bug: numRatingsLast28 counted back from the newest rating; the reference counts back from
     # the scoring time.
     recent = np.bincount(m.note[m.created_at > epoch - 28 * 86_400_000], minlength=n)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from bridgewatch import schema
@@ -132,8 +133,8 @@ def test_write_outputs_is_byte_identical_across_runs(tmp_path):
     a = O.write_outputs(tmp_path / "a", frames)
     b = O.write_outputs(tmp_path / "b", {schema.SCORED_NOTES_FILE: scored_frame()})
     assert [p.name for p in a] == ["scored_notes.tsv", "scored_notes.parquet"]
-    for pa, pb in zip(a, b, strict=True):
-        assert pa.read_bytes() == pb.read_bytes()
+    for fa, fb in zip(a, b, strict=True):
+        assert fa.read_bytes() == fb.read_bytes()
     back = pd.read_parquet(a[1])
     assert list(back["noteId"]) == [5, 10, 20, 30]
     header = a[0].read_text().splitlines()[0].split("\t")
@@ -198,3 +199,75 @@ def test_text_columns_share_one_object_per_distinct_value():
     assert len({id(v) for v in got[:30]}) == 3
     mixed = np.array([1, 1.0, True, "1"], dtype=object)  # not text: each keeps its own value
     assert [repr(v) for v in O._convert(mixed, O.STR).tolist()] == ["1", "1.0", "True", "'1'"]
+
+
+def _late_text_columns(n: int = 40, *, shuffled: bool = False) -> dict[str, np.ndarray]:
+    """scored_notes columns whose text columns are empty in the first rows (in key order): a
+    block of those rows alone would type them as null."""
+    rng = np.random.default_rng(3)
+    ids = np.arange(n, dtype=np.int64) * 7 + 100
+    late = np.array([None] * (n - 5) + ["Misleading", "", None, "Informative", "Misleading"], dtype=object)
+    status = np.array([None] * (n // 2) + [schema.CRH] * (n - n // 2), dtype=object)
+    cols = {
+        "noteId": ids,
+        "classification": late,
+        "finalRatingStatus": status,
+        "coreNoteIntercept": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+        "numRatings": rng.integers(0, 50, size=n),
+        "topicNoteConfident": np.array([None, True, False, True] * (n // 4), dtype=object),
+        "createdAtMillis": np.where(np.arange(n) == 3, np.nan, ids * 1000.0),
+    }
+    if shuffled:  # rows out of key order: the frame sorts them (stably), and so do the blocks
+        order = rng.permutation(n)
+        cols = {k: v[order] for k, v in cols.items()}
+    return cols
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+@pytest.mark.parametrize("rows", [1, 6, 40, 64])
+def test_frame_columns_blocks_are_the_frames_rows(shuffled: bool, rows: int) -> None:
+    columns = O.FrameColumns(schema.SCORED_NOTES_FILE, _late_text_columns(shuffled=shuffled), 40)
+    whole = columns.frame()
+    blocks = list(columns.blocks(rows))
+    assert [len(b) for b in blocks] == [min(rows, 40 - lo) for lo in range(0, 40, rows)]
+    joined = pd.concat(blocks, ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole)
+    assert [v is None for v in joined["classification"]] == [v is None for v in whole["classification"]]
+    assert list(whole["noteId"]) == sorted(whole["noteId"])
+
+
+def test_frame_columns_schema_is_the_whole_frames_and_files_are_its_bytes(tmp_path: Path) -> None:
+    """Written a block of rows at a time (the phased final run), the Parquet and text files are
+    the bytes of the whole frame written in blocks of those rows, though the first block has
+    no value in some text columns."""
+    from bridgewatch.io.parquet import write_parquet_blocks
+    from bridgewatch.io.tsv import write_rows
+
+    columns = O.FrameColumns(schema.SCORED_NOTES_FILE, _late_text_columns(shuffled=True), 40)
+    whole = columns.frame()
+    want = pa.Schema.from_pandas(whole, preserve_index=False)
+    assert columns.schema().equals(want, check_metadata=True)
+    first = pa.Schema.from_pandas(next(columns.blocks(8)), preserve_index=False)
+    assert first.field("classification").type == pa.null()  # what the schema must not take
+    write_parquet_blocks(tmp_path / "whole.parquet", whole, block_rows=8)
+    blocks = columns.blocks(8)
+    write_parquet_blocks(tmp_path / "blocks.parquet", blocks, block_rows=8, schema=columns.schema())
+    assert (tmp_path / "whole.parquet").read_bytes() == (tmp_path / "blocks.parquet").read_bytes()
+    names = O.COLUMNS[schema.SCORED_NOTES_FILE]
+    one, many = io.BytesIO(), io.BytesIO()
+    write_rows(one, whole, names)
+    for i, block in enumerate(columns.blocks(7)):
+        write_rows(many, block, names, header=i == 0)
+    assert one.getvalue() == many.getvalue()
+
+
+def test_frame_columns_of_no_rows_give_one_empty_block() -> None:
+    columns = O.FrameColumns(schema.AUX_NOTE_INFO_FILE, {"noteId": np.array([], dtype=np.int64)}, 0)
+    (block,) = list(columns.blocks(4))
+    assert len(block) == 0 and list(block.columns) == list(O.COLUMNS[schema.AUX_NOTE_INFO_FILE])
+    assert columns.schema().names == list(O.COLUMNS[schema.AUX_NOTE_INFO_FILE])
+
+
+def test_write_outputs_refuses_a_missing_frame_without_files_to_copy(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"scored_notes\.tsv: no frame"):
+        O.write_outputs(tmp_path, {schema.SCORED_NOTES_FILE: None})

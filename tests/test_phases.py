@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from bridgewatch import schema
+from bridgewatch import phased, schema
 from bridgewatch.errors import DataFormatError
 from bridgewatch.io import read_dataset
 from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 from bridgewatch.runner import run_integrity, score_directory
+from bridgewatch.scoring import outputs
 from bridgewatch.scoring.config import ScoringConfig, with_overrides
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS
 from bridgewatch.scoring.scorer_specs import core, expansion
@@ -22,6 +24,8 @@ from bridgewatch.sim.config import config_for_scale
 from bridgewatch.sim.simulate import simulate
 from bridgewatch.sim.yesterday import hold_back
 from bridgewatch.state import load_prescoring
+
+write_built = phased._write_built
 
 EPOCH = 1_795_305_600_000
 HOUR = 3_600_000
@@ -85,6 +89,36 @@ def test_phases_through_disk_equal_one_process_run(community: Path, tmp_path: Pa
     names = [n for out in outputs for n in (out, out.replace(".tsv", ".parquet"))]
     for name in names:
         assert (tmp_path / "all" / name).read_bytes() == (tmp_path / "phased" / name).read_bytes(), name
+
+
+def test_a_full_final_run_writes_its_note_frames_a_block_of_rows_at_a_time(
+    community: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scored_notes and aux_note_info are written as they are built, a block of rows at a time
+    (whole, they were ~3.2 GiB held to the end at X's scale): the texts are the one-process
+    run's bytes, the tables its frames in row groups of a block, and the result reads them back
+    only when asked."""
+    whole = _score(community, tmp_path / "all")
+    _score(community, tmp_path / "phased", phase="prescore")
+    monkeypatch.setattr(outputs, "BLOCK_ROWS", 16)  # a Parquet row group's rows
+    monkeypatch.setattr(phased, "TSV_BLOCK_ROWS", 5)
+    built: list[str] = []
+    monkeypatch.setattr(
+        phased, "_write_built", lambda state, cols: (built.append(cols.name), write_built(state, cols))[1]
+    )
+    out = _score(community, tmp_path / "phased", phase="final")
+    assert built == [schema.SCORED_NOTES_FILE, schema.AUX_NOTE_INFO_FILE]
+    for name in built:
+        a, b = tmp_path / "all" / name, tmp_path / "phased" / name
+        assert a.read_bytes() == b.read_bytes(), name
+        table = pq.ParquetFile(b.with_suffix(".parquet"))
+        assert table.metadata.num_row_groups == -(-len(whole.frame(name)) // 16) > 1
+        pd.testing.assert_frame_equal(pd.read_parquet(a.with_suffix(".parquet")), table.read().to_pandas())
+        assert callable(out.outputs[name])  # not held: read from its file when asked for
+        assert out.frame(name)["noteId"].tolist() == whole.frame(name)["noteId"].tolist()
+    statuses = out.scored_notes["finalRatingStatus"]
+    assert statuses.tolist() == whole.scored_notes["finalRatingStatus"].tolist()
+    assert isinstance(out.outputs[schema.NOTE_STATUS_HISTORY_FILE], pd.DataFrame)
 
 
 @pytest.mark.parametrize("in_prescoring", [True, False])

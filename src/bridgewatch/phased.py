@@ -26,10 +26,11 @@ from bridgewatch import schema
 from bridgewatch.io import Dataset
 from bridgewatch.io.formats import SCORING_NOTE_COLUMNS
 from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.tsv import BLOCK_ROWS as TSV_BLOCK_ROWS
 from bridgewatch.io.tsv import splice_rows, write_rows
 from bridgewatch.scoring import rescore as RS
 from bridgewatch.scoring.config import ScoringConfig
-from bridgewatch.scoring.outputs import COLUMNS
+from bridgewatch.scoring.outputs import COLUMNS, FrameColumns
 from bridgewatch.scoring.phases import Prescoring
 from bridgewatch.scoring.pipeline import Clock, FinalNotes, FinalResult, contributor_frame, final_dataset
 from bridgewatch.scoring.pipeline import prescore_dataset as _prescore_dataset
@@ -62,9 +63,10 @@ class PhaseOutput:
     """What one phase produced: output frames by file name, warnings, and (final) how many notes
     were rescored of how many (``rescored`` = -1 for a full run; ``partial`` of them only partially),
     and the TSV / Parquet files of frames already written (``text_files``, ``parquet_files``, by
-    output file name: the state's, which the outputs copy)."""
+    output file name: the state's, which the outputs copy). A frame written as it was built, a
+    block of rows at a time, is None: its files alone hold it."""
 
-    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    frames: dict[str, pd.DataFrame | None] = field(default_factory=dict)  # None: only its files
     warnings: tuple[str, ...] = ()
     rescored: int = -1
     notes: int = 0
@@ -234,9 +236,12 @@ def final_phase(
     selector = None
     if incremental and _can_reuse(state_dir, config, digest):
         selector = _Selector(dataset, state_dir, epoch_millis, config, note_rows)
+    # A full run writes scored_notes and aux_note_info as they are built (``_write_built``),
+    # once scoring is done: the state is marked incomplete from the first of them, as below.
+    sink = functools.partial(_write_built, state_dir) if selector is None else None
     result: FinalResult = final_dataset(
         dataset, prescoring, epoch_millis=epoch_millis, config=config, rating_keep=rating_keep,
-        correlated=correlated, rescore=selector, clock=clock, engine=engine,
+        correlated=correlated, rescore=selector, clock=clock, engine=engine, sink=sink,
     )  # fmt: skip
     frames = {
         schema.SCORED_NOTES_FILE: result.scored_notes,
@@ -303,7 +308,8 @@ def final_phase(
 
     def tables() -> None:
         for name, frame in frames.items():
-            write_table(frame, state_dir, _stem(name), output=True)
+            if frame is not None:  # (else written as it was built)
+                write_table(frame, state_dir, _stem(name), output=True)
         write_table(notes, state_dir, "notes")
         write_table(raters, state_dir, "raters")
 
@@ -314,6 +320,8 @@ def final_phase(
     with ThreadPoolExecutor(1) as pool:
         written = pool.submit(clock.phase, "write state", tables)
         for name, frame in frames.items():
+            if frame is None:
+                continue
             write = functools.partial(
                 _write_text, frame, name, previous_keys.get(name), ids, text_path(state_dir, name)
             )
@@ -334,6 +342,24 @@ def _objects(frame: pd.DataFrame) -> list[str]:
 
 def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0]
+
+
+def _write_built(state_dir: Path, columns: FrameColumns) -> None:
+    """A full final run's output ``columns`` written to the state as ``final_phase`` writes a
+    frame (its Parquet table and its text, which the outputs copy), converted a block of rows at
+    a time: the table on a second thread (Parquet encoding runs without the GIL) while this one
+    writes the text, each converting its own blocks, so neither holds the whole frame."""
+    begin_save(state_dir, FINAL_DIR)  # (again for the second: it only removes the run table)
+    name = columns.name
+
+    def text(out: IO[bytes]) -> None:
+        for i, block in enumerate(columns.blocks(TSV_BLOCK_ROWS)):
+            write_rows(out, block, COLUMNS[name], header=i == 0)
+
+    with ThreadPoolExecutor(1) as pool:
+        table = pool.submit(write_table, columns, state_dir, _stem(name), output=True)
+        write_text(state_dir, name, text)
+        table.result()
 
 
 def _write_text(

@@ -18,7 +18,6 @@ import numba
 import numpy as np
 import pandas as pd
 
-from bridgewatch import schema
 from bridgewatch.errors import ConfigError
 from bridgewatch.integrity.adapters import (
     IntegrityResult,
@@ -48,7 +47,7 @@ from bridgewatch.scoring.pipeline import Clock, PipelineResult, score_dataset
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS
 from bridgewatch.scoring.scorer_specs import ScorerSpec, default_scorers
 from bridgewatch.scoring.sweeps import SweepEngine
-from bridgewatch.state import has_prescoring, load_prescoring
+from bridgewatch.state import has_prescoring, load_prescoring, read_output
 
 Progress = Callable[[str], None]
 
@@ -278,18 +277,12 @@ def score_directory(
                 for path in (Path(out_dir) / name, (Path(out_dir) / name).with_suffix(".parquet")):
                     path.unlink(missing_ok=True)
 
-    def frame(name: str) -> pd.DataFrame:
-        return frames.get(name, pd.DataFrame())
-
-    return PipelineResult(
-        frame(schema.SCORED_NOTES_FILE),
-        frame(schema.HELPFULNESS_SCORES_FILE),
-        frame(schema.NOTE_STATUS_HISTORY_FILE),
-        frame(schema.AUX_NOTE_INFO_FILE),
-        runs,
-        warnings,
-        timings,
-    )
+    # A frame the phase wrote as it built it (None) is read from its Parquet file if asked for.
+    outputs = {
+        name: partial(read_output, parquet_files[name]) if frame is None else frame
+        for name, frame in frames.items()
+    }
+    return PipelineResult(outputs, runs, warnings, timings)
 
 
 def _run_phase(

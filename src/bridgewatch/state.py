@@ -39,6 +39,7 @@ from bridgewatch.io.parquet import BLOCK_ROWS, write_parquet_blocks
 from bridgewatch.scoring.compact import expand, expand_frame, expand_rows
 from bridgewatch.scoring.diligence import DiligencePrescoring
 from bridgewatch.scoring.mf import MFParams
+from bridgewatch.scoring.outputs import FrameColumns
 from bridgewatch.scoring.phases import Prescoring, unread_params
 from bridgewatch.scoring.scorer import SCORED_RATER_COLUMNS, PrescoreResult
 from bridgewatch.scoring.scorer_run import ScorerPrescore, pack_prescore
@@ -70,9 +71,14 @@ class IntegrityState:
 
 
 def _write(
-    frame: pd.DataFrame | Iterable[pd.DataFrame], path: Path, *, plain: bool = False, output: bool = False
+    frame: pd.DataFrame | Iterable[pd.DataFrame] | FrameColumns,
+    path: Path,
+    *,
+    plain: bool = False,
+    output: bool = False,
 ) -> None:
-    """``frame``: one frame, or chunks of one (``io.parquet``).
+    """``frame``: one frame, chunks of one (``io.parquet``), or an output's columns, converted and
+    written a block of rows at a time (``FrameColumns``).
 
     ``plain``: without dictionary pages and column statistics, a table only this module reads
     back (whole, so it gains nothing from either): ~4x less CPU for the fits table an incremental
@@ -84,8 +90,11 @@ def _write(
     The frame read back is the same. Output tables keep nulls, which other readers take as missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = {"use_dictionary": False, "write_statistics": False} if plain else {}
+    schema = None
+    if isinstance(frame, FrameColumns):
+        schema, frame = frame.schema(), frame.blocks()
     with atomic_path(path) as tmp:
-        write_parquet_blocks(tmp, frame, nan_as_null=output, **extra)
+        write_parquet_blocks(tmp, frame, nan_as_null=output, schema=schema, **extra)
 
 
 def _missing(path: Path) -> DataFormatError:
@@ -458,7 +467,11 @@ def prescoring_digest(state_dir: Path) -> str:
 
 
 def write_table(
-    frame: pd.DataFrame | Iterable[pd.DataFrame], state_dir: Path, name: str, *, output: bool = False
+    frame: pd.DataFrame | Iterable[pd.DataFrame] | FrameColumns,
+    state_dir: Path,
+    name: str,
+    *,
+    output: bool = False,
 ) -> None:
     """One Parquet table of the final state (``final/<name>.parquet``); ``output``: the table is
     also an output file (``table_path``), written as the output writer writes one, else in the
@@ -476,6 +489,12 @@ def read_table(state_dir: Path, name: str, *, objects: Collection[str] = ()) -> 
     """Table ``name`` of the final state; ``objects``: text columns wanted as object arrays (as
     ``astype(object)`` gives them), for merging with frames that hold them so."""
     return _read(Path(state_dir) / FINAL_DIR / f"{name}.parquet", objects=objects)
+
+
+def read_output(path: Path) -> pd.DataFrame:
+    """An output table ``write_table(..., output=True)`` wrote, as a frame of its columns: text
+    as str objects, NaN where missing (as an incremental run's merged frames hold them)."""
+    return _read(Path(path), objects=pq.ParquetFile(path).schema_arrow.names)
 
 
 def write_text(state_dir: Path, name: str, write: Callable[[IO[bytes]], None]) -> None:

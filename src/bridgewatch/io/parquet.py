@@ -19,7 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # Rows a row group holds (pyarrow's own default is 1M rows, converted whole before it splits).
-BLOCK_ROWS = 1 << 18
+# A block of an output frame converted and encoded is ~1.7 KB a row with its Arrow copy
+# (scored_notes' ~100 columns): 1 << 16 rows is ~0.1 GiB, where 1 << 18 was ~0.4 GiB, the
+# scored_notes writing's whole peak at `large` (200k notes) once it is written as it is built.
+BLOCK_ROWS = 1 << 16
 
 
 def write_parquet_blocks(
@@ -28,11 +31,13 @@ def write_parquet_blocks(
     *,
     nan_as_null: bool = True,
     block_rows: int = BLOCK_ROWS,
+    schema: pa.Schema | None = None,
     **options: object,
 ) -> None:
     """Write ``frames`` (one frame, or chunks of one with the same columns and dtypes: the first
-    gives the schema) to ``path`` as one Parquet file, snappy-compressed, ``block_rows`` rows a
-    row group; ``options`` go to ``pyarrow.parquet.ParquetWriter``.
+    gives the schema, unless ``schema`` is given: that of the whole frame, where the first chunk
+    may lack a text column's values) to ``path`` as one Parquet file, snappy-compressed,
+    ``block_rows`` rows a row group; ``options`` go to ``pyarrow.parquet.ParquetWriter``.
 
     ``nan_as_null``: a float column's NaN is written as null, as pandas writes it (what other
     readers take as missing); else as a NaN value, which a reader of this project's state gets
@@ -41,7 +46,8 @@ def write_parquet_blocks(
     first = next(chunks, None)
     if first is None:
         raise ValueError(f"{path}: no frame to write")
-    schema = pa.Schema.from_pandas(first, preserve_index=False)
+    if schema is None:
+        schema = pa.Schema.from_pandas(first, preserve_index=False)
     with pq.ParquetWriter(path, schema, compression="snappy", **options) as writer:  # type: ignore[arg-type]
         rows = 0
         for frame in itertools.chain([first], chunks):

@@ -18,7 +18,7 @@ from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix, id_objects, streamed
 from bridgewatch.scoring.compact import code, compact, compact_frame, expand_fields, overlay
 from bridgewatch.scoring.helpfulness import ValidRatings
-from bridgewatch.scoring.outputs import build_frame, format_tf_idf, scatter, scorer_columns
+from bridgewatch.scoring.outputs import FrameColumns, build_frame, format_tf_idf, scatter, scorer_columns
 from bridgewatch.scoring.rating_pass import note_counts, rater_side_counts
 from bridgewatch.scoring.rescore import FIT_COLUMNS, RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
@@ -274,7 +274,7 @@ def _explanation_text(scored: Mapping[str, np.ndarray], decided_by: np.ndarray, 
     return rule, text
 
 
-def scored_notes_frame(
+def scored_notes_columns(
     inputs: ScoringInputs,
     scored: Mapping[str, np.ndarray],
     meta: pd.DataFrame,
@@ -282,8 +282,8 @@ def scored_notes_frame(
     new_nsh: pd.DataFrame,
     keep_rows: np.ndarray,
     runs: Mapping[str, ScorerRun],
-) -> pd.DataFrame:
-    """scored_notes.tsv over the notes that have a notes or status-history row."""
+) -> FrameColumns:
+    """scored_notes.tsv's columns over the notes that have a notes or status-history row."""
     m = inputs.matrix
     n = m.n_notes
     cols = {k: v for k, v in scored.items() if k in _SCORED}
@@ -309,7 +309,7 @@ def scored_notes_frame(
             "statusExplanation": text,
         }
     )
-    return build_frame(schema.SCORED_NOTES_FILE, *_rows(cols, keep_rows))
+    return FrameColumns(schema.SCORED_NOTES_FILE, *_rows(cols, keep_rows))
 
 
 def kept_for_outputs(
@@ -321,7 +321,7 @@ def kept_for_outputs(
 
     Why: a run holds them over every note of the dataset whatever the scorer's scope, and every
     scorer's run lives until the outputs are assembled; at X's 2.5M notes and ~30 scorers that
-    alone would be ~19 GB, of which only Core's row set is ever written (``aux_frame``). The
+    alone would be ~19 GB, of which only Core's row set is ever written (``aux_columns``). The
     per-note frame, fits and low-diligence intercepts are kept compact (``compact``): only the
     notes a scorer fits hold values, expanded column by column as the outputs are assembled; its
     prescoring (``pre``, ``diligence``) is packed likewise (``scorer_run.pack_prescore``), unless
@@ -398,7 +398,7 @@ def _kept_column(frame: pd.DataFrame, name: str) -> object:
     return array if isinstance(array, pd.arrays.SparseArray) else frame[name].to_numpy()
 
 
-def aux_frame(
+def aux_columns(
     inputs: ScoringInputs,
     runs: Mapping[str, ScorerRun],
     meta: pd.DataFrame,
@@ -407,8 +407,8 @@ def aux_frame(
     keep_rows: np.ndarray,
     epoch_millis: int,
     population_counts: Mapping[str, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """aux_note_info.tsv: tag counts, Core's filter inputs, and meta's intermediate statuses.
+) -> FrameColumns:
+    """aux_note_info.tsv's columns: tag counts, Core's filter inputs, and meta's intermediate statuses.
 
     Its ``currentStatus`` is the status the note had *before* this run (``previous_nsh``, the
     input status history), as the reference writes it; ``numRatingsLast28`` counts ratings newer
@@ -452,7 +452,7 @@ def aux_frame(
         cols["lowDiligenceIntercept"] = scored(core.low_diligence)
         cols.update(population_sampled_counts(m, core) if population_counts is None else population_counts)
     m.release()  # every rating column read above: not under the frame's build
-    return build_frame(schema.AUX_NOTE_INFO_FILE, *_rows(cols, keep_rows))
+    return FrameColumns(schema.AUX_NOTE_INFO_FILE, *_rows(cols, keep_rows))
 
 
 def _rows(cols: Mapping[str, np.ndarray], keep_rows: np.ndarray) -> tuple[dict[str, np.ndarray], int]:

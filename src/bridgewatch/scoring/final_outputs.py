@@ -22,10 +22,12 @@ from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.explanation import apply_explanation, tag_counts
 from bridgewatch.scoring.history import rescoring_rules, update_status_history
 from bridgewatch.scoring.meta import explanation_flags, meta_score
+from bridgewatch.scoring.outputs import FrameColumns
 from bridgewatch.scoring.scorer import ScoringInputs
 from bridgewatch.scoring.scorer_run import ScorerRun
 
 Phase = Callable[[str, Callable[[], Any]], Any]  # ``pipeline.Clock.phase``
+Sink = Callable[[FrameColumns], None]  # writes an output's columns (``phased.final_phase``)
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,11 +46,12 @@ class FinalNotes:
 
 @dataclass(frozen=True, eq=False)
 class FinalResult:
-    """Final scoring's three output frames, each scorer's run and the per-note ``FinalNotes``."""
+    """Final scoring's three output frames, each scorer's run and the per-note ``FinalNotes``;
+    scored_notes and aux_note_info are None where a ``Sink`` took them as they were built."""
 
-    scored_notes: pd.DataFrame
+    scored_notes: pd.DataFrame | None
     note_status_history: pd.DataFrame
-    aux_note_info: pd.DataFrame
+    aux_note_info: pd.DataFrame | None
     runs: dict[str, ScorerRun]
     notes: FinalNotes
     warnings: tuple[str, ...]
@@ -66,10 +69,15 @@ def final_outputs(
     phase: Phase,
     rows: np.ndarray | None,
     warnings: Sequence[str],
+    sink: Sink | None = None,
 ) -> FinalResult:
     """The outputs of final scoring's ``runs`` over ``inputs`` (``notes`` / ``nsh``: the dataset's
     notes and input status history; ``rows``: an incremental run's rescored notes, whose rows
-    alone scored_notes and aux_note_info hold; ``phase`` runs and measures each step)."""
+    alone scored_notes and aux_note_info hold; ``phase`` runs and measures each step).
+
+    ``sink``: given, scored_notes' and aux_note_info's columns go to it as each is built, and the
+    result holds None for them: converted whole and held until written, they were ~1.4 KB a note
+    (~3.2 GiB at X's scale) under everything after them."""
     matrix = inputs.matrix
     # The outputs' assembly reads neither the rating values nor the rater-ordered index, which
     # the fits read last: their pages (read-only mappings of the columnar cache) go back to the
@@ -123,15 +131,31 @@ def final_outputs(
     if rows is not None:  # an incremental run: the other notes' rows come from the last run
         keep_rows = keep_rows & rows
     core_intercept = np.asarray(scored.get("coreNoteIntercept", np.full(matrix.n_notes, np.nan)), np.float64)
+
+    def made(build: Callable[[], FrameColumns]) -> pd.DataFrame | None:
+        columns = build()
+        if sink is None:
+            return columns.frame()
+        sink(columns)
+        return None
+
+    population = {c: scored[c] for c in A.POP_COUNT_COLUMNS if c in scored} or None
     scored_frame = phase(
         "scored_notes frame",
-        functools.partial(A.scored_notes_frame, inputs, scored, meta, tags, new_nsh, keep_rows, runs),
+        functools.partial(
+            made,
+            functools.partial(A.scored_notes_columns, inputs, scored, meta, tags, new_nsh, keep_rows, runs),
+        ),
     )
-    population = {c: scored[c] for c in A.POP_COUNT_COLUMNS if c in scored} or None
     del scored, tags
     aux = phase(
         "aux_note_info frame",
-        functools.partial(A.aux_frame, inputs, runs, meta, counts, nsh, keep_rows, epoch_millis, population),
+        functools.partial(
+            made,
+            functools.partial(
+                A.aux_columns, inputs, runs, meta, counts, nsh, keep_rows, epoch_millis, population
+            ),
+        ),
     )
     latest = new_nsh.set_index("noteId")["timestampMillisOfLatestNonNMRStatus"]
     final_notes = FinalNotes(

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from bridgewatch import schema
 from bridgewatch.io.atomic import atomic_path
-from bridgewatch.io.parquet import write_parquet_blocks
+from bridgewatch.io.parquet import BLOCK_ROWS, write_parquet_blocks
 from bridgewatch.io.tsv import write_tsv
 from bridgewatch.scoring.rules import RuleResult, active_rule_strings
 
@@ -296,9 +298,66 @@ def build_frame(name: str, columns: Mapping[str, np.ndarray], n: int | None = No
     return frame
 
 
+@dataclass(frozen=True, eq=False)
+class FrameColumns:
+    """Output file ``name``'s ``columns`` (length ``n``, as ``build_frame`` takes them): the frame
+    ``build_frame`` makes of them, whole or a block of rows at a time.
+
+    Why: scored_notes and aux_note_info converted whole are ~0.8 and ~0.6 KB a note (~3.2 GiB at
+    X's 2.5M notes), held from their build until written, on top of the columns they are built
+    from while they are built. A writer that takes blocks holds one block's conversion instead."""
+
+    name: str
+    columns: Mapping[str, np.ndarray]
+    n: int
+
+    def frame(self) -> pd.DataFrame:
+        return build_frame(self.name, self.columns, self.n)
+
+    def blocks(self, rows: int | None = None) -> Iterator[pd.DataFrame]:
+        """The rows of ``frame()`` in order, ``rows`` at a time (default ``BLOCK_ROWS``, a
+        Parquet row group's: the row groups are then the whole frame's), one empty frame when
+        there are none: each block converted from its rows alone, so the values are ``frame()``'s."""
+        rows = rows or BLOCK_ROWS
+        order = self._order()
+        if self.n == 0:
+            yield self.frame()
+        for lo in range(0, self.n, rows):
+            at = slice(lo, min(lo + rows, self.n)) if order is None else order[lo : lo + rows]
+            yield build_frame(self.name, {c: np.asarray(v)[at] for c, v in self.columns.items()})
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of ``frame()`` (what a Parquet writer infers from the whole frame),
+        from a few of its rows: the first, and each column's first with a value. A block alone
+        may have none in a text column, whose type it would take as null."""
+        order = self._order()
+        rows = {0} if self.n else set()
+        for values in self.columns.values():
+            values = np.asarray(values)
+            present = ~np.asarray(pd.isna(values), dtype=bool)
+            if values.dtype == object:
+                present &= values != ""
+            if order is not None:
+                present = present[order]
+            if present.any():
+                rows.add(int(np.argmax(present)))
+        at = np.array(sorted(rows), dtype=np.intp)
+        if order is not None:
+            at = order[at]
+        sample = build_frame(self.name, {c: np.asarray(v)[at] for c, v in self.columns.items()}, at.size)
+        return pa.Schema.from_pandas(sample, preserve_index=False)
+
+    def _order(self) -> np.ndarray | None:
+        """Row order by the file's key (stable, as ``build_frame`` sorts), None when in order."""
+        key = self.columns.get(SORT_KEY[self.name])
+        if key is None or self.n < 2 or pd.Series(key).is_monotonic_increasing:
+            return None
+        return np.argsort(np.asarray(key), kind="stable")
+
+
 def write_outputs(
     out_dir: str | os.PathLike[str],
-    frames: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame | None],
     *,
     parquet: bool = True,
     text_files: Mapping[str, Path] | None = None,
@@ -307,12 +366,16 @@ def write_outputs(
     """Write each frame as ``<name>`` TSV (and ``.parquet`` beside it) atomically; returns paths.
 
     ``text_files`` / ``parquet_files``: TSV / Parquet files already written for some frames the way
-    this function writes them (``state.text_path``, ``state.table_path``), copied.
+    this function writes them (``state.text_path``, ``state.table_path``), copied; a frame that
+    is None (written as it was built) must have both.
     """
     out = Path(out_dir)
     written = []
     for name, frame in frames.items():
         path = out / name
+        copied = name in (text_files or {}) and (name in (parquet_files or {}) or not parquet)
+        if frame is None and not copied:
+            raise ValueError(f"{name}: no frame, and no written file to copy")
         text = (text_files or {}).get(name)
         if text is not None:
             with atomic_path(path) as tmp:

@@ -29,7 +29,7 @@ from bridgewatch.scoring import assemble as A
 from bridgewatch.scoring import helpfulness as H
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.contributor import contributor_scores
-from bridgewatch.scoring.final_outputs import FinalNotes, FinalResult, final_outputs
+from bridgewatch.scoring.final_outputs import FinalNotes, FinalResult, Sink, final_outputs
 from bridgewatch.scoring.final_scoring import forget_masks
 from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_ratings
 from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
@@ -52,25 +52,55 @@ from bridgewatch.scoring.threads import CONCURRENT_BELOW, scorer_pool, serial_bl
 Progress = Callable[[str], None]
 
 
+OUTPUT_FILES = (
+    schema.SCORED_NOTES_FILE,
+    schema.HELPFULNESS_SCORES_FILE,
+    schema.NOTE_STATUS_HISTORY_FILE,
+    schema.AUX_NOTE_INFO_FILE,
+)
+
+
 @dataclass(frozen=True, eq=False)
 class PipelineResult:
-    """The four output frames, each scorer's run, warnings and per-phase wall times (seconds)."""
+    """The output frames by file name (``OUTPUT_FILES``; a run that wrote one as it built it
+    gives a reader of its file instead, called the first time the frame is asked for), each
+    scorer's run, warnings and per-phase wall times (seconds)."""
 
-    scored_notes: pd.DataFrame
-    helpfulness_scores: pd.DataFrame
-    note_status_history: pd.DataFrame
-    aux_note_info: pd.DataFrame
+    outputs: Mapping[str, pd.DataFrame | Callable[[], pd.DataFrame]]
     runs: dict[str, ScorerRun]
     warnings: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    _read: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False)
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """Output ``name``'s frame (empty when the run made none)."""
+        value = self.outputs.get(name)
+        if value is None:
+            return pd.DataFrame()
+        if isinstance(value, pd.DataFrame):
+            return value
+        if name not in self._read:
+            self._read[name] = value()
+        return self._read[name]
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        return {
-            schema.SCORED_NOTES_FILE: self.scored_notes,
-            schema.HELPFULNESS_SCORES_FILE: self.helpfulness_scores,
-            schema.NOTE_STATUS_HISTORY_FILE: self.note_status_history,
-            schema.AUX_NOTE_INFO_FILE: self.aux_note_info,
-        }
+        return {name: self.frame(name) for name in OUTPUT_FILES}
+
+    @property
+    def scored_notes(self) -> pd.DataFrame:
+        return self.frame(schema.SCORED_NOTES_FILE)
+
+    @property
+    def helpfulness_scores(self) -> pd.DataFrame:
+        return self.frame(schema.HELPFULNESS_SCORES_FILE)
+
+    @property
+    def note_status_history(self) -> pd.DataFrame:
+        return self.frame(schema.NOTE_STATUS_HISTORY_FILE)
+
+    @property
+    def aux_note_info(self) -> pd.DataFrame:
+        return self.frame(schema.AUX_NOTE_INFO_FILE)
 
 
 # Free heap (bytes) above which a phase's end hands memory back to the OS (``heap.release``).
@@ -268,6 +298,7 @@ def _final(
     engine: SweepEngine | None = None,
     reuse: Mapping[str, ReusedFits] | None = None,
     rows: np.ndarray | None = None,
+    sink: Sink | None = None,
 ) -> FinalResult:
     matrix, notes, nsh = inputs.matrix, dataset.notes, dataset.status_history
     reuse = reuse or {}
@@ -317,7 +348,7 @@ def _final(
         names = [n for n in pre.order or sorted(skipped) if n in skipped]
         warnings.append(f"scorers without enough data (skipped): {', '.join(names)}")
     return final_outputs(
-        inputs, runs, topic_ids, notes, nsh, epoch_millis, config, clock.phase, rows, warnings
+        inputs, runs, topic_ids, notes, nsh, epoch_millis, config, clock.phase, rows, warnings, sink
     )
 
 
@@ -333,6 +364,7 @@ def final_dataset(
     rescore: Callable[[ScoringInputs], RescorePlan] | None = None,
     clock: Clock | None = None,
     engine: SweepEngine | None = None,
+    sink: Sink | None = None,
 ) -> FinalResult:
     """Final scoring (``--phase final``) of ``dataset`` against an earlier ``prescoring``.
 
@@ -345,6 +377,9 @@ def final_dataset(
     unchanged), ``notes`` every note (the others without a status) and ``inputs`` are the whole
     dataset's; the caller merges them with the previous run's (``rescore.merge_rows``).
     Rater-level inputs (high-volume raters, groups) are always computed over the whole dataset.
+    ``sink``: a full run (no ``rescore``) hands scored_notes' and aux_note_info's columns to it as
+    they are built, and its result holds None for them (``final_outputs``); an incremental run's
+    frames, of its rescored notes only, are the caller's to merge.
     """
     config = (config or ScoringConfig()).validate()
     clock = clock or Clock(None)
@@ -359,7 +394,7 @@ def final_dataset(
         "preprocess", lambda: _inputs(dataset, matrix, config, topic_ids, correlated, rank=rescore is None)
     )
     if rescore is None:
-        return _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine)
+        return _final(dataset, inputs, pre, topic_ids, epoch_millis, config, clock, engine, sink=sink)
     plan = rescore(inputs)
     rows = np.asarray(plan.notes, dtype=bool)
     if not rows.any():  # a note space of no notes: score no ratings over every note, keep no row
@@ -528,11 +563,9 @@ def score_dataset(
         helpfulness = _contributor(dataset, loan.whole(), pre, notes, epoch_millis, config, clock)
     finally:
         loan.close()
+    outputs = dict(zip(OUTPUT_FILES, (frames[0], helpfulness, frames[1], frames[2]), strict=True))
     return PipelineResult(
-        scored_notes=frames[0],
-        helpfulness_scores=helpfulness,
-        note_status_history=frames[1],
-        aux_note_info=frames[2],
+        outputs={name: frame for name, frame in outputs.items() if frame is not None},
         runs=runs,
         warnings=(*dataset.warnings, *warnings),
         timings=clock.timings,
