@@ -265,3 +265,46 @@ def test_history_columns_come_back_as_from_a_frame_round_trip():
     assert list(out["noteId"]) == [1, 2, 3]
     assert out["lockedStatus"].dtype == "str" and out["currentGroupStatus"].dtype == object
     assert out["currentStatus"].tolist()[1:] == [CRH, CRH]
+
+
+def test_text_columns_of_a_read_history_share_one_object_per_value():
+    """A history read from a file holds pandas text columns, whose ``to_numpy(dtype=object)`` is a
+    str object a note (~0.7 GiB of them at 1.25M notes): the next history is built from one a
+    distinct value, to the values and missing markers the object path gives."""
+    n = 400
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    first = history.update_status_history(
+        history.empty_history(),
+        notes_frame(ids),
+        final_frame(ids, [CRH if i % 3 else NMR for i in range(n)]),
+        epoch_millis=T0 + DAY,
+        config=CFG,
+    )
+    as_read = first.copy()
+    as_objects = first.copy()
+    for c in history._STRING_COLUMNS:
+        as_read[c] = as_read[c].astype("str")  # what a TSV or Parquet read gives
+        as_objects[c] = as_objects[c].astype(object)
+    assert isinstance(as_read["currentStatus"].dtype, pd.StringDtype)
+    later = notes_frame(np.arange(1, n + 41, dtype=np.int64))
+    final = final_frame(later["noteId"], CRNH)
+    args = dict(epoch_millis=T0 + 2 * DAY, config=CFG)
+    shared = history.update_status_history(as_read, later, final, **args)
+    plain = history.update_status_history(as_objects, later, final, **args)
+    pd.testing.assert_frame_equal(shared, plain)
+    for c in history._STRING_COLUMNS:
+        assert [type(v) for v in shared[c]] == [type(v) for v in plain[c]], c
+    merged = history._merged_columns(as_read, later)  # (the frame keeps its text as Arrow)
+    assert len({id(v) for v in merged["currentStatus"] if isinstance(v, str)}) == 2  # CRH, NMR
+    assert len({id(v) for v in merged["noteAuthorParticipantId"]}) == n + 40  # all distinct
+
+
+@pytest.mark.parametrize("dtype", ["str", "string", object])
+def test_text_objects_are_the_object_arrays_values_shared(dtype):
+    from bridgewatch.scoring.outputs import text_objects
+
+    column = pd.Series(["b", None, "a", "b", "", "a"] * 5, dtype=dtype)
+    got, want = text_objects(column), column.to_numpy(dtype=object)
+    assert [repr(v) for v in got] == [repr(v) for v in want]
+    if dtype is not object:
+        assert len({id(v) for v in got if isinstance(v, str)}) == 3

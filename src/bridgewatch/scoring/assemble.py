@@ -18,7 +18,14 @@ from bridgewatch import schema
 from bridgewatch.io.matrix import RatingMatrix, id_objects, streamed
 from bridgewatch.scoring.compact import code, compact, compact_frame, expand_fields, overlay
 from bridgewatch.scoring.helpfulness import ValidRatings
-from bridgewatch.scoring.outputs import FrameColumns, build_frame, format_tf_idf, scatter, scorer_columns
+from bridgewatch.scoring.outputs import (
+    FrameColumns,
+    build_frame,
+    format_tf_idf,
+    scatter,
+    scorer_columns,
+    text_objects,
+)
 from bridgewatch.scoring.rating_pass import note_counts, rater_side_counts
 from bridgewatch.scoring.rescore import FIT_COLUMNS, RECENT_MILLIS
 from bridgewatch.scoring.rules import RULE_NAMES, Rule, RuleResult
@@ -288,17 +295,17 @@ def scored_notes_columns(
     n = m.n_notes
     cols = {k: v for k, v in scored.items() if k in _SCORED}
     nsh = new_nsh.set_index("noteId").reindex(m.note_ids)
-    decided = meta["decidedBy"].to_numpy(dtype=object)
+    decided = text_objects(meta["decidedBy"])
     rule, text = _explanation_text(scored, decided, runs, n)
     cols.update(
         {
             "noteId": m.note_ids,
-            "finalRatingStatus": meta["finalRatingStatus"].to_numpy(dtype=object),
+            "finalRatingStatus": text_objects(meta["finalRatingStatus"]),
             "decidedBy": decided,
-            "metaScorerActiveRules": meta["metaScorerActiveRules"].to_numpy(dtype=object),
+            "metaScorerActiveRules": text_objects(meta["metaScorerActiveRules"]),
             "firstTag": np.where(tags.first_tag == "", None, tags.first_tag),
             "secondTag": np.where(tags.second_tag == "", None, tags.second_tag),
-            "classification": inputs.notes["classification"].to_numpy(dtype=object),
+            "classification": text_objects(inputs.notes["classification"]),
             "createdAtMillis": inputs.notes["createdAtMillis"].to_numpy(np.float64),
             "numRatings": np.diff(m.note_indptr),  # bincount(m.note) without an int64 copy of the notes
             "timestampMillisOfCurrentStatus": nsh["timestampMillisOfCurrentStatus"].to_numpy(np.float64),
@@ -422,11 +429,11 @@ def aux_columns(
     for j, tag in enumerate(schema.RATING_TAGS):
         cols[tag] = counts[:, j]
     for c in ("unlockedRatingStatus", "preStabilizationRatingStatus", "crhBool", "crnhBool", "awaitingBool"):
-        cols[c] = meta[c].to_numpy(dtype=object)
+        cols[c] = text_objects(meta[c])
     cols["createdAtMillis"] = inputs.notes["createdAtMillis"].to_numpy(np.float64)
-    cols["noteAuthorParticipantId"] = inputs.notes["noteAuthorParticipantId"].to_numpy(dtype=object)
+    cols["noteAuthorParticipantId"] = text_objects(inputs.notes["noteAuthorParticipantId"])
     before = previous_nsh.drop_duplicates(subset=["noteId"]).set_index("noteId")["currentStatus"]
-    cols["currentStatus"] = before.reindex(m.note_ids).to_numpy(object)
+    cols["currentStatus"] = text_objects(before.reindex(m.note_ids))
     cols["numPopulationSampledRatings"] = note_counts(m, m.population_sampled)
     recent = np.empty(m.n_ratings, dtype=np.bool_)
     for lo, hi in streamed([m.created_at], m.n_ratings):  # (its last read: 8 bytes a rating)

@@ -16,6 +16,7 @@ from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.meta import LOCKING_ENABLED_RULES, UPDATED_TIMER_COLUMN
+from bridgewatch.scoring.outputs import shared_text
 
 NSH_COLUMNS = schema.NOTE_STATUS_HISTORY_COLUMNS
 _STRING_COLUMNS = frozenset({"noteAuthorParticipantId", *schema.NSH_TEXT_COLUMNS})
@@ -58,6 +59,8 @@ def _typed_column(frame: pd.DataFrame, c: str) -> np.ndarray:
     if c in ("noteId", "createdAtMillis"):
         return col.to_numpy(dtype=np.int64)
     if c in _STRING_COLUMNS:
+        if isinstance(col.dtype, pd.StringDtype):  # (``_settled``'s values, an object a value)
+            return shared_text(col, np.nan)
         return _settled(col.to_numpy(dtype=object))
     return col.to_numpy(dtype=np.float64)
 
@@ -97,6 +100,33 @@ def _merged_columns(nsh: pd.DataFrame, notes: pd.DataFrame) -> dict[str, np.ndar
     note_ids = notes["noteId"].to_numpy(dtype=np.int64)
     pos = pd.Index(ids).get_indexer(note_ids)
     both = pos >= 0
+    _check_same_notes(nsh, notes, note_ids, pos, both)
+    n_created = notes["createdAtMillis"].to_numpy(dtype=np.int64)
+    n_author = notes["noteAuthorParticipantId"][~both].astype(str).to_numpy(dtype=object)
+    fresh = int((~both).sum())
+    new = {
+        "noteId": note_ids[~both],
+        "noteAuthorParticipantId": _settled(n_author),
+        "createdAtMillis": n_created[~both],
+    }
+    order = np.argsort(np.concatenate([ids, new["noteId"]]), kind="stable")
+    del ids
+    out = {}
+    for c in NSH_COLUMNS:
+        added = new.get(c)
+        if added is None:
+            added = np.full(fresh, np.nan, dtype=object if c in _STRING_COLUMNS else np.float64)
+        merged = np.concatenate([_typed_column(nsh, c), added])[order]
+        out[c] = _settled(merged) if c in _STRING_COLUMNS else merged
+    return out
+
+
+def _check_same_notes(
+    nsh: pd.DataFrame, notes: pd.DataFrame, note_ids: np.ndarray, pos: np.ndarray, both: np.ndarray
+) -> None:
+    """Raise ``DataFormatError`` naming the first note (``both``: in both, at ``pos`` in ``nsh``)
+    whose creation time or author differs between the notes and the history. Apart, so that its
+    text copies (~0.3 GiB at 1.25M notes) go before the merge."""
     n_created = notes["createdAtMillis"].to_numpy(dtype=np.int64)
     n_author = notes["noteAuthorParticipantId"].astype(str).to_numpy(dtype=object)
     h_created = _typed_column(nsh, "createdAtMillis")[pos[both]]
@@ -114,23 +144,6 @@ def _merged_columns(nsh: pd.DataFrame, notes: pd.DataFrame) -> dict[str, np.ndar
                 f"note {note}: {field} is {ours[k]!r} in notes but {theirs[k]!r} in note status history",
                 field=field,
             )
-    del h_created, h_author
-    fresh = int((~both).sum())
-    new = {
-        "noteId": note_ids[~both],
-        "noteAuthorParticipantId": _settled(n_author[~both]),
-        "createdAtMillis": n_created[~both],
-    }
-    order = np.argsort(np.concatenate([ids, new["noteId"]]), kind="stable")
-    del ids
-    out = {}
-    for c in NSH_COLUMNS:
-        added = new.get(c)
-        if added is None:
-            added = np.full(fresh, np.nan, dtype=object if c in _STRING_COLUMNS else np.float64)
-        merged = np.concatenate([_typed_column(nsh, c), added])[order]
-        out[c] = _settled(merged) if c in _STRING_COLUMNS else merged
-    return out
 
 
 def update_status_history(
