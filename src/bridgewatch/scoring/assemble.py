@@ -294,7 +294,8 @@ def scored_notes_columns(
     m = inputs.matrix
     n = m.n_notes
     cols = {k: v for k, v in scored.items() if k in _SCORED}
-    nsh = new_nsh.set_index("noteId").reindex(m.note_ids)
+    timers = ["timestampMillisOfCurrentStatus", "timestampMillisOfNmrDueToMinStableCrhTime"]
+    nsh = new_nsh.set_index("noteId")[timers].reindex(m.note_ids)  # (not the other 22 columns)
     decided = text_objects(meta["decidedBy"])
     rule, text = _explanation_text(scored, decided, runs, n)
     cols.update(
