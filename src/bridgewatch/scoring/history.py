@@ -16,7 +16,7 @@ from bridgewatch import schema
 from bridgewatch.errors import DataFormatError
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.meta import LOCKING_ENABLED_RULES, UPDATED_TIMER_COLUMN
-from bridgewatch.scoring.outputs import shared_text
+from bridgewatch.scoring.outputs import shared_text, text_objects
 
 NSH_COLUMNS = schema.NOTE_STATUS_HISTORY_COLUMNS
 _STRING_COLUMNS = frozenset({"noteAuthorParticipantId", *schema.NSH_TEXT_COLUMNS})
@@ -171,6 +171,8 @@ def update_status_history(
     def take(col: str, dtype) -> np.ndarray:
         if col not in final.columns:
             return np.full(sel.size, np.nan, dtype=dtype)
+        if dtype is object:  # (meta's text: an object a distinct value, not a note)
+            return text_objects(final[col])[p]
         return final[col].to_numpy(dtype=dtype)[p]
 
     status = take("finalRatingStatus", object)
