@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 # Rows a row group holds (pyarrow's own default is 1M rows, converted whole before it splits).
-# A block of an output frame converted and encoded is ~1.7 KB a row with its Arrow copy
-# (scored_notes' ~100 columns): 1 << 16 rows is ~0.1 GiB, where 1 << 18 was ~0.4 GiB, the
-# scored_notes writing's whole peak at `large` (200k notes) once it is written as it is built.
+# scored_notes, written as it is built, holds a block converted and its Arrow copy: at `large`
+# (200k notes, so one block of 1 << 18 rows was the whole frame) its step rose 0.61 GiB over
+# its start with blocks of 1 << 18 rows, 0.51 with 1 << 16 (docs/memory.md, session 22).
 BLOCK_ROWS = 1 << 16
 
 

@@ -10,6 +10,7 @@ columns fixed, so the same results always give byte-identical files.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -342,7 +343,7 @@ class FrameColumns:
         Parquet row group's: the row groups are then the whole frame's), one empty frame when
         there are none: each block converted from its rows alone, so the values are ``frame()``'s."""
         rows = rows or BLOCK_ROWS
-        order = self._order()
+        order = self._order
         if self.n == 0:
             yield self.frame()
         for lo in range(0, self.n, rows):
@@ -353,7 +354,7 @@ class FrameColumns:
         """The Arrow schema of ``frame()`` (what a Parquet writer infers from the whole frame),
         from a few of its rows: the first, and each column's first with a value. A block alone
         may have none in a text column, whose type it would take as null."""
-        order = self._order()
+        order = self._order
         rows = {0} if self.n else set()
         for values in self.columns.values():
             values = np.asarray(values)
@@ -370,8 +371,10 @@ class FrameColumns:
         sample = build_frame(self.name, {c: np.asarray(v)[at] for c, v in self.columns.items()}, at.size)
         return pa.Schema.from_pandas(sample, preserve_index=False)
 
+    @functools.cached_property
     def _order(self) -> np.ndarray | None:
-        """Row order by the file's key (stable, as ``build_frame`` sorts), None when in order."""
+        """Row order by the file's key (stable, as ``build_frame`` sorts), None when in order:
+        once for the schema and both writers' blocks."""
         key = self.columns.get(SORT_KEY[self.name])
         if key is None or self.n < 2 or pd.Series(key).is_monotonic_increasing:
             return None

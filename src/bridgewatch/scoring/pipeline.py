@@ -86,21 +86,10 @@ class PipelineResult:
     def frames(self) -> dict[str, pd.DataFrame]:
         return {name: self.frame(name) for name in OUTPUT_FILES}
 
-    @property
-    def scored_notes(self) -> pd.DataFrame:
-        return self.frame(schema.SCORED_NOTES_FILE)
-
-    @property
-    def helpfulness_scores(self) -> pd.DataFrame:
-        return self.frame(schema.HELPFULNESS_SCORES_FILE)
-
-    @property
-    def note_status_history(self) -> pd.DataFrame:
-        return self.frame(schema.NOTE_STATUS_HISTORY_FILE)
-
-    @property
-    def aux_note_info(self) -> pd.DataFrame:
-        return self.frame(schema.AUX_NOTE_INFO_FILE)
+    scored_notes = property(lambda self: self.frame(schema.SCORED_NOTES_FILE))
+    helpfulness_scores = property(lambda self: self.frame(schema.HELPFULNESS_SCORES_FILE))
+    note_status_history = property(lambda self: self.frame(schema.NOTE_STATUS_HISTORY_FILE))
+    aux_note_info = property(lambda self: self.frame(schema.AUX_NOTE_INFO_FILE))
 
 
 # Free heap (bytes) above which a phase's end hands memory back to the OS (``heap.release``).
