@@ -67,7 +67,6 @@ STEPS = (
     ("diligence", "_random_start", "random start", None),
     ("diligence", "fit_adam_signed", "round", lambda out: out[2]),
     ("diligence", "_note_totals_nb", "round-3 note totals", None),
-    ("diligence", "_round3_weights_nb", "round-3 weights", None),
 )
 _NUMBERED = ("MF fit", "round")
 

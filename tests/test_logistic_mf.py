@@ -179,6 +179,47 @@ def test_class_weights_give_the_per_rating_weights_bytes_for_any_thread_count(tr
         lm.fit_adam_signed(lay, lm.ClassWeights(cw.positive[:-1], -1.0, 1.0), p, pen, trainable, s)
 
 
+@pytest.mark.parametrize(
+    ("trainable", "by_note"),
+    [(lm.BLOCKS, False), (("note_intercept",), False), (("note_intercept",), True)],
+)
+def test_factored_weights_give_their_materialized_bytes_for_any_thread_count(trainable, by_note):
+    """Weights formed in the pass from a rater term per class and a note term
+    (``FactoredWeights``) are the float64 weights they stand for: same fit, same bytes, on the
+    rater pass and the note pass, serial or parallel."""
+    note, rater, target, _, p, pen = _problem(7, r=40_000, n_notes=400, n_raters=2_000)
+    lay = lm.layout(note, rater, 400, 2_000)
+    rng = np.random.default_rng(7)
+    per_rater = rng.uniform(0.1, 2.0, 2_000)
+    rater_w = np.stack([per_rater / 1.1, (500.0 * per_rater) / 1.1], axis=1)
+    pos = target[lay.order] == 1.0
+    fw = lm.FactoredWeights(pos, rater_w, rng.uniform(0.01, 1.0, 400), float(lay.n_ratings))
+    sw = fw.materialize(lay)
+    # the weights by hand, in rating_weights' order: class × rater term ÷ norm, × note term, ÷ R
+    ln, lr = lay.note.astype(np.int64), np.repeat(np.arange(2_000), np.diff(lay.rater_indptr))
+    by_hand = np.where(pos, rater_w[lr, 1], rater_w[lr, 0]) * fw.note[ln] / lay.n_ratings
+    assert sw.tobytes() == np.where(pos, -by_hand, by_hand).tobytes()
+    s = lm.AdamSettings(learning_rate=0.05, max_epochs=40, tolerance=1e-6, check_every=5)
+    ref = lm.fit_adam_signed(lay, sw, p, pen, trainable, s, by_note=by_note)
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            fit = lm.fit_adam_signed(lay, fw, p, pen, trainable, s, by_note=by_note)
+            assert fit[1:] == ref[1:]
+            for block in lm.BLOCKS:
+                assert getattr(fit[0], block).tobytes() == getattr(ref[0], block).tobytes(), block
+    finally:
+        numba.set_num_threads(before)
+    grads = [{b: np.empty_like(getattr(p, b)) for b in lm.BLOCKS} for _ in range(2)]
+    losses = [lm.layout_gradient(lay, w, p, g, want_loss=True) for w, g in zip((sw, fw), grads, strict=True)]
+    assert losses[0] == losses[1]
+    for b in lm.BLOCKS:
+        assert grads[0][b].tobytes() == grads[1][b].tobytes(), b
+    with pytest.raises(ValueError, match="factored"):
+        lm.fit_adam_signed(lay, dataclasses.replace(fw, note=fw.note[:-1]), p, pen, trainable, s)
+
+
 def test_fit_adam_rejects_bad_targets_and_mismatched_layouts():
     note, rater, target, weight, p, pen = _problem(4, r=2_000, n_notes=50, n_raters=100)
     with pytest.raises(ValueError, match="0 or 1"):

@@ -33,6 +33,7 @@ from bridgewatch.io.matrix import RatingMatrix
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
     ClassWeights,
+    FactoredWeights,
     LogisticMFParams,
     Penalty,
     RatingLayout,
@@ -270,16 +271,17 @@ def fit_prescoring_kept(
     start: DiligenceStart | None = None,
 ) -> DiligencePrescoring:
     """``fit_prescoring`` on the ratings ``keep`` (bool[R]) selects, read from the matrix: the same
-    result bit for bit, holding ~13 bytes a kept rating (the layout's uint32 notes, a bool target,
-    and from round 3 on the float64 signed weights: rounds 1 and 2 weigh by class, two constants)
-    instead of the ~60 of the caller's gathered copies, the local indices, the input-order weights
-    and the layout's permutation.
+    result bit for bit, holding ~5 bytes a kept rating (the layout's uint32 notes and a bool
+    target, from which the epoch pass forms every round's weights: rounds 1 and 2 weigh by class,
+    two constants; round 3 by a rater term per class and a note term) instead of the ~60 of the
+    caller's gathered copies, the local indices, the input-order weights and the layout's
+    permutation.
 
     Why it is the same: ``rating_pass.kept_by_rater`` lists the kept ratings rater by rater in
     matrix order, the order ``layout``'s stable grouping gives; round 1's and 2's signed weights
     are two constants (±w/R); round 3's note totals are summed in matrix order, the order
     ``np.bincount`` adds the input-order weights in, and every other step is the same element-wise
-    operation on the same operands (a test pins whole fits to ``fit_prescoring``).
+    operation on the same operands, in the same order (a test pins whole fits to ``fit_prescoring``).
     """
     keep = np.asarray(keep, dtype=np.bool_)
     k = _kept(matrix, keep)
@@ -299,8 +301,7 @@ def fit_prescoring_kept(
     p, _, _ = fit_adam_signed(k.layout, cw, p, pen, round2, c.settings(1))
     g2 = float(p.global_intercept[0])
     ni2, ri2 = p.note_intercept.copy(), p.rater_intercept.copy()
-    sw = np.empty(r)
-    k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
+    sw = k.round3_weights(matrix, keep, p.rater_reputation, c)
     round3 = ("note_intercept", "rater_intercept", "global_intercept")
     p, _, _ = fit_adam_signed(k.layout, sw, p, pen, round3, c.settings(2))
     g3 = float(p.global_intercept[0])
@@ -360,8 +361,7 @@ def fit_final_kept(
     )
     p.global_intercept = np.array([pre.global_intercepts[2]])
     p.rater_intercept = _take_zeroed(pre.rater_intercept, raters)
-    sw = np.empty(k.n_ratings)
-    k.round3_weights(matrix, keep, p.rater_reputation, c, out=sw)
+    sw = k.round3_weights(matrix, keep, p.rater_reputation, c)
     p, _, _ = fit_adam_signed(k.layout, sw, p, pen, ("note_intercept",), c.settings(3))
     return _scatter(matrix.n_notes, notes, p.note_intercept), _scatter(matrix.n_notes, notes, p.note_factor)
 
@@ -386,15 +386,14 @@ class _Kept:
         return ClassWeights(self.positive, -(pw / r), 1.0 / r)
 
     def round3_weights(
-        self,
-        matrix: RatingMatrix,
-        keep: np.ndarray,
-        reputation: np.ndarray,
-        c: DiligenceConfig,
-        out: np.ndarray,
-    ) -> None:
-        """The last round's signed weights into ``out`` (rater order): ``rating_weights`` with the
-        reputation term and note normalization, the note totals summed in matrix order."""
+        self, matrix: RatingMatrix, keep: np.ndarray, reputation: np.ndarray, c: DiligenceConfig
+    ) -> FactoredWeights:
+        """The last round's signed weights: ``rating_weights`` with the reputation term and note
+        normalization (the note totals summed in matrix order), factored per rater and per note
+        so the epoch pass forms each (float64 per rating was 8 of its ~13 bytes a fitted rating:
+        at public, the final phase's Gaussian fits peak in this round). The operations are
+        ``rating_weights``' in its order: (class weight × reputation term) ÷ norm, per rater and
+        class here; × note term, ÷ R in the pass."""
         nn = self.notes.shape[0]
         pw3 = float(c.pos_weight * c.third_round_pos_multiplier)
         per_rater = float(c.alpha) + np.maximum(reputation, 0.0) ** c.reputation_exp
@@ -409,18 +408,10 @@ class _Kept:
             matrix.release_unfitted()  # the totals' tags: the epochs after read none
         else:
             per_note = np.ones(nn)  # × 1.0: exact
-        lay = self.layout
-        _round3_weights_nb(
-            lay.rater_indptr,
-            lay.note,
-            self.positive,
-            per_rater,
-            per_note,
-            pw3,
-            norm,
-            float(lay.n_ratings),
-            out,
-        )
+        rater = np.empty((per_rater.shape[0], 2))
+        rater[:, 0] = (1.0 * per_rater) / norm
+        rater[:, 1] = (pw3 * per_rater) / norm
+        return FactoredWeights(self.positive, rater, per_note, float(self.n_ratings))
 
 
 def _kept(matrix: RatingMatrix, keep: np.ndarray) -> _Kept:
@@ -455,19 +446,6 @@ def _note_totals_nb(keep, note, rater, tags, mask, note_map, rater_map, per_rate
             w = w / norm
             out[note_map[note[i]]] += w
     return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _round3_weights_nb(indptr, note, positive, per_rater, per_note, pw, norm, r, out):
-    """Round 3's signed weights in rater order into ``out``: ``rating_weights`` (class weight,
-    reputation term, note normalization), then ``signed_weights`` (÷ R, negated on positives)."""
-    for u in range(indptr.shape[0] - 1):
-        for j in range(indptr[u], indptr[u + 1]):
-            w = (pw if positive[j] else 1.0) * per_rater[u]
-            w = w / norm
-            w = w * per_note[note[j]]
-            w = w / r
-            out[j] = -w if positive[j] else w
 
 
 def fit_final(

@@ -225,15 +225,20 @@ def scratch_width(indptr: np.ndarray, sub_ptr: np.ndarray) -> int:
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy", nogil=True)
 def epoch_nb(
-    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, packed, rf, ri, rep, mu, want_loss,
-    work, g_rf, g_ri, g_rep, part, loss_c,
+    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, packed, rf, ri, rep, mu,
+    want_loss, work, g_rf, g_ri, g_rep, part, loss_c,
 ):  # fmt: skip
     """One gradient pass over ratings grouped by rater (``indptr``); returns (data loss, Σ derivative).
 
-    Signed weights (weight/R, negated for positive targets): ``sw[j]`` per rating, or, when ``sw``
-    is empty, ``w_pos`` / ``w_neg`` by ``positive[j]`` (bool): a fit whose weights are one
-    constant per class streams 1 byte a rating instead of 8. ``packed[N, 2]``: each note's
-    (factor, intercept) side by side, so a rating's gather is one cache line (``pack_notes``).
+    Signed weights (weight/R, negated for positive targets), in one of three forms:
+    - ``sw[j]`` per rating (float64, 8 bytes a rating streamed every epoch);
+    - ``sw`` and ``rater_w`` empty: ``w_pos`` / ``w_neg`` by ``positive[j]`` (bool): a fit whose
+      weights are one constant per class streams 1 byte a rating instead of 8;
+    - ``rater_w`` [U, 2] not empty: ``(rater_w[u, positive[j]] · packed[n, 2]) / divisor``, a
+      rater term per class times a note term (``factored_weights``), formed here from the byte
+      and the note's line the gather reads anyway, so the fit holds no float64 per rating.
+    ``packed[N, 2 or 4]``: each note's (factor, intercept[, note weight term, unused]) side by
+    side, so a rating's gather is one cache line (``pack_notes``).
     Writes the rater blocks ``g_rf/g_ri/g_rep`` [U] and the note partials ``part[CHUNKS, N, 2]``
     (note factor, note intercept), to be added up in slice order. ``work`` is scratch [CHUNKS, 3,
     ``scratch_width``]: per slice, one sub-block's logits then derivatives, losses and signed
@@ -242,7 +247,8 @@ def epoch_nb(
     when ``want_loss`` (else 0 is returned for it). Per sub-block: gather the logits, turn them
     into derivatives (a loop of pure arithmetic, which LLVM vectorizes), then add up per rater.
     """
-    n_n = packed.shape[0]
+    n_n, width = packed.shape[0], packed.shape[1]
+    factored = rater_w.shape[0] > 0
     for c in numba.prange(CHUNKS):
         part[c, :, :] = 0.0
         t = 0.0
@@ -253,13 +259,24 @@ def epoch_nb(
             j0, j1 = indptr[u0], indptr[u1]
             for u in range(u0, u1):
                 a_rf, a_rep, a_ri = rf[u], rep[u], ri[u]
+                if factored:
+                    on_neg, on_pos = rater_w[u, 0], rater_w[u, 1]
                 for j in range(indptr[u], indptr[u + 1]):
                     ahead = np.int64(note[min(j + AHEAD, last)])
-                    prefetch(packed, ahead * 2)
+                    prefetch(packed, ahead * width)
                     prefetch(part, (c * n_n + ahead) * 2)
                     n = note[j]
                     dc[j - j0] = packed[n, 0] * a_rf + packed[n, 1] * a_rep + a_ri + mu
-            t = derivatives(dc, lc, wc, positive, sw, w_pos, w_neg, j0, j1, want_loss, t)
+                    if factored:  # rater term × note term (the line just gathered)
+                        wc[j - j0] = (on_pos if positive[j] else on_neg) * packed[n, 2]
+            if factored:  # ÷ R and the sign, in a loop LLVM vectorizes; then wc is the slice's sw
+                ws, ps = wc[: j1 - j0], positive[j0:j1]
+                for k in range(ws.shape[0]):
+                    w = ws[k] / divisor
+                    ws[k] = -w if ps[k] else w
+                t = derivatives(dc, lc, wc, positive, wc, w_pos, w_neg, 0, j1 - j0, want_loss, t)
+            else:
+                t = derivatives(dc, lc, wc, positive, sw, w_pos, w_neg, j0, j1, want_loss, t)
             for u in range(u0, u1):
                 a = 0.0
                 b = 0.0
@@ -288,7 +305,8 @@ def epoch_nb(
 
 @numba.njit(cache=True, nogil=True)
 def pack_notes(nf, ni, packed):
-    """packed[n] = (nf[n], ni[n]): the note parameters ``epoch_nb`` gathers, one line per note."""
+    """packed[n, :2] = (nf[n], ni[n]): the note parameters ``epoch_nb`` gathers, one line per note
+    (a note weight term in column 2 is left as it is)."""
     for n in range(nf.shape[0]):
         packed[n, 0] = nf[n]
         packed[n, 1] = ni[n]
@@ -328,3 +346,14 @@ def adam_nb(p, g, m, v, scale, b1, b2, lr_bc1, sqrt_bc2, eps):
         v[i] = b2 * v[i] + (1.0 - b2) * gi * gi
         denom = np.sqrt(v[i]) / sqrt_bc2 + eps
         p[i] = p[i] - lr_bc1 * m[i] / denom
+
+
+@numba.njit(cache=True, nogil=True)
+def factored_weights(indptr, note, positive, rater_w, note_w, divisor, out):
+    """The signed weights ``epoch_nb`` forms from factored ones, into ``out`` (rater order): the same
+    operations in the same order, for passes that stream weights (``logistic_notes``) and tests."""
+    for u in range(indptr.shape[0] - 1):
+        for j in range(indptr[u], indptr[u + 1]):
+            w = (rater_w[u, 1] if positive[j] else rater_w[u, 0]) * note_w[note[j]]
+            w = w / divisor
+            out[j] = -w if positive[j] else w
