@@ -164,7 +164,7 @@ def run_gaussian(
     pre = expand_prescore(base.pre)  # (a kept run's is packed)
     base_diligence = None if base.diligence is None else expand_prescore(base.diligence)
     tf = config.tag_filter
-    scope, _ = scope_mask(inputs, spec)
+    scope = scope_mask(inputs, spec)[0]  # (not the in-group mask: a rating mask held for nothing)
     rf = rater_factor(pre)
     helpful = pre.helpful_raters
     params = pass_params(spec)
@@ -220,7 +220,7 @@ def run_gaussian(
         arr[~scored] = np.nan
 
     # The filters read the base scorer's prescoring: tag thresholds and incorrect-tag habits.
-    base_scope, _ = scope_mask(inputs, base.spec)
+    base_scope = scope_mask(inputs, base.spec)[0]
     round2 = base_scope & helpful[m.rater]
     # Neither scope is read again, and the kept scopes (with their in-group masks) are four
     # rating masks under the filters' and the low-diligence fit's arrays, where this scorer
@@ -228,14 +228,17 @@ def run_gaussian(
     del scope, base_scope
     forget_scopes(inputs)
     inc_num, inc_total = rater_incorrect_totals_kept(m, round2)
-    thresholds = base.tag_thresholds
-    agg, tag_flags, tag_names, inc, inc_flags = note_filters(
-        m, keep, filter_factor, rf, thresholds, inc_num, inc_total, tf
-    )
     # Same ratings and rater factors as the base scorer's reputation fit: reuse it when it exists.
+    # It runs before the filters (as in ``final_scorer``): their tag aggregates are not held
+    # under its arrays, and round 2's mask goes before the filters' passes.
     fit_keep = reuse_or_fit(reuse, keep, m.note)
     low_dil = taken(
         reuse, "lowDiligence", low_diligence(inputs, spec, config, pre, fit_keep, round2, base_diligence)
+    )
+    del round2, fit_keep
+    thresholds = base.tag_thresholds
+    agg, tag_flags, tag_names, inc, inc_flags = note_filters(
+        m, keep, filter_factor, rf, thresholds, inc_num, inc_total, tf
     )
     sides = note_counts_by_rater_sign_kept(
         m.note, m.rater, m.value, keep, pre.params.rater_factor[:, 0], m.n_notes

@@ -332,7 +332,7 @@ def final_scorer(
     # notes failing the capture test are dropped from the output only (§6.1).
     final = final_columns(inputs, spec, pre, config, engine, reuse=reuse)
     drop = captured_out(inputs, spec)
-    keep, _ = final_rating_mask(inputs, spec, pre, config)
+    keep = final_rating_mask(inputs, spec, pre, config)[0]  # (not its scope: see below)
     p = spec.prefix
     intercept = np.asarray(final[f"{p}NoteIntercept"], dtype=np.float64)
     factor = np.asarray(final[f"{p}NoteFactor1"], dtype=np.float64)
@@ -343,13 +343,16 @@ def final_scorer(
     # fit, where the scorer peaks, not at its end (``final_scoring.forget_masks``).
     forget_scopes(inputs)
 
-    agg, tag_flags, tag_names, inc, inc_flags = note_filters(
-        m, keep, factor, rf, thresholds, inc_num, inc_total, tf
-    )
+    # The low-diligence fit, where the scorer peaks, runs before the filters, so the filters'
+    # tag aggregates (two float64[N, 12], ~0.5 GiB at X's 2.5M notes by size) are not held
+    # under its arrays; neither reads the other's results.
     low_dil = taken(
         reuse,
         "lowDiligence",
         _final_low_diligence(inputs, spec, config, state, reuse_or_fit(reuse, keep, m.note)),
+    )
+    agg, tag_flags, tag_names, inc, inc_flags = note_filters(
+        m, keep, factor, rf, thresholds, inc_num, inc_total, tf
     )
 
     def col(name: str) -> np.ndarray:
