@@ -194,11 +194,19 @@ def read_dataset(
             warnings,
             notes_label=str(notes_path),
         )
+        del raw
         if cache_dir is not None and key is not None:
             try:
                 cache.store(cache_dir, key, matrix, warnings[before:])
             except OSError as exc:
                 warnings.append(f"could not write the ratings cache in {cache_dir} ({exc})")
+            else:
+                # Score from the entry just written, as a later run would: its rating columns are
+                # mapped, and their pages go back as passes finish, where the parsed arrays stay
+                # on the heap (at X's scale ~3 GiB more under every fit of the first run).
+                mapped = cache.load(cache_dir, key, [])
+                if mapped is not None:
+                    matrix = mapped[0]
     return Dataset(notes_frame, matrix, nsh, enroll, tuple(warnings))
 
 
