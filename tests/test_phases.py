@@ -108,6 +108,12 @@ def test_a_full_final_run_writes_its_note_frames_a_block_of_rows_at_a_time(
     )
     out = _score(community, tmp_path / "phased", phase="final")
     assert built == [schema.SCORED_NOTES_FILE, schema.AUX_NOTE_INFO_FILE]
+    # a summary's column is read alone (the whole frame set the final phase's peak at X's scale)
+    status = out.column(schema.SCORED_NOTES_FILE, "finalRatingStatus")
+    assert status.tolist() == whole.column(schema.SCORED_NOTES_FILE, "finalRatingStatus").tolist()
+    assert not out._read  # no frame read back
+    assert out.column(schema.SCORED_NOTES_FILE, "noSuchColumn") is None
+    assert whole.column(schema.SCORED_NOTES_FILE, "noSuchColumn") is None
     for name in built:
         a, b = tmp_path / "all" / name, tmp_path / "phased" / name
         assert a.read_bytes() == b.read_bytes(), name

@@ -491,10 +491,12 @@ def read_table(state_dir: Path, name: str, *, objects: Collection[str] = ()) -> 
     return _read(Path(state_dir) / FINAL_DIR / f"{name}.parquet", objects=objects)
 
 
-def read_output(path: Path) -> pd.DataFrame:
-    """An output table ``write_table(..., output=True)`` wrote, as a frame of its columns: text
-    as str objects, NaN where missing (as an incremental run's merged frames hold them)."""
-    return _read(Path(path), objects=pq.ParquetFile(path).schema_arrow.names)
+def read_output(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """An output table ``write_table(..., output=True)`` wrote, as a frame of its columns (or of
+    ``columns`` only): text as str objects, NaN where missing (as an incremental run's merged
+    frames hold them)."""
+    names = pq.ParquetFile(path).schema_arrow.names if columns is None else list(columns)
+    return _read(Path(path), columns, objects=names)
 
 
 def write_text(state_dir: Path, name: str, write: Callable[[IO[bytes]], None]) -> None:

@@ -56,8 +56,9 @@ def _stage_inputs(data_dir: str | None, files: dict[str, str | None], staging: P
 
 def print_summary(result: PipelineResult, console: Console, wall: float) -> None:
     """Counts per status, then time per phase and the peak memory of the process."""
-    if "finalRatingStatus" in result.scored_notes.columns:
-        counts = result.scored_notes["finalRatingStatus"].value_counts()
+    status = result.column(schema.SCORED_NOTES_FILE, "finalRatingStatus")
+    if status is not None:
+        counts = status.value_counts()
         table = Table(title="finalRatingStatus")
         table.add_column("status")
         table.add_column("notes", justify="right")
@@ -173,5 +174,6 @@ def command(
     finally:
         close_engine(sweeps)
     print_summary(result, console, time.perf_counter() - start)
-    if not quiet and len(result.scored_notes):
-        click.echo(f"wrote {len(result.scored_notes)} notes to {Path(outdir) / schema.SCORED_NOTES_FILE}")
+    ids = result.column(schema.SCORED_NOTES_FILE, "noteId")
+    if not quiet and ids is not None and len(ids):
+        click.echo(f"wrote {len(ids)} notes to {Path(outdir) / schema.SCORED_NOTES_FILE}")

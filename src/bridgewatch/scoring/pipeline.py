@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
@@ -66,11 +67,24 @@ class PipelineResult:
     gives a reader of its file instead, called the first time the frame is asked for), each
     scorer's run, warnings and per-phase wall times (seconds)."""
 
-    outputs: Mapping[str, pd.DataFrame | Callable[[], pd.DataFrame]]
+    outputs: Mapping[str, pd.DataFrame | Callable[..., pd.DataFrame]]
     runs: dict[str, ScorerRun]
     warnings: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
     _read: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False)
+
+    def column(self, name: str, column: str) -> pd.Series | None:
+        """One column of output ``name`` (None where the frame lacks it), read alone from a file
+        the run wrote: a summary's status counts need not read the whole frame back (at X's
+        scale the CLI's summary did, and that set the final phase's peak: 14.2 GiB)."""
+        value = self.outputs.get(name)
+        if value is not None and not isinstance(value, pd.DataFrame) and name not in self._read:
+            try:
+                return value(columns=[column])[column]
+            except (KeyError, ValueError, pa.ArrowInvalid):
+                return None
+        frame = self.frame(name)
+        return frame[column] if column in frame.columns else None
 
     def frame(self, name: str) -> pd.DataFrame:
         """Output ``name``'s frame (empty when the run made none)."""
