@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -54,8 +55,9 @@ def _stage_inputs(data_dir: str | None, files: dict[str, str | None], staging: P
     return staging
 
 
-def print_summary(result: PipelineResult, console: Console, wall: float) -> None:
-    """Counts per status, then time per phase and the peak memory of the process."""
+def print_summary(result: PipelineResult, console: Console, wall: float) -> pd.Series | None:
+    """Counts per status, then time per phase and the peak memory of the process; returns the
+    status column it read (None without one), one column read once for the caller's note count."""
     status = result.column(schema.SCORED_NOTES_FILE, "finalRatingStatus")
     if status is not None:
         counts = status.value_counts()
@@ -75,6 +77,7 @@ def print_summary(result: PipelineResult, console: Console, wall: float) -> None
     console.print(f"peak RSS {_peak_rss_mib():.0f} MiB")
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
+    return status
 
 
 @click.command("score")
@@ -173,7 +176,6 @@ def command(
             )  # fmt: skip
     finally:
         close_engine(sweeps)
-    print_summary(result, console, time.perf_counter() - start)
-    ids = result.column(schema.SCORED_NOTES_FILE, "noteId")
-    if not quiet and ids is not None and len(ids):
-        click.echo(f"wrote {len(ids)} notes to {Path(outdir) / schema.SCORED_NOTES_FILE}")
+    status = print_summary(result, console, time.perf_counter() - start)
+    if not quiet and status is not None and len(status):
+        click.echo(f"wrote {len(status)} notes to {Path(outdir) / schema.SCORED_NOTES_FILE}")
