@@ -132,6 +132,21 @@ def test_low_diligence_fits_start_without_any_column(tmp_path: Path, monkeypatch
     _check(seen, 2, reads_columns=False)
 
 
+def test_low_diligence_gather_runs_with_only_the_columns_it_reads(tmp_path: Path, monkeypatch) -> None:
+    """The Gaussian scorers' final fits peak in this gather: the raters, values, times and
+    samples that the passes before it left resident are handed back before it allocates."""
+    m = _matrix(tmp_path, seed=3)
+    seen = _watch(monkeypatch, dl, "kept_by_rater", m)
+    keep = np.ones(m.n_ratings, dtype=bool)
+    pre = dl.fit_prescoring_kept(m, keep, np.zeros(m.n_raters))
+    seen.clear()
+    _touch(m)
+    dl.fit_final_kept(m, keep, pre)
+    assert len(seen) == 1
+    for name in RATING_COLUMNS:
+        assert (seen[0][name] > 0) == (name in ("by_rater", "note", "tags")), (name, seen[0])
+
+
 def test_release_range_drops_only_the_pages_inside_the_range(tmp_path: Path) -> None:
     from bridgewatch.io.matrix import release_range
 

@@ -59,6 +59,27 @@ def test_layout_read_from_the_matrix_is_the_compact_arrays_layout(pass_threads, 
     np.testing.assert_array_equal(p.rater_indptr, old.indptr)
 
 
+@pytest.mark.parametrize("bits", [1, 0b1010_0000, 1 << 31])
+def test_a_gathered_flag_is_the_gathered_tags_bits(pass_threads, bits: int):
+    """The diligence and harassment fits gather their targets as flags (1 byte a rating), not as
+    the tags they test: the same booleans, in the same order, next to the same notes."""
+    rng = np.random.default_rng(5)
+    m = _matrix(rng, 5000, 50, 400)
+    tags = rng.integers(0, 2**32, m.n_ratings, dtype=np.uint32)
+    tags[rng.random(m.n_ratings) < 0.3] = 0
+    keep = _keep(rng, m, 0.6)
+    s = RP.problem_shape(m, keep)
+    packed = np.packbits(keep)
+    note, whole = RP.kept_by_rater(m, packed, s["note_full"], s["rater_full"], s["rater_indptr"], tags)
+    note_f, flag = RP.kept_by_rater(
+        m, packed, s["note_full"], s["rater_full"], s["rater_indptr"], tags, bits=bits
+    )
+    assert whole.dtype == np.uint32 and flag.dtype == np.bool_
+    np.testing.assert_array_equal(note_f, note)
+    np.testing.assert_array_equal(flag, (whole & np.uint32(bits)) != 0)
+    assert 0 < flag.sum() < flag.shape[0]
+
+
 @pytest.mark.parametrize("share", [0.05, 1.0])
 def test_squared_error_from_the_matrix_is_the_compact_sum_bit_for_bit(share: float):
     rng = np.random.default_rng(7)

@@ -29,7 +29,7 @@ import numpy as np
 
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RATING_COLUMNS, RatingMatrix
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
     ClassWeights,
@@ -390,8 +390,8 @@ class _Kept:
     ) -> FactoredWeights:
         """The last round's signed weights: ``rating_weights`` with the reputation term and note
         normalization (the note totals summed in matrix order), factored per rater and per note
-        so the epoch pass forms each (float64 per rating was 8 of its ~13 bytes a fitted rating:
-        at public, the final phase's Gaussian fits peak in this round). The operations are
+        so the epoch pass forms each (float64 per rating was 8 of its ~13 bytes a fitted
+        rating). The operations are
         ``rating_weights``' in its order: (class weight × reputation term) ÷ norm, per rater and
         class here; × note term, ÷ R in the pass."""
         nn = self.notes.shape[0]
@@ -414,14 +414,23 @@ class _Kept:
         return FactoredWeights(self.positive, rater, per_note, float(self.n_ratings))
 
 
+# The columns ``_kept``'s gather reads (``rating_pass.kept_by_rater`` of the tags).
+_GATHERED = ("by_rater", "note", "tags")
+
+
 def _kept(matrix: RatingMatrix, keep: np.ndarray) -> _Kept:
     shape = problem_shape(matrix, keep)
     notes, raters, indptr = shape["note_full"], shape["rater_full"], shape["rater_indptr"]
     if int(indptr[-1]) == 0:
         raise ScoringError("diligence: no ratings to fit")
-    note, tags = kept_by_rater(matrix, np.packbits(keep), notes, raters, indptr, matrix.tags)
-    positive = (tags & np.uint32(_tag_mask())) != 0
-    del tags
+    packed = np.packbits(keep)
+    # The passes before (the scorer's intercepts, its raters' incorrect-tag totals) leave their
+    # columns resident; the gather reads three (``_GATHERED``). The Gaussian scorers' final fits
+    # peak in this gather (at `large`, with glibc's allocations mapped as at X's scale), and at
+    # X's scale the other columns are ~1.2 GiB by size.
+    matrix.release(*(name for name in RATING_COLUMNS if name not in _GATHERED))
+    note, positive = kept_by_rater(matrix, packed, notes, raters, indptr, matrix.tags, bits=_tag_mask())
+    del packed
     # Every column, not only the ones no fit reads: these epochs read the layout's own copies
     # (notes, targets) and no column at all. At X's scale the notes, raters, values and rater
     # order mapped resident were ~4 GiB under the Gaussian scorers' fits, where they peak; the

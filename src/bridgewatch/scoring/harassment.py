@@ -233,11 +233,10 @@ def fit_tag_consensus_kept(
     r = int(indptr[-1])
     if r == 0:
         return empty
-    note, tags = RP.kept_by_rater(matrix, np.packbits(fit), notes, raters, indptr, matrix.tags)
+    bit = 1 << schema.TAG_BIT[HARASSMENT_TAG]
+    note, positive = RP.kept_by_rater(matrix, np.packbits(fit), notes, raters, indptr, matrix.tags, bits=bit)
     del fit
     matrix.release_unfitted()  # the labels' tags: the epochs read none
-    positive = (tags >> np.uint32(schema.TAG_BIT[HARASSMENT_TAG])) & np.uint32(1) == 1
-    del tags
     rate = int(np.count_nonzero(positive)) / r  # = label[keep].mean(): a sum of 0/1 is exact
     empty.positive_rate = rate
     if rate in (0.0, 1.0):

@@ -447,10 +447,11 @@ def problem_shape(matrix: RatingMatrix, keep: np.ndarray) -> dict[str, np.ndarra
 
 
 @both_forms
-def _by_rater_kept(indptr, order, kept, note, value, note_map, rater_full, offsets):
-    """(note uint32, value) of the kept ratings in (rater, note) order, notes as compact indices."""
+def _by_rater_kept(indptr, order, kept, note, value, bits, note_map, rater_full, offsets, out_value):
+    """The note (uint32, compact index) of each kept rating in (rater, note) order, and its
+    ``value`` into ``out_value``: the value itself, or when ``bits`` is not 0 whether it has any
+    of those bits."""
     out_note = np.empty(offsets[offsets.shape[0] - 1], dtype=np.uint32)
-    out_value = np.empty(offsets[offsets.shape[0] - 1], dtype=value.dtype)
     for c in numba.prange(rater_full.shape[0]):
         u = rater_full[c]
         j = offsets[c]
@@ -458,9 +459,12 @@ def _by_rater_kept(indptr, order, kept, note, value, note_map, rater_full, offse
             i = np.int64(order[p])
             if (kept[i >> 3] >> (7 - (i & 7))) & 1:
                 out_note[j] = note_map[note[i]]
-                out_value[j] = value[i]
+                if bits != 0:
+                    out_value[j] = (np.uint64(value[i]) & bits) != 0
+                else:
+                    out_value[j] = value[i]
                 j += 1
-    return out_note, out_value
+    return out_note
 
 
 def kept_by_rater(
@@ -470,6 +474,7 @@ def kept_by_rater(
     rater_full: np.ndarray,
     rater_indptr: np.ndarray,
     value: np.ndarray | None = None,
+    bits: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(note uint32[K], value[K] in the matrix's dtype) of the K ratings ``kept`` (``np.packbits``
     of bool[R]) selects, grouped
@@ -481,14 +486,20 @@ def kept_by_rater(
     follow the matrix's (note, rater) order, the order a stable grouping of the compact arrays
     keeps, so the arrays are those ``adam_layout`` builds, value for value. ``value``: another
     per-rating column of the matrix to read instead of ``matrix.value`` (the diligence fit reads
-    ``matrix.tags``).
+    ``matrix.tags``). ``bits`` (not 0): the second array is bool[K], whether each value has any
+    of these bits: a fit's target gathered as 1 byte a rating, not as its 4-byte tags and the
+    4-byte ``tags & bits`` a mask of them would allocate (~1.3 GiB by size at X's scale, in the
+    gather where the Gaussian scorers' diligence fits peak).
     """
     note_map = np.zeros(matrix.n_notes, dtype=np.int64)
     note_map[note_full] = np.arange(note_full.shape[0], dtype=np.int64)
-    return pass_form(_by_rater_kept, matrix.n_ratings)(
-        matrix.rater_indptr, matrix.by_rater, kept, matrix.note, matrix.value if value is None else value,
-        note_map, rater_full, rater_indptr,
+    column = matrix.value if value is None else value
+    out = np.empty(int(rater_indptr[-1]), dtype=np.bool_ if bits else column.dtype)
+    note = pass_form(_by_rater_kept, matrix.n_ratings)(
+        matrix.rater_indptr, matrix.by_rater, kept, matrix.note, column, np.uint64(bits),
+        note_map, rater_full, rater_indptr, out,
     )  # fmt: skip
+    return note, out
 
 
 def compact_problem(
