@@ -147,6 +147,37 @@ def test_low_diligence_gather_runs_with_only_the_columns_it_reads(tmp_path: Path
         assert (seen[0][name] > 0) == (name in ("by_rater", "note", "tags")), (name, seen[0])
 
 
+def test_gaussian_passes_hand_back_the_raters_and_values_they_walk(tmp_path: Path, monkeypatch) -> None:
+    """The kernel table is built without the rater column resident, and the walk hands the raters
+    and values back a block of notes at a time: same scores as from arrays held in memory."""
+    from bridgewatch.scoring import gaussian as G
+    from bridgewatch.scoring import gaussian_walk as GW
+
+    m = _matrix(tmp_path, seed=4)
+    rng = np.random.default_rng(4)
+    factor = rng.normal(0.0, 0.5, m.n_raters)
+    author = np.where(np.arange(m.n_notes) % 3 == 0, -1, np.arange(m.n_notes) % m.n_raters)
+    select = rng.random(m.n_ratings) < 0.8
+    monkeypatch.setattr(GW, "_SCORE_NOTES", 64)  # several blocks
+    tables: list[int] = []
+    table = G._kernel_table
+
+    def spy(*args, **kwargs):
+        tables.append(mapped_pages(m.rater))
+        return table(*args, **kwargs)
+
+    monkeypatch.setattr(G, "_kernel_table", spy)
+    held = GW.gaussian_scores(m.note_indptr, select, np.array(m.rater), np.array(m.value), factor, author)
+    _touch(m)
+    mapped = GW.gaussian_scores(m.note_indptr, select, m.rater, m.value, factor, author)
+    assert tables[2:] == [0, 0]  # (the first two: the arrays held in memory)
+    assert mapped_pages(m.rater) == 0 and mapped_pages(m.value) == 0
+    assert mapped_pages(m.note) > 0  # not read by the walk: left alone
+    for key in held:
+        np.testing.assert_array_equal(mapped[key], held[key])
+    assert np.isfinite(mapped["intercept"]).any()
+
+
 def test_release_range_drops_only_the_pages_inside_the_range(tmp_path: Path) -> None:
     from bridgewatch.io.matrix import release_range
 

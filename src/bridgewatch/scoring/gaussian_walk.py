@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from bridgewatch.errors import ScoringError
+from bridgewatch.io.matrix import release_pages, release_range
 from bridgewatch.scoring import gaussian as G
 from bridgewatch.scoring.prefetch import prefetch
 
@@ -216,6 +217,13 @@ def pass_scores(
         hi = min(lo + _SCORE_NOTES, n_notes)
         vals, note_factor[lo:hi], count[lo:hi] = walk(lo, hi)
         score[lo:hi] = G.geometric_mean_score(vals)
+        # The block's raters and values, when mapped from the cache, go back to the page cache:
+        # at X's scale the two columns are ~1.5 GiB, which would otherwise sit whole under the
+        # kernel table (~0.5 GiB at 1.4M raters), where the Gaussian scorers' final fits peak.
+        for column in (rater, value):
+            release_range(column, int(indptr[lo]), int(indptr[hi]))
+    for column in (rater, value):  # the pages the blocks straddled
+        release_pages(column)
     return score, note_factor, count
 
 
@@ -235,6 +243,7 @@ def _pass_walker(indptr, select, rater, value, factor, author, points, params):
     if author.shape != (n_notes,) or (author >= factor.shape[0]).any():
         raise ScoringError("gaussian: author needs one rater index (or −1) per note")
     present = _present_raters(indptr, select, rater, author, with_author, factor)
+    release_pages(rater)  # read whole above; the walk reads it again a block of notes at a time
     if np.isnan(factor[present]).any():  # authors without a factor are never marked
         raise ScoringError("gaussian: every rating needs a rater factor (found NaN)")
     rows = np.where(present, np.cumsum(present) - 1, -1)
