@@ -239,6 +239,30 @@ def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, 
     assert "finalRatingStatus" in result.scored_notes.columns
 
 
+def test_final_fits_and_gaussian_passes_run_without_a_filtered_scope_kept(dataset: Dataset, monkeypatch) -> None:
+    """The final round's masks are made in one pass (``rating_pass.final_round``): no
+    ``count_filter`` result of the scope stays cached under the final note fits or the Gaussian
+    kernel passes (a rating mask each, 0.19 GiB at X's scale, held for nothing)."""
+    from bridgewatch.scoring import final_scoring as F
+    from bridgewatch.scoring import gaussian_run as GR
+
+    cached: dict[str, list[bool]] = {"fit": [], "pass": []}
+
+    def spied(fn, kind):
+        def run(*args, **kw):
+            cached[kind].append(len(P._LAST_FILTER) > 0)
+            return fn(*args, **kw)
+
+        return run
+
+    monkeypatch.setattr(F, "final_note_fit", spied(F.final_note_fit, "fit"))
+    monkeypatch.setattr(GR.GW, "gaussian_scores", spied(GR.GW.gaussian_scores, "pass"))
+    result = pipeline.score_dataset(dataset, epoch_millis=EPOCH)
+    assert len(cached["fit"]) > 0 and len(cached["pass"]) > 0
+    assert not any(cached["fit"]) and not any(cached["pass"]), cached
+    assert "finalRatingStatus" in result.scored_notes.columns
+
+
 def test_aux_note_info_takes_cores_population_counts_from_the_output_columns(
     dataset: Dataset, monkeypatch
 ) -> None:

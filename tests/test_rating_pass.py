@@ -94,6 +94,20 @@ def test_counts_and_count_filter_match_bincount(pass_threads, seed: int, share: 
     assert not np.shares_memory(RP.count_filter(m, keep, 0, 0), keep)
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_final_round_is_the_note_filter_then_the_raters(pass_threads, seed: int, share: float):
+    rng = np.random.default_rng(seed)
+    m = _matrix(rng, 4000, 60, 300)
+    keep = rng.random(m.n_ratings) < share
+    for rater_share in (0.0, 0.4, 1.0):
+        raters = rng.random(m.n_raters) < rater_share
+        for min_note in (0, 5, 40, 500):
+            got = RP.final_round(m, keep, min_note, raters)
+            want = _count_filter_numpy(m, keep, min_note, 0) & raters[m.rater]
+            np.testing.assert_array_equal(got, want, err_msg=f"{rater_share} {min_note}")
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("share", [0.0, 0.02, 0.6, 1.0])
 def test_compact_problem_matches_the_numpy_build(pass_threads, seed: int, share: float):

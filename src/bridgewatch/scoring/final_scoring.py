@@ -17,7 +17,7 @@ from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
 from bridgewatch.scoring.mf import MFProblem, build_problem
 from bridgewatch.scoring.note_solve import score_notes
-from bridgewatch.scoring.rating_pass import note_counts
+from bridgewatch.scoring.rating_pass import final_round, note_counts
 from bridgewatch.scoring.recent import Recent
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, same_fit, taken
 from bridgewatch.scoring.rules import note_counts_by_rater_sign_kept
@@ -45,7 +45,7 @@ def final_rating_mask(inputs: ScoringInputs, spec: ScorerSpec, pre: PrescoreResu
     cached = _FINAL_MASK.get(inputs, key)
     if cached is not None:
         return cached[2], scope  # type: ignore[index]
-    keep = P.count_filter(m, scope, config.filters.min_ratings_per_note, 0) & pre.helpful_raters[m.rater]
+    keep = final_round(m, scope, config.filters.min_ratings_per_note, pre.helpful_raters)
     keep.flags.writeable = False
     _FINAL_MASK.put(inputs, key, (spec, pre, keep))
     return keep, scope
@@ -212,8 +212,7 @@ def final_columns(
     def refit(subset: np.ndarray, rho_n: float, name: str | None) -> np.ndarray:
         # Each refit is a final scoring of its own on the subset: notes need 5 ratings *in the
         # subset* before the rater filter, as in the reference's ``_score_notes_and_users``.
-        mask = P.count_filter(m, scope & subset, config.filters.min_ratings_per_note, 0)
-        mask &= pre.helpful_raters[m.rater]
+        mask = final_round(m, scope & subset, config.filters.min_ratings_per_note, pre.helpful_raters)
         if name is not None:
             mask = reuse_or_fit(reuse, mask, m.note)
         out = np.full(m.n_notes, np.nan)

@@ -22,7 +22,6 @@ import pandas as pd
 
 from bridgewatch.scoring import gaussian as G
 from bridgewatch.scoring import gaussian_walk as GW
-from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.final_scoring import final_round_counts, reported_notes
 from bridgewatch.scoring.incorrect_filter import (
@@ -30,7 +29,7 @@ from bridgewatch.scoring.incorrect_filter import (
 )
 from bridgewatch.scoring.mf import build_problem
 from bridgewatch.scoring.note_solve import score_notes
-from bridgewatch.scoring.rating_pass import any_rater_in, note_counts
+from bridgewatch.scoring.rating_pass import any_rater_in, final_round, note_counts
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, taken
 from bridgewatch.scoring.rules import RuleInputs, compute_statuses, note_counts_by_rater_sign_kept
 from bridgewatch.scoring.scorer import ScoringInputs, forget_scopes, scope_mask
@@ -99,7 +98,7 @@ def gaussian_intercepts(
     kernel reads only its own ratings, so the others' values do not change.
     """
     m = inputs.matrix
-    used = P.count_filter(m, subset, config.filters.min_ratings_per_note, 0) & helpful_raters[m.rater]
+    used = final_round(m, subset, config.filters.min_ratings_per_note, helpful_raters)
     fit = reuse_or_fit(reuse, used, m.note)
     # The passes walk the matrix's note order through ``fit``, the authors' implicit ratings
     # inline: no per-rating copies (they were ~95 bytes a fitted rating), the same bits.
@@ -132,9 +131,8 @@ def kept_no_high(
     m = inputs.matrix
     high = np.asarray(inputs.high_volume, dtype=bool)
     before = high ^ np.asarray(reuse.high_flipped, dtype=bool)
-    helpful = np.asarray(helpful_raters, dtype=bool)[m.rater]
-    now = P.count_filter(m, scope & ~high[m.rater], min_ratings, 0) & helpful
-    then = P.count_filter(m, scope & ~before[m.rater], min_ratings, 0) & helpful
+    now = final_round(m, scope & ~high[m.rater], min_ratings, helpful_raters)
+    then = final_round(m, scope & ~before[m.rater], min_ratings, helpful_raters)
     moved = note_counts(m, now != then) > 0
     same = np.asarray(reuse.fixed, dtype=bool) & ~moved
     if not same.any():

@@ -248,6 +248,35 @@ def count_filter(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, min_
     return out
 
 
+def final_round(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, raters: np.ndarray) -> np.ndarray:
+    """bool[R]: ``count_filter(matrix, keep, min_per_note, 0) & raters[matrix.rater]`` — a final
+    round's ratings: notes with enough ``keep``-ed ratings, then only those by ``raters`` (bool[U]).
+
+    One pass and one output. The chain made the filter's copy, the gathered rater flags and their
+    AND: three bool[R] at once over the caller's scope (0.19 GiB each at X's 206M ratings), where
+    the final fits and the Gaussian passes start. The decisions are integer counts, so the bits
+    are the chain's."""
+    out = np.empty(matrix.n_ratings, dtype=np.bool_)
+    pass_form(_final_round, matrix.n_ratings)(
+        matrix.note_indptr, np.asarray(keep, dtype=np.bool_), matrix.rater,
+        np.asarray(raters, dtype=np.bool_), min_per_note, out,
+    )  # fmt: skip
+    return out
+
+
+@both_forms
+def _final_round(indptr, keep, rater, raters, min_count, out):
+    n = indptr.shape[0] - 1
+    for i in numba.prange(n):
+        c = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            if keep[p]:
+                c += 1
+        enough = c >= min_count
+        for p in range(indptr[i], indptr[i + 1]):
+            out[p] = enough and keep[p] and raters[rater[p]]
+
+
 @both_forms
 def _block_offsets(keep, blocks):
     """int64[blocks+1]: where each block of consecutive ratings starts writing its kept ones, so
