@@ -239,7 +239,7 @@ def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, 
     assert "finalRatingStatus" in result.scored_notes.columns
 
 
-def test_final_fits_and_gaussian_passes_run_without_a_filtered_scope_kept(dataset: Dataset, monkeypatch) -> None:
+def test_final_fits_and_gaussian_passes_keep_no_filtered_scope(dataset: Dataset, monkeypatch) -> None:
     """The final round's masks are made in one pass (``rating_pass.final_round``): no
     ``count_filter`` result of the scope stays cached under the final note fits or the Gaussian
     kernel passes (a rating mask each, 0.19 GiB at X's scale, held for nothing)."""
