@@ -310,3 +310,44 @@ def test_the_validity_pass_gives_the_same_codes_a_block_of_notes_at_a_time(
     assert len(np.unique(whole)) == 5  # every outcome occurs
     monkeypatch.setattr(HP, "VALID_BLOCK", 997)
     assert np.array_equal(codes(), whole)
+
+
+def test_the_note_filters_and_side_counts_hand_back_what_they_read(tmp_path: Path, monkeypatch) -> None:
+    """The tag and incorrect filters' passes and the side counts read the matrix a chunk at a
+    time and hand each chunk back: after them no page of the columns they read is mapped (they
+    sat under every later step of a scorer, where the Gaussian scorers peaked), and the chunked
+    sums have the bits of the whole-array pass on columns held in memory."""
+    from bridgewatch.io import matrix as M
+    from bridgewatch.scoring import incorrect_filter as inc
+    from bridgewatch.scoring import rules
+    from bridgewatch.scoring import tag_filter as tf
+
+    m = _matrix(tmp_path, seed=5)
+    held = replace(m, **{name: np.array(getattr(m, name)) for name in RATING_COLUMNS})
+    rng = np.random.default_rng(5)
+    keep = rng.random(m.n_ratings) < 0.7
+    nf = rng.normal(0.0, 0.5, m.n_notes)
+    nf[::17] = np.nan  # notes without a factor: their ratings count nowhere
+    rf = rng.normal(0.0, 0.5, m.n_raters)
+
+    def passes(mat: RatingMatrix) -> list[np.ndarray]:
+        num, total = inc.rater_incorrect_totals_kept(mat, keep)
+        agg = tf.note_tag_aggregates_kept(mat, keep, nf, rf)
+        ia = inc.incorrect_aggregates_kept(mat, keep, nf, rf, num, total)
+        sides = rules.note_counts_by_rater_sign_kept(mat.note, mat.rater, mat.value, keep, rf, mat.n_notes)
+        return [num, total, agg.adjusted, agg.rating_weight, ia.incorrect, ia.voters, ia.p_incorrect,
+                sides.neg_mean_helpful, sides.pos_mean_helpful, sides.min_sign_count]  # fmt: skip
+
+    whole = passes(held)
+    for module in (inc, tf, rules):  # many chunks (a whole pass is one chunk at this size)
+        monkeypatch.setattr(
+            module, "streamed", lambda cols, n, chunk=0: M.streamed(cols, n, 3_001), raising=False
+        )
+    _touch(m)
+    chunked = passes(m)
+    for name in ("note", "rater", "tags", "value"):
+        assert mapped_pages(getattr(m, name)) == 0, name
+    assert mapped_pages(m.created_at) > 0  # not read by them: left alone
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(whole[2]).any() and (whole[5] > 0).any()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from bridgewatch.io.matrix import RatingMatrix
+from bridgewatch.io.matrix import RatingMatrix, streamed
 from bridgewatch.schema import NOT_HELPFUL_TAGS, TAG_BIT
 
 _NH_MASK = np.uint32(sum(1 << TAG_BIT[t] for t in NOT_HELPFUL_TAGS))
@@ -44,21 +44,24 @@ def rater_incorrect_totals(
 
 def rater_incorrect_totals_kept(matrix: RatingMatrix, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``rater_incorrect_totals`` over the ratings ``keep`` (bool[R]) selects, counted in one pass
-    over the matrix (integer counts: the same numbers) without gathering the selection."""
-    return _incorrect_totals_nb(
-        np.asarray(keep, dtype=np.bool_), matrix.rater, matrix.tags, _NH_MASK, _INCORRECT_BIT, matrix.n_raters
-    )
+    over the matrix (integer counts: the same numbers) without gathering the selection. The
+    pass is ``streamed``: the raters and tags it reads go back a chunk at a time."""
+    keep = np.asarray(keep, dtype=np.bool_)
+    incorrect = np.zeros(matrix.n_raters, dtype=np.int64)
+    total = np.zeros(matrix.n_raters, dtype=np.int64)
+    rater, tags = matrix.rater, matrix.tags
+    for lo, hi in streamed([rater, tags], matrix.n_ratings):
+        args = (keep[lo:hi], rater[lo:hi], tags[lo:hi])
+        _incorrect_totals_nb(*args, _NH_MASK, _INCORRECT_BIT, incorrect, total)
+    return incorrect, total
 
 
 @numba.njit(cache=True, nogil=True)
-def _incorrect_totals_nb(keep, rater, tags, nh_mask, incorrect_bit, n_raters):
-    incorrect = np.zeros(n_raters, dtype=np.int64)
-    total = np.zeros(n_raters, dtype=np.int64)
+def _incorrect_totals_nb(keep, rater, tags, nh_mask, incorrect_bit, incorrect, total):
     for i in range(keep.shape[0]):
         if keep[i] and (tags[i] & nh_mask) != 0:
             total[rater[i]] += 1
             incorrect[rater[i]] += (tags[i] >> incorrect_bit) & np.uint32(1)
-    return incorrect, total
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,16 +131,23 @@ def incorrect_aggregates_kept(
 ) -> IncorrectAggregates:
     """``incorrect_aggregates`` over the ratings ``keep`` (bool[R]) selects, in one pass over the
     matrix: the same aggregates bit for bit (counts are integers; the base rates are added per
-    note in rating order, the order ``np.bincount`` adds them in), nothing of length R."""
+    note in rating order, the order ``np.bincount`` adds them in), nothing of length R. The
+    pass is ``streamed`` (its chunks add in the same order): the columns it reads go back a
+    chunk at a time instead of staying resident under the scorer's later steps."""
     if np.shape(note_factor)[0] != matrix.n_notes:
         raise ValueError("incorrect_aggregates: note_factor must cover the matrix's notes")
-    voters, incorrect, p = _incorrect_sums_nb(
-        np.asarray(keep, dtype=np.bool_), matrix.note, matrix.rater, matrix.tags,
-        np.clip(np.asarray(note_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP),
-        np.clip(np.asarray(rater_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP),
-        np.asarray(rater_incorrect, dtype=np.float64), np.asarray(rater_total, dtype=np.float64),
-        _NH_MASK, _INCORRECT_BIT, float(interval_half_width),
-    )  # fmt: skip
+    keep = np.asarray(keep, dtype=np.bool_)
+    fn = np.clip(np.asarray(note_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP)
+    fu = np.clip(np.asarray(rater_factor, dtype=np.float64), -FACTOR_CLIP, FACTOR_CLIP)
+    rate_num = np.asarray(rater_incorrect, dtype=np.float64)
+    rate_den = np.asarray(rater_total, dtype=np.float64)
+    voters, incorrect, p = (np.zeros(matrix.n_notes) for _ in range(3))
+    note, rater, tags = matrix.note, matrix.rater, matrix.tags
+    for lo, hi in streamed([note, rater, tags], matrix.n_ratings):
+        _incorrect_sums_nb(
+            keep[lo:hi], note[lo:hi], rater[lo:hi], tags[lo:hi], fn, fu, rate_num, rate_den,
+            _NH_MASK, _INCORRECT_BIT, float(interval_half_width), voters, incorrect, p,
+        )  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
         tf_idf = incorrect / np.log(1.0 + p)
     absent = voters == 0
@@ -147,11 +157,9 @@ def incorrect_aggregates_kept(
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)  # x / 0 is inf or NaN, as in numpy
-def _incorrect_sums_nb(keep, note, rater, tags, fn, fu, rater_incorrect, rater_total, nh_mask, bit, width):
-    n_notes = fn.shape[0]
-    voters = np.zeros(n_notes)
-    incorrect = np.zeros(n_notes)
-    p = np.zeros(n_notes)
+def _incorrect_sums_nb(
+    keep, note, rater, tags, fn, fu, rater_incorrect, rater_total, nh_mask, bit, width, voters, incorrect, p
+):
     for i in range(keep.shape[0]):
         if keep[i] and (tags[i] & nh_mask) != 0:
             n, u = note[i], rater[i]
@@ -162,7 +170,6 @@ def _incorrect_sums_nb(keep, note, rater, tags, fn, fu, rater_incorrect, rater_t
                 if np.isnan(rate):
                     rate = 0.0
                 p[n] += rate
-    return voters, incorrect, p
 
 
 def incorrect_filter_flags(
