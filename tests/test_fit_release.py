@@ -351,3 +351,52 @@ def test_the_note_filters_and_side_counts_hand_back_what_they_read(tmp_path: Pat
     for a, b in zip(whole, chunked, strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.isfinite(whole[2]).any() and (whole[5] > 0).any()
+
+
+def test_gaussian_passes_after_the_refit_run_without_the_note_column(tmp_path: Path, monkeypatch) -> None:
+    """A Gaussian scorer's frozen-rater MF refit reads the notes, raters and values whole; the
+    kernel passes after it read no note, and the raters and values a block at a time, so the
+    refit hands the columns back: on a community mapped from the columnar cache, every pass
+    after a scorer's first starts with no page of ``note`` mapped."""
+    import numba
+
+    from bridgewatch.io import read_dataset
+    from bridgewatch.scoring import gaussian_run as GR
+    from bridgewatch.scoring import pipeline
+    from bridgewatch.sim.config import config_for_scale
+    from bridgewatch.sim.simulate import simulate
+
+    data = tmp_path / "data"
+    simulate(config_for_scale("tiny", seed=3), data)
+    read_dataset(data, cache_dir=tmp_path / "cache")  # writes the entry
+    dataset = read_dataset(data, cache_dir=tmp_path / "cache")  # maps it
+    assert not dataset.ratings.note.flags.writeable
+    events: list[tuple[str, int]] = []  # ("run" | "refit" | "pass", note pages mapped then)
+
+    def spy(name: str, real):
+        def watched(first, *args, **kwargs):
+            # (``score_notes`` takes the refit's problem, the others the scoring inputs)
+            events.append((name, 0 if name == "refit" else mapped_pages(first.matrix.note)))
+            return real(first, *args, **kwargs)
+
+        return watched
+
+    monkeypatch.setattr(GR, "run_gaussian", spy("run", GR.run_gaussian))
+    monkeypatch.setattr(GR, "gaussian_intercepts", spy("pass", GR.gaussian_intercepts))
+    monkeypatch.setattr(GR, "score_notes", spy("refit", GR.score_notes))
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # scorers one at a time
+    try:
+        pipeline.score_dataset(dataset, epoch_millis=1795305600000)
+    finally:
+        numba.set_num_threads(threads)
+    after_refit, before_refit, refitted = [], [], False
+    for name, pages in events:
+        if name == "run":
+            refitted = False
+        elif name == "refit":
+            refitted = True
+        else:
+            (after_refit if refitted else before_refit).append(pages)
+    assert len(after_refit) >= 2 and any(pages > 0 for pages in before_refit), events
+    assert all(pages == 0 for pages in after_refit), events

@@ -187,6 +187,11 @@ def run_gaussian(
         mf_factor = score_notes(
             problem, ri, rfs, pre.params.mu, pre.rho_note, mf_cfg, engine=engine, init=start
         )[1][:, 0]
+    # The refit read the notes, raters and values whole; the passes below read the raters and
+    # values again a block of notes at a time, and the notes not at all: they go back now,
+    # not under the next passes' kernel tables (12 bytes a rating, 2.3 GiB at X's scale).
+    del problem
+    m.release()
     factor = taken(reuse, "factor", np.where(np.isnan(mf_factor), kernel_factor, mf_factor))
     no_high_subset = scope & ~inputs.high_volume[m.rater]
     kept = kept_no_high(inputs, scope, helpful, config.filters.min_ratings_per_note, reuse)
