@@ -42,16 +42,22 @@ def pass_form(kernel, n_ratings: int):
     return kernel[1] if n_ratings >= PARALLEL_FROM and numba.get_num_threads() > 1 else kernel[0]
 
 
+@numba.njit(cache=True, nogil=True)
+def _kept_in(keep: np.ndarray, lo: int, hi: int) -> int:
+    """How many of ``keep[lo:hi]`` are set: a note's kept ratings, for the passes over notes."""
+    c = 0
+    for p in range(lo, hi):
+        if keep[p]:
+            c += 1
+    return c
+
+
 @both_forms
 def _note_counts(indptr: np.ndarray, keep: np.ndarray) -> np.ndarray:
     n = indptr.shape[0] - 1
     out = np.zeros(n, dtype=np.int64)
     for i in numba.prange(n):
-        c = 0
-        for p in range(indptr[i], indptr[i + 1]):
-            if keep[p]:
-                c += 1
-        out[i] = c
+        out[i] = _kept_in(keep, indptr[i], indptr[i + 1])
     return out
 
 
@@ -154,11 +160,7 @@ def _drop_notes(indptr: np.ndarray, keep: np.ndarray, min_count: int) -> None:
     """In place: clear ``keep`` on every note with fewer than ``min_count`` kept ratings."""
     n = indptr.shape[0] - 1
     for i in numba.prange(n):
-        c = 0
-        for p in range(indptr[i], indptr[i + 1]):
-            if keep[p]:
-                c += 1
-        if c < min_count:
+        if _kept_in(keep, indptr[i], indptr[i + 1]) < min_count:
             for p in range(indptr[i], indptr[i + 1]):
                 keep[p] = False
 
@@ -268,11 +270,7 @@ def final_round(matrix: RatingMatrix, keep: np.ndarray, min_per_note: int, rater
 def _final_round(indptr, keep, rater, raters, min_count, out):
     n = indptr.shape[0] - 1
     for i in numba.prange(n):
-        c = 0
-        for p in range(indptr[i], indptr[i + 1]):
-            if keep[p]:
-                c += 1
-        enough = c >= min_count
+        enough = _kept_in(keep, indptr[i], indptr[i + 1]) >= min_count
         for p in range(indptr[i], indptr[i + 1]):
             out[p] = enough and keep[p] and raters[rater[p]]
 
