@@ -400,3 +400,42 @@ def test_gaussian_passes_after_the_refit_run_without_the_note_column(tmp_path: P
             (after_refit if refitted else before_refit).append(pages)
     assert len(after_refit) >= 2 and any(pages > 0 for pages in before_refit), events
     assert all(pages == 0 for pages in after_refit), events
+
+
+def test_final_scoring_hands_back_the_columns_its_fits_read(tmp_path: Path, monkeypatch) -> None:
+    """Each MF scorer's final fits read the notes, raters and values whole, and its final-round
+    counts read the raters: on a community mapped from the columnar cache, once a scorer's final
+    columns are built no page of those columns is left mapped (a normalized-loss scorer, with no
+    low-diligence fit after them, left them to the next scorer)."""
+    import numba
+
+    from bridgewatch.io import read_dataset
+    from bridgewatch.scoring import pipeline
+    from bridgewatch.scoring import scorer_run as SR
+    from bridgewatch.sim.config import config_for_scale
+    from bridgewatch.sim.simulate import simulate
+
+    data = tmp_path / "data"
+    simulate(config_for_scale("tiny", seed=3), data)
+    read_dataset(data, cache_dir=tmp_path / "cache")  # writes the entry
+    dataset = read_dataset(data, cache_dir=tmp_path / "cache")  # maps it
+    m = dataset.ratings
+    assert not m.note.flags.writeable
+    seen: list[tuple[str, dict[str, int]]] = []
+    real = SR.final_columns
+
+    def watched(inputs, spec, *args, **kwargs):
+        out = real(inputs, spec, *args, **kwargs)
+        mat = inputs.matrix
+        seen.append((spec.name, {c: mapped_pages(getattr(mat, c)) for c in ("note", "rater", "value")}))
+        return out
+
+    monkeypatch.setattr(SR, "final_columns", watched)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # scorers one at a time
+    try:
+        pipeline.score_dataset(dataset, epoch_millis=1795305600000)
+    finally:
+        numba.set_num_threads(threads)
+    assert len(seen) >= 4, seen
+    assert all(not any(pages.values()) for _, pages in seen), seen

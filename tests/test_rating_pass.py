@@ -88,6 +88,10 @@ def test_counts_and_count_filter_match_bincount(pass_threads, seed: int, share: 
     keep = rng.random(m.n_ratings) < share
     np.testing.assert_array_equal(RP.note_counts(m, keep), np.bincount(m.note[keep], minlength=m.n_notes))
     np.testing.assert_array_equal(RP.rater_counts(m, keep), np.bincount(m.rater[keep], minlength=m.n_raters))
+    for rater_share in (0.0, 0.4, 1.0):
+        raters = rng.random(m.n_raters) < rater_share
+        want = np.bincount(m.note[keep & raters[m.rater]], minlength=m.n_notes)
+        np.testing.assert_array_equal(RP.note_counts_by(m, keep, raters), want, err_msg=str(rater_share))
     for mins in ((5, 10), (5, 0), (70, 10), (0, 20)):
         got = RP.count_filter(m, keep, *mins)
         np.testing.assert_array_equal(got, _count_filter_numpy(m, keep, *mins), err_msg=str(mins))

@@ -17,7 +17,7 @@ from bridgewatch.scoring.capture import drop_captured_out
 from bridgewatch.scoring.config import MFConfig, ScoringConfig
 from bridgewatch.scoring.mf import MFProblem, build_problem
 from bridgewatch.scoring.note_solve import score_notes
-from bridgewatch.scoring.rating_pass import final_round, note_counts
+from bridgewatch.scoring.rating_pass import final_round, note_counts, note_counts_by
 from bridgewatch.scoring.recent import Recent
 from bridgewatch.scoring.rescore import ReusedFits, reuse_or_fit, same_fit, taken
 from bridgewatch.scoring.rules import note_counts_by_rater_sign_kept
@@ -72,8 +72,10 @@ def final_round_counts(
     """float[N] ``NumFinalRoundRatings``: the reference counts a note's in-scope ratings by every
     rater its prescoring scored — not only the ratings the final fit used (golden cases agree
     exactly); NaN for notes without any. Scorers without reputation count the fitted ratings."""
-    used = keep if pre.helpfulness is None else scope & scored_raters(m, pre)[m.rater]
-    counts = note_counts(m, used).astype(np.float64)
+    if pre.helpfulness is None:
+        counts = note_counts(m, keep).astype(np.float64)
+    else:
+        counts = note_counts_by(m, scope, scored_raters(m, pre)).astype(np.float64)
     counts[counts == 0] = np.nan
     return counts
 
@@ -240,7 +242,7 @@ def final_columns(
     factor1 = taken(reuse, "factor", factor[:, 0])
     sides = note_counts_by_rater_sign_kept(m.note, m.rater, m.value, keep, fit_rf, m.n_notes)
     p = spec.prefix
-    return {
+    columns = {
         "noteId": m.note_ids,
         f"{p}NoteIntercept": intercept,
         f"{p}NoteFactor1": factor1,
@@ -257,3 +259,10 @@ def final_columns(
         "netMinHelpful": sides.net_min_helpful,
         "netMinHelpfulRatio": sides.net_min_helpful_ratio,
     }
+    # The fits read the notes, raters and values whole, and nothing after them in the scorer
+    # does (its filters stream theirs, its low-diligence fit builds its own layout). Mapped from
+    # the cache, those pages stayed resident to the next step that hands them back: after a
+    # normalized-loss scorer, which has no low-diligence fit, into the next scorer (~0.8 GiB at
+    # X's 206M ratings).
+    m.release()
+    return columns

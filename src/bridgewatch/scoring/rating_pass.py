@@ -171,6 +171,28 @@ def note_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     return pass_form(_note_counts, r)(matrix.note_indptr, np.asarray(keep, dtype=np.bool_))
 
 
+def note_counts_by(matrix: RatingMatrix, keep: np.ndarray, raters: np.ndarray) -> np.ndarray:
+    """int64[N]: kept ratings per note by the raters ``raters`` (bool[U]) marks,
+    ``note_counts(matrix, keep & raters[matrix.rater])`` without the two bool[R] that chain makes
+    (0.19 GiB each at X's 206M ratings)."""
+    return pass_form(_note_counts_by, matrix.n_ratings)(
+        matrix.note_indptr, np.asarray(keep, dtype=np.bool_), matrix.rater, np.asarray(raters, dtype=np.bool_)
+    )
+
+
+@both_forms
+def _note_counts_by(indptr, keep, rater, raters):
+    n = indptr.shape[0] - 1
+    out = np.zeros(n, dtype=np.int64)
+    for i in numba.prange(n):
+        c = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            if keep[p] and raters[rater[p]]:
+                c += 1
+        out[i] = c
+    return out
+
+
 def rater_counts(matrix: RatingMatrix, keep: np.ndarray) -> np.ndarray:
     """int64[U]: kept ratings per rater, ``np.bincount(matrix.rater[keep], minlength=U)``."""
     r = matrix.n_ratings
