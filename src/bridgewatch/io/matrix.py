@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bridgewatch import schema
+from bridgewatch.io.kernels import stable_order
 
 # The per-rating columns (R long): what ``RatingMatrix.release`` hands back when none is named.
 RATING_COLUMNS = ("note", "rater", "value", "created_at", "tags", "population_sampled", "by_rater")
@@ -86,26 +87,38 @@ class RatingMatrix:
     def subset(self, keep: np.ndarray) -> RatingMatrix:
         """A new matrix with only the ratings where ``keep`` (bool[R]) is true.
 
-        Id maps are kept whole so indices stay comparable across subsets of one dataset. Both sort
-        orders survive the selection, so nothing is sorted again: O(R) time, and besides the kept
-        arrays only one int64[R] position map lives while it runs (a re-sort would hold several).
-        """
+        Id maps are kept whole so indices stay comparable across subsets of one dataset. The
+        kept ratings stay in (note, rater) order, so the by-rater order is a stable counting sort
+        of their raters (``stable_order``: O(K + U), nothing of length R besides ``keep``); the
+        columns are gathered at the kept positions only, a chunk at a time. A scorer's scope is a
+        few percent of the ratings (``scope_space``): restricting the matrix's own by-rater order
+        instead mapped all R positions (``kept_order``)."""
         keep = np.asarray(keep, dtype=bool)
         if keep.shape != (self.n_ratings,):
             raise ValueError(f"subset: keep has shape {keep.shape}, the matrix {self.n_ratings} ratings")
-        note = self.note[keep]
-        rater = self.rater[keep]
+        at = np.flatnonzero(keep)
+        names = ("note", "rater", "value", "created_at", "tags", "population_sampled")
+        columns = [getattr(self, name) for name in names]
+        out = [np.empty(at.shape[0], dtype=c.dtype) for c in columns]
+        # A chunk of the matrix at a time, each chunk's pages handed back once gathered: mapped
+        # from the cache, the columns (25 bytes a rating) never sit whole under the gather.
+        for lo, hi in streamed(columns, self.n_ratings):
+            a, b = np.searchsorted(at, (lo, hi))
+            for column, gathered in zip(columns, out, strict=True):
+                gathered[a:b] = column[at[a:b]]
+        del at
+        note, rater, value, created_at, tags, population_sampled = out
         return RatingMatrix(
             note=note,
             rater=rater,
-            value=self.value[keep],
-            created_at=self.created_at[keep],
-            tags=self.tags[keep],
-            population_sampled=self.population_sampled[keep],
+            value=value,
+            created_at=created_at,
+            tags=tags,
+            population_sampled=population_sampled,
             note_ids=self.note_ids,
             rater_ids=self.rater_ids,
             note_indptr=counts_indptr(note, self.n_notes),
-            by_rater=kept_order(self.by_rater, keep),
+            by_rater=stable_order(rater, self.n_raters),
             rater_indptr=counts_indptr(rater, self.n_raters),
         )
 

@@ -85,8 +85,10 @@ def captured_out(inputs: ScoringInputs, spec: ScorerSpec) -> np.ndarray:
     threshold (§6.1); all False without one."""
     if spec.capture_threshold is None:
         return np.zeros(inputs.matrix.n_notes, dtype=bool)
-    _, in_group = scope_mask(inputs, spec)
-    share = P.capture_share(inputs.matrix, inputs.base_keep, in_group)
+    share = inputs.capture
+    if share is None:
+        _, in_group = scope_mask(inputs, spec)
+        share = P.capture_share(inputs.matrix, inputs.base_keep, in_group)
     return ~(share >= spec.capture_threshold)
 
 

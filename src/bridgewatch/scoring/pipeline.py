@@ -36,6 +36,7 @@ from bridgewatch.scoring.note_space import on_notes, reuse_on_notes, with_rating
 from bridgewatch.scoring.phases import Prescoring, final_topics, remap_prescoring
 from bridgewatch.scoring.rescore import RescorePlan, ReusedFits
 from bridgewatch.scoring.rules import NO_STATUS
+from bridgewatch.scoring.scope_space import on_scope
 from bridgewatch.scoring.scorer import ScoringInputs, forget_scopes, high_volume_flags, prepare_inputs
 from bridgewatch.scoring.scorer_run import (
     ScorerPrescore,
@@ -232,7 +233,12 @@ def _prescore(
             state = clock.phase(
                 f"prescore {spec.name}",
                 lambda spec=spec: prescore_scorer(
-                    inputs, spec, config, seed=seed, warm=previous.get(spec.name), engine=engine
+                    on_scope(inputs, spec),
+                    spec,
+                    config,
+                    seed=seed,
+                    warm=previous.get(spec.name),
+                    engine=engine,
                 ),
             )
             states[spec.name] = pack_prescore(state) if packed else state
@@ -314,7 +320,11 @@ def _final(
 
     def scorer(name: str) -> ScorerRun:
         state = pre.scorers[name]
-        run = final_scorer(inputs, expand_prescore(state), config, prev, engine, reuse.get(name))
+        # A full run scores a group or topic scorer on its own ratings (``scope_space``); an
+        # incremental one's matrix holds its rescored notes' ratings only already.
+        own = on_scope(inputs, state.spec) if rows is None else inputs
+        run = final_scorer(own, expand_prescore(state), config, prev, engine, reuse.get(name))
+        del own
         return A.kept_for_outputs(run, state, matrix.note_ids)
 
     def derived_scorer(spec: ScorerSpec) -> ScorerRun:

@@ -40,7 +40,10 @@ class ScoringInputs:
       scorer; None (the default) fits each scorer's own model on its own ratings in prescoring;
     - ``rater_bucket``: uint8[U] each rater's block of the reference's rating table
       (``preprocess.reference_rater_bucket``), which with note and time orders the factors a cold
-      fit draws (``torch_init.table_orders``); None: no reference order (numpy's draws).
+      fit draws (``torch_init.table_orders``); None: no reference order (numpy's draws);
+    - ``capture``: float64[N] or None: one scorer's capture shares (§6.1) measured over the
+      whole matrix, for inputs restricted to that scorer's ratings (``scope_space.on_scope``),
+      which lack the other ratings the shares count; None: measured on ``matrix``.
     """
 
     matrix: RatingMatrix
@@ -52,6 +55,7 @@ class ScoringInputs:
     note_topic: np.ndarray | None = None
     harassment_intercept: np.ndarray | None = None
     rater_bucket: np.ndarray | None = None
+    capture: np.ndarray | None = None
 
     @cached_property
     def is_not_misleading(self) -> np.ndarray:
@@ -152,7 +156,9 @@ def _scope_mask(inputs: ScoringInputs, spec: ScorerSpec) -> tuple[np.ndarray, np
     if spec.topic is None:
         scope = scope & in_group
     if spec.strict_inclusion and spec.capture_threshold is not None:
-        share = P.capture_share(m, inputs.base_keep & topic, in_group)
+        share = inputs.capture
+        if share is None:
+            share = P.capture_share(m, inputs.base_keep & topic, in_group)
         scope = scope & (share >= spec.capture_threshold)[m.note]
     return scope, in_group
 
