@@ -426,8 +426,8 @@ def test_final_scoring_hands_back_the_columns_its_fits_read(tmp_path: Path, monk
 
     def watched(inputs, spec, *args, **kwargs):
         out = real(inputs, spec, *args, **kwargs)
-        mat = inputs.matrix
-        seen.append((spec.name, {c: mapped_pages(getattr(mat, c)) for c in ("note", "rater", "value")}))
+        # (the dataset's mapped matrix: a group scorer's own is an in-memory subset of it)
+        seen.append((spec.name, {c: mapped_pages(getattr(m, c)) for c in ("note", "rater", "value")}))
         return out
 
     monkeypatch.setattr(SR, "final_columns", watched)

@@ -178,7 +178,8 @@ def test_a_conflict_in_a_column_not_kept_is_still_fatal(tmp_path: Path) -> None:
 
 def test_prescoring_keeps_no_scope_once_each_scorer_is_done(dataset: Dataset, monkeypatch) -> None:
     """Each scorer's prescoring finds its scope kept for its own passes, and the next scorer's
-    starts with none kept (no older mask held through its fits)."""
+    starts with none kept but its own (``scope_space.on_scope`` measured it to decide whether to
+    score on a subset): no older mask held through its fits."""
     from bridgewatch.scoring import scorer_run
 
     cfg = ScoringConfig()
@@ -189,7 +190,8 @@ def test_prescoring_keeps_no_scope_once_each_scorer_is_done(dataset: Dataset, mo
     fit = scorer_run.prescore_scorer
 
     def counted(inputs, spec, *args, **kw):
-        held_at_start.append(S._SCOPES.held(inputs))
+        own = S._SCOPES.get(inputs, spec) is not None
+        held_at_start.append(S._SCOPES.held(inputs) - own)
         filtered_at_start.append(inputs.matrix in P._LAST_FILTER)
         out = fit(inputs, spec, *args, **kw)
         held_at_end.append(S._SCOPES.held(inputs))
@@ -205,8 +207,8 @@ def test_prescoring_keeps_no_scope_once_each_scorer_is_done(dataset: Dataset, mo
 
 
 def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, monkeypatch) -> None:
-    """Each scorer's final scoring (a Gaussian scorer's too) finds no scope nor final-round mask
-    kept from the scorer before it: a kept final mask also held that scorer's expanded
+    """Each scorer's final scoring (a Gaussian scorer's too) finds no scope but its own nor any
+    final-round mask kept from the scorer before it: a kept final mask also held that scorer's expanded
     prescoring through every later fit and the outputs' assembly."""
     import numba
 
@@ -216,7 +218,10 @@ def test_final_scoring_keeps_no_mask_once_each_scorer_is_done(dataset: Dataset, 
 
     def counted(fn, name_of):
         def run(inputs, spec_or_pre, *args, **kw):
-            start = (S._SCOPES.held(inputs), F._FINAL_MASK.held(inputs))
+            # (its own scope may be kept: ``scope_space.on_scope`` measured it)
+            spec = getattr(spec_or_pre, "spec", spec_or_pre)
+            own = S._SCOPES.get(inputs, spec) is not None
+            start = (S._SCOPES.held(inputs) - own, F._FINAL_MASK.held(inputs))
             out = fn(inputs, spec_or_pre, *args, **kw)
             held.append((name_of(out), *start, S._SCOPES.held(inputs), F._FINAL_MASK.held(inputs)))
             return out
