@@ -72,6 +72,32 @@ def _watch(monkeypatch, module, name: str, m: RatingMatrix) -> list[dict[str, in
     return seen
 
 
+def _mapped_community(tmp_path: Path):
+    """A tiny simulated community read through the columnar cache: its columns are mapped."""
+    from bridgewatch.io import read_dataset
+    from bridgewatch.sim.config import config_for_scale
+    from bridgewatch.sim.simulate import simulate
+
+    data = tmp_path / "data"
+    simulate(config_for_scale("tiny", seed=3), data)
+    read_dataset(data, cache_dir=tmp_path / "cache")  # writes the entry
+    return read_dataset(data, cache_dir=tmp_path / "cache")  # maps it
+
+
+def _score_serially(dataset) -> None:
+    """A whole run with one thread: scorers one at a time, so page counts are each scorer's."""
+    import numba
+
+    from bridgewatch.scoring import pipeline
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        pipeline.score_dataset(dataset, epoch_millis=1795305600000)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def _touch(m: RatingMatrix) -> None:
     for name in RATING_COLUMNS:
         int(np.asarray(getattr(m, name)).view(np.uint8).sum())  # every page mapped
@@ -358,18 +384,10 @@ def test_gaussian_passes_after_the_refit_run_without_the_note_column(tmp_path: P
     kernel passes after it read no note, and the raters and values a block at a time, so the
     refit hands the columns back: on a community mapped from the columnar cache, every pass
     after a scorer's first starts with no page of ``note`` mapped."""
-    import numba
 
-    from bridgewatch.io import read_dataset
     from bridgewatch.scoring import gaussian_run as GR
-    from bridgewatch.scoring import pipeline
-    from bridgewatch.sim.config import config_for_scale
-    from bridgewatch.sim.simulate import simulate
 
-    data = tmp_path / "data"
-    simulate(config_for_scale("tiny", seed=3), data)
-    read_dataset(data, cache_dir=tmp_path / "cache")  # writes the entry
-    dataset = read_dataset(data, cache_dir=tmp_path / "cache")  # maps it
+    dataset = _mapped_community(tmp_path)
     assert not dataset.ratings.note.flags.writeable
     events: list[tuple[str, int]] = []  # ("run" | "refit" | "pass", note pages mapped then)
 
@@ -384,12 +402,7 @@ def test_gaussian_passes_after_the_refit_run_without_the_note_column(tmp_path: P
     monkeypatch.setattr(GR, "run_gaussian", spy("run", GR.run_gaussian))
     monkeypatch.setattr(GR, "gaussian_intercepts", spy("pass", GR.gaussian_intercepts))
     monkeypatch.setattr(GR, "score_notes", spy("refit", GR.score_notes))
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)  # scorers one at a time
-    try:
-        pipeline.score_dataset(dataset, epoch_millis=1795305600000)
-    finally:
-        numba.set_num_threads(threads)
+    _score_serially(dataset)
     after_refit, before_refit, refitted = [], [], False
     for name, pages in events:
         if name == "run":
@@ -407,18 +420,10 @@ def test_final_scoring_hands_back_the_columns_its_fits_read(tmp_path: Path, monk
     counts read the raters: on a community mapped from the columnar cache, once a scorer's final
     columns are built no page of those columns is left mapped (a normalized-loss scorer, with no
     low-diligence fit after them, left them to the next scorer)."""
-    import numba
 
-    from bridgewatch.io import read_dataset
-    from bridgewatch.scoring import pipeline
     from bridgewatch.scoring import scorer_run as SR
-    from bridgewatch.sim.config import config_for_scale
-    from bridgewatch.sim.simulate import simulate
 
-    data = tmp_path / "data"
-    simulate(config_for_scale("tiny", seed=3), data)
-    read_dataset(data, cache_dir=tmp_path / "cache")  # writes the entry
-    dataset = read_dataset(data, cache_dir=tmp_path / "cache")  # maps it
+    dataset = _mapped_community(tmp_path)
     m = dataset.ratings
     assert not m.note.flags.writeable
     seen: list[tuple[str, dict[str, int]]] = []
@@ -431,11 +436,6 @@ def test_final_scoring_hands_back_the_columns_its_fits_read(tmp_path: Path, monk
         return out
 
     monkeypatch.setattr(SR, "final_columns", watched)
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)  # scorers one at a time
-    try:
-        pipeline.score_dataset(dataset, epoch_millis=1795305600000)
-    finally:
-        numba.set_num_threads(threads)
+    _score_serially(dataset)
     assert len(seen) >= 4, seen
     assert all(not any(pages.values()) for _, pages in seen), seen
