@@ -330,7 +330,9 @@ def _final(
     def derived_scorer(spec: ScorerSpec) -> ScorerRun:
         base = futures.get(spec.prescoring or "")
         done = {} if base is None else {spec.prescoring or "": base.result()}
-        run = run_derived(inputs, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
+        own = on_scope(inputs, spec) if rows is None else inputs  # (as ``scorer``'s)
+        run = run_derived(own, spec, config, prev, done, engine=engine, reuse=reuse.get(spec.name))
+        del own
         return A.kept_for_outputs(run, pre.scorers.get(spec.prescoring or ""), matrix.note_ids)
 
     def forgetting(task: Callable[[], ScorerRun]) -> ScorerRun:
