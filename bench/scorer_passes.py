@@ -34,7 +34,7 @@ def main() -> None:
     from bridgewatch.scoring.config import ScoringConfig
     from bridgewatch.scoring.mf import build_problem
     from bridgewatch.scoring.pipeline import _inputs
-    from bridgewatch.scoring.rating_pass import note_rater_tags
+    from bridgewatch.scoring.rating_gather import note_rater_tags
     from bridgewatch.scoring.scorer import scope_mask
     from bridgewatch.scoring.scorer_specs import core
 

@@ -11,7 +11,7 @@ import pytest
 
 from bridgewatch.io import matrix as M
 from bridgewatch.scoring import mf_kernels as K
-from bridgewatch.scoring import rating_pass as RP
+from bridgewatch.scoring import rating_gather as RG
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import build_problem, fit_mf, flip_factors, initial_params, penalties
 from bridgewatch.scoring.mf_adam import adam_fit, adam_fit_problem
@@ -49,7 +49,7 @@ def test_layout_read_from_the_matrix_is_the_compact_arrays_layout(pass_threads, 
     m = _matrix(rng, 5000, 50, 400)
     keep = _keep(rng, m, share)
     fresh = build_problem(m, keep)
-    note, value = RP.kept_by_rater(m, fresh.kept, fresh.note_full, fresh.rater_full, fresh.rater_indptr)
+    note, value = RG.kept_by_rater(m, fresh.kept, fresh.note_full, fresh.rater_full, fresh.rater_indptr)
     assert "_arrays" not in fresh.__dict__
     p = build_problem(m, keep)
     old = adam_layout(p.note, p.rater, p.value, p.n_notes, p.n_raters, 1)
@@ -68,10 +68,10 @@ def test_a_gathered_flag_is_the_gathered_tags_bits(pass_threads, bits: int):
     tags = rng.integers(0, 2**32, m.n_ratings, dtype=np.uint32)
     tags[rng.random(m.n_ratings) < 0.3] = 0
     keep = _keep(rng, m, 0.6)
-    s = RP.problem_shape(m, keep)
+    s = RG.problem_shape(m, keep)
     packed = np.packbits(keep)
-    note, whole = RP.kept_by_rater(m, packed, s["note_full"], s["rater_full"], s["rater_indptr"], tags)
-    note_f, flag = RP.kept_by_rater(
+    note, whole = RG.kept_by_rater(m, packed, s["note_full"], s["rater_full"], s["rater_indptr"], tags)
+    note_f, flag = RG.kept_by_rater(
         m, packed, s["note_full"], s["rater_full"], s["rater_indptr"], tags, bits=bits
     )
     assert whole.dtype == np.uint32 and flag.dtype == np.bool_

@@ -14,6 +14,7 @@ from bridgewatch import schema
 from bridgewatch.io import matrix as M
 from bridgewatch.schema import Status
 from bridgewatch.scoring import helpfulness as H
+from bridgewatch.scoring import rating_gather as RG
 from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.config import HelpfulnessConfig
 
@@ -118,7 +119,7 @@ def test_compact_problem_matches_the_numpy_build(pass_threads, seed: int, share:
     rng = np.random.default_rng(seed)
     m = _matrix(rng, 3000, 40, 150)
     keep = rng.random(m.n_ratings) < share
-    plain = RP.compact_problem(m, keep)
+    plain = RG.compact_problem(m, keep)
     full = np.flatnonzero(keep)
     note_present = np.bincount(m.note[full], minlength=m.n_notes) > 0
     rater_present = np.bincount(m.rater[full], minlength=m.n_raters) > 0
@@ -135,11 +136,11 @@ def test_compact_problem_matches_the_numpy_build(pass_threads, seed: int, share:
         "rater_full": np.flatnonzero(rater_present).astype(np.int64),
         "rating_full": full.astype(M.index_dtype(m.n_ratings)),
     }
-    shape = RP.problem_shape(m, keep)
+    shape = RG.problem_shape(m, keep)
     for name, a in shape.items():  # the per-note and per-rater arrays alone, as MFProblem holds them
         assert a.dtype == want[name].dtype, name
         np.testing.assert_array_equal(a, want[name], err_msg=name)
-    for got in (plain, RP.compact_problem(m, keep, shape)):
+    for got in (plain, RG.compact_problem(m, keep, shape)):
         assert set(got) == set(want)
         for name, a in want.items():
             assert got[name].dtype == a.dtype, name
@@ -188,7 +189,7 @@ def test_note_rater_tags_is_the_three_boolean_selections(pass_threads, share: fl
     rng = np.random.default_rng(7)
     m = _matrix(rng, 5000, 30, 100)
     keep = rng.random(m.n_ratings) < share
-    got = RP.note_rater_tags(m, keep)
+    got = RG.note_rater_tags(m, keep)
     for a, want in zip(got, (m.note[keep], m.rater[keep], m.tags[keep]), strict=True):
         assert a.dtype == want.dtype
         np.testing.assert_array_equal(a, want)

@@ -9,7 +9,7 @@ from bridgewatch.io.matrix import build_rating_matrix
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import MFConfig
 from bridgewatch.scoring.mf import build_problem, initial_params
-from bridgewatch.scoring.rating_pass import compact_problem
+from bridgewatch.scoring.rating_gather import compact_problem
 from bridgewatch.scoring.torch_init import (
     TorchGenerator,
     TorchInit,

@@ -44,7 +44,7 @@ from bridgewatch.scoring.logistic_mf import (
     layout,
     penalty,
 )
-from bridgewatch.scoring.rating_pass import kept_by_rater, problem_shape
+from bridgewatch.scoring.rating_gather import kept_by_rater, problem_shape
 from bridgewatch.scoring.torch_init import reputation_model_start
 
 DILIGENCE_TAGS = (
@@ -277,7 +277,7 @@ def fit_prescoring_kept(
     caller's gathered copies, the local indices, the input-order weights and the layout's
     permutation.
 
-    Why it is the same: ``rating_pass.kept_by_rater`` lists the kept ratings rater by rater in
+    Why it is the same: ``rating_gather.kept_by_rater`` lists the kept ratings rater by rater in
     matrix order, the order ``layout``'s stable grouping gives; round 1's and 2's signed weights
     are two constants (±w/R); round 3's note totals are summed in matrix order, the order
     ``np.bincount`` adds the input-order weights in, and every other step is the same element-wise
@@ -414,7 +414,7 @@ class _Kept:
         return FactoredWeights(self.positive, rater, per_note, float(self.n_ratings))
 
 
-# The columns ``_kept``'s gather reads (``rating_pass.kept_by_rater`` of the tags).
+# The columns ``_kept``'s gather reads (``rating_gather.kept_by_rater`` of the tags).
 _GATHERED = ("by_rater", "note", "tags")
 
 

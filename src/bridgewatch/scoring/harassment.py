@@ -26,6 +26,7 @@ import numpy as np
 from bridgewatch import schema
 from bridgewatch.errors import ScoringError
 from bridgewatch.io.matrix import STREAM_CHUNK, RatingMatrix, streamed
+from bridgewatch.scoring import rating_gather as RG
 from bridgewatch.scoring import rating_pass as RP
 from bridgewatch.scoring.logistic_mf import (
     AdamSettings,
@@ -207,7 +208,7 @@ def fit_tag_consensus_kept(
     Why it is the same: the labelled ratings and ``count_filter``'s notes → raters → notes pass
     are integer decisions (``rating_pass.count_filter`` is that pass over the matrix); the
     positive rate is a count over a count (the mean of 0/1 values is exact); the layout is read
-    rater by rater in matrix order (``rating_pass.kept_by_rater``), the order ``layout``'s
+    rater by rater in matrix order (``rating_gather.kept_by_rater``), the order ``layout``'s
     stable grouping gives, and the signed weights are two constants.
     """
     c = config or HarassmentConfig()
@@ -228,13 +229,13 @@ def fit_tag_consensus_kept(
         np.full(n_notes, np.nan), np.full(n_notes, np.nan), np.full(n_raters, np.nan),
         np.full(n_raters, np.nan), float("nan"), float("nan"),
     )  # fmt: skip
-    shape = RP.problem_shape(matrix, fit)
+    shape = RG.problem_shape(matrix, fit)
     notes, raters, indptr = shape["note_full"], shape["rater_full"], shape["rater_indptr"]
     r = int(indptr[-1])
     if r == 0:
         return empty
     bit = 1 << schema.TAG_BIT[HARASSMENT_TAG]
-    note, positive = RP.kept_by_rater(matrix, np.packbits(fit), notes, raters, indptr, matrix.tags, bits=bit)
+    note, positive = RG.kept_by_rater(matrix, np.packbits(fit), notes, raters, indptr, matrix.tags, bits=bit)
     del fit
     matrix.release_unfitted()  # the labels' tags: the epochs read none
     rate = int(np.count_nonzero(positive)) / r  # = label[keep].mean(): a sum of 0/1 is exact

@@ -27,7 +27,7 @@ import numpy as np
 from bridgewatch.io.matrix import RatingMatrix, index_dtype
 from bridgewatch.scoring import mf_kernels as K
 from bridgewatch.scoring.config import MFConfig
-from bridgewatch.scoring.rating_pass import compact_problem, problem_shape
+from bridgewatch.scoring.rating_gather import compact_problem, problem_shape
 from bridgewatch.scoring.sweeps import LocalEngine, SweepEngine, in_process
 from bridgewatch.scoring.threads import SERIAL_BELOW
 from bridgewatch.scoring.torch_init import TorchInit, table_orders, torch_factors
@@ -140,7 +140,7 @@ def build_problem(matrix: RatingMatrix, keep: np.ndarray | None = None) -> MFPro
     The matrix is already sorted by (note, rater) and ``by_rater`` by (rater, note); both orders
     survive subsetting, so compact indices come from cumulative counts. Only the per-note and
     per-rater arrays are made here (two counting passes); the per-rating ones when first read
-    (``MFProblem``; in parallel, ``rating_pass.compact_problem``).
+    (``MFProblem``; in parallel, ``rating_gather.compact_problem``).
     """
     keep = np.ones(matrix.n_ratings, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     if keep.shape != (matrix.n_ratings,):

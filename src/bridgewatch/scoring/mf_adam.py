@@ -30,7 +30,7 @@ from bridgewatch.scoring.mf_adam_kernels import (
     serial_when_small,
 )
 from bridgewatch.scoring.mf_kernels import sum_squares
-from bridgewatch.scoring.rating_pass import kept_by_rater
+from bridgewatch.scoring.rating_gather import kept_by_rater
 from bridgewatch.scoring.threads import threads_for
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ def adam_fit_problem(
     use_global_intercept: bool = True,
 ) -> tuple[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """``adam_fit(problem.note, problem.rater, problem.value, ...)`` without those arrays: the
-    layout is read from the problem's matrix (``rating_pass.kept_by_rater``), its values kept in
+    layout is read from the problem's matrix (``rating_gather.kept_by_rater``), its values kept in
     the matrix's float32, so a fit holds 8 bytes a rating (note, value in rater order) instead of
     the problem's 24 and the layout's 12. The same numbers in the same order: the same bits."""
     if problem.n_ratings == 0:
