@@ -52,6 +52,5 @@ def on_scope(inputs: ScoringInputs, spec: ScorerSpec) -> ScoringInputs:
     sub = m.subset(scope)
     base_keep = inputs.base_keep[scope]
     del in_group
-    forget_scopes(inputs)  # its masks over R are read no more
-    m.release()  # nor the columns the subset was gathered from
+    forget_scopes(inputs)  # its masks over R are read no more (``subset`` handed the columns back)
     return dataclasses.replace(inputs, matrix=sub, base_keep=base_keep, capture=capture)
