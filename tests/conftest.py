@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numba
 import pytest
 
+from bridgewatch.io import read_dataset
+from bridgewatch.io.dataset import Dataset
 from bridgewatch.scoring import rating_pass as RP
+from bridgewatch.sim.config import config_for_scale
+from bridgewatch.sim.simulate import simulate
 
 
 @pytest.fixture(params=[1, 2], ids=["serial", "parallel-2threads"])
@@ -18,3 +24,11 @@ def pass_threads(request, monkeypatch):
         monkeypatch.setattr(RP, "PARALLEL_FROM", 0)
     yield
     numba.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_community(tmp_path_factory) -> Dataset:
+    """A tiny simulated community (seed 7), read once for the modules that score it whole."""
+    data = tmp_path_factory.mktemp("tiny7")
+    simulate(config_for_scale("tiny", seed=7), Path(data))
+    return read_dataset(data)

@@ -3,30 +3,23 @@ they had on the whole matrix."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numba
 import numpy as np
 import pandas as pd
 import pytest
 
-from bridgewatch.io import read_dataset
 from bridgewatch.io.dataset import Dataset
 from bridgewatch.scoring import pipeline, scope_space
 from bridgewatch.scoring import preprocess as P
 from bridgewatch.scoring.config import ScoringConfig
 from bridgewatch.scoring.scorer_specs import default_scorers, group
-from bridgewatch.sim.config import config_for_scale
-from bridgewatch.sim.simulate import simulate
 
 EPOCH = 1795305600000
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Dataset:
-    data = tmp_path_factory.mktemp("scope")
-    simulate(config_for_scale("tiny", seed=7), Path(data))
-    return read_dataset(data)
+def dataset(tiny_community: Dataset) -> Dataset:
+    return tiny_community
 
 
 def _scored(dataset: Dataset, monkeypatch, restrict: bool) -> tuple[pipeline.PipelineResult, dict[str, int]]:

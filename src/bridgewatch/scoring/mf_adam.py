@@ -26,6 +26,7 @@ from bridgewatch.scoring.mf_adam_kernels import (
     adam_layout,
     data_loss_and_grads,
     data_pass_nb,
+    layout_arrays,
     layout_of,
     serial_when_small,
 )
@@ -205,30 +206,27 @@ def _run(lay: AdamLayout, start, config: MFConfig, learning_rate: float, use_glo
     lam = penalty_weights(config)
     rows = np.array([0.0, 0.0 if note_rows is None else float(note_rows)])
     epoch = _epochs(
-        lay.indptr, lay.cuts, lay.note, lay.value, lay.weight, lay.packed, lay.part, lay.sums,
-        mu, ni, nf, ri, rf, g_mu, *grads, *first, *second, lam, rows, use_global_intercept,
-        float(learning_rate), float(config.adam_convergence), float(config.adam_clip_norm),
-        int(config.adam_max_epochs),
+        layout_arrays(lay), mu, ni, nf, ri, rf, g_mu, *grads, *first, *second, lam, rows,
+        use_global_intercept, float(learning_rate), float(config.adam_convergence),
+        float(config.adam_clip_norm), int(config.adam_max_epochs),
     )  # fmt: skip
     return (float(mu[0]), ni, nf, ri, rf), epoch
 
 
 @numba.njit(cache=True, nogil=True)
-def _evaluate(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf,
-              g_ri, g_rf, lam, rows, use_mu):  # fmt: skip
-    """``_loss_and_grads`` on the layout's arrays; the μ gradient into ``g_mu[0]``. Returns the loss."""
-    data, gm = data_pass_nb(
-        indptr, cuts, note, value, weight, packed, part, sums, mu[0], ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf
-    )
+def _evaluate(lay, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu):
+    """``_loss_and_grads`` on the layout's arrays (``layout_arrays``); the μ gradient into
+    ``g_mu[0]``. Returns the loss."""
+    data, gm = data_pass_nb(lay, mu[0], ni, nf, ri, rf, g_ni, g_nf, g_ri, g_rf)
     loss, gm = _add_penalties(data, gm, mu[0], ni, nf, ri, rf, lam, rows, use_mu, g_ni, g_nf, g_ri, g_rf)
     g_mu[0] = gm
     return loss
 
 
 @numba.njit(cache=True, nogil=True)
-def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf,
-            g_ri, g_rf, m_ni, m_nf, m_ri, m_rf, m_mu, v_ni, v_nf, v_ri, v_rf, v_mu, lam, rows, use_mu,
-            learning_rate, convergence, clip_norm, max_epochs):  # fmt: skip
+def _epochs(ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, m_ni, m_nf, m_ri, m_rf, m_mu, v_ni,
+            v_nf, v_ri, v_rf, v_mu, lam, rows, use_mu, learning_rate, convergence, clip_norm,
+            max_epochs):  # fmt: skip
     """The reference's epoch loop (``adam_fit``) in one jitted call; updates the parameter blocks
     in place and returns the number of epochs.
 
@@ -236,9 +234,8 @@ def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, r
     gradient norm adds the blocks' squares in order (ni, nf, ri, rf, μ), ``min(1, x)`` keeps
     Python's tie and NaN behaviour (1 unless x < 1), and the bias corrections call libm's ``pow``
     as CPython's float power does."""
-    ev = (indptr, cuts, note, value, weight, packed, part, sums)
     prev = 1e10
-    loss = _evaluate(*ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu)
+    loss = _evaluate(ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu)
     epoch = 0
     while abs(loss - prev) > convergence and not (epoch > 100 and loss > prev):
         if epoch >= max_epochs:
@@ -259,6 +256,6 @@ def _epochs(indptr, cuts, note, value, weight, packed, part, sums, mu, ni, nf, r
         _adam_update(rf, g_rf, m_rf, v_rf, coef, lr_t, bc2_sqrt)
         if use_mu:
             _adam_update(mu, g_mu, m_mu, v_mu, coef, lr_t, bc2_sqrt)
-        loss = _evaluate(*ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu)
+        loss = _evaluate(ev, mu, ni, nf, ri, rf, g_mu, g_ni, g_nf, g_ri, g_rf, lam, rows, use_mu)
         epoch += 1
     return epoch
