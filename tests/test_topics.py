@@ -186,6 +186,82 @@ def test_tokenized_texts_give_countvectorizer_matrices():
         a = plain.fit_transform(np.asarray(texts, dtype=object)[train])
         b = fast.fit_transform(train)
         assert plain.vocabulary_ == fast.vocabulary_
-        for x, y in ((a, b), (plain.transform(texts), fast.transform(np.arange(len(texts))))):
+        ids = tp.count_matrices(tokens, train, min_df, max_df)
+        for x, y, z in (
+            (a, b, ids[0]),
+            (plain.transform(texts), fast.transform(np.arange(len(texts))), ids[1]),
+        ):
+            assert x.shape == z.shape
             for part in ("indptr", "indices", "data"):
                 assert np.array_equal(getattr(x, part), getattr(y, part))
+                assert np.array_equal(getattr(x, part), getattr(z, part))
+                assert getattr(x, part).dtype == getattr(z, part).dtype
+
+
+def test_count_matrices_fail_where_countvectorizer_does():
+    tokens = tp.TokenizedTexts.of(["alpha beta", "beta gamma", "", "gamma gamma"])
+    with pytest.raises(ValueError, match="empty vocabulary"):
+        tp.count_matrices(tokens, np.array([2]), 1, 10)
+    with pytest.raises(ValueError, match="no terms remain"):
+        tp.count_matrices(tokens, np.array([0, 1]), 3, 10)
+    with pytest.raises(ValueError, match="max_df corresponds"):
+        tp.count_matrices(tokens, np.array([0, 1]), 2, 1)
+    fit, every = tp.count_matrices(tokens, np.array([0, 1, 3]), 2, 10)  # beta, gamma: 2 texts each
+    assert fit.toarray().tolist() == [[1, 0], [1, 1], [0, 2]]
+    assert every.toarray().tolist() == [[1, 0], [1, 1], [0, 0], [0, 2]]
+
+
+def test_the_classifier_on_count_matrices_gives_the_pipelines_probabilities():
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    texts = _fuzz_texts(3_000, 3)
+    seeds, conflicted = tp.seed_labels(texts)
+    train = np.flatnonzero([x is None for x in conflicted])
+    tokens = tp.TokenizedTexts.of(texts)
+    pipe = Pipeline([
+        ("counts", CountVectorizer(analyzer=tokens.analyzer, min_df=2, max_df=1000)),
+        ("tfidf", TfidfTransformer()),
+        ("classifier", LogisticRegression(max_iter=200)),
+    ])  # fmt: skip
+    pipe.fit(train, seeds[train])
+    want = pipe.predict_proba(np.arange(len(texts)))
+    fit, every = tp.count_matrices(tokens, train, 2, 1000)
+    tfidf, lr = TfidfTransformer(), LogisticRegression(max_iter=200)
+    lr.fit(tfidf.fit_transform(fit), seeds[train])
+    assert lr.predict_proba(tfidf.transform(every)).tobytes() == want.tobytes()
+
+
+def test_posts_join_their_notes_as_a_sorted_groupby_does():
+    rng = np.random.default_rng(4)
+    n = 3_000
+    notes = pd.DataFrame(
+        {
+            "noteId": np.arange(n),
+            # string ids of different lengths: "10" sorts before "9"
+            "tweetId": rng.integers(1, 400, n).astype(str),
+            "summary": [None if i % 97 == 0 else f"note {i} see https://ex.com/a_b/{i}" for i in range(n)],
+        }
+    )
+    posts = tp.post_texts(notes)
+    frame = notes[["tweetId", "summary"]].copy()
+    frame["summary"] = frame["summary"].fillna("").astype(str)
+    want = frame.groupby("tweetId", sort=True)["summary"].apply(" ".join).reset_index()
+    assert posts["tweetId"].tolist() == want["tweetId"].tolist()
+    cleaned = [tp._filter_url_tokens(t, 4).replace("_", " ").replace("/", " ") for t in want["summary"]]
+    assert posts["summary"].tolist() == cleaned
+    assert tp.post_texts(notes.iloc[:0]).shape == (0, 2)
+
+
+def test_texts_analysed_in_two_processes_are_the_single_pass(monkeypatch):
+    texts = [*_fuzz_texts(4_000, 2), "", "Crème brûlée putin gaza", "ab ab"]
+    monkeypatch.setattr(tp, "PARALLEL_POSTS", 10)
+    labels, conflicted, tokens = tp.analyse_texts(texts, workers=2)
+    want_labels, want_conflicted = tp.seed_labels(texts)
+    want = tp.TokenizedTexts.of(texts)
+    assert np.array_equal(labels, want_labels) and conflicted == want_conflicted
+    assert tokens.vocabulary == want.vocabulary
+    assert np.array_equal(tokens.ids, want.ids) and np.array_equal(tokens.indptr, want.indptr)
+    assert tokens.ids.dtype == np.int32 and tokens.indptr.dtype == np.int64
+    assert tp._SHARED_TEXTS == []  # the texts are not kept for the next call
