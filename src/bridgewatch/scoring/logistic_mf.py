@@ -29,8 +29,6 @@ import numpy as np
 
 from bridgewatch.scoring import logistic_kernels as K
 from bridgewatch.scoring import logistic_notes as LN
-from bridgewatch.scoring import logistic_tiles as LT
-from bridgewatch.scoring import prefetch as hints
 from bridgewatch.scoring.mf_kernels import sum_squares
 from bridgewatch.scoring.threads import threads_for
 
@@ -200,9 +198,7 @@ class RatingLayout:
 
     Depends only on which (note, rater) pairs are rated, not on targets or weights, so one layout
     serves every fit over the same ratings (the three prescoring rounds; both final rounds).
-    ``order``: the permutation from input order to rater order. ``tiles``: the runs the epoch pass
-    walks by note block once the notes outgrow one block (``logistic_tiles``; empty below), with
-    ``first_rater`` (each slice's) and the pieces' scratch ``notes_c`` / ``flags_c``.
+    ``order``: the permutation from input order to rater order.
     """
 
     order: np.ndarray
@@ -215,10 +211,6 @@ class RatingLayout:
     work: np.ndarray
     packed: np.ndarray
     note_part: np.ndarray
-    tiles: tuple[np.ndarray, ...]
-    first_rater: np.ndarray
-    notes_c: np.ndarray
-    flags_c: np.ndarray
 
     @property
     def n_ratings(self) -> int:
@@ -330,8 +322,6 @@ def grouped_layout(
     input order, when there is an input order (``signed_weights`` needs it); else empty."""
     sub_ptr, chunk_ptr = K.sub_blocks(indptr)
     n_raters = indptr.shape[0] - 1
-    first_rater = np.ascontiguousarray(sub_ptr[chunk_ptr])
-    tiles, width = LT.note_tiles(indptr, first_rater, note, n_notes, hints.BLOCK_SHIFT)
     return RatingLayout(
         order=np.empty(0, dtype=np.int64) if order is None else order,
         note=note,
@@ -340,13 +330,9 @@ def grouped_layout(
         chunk_ptr=chunk_ptr,
         n_notes=int(n_notes),
         n_raters=int(n_raters),
-        work=np.empty((K.CHUNKS, 3, max(width, K.scratch_width(indptr, sub_ptr)))),
+        work=np.empty((K.CHUNKS, 3, K.scratch_width(indptr, sub_ptr))),
         packed=np.empty((n_notes, 2)),
         note_part=np.empty((K.CHUNKS, n_notes, 2)),
-        tiles=tiles,
-        first_rater=first_rater,
-        notes_c=np.empty((K.CHUNKS, width), dtype=np.uint32),
-        flags_c=np.empty((K.CHUNKS, width), dtype=np.bool_),
     )
 
 
@@ -385,36 +371,15 @@ def layout_gradient(
     loss when ``want_loss`` (else 0.0: the loss adds a third to the pass, and most epochs skip it)."""
     packed = _packed(lay, sw)
     K.pack_notes(p.note_factor, p.note_intercept, packed)
-    loss, dsum = _epoch_nb(
+    loss, dsum = K.epoch_nb(
         lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, *_weight_args(sw), packed,
         p.rater_factor, p.rater_intercept, p.rater_reputation, float(p.global_intercept[0]), want_loss,
         lay.work, grads["rater_factor"], grads["rater_intercept"], grads["rater_reputation"], lay.note_part,
-        _tile_args(lay),
+        np.empty(K.CHUNKS),
     )  # fmt: skip
     K.note_totals_nb(lay.note_part, grads["note_factor"], grads["note_intercept"])
     grads["global_intercept"][0] = dsum
     return loss
-
-
-def _tile_args(lay: RatingLayout) -> tuple:
-    """The layout's walk by note block as one argument for the jitted passes."""
-    return (lay.tiles, lay.first_rater, lay.notes_c, lay.flags_c)
-
-
-@numba.njit(cache=True, nogil=True)
-def _epoch_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, packed, rf, ri,
-              rep, mu, want, work, g_rf, g_ri, g_rep, part, tile_args):  # fmt: skip
-    """``K.epoch_nb``, or its walk by note block (``LT.epoch_tiled_nb``) when the layout has runs."""
-    tiles, first_rater, notes_c, flags_c = tile_args
-    if LT.tiled(tiles):
-        return LT.epoch_tiled_nb(
-            tiles, first_rater, note, positive, sw, w_pos, w_neg, rater_w, divisor, packed, rf, ri, rep, mu,
-            want, work, notes_c, flags_c, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
-        )  # fmt: skip
-    return K.epoch_nb(
-        indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, packed, rf, ri, rep,
-        mu, want, work, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
-    )  # fmt: skip
 
 
 def penalty_loss(p: LogisticMFParams, pen: Penalty) -> float:
@@ -516,8 +481,7 @@ def fit_adam_signed(
             ln = LN.no_note_pass()
         loss, epochs = _run_nb(
             lay.rater_indptr, lay.sub_ptr, lay.chunk_ptr, lay.note, positive, per_rating, w_pos, w_neg,
-            rater_w, divisor, lay.work, _packed(lay, sw), lay.note_part, _tile_args(lay), ln,
-            numba.get_num_threads() == 1,
+            rater_w, divisor, lay.work, _packed(lay, sw), lay.note_part, ln, numba.get_num_threads() == 1,
             blocks, grads, m, v, train, pen_c, s.stop == "periodic",
             int(s.max_epochs), float(s.tolerance), int(s.check_every), float(s.learning_rate), clip,
             float(s.beta1), float(s.beta2), float(s.eps),
@@ -527,8 +491,8 @@ def fit_adam_signed(
 
 @numba.njit(cache=True, nogil=True)
 def _evaluate_nb(
-    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, work, packed, part,
-    tile_args, ln, serial, blocks, grads, train, pen_c, frozen_pen, want,
+    indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, work, packed, part, ln,
+    serial, blocks, grads, train, pen_c, frozen_pen, want,
 ):  # fmt: skip
     """One gradient (``layout_gradient``, or ``LN.note_epoch_nb`` when the note pass ``ln`` is not
     empty: then only the note gradients; ``serial``: on the calling thread) plus the penalty
@@ -543,9 +507,9 @@ def _evaluate_nb(
             data = LN.note_epoch_nb(*ln, w_pos, w_neg, nf, ni, mu[0], want, g_nf, g_ni)
     else:
         K.pack_notes(nf, ni, packed)
-        data, dsum = _epoch_nb(
+        data, dsum = K.epoch_nb(
             indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, packed, rf, ri,
-            rep, mu[0], want, work, g_rf, g_ri, g_rep, part, tile_args,
+            rep, mu[0], want, work, g_rf, g_ri, g_rep, part, np.empty(K.CHUNKS),
         )  # fmt: skip
         K.note_totals_nb(part, g_nf, g_ni)
         g_mu[0] = dsum
@@ -562,8 +526,8 @@ def _evaluate_nb(
 
 @numba.njit(cache=True, nogil=True)
 def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, work, packed,
-            part, tile_args, ln, serial, blocks, grads, m, v, train, pen_c, periodic, max_epochs, tolerance,
-            check_every, lr, clip, b1, b2, eps):  # fmt: skip
+            part, ln, serial, blocks, grads, m, v, train, pen_c, periodic, max_epochs, tolerance, check_every,
+            lr, clip, b1, b2, eps):  # fmt: skip
     """``fit_adam``'s epoch loop in one jitted call (the Python loop it replaced, operation for
     operation: a test pins the bytes): the ``periodic`` or ``mf`` stopping rule of ``AdamSettings``;
     ``clip`` < 0: no gradient clipping. Updates the trained ``blocks`` in place; returns (loss,
@@ -575,7 +539,7 @@ def _run_nb(indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_
         if not train[b]:
             frozen_pen[b] = pen_c[b] * sum_squares(blocks[b])
     ev = (indptr, sub_ptr, chunk_ptr, note, positive, sw, w_pos, w_neg, rater_w, divisor, work, packed, part,
-          tile_args, ln, serial)  # fmt: skip
+          ln, serial)  # fmt: skip
     step = 0
     loss = np.nan
     epoch = 0

@@ -22,7 +22,7 @@ ratings ahead, so it rarely waits for them (4x faster at 200,000 notes; the same
 At X's scale (2.5M notes) the packed rows and one slice's partials are 40 MB each, more than the
 L3 cache, so the prefetched lines come from memory: a rating cost 8.1–8.8 ns (two threads, the
 public-scale community's 206M ratings), twice what it costs once the walk stays in cache. So
-each slice's ratings are tiled by note block (``prefetch.BLOCK_SHIFT``: 2^18
+each slice's ratings are tiled by note block (``BLOCK_SHIFT``: 2^18
 notes, 4 MB of packed rows and 4 MB of partials, which two threads' blocks share the L3 with): the
 slice walks block after block, and within a block its raters in order, each rater's ratings of
 that block in input order (a *run*). A rater's sums are carried from one of its runs to the next
@@ -45,12 +45,15 @@ from typing import Any, TypeVar
 import numba
 import numpy as np
 
-import bridgewatch.scoring.prefetch as hints
 from bridgewatch.scoring.logistic_kernels import CHUNKS
 from bridgewatch.scoring.prefetch import AHEAD, prefetch
 from bridgewatch.scoring.threads import threads_for
 
 T = TypeVar("T")
+
+# log2 of the notes per block of the tiled order (module docstring): 4 MB of packed rows and 4 MB
+# of one slice's partials at k = 1.
+BLOCK_SHIFT = 18
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,12 +125,12 @@ def layout_of(
     arithmetic, so a float32 copy of values float32 holds exactly gives the same bits in half
     the bytes), with its slices, runs and scratch arrays. ``note``, ``value`` and ``weight`` are
     reordered in place into the tiled order (blocks of 2^``block_shift`` notes, by default
-    ``prefetch.BLOCK_SHIFT``, read at the call), which costs one slice's worth of scratch instead of a
+    ``BLOCK_SHIFT``, read at the call), which costs one slice's worth of scratch instead of a
     second copy of the ratings."""
     if k < 1:
         raise ValueError("the data pass needs at least one factor")
     if block_shift is None:
-        block_shift = hints.BLOCK_SHIFT
+        block_shift = BLOCK_SHIFT
     cuts = slice_cuts(indptr)
     n_blocks = max(1, ((n_notes - 1) >> block_shift) + 1)
     run_cuts = np.zeros(CHUNKS + 1, dtype=np.int64)

@@ -22,11 +22,6 @@ from numba.extending import intrinsic
 # 200,000 notes; 64: 4x; no change where the arrays fit in L2).
 AHEAD = 64
 
-# log2 of the notes in a block of the tiled walks (``mf_adam_kernels``, ``logistic_tiles``): 2^18
-# notes are 4 MB of packed note rows and 4 MB of one slice's partials at one factor, which two
-# threads' blocks share the 32 MB L3 with. Read at each layout's build (tests set it small).
-BLOCK_SHIFT = 18
-
 
 @intrinsic
 def prefetch(typingctx, array, index):
