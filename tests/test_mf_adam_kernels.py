@@ -225,14 +225,25 @@ def test_small_fits_run_on_one_thread_and_restore_the_count(monkeypatch):
 
 
 def test_a_whole_run_with_every_fit_tiled_gives_the_same_outputs(tiny_community: Dataset, monkeypatch):
-    """Blocks of 8 notes tile every prescoring fit of a whole run (the tiny community has ~40x as
+    """Blocks of 8 notes tile every Adam replay of a whole run (the tiny community has ~40x as
     many notes), and the four output frames keep every byte: the fits read the matrix's note
     order, so only the squared error's order changes, and no fit stops on another epoch."""
-    runs = []
+    tiled = []
+    real_tile = K._tile
+
+    def tile(indptr, cuts, run_cuts, note, value, weight, shift, n_blocks, *rest):
+        tiled.append(n_blocks)
+        return real_tile(indptr, cuts, run_cuts, note, value, weight, shift, n_blocks, *rest)
+
+    monkeypatch.setattr(K, "_tile", tile)
+    outputs = []
     for shift in (30, 3):
         monkeypatch.setattr(K, "BLOCK_SHIFT", shift)
-        runs.append(pipeline.score_dataset(tiny_community, epoch_millis=1795305600000))
-    assert tiny_community.notes.shape[0] > 8 * 8
+        outputs.append(pipeline.score_dataset(tiny_community, epoch_millis=1795305600000))
+        if shift == 30:
+            assert tiled and set(tiled) == {1}
+            tiled.clear()
+    assert sum(n > 1 for n in tiled) >= 10, tiled
     for name in ("scored_notes", "helpfulness_scores", "note_status_history", "aux_note_info"):
-        got, want = getattr(runs[1], name), getattr(runs[0], name)
+        got, want = getattr(outputs[1], name), getattr(outputs[0], name)
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=name)
