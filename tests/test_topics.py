@@ -265,3 +265,6 @@ def test_texts_analysed_in_two_processes_are_the_single_pass(monkeypatch):
     assert np.array_equal(tokens.ids, want.ids) and np.array_equal(tokens.indptr, want.indptr)
     assert tokens.ids.dtype == np.int32 and tokens.indptr.dtype == np.int64
     assert tp._SHARED_TEXTS == []  # the texts are not kept for the next call
+    monkeypatch.setattr(tp.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    one = tp.analyse_texts(texts, workers=2)  # no fork on this platform: one pass, same arrays
+    assert np.array_equal(one[0], labels) and one[2].vocabulary == tokens.vocabulary

@@ -381,15 +381,17 @@ def analyse_texts(
     texts: list[str], workers: int | None = None
 ) -> tuple[np.ndarray, list[frozenset[int] | None], TokenizedTexts]:
     """``seed_labels(texts)`` and ``TokenizedTexts.of(texts)``: two pure-Python passes over every
-    post (two fifths of the topic model at X's scale, on one core since the GIL holds them), so
+    post (two fifths of the topic model at `large`, on one core since the GIL holds them), so
     from ``PARALLEL_POSTS`` posts a forked process takes the second half while this one does the
-    first. The halves join to the same arrays: labels and tokens are per text, and the second
-    half's new words are numbered after the first half's vocabulary in the order they first
-    appear, which is where a single pass numbers them. ``workers``: how many processes (default:
-    2 where the process may run on two CPUs)."""
+    first (where the platform can fork; else one pass). The halves join to the same arrays:
+    labels and tokens are per text, and the second half's new words are numbered after the
+    first half's vocabulary in the order they first appear, which is where a single pass
+    numbers them. ``workers``: how many processes (default: 2 where the process may run on two
+    CPUs)."""
     if workers is None:
-        workers = min(2, len(os.sched_getaffinity(0)))
-    if workers < 2 or len(texts) < PARALLEL_POSTS:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = min(2, cpus)
+    if workers < 2 or len(texts) < PARALLEL_POSTS or "fork" not in multiprocessing.get_all_start_methods():
         return _analyse(texts)
     half = len(texts) // 2
     global _SHARED_TEXTS
