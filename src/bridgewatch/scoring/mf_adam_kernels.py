@@ -133,11 +133,12 @@ def layout_of(
         block_shift = BLOCK_SHIFT
     cuts = slice_cuts(indptr)
     n_blocks = max(1, ((n_notes - 1) >> block_shift) + 1)
+    counts = _count_runs(indptr, cuts, note, np.uint32(block_shift), n_blocks)
     run_cuts = np.zeros(CHUNKS + 1, dtype=np.int64)
-    np.cumsum(_count_runs(indptr, cuts, note, np.uint32(block_shift), n_blocks), out=run_cuts[1:])
+    np.cumsum(counts[:, 1].sum(axis=1), out=run_cuts[1:])
     run_rater = np.empty(int(run_cuts[-1]), dtype=np.uint32)
     run_end = np.empty(int(run_cuts[-1]), dtype=np.int64)
-    _tile(indptr, cuts, run_cuts, note, value, weight, np.uint32(block_shift), n_blocks, run_rater, run_end)
+    _tile(indptr, cuts, run_cuts, counts, note, value, weight, np.uint32(block_shift), run_rater, run_end)
     return AdamLayout(
         indptr=indptr,
         cuts=cuts,
@@ -166,43 +167,37 @@ def slice_cuts(indptr: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _count_runs(indptr, cuts, note, shift, n_blocks):
-    """int64[CHUNKS]: each slice's runs, one per (rater, note block) holding ratings."""
-    runs = np.zeros(CHUNKS, dtype=np.int64)
+    """int64[CHUNKS, 2, n_blocks]: each slice's ratings and runs (one per (rater, note block)
+    holding ratings) in each block, which ``_tile`` lays out."""
+    counts = np.zeros((CHUNKS, 2, n_blocks), dtype=np.int64)
     for c in numba.prange(CHUNKS):
         seen = np.full(n_blocks, -1, dtype=np.int64)  # the last rater counted in each block
-        t = 0
         for u in range(cuts[c], cuts[c + 1]):
             for j in range(indptr[u], indptr[u + 1]):
                 b = note[j] >> shift
+                counts[c, 0, b] += 1
                 if seen[b] != u:
                     seen[b] = u
-                    t += 1
-        runs[c] = t
-    return runs
+                    counts[c, 1, b] += 1
+    return counts
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _tile(indptr, cuts, run_cuts, note, value, weight, shift, n_blocks, run_rater, run_end):
+def _tile(indptr, cuts, run_cuts, counts, note, value, weight, shift, run_rater, run_end):
     """Reorder each slice's ratings (in place) by note block, stably, so each block holds its
-    raters in order, each rater's ratings in input order; write the runs. With one block the order
-    is already the tiled one and only the runs are written."""
+    raters in order, each rater's ratings in input order; write the runs (``counts``:
+    ``_count_runs``). With one block the order is already the tiled one and only the runs are
+    written."""
     weighted = weight.shape[0] == note.shape[0]
+    n_blocks = counts.shape[2]
     for c in numba.prange(CHUNKS):
         start, stop = indptr[cuts[c]], indptr[cuts[c + 1]]
         first = np.zeros(n_blocks + 1, dtype=np.int64)  # each block's first rating, then run
         first_run = np.zeros(n_blocks + 1, dtype=np.int64)
-        seen = np.full(n_blocks, -1, dtype=np.int64)
-        for u in range(cuts[c], cuts[c + 1]):
-            for j in range(indptr[u], indptr[u + 1]):
-                b = note[j] >> shift
-                first[b + 1] += 1
-                if seen[b] != u:
-                    seen[b] = u
-                    first_run[b + 1] += 1
         for b in range(n_blocks):
-            first[b + 1] += first[b]
-            first_run[b + 1] += first_run[b]
-        seen[:] = -1
+            first[b + 1] = first[b] + counts[c, 0, b]
+            first_run[b + 1] = first_run[b] + counts[c, 1, b]
+        seen = np.full(n_blocks, -1, dtype=np.int64)
         if n_blocks > 1:
             t_note = np.empty(stop - start, dtype=note.dtype)
             t_value = np.empty(stop - start, dtype=value.dtype)
